@@ -1,0 +1,92 @@
+#pragma once
+// Device side of a split virtqueue (VIRTIO 1.2 §2.7; the role of Linux's vringh): takes
+// descriptor chains from the avail ring, completes them on the used ring.
+//
+// Everything in the descriptor table and avail ring is written by an untrusted peer. Each
+// descriptor is copied exactly once and the copy validated: head and next in range, at most
+// `num` steps (no loops), indirect tables only when negotiated, 16-byte multiple, never nested,
+// writable buffers only after readable ones, total length < 2^32, every range inside a window.
+// The first violation breaks the queue: every later call fails with kBadRing.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "vepf/error.hpp"
+#include "vepf/layout/ring.hpp"
+#include "vepf/ring/access.hpp"
+
+namespace vepf::ring {
+
+struct VringhParams {
+  std::uint16_t num = 0;        // queue size, entries (power of 2)
+  Segment desc;                 // descriptor table (read)
+  Segment avail;                // avail ring (read)
+  Segment used;                 // used ring (written)
+  const AddressSpace* space = nullptr;  // translates buffer and indirect table addresses
+  bool event_idx = false;       // VIRTIO_F_EVENT_IDX negotiated
+  bool indirect = false;        // VIRTIO_F_INDIRECT_DESC negotiated
+};
+
+/// One descriptor chain, translated. Readable segments precede writable ones.
+struct Chain {
+  std::uint16_t head = 0;
+  std::vector<Segment> readable;
+  std::vector<Segment> writable;
+  std::uint64_t read_len = 0;   // bytes
+  std::uint64_t write_len = 0;  // bytes
+};
+
+class Vringh {
+ public:
+  /// Params were validated by the transport (sizes, alignment, in-window). Writes used flags
+  /// and index 0.
+  explicit Vringh(const VringhParams& p);
+
+  /// Takes the next available chain, or nullopt when none.
+  /// Errors: kBadRing (the peer broke a rule: see why()); the queue is broken from then on.
+  [[nodiscard]] Result<std::optional<Chain>> pop();
+
+  /// Puts a chain on the used ring: `len` bytes were written to its writable segments.
+  /// Publishes the used index (release). Errors: kBadRing when the queue is broken.
+  [[nodiscard]] Result<void> complete(std::uint16_t head, std::uint32_t len);
+
+  /// Whether the driver wants an interrupt for what was completed since the last call
+  /// (VIRTIO 1.2 §2.7.10 used_event / VRING_AVAIL_F_NO_INTERRUPT).
+  [[nodiscard]] bool need_notify();
+
+  /// Asks the driver for doorbells again. Returns false when more chains arrived meanwhile:
+  /// pop again before waiting.
+  [[nodiscard]] bool notify_enable();
+  /// Tells the driver doorbells are not needed (we are polling this queue).
+  void notify_disable();
+
+  /// Chains available and not yet popped, as the avail index says now (0 when broken).
+  std::uint16_t pending() const noexcept;
+  bool broken() const noexcept { return broken_; }
+  /// The rule the peer broke, when broken().
+  const char* why() const noexcept { return why_; }
+  std::uint16_t num() const noexcept { return num_; }
+
+ private:
+  Result<std::optional<Chain>> bad_ring(const char* what) noexcept;
+  layout::VringDesc fetch_desc(const Segment& table, std::uint32_t i) const noexcept;
+
+  std::uint16_t num_;
+  VringhParams p_;
+  std::uint16_t last_avail_idx_ = 0;
+  std::uint16_t used_idx_ = 0;          // private copy: never read back from the used ring
+  std::uint16_t signalled_used_ = 0;    // used idx at the last need_notify()
+  std::uint16_t used_flags_shadow_ = 0;
+  bool broken_ = false;
+  const char* why_ = "";
+};
+
+/// Copies a chain's readable bytes into `dst` (at most dst.size()); returns bytes copied.
+std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept;
+/// Copies `src` into a chain's writable segments; returns bytes copied (< src.size() when the
+/// chain is too short).
+std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept;
+
+}  // namespace vepf::ring

@@ -1,0 +1,155 @@
+#include "vepf/ring/vring.hpp"
+
+#include <cassert>
+
+#include "vepf/layout/ring.hpp"
+
+namespace vepf::ring {
+
+using layout::VringDesc;
+
+Vring::Vring(const VringParams& p) : num_(p.num), p_(p), desc_state_(p.num), num_free_(p.num) {
+  assert(layout::queue_size_valid(p.num));
+  for (std::uint16_t i = 0; i + 1 < num_; ++i) desc_state_[i].next = static_cast<std::uint16_t>(i + 1);
+  // VIRTIO 1.2 §2.7.6: the driver initialises the avail ring; the device owns the used ring.
+  p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, 0);
+  p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), 0);
+  p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, 0);
+}
+
+void Vring::write_desc(const Segment& table, std::uint16_t i, const Buf& b, std::uint16_t flags,
+                       std::uint16_t next) noexcept {
+  const VringDesc d{layout::le64::from_cpu(b.addr), layout::le32::from_cpu(b.len),
+                    layout::le16::from_cpu(flags), layout::le16::from_cpu(next)};
+  // One 16-byte posted write per descriptor; never read back.
+  table.window->write_struct(table.off + layout::desc_offset(i), d);
+}
+
+Result<void> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token) {
+  if (broken_) return fail(Errc::kBadRing, "queue is broken");
+  const std::size_t total = out.size() + in.size();
+  if (total == 0) return fail(Errc::kInvalidArgument, "empty descriptor chain");
+  const bool indirect = p_.indirect.window != nullptr && total > 1 && total <= p_.indirect_max;
+  const std::size_t needed = indirect ? 1 : total;
+  if (needed > num_) return fail(Errc::kInvalidArgument, "chain longer than the queue");
+  if (needed > num_free_) return fail(Errc::kNoSpace, "no free descriptors");
+
+  const std::uint16_t head = free_head_;
+  std::uint32_t in_len = 0;
+  for (const Buf& b : in) in_len += b.len;
+
+  if (indirect) {
+    // Table for this head: slot `head` of the pool, indirect_max entries of 16 bytes.
+    const std::size_t slot_bytes = std::size_t{p_.indirect_max} * sizeof(VringDesc);
+    const Segment table{p_.indirect.window, p_.indirect.off + head * slot_bytes,
+                        static_cast<std::uint32_t>(slot_bytes)};
+    for (std::size_t k = 0; k < total; ++k) {
+      const bool writable = k >= out.size();
+      const Buf& b = writable ? in[k - out.size()] : out[k];
+      std::uint16_t flags = writable ? VRING_DESC_F_WRITE : 0;
+      if (k + 1 < total) flags |= VRING_DESC_F_NEXT;
+      write_desc(table, static_cast<std::uint16_t>(k), b, flags, static_cast<std::uint16_t>(k + 1 < total ? k + 1 : 0));
+    }
+    const Buf tbl{p_.indirect_addr + head * slot_bytes, static_cast<std::uint32_t>(total * sizeof(VringDesc))};
+    write_desc(p_.desc, head, tbl, VRING_DESC_F_INDIRECT, 0);
+    free_head_ = desc_state_[head].next;
+  } else {
+    std::uint16_t i = head;
+    for (std::size_t k = 0; k < total; ++k) {
+      const bool writable = k >= out.size();
+      const Buf& b = writable ? in[k - out.size()] : out[k];
+      const bool last = k + 1 == total;
+      std::uint16_t flags = writable ? VRING_DESC_F_WRITE : 0;
+      if (!last) flags |= VRING_DESC_F_NEXT;
+      // The free list's links double as the chain's links (desc_state_[i].next).
+      const std::uint16_t next = desc_state_[i].next;
+      write_desc(p_.desc, i, b, flags, last ? 0 : next);
+      i = next;
+    }
+    free_head_ = i;
+  }
+
+  desc_state_[head].token = token;
+  desc_state_[head].in_len = in_len;
+  desc_state_[head].ndesc = static_cast<std::uint16_t>(needed);
+  num_free_ = static_cast<std::uint16_t>(num_free_ - needed);
+  ++in_flight_;
+  p_.avail.window->store<std::uint16_t>(
+      p_.avail.off + layout::avail_entry_offset(avail_idx_shadow_ & (num_ - 1)), head);
+  ++avail_idx_shadow_;
+  return {};
+}
+
+bool Vring::kick_prepare() {
+  if (avail_idx_shadow_ == avail_idx_published_) return false;
+  const std::uint16_t old_idx = avail_idx_published_;
+  const std::uint16_t new_idx = avail_idx_shadow_;
+  // Publishes descriptors and avail entries before the index; pairs with load_acquire of the
+  // avail idx in Vringh::pop().
+  p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, new_idx);
+  avail_idx_published_ = new_idx;
+  // Index store before reading the device's suppression state; pairs with hw::mb() in
+  // Vringh::notify_enable().
+  hw::mb();
+  if (p_.event_idx) {
+    const auto avail_event = p_.used.window->load<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_));
+    return layout::need_event(avail_event, new_idx, old_idx);
+  }
+  const auto flags = p_.used.window->load<std::uint16_t>(p_.used.off + layout::kRingFlagsOff);
+  return (flags & VRING_USED_F_NO_NOTIFY) == 0;
+}
+
+Result<std::optional<Vring::Used>> Vring::bad_ring(const char* what) noexcept {
+  broken_ = true;
+  return fail(Errc::kBadRing, what);
+}
+
+Result<std::optional<Vring::Used>> Vring::get_used() {
+  if (broken_) return fail(Errc::kBadRing, "queue is broken");
+  // Pairs with store_release of the used idx in Vringh::complete(): entries before index.
+  const auto used_idx = p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff);
+  if (used_idx == last_used_idx_) return std::nullopt;
+  if (static_cast<std::uint16_t>(used_idx - last_used_idx_) > in_flight_) {
+    return bad_ring("used idx moved past the buffers in flight");
+  }
+  const std::size_t elem = p_.used.off + layout::used_entry_offset(last_used_idx_ & (num_ - 1));
+  const auto id = p_.used.window->load<std::uint32_t>(elem);
+  const auto len = p_.used.window->load<std::uint32_t>(elem + 4);
+  if (id >= num_) return bad_ring("used id out of range");
+  DescState& st = desc_state_[id];
+  if (st.ndesc == 0) return bad_ring("used id is not a chain in flight");
+  if (len > st.in_len) return bad_ring("used len exceeds the device-writable buffers");
+
+  // Return the chain's descriptors to the free list, following the private links.
+  std::uint16_t tail = static_cast<std::uint16_t>(id);
+  for (std::uint16_t k = 1; k < st.ndesc; ++k) tail = desc_state_[tail].next;
+  desc_state_[tail].next = free_head_;
+  free_head_ = static_cast<std::uint16_t>(id);
+  num_free_ = static_cast<std::uint16_t>(num_free_ + st.ndesc);
+  st.ndesc = 0;
+  --in_flight_;
+  ++last_used_idx_;
+  return Used{st.token, len};
+}
+
+bool Vring::enable_cb() {
+  if (p_.event_idx) {
+    // Interrupt me once the device uses past what I have consumed (VIRTIO 1.2 §2.7.10).
+    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), last_used_idx_);
+  } else if (avail_flags_shadow_ & VRING_AVAIL_F_NO_INTERRUPT) {
+    avail_flags_shadow_ &= static_cast<std::uint16_t>(~VRING_AVAIL_F_NO_INTERRUPT);
+    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, avail_flags_shadow_);
+  }
+  // Event store before re-reading the used idx; pairs with hw::mb() in Vringh::need_notify().
+  hw::mb();
+  return p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) == last_used_idx_;
+}
+
+void Vring::disable_cb() {
+  // With EVENT_IDX the device interrupts at most once past used_event: nothing to write.
+  if (p_.event_idx || (avail_flags_shadow_ & VRING_AVAIL_F_NO_INTERRUPT)) return;
+  avail_flags_shadow_ |= VRING_AVAIL_F_NO_INTERRUPT;
+  p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, avail_flags_shadow_);
+}
+
+}  // namespace vepf::ring

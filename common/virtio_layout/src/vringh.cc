@@ -1,0 +1,172 @@
+#include "vepf/ring/vringh.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+#include "vepf/layout/ring.hpp"
+
+namespace vepf::ring {
+
+using layout::VringDesc;
+
+Vringh::Vringh(const VringhParams& p) : num_(p.num), p_(p) {
+  assert(layout::queue_size_valid(p.num) && p.space != nullptr);
+  p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, 0);
+  p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), 0);
+  p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, 0);
+}
+
+Result<std::optional<Chain>> Vringh::bad_ring(const char* what) noexcept {
+  broken_ = true;
+  why_ = what;
+  return fail(Errc::kBadRing, what);
+}
+
+VringDesc Vringh::fetch_desc(const Segment& table, std::uint32_t i) const noexcept {
+  // The one and only read of this descriptor: everything below checks this copy.
+  return table.window->read_struct<VringDesc>(table.off + layout::desc_offset(i));
+}
+
+std::uint16_t Vringh::pending() const noexcept {
+  if (broken_) return 0;
+  const auto idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
+  return static_cast<std::uint16_t>(idx - last_avail_idx_);
+}
+
+Result<std::optional<Chain>> Vringh::pop() {
+  if (broken_) return fail(Errc::kBadRing, why_);
+  // Pairs with store_release of the avail idx in Vring::kick_prepare(): the entry and the
+  // descriptors are read after the index.
+  const auto avail_idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
+  const auto avail = static_cast<std::uint16_t>(avail_idx - last_avail_idx_);
+  if (avail == 0) return std::nullopt;
+  if (avail > num_) return bad_ring("avail idx moved by more than the queue size");
+
+  const auto head = p_.avail.window->load<std::uint16_t>(
+      p_.avail.off + layout::avail_entry_offset(last_avail_idx_ & (num_ - 1)));
+  if (head >= num_) return bad_ring("avail entry: head out of range");
+
+  Chain c;
+  c.head = head;
+  Segment table = p_.desc;
+  std::uint32_t table_len = num_;  // descriptors in the current table
+  std::uint32_t i = head;
+  std::uint32_t steps = 0;
+  bool in_indirect = false;
+  std::uint64_t total = 0;
+  for (;;) {
+    if (++steps > table_len) return bad_ring("descriptor chain loops");
+    const VringDesc d = fetch_desc(table, i);
+    const std::uint16_t flags = d.flags.to_cpu();
+    const std::uint64_t addr = d.addr.to_cpu();
+    const std::uint32_t len = d.len.to_cpu();
+
+    if (flags & VRING_DESC_F_INDIRECT) {
+      // VIRTIO 1.2 §2.7.5.3.1: negotiated, not nested, not combined with NEXT, len a multiple
+      // of 16. The WRITE flag of this descriptor is ignored.
+      if (!p_.indirect) return bad_ring("indirect descriptor without VIRTIO_F_INDIRECT_DESC");
+      if (in_indirect) return bad_ring("nested indirect table");
+      if (flags & VRING_DESC_F_NEXT) return bad_ring("indirect descriptor with NEXT");
+      if (len == 0 || len % sizeof(VringDesc) != 0) return bad_ring("indirect table length not a multiple of 16");
+      auto t = p_.space->translate_aligned(addr, len, layout::kDescAlign);
+      if (!t) return bad_ring("indirect table outside the windows");
+      table = *t;
+      table_len = len / sizeof(VringDesc);
+      i = 0;
+      steps = 0;
+      in_indirect = true;
+      continue;
+    }
+
+    auto seg = p_.space->translate(addr, len);
+    if (!seg) return bad_ring("buffer outside the windows");
+    total += len;
+    // VIRTIO 1.2 §2.7.5.2: a chain carries at most 2^32 bytes.
+    if (total > UINT32_MAX) return bad_ring("descriptor chain longer than 2^32 bytes");
+    if (flags & VRING_DESC_F_WRITE) {
+      c.write_len += len;
+      if (len) c.writable.push_back(*seg);
+    } else {
+      // §2.7.4.2: device-readable descriptors come before device-writable ones.
+      if (!c.writable.empty() || c.write_len) return bad_ring("readable descriptor after a writable one");
+      c.read_len += len;
+      if (len) c.readable.push_back(*seg);
+    }
+    if (!(flags & VRING_DESC_F_NEXT)) break;
+    i = d.next.to_cpu();
+    if (i >= table_len) return bad_ring("descriptor next out of range");
+  }
+  ++last_avail_idx_;
+  return c;
+}
+
+Result<void> Vringh::complete(std::uint16_t head, std::uint32_t len) {
+  if (broken_) return fail(Errc::kBadRing, why_);
+  assert(head < num_);
+  const layout::VringUsedElem e{layout::le32::from_cpu(head), layout::le32::from_cpu(len)};
+  p_.used.window->write_struct(p_.used.off + layout::used_entry_offset(used_idx_ & (num_ - 1)), e);
+  ++used_idx_;
+  // Entry before index; pairs with load_acquire of the used idx in Vring::get_used().
+  p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, used_idx_);
+  return {};
+}
+
+bool Vringh::need_notify() {
+  // Used idx store before reading the driver's suppression state; pairs with hw::mb() in
+  // Vring::enable_cb().
+  hw::mb();
+  bool notify;
+  if (p_.event_idx) {
+    const auto used_event = p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_));
+    notify = layout::need_event(used_event, used_idx_, signalled_used_);
+  } else {
+    const auto flags = p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff);
+    notify = used_idx_ != signalled_used_ && (flags & VRING_AVAIL_F_NO_INTERRUPT) == 0;
+  }
+  signalled_used_ = used_idx_;
+  return notify;
+}
+
+bool Vringh::notify_enable() {
+  if (broken_) return true;
+  if (p_.event_idx) {
+    // Doorbell me when the avail idx moves past what I have consumed (VIRTIO 1.2 §2.7.10).
+    p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), last_avail_idx_);
+  } else if (used_flags_shadow_ & VRING_USED_F_NO_NOTIFY) {
+    used_flags_shadow_ &= static_cast<std::uint16_t>(~VRING_USED_F_NO_NOTIFY);
+    p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
+  }
+  // Event store before re-reading the avail idx; pairs with hw::mb() in Vring::kick_prepare().
+  hw::mb();
+  return pending() == 0;
+}
+
+void Vringh::notify_disable() {
+  if (p_.event_idx || (used_flags_shadow_ & VRING_USED_F_NO_NOTIFY)) return;
+  used_flags_shadow_ |= VRING_USED_F_NO_NOTIFY;
+  p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
+}
+
+std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept {
+  std::size_t done = 0;
+  for (const Segment& s : c.readable) {
+    if (done == dst.size()) break;
+    const std::size_t n = std::min<std::size_t>(s.len, dst.size() - done);
+    s.window->read(s.off, dst.subspan(done, n));
+    done += n;
+  }
+  return done;
+}
+
+std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept {
+  std::size_t done = 0;
+  for (const Segment& s : c.writable) {
+    if (done == src.size()) break;
+    const std::size_t n = std::min<std::size_t>(s.len, src.size() - done);
+    s.window->write(s.off, src.subspan(done, n));
+    done += n;
+  }
+  return done;
+}
+
+}  // namespace vepf::ring

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every build, test and demo dependency of virtio-epf from Debian bookworm packages.
+# Idempotent; needs root (or sudo). Nothing is downloaded from outside Debian's archive.
+set -euo pipefail
+
+pkgs=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # libraries (DEVELOPERS.md: the rest comes from well-kept libraries)
+  libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libexpected-dev
+  nlohmann-json3-dev linux-libc-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # demo and network tests
+  iproute2 iputils-ping iperf3 procps psmisc
+)
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# iperf3's postinst asks whether to start a daemon; answer no.
+echo "iperf3 iperf3/start_daemon boolean false" | $SUDO debconf-set-selections
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
