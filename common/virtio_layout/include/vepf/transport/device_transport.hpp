@@ -1,0 +1,131 @@
+#pragma once
+// Device side of the "virtio-pci-epf" layout (LAYOUT.md): serves the control region in the EP
+// window. Polled, not trapped: host writes to an inbound BAR don't trap on an EP, so poll() reads
+// the driver-written lines (local reads) and answers requests in the device-written lines.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "vepf/error.hpp"
+#include "vepf/layout/epf.hpp"
+#include "vepf/ring/vringh.hpp"
+#include "vepf/transport/link.hpp"
+
+namespace vepf::transport {
+
+class DeviceTransport;
+
+/// What a device function may do with its slot (handed to it in callbacks).
+class DeviceHandle {
+ public:
+  /// The device side of queue q, or nullptr when the driver has not enabled it (or it broke).
+  ring::Vringh* queue(std::uint16_t q) noexcept;
+  /// Feature bits the driver accepted (valid from FEATURES_OK on).
+  std::uint64_t features() const noexcept;
+  /// Raises the EP->RC interrupt (the caller decided with Vringh::need_notify()).
+  void notify_driver() noexcept;
+  /// Re-reads the device's config (VirtioDevice::config()), bumps config_generation, tells the driver.
+  void config_changed() noexcept;
+  /// The peer broke queue q's rules: stop using it, set DEVICE_NEEDS_RESET (VIRTIO 1.2 §2.1.2),
+  /// tell the driver. Other queues and devices keep running.
+  void queue_broken(std::uint16_t q) noexcept;
+  std::uint32_t slot() const noexcept { return slot_; }
+
+ private:
+  friend class DeviceTransport;
+  DeviceHandle(DeviceTransport* t, std::uint32_t slot) noexcept : t_(t), slot_(slot) {}
+  DeviceTransport* t_;
+  std::uint32_t slot_;
+};
+
+/// A virtio device function (net, console, block, rpmsg) served through DeviceTransport.
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+  virtual std::uint32_t device_id() const = 0;          // <linux/virtio_ids.h>
+  virtual std::uint64_t device_features() const = 0;    // offered feature bits
+  virtual std::uint16_t num_queues() const = 0;
+  virtual std::uint16_t max_queue_size() const = 0;     // entries
+  /// Current device config space (VIRTIO 1.2 §5.x "Device configuration layout"), <= 256 B.
+  virtual std::span<const std::byte> config() const = 0;
+  /// DRIVER_OK was set: queues are enabled, start serving.
+  virtual void on_driver_ok(DeviceHandle& h) = 0;
+  /// The device was reset (by the driver, or the driver went away): drop every chain and
+  /// queue reference. Called before the queues are destroyed.
+  virtual void on_reset() = 0;
+  /// A doorbell came (or a poll tick): look at the queues.
+  virtual void on_notify(DeviceHandle& h) = 0;
+};
+
+class DeviceTransport {
+ public:
+  /// `epoch` must be non-zero and differ from the last run's (e.g. from a random source).
+  DeviceTransport(DeviceLink& link, std::uint32_t epoch);
+  ~DeviceTransport();
+  DeviceTransport(const DeviceTransport&) = delete;
+  DeviceTransport& operator=(const DeviceTransport&) = delete;
+
+  /// Writes the header (magic, version, sizes, epoch). Call once before the driver looks.
+  /// Errors: kInvalidArgument when the EP window is smaller than the control region.
+  [[nodiscard]] Result<void> init();
+
+  /// Puts a device in the first free slot of the device table. Returns the slot.
+  /// Errors: kNoSpace (table full), kInvalidArgument (too many queues, config too large).
+  [[nodiscard]] Result<std::uint32_t> add_device(VirtioDevice* dev);
+  /// Empties a slot (resetting its device first).
+  void remove_device(std::uint32_t slot);
+
+  /// Handles pending link and device requests, then lets every live device look at its queues.
+  void poll();
+  /// The driver went away without detaching (link down, host died): reset every device.
+  void link_down();
+
+  bool attached() const noexcept { return rc_ != nullptr; }
+  std::uint32_t epoch() const noexcept { return epoch_; }
+  /// Device status of a slot as the device holds it.
+  std::uint8_t status(std::uint32_t slot) const noexcept;
+  const ring::AddressSpace& space() const noexcept { return space_; }
+
+ private:
+  friend class DeviceHandle;
+  struct Slot {
+    VirtioDevice* dev = nullptr;
+    std::uint8_t status = 0;
+    std::uint64_t features = 0;
+    std::uint32_t last_req_seq = 0;
+    std::uint32_t config_generation = 0;
+    std::uint32_t broken_queues = 0;
+    std::array<std::unique_ptr<ring::Vringh>, layout::kMaxQueuesPerDevice> queues;
+  };
+
+  void poll_link();
+  void poll_device(std::uint32_t slot);
+  struct Ack {
+    layout::AckResult result = layout::AckResult::kOk;
+    std::uint32_t value = 0;
+  };
+  Ack handle_request(std::uint32_t slot, layout::DeviceOp op, std::uint32_t arg);
+  layout::AckResult set_status(std::uint32_t slot, std::uint8_t status);
+  layout::AckResult enable_queue(std::uint32_t slot, std::uint32_t q);
+  void reset_slot(std::uint32_t slot);
+  void write_slot_header(std::uint32_t slot);
+  void write_config(std::uint32_t slot);
+  void write_status(std::uint32_t slot);
+  void bump_mailbox() noexcept;
+  void interrupt() noexcept;
+
+  DeviceLink& link_;
+  ring::Window& ep_;
+  ring::Window* rc_ = nullptr;
+  ring::AddressSpace space_;
+  std::uint32_t epoch_;
+  std::uint32_t last_link_seq_ = 0;
+  std::uint32_t table_generation_ = 0;
+  std::uint32_t mailbox_seq_ = 0;
+  std::array<Slot, layout::kMaxDevices> slots_{};
+};
+
+}  // namespace vepf::transport

@@ -1,0 +1,112 @@
+#pragma once
+// Driver side of the "virtio-pci-epf" layout (LAYOUT.md): validates the header, attaches the RC
+// window, reads the device table, and drives each device through the VIRTIO 1.2 §3.1.1
+// initialisation as request/acknowledge pairs. Each request waits for its ack up to the
+// configured timeout and fails with kTimeout, or kRejected when the device refused it.
+//
+// Control-path reads of the EP window are non-posted; the data path never reads it.
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "vepf/error.hpp"
+#include "vepf/layout/epf.hpp"
+#include "vepf/transport/link.hpp"
+
+namespace vepf::transport {
+
+/// One occupied slot of the device table.
+struct DeviceInfo {
+  std::uint32_t slot = 0;
+  std::uint32_t device_id = 0;        // <linux/virtio_ids.h>
+  std::uint16_t num_queues = 0;
+  std::uint16_t max_queue_size = 0;   // entries
+  std::uint64_t device_features = 0;
+  std::uint32_t slot_generation = 0;
+};
+
+/// A range the driver allocated in one of the windows.
+struct Allocation {
+  std::uint64_t link_addr = 0;  // what goes into descriptors and queue lines
+  std::size_t off = 0;          // byte offset in the window
+  std::size_t len = 0;          // bytes
+};
+
+/// Bump allocator over [begin, end) of a window; reset() frees everything.
+class WindowAllocator {
+ public:
+  WindowAllocator() = default;
+  WindowAllocator(layout::WindowId id, std::size_t begin, std::size_t end) noexcept
+      : id_(id), begin_(begin), next_(begin), end_(end) {}
+  /// Errors: kNoSpace when the window is exhausted.
+  [[nodiscard]] Result<Allocation> alloc(std::size_t bytes, std::size_t align) noexcept;
+  void reset() noexcept { next_ = begin_; }
+  std::size_t used() const noexcept { return next_ - begin_; }
+
+ private:
+  layout::WindowId id_{};
+  std::size_t begin_ = 0, next_ = 0, end_ = 0;
+};
+
+class DriverTransport {
+ public:
+  DriverTransport(DriverLink& link, std::chrono::milliseconds ack_timeout);
+
+  /// Validates the header (magic, version, sizes, epoch) and attaches the RC window.
+  /// Errors: kBadLayout (header invalid: wrong magic/version/sizes), kTimeout, kRejected.
+  [[nodiscard]] Result<void> attach();
+  /// The occupied slots of the device table (non-posted reads; control path).
+  [[nodiscard]] Result<std::vector<DeviceInfo>> scan();
+
+  /// Requests a device status (VIRTIO 1.2 §2.1); returns the status the device holds after it.
+  [[nodiscard]] Result<std::uint8_t> set_status(std::uint32_t slot, std::uint8_t status);
+  /// Resets the device (status 0) and waits for the ack.
+  [[nodiscard]] Result<void> reset(std::uint32_t slot);
+  /// ACKNOWLEDGE, DRIVER, driver features = offered & wanted, FEATURES_OK, and checks the
+  /// device kept FEATURES_OK (VIRTIO 1.2 §3.1.1 steps 1-6). Returns the negotiated features.
+  [[nodiscard]] Result<std::uint64_t> negotiate(std::uint32_t slot, std::uint64_t offered, std::uint64_t wanted);
+  /// Writes a queue line (size, link addresses lo then hi) and requests kQueueEnable.
+  [[nodiscard]] Result<void> enable_queue(std::uint32_t slot, std::uint16_t q, std::uint16_t size,
+                                          std::uint64_t desc, std::uint64_t avail, std::uint64_t used);
+  /// Sets DRIVER_OK (VIRTIO 1.2 §3.1.1 step 8).
+  [[nodiscard]] Result<void> driver_ok(std::uint32_t slot);
+  /// Reads the device config under config_generation (retries while it changes).
+  /// Errors: kTimeout when it keeps changing, kOutOfRange when `out` exceeds the config space.
+  [[nodiscard]] Result<void> read_config(std::uint32_t slot, std::span<std::byte> out);
+  /// Device status and broken-queue mask as the device reports them (non-posted reads).
+  std::uint8_t device_status(std::uint32_t slot);
+  std::uint32_t broken_queues(std::uint32_t slot);
+
+  /// The mailbox event sequence the device bumps on control-path events (a local read).
+  std::uint32_t mailbox_seq() const noexcept;
+  /// Whether the EP firmware restarted (header epoch differs from the attached one).
+  bool epoch_changed();
+  std::uint32_t epoch() const noexcept { return epoch_; }
+
+  WindowAllocator& ep_alloc() noexcept { return ep_alloc_; }
+  WindowAllocator& rc_alloc() noexcept { return rc_alloc_; }
+  DriverLink& link() noexcept { return link_; }
+  std::chrono::milliseconds ack_timeout() const noexcept { return timeout_; }
+
+ private:
+  struct AckValue {
+    std::uint32_t result = 0;
+    std::uint32_t value = 0;
+  };
+  Result<AckValue> request(std::uint32_t slot, layout::DeviceOp op, std::uint32_t arg);
+  Result<void> wait_ack(std::size_t ack_seq_off, std::uint32_t seq);
+  Result<void> validate_header();
+
+  DriverLink& link_;
+  ring::Window& ep_;
+  std::chrono::milliseconds timeout_;
+  std::uint32_t epoch_ = 0;
+  std::uint32_t link_seq_ = 0;
+  std::uint32_t req_seq_[layout::kMaxDevices] = {};
+  WindowAllocator ep_alloc_;
+  WindowAllocator rc_alloc_;
+};
+
+}  // namespace vepf::transport

@@ -1,0 +1,349 @@
+#include "vepf/transport/device_transport.hpp"
+
+#include <linux/virtio_config.h>
+
+#include <algorithm>
+#include <cstddef>
+
+#include "vepf/layout/ring.hpp"
+
+namespace vepf::transport {
+
+using layout::AckResult;
+using layout::ControlRegion;
+using layout::DeviceLine;
+using layout::DeviceSlot;
+using layout::DriverLine;
+using layout::EpfHeader;
+using layout::LinkDriverLine;
+using layout::QueueDriverLine;
+
+namespace {
+
+constexpr std::size_t hdr(std::size_t field) noexcept { return offsetof(ControlRegion, header) + field; }
+constexpr std::size_t link_line(std::size_t field) noexcept { return offsetof(ControlRegion, link) + field; }
+constexpr std::size_t dev_line(std::uint32_t slot, std::size_t field) noexcept {
+  return layout::device_slot_off(slot) + offsetof(DeviceSlot, device) + field;
+}
+constexpr std::size_t drv_line(std::uint32_t slot, std::size_t field) noexcept {
+  return layout::device_slot_off(slot) + offsetof(DeviceSlot, driver) + field;
+}
+constexpr std::uint64_t join(std::uint32_t lo, std::uint32_t hi) noexcept { return lo | (std::uint64_t{hi} << 32); }
+
+}  // namespace
+
+// ---- DeviceHandle
+
+ring::Vringh* DeviceHandle::queue(std::uint16_t q) noexcept {
+  auto& s = t_->slots_[slot_];
+  if (q >= s.queues.size() || (s.broken_queues & (1u << q))) return nullptr;
+  return s.queues[q].get();
+}
+std::uint64_t DeviceHandle::features() const noexcept { return t_->slots_[slot_].features; }
+void DeviceHandle::notify_driver() noexcept { t_->interrupt(); }
+void DeviceHandle::config_changed() noexcept {
+  t_->write_config(slot_);
+  t_->bump_mailbox();
+  t_->interrupt();
+}
+void DeviceHandle::queue_broken(std::uint16_t q) noexcept {
+  auto& s = t_->slots_[slot_];
+  s.broken_queues |= 1u << q;
+  s.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+  t_->write_status(slot_);
+  t_->bump_mailbox();
+  t_->interrupt();
+}
+
+// ---- DeviceTransport
+
+DeviceTransport::DeviceTransport(DeviceLink& link, std::uint32_t epoch)
+    : link_(link), ep_(link.ep_window()), space_(&link.ep_window(), nullptr), epoch_(epoch ? epoch : 1) {}
+
+DeviceTransport::~DeviceTransport() {
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].dev) reset_slot(i);
+  }
+}
+
+Result<void> DeviceTransport::init() {
+  if (ep_.size() < layout::kControlRegionSize) return fail(Errc::kInvalidArgument, "EP window smaller than the control region");
+  // A stale request left in memory from a previous run must not be replayed.
+  last_link_seq_ = ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_seq)));
+  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, version)), layout::kEpfVersion);
+  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, max_devices)), layout::kMaxDevices);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, epoch)), epoch_);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, region_size)), layout::kControlRegionSize);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, device_table_off)), offsetof(ControlRegion, devices));
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, device_stride)), sizeof(DeviceSlot));
+  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, max_queues)), layout::kMaxQueuesPerDevice);
+  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, queue_stride)), sizeof(layout::QueueBlock));
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, table_generation)), table_generation_);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, ep_window_size_lo)), static_cast<std::uint32_t>(ep_.size()));
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, ep_window_size_hi)), static_cast<std::uint32_t>(ep_.size() >> 32));
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_seq)), last_link_seq_);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_result)), 0);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, doorbell_off)), offsetof(ControlRegion, doorbell));
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, mailbox_off)), 0);
+  for (std::uint32_t i = 0; i < layout::kMaxDevices; ++i) {
+    ep_.store<std::uint32_t>(dev_line(i, offsetof(DeviceLine, device_id)), 0);
+  }
+  // Magic last: a driver that sees it sees a complete header.
+  ep_.store_release<std::uint32_t>(hdr(offsetof(EpfHeader, magic)), layout::kEpfMagic);
+  return {};
+}
+
+Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
+  if (dev->num_queues() == 0 || dev->num_queues() > layout::kMaxQueuesPerDevice) {
+    return fail(Errc::kInvalidArgument, "device has more queues than the layout allows");
+  }
+  if (dev->config().size() > layout::kConfigSpaceSize) return fail(Errc::kInvalidArgument, "device config larger than 256 bytes");
+  auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.dev == nullptr; });
+  if (it == slots_.end()) return fail(Errc::kNoSpace, "device table full");
+  const auto slot = static_cast<std::uint32_t>(it - slots_.begin());
+  Slot& s = *it;
+  s.dev = dev;
+  s.status = 0;
+  s.features = 0;
+  s.broken_queues = 0;
+  // Continue from whatever the driver line holds so that a stale request is not replayed.
+  s.last_req_seq = ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_seq)));
+  write_slot_header(slot);
+  write_config(slot);
+  write_status(slot);
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_seq)), s.last_req_seq);
+  // device_id last: the driver reads a complete entry once it is non-zero.
+  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_id)), dev->device_id());
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  bump_mailbox();
+  interrupt();
+  return slot;
+}
+
+void DeviceTransport::remove_device(std::uint32_t slot) {
+  if (slot >= slots_.size() || slots_[slot].dev == nullptr) return;
+  reset_slot(slot);
+  slots_[slot].dev = nullptr;
+  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_id)), 0);
+  const auto gen = ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)));
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  bump_mailbox();
+  interrupt();
+}
+
+void DeviceTransport::write_slot_header(std::uint32_t slot) {
+  const VirtioDevice& d = *slots_[slot].dev;
+  ep_.store<std::uint16_t>(dev_line(slot, offsetof(DeviceLine, num_queues)), d.num_queues());
+  ep_.store<std::uint16_t>(dev_line(slot, offsetof(DeviceLine, max_queue_size)), d.max_queue_size());
+  const std::uint64_t f = d.device_features();
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_feature_lo)), static_cast<std::uint32_t>(f));
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_feature_hi)), static_cast<std::uint32_t>(f >> 32));
+  const auto gen = ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)));
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
+}
+
+void DeviceTransport::write_config(std::uint32_t slot) {
+  Slot& s = slots_[slot];
+  const auto cfg = s.dev->config();
+  // Seqlock-style generation (LAYOUT.md §2.4): odd while the config is being rewritten, so a
+  // driver that reads an odd or changed generation around its read retries.
+  const std::size_t gen_off = dev_line(slot, offsetof(DeviceLine, config_generation));
+  ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
+  std::array<std::byte, layout::kConfigSpaceSize> buf{};
+  std::copy(cfg.begin(), cfg.end(), buf.begin());
+  ep_.write(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), buf);
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, config_size)), static_cast<std::uint32_t>(cfg.size()));
+  ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
+}
+
+void DeviceTransport::write_status(std::uint32_t slot) {
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, broken_queues)), slots_[slot].broken_queues);
+  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, status)), slots_[slot].status);
+}
+
+void DeviceTransport::bump_mailbox() noexcept {
+  if (rc_ == nullptr) return;
+  rc_->store_release<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), ++mailbox_seq_);
+}
+
+void DeviceTransport::interrupt() noexcept {
+  if (rc_ == nullptr) return;
+  (void)link_.raise_interrupt();  // a lost interrupt is recovered by the driver's poll tick
+}
+
+std::uint8_t DeviceTransport::status(std::uint32_t slot) const noexcept {
+  return slot < slots_.size() ? slots_[slot].status : 0;
+}
+
+void DeviceTransport::reset_slot(std::uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.dev) s.dev->on_reset();
+  for (std::uint32_t q = 0; q < s.queues.size(); ++q) {
+    if (s.queues[q]) ep_.store<std::uint16_t>(layout::queue_block_off(slot, q) + sizeof(QueueDriverLine), 0);
+    s.queues[q].reset();
+  }
+  s.status = 0;
+  s.features = 0;
+  s.broken_queues = 0;
+  write_status(slot);
+}
+
+void DeviceTransport::link_down() {
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].dev) reset_slot(i);
+  }
+  if (rc_) link_.detach_rc_window();
+  rc_ = nullptr;
+  space_.set_rc(nullptr);
+}
+
+void DeviceTransport::poll() {
+  poll_link();
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].dev == nullptr) continue;
+    poll_device(i);
+    Slot& s = slots_[i];
+    if (s.dev && (s.status & VIRTIO_CONFIG_S_DRIVER_OK) && !(s.status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+      DeviceHandle h(this, i);
+      s.dev->on_notify(h);
+    }
+  }
+}
+
+void DeviceTransport::poll_link() {
+  // Pairs with store_release of req_seq in DriverTransport::link_request().
+  const auto seq = ep_.load_acquire<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_seq)));
+  if (seq == last_link_seq_) return;
+  last_link_seq_ = seq;
+  const auto op = static_cast<layout::LinkOp>(ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_op))));
+  AckResult result = AckResult::kOk;
+  if (op == layout::LinkOp::kAttach || op == layout::LinkOp::kDetach) {
+    if (rc_) link_down();  // a new attach starts from a clean state
+  }
+  if (op == layout::LinkOp::kAttach) {
+    const auto addr = join(ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_addr_lo))),
+                           ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_addr_hi))));
+    const auto size = join(ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_size_lo))),
+                           ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_size_hi))));
+    const auto drv_epoch = ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, driver_epoch)));
+    if (drv_epoch != epoch_) {
+      result = AckResult::kBadState;
+    } else if (size < layout::kRcMailboxSize) {
+      result = AckResult::kBadOp;
+    } else if (auto w = link_.attach_rc_window(addr, size); !w) {
+      result = AckResult::kNoLink;
+    } else {
+      rc_ = *w;
+      space_.set_rc(rc_);
+      rc_->store<std::uint32_t>(offsetof(layout::RcMailbox, epoch), epoch_);
+    }
+  } else if (op != layout::LinkOp::kDetach) {
+    result = AckResult::kBadOp;
+  }
+  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_result)), static_cast<std::uint32_t>(result));
+  ep_.store_release<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_seq)), seq);
+  bump_mailbox();
+  // The attach ack must reach a driver waiting for it, even though rc_ may be unset.
+  (void)link_.raise_interrupt();
+}
+
+void DeviceTransport::poll_device(std::uint32_t slot) {
+  Slot& s = slots_[slot];
+  // Pairs with store_release of req_seq in DriverTransport::request().
+  const auto seq = ep_.load_acquire<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_seq)));
+  if (seq == s.last_req_seq) return;
+  s.last_req_seq = seq;
+  const auto op = static_cast<layout::DeviceOp>(ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_op))));
+  const auto arg = ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_arg0)));
+  const Ack ack = rc_ ? handle_request(slot, op, arg) : Ack{AckResult::kNoLink, 0};
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_result)), static_cast<std::uint32_t>(ack.result));
+  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_value)), ack.value);
+  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_seq)), seq);
+  bump_mailbox();
+  interrupt();
+}
+
+DeviceTransport::Ack DeviceTransport::handle_request(std::uint32_t slot, layout::DeviceOp op, std::uint32_t arg) {
+  switch (op) {
+    case layout::DeviceOp::kSetStatus: {
+      if (arg > 0xff) return {AckResult::kBadOp, slots_[slot].status};
+      const AckResult r = set_status(slot, static_cast<std::uint8_t>(arg));
+      return {r, slots_[slot].status};
+    }
+    case layout::DeviceOp::kQueueEnable:
+      return {enable_queue(slot, arg), 0};
+    case layout::DeviceOp::kQueueReset: {
+      Slot& s = slots_[slot];
+      if (arg >= s.dev->num_queues() || (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) return {AckResult::kBadState, 0};
+      s.queues[arg].reset();
+      ep_.store<std::uint16_t>(layout::queue_block_off(slot, arg) + sizeof(QueueDriverLine), 0);
+      return {AckResult::kOk, 0};
+    }
+    case layout::DeviceOp::kNone:
+      break;
+  }
+  return {AckResult::kBadOp, 0};
+}
+
+AckResult DeviceTransport::set_status(std::uint32_t slot, std::uint8_t status) {
+  Slot& s = slots_[slot];
+  if (status == 0) {
+    reset_slot(slot);
+    return AckResult::kOk;
+  }
+  const std::uint8_t old = s.status;
+  // VIRTIO 1.2 §2.1: the driver only sets bits; clearing needs a reset. NEEDS_RESET is ours.
+  if ((status & old & ~VIRTIO_CONFIG_S_NEEDS_RESET) != (old & ~VIRTIO_CONFIG_S_NEEDS_RESET)) return AckResult::kBadState;
+  const std::uint8_t added = static_cast<std::uint8_t>(status & ~old & ~VIRTIO_CONFIG_S_NEEDS_RESET);
+  if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
+    const auto df = join(ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, driver_feature_lo))),
+                         ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, driver_feature_hi))));
+    // VIRTIO 1.2 §2.2.1: a subset of what we offered; this transport is modern-only.
+    if ((df & ~s.dev->device_features()) || !(df & (std::uint64_t{1} << VIRTIO_F_VERSION_1))) {
+      s.status = static_cast<std::uint8_t>((old | status) & ~VIRTIO_CONFIG_S_FEATURES_OK);
+      write_status(slot);
+      return AckResult::kBadFeatures;
+    }
+    s.features = df;
+  }
+  if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_FEATURES_OK)) return AckResult::kBadState;
+  s.status = static_cast<std::uint8_t>(status | (old & VIRTIO_CONFIG_S_NEEDS_RESET));
+  write_status(slot);
+  if (added & VIRTIO_CONFIG_S_FAILED) {
+    s.dev->on_reset();  // the driver gave up on the device: stop serving it
+  } else if (added & VIRTIO_CONFIG_S_DRIVER_OK) {
+    DeviceHandle h(this, slot);
+    s.dev->on_driver_ok(h);
+  }
+  return AckResult::kOk;
+}
+
+AckResult DeviceTransport::enable_queue(std::uint32_t slot, std::uint32_t q) {
+  Slot& s = slots_[slot];
+  if (q >= s.dev->num_queues()) return AckResult::kBadOp;
+  if (!(s.status & VIRTIO_CONFIG_S_FEATURES_OK) || (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) return AckResult::kBadState;
+  const auto line = ep_.read_struct<QueueDriverLine>(layout::queue_block_off(slot, q));
+  const std::uint16_t num = line.queue_size.to_cpu();
+  if (!layout::queue_size_valid(num) || num > s.dev->max_queue_size()) return AckResult::kBadQueue;
+  const auto desc = space_.translate_aligned(join(line.queue_desc_lo.to_cpu(), line.queue_desc_hi.to_cpu()),
+                                             layout::desc_table_size(num), layout::kDescAlign);
+  const auto avail = space_.translate_aligned(join(line.queue_driver_lo.to_cpu(), line.queue_driver_hi.to_cpu()),
+                                              layout::avail_ring_size(num), layout::kAvailAlign);
+  const auto used = space_.translate_aligned(join(line.queue_device_lo.to_cpu(), line.queue_device_hi.to_cpu()),
+                                             layout::used_ring_size(num), layout::kUsedAlign);
+  if (!desc || !avail || !used) return AckResult::kBadQueue;
+  ring::VringhParams p;
+  p.num = num;
+  p.desc = *desc;
+  p.avail = *avail;
+  p.used = *used;
+  p.space = &space_;
+  p.event_idx = s.features & (std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
+  p.indirect = s.features & (std::uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC);
+  s.queues[q] = std::make_unique<ring::Vringh>(p);
+  ep_.store<std::uint16_t>(layout::queue_block_off(slot, q) + sizeof(QueueDriverLine), 1);
+  return AckResult::kOk;
+}
+
+}  // namespace vepf::transport
