@@ -1,0 +1,82 @@
+#pragma once
+// The board description: a plain struct parsed from board-configs/<board>.toml and validated once.
+// Nothing outside board_config.cc sees TOML; main() loads this and wires objects from it.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <tl/expected.hpp>
+#include <vector>
+
+namespace vepf::config {
+
+/// Most devices a board may declare. Mirrors vepf::layout::kMaxDevices (the EPF device table),
+/// repeated here so that the config library does not depend on the layout library.
+inline constexpr std::size_t kMaxDevices = 16;
+
+enum class Platform { kLoopback };
+enum class DeviceType { kNet };
+enum class BackendKind { kTap, kSeqpacket };
+
+/// How a program hands a device to its OS.
+struct Backend {
+  BackendKind kind = BackendKind::kTap;
+  std::string
+      ifname;  // kTap: interface name (1..15 chars, IFNAMSIZ-1; letters, digits, '-', '_', '.')
+  std::string path;  // kSeqpacket: unix SOCK_SEQPACKET socket path the program listens on (1..107)
+};
+
+struct NetConfig {
+  std::array<std::uint8_t, 6> mac{};  // VIRTIO_NET_F_MAC; unicast (bit 0 of the first octet clear)
+  std::uint16_t mtu = 1500;           // VIRTIO_NET_F_MTU; 68..65535
+};
+
+struct DeviceConfig {
+  DeviceType type = DeviceType::kNet;
+  std::uint16_t queue_size = 256;  // entries, power of 2, 2..32768
+  NetConfig net;
+  Backend ep;    // how vepf-ep presents it (device side)
+  Backend host;  // how vepf-host presents it (driver side)
+};
+
+struct LinkConfig {
+  std::uint32_t ack_timeout_ms = 1000;     // 1..60000
+  std::uint64_t ep_window_size = 4 << 20;  // bytes; multiple of 4096, 64 KiB..1 GiB
+  std::uint64_t rc_window_size = 4 << 20;  // same rules
+};
+
+struct LoopbackConfig {
+  std::string socket;  // unix socket path: vepf-ep listens, vepf-host connects; 1..107 chars
+};
+
+struct BoardConfig {
+  std::string name;
+  Platform platform = Platform::kLoopback;
+  LinkConfig link;
+  LoopbackConfig loopback;
+  std::vector<DeviceConfig> devices;  // 1..kMaxDevices entries
+};
+
+/// A human-readable message: "<file>: <toml path> <what is wrong>: <what to write instead>".
+struct ConfigError {
+  std::string message;
+};
+
+/// Parses and validates TOML text; `source` names the file in messages. Never throws.
+/// Returns the first problem found (unknown keys, missing keys, types, ranges, duplicates).
+tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
+                                                          std::string_view source);
+
+/// Reads and parses a file. Never throws. A missing or unreadable file gives a ConfigError
+/// naming the path and the errno text.
+tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::path& file);
+
+/// The TOML spelling of each enum value ("loopback", "net", "tap", "seqpacket").
+std::string_view to_string(Platform platform);
+std::string_view to_string(DeviceType type);
+std::string_view to_string(BackendKind kind);
+
+}  // namespace vepf::config

@@ -1,0 +1,604 @@
+#include "vepf/config/board_config.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <initializer_list>
+#include <optional>
+#include <utility>
+
+// toml++ is built by Debian as a shared library with exceptions on (TOML_EXCEPTIONS=1): parse()
+// throws toml::parse_error. Every entry point below catches it; nothing escapes this file.
+#include <toml++/toml.h>
+
+// Unwraps an Expected into `var`, or returns its error from the enclosing function.
+// `var` names a new variable, so it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
+#define VEPF_CONFIG_TRY(var, expr)                                   \
+  auto var##_or = (expr);                                            \
+  if (!var##_or) return tl::unexpected(std::move(var##_or).error()); \
+  auto var = std::move(*var##_or)
+// NOLINTEND(bugprone-macro-parentheses)
+
+// Returns the error of an Expected<void> from the enclosing function.
+#define VEPF_CONFIG_CHECK(expr)                                        \
+  do {                                                                 \
+    auto check_or = (expr);                                            \
+    if (!check_or) return tl::unexpected(std::move(check_or).error()); \
+  } while (false)
+
+namespace vepf::config {
+namespace {
+
+template <class T>
+using Expected = tl::expected<T, ConfigError>;
+using Names = std::initializer_list<std::string_view>;
+
+constexpr std::size_t kMaxIfnameLen = 15;       // IFNAMSIZ - 1 (the NUL)
+constexpr std::size_t kMaxSocketPathLen = 107;  // sizeof(sockaddr_un::sun_path) - 1 (the NUL)
+constexpr std::int64_t kWindowAlign = 4096;
+constexpr std::int64_t kMinWindow = std::int64_t{64} << 10;
+constexpr std::int64_t kMaxWindow = std::int64_t{1} << 30;
+constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board file is a few KiB
+
+constexpr std::array kPlatforms{Platform::kLoopback};
+constexpr std::array kDeviceTypes{DeviceType::kNet};
+constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
+
+/// `s` between `q` quotes, with quotes, backslashes and control bytes escaped, for messages.
+std::string in_quotes(std::string_view s, char q = '"') {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  std::string out(1, q);
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (ch == q || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+  out += q;
+  return out;
+}
+
+std::string join(Names names) {
+  std::string out;
+  for (const std::string_view n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+/// TOML path of `key` inside the table at `where` ("" is the top level).
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the order reads like the path.
+std::string child(std::string_view where, std::string_view key) {
+  std::string out(where);
+  if (!out.empty()) out += '.';
+  out += key;
+  return out;
+}
+
+std::string_view type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+std::optional<std::uint8_t> hex_digit(char c) {
+  if (c >= '0' && c <= '9') return static_cast<std::uint8_t>(c - '0');
+  if (c >= 'a' && c <= 'f') return static_cast<std::uint8_t>(c - 'a' + 10);
+  if (c >= 'A' && c <= 'F') return static_cast<std::uint8_t>(c - 'A' + 10);
+  return std::nullopt;
+}
+
+/// Parses exactly "xx:xx:xx:xx:xx:xx" (hex digits in either case).
+std::optional<std::array<std::uint8_t, 6>> parse_mac(std::string_view text) {
+  std::array<std::uint8_t, 6> mac{};
+  if (text.size() != 3 * mac.size() - 1) return std::nullopt;
+  for (std::size_t i = 0; i < mac.size(); ++i) {
+    const auto hi = hex_digit(text[3 * i]);
+    const auto lo = hex_digit(text[3 * i + 1]);
+    if (!hi || !lo) return std::nullopt;
+    if (i + 1 < mac.size() && text[3 * i + 2] != ':') return std::nullopt;
+    mac[i] = static_cast<std::uint8_t>(*hi << 4 | *lo);
+  }
+  return mac;
+}
+
+bool is_ifname_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.';
+}
+
+/// Turns a parsed TOML document into a validated BoardConfig. Each method returns the first
+/// problem as "<source>: <toml path> <what is wrong>: <what to write instead>".
+class Reader {
+ public:
+  explicit Reader(std::string_view source) : source_(source) {}
+
+  Expected<BoardConfig> board_config(const toml::table& root) const;
+
+ private:
+  struct BoardSection {
+    std::string name;
+    Platform platform = Platform::kLoopback;
+  };
+
+  tl::unexpected<ConfigError> fail(std::string_view what) const {
+    return tl::unexpected(ConfigError{std::string(source_) + ": " + std::string(what)});
+  }
+
+  Expected<void> check_keys(const toml::table& table, std::string_view where, Names allowed) const;
+  Expected<const toml::table*> get_table(const toml::table& parent, std::string_view where,
+                                         std::string_view key) const;
+  Expected<std::optional<std::string>> get_string(const toml::table& parent, std::string_view where,
+                                                  std::string_view key) const;
+  Expected<std::string> required_string(const toml::table& parent, std::string_view where,
+                                        std::string_view key) const;
+  Expected<std::int64_t> get_integer(const toml::table& parent, std::string_view where,
+                                     std::string_view key, std::int64_t fallback, std::int64_t lo,
+                                     std::int64_t hi) const;
+  template <class E, std::size_t N>
+  Expected<E> choose(const std::string& path, const std::string& value, const std::array<E, N>& all,
+                     std::string_view what) const;
+  Expected<void> check_socket_path(const std::string& path, const std::string& value) const;
+  Expected<void> check_ifname(const std::string& path, const std::string& value) const;
+
+  Expected<BoardSection> read_board_section(const toml::table& root) const;
+  Expected<LinkConfig> read_link(const toml::table& root) const;
+  Expected<std::uint64_t> read_window_size(const toml::table& link, std::string_view key,
+                                           std::uint64_t fallback) const;
+  Expected<LoopbackConfig> read_loopback(const toml::table& root) const;
+  Expected<std::vector<DeviceConfig>> read_devices(const toml::table& root) const;
+  Expected<DeviceConfig> read_device(const toml::table& table, std::size_t index) const;
+  Expected<NetConfig> read_net(const toml::table& table, const std::string& where) const;
+  Expected<Backend> read_backend(const toml::table& device, const std::string& device_where,
+                                 std::string_view side, std::string default_ifname) const;
+  Expected<void> check_unique(const std::vector<DeviceConfig>& devices, Backend DeviceConfig::*side,
+                              std::string_view side_name) const;
+
+  std::string_view source_;
+};
+
+Expected<void> Reader::check_keys(const toml::table& table, std::string_view where,
+                                  Names allowed) const {
+  for (auto&& [key, node] : table) {
+    bool known = false;
+    for (const std::string_view name : allowed) known = known || key.str() == name;
+    if (known) continue;
+    const std::string in = where.empty() ? "at the top level" : "in [" + std::string(where) + "]";
+    return fail("unknown key " + in_quotes(key.str(), '\'') + " " + in +
+                "; allowed: " + join(allowed));
+  }
+  return {};
+}
+
+/// The sub-table `key` of `parent`, or nullptr when there is none.
+Expected<const toml::table*> Reader::get_table(const toml::table& parent, std::string_view where,
+                                               std::string_view key) const {
+  const toml::node* node = parent.get(key);
+  if (node == nullptr) return nullptr;
+  if (const toml::table* t = node->as_table()) return t;
+  const std::string path = child(where, key);
+  return fail(path + " must be a table (got " + std::string(type_name(node->type())) +
+              "): write it as [" + path + "]");
+}
+
+Expected<std::optional<std::string>> Reader::get_string(const toml::table& parent,
+                                                        std::string_view where,
+                                                        std::string_view key) const {
+  const toml::node* node = parent.get(key);
+  if (node == nullptr) return std::optional<std::string>{};
+  if (const auto* s = node->as_string()) return std::optional<std::string>{s->get()};
+  return fail(child(where, key) + " must be a string (got " + std::string(type_name(node->type())) +
+              "): write " + std::string(key) + " = \"...\"");
+}
+
+Expected<std::string> Reader::required_string(const toml::table& parent, std::string_view where,
+                                              std::string_view key) const {
+  VEPF_CONFIG_TRY(value, get_string(parent, where, key));
+  if (!value) return fail("missing required key " + child(where, key));
+  return std::move(*value);
+}
+
+/// An optional integer in lo..hi, or `fallback` when absent. TOML integers are int64: the range
+/// is checked here, before any caller narrows the value.
+Expected<std::int64_t> Reader::get_integer(const toml::table& parent, std::string_view where,
+                                           std::string_view key, std::int64_t fallback,
+                                           std::int64_t lo, std::int64_t hi) const {
+  const toml::node* node = parent.get(key);
+  if (node == nullptr) return fallback;
+  const std::string path = child(where, key);
+  const auto* i = node->as_integer();
+  if (i == nullptr) {
+    return fail(path + " must be an integer (got " + std::string(type_name(node->type())) +
+                "): write " + std::string(key) + " = " + std::to_string(fallback));
+  }
+  const std::int64_t v = i->get();
+  if (v < lo || v > hi) {
+    return fail(path + " = " + std::to_string(v) + " is out of range: use " + std::to_string(lo) +
+                ".." + std::to_string(hi));
+  }
+  return v;
+}
+
+template <class E, std::size_t N>
+Expected<E> Reader::choose(const std::string& path, const std::string& value,
+                           const std::array<E, N>& all, std::string_view what) const {
+  std::string allowed;
+  for (const E e : all) {
+    if (to_string(e) == value) return e;
+    if (!allowed.empty()) allowed += " or ";
+    allowed += in_quotes(to_string(e));
+  }
+  return fail(path + " = " + in_quotes(value) + " is not a known " + std::string(what) + ": use " +
+              allowed);
+}
+
+Expected<void> Reader::check_socket_path(const std::string& path, const std::string& value) const {
+  if (value.empty())
+    return fail(path + " is empty: write a unix socket path such as \"/run/vepf/x.sock\"");
+  if (value.find('\0') != std::string::npos) {
+    return fail(path + " = " + in_quotes(value) + " contains a NUL character: remove it");
+  }
+  if (value.size() > kMaxSocketPathLen) {
+    return fail(path + " = " + in_quotes(value) + " is " + std::to_string(value.size()) +
+                " characters long: use a path of 1.." + std::to_string(kMaxSocketPathLen) +
+                " characters (sun_path limit)");
+  }
+  return {};
+}
+
+Expected<void> Reader::check_ifname(const std::string& path, const std::string& value) const {
+  const std::string prefix = path + " = " + in_quotes(value);
+  if (value.empty() || value.size() > kMaxIfnameLen) {
+    return fail(prefix + " is " + std::to_string(value.size()) + " characters long: use 1.." +
+                std::to_string(kMaxIfnameLen) + " characters (IFNAMSIZ - 1)");
+  }
+  for (const char c : value) {
+    if (is_ifname_char(c)) continue;
+    return fail(prefix + " contains " + in_quotes(std::string_view(&c, 1), '\'') +
+                ": use only letters, digits, '-', '_' and '.'");
+  }
+  if (value == "." || value == "..")
+    return fail(prefix + " is reserved: use a name such as \"vepf0\"");
+  return {};
+}
+
+Expected<Reader::BoardSection> Reader::read_board_section(const toml::table& root) const {
+  VEPF_CONFIG_TRY(board, get_table(root, "", "board"));
+  if (board == nullptr) {
+    return fail("missing required table [board]: add name = \"...\" and platform = \"loopback\"");
+  }
+  VEPF_CONFIG_CHECK(check_keys(*board, "board", {"name", "platform"}));
+  BoardSection section;
+  VEPF_CONFIG_TRY(name, required_string(*board, "board", "name"));
+  if (name.empty()) return fail("board.name is empty: write a name such as \"loopback\"");
+  section.name = std::move(name);
+  VEPF_CONFIG_TRY(platform_name, required_string(*board, "board", "platform"));
+  VEPF_CONFIG_TRY(platform, choose("board.platform", platform_name, kPlatforms, "platform"));
+  section.platform = platform;
+  return section;
+}
+
+Expected<std::uint64_t> Reader::read_window_size(const toml::table& link, std::string_view key,
+                                                 std::uint64_t fallback) const {
+  VEPF_CONFIG_TRY(size, get_integer(link, "link", key, static_cast<std::int64_t>(fallback),
+                                    kMinWindow, kMaxWindow));
+  if (size % kWindowAlign != 0) {
+    return fail(child("link", key) + " = " + std::to_string(size) +
+                " is not a multiple of 4096: use a multiple of 4096 in " +
+                std::to_string(kMinWindow) + ".." + std::to_string(kMaxWindow));
+  }
+  return static_cast<std::uint64_t>(size);
+}
+
+Expected<LinkConfig> Reader::read_link(const toml::table& root) const {
+  LinkConfig link;
+  VEPF_CONFIG_TRY(tbl, get_table(root, "", "link"));
+  if (tbl == nullptr) return link;
+  VEPF_CONFIG_CHECK(
+      check_keys(*tbl, "link", {"ack_timeout_ms", "ep_window_size", "rc_window_size"}));
+  VEPF_CONFIG_TRY(ack, get_integer(*tbl, "link", "ack_timeout_ms", link.ack_timeout_ms, 1, 60000));
+  link.ack_timeout_ms = static_cast<std::uint32_t>(ack);
+  VEPF_CONFIG_TRY(ep, read_window_size(*tbl, "ep_window_size", link.ep_window_size));
+  link.ep_window_size = ep;
+  VEPF_CONFIG_TRY(rc, read_window_size(*tbl, "rc_window_size", link.rc_window_size));
+  link.rc_window_size = rc;
+  return link;
+}
+
+/// [loopback] is required: "loopback" is the only platform in this version.
+Expected<LoopbackConfig> Reader::read_loopback(const toml::table& root) const {
+  VEPF_CONFIG_TRY(tbl, get_table(root, "", "loopback"));
+  if (tbl == nullptr) {
+    return fail(
+        "missing required table [loopback] (board.platform = \"loopback\"): add it with "
+        "socket = \"/run/vepf/loopback.sock\"");
+  }
+  VEPF_CONFIG_CHECK(check_keys(*tbl, "loopback", {"socket"}));
+  VEPF_CONFIG_TRY(socket, required_string(*tbl, "loopback", "socket"));
+  VEPF_CONFIG_CHECK(check_socket_path("loopback.socket", socket));
+  return LoopbackConfig{std::move(socket)};
+}
+
+Expected<NetConfig> Reader::read_net(const toml::table& table, const std::string& where) const {
+  VEPF_CONFIG_CHECK(check_keys(table, where, {"mac", "mtu"}));
+  NetConfig net;
+  const std::string mac_path = where + ".mac";
+  VEPF_CONFIG_TRY(mac_text, required_string(table, where, "mac"));
+  const auto mac = parse_mac(mac_text);
+  const std::string prefix = mac_path + " = " + in_quotes(mac_text);
+  if (!mac) {
+    return fail(prefix +
+                " is not a MAC address: use six hex octets separated by colons, like "
+                "\"02:00:00:00:00:01\"");
+  }
+  if (((*mac)[0] & 0x01) != 0) {
+    return fail(prefix +
+                " is a multicast address (bit 0 of the first octet is set): use a "
+                "unicast address such as \"02:00:00:00:00:01\"");
+  }
+  if (*mac == std::array<std::uint8_t, 6>{}) {
+    return fail(prefix + " is the all-zero address: use an address such as \"02:00:00:00:00:01\"");
+  }
+  net.mac = *mac;
+  VEPF_CONFIG_TRY(mtu, get_integer(table, where, "mtu", net.mtu, 68, 65535));
+  net.mtu = static_cast<std::uint16_t>(mtu);
+  return net;
+}
+
+/// The [device.ep] or [device.host] table; absent means a tap named `default_ifname`.
+Expected<Backend> Reader::read_backend(const toml::table& device, const std::string& device_where,
+                                       std::string_view side, std::string default_ifname) const {
+  Backend backend;
+  backend.ifname = std::move(default_ifname);
+  VEPF_CONFIG_TRY(tbl, get_table(device, device_where, side));
+  if (tbl == nullptr) return backend;
+  const std::string where = child(device_where, side);
+  VEPF_CONFIG_CHECK(check_keys(*tbl, where, {"backend", "ifname", "path"}));
+  VEPF_CONFIG_TRY(kind_name, get_string(*tbl, where, "backend"));
+  if (kind_name) {
+    VEPF_CONFIG_TRY(kind, choose(where + ".backend", *kind_name, kBackendKinds, "backend"));
+    backend.kind = kind;
+  }
+  VEPF_CONFIG_TRY(ifname, get_string(*tbl, where, "ifname"));
+  VEPF_CONFIG_TRY(path, get_string(*tbl, where, "path"));
+  if (backend.kind == BackendKind::kTap) {
+    if (path) {
+      return fail(where +
+                  ".path is only for backend = \"seqpacket\": drop path, or set "
+                  "backend = \"seqpacket\"");
+    }
+    if (ifname) {
+      VEPF_CONFIG_CHECK(check_ifname(where + ".ifname", *ifname));
+      backend.ifname = std::move(*ifname);
+    }
+    return backend;
+  }
+  if (ifname) {
+    return fail(where +
+                ".ifname is only for backend = \"tap\": drop ifname, or set "
+                "backend = \"tap\"");
+  }
+  if (!path) return fail("missing required key " + where + ".path (backend = \"seqpacket\")");
+  VEPF_CONFIG_CHECK(check_socket_path(where + ".path", *path));
+  backend.ifname.clear();
+  backend.path = std::move(*path);
+  return backend;
+}
+
+Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t index) const {
+  const std::string where = "device[" + std::to_string(index) + "]";
+  VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "net", "ep", "host"}));
+  DeviceConfig device;
+  VEPF_CONFIG_TRY(type_text, required_string(table, where, "type"));
+  VEPF_CONFIG_TRY(type, choose(where + ".type", type_text, kDeviceTypes, "device type"));
+  device.type = type;
+  // VIRTIO 1.2 §2.7: split queue sizes are powers of 2, at most 32768.
+  VEPF_CONFIG_TRY(queue_size, get_integer(table, where, "queue_size", device.queue_size, 2, 32768));
+  if ((queue_size & (queue_size - 1)) != 0) {
+    return fail(where + ".queue_size = " + std::to_string(queue_size) +
+                " is not a power of 2: use one of 2, 4, 8, ..., 32768 (e.g. 256)");
+  }
+  device.queue_size = static_cast<std::uint16_t>(queue_size);
+  VEPF_CONFIG_TRY(net_table, get_table(table, where, "net"));
+  if (net_table == nullptr) {
+    return fail("missing required table [" + where + ".net] (type = \"net\"): add mac = \"...\"");
+  }
+  VEPF_CONFIG_TRY(net_config, read_net(*net_table, where + ".net"));
+  device.net = net_config;
+  const std::string n = std::to_string(index);
+  VEPF_CONFIG_TRY(ep, read_backend(table, where, "ep", "vepf-ep" + n));
+  device.ep = std::move(ep);
+  VEPF_CONFIG_TRY(host, read_backend(table, where, "host", "vepf-host" + n));
+  device.host = std::move(host);
+  return device;
+}
+
+/// Two devices on one side must not share a tap ifname or a socket path.
+Expected<void> Reader::check_unique(const std::vector<DeviceConfig>& devices,
+                                    Backend DeviceConfig::*side, std::string_view side_name) const {
+  for (std::size_t j = 1; j < devices.size(); ++j) {
+    const Backend& b = devices[j].*side;
+    for (std::size_t i = 0; i < j; ++i) {
+      const Backend& a = devices[i].*side;
+      if (a.kind != b.kind) continue;
+      const bool tap = b.kind == BackendKind::kTap;
+      if ((tap ? a.ifname : a.path) != (tap ? b.ifname : b.path)) continue;
+      const std::string key = std::string(side_name) + (tap ? ".ifname" : ".path");
+      return fail("device[" + std::to_string(j) + "]." + key + " = " +
+                  in_quotes(tap ? b.ifname : b.path) + " is already used by device[" +
+                  std::to_string(i) + "]." + key + ": give each device its own");
+    }
+  }
+  return {};
+}
+
+Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root) const {
+  const toml::node* node = root.get("device");
+  if (node == nullptr)
+    return fail("missing required table [[device]]: declare at least one device");
+  const toml::array* array = node->as_array();
+  if (array == nullptr) {
+    return fail("device must be an array of tables (got " + std::string(type_name(node->type())) +
+                "): write [[device]], not [device]");
+  }
+  if (array->empty()) return fail("device is empty: declare at least one [[device]]");
+  if (array->size() > kMaxDevices) {
+    return fail("device has " + std::to_string(array->size()) + " entries: use at most " +
+                std::to_string(kMaxDevices));
+  }
+  std::vector<DeviceConfig> devices;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::table* table = array->get(i)->as_table();
+    if (table == nullptr) {
+      return fail("device[" + std::to_string(i) + "] must be a table (got " +
+                  std::string(type_name(array->get(i)->type())) + "): write [[device]]");
+    }
+    VEPF_CONFIG_TRY(device_config, read_device(*table, i));
+    devices.push_back(std::move(device_config));
+  }
+  VEPF_CONFIG_CHECK(check_unique(devices, &DeviceConfig::ep, "ep"));
+  VEPF_CONFIG_CHECK(check_unique(devices, &DeviceConfig::host, "host"));
+  return devices;
+}
+
+Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
+  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "device"}));
+  BoardConfig config;
+  VEPF_CONFIG_TRY(section, read_board_section(root));
+  config.name = std::move(section.name);
+  config.platform = section.platform;
+  VEPF_CONFIG_TRY(link_config, read_link(root));
+  config.link = link_config;
+  VEPF_CONFIG_TRY(loopback_config, read_loopback(root));
+  config.loopback = std::move(loopback_config);
+  VEPF_CONFIG_TRY(device_configs, read_devices(root));
+  config.devices = std::move(device_configs);
+  return config;
+}
+
+ConfigError error_from(std::string_view source, std::string_view what) {
+  return ConfigError{std::string(source) + ": " + std::string(what)};
+}
+
+/// Reads all of `file` (at most kMaxFileSize bytes) with plain POSIX calls, so that errno
+/// is exactly what the failing call set.
+Expected<std::string> read_file(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;  // before anything else can overwrite it
+    return tl::unexpected(error_from(name, std::string("cannot open: ") + std::strerror(err)));
+  }
+  std::string text;
+  char buffer[4096];
+  int err = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+    if (text.size() > kMaxFileSize) break;
+  }
+  ::close(fd);
+  if (err != 0) {
+    return tl::unexpected(error_from(name, std::string("cannot read: ") + std::strerror(err)));
+  }
+  if (text.size() > kMaxFileSize) {
+    return tl::unexpected(error_from(name, "is larger than 1 MiB: a board file is a few KiB"));
+  }
+  return text;
+}
+
+}  // namespace
+
+tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
+                                                          std::string_view source) {
+  try {
+    const toml::table root = toml::parse(toml, source);
+    return Reader(source).board_config(root);
+  } catch (const toml::parse_error& e) {
+    const toml::source_position& at = e.source().begin;
+    return tl::unexpected(ConfigError{std::string(source) + ":" + std::to_string(at.line) + ":" +
+                                      std::to_string(at.column) +
+                                      ": TOML syntax error: " + std::string(e.description())});
+  } catch (const std::exception& e) {
+    return tl::unexpected(error_from(source, std::string("cannot parse: ") + e.what()));
+  } catch (...) {
+    return tl::unexpected(error_from(source, "cannot parse: unknown error"));
+  }
+}
+
+tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::path& file) {
+  try {
+    VEPF_CONFIG_TRY(text, read_file(file));
+    return parse_board_config(text, file.string());
+  } catch (const std::exception& e) {
+    return tl::unexpected(error_from(file.string(), std::string("cannot load: ") + e.what()));
+  } catch (...) {
+    return tl::unexpected(ConfigError{"cannot load board config: unknown error"});
+  }
+}
+
+std::string_view to_string(Platform platform) {
+  switch (platform) {
+    case Platform::kLoopback:
+      return "loopback";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(DeviceType type) {
+  switch (type) {
+    case DeviceType::kNet:
+      return "net";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::kTap:
+      return "tap";
+    case BackendKind::kSeqpacket:
+      return "seqpacket";
+  }
+  return "unknown";
+}
+
+}  // namespace vepf::config
+
+#undef VEPF_CONFIG_TRY
+#undef VEPF_CONFIG_CHECK

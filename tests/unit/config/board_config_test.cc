@@ -1,0 +1,378 @@
+#include "vepf/config/board_config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+namespace vepf::config {
+namespace {
+
+constexpr std::string_view kSource = "x.toml";
+
+constexpr std::string_view kBoard =
+    "[board]\nname = \"t\"\nplatform = \"loopback\"\n"
+    "[loopback]\nsocket = \"/tmp/t.sock\"\n";
+
+/// A whole board file with one net device; the arguments are extra lines for [[device]],
+/// for [device.net], and extra tables after them ([device.ep] ...).
+std::string board(std::string_view device_keys = "", std::string_view net_keys = "",
+                  std::string_view tables = "") {
+  std::string out(kBoard);
+  out += "[[device]]\ntype = \"net\"\n";
+  out += device_keys;
+  out += "[device.net]\nmac = \"02:00:00:00:00:01\"\n";
+  out += net_keys;
+  out += tables;
+  return out;
+}
+
+/// The error message for `toml`, or "<parsed>" when it parses.
+std::string error_of(const std::string& toml) {
+  const auto result = parse_board_config(toml, kSource);
+  return result ? std::string("<parsed>") : result.error().message;
+}
+
+/// Passes when `text` contains `part`; a failure prints both.
+::testing::AssertionResult has(const std::string& text, std::string_view part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
+}
+
+TEST(BoardConfig, ShippedLoopbackBoardParses) {
+  const auto cfg = load_board_config(VEPF_SOURCE_DIR "/board-configs/loopback.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->name, "loopback");
+  EXPECT_EQ(cfg->platform, Platform::kLoopback);
+  EXPECT_EQ(cfg->link.ack_timeout_ms, 1000u);
+  EXPECT_EQ(cfg->link.ep_window_size, 4u << 20);
+  EXPECT_EQ(cfg->link.rc_window_size, 4u << 20);
+  EXPECT_EQ(cfg->loopback.socket, "/run/vepf/loopback.sock");
+  ASSERT_EQ(cfg->devices.size(), 1u);
+  const DeviceConfig& dev = cfg->devices[0];
+  EXPECT_EQ(dev.type, DeviceType::kNet);
+  EXPECT_EQ(dev.queue_size, 256);
+  EXPECT_EQ(dev.net.mac, (std::array<std::uint8_t, 6>{0x02, 0x76, 0x65, 0x70, 0x66, 0x01}));
+  EXPECT_EQ(dev.net.mtu, 1500);
+  EXPECT_EQ(dev.ep.kind, BackendKind::kTap);
+  EXPECT_EQ(dev.ep.ifname, "vepf-ep0");
+  EXPECT_EQ(dev.host.kind, BackendKind::kTap);
+  EXPECT_EQ(dev.host.ifname, "vepf-host0");
+}
+
+TEST(BoardConfig, DefaultsApplied) {
+  const auto cfg = parse_board_config(board(), kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->link.ack_timeout_ms, 1000u);
+  EXPECT_EQ(cfg->link.ep_window_size, 4u << 20);
+  EXPECT_EQ(cfg->link.rc_window_size, 4u << 20);
+  const DeviceConfig& dev = cfg->devices.at(0);
+  EXPECT_EQ(dev.queue_size, 256);
+  EXPECT_EQ(dev.net.mtu, 1500);
+  EXPECT_EQ(dev.ep.kind, BackendKind::kTap);
+  EXPECT_EQ(dev.ep.ifname, "vepf-ep0");
+  EXPECT_EQ(dev.host.kind, BackendKind::kTap);
+  EXPECT_EQ(dev.host.ifname, "vepf-host0");
+}
+
+TEST(BoardConfig, DefaultIfnameUsesDeviceIndex) {
+  const std::string toml =
+      board() + "[[device]]\ntype = \"net\"\n[device.net]\nmac = \"02:00:00:00:00:02\"\n";
+  const auto cfg = parse_board_config(toml, kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->devices.size(), 2u);
+  EXPECT_EQ(cfg->devices[1].ep.ifname, "vepf-ep1");
+  EXPECT_EQ(cfg->devices[1].host.ifname, "vepf-host1");
+}
+
+TEST(BoardConfig, ExplicitValuesParse) {
+  const auto cfg = parse_board_config(
+      board("queue_size = 1024\n", "mtu = 9000\n", "[device.ep]\nifname = \"e.0_x-y\"\n") +
+          "[link]\nack_timeout_ms = 60000\nep_window_size = 65536\nrc_window_size = 1073741824\n",
+      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->link.ack_timeout_ms, 60000u);
+  EXPECT_EQ(cfg->link.ep_window_size, 65536u);
+  EXPECT_EQ(cfg->link.rc_window_size, 1u << 30);
+  EXPECT_EQ(cfg->devices[0].queue_size, 1024);
+  EXPECT_EQ(cfg->devices[0].net.mtu, 9000);
+  EXPECT_EQ(cfg->devices[0].ep.ifname, "e.0_x-y");
+}
+
+TEST(BoardConfig, SeqpacketBackendParses) {
+  const auto cfg = parse_board_config(
+      board("", "", "[device.host]\nbackend = \"seqpacket\"\npath = \"/run/vepf/net0.sock\"\n"),
+      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  const Backend& host = cfg->devices[0].host;
+  EXPECT_EQ(host.kind, BackendKind::kSeqpacket);
+  EXPECT_EQ(host.path, "/run/vepf/net0.sock");
+  EXPECT_EQ(host.ifname, "");
+  EXPECT_EQ(cfg->devices[0].ep.kind, BackendKind::kTap);
+}
+
+TEST(BoardConfig, ToStringNamesMatchToml) {
+  EXPECT_EQ(to_string(Platform::kLoopback), "loopback");
+  EXPECT_EQ(to_string(DeviceType::kNet), "net");
+  EXPECT_EQ(to_string(BackendKind::kTap), "tap");
+  EXPECT_EQ(to_string(BackendKind::kSeqpacket), "seqpacket");
+}
+
+// ---- messages ----
+
+TEST(BoardConfigError, MessageNamesFileFieldAndRange) {
+  EXPECT_EQ(error_of(board("", "mtu = 70000\n")),
+            "x.toml: device[0].net.mtu = 70000 is out of range: use 68..65535");
+}
+
+TEST(BoardConfigError, UnknownKeyListsAllowedKeys) {
+  EXPECT_EQ(error_of(board("", "foo = 1\n")),
+            "x.toml: unknown key 'foo' in [device[0].net]; allowed: mac, mtu");
+}
+
+TEST(BoardConfigError, UnknownTopLevelTable) {
+  const std::string msg = error_of(board() + "[bogus]\nx = 1\n");
+  EXPECT_TRUE(has(msg, "unknown key 'bogus' at the top level")) << msg;
+}
+
+TEST(BoardConfigError, UnknownKeyInEachTable) {
+  EXPECT_TRUE(has(error_of(board() + "[link]\nack = 1\n"), "'ack' in [link]"));
+  EXPECT_TRUE(has(error_of(board("color = 1\n")), "'color' in [device[0]]"));
+  EXPECT_TRUE(
+      has(error_of(board("", "", "[device.ep]\nname = \"a\"\n")), "'name' in [device[0].ep]"));
+  EXPECT_TRUE(has(error_of(board("", "", "[device.blk]\n")), "'blk' in [device[0]]"));
+  EXPECT_TRUE(has(error_of("[board]\nname=\"t\"\nplatform=\"loopback\"\nx=1\n"), "'x' in [board]"));
+}
+
+TEST(BoardConfigError, MissingBoardName) {
+  const std::string msg = error_of("[board]\nplatform = \"loopback\"\n");
+  EXPECT_EQ(msg, "x.toml: missing required key board.name");
+}
+
+TEST(BoardConfigError, MissingRequiredTablesAndKeys) {
+  EXPECT_TRUE(has(error_of(""), "missing required table [board]"));
+  EXPECT_TRUE(has(error_of("[board]\nname = \"t\"\n"), "missing required key board.platform"));
+  EXPECT_TRUE(has(error_of("[board]\nname=\"t\"\nplatform=\"loopback\"\n"), "[loopback]"));
+  EXPECT_TRUE(has(error_of(std::string(kBoard)), "missing required table [[device]]"));
+  EXPECT_TRUE(has(error_of(std::string(kBoard) + "[[device]]\n"), "device[0].type"));
+  EXPECT_TRUE(has(error_of(std::string(kBoard) + "[[device]]\ntype=\"net\"\n"), "[device[0].net]"));
+  EXPECT_TRUE(has(error_of(std::string(kBoard) + "[[device]]\ntype=\"net\"\n[device.net]\n"),
+                  "missing required key device[0].net.mac"));
+}
+
+TEST(BoardConfigError, MissingLoopbackSocket) {
+  const std::string msg = error_of("[board]\nname=\"t\"\nplatform=\"loopback\"\n[loopback]\n");
+  EXPECT_TRUE(has(msg, "missing required key loopback.socket")) << msg;
+}
+
+TEST(BoardConfigError, WrongTypeSaysExpectedType) {
+  EXPECT_TRUE(has(error_of(board("", "mtu = \"1500\"\n")),
+                  "device[0].net.mtu must be an integer (got a string)"));
+  EXPECT_TRUE(
+      has(error_of(board("queue_size = 256.0\n")), "device[0].queue_size must be an integer"));
+  EXPECT_TRUE(has(error_of("[board]\nname = 5\n"), "board.name must be a string (got an integer)"));
+  EXPECT_TRUE(has(error_of("link = 5\n" + board()), "link must be a table"));
+  EXPECT_TRUE(has(error_of(std::string(kBoard) + "[device]\ntype=\"net\"\n"),
+                  "device must be an array of tables"));
+  EXPECT_TRUE(has(error_of("device = [1]\n" + std::string(kBoard)), "device[0] must be a table"));
+}
+
+TEST(BoardConfigError, UnknownEnumValuesListChoices) {
+  EXPECT_TRUE(has(error_of("[board]\nname=\"t\"\nplatform=\"pcie\"\n"),
+                  "board.platform = \"pcie\" is not a known platform: use \"loopback\""));
+  EXPECT_TRUE(has(error_of(std::string(kBoard) + "[[device]]\ntype = \"blk\"\n"),
+                  "device[0].type = \"blk\" is not a known device type: use \"net\""));
+  EXPECT_TRUE(
+      has(error_of(board("", "", "[device.ep]\nbackend = \"tun\"\n")),
+          "device[0].ep.backend = \"tun\" is not a known backend: use \"tap\" or \"seqpacket\""));
+}
+
+TEST(BoardConfigError, EmptyBoardName) {
+  EXPECT_TRUE(
+      has(error_of("[board]\nname = \"\"\nplatform = \"loopback\"\n"), "board.name is empty"));
+}
+
+TEST(BoardConfigError, MtuRange) {
+  EXPECT_TRUE(has(error_of(board("", "mtu = 67\n")), "device[0].net.mtu = 67 is out of range"));
+  EXPECT_EQ(error_of(board("", "mtu = 68\n")), "<parsed>");
+  EXPECT_EQ(error_of(board("", "mtu = 65535\n")), "<parsed>");
+  // int64 values that would wrap into range if narrowed first.
+  EXPECT_TRUE(has(error_of(board("", "mtu = 67036\n")), "device[0].net.mtu = 67036"));
+  EXPECT_TRUE(has(error_of(board("", "mtu = -1\n")), "device[0].net.mtu = -1"));
+  EXPECT_TRUE(has(error_of(board("", "mtu = 4294968796\n")), "device[0].net.mtu = 4294968796"));
+}
+
+TEST(BoardConfigError, QueueSize) {
+  EXPECT_TRUE(
+      has(error_of(board("queue_size = 100\n")), "device[0].queue_size = 100 is not a power of 2"));
+  EXPECT_TRUE(has(error_of(board("queue_size = 1\n")), "device[0].queue_size = 1 is out of range"));
+  EXPECT_TRUE(has(error_of(board("queue_size = 65536\n")), "device[0].queue_size = 65536 is out"));
+  EXPECT_TRUE(has(error_of(board("queue_size = 0\n")), "device[0].queue_size = 0 is out of range"));
+  EXPECT_EQ(error_of(board("queue_size = 2\n")), "<parsed>");
+  EXPECT_EQ(error_of(board("queue_size = 32768\n")), "<parsed>");
+}
+
+TEST(BoardConfigError, AckTimeoutRange) {
+  EXPECT_TRUE(
+      has(error_of(board() + "[link]\nack_timeout_ms = 0\n"), "link.ack_timeout_ms = 0 is out"));
+  EXPECT_TRUE(
+      has(error_of(board() + "[link]\nack_timeout_ms = 60001\n"), "link.ack_timeout_ms = 60001"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nack_timeout_ms = 4294968296\n"), "= 4294968296"));
+}
+
+TEST(BoardConfigError, WindowSizeRules) {
+  EXPECT_TRUE(has(error_of(board() + "[link]\nep_window_size = 69632\n"), "<parsed>"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nep_window_size = 65537\n"),
+                  "link.ep_window_size = 65537 is not a multiple of 4096"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nrc_window_size = 61440\n"),
+                  "link.rc_window_size = 61440 is out of range"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nrc_window_size = 1073745920\n"),
+                  "link.rc_window_size = 1073745920 is out of range"));
+}
+
+TEST(BoardConfigError, SocketPathLength) {
+  const std::string ok(107, 's');
+  const std::string too_long(108, 's');
+  const auto with_socket = [](const std::string& s) {
+    return "[board]\nname=\"t\"\nplatform=\"loopback\"\n[loopback]\nsocket = \"" + s +
+           "\"\n[[device]]\ntype=\"net\"\n[device.net]\nmac=\"02:00:00:00:00:01\"\n";
+  };
+  EXPECT_EQ(error_of(with_socket(ok)), "<parsed>");
+  EXPECT_TRUE(has(error_of(with_socket(too_long)), "loopback.socket = \"sss"));
+  EXPECT_TRUE(has(error_of(with_socket("")), "loopback.socket is empty"));
+}
+
+TEST(BoardConfigError, IfnameRules) {
+  const auto with_ifname = [](std::string_view name) {
+    return error_of(board("", "", "[device.ep]\nifname = \"" + std::string(name) + "\"\n"));
+  };
+  EXPECT_EQ(with_ifname("abcdefghijklmno"), "<parsed>");  // 15 chars
+  EXPECT_TRUE(
+      has(with_ifname("abcdefghijklmnop"), "device[0].ep.ifname = \"abcdefghijklmnop\" is 16"));
+  EXPECT_TRUE(has(with_ifname(""), "device[0].ep.ifname = \"\" is 0 characters long"));
+  EXPECT_TRUE(has(with_ifname("a b"), "device[0].ep.ifname = \"a b\" contains ' '"));
+  EXPECT_TRUE(has(with_ifname("eth/0"), "contains '/'"));
+  EXPECT_TRUE(has(with_ifname(".."), "device[0].ep.ifname = \"..\" is reserved"));
+}
+
+TEST(BoardConfigError, IfnameOnlyForTapPathOnlyForSeqpacket) {
+  EXPECT_TRUE(has(
+      error_of(board("", "", "[device.ep]\nbackend=\"seqpacket\"\npath=\"/p\"\nifname=\"a\"\n")),
+      "device[0].ep.ifname is only for backend = \"tap\": drop ifname"));
+  EXPECT_TRUE(has(error_of(board("", "", "[device.host]\npath = \"/p\"\n")),
+                  "device[0].host.path is only for backend = \"seqpacket\": drop path"));
+  EXPECT_TRUE(has(error_of(board("", "", "[device.host]\nbackend = \"seqpacket\"\n")),
+                  "missing required key device[0].host.path"));
+  EXPECT_TRUE(has(error_of(board("", "", "[device.host]\nbackend = \"seqpacket\"\npath = \"\"\n")),
+                  "device[0].host.path is empty"));
+}
+
+TEST(BoardConfigError, DuplicateIfnameOnOneSide) {
+  const std::string toml =
+      board("", "", "[device.ep]\nifname = \"vepf-ep1\"\n") +
+      "[[device]]\ntype = \"net\"\n[device.net]\nmac = \"02:00:00:00:00:02\"\n";
+  EXPECT_TRUE(has(error_of(toml),
+                  "device[1].ep.ifname = \"vepf-ep1\" is already used by device[0].ep.ifname"));
+}
+
+TEST(BoardConfigError, DuplicateSeqpacketPathOnOneSide) {
+  const std::string sp = "[device.host]\nbackend = \"seqpacket\"\npath = \"/p\"\n";
+  const std::string toml =
+      board("", "", sp) +
+      "[[device]]\ntype = \"net\"\n[device.net]\nmac = \"02:00:00:00:00:02\"\n" + sp;
+  EXPECT_TRUE(has(error_of(toml), "device[1].host.path = \"/p\" is already used by device[0]"));
+}
+
+TEST(BoardConfigError, DeviceCount) {
+  std::string toml(kBoard);
+  for (int i = 0; i < 17; ++i) {
+    toml += "[[device]]\ntype = \"net\"\n[device.net]\nmac = \"02:00:00:00:00:" +
+            std::to_string(10 + i) + "\"\n";
+  }
+  EXPECT_TRUE(has(error_of(toml), "device has 17 entries: use at most 16"));
+  EXPECT_TRUE(has(error_of("device = []\n" + std::string(kBoard)), "device is empty"));
+}
+
+TEST(BoardConfigError, SyntaxErrorHasLineAndColumn) {
+  const std::string msg = error_of("[board]\nname = \"t\nplatform = 1\n");
+  EXPECT_TRUE(has(msg, "x.toml:2:")) << msg;
+  EXPECT_TRUE(has(msg, "TOML syntax error")) << msg;
+}
+
+TEST(BoardConfigError, GarbageNeverThrows) {
+  EXPECT_NO_THROW((void)parse_board_config(std::string("\xff\xfe\x00[", 4), kSource));
+  EXPECT_FALSE(parse_board_config(std::string("\xff\xfe\x00[", 4), kSource));
+  EXPECT_FALSE(parse_board_config("a = 1\na = 2\n", kSource));
+}
+
+// ---- MAC addresses ----
+
+TEST(BoardConfigMac, UpperAndLowerCaseParse) {
+  const auto cfg = parse_board_config(
+      std::string(kBoard) + "[[device]]\ntype=\"net\"\n[device.net]\nmac = \"0a:Bc:dE:F0:12:ff\"\n",
+      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->devices[0].net.mac,
+            (std::array<std::uint8_t, 6>{0x0a, 0xbc, 0xde, 0xf0, 0x12, 0xff}));
+}
+
+TEST(BoardConfigMac, BadFormsRejected) {
+  for (const char* mac : {"02:00:00:00:00", "02-00-00-00-00-01", "02:00:00:00:00:0g",
+                          "2:00:00:00:00:01", "02:00:00:00:00:01:", "020000000001", ""}) {
+    SCOPED_TRACE(mac);
+    const std::string msg = error_of(
+        std::string(kBoard) + "[[device]]\ntype=\"net\"\n[device.net]\nmac = \"" + mac + "\"\n");
+    EXPECT_TRUE(has(msg, "device[0].net.mac = \"")) << msg;
+    EXPECT_TRUE(has(msg, "is not a MAC address")) << msg;
+  }
+}
+
+TEST(BoardConfigMac, MulticastAndZeroRejected) {
+  const auto with_mac = [](std::string_view mac) {
+    return error_of(std::string(kBoard) + "[[device]]\ntype=\"net\"\n[device.net]\nmac = \"" +
+                    std::string(mac) + "\"\n");
+  };
+  EXPECT_TRUE(has(with_mac("01:00:5e:00:00:01"),
+                  "device[0].net.mac = \"01:00:5e:00:00:01\" is a multicast"));
+  EXPECT_TRUE(has(with_mac("ff:ff:ff:ff:ff:ff"), "is a multicast"));
+  EXPECT_TRUE(has(with_mac("00:00:00:00:00:00"), "is the all-zero address"));
+  EXPECT_TRUE(has(with_mac("02:00:00:00:00:01"), "<parsed>"));
+}
+
+TEST(BoardConfigMac, WrongTypeRejected) {
+  EXPECT_TRUE(
+      has(error_of(std::string(kBoard) + "[[device]]\ntype=\"net\"\n[device.net]\nmac = 5\n"),
+          "device[0].net.mac must be a string"));
+}
+
+// ---- files ----
+
+TEST(BoardConfigFile, MissingFileNamesPathAndErrno) {
+  const auto cfg = load_board_config("/nonexistent/vepf/board.toml");
+  ASSERT_FALSE(cfg);
+  EXPECT_TRUE(has(cfg.error().message, "/nonexistent/vepf/board.toml")) << cfg.error().message;
+  EXPECT_TRUE(has(cfg.error().message, "No such file or directory")) << cfg.error().message;
+}
+
+TEST(BoardConfigFile, DirectoryIsAnError) {
+  const auto cfg = load_board_config(VEPF_SOURCE_DIR "/board-configs");
+  ASSERT_FALSE(cfg);
+  EXPECT_TRUE(has(cfg.error().message, "board-configs: cannot read")) << cfg.error().message;
+}
+
+TEST(BoardConfigFile, ErrorsInAFileNameTheFile) {
+  const std::string path = ::testing::TempDir() + "vepf_bad_board.toml";
+  std::ofstream(path) << board("", "mtu = 70000\n");
+  const auto cfg = load_board_config(path);
+  std::remove(path.c_str());
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().message,
+            path + ": device[0].net.mtu = 70000 is out of range: use 68..65535");
+}
+
+}  // namespace
+}  // namespace vepf::config
