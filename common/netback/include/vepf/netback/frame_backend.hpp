@@ -1,0 +1,59 @@
+#pragma once
+// Where a virtio-net function's frames come from and go to on this side's OS: a TAP interface,
+// or a unix SOCK_SEQPACKET socket (one message = one Ethernet frame; for tests and for programs
+// that want raw frames without a network namespace).
+//
+// Frames cross this interface with a 12-byte virtio_net_hdr_v1 in front (VIRTIO 1.2 §5.1.6), the
+// layout a TAP with IFF_VNET_HDR uses natively.
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "vepf/config/board_config.hpp"
+#include "vepf/error.hpp"
+#include "vepf/os/event_loop.hpp"
+
+namespace vepf::netback {
+
+class FrameBackend {
+ public:
+  struct Callbacks {
+    std::function<void()> readable;  // recv() may return a frame
+    std::function<void()> writable;  // a send() that returned kNoSpace may be retried
+  };
+  virtual ~FrameBackend() = default;
+
+  /// Registers the backend's fds with `loop`; called again, only replaces the callbacks
+  /// (a new driver instance after a link restart).
+  [[nodiscard]] virtual Result<void> start(os::EventLoop& loop, Callbacks cb) = 0;
+  /// Receives one frame into `buf` (header + frame). Returns its length in bytes.
+  /// Errors: kNoSpace when nothing is waiting; kSystem on failure.
+  [[nodiscard]] virtual Result<std::size_t> recv(std::span<std::byte> buf) = 0;
+  /// Sends one frame (header + frame). Errors: kNoSpace when it would block (retry after the
+  /// writable callback; ask for it with set_tx_wait(true)); kSystem on failure (frame dropped).
+  [[nodiscard]] virtual Result<void> send(std::span<const std::byte> hdr_and_frame) = 0;
+  /// Flow control: while paused, no readable callbacks (frames wait in the OS queue).
+  virtual void set_rx_paused(bool paused) = 0;
+  /// Asks for (or cancels) one writable callback.
+  virtual void set_tx_wait(bool wait) = 0;
+  /// Link state as the OS should see it (TAP carrier).
+  virtual void set_link(bool up) = 0;
+  /// "tap vepf-ep0" / "seqpacket /run/x.sock", for messages.
+  virtual const std::string& name() const = 0;
+};
+
+/// Per-side settings a backend needs beyond the board config.
+struct BackendOptions {
+  std::uint16_t mtu = 1500;
+  const std::array<std::uint8_t, 6>* mac = nullptr;  // give the TAP this MAC (driver side)
+};
+
+/// Creates a backend from the board config. Errors: kSystem (TAP or socket could not be set up:
+/// the Error's sys_errno says why).
+[[nodiscard]] Result<std::unique_ptr<FrameBackend>> make_backend(const config::Backend& cfg, const BackendOptions& opt);
+
+}  // namespace vepf::netback

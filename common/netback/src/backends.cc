@@ -1,0 +1,190 @@
+// TAP and SOCK_SEQPACKET frame backends.
+
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "vepf/layout/net.hpp"
+#include "vepf/netback/frame_backend.hpp"
+#include "vepf/os/fd.hpp"
+#include "vepf/os/tap.hpp"
+#include "vepf/os/unix_socket.hpp"
+
+namespace vepf::netback {
+namespace {
+
+Result<void> set_hwaddr(const std::string& ifname, const std::array<std::uint8_t, 6>& mac) {
+  os::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return fail(Errc::kSystem, "socket(AF_INET) for SIOCSIFHWADDR", errno);
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  std::memcpy(ifr.ifr_hwaddr.sa_data, mac.data(), mac.size());
+  if (::ioctl(s.get(), SIOCSIFHWADDR, &ifr) < 0) return fail(Errc::kSystem, "SIOCSIFHWADDR", errno);
+  return {};
+}
+
+/// Events a backend fd is polled for, from its flow-control state.
+std::uint32_t events_for(bool rx_paused, bool tx_wait) {
+  return (rx_paused ? 0u : static_cast<std::uint32_t>(EPOLLIN)) | (tx_wait ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
+}
+
+class TapBackend final : public FrameBackend {
+ public:
+  explicit TapBackend(os::Tap tap) : tap_(std::move(tap)), name_("tap " + tap_.name()) {}
+  ~TapBackend() override {
+    if (loop_) loop_->remove(tap_.fd());
+  }
+
+  Result<void> start(os::EventLoop& loop, Callbacks cb) override {
+    cb_ = std::move(cb);
+    if (loop_) return {};  // already registered: callbacks replaced
+    loop_ = &loop;
+    return loop.add(tap_.fd(), events_for(rx_paused_, tx_wait_), [this](std::uint32_t ev) {
+      if ((ev & EPOLLOUT) && cb_.writable) cb_.writable();
+      if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && cb_.readable) cb_.readable();
+    });
+  }
+  Result<std::size_t> recv(std::span<std::byte> buf) override { return tap_.read(buf); }
+  Result<void> send(std::span<const std::byte> frame) override {
+    auto n = tap_.write(frame);
+    if (!n) return tl::unexpected(n.error());
+    return {};
+  }
+  void set_rx_paused(bool paused) override {
+    if (paused == rx_paused_) return;
+    rx_paused_ = paused;
+    update();
+  }
+  void set_tx_wait(bool wait) override {
+    if (wait == tx_wait_) return;
+    tx_wait_ = wait;
+    update();
+  }
+  void set_link(bool up) override { (void)tap_.set_carrier(up); }
+  const std::string& name() const override { return name_; }
+
+ private:
+  void update() {
+    if (loop_) (void)loop_->modify(tap_.fd(), events_for(rx_paused_, tx_wait_));
+  }
+  os::Tap tap_;
+  std::string name_;
+  os::EventLoop* loop_ = nullptr;
+  Callbacks cb_;
+  bool rx_paused_ = false, tx_wait_ = false;
+};
+
+/// One listening socket; one client at a time. Messages are bare Ethernet frames: the header
+/// is added on recv and stripped on send. Without a client, sent frames are dropped (no carrier).
+class SeqpacketBackend final : public FrameBackend {
+ public:
+  SeqpacketBackend(os::Fd listener, std::string path) : listener_(std::move(listener)), name_("seqpacket " + path) {}
+  ~SeqpacketBackend() override {
+    drop_client();
+    if (loop_) loop_->remove(listener_.get());
+  }
+
+  Result<void> start(os::EventLoop& loop, Callbacks cb) override {
+    cb_ = std::move(cb);
+    if (loop_) return {};  // already registered: callbacks replaced
+    loop_ = &loop;
+    return loop.add(listener_.get(), EPOLLIN, [this](std::uint32_t) { accept_client(); });
+  }
+  Result<std::size_t> recv(std::span<std::byte> buf) override {
+    if (!client_.valid() || buf.size() < layout::kNetHdrSize) return fail(Errc::kNoSpace, "no client");
+    const ssize_t n = ::recv(client_.get(), buf.data() + layout::kNetHdrSize, buf.size() - layout::kNetHdrSize,
+                             MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EAGAIN) return fail(Errc::kNoSpace, "no frame waiting");
+      return fail(Errc::kSystem, "recv from seqpacket client", errno);
+    }
+    if (n == 0) {  // client closed
+      drop_client();
+      return fail(Errc::kNoSpace, "client closed");
+    }
+    if (static_cast<std::size_t>(n) > buf.size() - layout::kNetHdrSize) return fail(Errc::kOutOfRange, "frame larger than the MTU");
+    std::memset(buf.data(), 0, layout::kNetHdrSize);
+    return layout::kNetHdrSize + static_cast<std::size_t>(n);
+  }
+  Result<void> send(std::span<const std::byte> frame) override {
+    if (!client_.valid()) return {};  // no carrier: dropped, as a NIC without link would
+    if (frame.size() < layout::kNetHdrSize) return fail(Errc::kInvalidArgument, "frame shorter than its header");
+    const ssize_t n = ::send(client_.get(), frame.data() + layout::kNetHdrSize, frame.size() - layout::kNetHdrSize,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN) return fail(Errc::kNoSpace, "client not reading");
+      const int e = errno;
+      drop_client();
+      return fail(Errc::kSystem, "send to seqpacket client", e);
+    }
+    return {};
+  }
+  void set_rx_paused(bool paused) override {
+    if (paused == rx_paused_) return;
+    rx_paused_ = paused;
+    update();
+  }
+  void set_tx_wait(bool wait) override {
+    if (wait == tx_wait_) return;
+    tx_wait_ = wait;
+    update();
+  }
+  void set_link(bool) override {}
+  const std::string& name() const override { return name_; }
+
+ private:
+  void accept_client() {
+    auto c = os::accept_seqpacket(listener_.get());
+    if (!c) return;
+    if (client_.valid()) return;  // one client at a time: the new one is closed
+    client_ = std::move(*c);
+    const int fd = client_.get();
+    (void)loop_->add(fd, events_for(rx_paused_, tx_wait_), [this](std::uint32_t ev) {
+      if ((ev & EPOLLOUT) && cb_.writable) cb_.writable();
+      if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && cb_.readable) cb_.readable();
+    });
+  }
+  void drop_client() {
+    if (!client_.valid()) return;
+    if (loop_) loop_->remove(client_.get());
+    client_.reset();
+  }
+  void update() {
+    if (loop_ && client_.valid()) (void)loop_->modify(client_.get(), events_for(rx_paused_, tx_wait_));
+  }
+
+  os::Fd listener_;
+  os::Fd client_;
+  std::string name_;
+  os::EventLoop* loop_ = nullptr;
+  Callbacks cb_;
+  bool rx_paused_ = false, tx_wait_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FrameBackend>> make_backend(const config::Backend& cfg, const BackendOptions& opt) {
+  if (cfg.kind == config::BackendKind::kSeqpacket) {
+    auto l = os::listen_seqpacket(cfg.path);
+    if (!l) return tl::unexpected(l.error());
+    return std::make_unique<SeqpacketBackend>(std::move(*l), cfg.path);
+  }
+  auto tap = os::Tap::open(cfg.ifname);
+  if (!tap) return tl::unexpected(tap.error());
+  if (auto r = tap->set_mtu(opt.mtu); !r) return tl::unexpected(r.error());
+  if (opt.mac) {
+    if (auto r = set_hwaddr(cfg.ifname, *opt.mac); !r) return tl::unexpected(r.error());
+  }
+  if (auto r = tap->set_carrier(false); !r) return tl::unexpected(r.error());
+  if (auto r = tap->set_up(true); !r) return tl::unexpected(r.error());
+  return std::make_unique<TapBackend>(std::move(*tap));
+}
+
+}  // namespace vepf::netback

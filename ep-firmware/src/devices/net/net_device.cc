@@ -1,0 +1,181 @@
+#include "devices/net/net_device.hpp"
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace vepf::ep {
+
+namespace {
+constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
+// Frames handled per call before returning to the event loop (fairness between directions).
+constexpr int kBudget = 256;
+}  // namespace
+
+NetDevice::NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg,
+                     std::uint16_t queue_size)
+    : backend_(std::move(backend)), mtu_(cfg.mtu), queue_size_(queue_size),
+      buf_(layout::net_buffer_size(cfg.mtu)) {
+  std::memcpy(cfg_.mac, cfg.mac.data(), sizeof(cfg_.mac));
+  cfg_.status = layout::le16::from_cpu(VIRTIO_NET_S_LINK_UP);
+  cfg_.max_virtqueue_pairs = layout::le16::from_cpu(1);
+  cfg_.mtu = layout::le16::from_cpu(cfg.mtu);
+}
+
+Result<void> NetDevice::start(os::EventLoop& loop) {
+  return backend_->start(loop, {[this] { process_rx(); },
+                                [this] {
+                                  backend_->set_tx_wait(false);
+                                  process_tx();
+                                }});
+}
+
+void NetDevice::shutdown() {
+  cfg_.status = layout::le16::from_cpu(0);
+  if (h_) h_->config_changed();
+  backend_->set_link(false);
+}
+
+std::uint32_t NetDevice::device_id() const { return VIRTIO_ID_NET; }
+
+std::uint64_t NetDevice::device_features() const {
+  return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
+         bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
+}
+
+std::span<const std::byte> NetDevice::config() const { return std::as_bytes(std::span{&cfg_, 1}); }
+
+void NetDevice::on_driver_ok(transport::DeviceHandle& h) {
+  h_ = h;
+  backend_->set_link(true);
+  backend_->set_rx_paused(false);
+  spdlog::get("ep.net")->info("{}: driver ready, link up", backend_->name());
+}
+
+void NetDevice::on_reset() {
+  backlog_tx_ = backlog_rx_ = false;
+  if (h_) spdlog::get("ep.net")->info("{}: driver reset, link down", backend_->name());
+  h_.reset();
+  rx_chain_.reset();
+  tx_pending_.reset();
+  backend_->set_link(false);
+  backend_->set_rx_paused(true);  // frames wait in the OS queue (or are dropped by it)
+  backend_->set_tx_wait(false);
+}
+
+void NetDevice::on_notify(transport::DeviceHandle&) {
+  process_tx();
+  process_rx();
+}
+
+void NetDevice::broken(std::uint16_t q) {
+  auto* vq = h_->queue(q);
+  spdlog::get("ep.net")->error("{}: driver broke {} queue rules ({}); device needs reset", backend_->name(),
+                               q == layout::kNetRxQueue ? "receive" : "transmit", vq ? vq->why() : "?");
+  h_->queue_broken(q);
+  rx_chain_.reset();
+  tx_pending_.reset();
+}
+
+bool NetDevice::send_chain(const ring::Chain& c) {
+  // VIRTIO 1.2 §5.1.6.2: header then frame; no offloads were offered, so the header must be
+  // plain. Anything else is the driver's error: drop the frame, not the queue.
+  if (c.read_len < layout::kNetHdrSize || c.read_len > buf_.size()) {
+    ++stats_.tx_errors;
+    return true;
+  }
+  const std::size_t n = ring::chain_read(c, buf_);
+  layout::VirtioNetHdr hdr;
+  std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+  if (hdr.flags != 0 || hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+    ++stats_.tx_errors;
+    return true;
+  }
+  auto r = backend_->send(std::span{buf_}.first(n));
+  if (!r && r.error().code == Errc::kNoSpace) return false;
+  if (!r) {
+    ++stats_.tx_errors;
+    return true;
+  }
+  ++stats_.tx_frames;
+  stats_.tx_bytes += n - layout::kNetHdrSize;
+  return true;
+}
+
+void NetDevice::process_tx() {
+  if (!h_) return;
+  ring::Vringh* q = h_->queue(layout::kNetTxQueue);
+  if (q == nullptr) return;
+  bool completed = false;
+  backlog_tx_ = true;  // cleared when the loop ends for any reason but the budget
+  for (int budget = kBudget; budget > 0; --budget) {
+    if (!tx_pending_) {
+      auto c = q->pop();
+      if (!c) return broken(layout::kNetTxQueue);
+      if (!*c) {
+        if (!q->notify_enable()) continue;
+        backlog_tx_ = false;  // empty, and the driver will ring when it adds
+        break;
+      }
+      tx_pending_ = std::move(**c);
+    }
+    if (!send_chain(*tx_pending_)) {
+      backend_->set_tx_wait(true);  // resumes from the writable callback
+      backlog_tx_ = false;
+      break;
+    }
+    if (!q->complete(tx_pending_->head, 0)) return broken(layout::kNetTxQueue);
+    tx_pending_.reset();
+    completed = true;
+  }
+  if (completed && q->need_notify()) h_->notify_driver();
+}
+
+void NetDevice::process_rx() {
+  if (!h_) {
+    backend_->set_rx_paused(true);
+    return;
+  }
+  ring::Vringh* q = h_->queue(layout::kNetRxQueue);
+  if (q == nullptr) return backend_->set_rx_paused(true);
+  bool completed = false;
+  backlog_rx_ = true;  // cleared when the loop ends for any reason but the budget
+  for (int budget = kBudget; budget > 0; --budget) {
+    if (!rx_chain_) {
+      auto c = q->pop();
+      if (!c) return broken(layout::kNetRxQueue);
+      if (!*c) {
+        if (!q->notify_enable()) continue;  // buffers arrived meanwhile
+        backend_->set_rx_paused(true);       // no buffers: leave frames in the OS queue
+        backlog_rx_ = false;
+        break;
+      }
+      rx_chain_ = std::move(**c);
+      backend_->set_rx_paused(false);
+    }
+    auto n = backend_->recv(buf_);
+    if (!n) {  // nothing waiting (kNoSpace) or a backend error: wait for readable
+      backlog_rx_ = false;
+      break;
+    }
+    if (*n > rx_chain_->write_len) {
+      ++stats_.rx_dropped;
+      continue;
+    }
+    layout::VirtioNetHdr hdr{};  // no offloads negotiated (VIRTIO 1.2 §5.1.6.4)
+    hdr.num_buffers = layout::le16::from_cpu(1);
+    std::memcpy(buf_.data(), &hdr, sizeof(hdr));
+    ring::chain_write(*rx_chain_, std::span{buf_}.first(*n));
+    if (!q->complete(rx_chain_->head, static_cast<std::uint32_t>(*n))) return broken(layout::kNetRxQueue);
+    rx_chain_.reset();
+    ++stats_.rx_frames;
+    stats_.rx_bytes += *n - layout::kNetHdrSize;
+    completed = true;
+  }
+  if (completed && q->need_notify()) h_->notify_driver();
+}
+
+}  // namespace vepf::ep

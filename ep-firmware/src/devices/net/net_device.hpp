@@ -1,0 +1,68 @@
+#pragma once
+// virtio-net device (VIRTIO 1.2 §5.1), device ID 1, one queue pair: receiveq1 (0), transmitq1 (1).
+// Frames from the backend (TAP or socket) go to the driver through the receive queue; frames the
+// driver puts on the transmit queue go to the backend. Offers VERSION_1, EVENT_IDX,
+// INDIRECT_DESC, MAC, MTU, STATUS; no checksum or segmentation offloads.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "vepf/config/board_config.hpp"
+#include "vepf/layout/net.hpp"
+#include "vepf/netback/frame_backend.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/transport/device_transport.hpp"
+
+namespace vepf::ep {
+
+struct NetStats {
+  std::uint64_t rx_frames = 0, rx_bytes = 0;   // backend -> driver (receiveq)
+  std::uint64_t tx_frames = 0, tx_bytes = 0;   // driver -> backend (transmitq)
+  std::uint64_t rx_dropped = 0;                // frame larger than the driver's buffer
+  std::uint64_t tx_errors = 0;                 // malformed frame from the driver, backend error
+};
+
+class NetDevice final : public transport::VirtioDevice {
+ public:
+  NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg, std::uint16_t queue_size);
+
+  /// Registers the backend with the loop. Errors: as FrameBackend::start().
+  [[nodiscard]] Result<void> start(os::EventLoop& loop);
+  /// Link down for good (program exit): clears VIRTIO_NET_S_LINK_UP so the driver sees it.
+  void shutdown();
+
+  std::uint32_t device_id() const override;
+  std::uint64_t device_features() const override;
+  std::uint16_t num_queues() const override { return 2; }
+  std::uint16_t max_queue_size() const override { return queue_size_; }
+  std::span<const std::byte> config() const override;
+  void on_driver_ok(transport::DeviceHandle& h) override;
+  void on_reset() override;
+  void on_notify(transport::DeviceHandle& h) override;
+
+  /// A budget ran out with work left: call on_notify() again before sleeping.
+  bool backlog() const noexcept { return backlog_tx_ || backlog_rx_; }
+  const NetStats& stats() const noexcept { return stats_; }
+  const netback::FrameBackend& backend() const noexcept { return *backend_; }
+
+ private:
+  void process_tx();
+  void process_rx();
+  bool send_chain(const ring::Chain& c);  // false: backend busy, retry later
+  void broken(std::uint16_t q);
+
+  std::unique_ptr<netback::FrameBackend> backend_;
+  layout::VirtioNetConfig cfg_{};
+  std::uint16_t mtu_;
+  std::uint16_t queue_size_;
+  std::optional<transport::DeviceHandle> h_;   // between DRIVER_OK and reset
+  std::optional<ring::Chain> rx_chain_;        // popped receive buffer waiting for a frame
+  std::optional<ring::Chain> tx_pending_;      // popped frame the backend could not take yet
+  std::vector<std::byte> buf_;
+  NetStats stats_;
+  bool backlog_tx_ = false, backlog_rx_ = false;
+};
+
+}  // namespace vepf::ep

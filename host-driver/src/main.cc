@@ -1,0 +1,288 @@
+// vepf-host: the RC side. Attaches to the EP's virtio-pci-epf layout, drives every device in its
+// device table, and hands each to the host OS (net: a TAP interface). Survives an EP restart:
+// when the link goes down it waits for the EP to come back. main() only wires.
+
+#include <linux/virtio_ids.h>
+#include <sys/epoll.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "drivers/net/net_driver.hpp"
+#include "vepf/app/app.hpp"
+#include "vepf/config/board_config.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/os/signals.hpp"
+#include "vepf/platform/loopback.hpp"
+#include "vepf/transport/driver_transport.hpp"
+
+namespace {
+
+using namespace vepf;
+using std::chrono::milliseconds;
+
+struct Options {
+  std::string board;
+  std::string socket;
+  std::string log_level = "info";
+  unsigned connect_timeout_ms = 30000;
+  bool once = false;
+};
+
+std::string describe(const Error& e) {
+  std::string s = fmt::format("{} ({})", e.what, errc_name(e.code));
+  if (e.sys_errno) s += fmt::format(": {}", std::strerror(e.sys_errno));
+  return s;
+}
+
+class HostProgram {
+ public:
+  HostProgram(const config::BoardConfig& cfg, const Options& o, os::EventLoop& loop, int sfd)
+      : cfg_(cfg), o_(o), loop_(loop), sfd_(sfd), report_("vepf-host") {}
+  int run();
+
+ private:
+  enum class End { kQuit, kLinkDown, kFailed };
+  bool connect();
+  End session();
+  Result<void> bring_up();
+  void probe_net(const transport::DeviceInfo& info);
+  void on_interrupt();
+  void check_signals();
+  void print_report(spdlog::level::level_enum lvl);
+
+  const config::BoardConfig& cfg_;
+  const Options& o_;
+  os::EventLoop& loop_;
+  int sfd_;
+  std::unique_ptr<platform::LoopbackHost> link_;
+  std::unique_ptr<transport::DriverTransport> transport_;
+  std::vector<std::unique_ptr<host::NetDriver>> nets_;
+  std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>> backends_;  // by slot; outlive sessions
+  std::uint32_t mailbox_seen_ = 0;
+  app::LinkReport report_;
+  std::uint64_t tx_total_ = 0, rx_total_ = 0;  // frames of ended sessions
+  bool quit_ = false, link_down_ = false;
+};
+
+void HostProgram::check_signals() {
+  while (auto sig = os::read_signal(sfd_)) {
+    if (*sig == 0) break;
+    if (*sig == SIGUSR1) {
+      print_report(spdlog::level::info);
+    } else {
+      spdlog::get("host")->info("signal {}: shutting down", *sig);
+      quit_ = true;
+    }
+  }
+}
+
+bool HostProgram::connect() {
+  auto log = spdlog::get("host");
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(o_.connect_timeout_ms);
+  log->info("connecting to the EP at {}", cfg_.loopback.socket);
+  while (!quit_) {
+    auto l = platform::LoopbackHost::connect(cfg_.loopback.socket, cfg_.link.rc_window_size, milliseconds(500));
+    if (l) {
+      link_ = std::move(*l);
+      return true;
+    }
+    if (l.error().code != Errc::kTimeout || std::chrono::steady_clock::now() >= deadline) {
+      log->error("cannot reach the EP at {}: {}; is vepf-ep running with the same board config?",
+                 cfg_.loopback.socket, describe(l.error()));
+      return false;
+    }
+    check_signals();
+  }
+  return false;
+}
+
+void HostProgram::probe_net(const transport::DeviceInfo& info) {
+  auto log = spdlog::get("host.net");
+  auto drv = std::make_unique<host::NetDriver>(*transport_, info);
+  if (auto r = drv->probe(); !r) {
+    log->error("device {}: virtio-net setup failed: {}", info.slot, describe(r.error()));
+    return;
+  }
+  auto& backend = backends_[info.slot];
+  if (!backend) {
+    // The host's interface is the virtio NIC: it takes the device's MAC and MTU.
+    const std::size_t idx = std::min<std::size_t>(info.slot, cfg_.devices.size() - 1);
+    config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[idx].host : config::Backend{};
+    if (bc.kind == config::BackendKind::kTap && bc.ifname.empty()) bc.ifname = fmt::format("vepf-host{}", info.slot);
+    std::array<std::uint8_t, 6> mac;
+    std::memcpy(mac.data(), drv->net_config().mac, mac.size());
+    auto b = netback::make_backend(bc, {drv->mtu(), &mac});
+    if (!b) {
+      log->error("device {}: cannot set up {}: {}", info.slot, bc.kind == config::BackendKind::kTap ? bc.ifname : bc.path,
+                 describe(b.error()));
+      return;
+    }
+    backend = std::move(*b);
+  }
+  if (auto r = drv->attach_backend(*backend, loop_); !r) {
+    log->error("device {}: {}", info.slot, describe(r.error()));
+    return;
+  }
+  const auto& m = drv->net_config().mac;
+  log->info("device {}: virtio-net up on {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, mtu {}", info.slot,
+            backend->name(), m[0], m[1], m[2], m[3], m[4], m[5], drv->mtu());
+  nets_.push_back(std::move(drv));
+}
+
+Result<void> HostProgram::bring_up() {
+  transport_ = std::make_unique<transport::DriverTransport>(*link_, milliseconds(cfg_.link.ack_timeout_ms));
+  if (auto r = transport_->attach(); !r) return r;
+  auto devs = transport_->scan();
+  if (!devs) return tl::unexpected(devs.error());
+  spdlog::get("host")->info("attached: epoch {:#010x}, {} device(s)", transport_->epoch(), devs->size());
+  for (const auto& d : *devs) {
+    if (d.device_id == VIRTIO_ID_NET) {
+      probe_net(d);
+    } else {
+      spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", d.slot, d.device_id);
+    }
+  }
+  // Setup's own acks moved the mailbox; what moves it from here on is news.
+  mailbox_seen_ = transport_->mailbox_seq();
+  report_.mark_link_up(link_->counters());
+  return {};
+}
+
+void HostProgram::on_interrupt() {
+  (void)link_->drain_interrupt();
+  const std::uint32_t seq = transport_->mailbox_seq();  // a local read
+  if (seq != mailbox_seen_) {
+    mailbox_seen_ = seq;
+    for (auto it = nets_.begin(); it != nets_.end();) {
+      if ((*it)->on_control_event()) {
+        ++it;
+        continue;
+      }
+      // DEVICE_NEEDS_RESET: tear the driver down and bring the device up again.
+      const transport::DeviceInfo info{(*it)->slot(), VIRTIO_ID_NET, 0, 0, 0, 0};
+      it = nets_.erase(it);
+      if (auto devs = transport_->scan(); devs) {
+        for (const auto& d : *devs) {
+          if (d.slot == info.slot) probe_net(d);
+        }
+      }
+      break;
+    }
+  }
+  for (auto& n : nets_) n->on_interrupt();
+}
+
+HostProgram::End HostProgram::session() {
+  auto log = spdlog::get("host");
+  if (auto r = bring_up(); !r) {
+    log->error("bringing up the link failed: {}", describe(r.error()));
+    return End::kFailed;
+  }
+  link_down_ = false;
+  std::vector<int> fds{link_->interrupt_fd(), link_->peer_fd()};
+  (void)loop_.add(link_->interrupt_fd(), EPOLLIN, [this](std::uint32_t) { on_interrupt(); });
+  (void)loop_.add(link_->peer_fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; });
+  // Recovers a lost interrupt; costs only local reads.
+  auto timer = loop_.add_timer(milliseconds(100), [this] { on_interrupt(); });
+  if (timer) fds.push_back(*timer);
+  while (!quit_ && !link_down_) {
+    bool backlog = false;
+    for (auto& n : nets_) {
+      if (n->backlog()) {
+        n->on_interrupt();
+        backlog = true;
+      }
+    }
+    if (auto r = loop_.run_once(backlog ? 0 : 1000); !r) {
+      log->error("event loop: {}", r.error().what);
+      quit_ = true;
+    }
+  }
+  for (int fd : fds) loop_.remove(fd);
+  print_report(spdlog::level::info);
+  for (const auto& n : nets_) {
+    tx_total_ += n->stats().tx_frames;
+    rx_total_ += n->stats().rx_frames;
+  }
+  nets_.clear();
+  transport_.reset();
+  link_.reset();
+  return quit_ ? End::kQuit : End::kLinkDown;
+}
+
+void HostProgram::print_report(spdlog::level::level_enum lvl) {
+  std::uint64_t tx = tx_total_, rx = rx_total_;
+  for (const auto& n : nets_) {
+    const auto& s = n->stats();
+    tx += s.tx_frames;
+    rx += s.rx_frames;
+    spdlog::get("host.net")->log(lvl, "device {}: sent {} frames {} B (dropped {}), received {} frames {} B (errors {})",
+                                 n->slot(), s.tx_frames, s.tx_bytes, s.tx_dropped, s.rx_frames, s.rx_bytes, s.rx_errors);
+  }
+  if (link_) spdlog::get("host")->log(lvl, "{}", report_.format(link_->counters(), tx, rx));
+}
+
+int HostProgram::run() {
+  (void)loop_.add(sfd_, EPOLLIN, [this](std::uint32_t) { check_signals(); });
+  for (;;) {
+    if (!connect()) return quit_ ? app::kExitOk : app::kExitFailure;
+    const End end = session();
+    if (end == End::kQuit) return app::kExitOk;
+    if (o_.once) return app::kExitFailure;
+    spdlog::get("host")->warn("link down: waiting for the EP to come back");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App cli{
+      "vepf-host: the root-complex side of virtio-epf. Attaches to the EP's virtio-pci-epf layout\n"
+      "and drives its virtio devices; each virtio-net device becomes a TAP interface with the\n"
+      "device's MAC and MTU.\n"
+      "Example: vepf-host --board board-configs/loopback.toml\n"
+      "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
+      "vepf-host"};
+  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")->required();
+  cli.add_option("--socket", o.socket, "Loopback platform: override [loopback] socket (unix socket path)");
+  cli.add_option("--connect-timeout-ms", o.connect_timeout_ms, "How long to wait for the EP to appear")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3600000u));
+  cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
+  cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = cli.exit(e);
+    return rc == 0 ? vepf::app::kExitOk : vepf::app::kExitUsage;
+  }
+  if (!vepf::app::setup_logging({"host", "host.net"}, o.log_level)) {
+    std::fprintf(stderr, "vepf-host: --log-level %s: unknown level; use trace, debug, info, warn, error or off\n",
+                 o.log_level.c_str());
+    return vepf::app::kExitUsage;
+  }
+  auto cfg = vepf::config::load_board_config(o.board);
+  if (!cfg) {
+    std::fprintf(stderr, "vepf-host: %s\n", cfg.error().message.c_str());
+    return vepf::app::kExitUsage;
+  }
+  if (!o.socket.empty()) cfg->loopback.socket = o.socket;
+  auto sfd = vepf::os::block_and_signalfd({SIGINT, SIGTERM, SIGUSR1, SIGHUP});
+  auto loop = vepf::os::EventLoop::create();
+  if (!sfd || !loop) {
+    std::fprintf(stderr, "vepf-host: cannot set up the event loop\n");
+    return vepf::app::kExitFailure;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  HostProgram p(*cfg, o, *loop, sfd->get());
+  return p.run();
+}
