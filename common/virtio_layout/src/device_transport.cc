@@ -58,7 +58,11 @@ void DeviceHandle::queue_broken(std::uint16_t q) noexcept {
 // ---- DeviceTransport
 
 DeviceTransport::DeviceTransport(DeviceLink& link, std::uint32_t epoch)
-    : link_(link), ep_(link.ep_window()), space_(&link.ep_window(), nullptr), epoch_(epoch ? epoch : 1) {}
+    : link_(link), ep_(link.ep_window()), space_(&link.ep_window(), nullptr), epoch_(epoch ? epoch : 1) {
+  // Rings and buffers never overlap the control region: a driver cannot make the device
+  // overwrite its own header or acks through a descriptor.
+  space_.set_ep_floor(layout::kControlRegionSize);
+}
 
 DeviceTransport::~DeviceTransport() {
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {
@@ -204,7 +208,8 @@ void DeviceTransport::poll() {
     if (slots_[i].dev == nullptr) continue;
     poll_device(i);
     Slot& s = slots_[i];
-    if (s.dev && (s.status & VIRTIO_CONFIG_S_DRIVER_OK) && !(s.status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+    // A broken queue is hidden by DeviceHandle::queue(); the device's other queues keep running.
+    if (s.dev && (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) {
       DeviceHandle h(this, i);
       s.dev->on_notify(h);
     }

@@ -175,6 +175,7 @@ Result<std::uint64_t> DriverTransport::negotiate(std::uint32_t slot, std::uint64
 
 Result<void> DriverTransport::enable_queue(std::uint32_t slot, std::uint16_t q, std::uint16_t size, std::uint64_t desc,
                                            std::uint64_t avail, std::uint64_t used) {
+  if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
   if (q >= layout::kMaxQueuesPerDevice) return fail(Errc::kInvalidArgument, "queue index out of range");
   const std::size_t base = layout::queue_block_off(slot, q);
   auto put64 = [&](std::size_t lo_field, std::uint64_t v) {
@@ -200,6 +201,7 @@ Result<void> DriverTransport::driver_ok(std::uint32_t slot) {
 }
 
 Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byte> out) {
+  if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
   if (out.size() > layout::kConfigSpaceSize) return fail(Errc::kOutOfRange, "config read beyond the config space");
   const std::size_t gen_off = dev_line(slot, offsetof(DeviceLine, config_generation));
   const auto deadline = Clock::now() + timeout_;
@@ -215,10 +217,12 @@ Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byt
 }
 
 std::uint8_t DriverTransport::device_status(std::uint32_t slot) {
+  if (slot >= layout::kMaxDevices) return 0;
   return static_cast<std::uint8_t>(ep_.load_acquire<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, status))));
 }
 
 std::uint32_t DriverTransport::broken_queues(std::uint32_t slot) {
+  if (slot >= layout::kMaxDevices) return 0;
   return ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, broken_queues)));
 }
 

@@ -54,6 +54,7 @@ Result<std::optional<Chain>> Vringh::pop() {
   std::uint32_t steps = 0;
   bool in_indirect = false;
   std::uint64_t total = 0;
+  bool seen_writable = false;  // zero-length writables are not kept, so track them apart
   for (;;) {
     if (++steps > table_len) return bad_ring("descriptor chain loops");
     const VringDesc d = fetch_desc(table, i);
@@ -84,11 +85,12 @@ Result<std::optional<Chain>> Vringh::pop() {
     // VIRTIO 1.2 §2.7.5.2: a chain carries at most 2^32 bytes.
     if (total > UINT32_MAX) return bad_ring("descriptor chain longer than 2^32 bytes");
     if (flags & VRING_DESC_F_WRITE) {
+      seen_writable = true;
       c.write_len += len;
       if (len) c.writable.push_back(*seg);
     } else {
       // §2.7.4.2: device-readable descriptors come before device-writable ones.
-      if (!c.writable.empty() || c.write_len) return bad_ring("readable descriptor after a writable one");
+      if (seen_writable) return bad_ring("readable descriptor after a writable one");
       c.read_len += len;
       if (len) c.readable.push_back(*seg);
     }

@@ -63,8 +63,8 @@ constexpr bool queue_size_valid(std::uint32_t num) noexcept {
   return num != 0 && num <= kMaxQueueSize && (num & (num - 1)) == 0;
 }
 
-/// vring_need_event() of VIRTIO 1.2 §2.7.10: true when event_idx lies in (old_idx, new_idx],
-/// all in modulo-2^16 arithmetic.
+/// vring_need_event() of VIRTIO 1.2 §2.7.10: true when the peer's event index lies in
+/// [old_idx, new_idx), i.e. the index moved past it with this batch (modulo 2^16).
 constexpr bool need_event(std::uint16_t event_idx, std::uint16_t new_idx, std::uint16_t old_idx) noexcept {
   return static_cast<std::uint16_t>(new_idx - event_idx - 1) < static_cast<std::uint16_t>(new_idx - old_idx);
 }

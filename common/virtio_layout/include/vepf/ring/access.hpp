@@ -146,6 +146,8 @@ class AddressSpace {
   Window* ep() const noexcept { return ep_; }
   Window* rc() const noexcept { return rc_; }
   void set_rc(Window* rc) noexcept { rc_ = rc; }
+  /// Offsets of the EP window below `floor` bytes are not translatable (the control region).
+  void set_ep_floor(std::size_t floor) noexcept { ep_floor_ = floor; }
 
   /// Translates link address `addr` of `len` bytes.
   /// Errors: kOutOfRange when the window id is unknown or the range leaves the window.
@@ -153,6 +155,7 @@ class AddressSpace {
     Window* w = window(layout::link_addr_window(addr));
     const std::uint64_t off = layout::link_addr_offset(addr);
     if (w == nullptr || !w->valid()) return fail(Errc::kOutOfRange, "link address names no window");
+    if (w == ep_ && off < ep_floor_) return fail(Errc::kOutOfRange, "range inside the control region");
     if (len > UINT32_MAX || !w->contains(off, len)) return fail(Errc::kOutOfRange, "range leaves its window");
     return Segment{w, static_cast<std::size_t>(off), static_cast<std::uint32_t>(len)};
   }
@@ -174,6 +177,7 @@ class AddressSpace {
  private:
   Window* ep_ = nullptr;
   Window* rc_ = nullptr;
+  std::size_t ep_floor_ = 0;
 };
 
 }  // namespace vepf::ring

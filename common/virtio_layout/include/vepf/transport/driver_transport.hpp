@@ -75,7 +75,8 @@ class DriverTransport {
   /// Reads the device config under config_generation (retries while it changes).
   /// Errors: kTimeout when it keeps changing, kOutOfRange when `out` exceeds the config space.
   [[nodiscard]] Result<void> read_config(std::uint32_t slot, std::span<std::byte> out);
-  /// Device status and broken-queue mask as the device reports them (non-posted reads).
+  /// Device status and broken-queue mask as the device reports them (non-posted reads);
+  /// 0 for a slot out of range.
   std::uint8_t device_status(std::uint32_t slot);
   std::uint32_t broken_queues(std::uint32_t slot);
 
