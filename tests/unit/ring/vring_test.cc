@@ -1,0 +1,764 @@
+// Vring (driver side) against Vringh (device side) over two windows placed as ARCHITECTURE.md §1
+// says: descriptors, avail ring and driver->device buffers in the EP window; used ring and
+// device->driver buffers in the RC window. No mocks: both ends are the real code.
+
+#include "vepf/ring/vring.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "support/link_windows.hpp"
+#include "support/ring_pair.hpp"
+#include "vepf/error.hpp"
+#include "vepf/ring/vringh.hpp"
+
+namespace vepf::test {
+namespace {
+
+using ring::Buf;
+using ring::Chain;
+
+std::vector<std::byte> pattern(std::size_t n, std::uint8_t seed) {
+  std::vector<std::byte> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = std::byte(static_cast<std::uint8_t>(seed + i * 7));
+  return v;
+}
+
+class VringTest : public ::testing::Test {
+ protected:
+  RingPair& make(const RingOptions& o) { return q.emplace(w, o); }
+
+  /// The driver fills a driver->device buffer (posted writes into the EP window).
+  void driver_fill(std::size_t ep_off, std::span<const std::byte> data) {
+    w.drv_ep.write(ep_off, data);
+  }
+  /// The driver reads a device->driver buffer (its own RC window).
+  std::vector<std::byte> driver_read(std::size_t rc_off, std::size_t n) {
+    std::vector<std::byte> v(n);
+    w.drv_rc.read(rc_off, v);
+    return v;
+  }
+  /// Pops exactly one chain; fails the test otherwise.
+  Chain pop_one() {
+    auto r = q->dev().pop();
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().what);
+    if (!r || !*r) {
+      ADD_FAILURE() << "no chain available";
+      return {};
+    }
+    return std::move(**r);
+  }
+  ring::Vring::Used used_one() {
+    auto u = q->drv().get_used();
+    EXPECT_TRUE(u.has_value()) << (u ? "" : u.error().what);
+    if (!u || !*u) {
+      ADD_FAILURE() << "no used entry";
+      return {};
+    }
+    return **u;
+  }
+
+  LinkWindows w;
+  std::optional<RingPair> q;
+};
+
+TEST_F(VringTest, SingleOutBufferReachesTheDevice) {
+  auto& r = make({.num = 8});
+  const auto data = pattern(32, 1);
+  driver_fill(r.ep_data_off, data);
+  const Buf out{ep_addr(r.ep_data_off), 32};
+  ASSERT_TRUE(r.drv().add({&out, 1}, {}, 0x1234));
+  EXPECT_EQ(r.drv().num_free(), 7);
+  EXPECT_EQ(r.drv().in_flight(), 1);
+  EXPECT_EQ(r.dev().pending(), 0) << "nothing is visible before kick_prepare() publishes";
+  (void)r.drv().kick_prepare();
+  EXPECT_EQ(r.dev().pending(), 1);
+
+  const Chain c = pop_one();
+  ASSERT_EQ(c.readable.size(), 1u);
+  EXPECT_TRUE(c.writable.empty());
+  EXPECT_EQ(c.read_len, 32u);
+  EXPECT_EQ(c.write_len, 0u);
+  EXPECT_EQ(c.readable[0].window, &w.dev_ep);
+  EXPECT_EQ(c.readable[0].off, r.ep_data_off);
+  std::vector<std::byte> got(32);
+  EXPECT_EQ(ring::chain_read(c, got), 32u);
+  EXPECT_EQ(got, data);
+
+  ASSERT_TRUE(r.dev().complete(c.head, 0));
+  const auto u = used_one();
+  EXPECT_EQ(u.token, 0x1234u);
+  EXPECT_EQ(u.len, 0u);
+  EXPECT_EQ(r.drv().num_free(), 8);
+  EXPECT_EQ(r.drv().in_flight(), 0);
+  auto none = r.drv().get_used();
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(VringTest, SingleInBufferReachesTheDriver) {
+  auto& r = make({.num = 8});
+  const Buf in{rc_addr(r.rc_data_off), 64};
+  ASSERT_TRUE(r.drv().add({}, {&in, 1}, 77));
+  (void)r.drv().kick_prepare();
+
+  const Chain c = pop_one();
+  EXPECT_TRUE(c.readable.empty());
+  ASSERT_EQ(c.writable.size(), 1u);
+  EXPECT_EQ(c.writable[0].window, &w.dev_rc);
+  EXPECT_EQ(c.writable[0].off, r.rc_data_off);
+  EXPECT_EQ(c.write_len, 64u);
+  const auto data = pattern(40, 9);
+  EXPECT_EQ(ring::chain_write(c, data), 40u);
+  ASSERT_TRUE(r.dev().complete(c.head, 40));
+
+  const auto u = used_one();
+  EXPECT_EQ(u.token, 77u);
+  EXPECT_EQ(u.len, 40u);
+  EXPECT_EQ(driver_read(r.rc_data_off, 40), data);
+}
+
+TEST_F(VringTest, MultiBufferChainKeepsOrderAndData) {
+  auto& r = make({.num = 8});
+  const auto a = pattern(10, 1), b = pattern(300, 2);
+  driver_fill(r.ep_data_off, a);
+  driver_fill(r.ep_data_off + 0x100, b);
+  const std::array<Buf, 2> out{Buf{ep_addr(r.ep_data_off), 10},
+                               Buf{ep_addr(r.ep_data_off + 0x100), 300}};
+  const std::array<Buf, 2> in{Buf{rc_addr(r.rc_data_off), 16},
+                              Buf{rc_addr(r.rc_data_off + 0x100), 100}};
+  ASSERT_TRUE(r.drv().add(out, in, 5));
+  EXPECT_EQ(r.drv().num_free(), 4);
+  (void)r.drv().kick_prepare();
+
+  const Chain c = pop_one();
+  ASSERT_EQ(c.readable.size(), 2u);
+  ASSERT_EQ(c.writable.size(), 2u);
+  EXPECT_EQ(c.readable[0].off, r.ep_data_off);
+  EXPECT_EQ(c.readable[0].len, 10u);
+  EXPECT_EQ(c.readable[1].off, r.ep_data_off + 0x100);
+  EXPECT_EQ(c.readable[1].len, 300u);
+  EXPECT_EQ(c.writable[0].off, r.rc_data_off);
+  EXPECT_EQ(c.writable[0].len, 16u);
+  EXPECT_EQ(c.writable[1].off, r.rc_data_off + 0x100);
+  EXPECT_EQ(c.writable[1].len, 100u);
+  EXPECT_EQ(c.read_len, 310u);
+  EXPECT_EQ(c.write_len, 116u);
+
+  // The device sees the driver's bytes, gathered in order.
+  std::vector<std::byte> got(310);
+  EXPECT_EQ(ring::chain_read(c, got), 310u);
+  std::vector<std::byte> want(a);
+  want.insert(want.end(), b.begin(), b.end());
+  EXPECT_EQ(got, want);
+
+  // The device's bytes are scattered over both writable buffers.
+  const auto reply = pattern(50, 3);
+  EXPECT_EQ(ring::chain_write(c, reply), 50u);
+  ASSERT_TRUE(r.dev().complete(c.head, 50));
+  const auto u = used_one();
+  EXPECT_EQ(u.token, 5u);
+  EXPECT_EQ(u.len, 50u);
+  EXPECT_EQ(driver_read(r.rc_data_off, 16),
+            std::vector<std::byte>(reply.begin(), reply.begin() + 16));
+  EXPECT_EQ(driver_read(r.rc_data_off + 0x100, 34),
+            std::vector<std::byte>(reply.begin() + 16, reply.end()));
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
+TEST_F(VringTest, ChainWriteStopsAtTheEndOfTheWritableBuffers) {
+  auto& r = make({.num = 8});
+  const Buf in{rc_addr(r.rc_data_off), 8};
+  ASSERT_TRUE(r.drv().add({}, {&in, 1}, 1));
+  (void)r.drv().kick_prepare();
+  const Chain c = pop_one();
+  const auto reply = pattern(20, 4);
+  EXPECT_EQ(ring::chain_write(c, reply), 8u);
+  EXPECT_EQ(driver_read(r.rc_data_off + 8, 12), std::vector<std::byte>(12))
+      << "wrote past the buffer";
+}
+
+TEST_F(VringTest, OutOfOrderCompletionReturnsEveryTokenOnce) {
+  auto& r = make({.num = 8});
+  std::vector<std::uint16_t> heads;
+  for (std::uint64_t t = 0; t < 3; ++t) {
+    const std::array<Buf, 2> out{Buf{ep_addr(r.ep_data_off + t * 64), 8},
+                                 Buf{ep_addr(r.ep_data_off + t * 64 + 8), 8}};
+    ASSERT_TRUE(r.drv().add(out, {}, 100 + t));
+  }
+  EXPECT_EQ(r.drv().num_free(), 2);
+  (void)r.drv().kick_prepare();
+  for (int i = 0; i < 3; ++i) heads.push_back(pop_one().head);
+  // Complete in reverse order.
+  for (auto it = heads.rbegin(); it != heads.rend(); ++it) ASSERT_TRUE(r.dev().complete(*it, 0));
+  EXPECT_EQ(used_one().token, 102u);
+  EXPECT_EQ(used_one().token, 101u);
+  EXPECT_EQ(used_one().token, 100u);
+  EXPECT_EQ(r.drv().num_free(), 8);
+
+  // The free list survived: all eight descriptors can be used again, then the ring is full.
+  for (std::uint64_t t = 0; t < 8; ++t) {
+    const Buf out{ep_addr(r.ep_data_off + t * 64), 8};
+    ASSERT_TRUE(r.drv().add({&out, 1}, {}, t));
+  }
+  EXPECT_EQ(r.drv().num_free(), 0);
+  const Buf one{ep_addr(r.ep_data_off), 8};
+  auto full = r.drv().add({&one, 1}, {}, 99);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, Errc::kNoSpace);
+  (void)r.drv().kick_prepare();
+  std::vector<std::uint16_t> seen;
+  for (int i = 0; i < 8; ++i) seen.push_back(pop_one().head);
+  std::sort(seen.begin(), seen.end());
+  std::vector<std::uint16_t> all(8);
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(seen, all) << "each descriptor is the head of exactly one chain";
+}
+
+TEST_F(VringTest, AddRejectsEmptyAndOverlongChains) {
+  auto& r = make({.num = 8});
+  auto empty = r.drv().add({}, {}, 1);
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, Errc::kInvalidArgument);
+  std::vector<Buf> nine(9, Buf{ep_addr(r.ep_data_off), 4});
+  auto longer = r.drv().add(nine, {}, 1);
+  ASSERT_FALSE(longer);
+  EXPECT_EQ(longer.error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(r.drv().num_free(), 8);
+  EXPECT_FALSE(r.drv().kick_prepare()) << "nothing was added";
+}
+
+TEST_F(VringTest, ChainOfExactlyNumDescriptorsIsAccepted) {
+  auto& r = make({.num = 8});
+  std::vector<Buf> out(4, Buf{ep_addr(r.ep_data_off), 4});
+  std::vector<Buf> in(4, Buf{rc_addr(r.rc_data_off), 4});
+  ASSERT_TRUE(r.drv().add(out, in, 1));
+  EXPECT_EQ(r.drv().num_free(), 0);
+  (void)r.drv().kick_prepare();
+  const Chain c = pop_one();
+  EXPECT_EQ(c.readable.size(), 4u);
+  EXPECT_EQ(c.writable.size(), 4u);
+  ASSERT_TRUE(r.dev().complete(c.head, 16));
+  EXPECT_EQ(used_one().len, 16u);
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
+// ---- wrap-around of the 16-bit indices
+
+class VringWrap : public ::testing::TestWithParam<std::tuple<std::uint16_t, bool>> {};
+
+TEST_P(VringWrap, EveryTokenComesBackOnceInOrder) {
+  const auto [num, event_idx] = GetParam();
+  LinkWindows w;
+  RingPair r(w, {.num = num, .event_idx = event_idx});
+  constexpr std::uint64_t kTotal = 200'003;  // > 3 * 2^16: the indices wrap three times
+  constexpr std::size_t kSlot = 16;
+  // The device takes fewer chains per round than the driver offers, so the free list and the
+  // ring positions keep shifting.
+  const std::size_t device_batch = num / 2 - 1;
+  std::uint64_t issued = 0, returned = 0;
+  while (returned < kTotal) {
+    while (issued < kTotal && r.drv().num_free() >= 2) {
+      const std::size_t k = issued % num;  // at most num/2 chains in flight: slots are unique
+      w.drv_ep.write(r.ep_data_off + k * kSlot, std::as_bytes(std::span{&issued, 1}));
+      const Buf out{ep_addr(r.ep_data_off + k * kSlot), 8};
+      const Buf in{rc_addr(r.rc_data_off + k * kSlot), 8};
+      ASSERT_TRUE(r.drv().add({&out, 1}, {&in, 1}, issued));
+      ++issued;
+    }
+    (void)r.drv().kick_prepare();
+    for (std::size_t n = 0; n < device_batch; ++n) {
+      auto p = r.dev().pop();
+      ASSERT_TRUE(p) << p.error().what;
+      if (!*p) break;
+      std::uint64_t v = 0;
+      ASSERT_EQ(ring::chain_read(**p, std::as_writable_bytes(std::span{&v, 1})), 8u);
+      v = ~v;
+      ASSERT_EQ(ring::chain_write(**p, std::as_bytes(std::span{&v, 1})), 8u);
+      ASSERT_TRUE(r.dev().complete((*p)->head, 8));
+    }
+    for (;;) {
+      auto u = r.drv().get_used();
+      ASSERT_TRUE(u) << u.error().what;
+      if (!*u) break;
+      ASSERT_EQ((*u)->token, returned) << "tokens come back once, in order";
+      ASSERT_EQ((*u)->len, 8u);
+      std::uint64_t v = 0;
+      w.drv_rc.read(r.rc_data_off + (returned % num) * kSlot,
+                    std::as_writable_bytes(std::span{&v, 1}));
+      ASSERT_EQ(v, ~returned) << "data integrity at token " << returned;
+      ++returned;
+    }
+  }
+  EXPECT_EQ(issued, kTotal);
+  EXPECT_EQ(r.drv().num_free(), num);
+  EXPECT_EQ(r.drv().in_flight(), 0);
+  EXPECT_EQ(r.used_idx(), static_cast<std::uint16_t>(kTotal));
+  EXPECT_EQ(r.avail_idx(), static_cast<std::uint16_t>(kTotal));
+  EXPECT_FALSE(r.drv().broken());
+  EXPECT_FALSE(r.dev().broken());
+  EXPECT_TRUE(w.guards_intact());
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, VringWrap,
+                         ::testing::Combine(::testing::Values<std::uint16_t>(8, 256),
+                                            ::testing::Bool()),
+                         [](const auto& pi) {
+                           return "num" + std::to_string(std::get<0>(pi.param)) +
+                                  (std::get<1>(pi.param) ? "_event_idx" : "_flags");
+                         });
+
+// ---- notification suppression (VIRTIO 1.2 §2.7.7, §2.7.10)
+
+class VringNotify : public VringTest {
+ protected:
+  void add_out(std::uint64_t token) {
+    const Buf out{ep_addr(q->ep_data_off), 8};
+    ASSERT_TRUE(q->drv().add({&out, 1}, {}, token));
+  }
+  void add_in(std::uint64_t token) {
+    const Buf in{rc_addr(q->rc_data_off), 8};
+    ASSERT_TRUE(q->drv().add({}, {&in, 1}, token));
+  }
+  void pop_all_complete() {
+    for (;;) {
+      auto p = q->dev().pop();
+      ASSERT_TRUE(p);
+      if (!*p) return;
+      ASSERT_TRUE(q->dev().complete((*p)->head, 0));
+    }
+  }
+  void get_all_used() {
+    for (;;) {
+      auto u = q->drv().get_used();
+      ASSERT_TRUE(u);
+      if (!*u) return;
+    }
+  }
+};
+
+TEST_F(VringNotify, EventIdxKickOnlyWhenTheDeviceAsked) {
+  auto& r = make({.num = 8, .event_idx = true});
+  EXPECT_TRUE(r.dev().notify_enable()) << "nothing pending yet";
+  add_out(1);
+  EXPECT_TRUE(r.drv().kick_prepare()) << "device asked for the next avail entry";
+  add_out(2);
+  EXPECT_FALSE(r.drv().kick_prepare()) << "device has not re-enabled since the last doorbell";
+  add_out(3);
+  EXPECT_FALSE(r.drv().kick_prepare());
+
+  pop_all_complete();
+  EXPECT_TRUE(r.dev().notify_enable());
+  add_out(4);
+  EXPECT_TRUE(r.drv().kick_prepare()) << "device re-enabled after catching up";
+
+  r.dev().notify_disable();
+  add_out(5);
+  EXPECT_FALSE(r.drv().kick_prepare()) << "device disabled (and did not re-enable)";
+}
+
+TEST_F(VringNotify, EventIdxKickPrepareWithoutAddsIsFalse) {
+  auto& r = make({.num = 8, .event_idx = true});
+  EXPECT_TRUE(r.dev().notify_enable());
+  EXPECT_FALSE(r.drv().kick_prepare());
+}
+
+TEST_F(VringNotify, EventIdxKickWhenTheEventIndexIsInsideABatch) {
+  auto& r = make({.num = 8, .event_idx = true});
+  // The device consumed one chain and asked to be told when entry 1 is published; the driver
+  // then publishes entries 1..3 in one go: the batch passes the event index.
+  add_out(1);
+  EXPECT_TRUE(r.drv().kick_prepare());
+  pop_all_complete();
+  EXPECT_TRUE(r.dev().notify_enable());
+  add_out(2);
+  add_out(3);
+  add_out(4);
+  EXPECT_TRUE(r.drv().kick_prepare());
+}
+
+TEST_F(VringNotify, NotifyEnableReportsChainsThatArrivedMeanwhile) {
+  for (bool event_idx : {false, true}) {
+    SCOPED_TRACE(event_idx);
+    LinkWindows lw;
+    RingPair r(lw, {.num = 8, .event_idx = event_idx});
+    r.dev().notify_disable();
+    const Buf out{ep_addr(r.ep_data_off), 8};
+    ASSERT_TRUE(r.drv().add({&out, 1}, {}, 1));
+    (void)r.drv().kick_prepare();
+    EXPECT_FALSE(r.dev().notify_enable())
+        << "a chain arrived while notifications were off: poll again";
+    auto p = r.dev().pop();
+    ASSERT_TRUE(p && *p);
+    EXPECT_TRUE(r.dev().notify_enable()) << "caught up";
+  }
+}
+
+TEST_F(VringNotify, EventIdxDeviceInterruptsOnlyWhenTheDriverAsked) {
+  auto& r = make({.num = 8, .event_idx = true});
+  EXPECT_TRUE(r.drv().enable_cb()) << "no used entries pending";
+  add_in(1);
+  add_in(2);
+  (void)r.drv().kick_prepare();
+  auto p1 = r.dev().pop();
+  ASSERT_TRUE(p1 && *p1);
+  ASSERT_TRUE(r.dev().complete((*p1)->head, 0));
+  EXPECT_TRUE(r.dev().need_notify()) << "used_event 0 was just passed";
+  auto p2 = r.dev().pop();
+  ASSERT_TRUE(p2 && *p2);
+  ASSERT_TRUE(r.dev().complete((*p2)->head, 0));
+  EXPECT_FALSE(r.dev().need_notify()) << "driver has not consumed and re-enabled";
+  EXPECT_FALSE(r.dev().need_notify()) << "nothing new completed";
+
+  get_all_used();
+  EXPECT_TRUE(r.drv().enable_cb());
+  add_in(3);
+  (void)r.drv().kick_prepare();
+  pop_all_complete();
+  EXPECT_TRUE(r.dev().need_notify()) << "driver re-enabled at its consumed index";
+}
+
+TEST_F(VringNotify, EnableCbReportsUsedEntriesThatArrivedMeanwhile) {
+  for (bool event_idx : {false, true}) {
+    SCOPED_TRACE(event_idx);
+    LinkWindows lw;
+    RingPair r(lw, {.num = 8, .event_idx = event_idx});
+    r.drv().disable_cb();
+    const Buf in{rc_addr(r.rc_data_off), 8};
+    ASSERT_TRUE(r.drv().add({}, {&in, 1}, 1));
+    (void)r.drv().kick_prepare();
+    auto p = r.dev().pop();
+    ASSERT_TRUE(p && *p);
+    ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+    EXPECT_FALSE(r.drv().enable_cb()) << "used entry pending: poll instead of waiting";
+    auto u = r.drv().get_used();
+    ASSERT_TRUE(u && *u);
+    EXPECT_TRUE(r.drv().enable_cb());
+  }
+}
+
+TEST_F(VringNotify, FlagsNoNotifySuppressesDoorbells) {
+  auto& r = make({.num = 8, .event_idx = false});
+  add_out(1);
+  EXPECT_TRUE(r.drv().kick_prepare()) << "flags start at 0: notifications wanted";
+  r.dev().notify_disable();
+  EXPECT_EQ(peek<std::uint16_t>(w.rc(), r.used_off + layout::kRingFlagsOff),
+            VRING_USED_F_NO_NOTIFY);
+  add_out(2);
+  EXPECT_FALSE(r.drv().kick_prepare()) << "VRING_USED_F_NO_NOTIFY set";
+  pop_all_complete();
+  EXPECT_TRUE(r.dev().notify_enable());
+  EXPECT_EQ(peek<std::uint16_t>(w.rc(), r.used_off + layout::kRingFlagsOff), 0);
+  add_out(3);
+  EXPECT_TRUE(r.drv().kick_prepare());
+}
+
+TEST_F(VringNotify, FlagsNoInterruptSuppressesInterrupts) {
+  auto& r = make({.num = 8, .event_idx = false});
+  add_in(1);
+  add_in(2);
+  add_in(3);
+  (void)r.drv().kick_prepare();
+  EXPECT_FALSE(r.dev().need_notify()) << "nothing completed";
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+  EXPECT_TRUE(r.dev().need_notify());
+
+  r.drv().disable_cb();
+  EXPECT_EQ(peek<std::uint16_t>(w.ep(), r.avail_off + layout::kRingFlagsOff),
+            VRING_AVAIL_F_NO_INTERRUPT);
+  p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+  EXPECT_FALSE(r.dev().need_notify()) << "VRING_AVAIL_F_NO_INTERRUPT set";
+
+  get_all_used();
+  EXPECT_TRUE(r.drv().enable_cb());
+  EXPECT_EQ(peek<std::uint16_t>(w.ep(), r.avail_off + layout::kRingFlagsOff), 0);
+  p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+  EXPECT_TRUE(r.dev().need_notify());
+}
+
+// ---- indirect descriptors (VIRTIO 1.2 §2.7.5.3)
+
+TEST_F(VringTest, IndirectChainUsesOneMainDescriptor) {
+  auto& r = make({.num = 8, .indirect = true, .driver_indirect_pool = true, .indirect_max = 4});
+  const auto a = pattern(24, 5), b = pattern(8, 6);
+  driver_fill(r.ep_data_off, a);
+  driver_fill(r.ep_data_off + 0x40, b);
+  const std::array<Buf, 2> out{Buf{ep_addr(r.ep_data_off), 24},
+                               Buf{ep_addr(r.ep_data_off + 0x40), 8}};
+  const Buf in{rc_addr(r.rc_data_off), 32};
+  ASSERT_TRUE(r.drv().add(out, {&in, 1}, 42));
+  EXPECT_EQ(r.drv().num_free(), 7) << "a 3-buffer chain takes one main descriptor";
+  (void)r.drv().kick_prepare();
+
+  // The main descriptor is an INDIRECT one naming a 3-entry table.
+  const std::uint16_t head =
+      peek<std::uint16_t>(w.ep(), r.avail_off + layout::avail_entry_offset(0));
+  const std::size_t d = r.desc_off + layout::desc_offset(head);
+  EXPECT_EQ(peek<std::uint16_t>(w.ep(), d + offsetof(layout::VringDesc, flags)),
+            VRING_DESC_F_INDIRECT);
+  EXPECT_EQ(peek<std::uint32_t>(w.ep(), d + offsetof(layout::VringDesc, len)),
+            3 * sizeof(layout::VringDesc));
+
+  const Chain c = pop_one();
+  EXPECT_EQ(c.head, head);
+  ASSERT_EQ(c.readable.size(), 2u);
+  ASSERT_EQ(c.writable.size(), 1u);
+  EXPECT_EQ(c.readable[0].off, r.ep_data_off);
+  EXPECT_EQ(c.readable[0].len, 24u);
+  EXPECT_EQ(c.readable[1].off, r.ep_data_off + 0x40);
+  EXPECT_EQ(c.readable[1].len, 8u);
+  EXPECT_EQ(c.writable[0].window, &w.dev_rc);
+  EXPECT_EQ(c.writable[0].off, r.rc_data_off);
+  EXPECT_EQ(c.writable[0].len, 32u);
+  std::vector<std::byte> got(32);
+  EXPECT_EQ(ring::chain_read(c, got), 32u);
+  std::vector<std::byte> want(a);
+  want.insert(want.end(), b.begin(), b.end());
+  EXPECT_EQ(got, want);
+
+  const auto reply = pattern(32, 7);
+  EXPECT_EQ(ring::chain_write(c, reply), 32u);
+  ASSERT_TRUE(r.dev().complete(c.head, 32));
+  const auto u = used_one();
+  EXPECT_EQ(u.token, 42u);
+  EXPECT_EQ(u.len, 32u);
+  EXPECT_EQ(driver_read(r.rc_data_off, 32), reply);
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
+TEST_F(VringTest, IndirectTablesOfAllHeadsDoNotOverlap) {
+  auto& r = make({.num = 8, .indirect = true, .driver_indirect_pool = true, .indirect_max = 4});
+  for (std::uint64_t t = 0; t < 8; ++t) {
+    const std::size_t off = r.ep_data_off + t * 0x40;
+    const std::array<Buf, 3> out{Buf{ep_addr(off), 1}, Buf{ep_addr(off + 1), 2},
+                                 Buf{ep_addr(off + 3), 3}};
+    ASSERT_TRUE(r.drv().add(out, {}, t));
+  }
+  EXPECT_EQ(r.drv().num_free(), 0);
+  (void)r.drv().kick_prepare();
+  for (std::uint64_t t = 0; t < 8; ++t) {
+    const Chain c = pop_one();
+    ASSERT_EQ(c.readable.size(), 3u);
+    const std::size_t off = r.ep_data_off + t * 0x40;
+    EXPECT_EQ(c.readable[0].off, off);
+    EXPECT_EQ(c.readable[1].off, off + 1);
+    EXPECT_EQ(c.readable[2].off, off + 3);
+    EXPECT_EQ(c.read_len, 6u);
+    ASSERT_TRUE(r.dev().complete(c.head, 0));
+  }
+  for (std::uint64_t t = 0; t < 8; ++t) EXPECT_EQ(used_one().token, t);
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
+TEST_F(VringTest, ChainLongerThanAnIndirectTableFallsBackToDirect) {
+  auto& r = make({.num = 8, .indirect = true, .driver_indirect_pool = true, .indirect_max = 4});
+  std::vector<Buf> out;
+  for (std::size_t k = 0; k < 5; ++k) out.push_back(Buf{ep_addr(r.ep_data_off + k * 16), 16});
+  ASSERT_TRUE(r.drv().add(out, {}, 9));
+  EXPECT_EQ(r.drv().num_free(), 3);
+  (void)r.drv().kick_prepare();
+  const Chain c = pop_one();
+  ASSERT_EQ(c.readable.size(), 5u);
+  for (std::size_t k = 0; k < 5; ++k) EXPECT_EQ(c.readable[k].off, r.ep_data_off + k * 16);
+  ASSERT_TRUE(r.dev().complete(c.head, 0));
+  EXPECT_EQ(used_one().token, 9u);
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
+// ---- the link model (ARCHITECTURE.md §1)
+
+TEST(LinkCounters, OnlyRemoteAccessesAreCounted) {
+  LinkWindows w;
+  (void)w.drv_rc.load<std::uint32_t>(0);
+  w.drv_rc.store<std::uint32_t>(0, 1);
+  (void)w.dev_ep.load<std::uint32_t>(0);
+  w.dev_ep.store<std::uint32_t>(0, 1);
+  EXPECT_EQ(w.drv_counters.nonposted_reads + w.drv_counters.posted_writes, 0u);
+  EXPECT_EQ(w.dev_counters.nonposted_reads + w.dev_counters.posted_writes, 0u);
+  (void)w.drv_ep.load<std::uint32_t>(0);
+  w.drv_ep.store<std::uint16_t>(0, 1);
+  (void)w.dev_rc.load<std::uint64_t>(0);
+  w.dev_rc.store<std::uint32_t>(0, 1);
+  EXPECT_EQ(w.drv_counters.nonposted_reads, 1u);
+  EXPECT_EQ(w.drv_counters.nonposted_read_bytes, 4u);
+  EXPECT_EQ(w.drv_counters.posted_writes, 1u);
+  EXPECT_EQ(w.drv_counters.posted_write_bytes, 2u);
+  EXPECT_EQ(w.dev_counters.nonposted_reads, 1u);
+  EXPECT_EQ(w.dev_counters.nonposted_read_bytes, 8u);
+  EXPECT_EQ(w.dev_counters.posted_writes, 1u);
+}
+
+class VringLinkModel : public ::testing::TestWithParam<bool> {};
+
+TEST_P(VringLinkModel, SteadyStateDoesNoNonPostedReads) {
+  const bool event_idx = GetParam();
+  LinkWindows w;
+  RingPair r(w, {.num = 8, .event_idx = event_idx});
+  constexpr int kRounds = 20;
+  constexpr std::size_t kPayload = 64;
+  const ring::LinkCounters drv0 = w.drv_counters, dev0 = w.dev_counters;
+
+  for (int i = 0; i < kRounds; ++i) {
+    // Driver: fill a buffer, add out + in, publish.
+    const auto data = pattern(kPayload, static_cast<std::uint8_t>(i));
+    w.drv_ep.write(r.ep_data_off, data);
+    const Buf out{ep_addr(r.ep_data_off), kPayload};
+    const Buf in{rc_addr(r.rc_data_off), kPayload};
+    ASSERT_TRUE(r.drv().add({&out, 1}, {&in, 1}, static_cast<std::uint64_t>(i)));
+    (void)r.drv().kick_prepare();
+    // Device: take it, echo, complete, decide on the interrupt, re-arm doorbells.
+    r.dev().notify_disable();
+    auto p = r.dev().pop();
+    ASSERT_TRUE(p && *p);
+    std::vector<std::byte> buf(kPayload);
+    ASSERT_EQ(ring::chain_read(**p, buf), kPayload);
+    ASSERT_EQ(ring::chain_write(**p, buf), kPayload);
+    ASSERT_TRUE(r.dev().complete((*p)->head, kPayload));
+    (void)r.dev().need_notify();
+    (void)r.dev().notify_enable();
+    // Driver: take the completion, read the reply, re-arm interrupts.
+    auto u = r.drv().get_used();
+    ASSERT_TRUE(u && *u);
+    ASSERT_EQ((*u)->token, static_cast<std::uint64_t>(i));
+    std::vector<std::byte> reply(kPayload);
+    w.drv_rc.read(r.rc_data_off, reply);
+    ASSERT_EQ(reply, data);
+    r.drv().disable_cb();
+    (void)r.drv().enable_cb();
+  }
+
+  const auto drv = w.drv_counters - drv0;
+  const auto dev = w.dev_counters - dev0;
+  EXPECT_EQ(drv.nonposted_reads, 0u) << "the driver read the EP window";
+  EXPECT_EQ(dev.nonposted_reads, 0u) << "the device read the RC window";
+  // Posted writes are counted: per round at least the payload, two descriptors, the avail
+  // entry and index (driver), and the reply, the used entry and the used index (device).
+  EXPECT_GE(drv.posted_writes, kRounds * 5u);
+  EXPECT_GE(drv.posted_write_bytes, kRounds * (kPayload + 2 * sizeof(layout::VringDesc) + 2 + 2));
+  EXPECT_GE(dev.posted_writes, kRounds * 3u);
+  EXPECT_GE(dev.posted_write_bytes, kRounds * (kPayload + sizeof(layout::VringUsedElem) + 2));
+}
+
+INSTANTIATE_TEST_SUITE_P(Notify, VringLinkModel, ::testing::Bool(), [](const auto& pi) {
+  return pi.param ? std::string("event_idx") : std::string("flags");
+});
+
+// ---- a device that writes impossible used entries (the driver must not trust them)
+
+struct BadUsedCase {
+  const char* name;
+  // Writes the used ring by hand; `head` is the one chain in flight (1 out + 1 in of 16 bytes).
+  void (*write)(RingPair& r, std::uint16_t head);
+};
+
+void PrintTo(const BadUsedCase& c, std::ostream* os) { *os << c.name; }
+
+class VringBadUsed : public ::testing::TestWithParam<BadUsedCase> {};
+
+TEST_P(VringBadUsed, GetUsedBreaksTheQueue) {
+  LinkWindows w;
+  RingPair r(w, {.num = 8});
+  const Buf out{ep_addr(r.ep_data_off), 16};
+  const Buf in{rc_addr(r.rc_data_off), 16};
+  ASSERT_TRUE(r.drv().add({&out, 1}, {&in, 1}, 7));
+  (void)r.drv().kick_prepare();
+  const std::uint16_t head =
+      peek<std::uint16_t>(w.ep(), r.avail_off + layout::avail_entry_offset(0));
+  GetParam().write(r, head);
+  const std::uint16_t free_before = r.drv().num_free();
+  auto u = r.drv().get_used();
+  ASSERT_FALSE(u) << "accepted an impossible used entry";
+  EXPECT_EQ(u.error().code, Errc::kBadRing);
+  EXPECT_TRUE(r.drv().broken());
+  EXPECT_EQ(r.drv().num_free(), free_before) << "the bad entry freed descriptors";
+  auto again = r.drv().get_used();
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::kBadRing);
+  auto add = r.drv().add({&out, 1}, {}, 8);
+  ASSERT_FALSE(add);
+  EXPECT_EQ(add.error().code, Errc::kBadRing);
+  EXPECT_TRUE(w.guards_intact());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, VringBadUsed,
+    ::testing::Values(BadUsedCase{"id_out_of_range",
+                                  [](RingPair& r, std::uint16_t) {
+                                    r.put_used(0, r.num(), 0);
+                                    r.put_used_idx(1);
+                                  }},
+                      BadUsedCase{"id_far_out_of_range",
+                                  [](RingPair& r, std::uint16_t) {
+                                    r.put_used(0, 0xffffffffu, 0);
+                                    r.put_used_idx(1);
+                                  }},
+                      BadUsedCase{"id_not_in_flight",
+                                  [](RingPair& r, std::uint16_t head) {
+                                    // The chain's second descriptor is in use but is not a head.
+                                    r.put_used(0, static_cast<std::uint16_t>((head + 1) % r.num()),
+                                               0);
+                                    r.put_used_idx(1);
+                                  }},
+                      BadUsedCase{"id_returned_twice",
+                                  [](RingPair& r, std::uint16_t head) {
+                                    r.put_used(0, head, 0);
+                                    r.put_used(1, head, 0);
+                                    r.put_used_idx(1);
+                                    ASSERT_TRUE(r.drv().get_used());  // the genuine completion
+                                    r.put_used_idx(2);
+                                  }},
+                      BadUsedCase{"len_exceeds_writable",
+                                  [](RingPair& r, std::uint16_t head) {
+                                    r.put_used(0, head, 17);
+                                    r.put_used_idx(1);
+                                  }},
+                      BadUsedCase{"idx_jumps_past_in_flight",
+                                  [](RingPair& r, std::uint16_t head) {
+                                    r.put_used(0, head, 0);
+                                    r.put_used(1, head, 0);
+                                    r.put_used_idx(2);
+                                  }},
+                      BadUsedCase{"idx_moves_backwards",
+                                  [](RingPair& r, std::uint16_t) { r.put_used_idx(0xffff); }}),
+    [](const auto& pi) { return std::string(pi.param.name); });
+
+TEST(VringHandWrittenUsed, ValidEntryIsAccepted) {
+  // Control for VringBadUsed: the same setup with a correct entry works.
+  LinkWindows w;
+  RingPair r(w, {.num = 8});
+  const Buf out{ep_addr(r.ep_data_off), 16};
+  const Buf in{rc_addr(r.rc_data_off), 16};
+  ASSERT_TRUE(r.drv().add({&out, 1}, {&in, 1}, 7));
+  (void)r.drv().kick_prepare();
+  const std::uint16_t head =
+      peek<std::uint16_t>(w.ep(), r.avail_off + layout::avail_entry_offset(0));
+  r.put_used(0, head, 16);
+  r.put_used_idx(1);
+  auto u = r.drv().get_used();
+  ASSERT_TRUE(u && *u);
+  EXPECT_EQ((*u)->token, 7u);
+  EXPECT_EQ((*u)->len, 16u);
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
+}  // namespace
+}  // namespace vepf::test
