@@ -17,6 +17,7 @@
 
 #include "devices/net/net_device.hpp"
 #include "vepf/app/app.hpp"
+#include "vepf/app/cli.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
@@ -28,9 +29,7 @@ namespace {
 using namespace vepf;
 
 struct Options {
-  std::string board;
-  std::string socket;  // overrides loopback.socket
-  std::string log_level = "info";
+  app::CommonOptions common;
 };
 
 std::uint32_t new_epoch() {
@@ -180,33 +179,14 @@ int main(int argc, char** argv) {
       "Example: vepf-ep --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
       "vepf-ep"};
-  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")->required();
-  cli.add_option("--socket", o.socket, "Loopback platform: override [loopback] socket (unix socket path)");
-  cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
-  try {
-    cli.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = cli.exit(e);
-    return rc == 0 ? vepf::app::kExitOk : vepf::app::kExitUsage;
-  }
-  if (!vepf::app::setup_logging({"ep", "ep.net"}, o.log_level)) {
-    std::fprintf(stderr, "vepf-ep: --log-level %s: unknown level; use trace, debug, info, warn, error or off\n",
-                 o.log_level.c_str());
-    return vepf::app::kExitUsage;
-  }
-  auto cfg = vepf::config::load_board_config(o.board);
-  if (!cfg) {
-    std::fprintf(stderr, "vepf-ep: %s\n", cfg.error().message.c_str());
-    return vepf::app::kExitUsage;
-  }
-  if (!o.socket.empty()) cfg->loopback.socket = o.socket;
-  auto sfd = vepf::os::block_and_signalfd({SIGINT, SIGTERM, SIGUSR1, SIGHUP});
-  auto loop = vepf::os::EventLoop::create();
-  if (!sfd || !loop) {
-    std::fprintf(stderr, "vepf-ep: cannot set up the event loop\n");
+  vepf::app::add_common_options(cli, o.common);
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net"});
+  if (!cfg) return cfg.error();
+  auto rt = vepf::app::make_runtime();
+  if (!rt) {
+    std::fprintf(stderr, "vepf-ep: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));
     return vepf::app::kExitFailure;
   }
-  std::signal(SIGPIPE, SIG_IGN);
-  EpProgram p(*cfg, *loop);
-  return p.run(sfd->get());
+  EpProgram p(*cfg, rt->loop);
+  return p.run(rt->signals.get());
 }

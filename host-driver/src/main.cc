@@ -17,6 +17,7 @@
 
 #include "drivers/net/net_driver.hpp"
 #include "vepf/app/app.hpp"
+#include "vepf/app/cli.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
@@ -29,9 +30,7 @@ using namespace vepf;
 using std::chrono::milliseconds;
 
 struct Options {
-  std::string board;
-  std::string socket;
-  std::string log_level = "info";
+  app::CommonOptions common;
   unsigned connect_timeout_ms = 30000;
   bool once = false;
 };
@@ -252,37 +251,18 @@ int main(int argc, char** argv) {
       "Example: vepf-host --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
       "vepf-host"};
-  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")->required();
-  cli.add_option("--socket", o.socket, "Loopback platform: override [loopback] socket (unix socket path)");
+  vepf::app::add_common_options(cli, o.common);
   cli.add_option("--connect-timeout-ms", o.connect_timeout_ms, "How long to wait for the EP to appear")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
   cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
-  cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
-  try {
-    cli.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = cli.exit(e);
-    return rc == 0 ? vepf::app::kExitOk : vepf::app::kExitUsage;
-  }
-  if (!vepf::app::setup_logging({"host", "host.net"}, o.log_level)) {
-    std::fprintf(stderr, "vepf-host: --log-level %s: unknown level; use trace, debug, info, warn, error or off\n",
-                 o.log_level.c_str());
-    return vepf::app::kExitUsage;
-  }
-  auto cfg = vepf::config::load_board_config(o.board);
-  if (!cfg) {
-    std::fprintf(stderr, "vepf-host: %s\n", cfg.error().message.c_str());
-    return vepf::app::kExitUsage;
-  }
-  if (!o.socket.empty()) cfg->loopback.socket = o.socket;
-  auto sfd = vepf::os::block_and_signalfd({SIGINT, SIGTERM, SIGUSR1, SIGHUP});
-  auto loop = vepf::os::EventLoop::create();
-  if (!sfd || !loop) {
-    std::fprintf(stderr, "vepf-host: cannot set up the event loop\n");
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net"});
+  if (!cfg) return cfg.error();
+  auto rt = vepf::app::make_runtime();
+  if (!rt) {
+    std::fprintf(stderr, "vepf-host: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));
     return vepf::app::kExitFailure;
   }
-  std::signal(SIGPIPE, SIG_IGN);
-  HostProgram p(*cfg, o, *loop, sfd->get());
+  HostProgram p(*cfg, o, rt->loop, rt->signals.get());
   return p.run();
 }

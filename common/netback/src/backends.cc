@@ -35,28 +35,11 @@ std::uint32_t events_for(bool rx_paused, bool tx_wait) {
   return (rx_paused ? 0u : static_cast<std::uint32_t>(EPOLLIN)) | (tx_wait ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
 }
 
-class TapBackend final : public FrameBackend {
+/// Flow-control state and event dispatch shared by the backends: which events the data fd is
+/// polled for follows set_rx_paused()/set_tx_wait().
+class PolledBackend : public FrameBackend {
  public:
-  explicit TapBackend(os::Tap tap) : tap_(std::move(tap)), name_("tap " + tap_.name()) {}
-  ~TapBackend() override {
-    if (loop_) loop_->remove(tap_.fd());
-  }
-
-  Result<void> start(os::EventLoop& loop, Callbacks cb) override {
-    cb_ = std::move(cb);
-    if (loop_) return {};  // already registered: callbacks replaced
-    loop_ = &loop;
-    return loop.add(tap_.fd(), events_for(rx_paused_, tx_wait_), [this](std::uint32_t ev) {
-      if ((ev & EPOLLOUT) && cb_.writable) cb_.writable();
-      if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && cb_.readable) cb_.readable();
-    });
-  }
-  Result<std::size_t> recv(std::span<std::byte> buf) override { return tap_.read(buf); }
-  Result<void> send(std::span<const std::byte> frame) override {
-    auto n = tap_.write(frame);
-    if (!n) return tl::unexpected(n.error());
-    return {};
-  }
+  explicit PolledBackend(std::string name) : name_(std::move(name)) {}
   void set_rx_paused(bool paused) override {
     if (paused == rx_paused_) return;
     rx_paused_ = paused;
@@ -67,34 +50,72 @@ class TapBackend final : public FrameBackend {
     tx_wait_ = wait;
     update();
   }
-  void set_link(bool up) override { (void)tap_.set_carrier(up); }
   const std::string& name() const override { return name_; }
+
+ protected:
+  /// The fd frames travel on, or -1 while there is none.
+  virtual int data_fd() const = 0;
+  Result<void> watch(int fd) {
+    return loop_->add(fd, events_for(rx_paused_, tx_wait_), [this](std::uint32_t ev) {
+      if ((ev & EPOLLOUT) && cb_.writable) cb_.writable();
+      if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && cb_.readable) cb_.readable();
+    });
+  }
+  /// Stores the callbacks; returns true the first time (the caller registers its fds then).
+  bool bind(os::EventLoop& loop, Callbacks cb) {
+    cb_ = std::move(cb);
+    if (loop_) return false;
+    loop_ = &loop;
+    return true;
+  }
+  os::EventLoop* loop_ = nullptr;
 
  private:
   void update() {
-    if (loop_) (void)loop_->modify(tap_.fd(), events_for(rx_paused_, tx_wait_));
+    if (loop_ && data_fd() >= 0) (void)loop_->modify(data_fd(), events_for(rx_paused_, tx_wait_));
   }
-  os::Tap tap_;
   std::string name_;
-  os::EventLoop* loop_ = nullptr;
   Callbacks cb_;
   bool rx_paused_ = false, tx_wait_ = false;
 };
 
+class TapBackend final : public PolledBackend {
+ public:
+  explicit TapBackend(os::Tap tap) : PolledBackend("tap " + tap.name()), tap_(std::move(tap)) {}
+  ~TapBackend() override {
+    if (loop_) loop_->remove(tap_.fd());
+  }
+
+  Result<void> start(os::EventLoop& loop, Callbacks cb) override {
+    if (!bind(loop, std::move(cb))) return {};  // already registered: callbacks replaced
+    return watch(tap_.fd());
+  }
+  Result<std::size_t> recv(std::span<std::byte> buf) override { return tap_.read(buf); }
+  Result<void> send(std::span<const std::byte> frame) override {
+    auto n = tap_.write(frame);
+    if (!n) return tl::unexpected(n.error());
+    return {};
+  }
+  void set_link(bool up) override { (void)tap_.set_carrier(up); }
+
+ private:
+  int data_fd() const override { return tap_.fd(); }
+  os::Tap tap_;
+};
+
 /// One listening socket; one client at a time. Messages are bare Ethernet frames: the header
 /// is added on recv and stripped on send. Without a client, sent frames are dropped (no carrier).
-class SeqpacketBackend final : public FrameBackend {
+class SeqpacketBackend final : public PolledBackend {
  public:
-  SeqpacketBackend(os::Fd listener, std::string path) : listener_(std::move(listener)), name_("seqpacket " + path) {}
+  SeqpacketBackend(os::Fd listener, const std::string& path)
+      : PolledBackend("seqpacket " + path), listener_(std::move(listener)) {}
   ~SeqpacketBackend() override {
     drop_client();
     if (loop_) loop_->remove(listener_.get());
   }
 
   Result<void> start(os::EventLoop& loop, Callbacks cb) override {
-    cb_ = std::move(cb);
-    if (loop_) return {};  // already registered: callbacks replaced
-    loop_ = &loop;
+    if (!bind(loop, std::move(cb))) return {};  // already registered: callbacks replaced
     return loop.add(listener_.get(), EPOLLIN, [this](std::uint32_t) { accept_client(); });
   }
   Result<std::size_t> recv(std::span<std::byte> buf) override {
@@ -126,46 +147,24 @@ class SeqpacketBackend final : public FrameBackend {
     }
     return {};
   }
-  void set_rx_paused(bool paused) override {
-    if (paused == rx_paused_) return;
-    rx_paused_ = paused;
-    update();
-  }
-  void set_tx_wait(bool wait) override {
-    if (wait == tx_wait_) return;
-    tx_wait_ = wait;
-    update();
-  }
   void set_link(bool) override {}
-  const std::string& name() const override { return name_; }
 
  private:
+  int data_fd() const override { return client_.valid() ? client_.get() : -1; }
   void accept_client() {
     auto c = os::accept_seqpacket(listener_.get());
-    if (!c) return;
-    if (client_.valid()) return;  // one client at a time: the new one is closed
+    if (!c || client_.valid()) return;  // one client at a time: a second one is closed
     client_ = std::move(*c);
-    const int fd = client_.get();
-    (void)loop_->add(fd, events_for(rx_paused_, tx_wait_), [this](std::uint32_t ev) {
-      if ((ev & EPOLLOUT) && cb_.writable) cb_.writable();
-      if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && cb_.readable) cb_.readable();
-    });
+    if (!watch(client_.get())) client_.reset();
   }
   void drop_client() {
     if (!client_.valid()) return;
     if (loop_) loop_->remove(client_.get());
     client_.reset();
   }
-  void update() {
-    if (loop_ && client_.valid()) (void)loop_->modify(client_.get(), events_for(rx_paused_, tx_wait_));
-  }
 
   os::Fd listener_;
   os::Fd client_;
-  std::string name_;
-  os::EventLoop* loop_ = nullptr;
-  Callbacks cb_;
-  bool rx_paused_ = false, tx_wait_ = false;
 };
 
 }  // namespace

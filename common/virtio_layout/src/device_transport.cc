@@ -20,14 +20,6 @@ using layout::QueueDriverLine;
 
 namespace {
 
-constexpr std::size_t hdr(std::size_t field) noexcept { return offsetof(ControlRegion, header) + field; }
-constexpr std::size_t link_line(std::size_t field) noexcept { return offsetof(ControlRegion, link) + field; }
-constexpr std::size_t dev_line(std::uint32_t slot, std::size_t field) noexcept {
-  return layout::device_slot_off(slot) + offsetof(DeviceSlot, device) + field;
-}
-constexpr std::size_t drv_line(std::uint32_t slot, std::size_t field) noexcept {
-  return layout::device_slot_off(slot) + offsetof(DeviceSlot, driver) + field;
-}
 constexpr std::uint64_t join(std::uint32_t lo, std::uint32_t hi) noexcept { return lo | (std::uint64_t{hi} << 32); }
 
 }  // namespace
@@ -73,27 +65,27 @@ DeviceTransport::~DeviceTransport() {
 Result<void> DeviceTransport::init() {
   if (ep_.size() < layout::kControlRegionSize) return fail(Errc::kInvalidArgument, "EP window smaller than the control region");
   // A stale request left in memory from a previous run must not be replayed.
-  last_link_seq_ = ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_seq)));
-  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, version)), layout::kEpfVersion);
-  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, max_devices)), layout::kMaxDevices);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, epoch)), epoch_);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, region_size)), layout::kControlRegionSize);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, device_table_off)), offsetof(ControlRegion, devices));
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, device_stride)), sizeof(DeviceSlot));
-  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, max_queues)), layout::kMaxQueuesPerDevice);
-  ep_.store<std::uint16_t>(hdr(offsetof(EpfHeader, queue_stride)), sizeof(layout::QueueBlock));
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, table_generation)), table_generation_);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, ep_window_size_lo)), static_cast<std::uint32_t>(ep_.size()));
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, ep_window_size_hi)), static_cast<std::uint32_t>(ep_.size() >> 32));
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_seq)), last_link_seq_);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_result)), 0);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, doorbell_off)), offsetof(ControlRegion, doorbell));
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, mailbox_off)), 0);
+  last_link_seq_ = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
+  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, version)), layout::kEpfVersion);
+  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, max_devices)), layout::kMaxDevices);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch)), epoch_);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, region_size)), layout::kControlRegionSize);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, device_table_off)), offsetof(ControlRegion, devices));
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, device_stride)), sizeof(DeviceSlot));
+  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, max_queues)), layout::kMaxQueuesPerDevice);
+  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, queue_stride)), sizeof(layout::QueueBlock));
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), table_generation_);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, ep_window_size_lo)), static_cast<std::uint32_t>(ep_.size()));
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, ep_window_size_hi)), static_cast<std::uint32_t>(ep_.size() >> 32));
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq)), last_link_seq_);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_result)), 0);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, doorbell_off)), offsetof(ControlRegion, doorbell));
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, mailbox_off)), 0);
   for (std::uint32_t i = 0; i < layout::kMaxDevices; ++i) {
-    ep_.store<std::uint32_t>(dev_line(i, offsetof(DeviceLine, device_id)), 0);
+    ep_.store<std::uint32_t>(layout::device_line_off(i, offsetof(DeviceLine, device_id)), 0);
   }
   // Magic last: a driver that sees it sees a complete header.
-  ep_.store_release<std::uint32_t>(hdr(offsetof(EpfHeader, magic)), layout::kEpfMagic);
+  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic)), layout::kEpfMagic);
   return {};
 }
 
@@ -111,14 +103,14 @@ Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
   s.features = 0;
   s.broken_queues = 0;
   // Continue from whatever the driver line holds so that a stale request is not replayed.
-  s.last_req_seq = ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_seq)));
+  s.last_req_seq = ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
   write_slot_header(slot);
   write_config(slot);
   write_status(slot);
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_seq)), s.last_req_seq);
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), s.last_req_seq);
   // device_id last: the driver reads a complete entry once it is non-zero.
-  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_id)), dev->device_id());
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)), dev->device_id());
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
   bump_mailbox();
   interrupt();
   return slot;
@@ -128,23 +120,23 @@ void DeviceTransport::remove_device(std::uint32_t slot) {
   if (slot >= slots_.size() || slots_[slot].dev == nullptr) return;
   reset_slot(slot);
   slots_[slot].dev = nullptr;
-  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_id)), 0);
-  const auto gen = ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)));
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)), 0);
+  const auto gen = ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)));
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
   bump_mailbox();
   interrupt();
 }
 
 void DeviceTransport::write_slot_header(std::uint32_t slot) {
   const VirtioDevice& d = *slots_[slot].dev;
-  ep_.store<std::uint16_t>(dev_line(slot, offsetof(DeviceLine, num_queues)), d.num_queues());
-  ep_.store<std::uint16_t>(dev_line(slot, offsetof(DeviceLine, max_queue_size)), d.max_queue_size());
+  ep_.store<std::uint16_t>(layout::device_line_off(slot, offsetof(DeviceLine, num_queues)), d.num_queues());
+  ep_.store<std::uint16_t>(layout::device_line_off(slot, offsetof(DeviceLine, max_queue_size)), d.max_queue_size());
   const std::uint64_t f = d.device_features();
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_feature_lo)), static_cast<std::uint32_t>(f));
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_feature_hi)), static_cast<std::uint32_t>(f >> 32));
-  const auto gen = ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)));
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_feature_lo)), static_cast<std::uint32_t>(f));
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_feature_hi)), static_cast<std::uint32_t>(f >> 32));
+  const auto gen = ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)));
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
 }
 
 void DeviceTransport::write_config(std::uint32_t slot) {
@@ -152,18 +144,18 @@ void DeviceTransport::write_config(std::uint32_t slot) {
   const auto cfg = s.dev->config();
   // Seqlock-style generation (LAYOUT.md §2.4): odd while the config is being rewritten, so a
   // driver that reads an odd or changed generation around its read retries.
-  const std::size_t gen_off = dev_line(slot, offsetof(DeviceLine, config_generation));
+  const std::size_t gen_off = layout::device_line_off(slot, offsetof(DeviceLine, config_generation));
   ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
   std::array<std::byte, layout::kConfigSpaceSize> buf{};
   std::copy(cfg.begin(), cfg.end(), buf.begin());
   ep_.write(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), buf);
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, config_size)), static_cast<std::uint32_t>(cfg.size()));
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, config_size)), static_cast<std::uint32_t>(cfg.size()));
   ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
 }
 
 void DeviceTransport::write_status(std::uint32_t slot) {
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, broken_queues)), slots_[slot].broken_queues);
-  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, status)), slots_[slot].status);
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, broken_queues)), slots_[slot].broken_queues);
+  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, status)), slots_[slot].status);
 }
 
 void DeviceTransport::bump_mailbox() noexcept {
@@ -218,20 +210,20 @@ void DeviceTransport::poll() {
 
 void DeviceTransport::poll_link() {
   // Pairs with store_release of req_seq in DriverTransport::link_request().
-  const auto seq = ep_.load_acquire<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_seq)));
+  const auto seq = ep_.load_acquire<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
   if (seq == last_link_seq_) return;
   last_link_seq_ = seq;
-  const auto op = static_cast<layout::LinkOp>(ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_op))));
+  const auto op = static_cast<layout::LinkOp>(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_op))));
   AckResult result = AckResult::kOk;
   if (op == layout::LinkOp::kAttach || op == layout::LinkOp::kDetach) {
     if (rc_) link_down();  // a new attach starts from a clean state
   }
   if (op == layout::LinkOp::kAttach) {
-    const auto addr = join(ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_addr_lo))),
-                           ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_addr_hi))));
-    const auto size = join(ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_size_lo))),
-                           ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_size_hi))));
-    const auto drv_epoch = ep_.load<std::uint32_t>(link_line(offsetof(LinkDriverLine, driver_epoch)));
+    const auto addr = join(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo))),
+                           ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi))));
+    const auto size = join(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo))),
+                           ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_hi))));
+    const auto drv_epoch = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)));
     if (drv_epoch != epoch_) {
       result = AckResult::kBadState;
     } else if (size < layout::kRcMailboxSize) {
@@ -246,8 +238,8 @@ void DeviceTransport::poll_link() {
   } else if (op != layout::LinkOp::kDetach) {
     result = AckResult::kBadOp;
   }
-  ep_.store<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_result)), static_cast<std::uint32_t>(result));
-  ep_.store_release<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_seq)), seq);
+  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_result)), static_cast<std::uint32_t>(result));
+  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq)), seq);
   bump_mailbox();
   // The attach ack must reach a driver waiting for it, even though rc_ may be unset.
   (void)link_.raise_interrupt();
@@ -256,15 +248,15 @@ void DeviceTransport::poll_link() {
 void DeviceTransport::poll_device(std::uint32_t slot) {
   Slot& s = slots_[slot];
   // Pairs with store_release of req_seq in DriverTransport::request().
-  const auto seq = ep_.load_acquire<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_seq)));
+  const auto seq = ep_.load_acquire<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
   if (seq == s.last_req_seq) return;
   s.last_req_seq = seq;
-  const auto op = static_cast<layout::DeviceOp>(ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_op))));
-  const auto arg = ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_arg0)));
+  const auto op = static_cast<layout::DeviceOp>(ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op))));
+  const auto arg = ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)));
   const Ack ack = rc_ ? handle_request(slot, op, arg) : Ack{AckResult::kNoLink, 0};
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_result)), static_cast<std::uint32_t>(ack.result));
-  ep_.store<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_value)), ack.value);
-  ep_.store_release<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_seq)), seq);
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_result)), static_cast<std::uint32_t>(ack.result));
+  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_value)), ack.value);
+  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), seq);
   bump_mailbox();
   interrupt();
 }
@@ -302,8 +294,8 @@ AckResult DeviceTransport::set_status(std::uint32_t slot, std::uint8_t status) {
   if ((status & old & ~VIRTIO_CONFIG_S_NEEDS_RESET) != (old & ~VIRTIO_CONFIG_S_NEEDS_RESET)) return AckResult::kBadState;
   const std::uint8_t added = static_cast<std::uint8_t>(status & ~old & ~VIRTIO_CONFIG_S_NEEDS_RESET);
   if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
-    const auto df = join(ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, driver_feature_lo))),
-                         ep_.load<std::uint32_t>(drv_line(slot, offsetof(DriverLine, driver_feature_hi))));
+    const auto df = join(ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_lo))),
+                         ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_hi))));
     // VIRTIO 1.2 §2.2.1: a subset of what we offered; this transport is modern-only.
     if ((df & ~s.dev->device_features()) || !(df & (std::uint64_t{1} << VIRTIO_F_VERSION_1))) {
       s.status = static_cast<std::uint8_t>((old | status) & ~VIRTIO_CONFIG_S_FEATURES_OK);

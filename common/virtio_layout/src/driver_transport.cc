@@ -17,14 +17,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t hdr(std::size_t field) noexcept { return offsetof(ControlRegion, header) + field; }
-constexpr std::size_t link_line(std::size_t field) noexcept { return offsetof(ControlRegion, link) + field; }
-constexpr std::size_t dev_line(std::uint32_t slot, std::size_t field) noexcept {
-  return layout::device_slot_off(slot) + offsetof(DeviceSlot, device) + field;
-}
-constexpr std::size_t drv_line(std::uint32_t slot, std::size_t field) noexcept {
-  return layout::device_slot_off(slot) + offsetof(DeviceSlot, driver) + field;
-}
 // How often a waiting driver re-reads the ack when no interrupt comes (a lost interrupt, or a
 // platform whose EP cannot interrupt before the link is attached).
 constexpr std::chrono::milliseconds kAckPoll{5};
@@ -43,25 +35,25 @@ DriverTransport::DriverTransport(DriverLink& link, std::chrono::milliseconds ack
 
 Result<void> DriverTransport::validate_header() {
   if (ep_.size() < sizeof(ControlRegion)) return fail(Errc::kBadLayout, "EP window smaller than the control region");
-  if (ep_.load_acquire<std::uint32_t>(hdr(offsetof(EpfHeader, magic))) != layout::kEpfMagic) {
+  if (ep_.load_acquire<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic))) != layout::kEpfMagic) {
     return fail(Errc::kBadLayout, "no virtio-pci-epf magic at offset 0 of the EP window (device not ready?)");
   }
-  if (ep_.load<std::uint16_t>(hdr(offsetof(EpfHeader, version))) != layout::kEpfVersion) {
+  if (ep_.load<std::uint16_t>(layout::header_off(offsetof(EpfHeader, version))) != layout::kEpfVersion) {
     return fail(Errc::kBadLayout, "unsupported layout version");
   }
   const bool geometry_ok =
-      ep_.load<std::uint16_t>(hdr(offsetof(EpfHeader, max_devices))) == layout::kMaxDevices &&
-      ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, region_size))) == layout::kControlRegionSize &&
-      ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, device_table_off))) == offsetof(ControlRegion, devices) &&
-      ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, device_stride))) == sizeof(DeviceSlot) &&
-      ep_.load<std::uint16_t>(hdr(offsetof(EpfHeader, max_queues))) == layout::kMaxQueuesPerDevice &&
-      ep_.load<std::uint16_t>(hdr(offsetof(EpfHeader, queue_stride))) == sizeof(layout::QueueBlock) &&
-      ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, mailbox_off))) == 0;
+      ep_.load<std::uint16_t>(layout::header_off(offsetof(EpfHeader, max_devices))) == layout::kMaxDevices &&
+      ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, region_size))) == layout::kControlRegionSize &&
+      ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, device_table_off))) == offsetof(ControlRegion, devices) &&
+      ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, device_stride))) == sizeof(DeviceSlot) &&
+      ep_.load<std::uint16_t>(layout::header_off(offsetof(EpfHeader, max_queues))) == layout::kMaxQueuesPerDevice &&
+      ep_.load<std::uint16_t>(layout::header_off(offsetof(EpfHeader, queue_stride))) == sizeof(layout::QueueBlock) &&
+      ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, mailbox_off))) == 0;
   if (!geometry_ok) return fail(Errc::kBadLayout, "header geometry does not match layout version 1");
-  const std::uint64_t win = ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, ep_window_size_lo))) |
-                            std::uint64_t{ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, ep_window_size_hi)))} << 32;
+  const std::uint64_t win = ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, ep_window_size_lo))) |
+                            std::uint64_t{ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, ep_window_size_hi)))} << 32;
   if (win != ep_.size()) return fail(Errc::kBadLayout, "header EP window size differs from the mapped window");
-  epoch_ = ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, epoch)));
+  epoch_ = ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch)));
   if (epoch_ == 0) return fail(Errc::kBadLayout, "header epoch is 0");
   return {};
 }
@@ -71,20 +63,20 @@ Result<void> DriverTransport::attach() {
   ring::Window& rc = link_.rc_window();
   // Our mailbox starts clean: the device bumps event_seq from here.
   rc.store<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), 0);
-  link_seq_ = ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_seq))) + 1;
+  link_seq_ = ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq))) + 1;
   const std::uint64_t addr = link_.rc_window_bus_addr();
   const std::uint64_t size = rc.size();
-  ep_.store<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_op)), static_cast<std::uint32_t>(layout::LinkOp::kAttach));
-  ep_.store<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_addr_lo)), static_cast<std::uint32_t>(addr));
-  ep_.store<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_addr_hi)), static_cast<std::uint32_t>(addr >> 32));
-  ep_.store<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_size_lo)), static_cast<std::uint32_t>(size));
-  ep_.store<std::uint32_t>(link_line(offsetof(LinkDriverLine, rc_window_size_hi)), static_cast<std::uint32_t>(size >> 32));
-  ep_.store<std::uint32_t>(link_line(offsetof(LinkDriverLine, driver_epoch)), epoch_);
+  ep_.store<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_op)), static_cast<std::uint32_t>(layout::LinkOp::kAttach));
+  ep_.store<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo)), static_cast<std::uint32_t>(addr));
+  ep_.store<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi)), static_cast<std::uint32_t>(addr >> 32));
+  ep_.store<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo)), static_cast<std::uint32_t>(size));
+  ep_.store<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_hi)), static_cast<std::uint32_t>(size >> 32));
+  ep_.store<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)), epoch_);
   // Arguments before the sequence number; pairs with load_acquire in DeviceTransport::poll_link().
-  ep_.store_release<std::uint32_t>(link_line(offsetof(LinkDriverLine, req_seq)), link_seq_);
+  ep_.store_release<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)), link_seq_);
   if (auto r = link_.ring_doorbell(); !r) return r;
-  if (auto r = wait_ack(hdr(offsetof(EpfHeader, link_ack_seq)), link_seq_); !r) return r;
-  if (ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, link_ack_result))) != 0) {
+  if (auto r = wait_ack(layout::header_off(offsetof(EpfHeader, link_ack_seq)), link_seq_); !r) return r;
+  if (ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_result))) != 0) {
     return fail(Errc::kRejected, "device refused to attach the RC window");
   }
   ep_alloc_ = WindowAllocator(layout::WindowId::kEp, layout::kControlRegionSize, ep_.size());
@@ -96,9 +88,9 @@ Result<std::vector<DeviceInfo>> DriverTransport::scan() {
   std::vector<DeviceInfo> out;
   for (std::uint32_t slot = 0; slot < layout::kMaxDevices; ++slot) {
     // Pairs with store_release of device_id in DeviceTransport::add_device().
-    const auto id = ep_.load_acquire<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, device_id)));
+    const auto id = ep_.load_acquire<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)));
     if (id == 0) continue;
-    const auto line = ep_.read_struct<DeviceLine>(dev_line(slot, 0));
+    const auto line = ep_.read_struct<DeviceLine>(layout::device_line_off(slot, 0));
     DeviceInfo d;
     d.slot = slot;
     d.device_id = id;
@@ -131,14 +123,14 @@ Result<void> DriverTransport::wait_ack(std::size_t ack_seq_off, std::uint32_t se
 Result<DriverTransport::AckValue> DriverTransport::request(std::uint32_t slot, layout::DeviceOp op, std::uint32_t arg) {
   if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
   const std::uint32_t seq = ++req_seq_[slot];
-  ep_.store<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_op)), static_cast<std::uint32_t>(op));
-  ep_.store<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_arg0)), arg);
+  ep_.store<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op)), static_cast<std::uint32_t>(op));
+  ep_.store<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)), arg);
   // Arguments before the sequence number; pairs with load_acquire in DeviceTransport::poll_device().
-  ep_.store_release<std::uint32_t>(drv_line(slot, offsetof(DriverLine, req_seq)), seq);
+  ep_.store_release<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)), seq);
   if (auto r = link_.ring_doorbell(); !r) return tl::unexpected(r.error());
-  if (auto r = wait_ack(dev_line(slot, offsetof(DeviceLine, ack_seq)), seq); !r) return tl::unexpected(r.error());
-  return AckValue{ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_result))),
-                  ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, ack_value)))};
+  if (auto r = wait_ack(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), seq); !r) return tl::unexpected(r.error());
+  return AckValue{ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_result))),
+                  ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_value)))};
 }
 
 Result<std::uint8_t> DriverTransport::set_status(std::uint32_t slot, std::uint8_t status) {
@@ -161,8 +153,8 @@ Result<std::uint64_t> DriverTransport::negotiate(std::uint32_t slot, std::uint64
   st |= VIRTIO_CONFIG_S_DRIVER;
   if (auto r = set_status(slot, st); !r) return tl::unexpected(r.error());
   const std::uint64_t f = offered & wanted;
-  ep_.store<std::uint32_t>(drv_line(slot, offsetof(DriverLine, driver_feature_lo)), static_cast<std::uint32_t>(f));
-  ep_.store<std::uint32_t>(drv_line(slot, offsetof(DriverLine, driver_feature_hi)), static_cast<std::uint32_t>(f >> 32));
+  ep_.store<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_lo)), static_cast<std::uint32_t>(f));
+  ep_.store<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_hi)), static_cast<std::uint32_t>(f >> 32));
   st |= VIRTIO_CONFIG_S_FEATURES_OK;
   auto r = set_status(slot, st);
   if (!r) {
@@ -203,7 +195,7 @@ Result<void> DriverTransport::driver_ok(std::uint32_t slot) {
 Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byte> out) {
   if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
   if (out.size() > layout::kConfigSpaceSize) return fail(Errc::kOutOfRange, "config read beyond the config space");
-  const std::size_t gen_off = dev_line(slot, offsetof(DeviceLine, config_generation));
+  const std::size_t gen_off = layout::device_line_off(slot, offsetof(DeviceLine, config_generation));
   const auto deadline = Clock::now() + timeout_;
   do {
     // VIRTIO 1.2 §4.1.4.3.1 (and DPDK modern_read_dev_config): read until the generation holds.
@@ -218,12 +210,12 @@ Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byt
 
 std::uint8_t DriverTransport::device_status(std::uint32_t slot) {
   if (slot >= layout::kMaxDevices) return 0;
-  return static_cast<std::uint8_t>(ep_.load_acquire<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, status))));
+  return static_cast<std::uint8_t>(ep_.load_acquire<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, status))));
 }
 
 std::uint32_t DriverTransport::broken_queues(std::uint32_t slot) {
   if (slot >= layout::kMaxDevices) return 0;
-  return ep_.load<std::uint32_t>(dev_line(slot, offsetof(DeviceLine, broken_queues)));
+  return ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, broken_queues)));
 }
 
 std::uint32_t DriverTransport::mailbox_seq() const noexcept {
@@ -231,8 +223,8 @@ std::uint32_t DriverTransport::mailbox_seq() const noexcept {
 }
 
 bool DriverTransport::epoch_changed() {
-  return ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, epoch))) != epoch_ ||
-         ep_.load<std::uint32_t>(hdr(offsetof(EpfHeader, magic))) != layout::kEpfMagic;
+  return ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch))) != epoch_ ||
+         ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic))) != layout::kEpfMagic;
 }
 
 }  // namespace vepf::transport

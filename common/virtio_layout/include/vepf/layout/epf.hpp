@@ -199,6 +199,16 @@ constexpr std::size_t queue_block_off(std::uint32_t dev, std::uint32_t q) noexce
   return device_slot_off(dev) + offsetof(DeviceSlot, queues) + std::size_t{q} * sizeof(QueueBlock);
 }
 
+/// EP-window offsets of fields: header_off(offsetof(EpfHeader, epoch)) and so on.
+constexpr std::size_t header_off(std::size_t field) noexcept { return offsetof(ControlRegion, header) + field; }
+constexpr std::size_t link_line_off(std::size_t field) noexcept { return offsetof(ControlRegion, link) + field; }
+constexpr std::size_t device_line_off(std::uint32_t dev, std::size_t field) noexcept {
+  return device_slot_off(dev) + offsetof(DeviceSlot, device) + field;
+}
+constexpr std::size_t driver_line_off(std::uint32_t dev, std::size_t field) noexcept {
+  return device_slot_off(dev) + offsetof(DeviceSlot, driver) + field;
+}
+
 /// RC window offset 0: the mailbox, device-written, driver-read (LAYOUT.md §2.6). Lets the driver
 /// learn about control-path events with a local read when an interrupt arrives.
 struct RcMailbox {

@@ -1,0 +1,42 @@
+#pragma once
+// Command-line start-up shared by vepf-ep and vepf-host: the common options, logging, the board
+// config, the event loop and signals. Prints to stderr (it stands in for main()).
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+#include <tl/expected.hpp>
+
+#include "vepf/config/board_config.hpp"
+#include "vepf/error.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/os/fd.hpp"
+
+namespace vepf::app {
+
+struct CommonOptions {
+  std::string board;               // --board FILE (required)
+  std::string socket;              // --socket PATH: overrides [loopback] socket
+  std::string log_level = "info";  // --log-level
+};
+
+/// Adds --board, --socket and --log-level to `cli`, bound to `o`.
+void add_common_options(CLI::App& cli, CommonOptions& o);
+
+/// Parses argv, creates `loggers`, loads and validates the board config (--socket applied).
+/// On failure prints why to stderr and returns the exit code to leave with (0 after --help,
+/// kExitUsage for a bad command line or config).
+tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, char** argv, const CommonOptions& o,
+                                                      std::initializer_list<std::string_view> loggers);
+
+/// The loop a program runs on: SIGINT, SIGTERM, SIGUSR1 and SIGHUP arrive through `signals`
+/// (a signalfd), SIGPIPE is ignored. Errors: kSystem.
+struct Runtime {
+  os::Fd signals;
+  os::EventLoop loop;
+};
+[[nodiscard]] Result<Runtime> make_runtime();
+
+}  // namespace vepf::app
