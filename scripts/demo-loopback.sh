@@ -32,69 +32,28 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$secs$pings" in *[!0-9]*) echo "demo: --iperf-seconds and --pings take whole numbers" >&2; exit 2 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "demo: needs root for network namespaces and TAP devices" >&2; exit 2; }
 for t in ip ping iperf3; do
   command -v "$t" >/dev/null || { echo "demo: '$t' missing: run scripts/install-deps.sh" >&2; exit 2; }
 done
-ep_bin="$build/ep-firmware/vepf-ep"
-host_bin="$build/host-driver/vepf-host"
-[ -x "$ep_bin" ] && [ -x "$host_bin" ] || { echo "demo: no binaries in $build: build first (cmake --preset default && cmake --build --preset default)" >&2; exit 2; }
-
-id="$$"
-ns_ep="vepf-ep-$id"
-ns_host="vepf-host-$id"
-work=$(mktemp -d /tmp/vepf-demo.XXXXXX)
-sock="$work/link.sock"
-ep_ip=198.18.0.2     # RFC 2544 benchmarking range, inside the namespaces only
-host_ip=198.18.0.1
-ep_pid=
-host_pid=
+# shellcheck source=lib/netns.sh
+. "$top/scripts/lib/netns.sh"
 iperf_pid=
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for p in $iperf_pid $host_pid $ep_pid; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in $iperf_pid $host_pid $ep_pid; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  ip netns del "$ns_ep" 2>/dev/null || true
-  ip netns del "$ns_host" 2>/dev/null || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 fail() { echo "demo: FAIL: $*" >&2; failed=1; }
 failed=0
 
-ip netns add "$ns_ep"
-ip netns add "$ns_host"
-ip -n "$ns_ep" link set lo up
-ip -n "$ns_host" link set lo up
-
-ip netns exec "$ns_ep" "$ep_bin" --board "$board" --socket "$sock" >"$work/ep.log" 2>&1 &
-ep_pid=$!
-ip netns exec "$ns_host" "$host_bin" --board "$board" --socket "$sock" --once >"$work/host.log" 2>&1 &
-host_pid=$!
+netns_setup
+start_ep
+start_host --once
 
 # The TAPs have carrier once the driver set DRIVER_OK (EP) and the device reports link up (host).
-ep_if= host_if=
-for _ in $(seq 100); do
-  ep_if=$(ip -n "$ns_ep" -o link show up 2>/dev/null | awk -F': ' '$2 ~ /^vepf/ && /LOWER_UP/ {print $2; exit}')
-  host_if=$(ip -n "$ns_host" -o link show up 2>/dev/null | awk -F': ' '$2 ~ /^vepf/ && /LOWER_UP/ {print $2; exit}')
-  [ -n "$ep_if" ] && [ -n "$host_if" ] && break
-  kill -0 "$ep_pid" 2>/dev/null && kill -0 "$host_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$ep_if" ] || [ -z "$host_if" ]; then
-  echo "--- vepf-ep log"; cat "$work/ep.log"; echo "--- vepf-host log"; cat "$work/host.log"
+if ! wait_carrier "$ns_ep" up 10 || ! wait_carrier "$ns_host" up 10; then
+  show_logs
   echo "demo: FAIL: the link did not come up within 10 s" >&2
   exit 1
 fi
+ep_if=$(carrier "$ns_ep")
+host_if=$(carrier "$ns_host")
 ip -n "$ns_ep" addr add "$ep_ip/24" dev "$ep_if"
 ip -n "$ns_host" addr add "$host_ip/24" dev "$host_if"
 
@@ -121,6 +80,7 @@ fi
 iperf_dir() {  # label extra-args
   ip netns exec "$ns_ep" iperf3 -s -1 -B "$ep_ip" >"$work/iperf-server.log" 2>&1 &
   iperf_pid=$!
+  extra_pids=$iperf_pid
   for _ in $(seq 50); do ip netns exec "$ns_ep" ss -ltn 2>/dev/null | grep -q ":5201 " && break; sleep 0.1; done
   local out
   if out=$(ip netns exec "$ns_host" timeout $((secs + 20)) iperf3 -c "$ep_ip" -t "$secs" -f g $2 2>&1); then
@@ -134,6 +94,7 @@ iperf_dir() {  # label extra-args
   fi
   wait "$iperf_pid" 2>/dev/null || true
   iperf_pid=
+  extra_pids=
 }
 if [ "$secs" -gt 0 ]; then
   iperf_dir "host->EP" ""
@@ -141,9 +102,9 @@ if [ "$secs" -gt 0 ]; then
 fi
 
 # Stop the host first (it prints its steady-state counters), then the EP.
-kill -TERM "$host_pid"; wait "$host_pid" || fail "vepf-host exited with status $?"
+stop_pid "$host_pid" || fail "vepf-host exited with status $?"
 host_pid=
-kill -TERM "$ep_pid"; wait "$ep_pid" || fail "vepf-ep exited with status $?"
+stop_pid "$ep_pid" || fail "vepf-ep exited with status $?"
 ep_pid=
 echo "link model (ARCHITECTURE.md §1): what crossed the link, per frame, after setup"
 grep -h -A2 "link model:" "$work/host.log" | tail -n 3 | sed 's/^[0-9:.]* info \[[a-z.]*\] /  /'

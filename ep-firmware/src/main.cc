@@ -70,7 +70,12 @@ Result<void> EpProgram::setup() {
   if (auto r = transport_->init(); !r) return r;
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
     const auto& d = cfg_.devices[i];
-    auto backend = netback::make_backend(d.ep, {d.net.mtu, nullptr});
+    // The EP's interface is the far end of the link: a MAC of its own, stable across restarts
+    // (the device MAC with the last octet's lowest bit flipped) so the host's neighbour entry
+    // stays valid when the EP firmware restarts.
+    std::array<std::uint8_t, 6> ep_mac = d.net.mac;
+    ep_mac[5] ^= 0x01;
+    auto backend = netback::make_backend(d.ep, {d.net.mtu, &ep_mac});
     if (!backend) {
       log->error("device[{}]: cannot set up backend {} {}: {} ({})", i, config::to_string(d.ep.kind),
                  d.ep.kind == config::BackendKind::kTap ? d.ep.ifname : d.ep.path, backend.error().what,

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <thread>
 #include <memory>
 #include <vector>
 
@@ -93,12 +94,15 @@ bool HostProgram::connect() {
       link_ = std::move(*l);
       return true;
     }
-    if (l.error().code != Errc::kTimeout || std::chrono::steady_clock::now() >= deadline) {
+    // kLinkDown: we reached an EP that was just going away (a restart); try again.
+    const bool retry = l.error().code == Errc::kTimeout || l.error().code == Errc::kLinkDown;
+    if (!retry || std::chrono::steady_clock::now() >= deadline) {
       log->error("cannot reach the EP at {}: {}; is vepf-ep running with the same board config?",
                  cfg_.loopback.socket, describe(l.error()));
       return false;
     }
     check_signals();
+    if (l.error().code == Errc::kLinkDown) std::this_thread::sleep_for(milliseconds(50));
   }
   return false;
 }
