@@ -61,14 +61,15 @@ echo "== virtio-epf loopback demo: $ns_host ($host_if $host_ip) <-> virtio-net <
 
 ping_dir() {  # ns target label
   local out
-  if out=$(ip netns exec "$1" ping -n -q -c "$pings" -i 0.2 -W 2 "$2" 2>&1); then
+  if run_waiting "$work/ping.out" ip netns exec "$1" ping -n -q -c "$pings" -i 0.2 -W 2 "$2"; then
+    out=$(cat "$work/ping.out")
     local rx rtt
     rx=$(printf '%s\n' "$out" | awk '/packets transmitted/ {print $4}')
     rtt=$(printf '%s\n' "$out" | awk -F'/' '/^rtt/ {print $5}')
     printf 'ping %-8s %s/%s replies, RTT avg %s ms\n' "$3" "$rx" "$pings" "$rtt"
     [ "$rx" = "$pings" ] || fail "ping $3 lost replies"
   else
-    printf '%s\n' "$out"
+    cat "$work/ping.out"
     fail "ping $3"
   fi
 }
@@ -80,21 +81,22 @@ fi
 iperf_dir() {  # label extra-args
   ip netns exec "$ns_ep" iperf3 -s -1 -B "$ep_ip" >"$work/iperf-server.log" 2>&1 &
   iperf_pid=$!
-  extra_pids=$iperf_pid
+  extra_pids="$extra_pids $iperf_pid"
   for _ in $(seq 50); do ip netns exec "$ns_ep" ss -ltn 2>/dev/null | grep -q ":5201 " && break; sleep 0.1; done
   local out
-  if out=$(ip netns exec "$ns_host" timeout $((secs + 20)) iperf3 -c "$ep_ip" -t "$secs" -f g $2 2>&1); then
+  if run_waiting "$work/iperf.out" ip netns exec "$ns_host" timeout $((secs + 20)) iperf3 -c "$ep_ip" -t "$secs" -f g $2; then
+    out=$(cat "$work/iperf.out")
     local rate
     rate=$(printf '%s\n' "$out" | awk '/receiver$/ {for (i = 1; i <= NF; i++) if ($i ~ /bits\/sec$/) print $(i-1), $i}')
     printf 'iperf3 %-8s %s s: %s\n' "$1" "$secs" "${rate:-?}"
     [ -n "$rate" ] || fail "iperf3 $1 printed no result"
   else
-    printf '%s\n' "$out"
+    cat "$work/iperf.out"
     fail "iperf3 $1"
   fi
   wait "$iperf_pid" 2>/dev/null || true
+  extra_pids=${extra_pids% $iperf_pid}
   iperf_pid=
-  extra_pids=
 }
 if [ "$secs" -gt 0 ]; then
   iperf_dir "host->EP" ""

@@ -74,6 +74,19 @@ stop_pid() {  # pid: SIGTERM, wait, return its exit status
   return $rc
 }
 
+# run_waiting OUTFILE CMD...: runs CMD in the background and waits for it, so that a signal to
+# this script runs its trap at once (bash defers traps while a foreground command runs).
+run_waiting() {
+  local out=$1; shift
+  "$@" >"$out" 2>&1 &
+  local p=$!
+  extra_pids="$extra_pids $p"
+  local rc=0
+  wait "$p" || rc=$?
+  extra_pids=${extra_pids% $p}
+  return $rc
+}
+
 show_logs() {
   echo "--- vepf-ep log"; cat "$work/ep.log" 2>/dev/null
   echo "--- vepf-host log"; cat "$work/host.log" 2>/dev/null
