@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README's second command; .ci/run calls it): installs what is missing,
-# builds the default and asan-ubsan presets, runs every test of the default build (unit,
-# integration over loopback, network namespaces) and the unit tests under ASan+UBSan.
+# builds the default, static and asan-ubsan presets, runs every test of the default build (unit,
+# integration over loopback, network namespaces), checks the static vepf-ep against the default
+# vepf-host, and runs the unit tests under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${VEPF_JOBS:-2}
@@ -11,6 +12,20 @@ echo "== default build"
 cmake --preset default >/dev/null
 cmake --build --preset default -j "$jobs"
 ctest --preset default -j 1
+
+echo "== static vepf-ep (no shared libraries), serving a link to the default vepf-host"
+cmake --preset static >/dev/null
+cmake --build --preset static -j "$jobs"
+if readelf -d build/static/ep-firmware/vepf-ep | grep -q NEEDED; then
+  echo "static vepf-ep still needs shared libraries:" >&2
+  readelf -d build/static/ep-firmware/vepf-ep | grep NEEDED >&2
+  exit 1
+fi
+mix=build/static-mix
+rm -rf "$mix" && mkdir -p "$mix/ep-firmware" "$mix/host-driver"
+ln -s "$PWD/build/static/ep-firmware/vepf-ep" "$mix/ep-firmware/vepf-ep"
+ln -s "$PWD/build/default/host-driver/vepf-host" "$mix/host-driver/vepf-host"
+tests/integration/link_status_test.sh "$mix"
 
 echo "== asan-ubsan build (unit tests)"
 cmake --preset asan-ubsan >/dev/null
