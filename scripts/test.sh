@@ -2,7 +2,7 @@
 # The test command (README's second command; .ci/run calls it): installs what is missing,
 # builds the default, static and asan-ubsan presets, runs every test of the default build (unit,
 # integration over loopback, network namespaces), checks the static vepf-ep against the default
-# vepf-host, and runs the unit tests under ASan+UBSan.
+# vepf-host, and runs the unit tests under ASan+UBSan and under TSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${VEPF_JOBS:-2}
@@ -32,3 +32,8 @@ cmake --preset asan-ubsan >/dev/null
 cmake --build --preset asan-ubsan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --preset asan-ubsan -L unit -j "$jobs"
+
+echo "== tsan build (unit tests)"
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan -j "$jobs"
+TSAN_OPTIONS=halt_on_error=1 ctest --preset tsan -L unit -j "$jobs"
