@@ -182,6 +182,7 @@ void DeviceTransport::reset_slot(std::uint32_t slot) {
   s.status = 0;
   s.features = 0;
   s.broken_queues = 0;
+  s.started = false;
   write_status(slot);
 }
 
@@ -201,7 +202,7 @@ void DeviceTransport::poll() {
     poll_device(i);
     Slot& s = slots_[i];
     // A broken queue is hidden by DeviceHandle::queue(); the device's other queues keep running.
-    if (s.dev && (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+    if (s.dev && s.started) {
       DeviceHandle h(this, i);
       s.dev->on_notify(h);
     }
@@ -298,7 +299,8 @@ AckResult DeviceTransport::set_status(std::uint32_t slot, std::uint8_t status) {
                          ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_hi))));
     // VIRTIO 1.2 §2.2.1: a subset of what we offered; this transport is modern-only.
     if ((df & ~s.dev->device_features()) || !(df & (std::uint64_t{1} << VIRTIO_F_VERSION_1))) {
-      s.status = static_cast<std::uint8_t>((old | status) & ~VIRTIO_CONFIG_S_FEATURES_OK);
+      // Refused: neither FEATURES_OK nor a DRIVER_OK that would depend on it is taken.
+      s.status = static_cast<std::uint8_t>((old | status) & ~(VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK));
       write_status(slot);
       return AckResult::kBadFeatures;
     }
@@ -307,9 +309,12 @@ AckResult DeviceTransport::set_status(std::uint32_t slot, std::uint8_t status) {
   if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_FEATURES_OK)) return AckResult::kBadState;
   s.status = static_cast<std::uint8_t>(status | (old & VIRTIO_CONFIG_S_NEEDS_RESET));
   write_status(slot);
-  if (added & VIRTIO_CONFIG_S_FAILED) {
-    s.dev->on_reset();  // the driver gave up on the device: stop serving it
+  if (status & VIRTIO_CONFIG_S_FAILED) {
+    // The driver gave up on the device: stop serving it until a reset.
+    if (s.started) s.dev->on_reset();
+    s.started = false;
   } else if (added & VIRTIO_CONFIG_S_DRIVER_OK) {
+    s.started = true;
     DeviceHandle h(this, slot);
     s.dev->on_driver_ok(h);
   }

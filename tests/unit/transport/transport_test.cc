@@ -312,6 +312,48 @@ TEST_F(TransportTest, EnableQueueInsideTheControlRegionIsRejected) {
   EXPECT_TRUE(ok) << "the first byte after the control region is usable";
 }
 
+// Fuzz finding (tests/fuzz/corpus/transport_fuzz/crash-driver-ok-without-features-ok): a
+// SET_STATUS adding FEATURES_OK and DRIVER_OK at once, with features the device does not offer,
+// left DRIVER_OK set without FEATURES_OK, and the device notified without on_driver_ok().
+TEST_F(TransportTest, RegressionFuzzRefusedFeaturesDoNotLeaveDriverOk) {
+  attach();
+  scan();
+  const std::uint64_t not_offered = std::uint64_t{1} << 60;
+  poke<std::uint32_t>(w.ep(), layout::driver_line_off(slot, offsetof(layout::DriverLine, driver_feature_lo)),
+                      static_cast<std::uint32_t>(kFakeFeatures));
+  poke<std::uint32_t>(w.ep(), layout::driver_line_off(slot, offsetof(layout::DriverLine, driver_feature_hi)),
+                      static_cast<std::uint32_t>((kFakeFeatures | not_offered) >> 32));
+  auto r = drv.set_status(slot, kAck | kDriver | kFeaturesOk | kDriverOk);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kRejected);
+  EXPECT_EQ(dev.status(slot) & (kFeaturesOk | kDriverOk), 0);
+  EXPECT_EQ(drv.device_status(slot) & (kFeaturesOk | kDriverOk), 0);
+  const int notified = fdev.notify_calls;
+  dev.poll();
+  EXPECT_EQ(fdev.driver_ok_calls, 0);
+  EXPECT_EQ(fdev.notify_calls, notified) << "a device that never started was notified";
+}
+
+// Fuzz finding (crash-notify-after-failed): after the driver sets FAILED the device is reset and
+// must not be notified again until a new DRIVER_OK.
+TEST_F(TransportTest, RegressionFuzzNoNotifyAfterFailed) {
+  bring_up();
+  auto r = drv.set_status(slot, kAck | kDriver | kFeaturesOk | kDriverOk | VIRTIO_CONFIG_S_FAILED);
+  ASSERT_TRUE(r) << r.error().what;
+  EXPECT_EQ(fdev.reset_calls, 1);
+  const int notified = fdev.notify_calls;
+  dev.poll();
+  dev.poll();
+  EXPECT_EQ(fdev.notify_calls, notified);
+  // A reset and a new initialisation start it again.
+  ASSERT_TRUE(drv.reset(slot));
+  negotiate();
+  enable_both();
+  driver_ok();
+  dev.poll();
+  EXPECT_GT(fdev.notify_calls, notified);
+}
+
 TEST_F(TransportTest, BothQueuesCarryData) {
   bring_up();
   EXPECT_EQ(echo(0, "hello queue 0"), "hello queue 0");

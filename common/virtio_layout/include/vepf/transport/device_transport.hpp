@@ -98,6 +98,7 @@ class DeviceTransport {
     std::uint32_t last_req_seq = 0;
     std::uint32_t config_generation = 0;
     std::uint32_t broken_queues = 0;
+    bool started = false;  // on_driver_ok() ran and neither reset nor FAILED followed
     std::array<std::unique_ptr<ring::Vringh>, layout::kMaxQueuesPerDevice> queues;
   };
 
