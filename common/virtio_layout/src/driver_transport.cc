@@ -23,13 +23,6 @@ constexpr std::chrono::milliseconds kAckPoll{5};
 
 }  // namespace
 
-Result<Allocation> WindowAllocator::alloc(std::size_t bytes, std::size_t align) noexcept {
-  const std::size_t off = (next_ + align - 1) & ~(align - 1);
-  if (off < next_ || off > end_ || bytes > end_ - off) return fail(Errc::kNoSpace, "window exhausted");
-  next_ = off + bytes;
-  return Allocation{layout::link_addr(id_, off), off, bytes};
-}
-
 DriverTransport::DriverTransport(DriverLink& link, std::chrono::milliseconds ack_timeout)
     : link_(link), ep_(link.ep_window()), timeout_(ack_timeout) {}
 
@@ -220,6 +213,10 @@ std::uint32_t DriverTransport::broken_queues(std::uint32_t slot) {
 
 std::uint32_t DriverTransport::mailbox_seq() const noexcept {
   return link_.rc_window().load_acquire<std::uint32_t>(offsetof(layout::RcMailbox, event_seq));
+}
+
+std::uint32_t DriverTransport::table_generation() {
+  return ep_.load_acquire<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)));
 }
 
 bool DriverTransport::epoch_changed() {

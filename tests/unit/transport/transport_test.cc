@@ -701,8 +701,6 @@ TEST_F(TransportTest, ResetClearsNeedsResetAndBrokenQueues) {
   EXPECT_EQ(drv.device_status(slot), 0);
   EXPECT_EQ(drv.broken_queues(slot), 0u);
   // And the device comes back up.
-  drv.ep_alloc().reset();
-  drv.rc_alloc().reset();
   negotiate();
   enable_both();
   driver_ok();

@@ -22,11 +22,17 @@ std::uint64_t NetDriver::wanted_features() noexcept {
 NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info) {}
 
 
+Result<transport::Allocation> NetDriver::alloc(layout::WindowId w, std::size_t bytes) {
+  auto a = (w == layout::WindowId::kEp ? t_.ep_alloc() : t_.rc_alloc()).alloc(bytes, 64);
+  if (a) owned_.push_back(*a);
+  return a;
+}
+
 Result<void> NetDriver::setup_queue(std::uint16_t index, Queue& q) {
   const std::uint16_t num = info_.max_queue_size;
-  auto desc = t_.ep_alloc().alloc(layout::desc_table_size(num), 64);
-  auto avail = t_.ep_alloc().alloc(layout::avail_ring_size(num), 64);
-  auto used = t_.rc_alloc().alloc(layout::used_ring_size(num), 64);
+  auto desc = alloc(layout::WindowId::kEp, layout::desc_table_size(num));
+  auto avail = alloc(layout::WindowId::kEp, layout::avail_ring_size(num));
+  auto used = alloc(layout::WindowId::kRc, layout::used_ring_size(num));
   if (!desc || !avail || !used) return fail(Errc::kNoSpace, "windows too small for the queues");
   q.desc = *desc;
   q.avail = *avail;
@@ -56,8 +62,8 @@ Result<void> NetDriver::probe() {
   if (!layout::queue_size_valid(num)) return fail(Errc::kRejected, "device max queue size not a power of 2");
   if (auto r = setup_queue(layout::kNetRxQueue, rx_); !r) return r;
   if (auto r = setup_queue(layout::kNetTxQueue, tx_); !r) return r;
-  auto rxp = t_.rc_alloc().alloc(std::size_t{num} * buf_size_, 64);
-  auto txp = t_.ep_alloc().alloc(std::size_t{num} * buf_size_, 64);
+  auto rxp = alloc(layout::WindowId::kRc, std::size_t{num} * buf_size_);
+  auto txp = alloc(layout::WindowId::kEp, std::size_t{num} * buf_size_);
   if (!rxp || !txp) return fail(Errc::kNoSpace, "windows too small for the frame buffers");
   rx_pool_ = *rxp;
   tx_pool_ = *txp;
@@ -73,6 +79,11 @@ Result<void> NetDriver::probe() {
 }
 
 NetDriver::~NetDriver() {
+  for (const auto& a : owned_) {
+    (layout::link_addr_window(a.link_addr) == static_cast<std::uint8_t>(layout::WindowId::kEp) ? t_.ep_alloc()
+                                                                                              : t_.rc_alloc())
+        .free(a);
+  }
   if (backend_ == nullptr) return;
   backend_->set_link(false);
   backend_->set_rx_paused(true);

@@ -56,6 +56,7 @@ class NetDriver {
   bool backlog() const noexcept { return backlog_; }
   const NetStats& stats() const noexcept { return stats_; }
   std::uint32_t slot() const noexcept { return info_.slot; }
+  const transport::DeviceInfo& info() const noexcept { return info_; }
   std::uint16_t mtu() const noexcept { return mtu_; }
 
  private:
@@ -64,6 +65,8 @@ class NetDriver {
     transport::Allocation desc, avail, used;
   };
   Result<void> setup_queue(std::uint16_t index, Queue& q);
+  /// Allocates in the EP or RC window and remembers it, to free when the driver goes.
+  Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
   void on_backend_readable();
   void on_backend_writable();
   void transmit();
@@ -81,6 +84,7 @@ class NetDriver {
   std::size_t buf_size_ = 0;
   Queue rx_, tx_;
   transport::Allocation rx_pool_, tx_pool_;
+  std::vector<transport::Allocation> owned_;
   std::vector<std::uint16_t> tx_free_;           // free transmit buffer slots
   std::optional<std::uint64_t> rx_pending_;      // received buffer the backend could not take yet
   std::uint32_t rx_pending_len_ = 0;

@@ -14,6 +14,7 @@
 #include "vepf/error.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/transport/link.hpp"
+#include "vepf/transport/window_allocator.hpp"
 
 namespace vepf::transport {
 
@@ -25,29 +26,6 @@ struct DeviceInfo {
   std::uint16_t max_queue_size = 0;   // entries
   std::uint64_t device_features = 0;
   std::uint32_t slot_generation = 0;
-};
-
-/// A range the driver allocated in one of the windows.
-struct Allocation {
-  std::uint64_t link_addr = 0;  // what goes into descriptors and queue lines
-  std::size_t off = 0;          // byte offset in the window
-  std::size_t len = 0;          // bytes
-};
-
-/// Bump allocator over [begin, end) of a window; reset() frees everything.
-class WindowAllocator {
- public:
-  WindowAllocator() = default;
-  WindowAllocator(layout::WindowId id, std::size_t begin, std::size_t end) noexcept
-      : id_(id), begin_(begin), next_(begin), end_(end) {}
-  /// Errors: kNoSpace when the window is exhausted.
-  [[nodiscard]] Result<Allocation> alloc(std::size_t bytes, std::size_t align) noexcept;
-  void reset() noexcept { next_ = begin_; }
-  std::size_t used() const noexcept { return next_ - begin_; }
-
- private:
-  layout::WindowId id_{};
-  std::size_t begin_ = 0, next_ = 0, end_ = 0;
 };
 
 class DriverTransport {
@@ -82,6 +60,8 @@ class DriverTransport {
 
   /// The mailbox event sequence the device bumps on control-path events (a local read).
   std::uint32_t mailbox_seq() const noexcept;
+  /// The device table's generation (a non-posted read): it moves when devices come and go.
+  std::uint32_t table_generation();
   /// Whether the EP firmware restarted (header epoch differs from the attached one).
   bool epoch_changed();
   std::uint32_t epoch() const noexcept { return epoch_; }
