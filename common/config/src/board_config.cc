@@ -146,6 +146,10 @@ class Reader {
   explicit Reader(std::string_view source) : source_(source) {}
 
   Expected<BoardConfig> board_config(const toml::table& root) const;
+  /// One device given as the keys of a [[device]] table.
+  Expected<DeviceConfig> device(const toml::table& table, std::size_t index) const {
+    return read_device(table, index);
+  }
 
  private:
   struct BoardSection {
@@ -544,11 +548,12 @@ Expected<std::string> read_file(const std::filesystem::path& file) {
 
 }  // namespace
 
-tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
-                                                          std::string_view source) {
+/// Parses TOML text and hands the root table to `read`; turns every exception into a ConfigError.
+template <class T, class F>
+tl::expected<T, ConfigError> parse_with(std::string_view toml, std::string_view source, F read) {
   try {
     const toml::table root = toml::parse(toml, source);
-    return Reader(source).board_config(root);
+    return read(root);
   } catch (const toml::parse_error& e) {
     const toml::source_position& at = e.source().begin;
     return tl::unexpected(ConfigError{std::string(source) + ":" + std::to_string(at.line) + ":" +
@@ -559,6 +564,17 @@ tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
   } catch (...) {
     return tl::unexpected(error_from(source, "cannot parse: unknown error"));
   }
+}
+
+tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
+                                                          std::string_view source) {
+  return parse_with<BoardConfig>(toml, source, [&](const toml::table& root) { return Reader(source).board_config(root); });
+}
+
+tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
+                                                            std::size_t index) {
+  return parse_with<DeviceConfig>(toml, source,
+                                  [&](const toml::table& root) { return Reader(source).device(root, index); });
 }
 
 tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::path& file) {

@@ -374,5 +374,31 @@ TEST(BoardConfigFile, ErrorsInAFileNameTheFile) {
             path + ": device[0].net.mtu = 70000 is out of range: use 68..65535");
 }
 
+// `vepf-ep ctl add` hands one device as the keys of a [[device]] table: the same validation.
+TEST(DeviceConfig, ParsesTheKeysOfOneDevice) {
+  auto d = parse_device_config(
+      "type = \"net\"\nqueue_size = 128\nnet = { mac = \"02:00:00:00:00:07\", mtu = 9000 }\n"
+      "ep = { backend = \"seqpacket\", path = \"/tmp/x.sock\" }\n",
+      "ctl add", 3);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->queue_size, 128);
+  EXPECT_EQ(d->net.mtu, 9000);
+  EXPECT_EQ(d->net.mac[5], 7);
+  EXPECT_EQ(d->ep.kind, BackendKind::kSeqpacket);
+  EXPECT_EQ(d->host.ifname, "vepf-host3") << "defaults follow the index";
+}
+
+TEST(DeviceConfig, RejectsWhatABoardConfigWouldReject) {
+  auto bad_mac = parse_device_config("type = \"net\"\nnet = { mac = \"01:00:00:00:00:01\" }\n", "ctl add", 1);
+  ASSERT_FALSE(bad_mac);
+  EXPECT_NE(bad_mac.error().message.find("device[1].net.mac"), std::string::npos) << bad_mac.error().message;
+  auto unknown = parse_device_config("type = \"net\"\ncolour = 1\nnet = { mac = \"02:00:00:00:00:01\" }\n", "ctl add", 1);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("colour"), std::string::npos);
+  auto syntax = parse_device_config("type = ", "ctl add", 1);
+  ASSERT_FALSE(syntax);
+  EXPECT_NE(syntax.error().message.find("TOML syntax error"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vepf::config

@@ -74,6 +74,12 @@ tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
 /// naming the path and the errno text.
 tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::path& file);
 
+/// Parses one device given as the keys of a [[device]] table, e.g. from `vepf-ep ctl add`:
+/// `type = "net"` / `queue_size = 256` / `net = { mac = "02:00:00:00:00:02" }` / `ep = {...}`.
+/// `index` names it in messages ("device[3]") and picks default interface names. Never throws.
+tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
+                                                            std::size_t index);
+
 /// The TOML spelling of each enum value ("loopback", "net", "tap", "seqpacket").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DeviceType type);
