@@ -1,5 +1,6 @@
 // vepf-ep: the EP side. Serves the virtio-pci-epf control region in the EP window and runs the
-// virtio devices the board config names. main() only wires: CLI -> config -> objects -> loop.
+// virtio devices the board config names; devices can be added and removed while the link is up
+// through the control socket (`vepf-ep ctl`). main() only wires: CLI -> config -> objects -> loop.
 
 #include <linux/virtio_config.h>
 #include <sys/epoll.h>
@@ -8,13 +9,16 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "control/control_server.hpp"
 #include "devices/net/net_device.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
@@ -27,9 +31,13 @@
 namespace {
 
 using namespace vepf;
+using nlohmann::json;
 
 struct Options {
   app::CommonOptions common;
+  std::string ctl_socket;          // --ctl-socket; default: the link socket + ".ctl"
+  std::vector<std::string> ctl_device;  // ctl add: TOML lines of a [[device]] table
+  std::uint32_t ctl_slot = 0;      // ctl remove
 };
 
 std::uint32_t new_epoch() {
@@ -39,27 +47,61 @@ std::uint32_t new_epoch() {
   return e;
 }
 
+std::string ctl_path(const config::BoardConfig& cfg, const Options& o) {
+  return o.ctl_socket.empty() ? cfg.loopback.socket + ".ctl" : o.ctl_socket;
+}
+
 class EpProgram {
  public:
-  EpProgram(const config::BoardConfig& cfg, os::EventLoop& loop) : cfg_(cfg), loop_(loop), report_("vepf-ep") {}
+  EpProgram(const config::BoardConfig& cfg, const Options& o, os::EventLoop& loop)
+      : cfg_(cfg), o_(o), loop_(loop), report_("vepf-ep") {}
 
   int run(int sfd);
 
  private:
   Result<void> setup();
+  /// Creates a net device from its config and puts it in the device table. Returns the slot.
+  tl::expected<std::uint32_t, std::string> add_net(const config::DeviceConfig& d);
+  std::string handle_control(std::string_view request);
+  json list() const;
   void on_peer();
   void on_poll();
   void print_report(spdlog::level::level_enum lvl);
 
   const config::BoardConfig& cfg_;
+  const Options& o_;
   os::EventLoop& loop_;
   // Destroyed in reverse: the transport resets its devices, which need the link.
   std::unique_ptr<platform::LoopbackEp> link_;
-  std::vector<std::unique_ptr<ep::NetDevice>> nets_;
+  std::map<std::uint32_t, std::unique_ptr<ep::NetDevice>> nets_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;
+  std::unique_ptr<ep::ControlServer> control_;
   app::LinkReport report_;
   bool quit_ = false;
 };
+
+tl::expected<std::uint32_t, std::string> EpProgram::add_net(const config::DeviceConfig& d) {
+  // The EP's interface is the far end of the link: a MAC of its own, stable across restarts
+  // (the device MAC with the last octet's lowest bit flipped) so the host's neighbour entry
+  // stays valid when the EP firmware restarts.
+  std::array<std::uint8_t, 6> ep_mac = d.net.mac;
+  ep_mac[5] ^= 0x01;
+  auto backend = netback::make_backend(d.ep, {d.net.mtu, &ep_mac});
+  const std::string& where = d.ep.kind == config::BackendKind::kTap ? d.ep.ifname : d.ep.path;
+  if (!backend) {
+    return tl::unexpected(fmt::format("cannot set up backend {} {}: {}{}", config::to_string(d.ep.kind), where,
+                                      backend.error().what,
+                                      backend.error().sys_errno ? std::string(": ") + std::strerror(backend.error().sys_errno) : ""));
+  }
+  auto net = std::make_unique<ep::NetDevice>(std::move(*backend), d.net, d.queue_size);
+  if (auto r = net->start(loop_); !r) return tl::unexpected(std::string("cannot poll the backend: ") + r.error().what);
+  auto slot = transport_->add_device(net.get());
+  if (!slot) return tl::unexpected(std::string("cannot add the device: ") + slot.error().what);
+  spdlog::get("ep")->info("slot {}: virtio-net on {}, queue size {}, mtu {}", *slot, net->backend().name(), d.queue_size,
+                          d.net.mtu);
+  nets_.emplace(*slot, std::move(net));
+  return *slot;
+}
 
 Result<void> EpProgram::setup() {
   auto log = spdlog::get("ep");
@@ -69,27 +111,14 @@ Result<void> EpProgram::setup() {
   transport_ = std::make_unique<transport::DeviceTransport>(*link_, new_epoch());
   if (auto r = transport_->init(); !r) return r;
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
-    const auto& d = cfg_.devices[i];
-    // The EP's interface is the far end of the link: a MAC of its own, stable across restarts
-    // (the device MAC with the last octet's lowest bit flipped) so the host's neighbour entry
-    // stays valid when the EP firmware restarts.
-    std::array<std::uint8_t, 6> ep_mac = d.net.mac;
-    ep_mac[5] ^= 0x01;
-    auto backend = netback::make_backend(d.ep, {d.net.mtu, &ep_mac});
-    if (!backend) {
-      log->error("device[{}]: cannot set up backend {} {}: {} ({})", i, config::to_string(d.ep.kind),
-                 d.ep.kind == config::BackendKind::kTap ? d.ep.ifname : d.ep.path, backend.error().what,
-                 std::strerror(backend.error().sys_errno));
-      return tl::unexpected(backend.error());
+    if (auto s = add_net(cfg_.devices[i]); !s) {
+      log->error("device[{}]: {}", i, s.error());
+      return fail(Errc::kInvalidArgument, "a device of the board config could not be set up");
     }
-    auto net = std::make_unique<ep::NetDevice>(std::move(*backend), d.net, d.queue_size);
-    if (auto r = net->start(loop_); !r) return r;
-    auto slot = transport_->add_device(net.get());
-    if (!slot) return tl::unexpected(slot.error());
-    log->info("device[{}]: virtio-net in slot {} on {}, queue size {}, mtu {}", i, *slot, net->backend().name(),
-              d.queue_size, d.net.mtu);
-    nets_.push_back(std::move(net));
   }
+  auto ctl = ep::ControlServer::listen(ctl_path(cfg_, o_), loop_, [this](std::string_view r) { return handle_control(r); });
+  if (!ctl) return tl::unexpected(ctl.error());
+  control_ = std::move(*ctl);
   if (auto r = loop_.add(link_->listen_fd(), EPOLLIN, [this](std::uint32_t) { on_peer(); }); !r) return r;
   if (auto r = loop_.add(link_->doorbell_fd(), EPOLLIN, [this](std::uint32_t) {
         (void)link_->drain_doorbell();
@@ -100,9 +129,55 @@ Result<void> EpProgram::setup() {
   }
   // Requests whose doorbell was lost, and the polled mode of platforms without a doorbell IRQ.
   if (auto r = loop_.add_timer(std::chrono::milliseconds(10), [this] { on_poll(); }); !r) return tl::unexpected(r.error());
-  log->info("EP window {} KiB at {}; waiting for the host (epoch {:#010x})", cfg_.link.ep_window_size >> 10,
-            cfg_.loopback.socket, transport_->epoch());
+  log->info("EP window {} KiB at {}; control socket {}; waiting for the host (epoch {:#010x})",
+            cfg_.link.ep_window_size >> 10, cfg_.loopback.socket, control_->path(), transport_->epoch());
   return {};
+}
+
+json EpProgram::list() const {
+  json devs = json::array();
+  for (const auto& [slot, n] : nets_) {
+    const std::uint8_t st = transport_->status(slot);
+    devs.push_back({{"slot", slot},
+                    {"type", "net"},
+                    {"backend", n->backend().name()},
+                    {"status", st},
+                    {"driver_ok", (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0},
+                    {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0},
+                    {"frames_to_driver", n->stats().rx_frames},
+                    {"frames_from_driver", n->stats().tx_frames}});
+  }
+  return devs;
+}
+
+std::string EpProgram::handle_control(std::string_view request) {
+  auto error = [](const std::string& what) { return json{{"ok", false}, {"error", what}}.dump(); };
+  const json req = json::parse(request, nullptr, /*allow_exceptions=*/false);
+  if (!req.is_object() || !req.contains("op") || !req["op"].is_string()) {
+    return error(R"(request must be a JSON object with "op": "list", "add" or "remove")");
+  }
+  const std::string op = req["op"];
+  if (op == "list") return json{{"ok", true}, {"devices", list()}}.dump();
+  if (op == "add") {
+    if (!req.contains("device") || !req["device"].is_string()) return error(R"("add" needs "device": "<TOML>")");
+    const std::uint32_t slot = transport_->first_free_slot().value_or(layout::kMaxDevices);
+    auto d = config::parse_device_config(req["device"].get<std::string>(), "ctl add", slot);
+    if (!d) return error(d.error().message);
+    auto s = add_net(*d);
+    if (!s) return error(s.error());
+    return json{{"ok", true}, {"slot", *s}}.dump();
+  }
+  if (op == "remove") {
+    if (!req.contains("slot") || !req["slot"].is_number_unsigned()) return error(R"("remove" needs "slot": N)");
+    const auto slot = req["slot"].get<std::uint32_t>();
+    auto it = nets_.find(slot);
+    if (it == nets_.end()) return error(fmt::format("no device in slot {}: see `vepf-ep ctl list`", slot));
+    transport_->remove_device(slot);
+    nets_.erase(it);
+    spdlog::get("ep")->info("slot {}: device removed", slot);
+    return json{{"ok", true}}.dump();
+  }
+  return error("unknown op '" + op + "': use list, add or remove");
 }
 
 void EpProgram::on_peer() {
@@ -124,15 +199,15 @@ void EpProgram::on_peer() {
 void EpProgram::on_poll() {
   transport_->poll();
   if (!report_.link_up_marked()) {
-    for (std::uint32_t s = 0; s < nets_.size(); ++s) {
-      if (transport_->status(s) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());
+    for (const auto& [slot, n] : nets_) {
+      if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());
     }
   }
 }
 
 void EpProgram::print_report(spdlog::level::level_enum lvl) {
   std::uint64_t tx = 0, rx = 0;
-  for (const auto& n : nets_) {
+  for (const auto& [slot, n] : nets_) {
     const auto& s = n->stats();
     // From this side: frames sent to the driver (receiveq) and received from it (transmitq).
     tx += s.rx_frames;
@@ -162,15 +237,45 @@ int EpProgram::run(int sfd) {
     }
   });
   while (!quit_) {
-    const bool backlog = std::any_of(nets_.begin(), nets_.end(), [](const auto& n) { return n->backlog(); });
+    const bool backlog = std::any_of(nets_.begin(), nets_.end(), [](const auto& n) { return n.second->backlog(); });
     if (backlog) transport_->poll();
     if (auto r = loop_.run_once(backlog ? 0 : 1000); !r) {
       spdlog::get("ep")->error("event loop: {}", r.error().what);
       return app::kExitFailure;
     }
   }
-  for (auto& n : nets_) n->shutdown();  // the driver sees link down before the link goes
+  for (auto& [slot, n] : nets_) n->shutdown();  // the driver sees link down before the link goes
   print_report(spdlog::level::info);
+  return app::kExitOk;
+}
+
+/// `vepf-ep ctl ...`: one request to a running vepf-ep, its reply printed. Exit 0 when the
+/// reply says ok, 2 when vepf-ep refused the request (bad device spec, no such slot), 1 when
+/// vepf-ep could not be reached.
+int run_ctl(const config::BoardConfig& cfg, const Options& o, const std::string& op) {
+  json req{{"op", op}};
+  if (op == "add") {
+    std::string toml;
+    for (const auto& line : o.ctl_device) toml += line + "\n";
+    req["device"] = toml;
+  } else if (op == "remove") {
+    req["slot"] = o.ctl_slot;
+  }
+  const std::string path = ctl_path(cfg, o);
+  auto reply = ep::control_request(path, req.dump());
+  if (!reply) {
+    std::fprintf(stderr, "vepf-ep ctl: cannot reach vepf-ep at %s: %s%s%s; is it running with this board config?\n",
+                 path.c_str(), reply.error().what, reply.error().sys_errno ? ": " : "",
+                 reply.error().sys_errno ? std::strerror(reply.error().sys_errno) : "");
+    return app::kExitFailure;
+  }
+  const json r = json::parse(*reply, nullptr, false);
+  if (!r.is_object() || !r.value("ok", false)) {
+    std::fprintf(stderr, "vepf-ep ctl %s: %s\n", op.c_str(),
+                 r.is_object() ? r.value("error", std::string("malformed reply")).c_str() : "malformed reply");
+    return app::kExitUsage;
+  }
+  std::printf("%s\n", r.dump(2).c_str());
   return app::kExitOk;
 }
 
@@ -182,16 +287,31 @@ int main(int argc, char** argv) {
       "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net) behind the\n"
       "virtio-pci-epf register layout in the EP window, for vepf-host on the root complex.\n"
       "Example: vepf-ep --board board-configs/loopback.toml\n"
-      "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
+      "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.\n"
+      "While it runs, `vepf-ep ctl --board FILE list|add|remove` changes its devices.",
       "vepf-ep"};
   vepf::app::add_common_options(cli, o.common);
+  cli.add_option("--ctl-socket", o.ctl_socket, "Control socket path (default: the [loopback] socket + \".ctl\")");
+  cli.fallthrough();
+  auto* ctl = cli.add_subcommand("ctl", "Talk to a running vepf-ep: list, add or remove devices");
+  ctl->require_subcommand(1);
+  ctl->add_subcommand("list", "Print the device table as JSON");
+  auto* add = ctl->add_subcommand("add", "Add a device; give the keys of a [[device]] table as TOML lines, e.g.\n"
+                                         "  vepf-ep ctl --board B add 'type = \"net\"' 'net = { mac = \"02:00:00:00:00:02\" }'");
+  add->add_option("device", o.ctl_device, "TOML lines of the device")->required();
+  auto* rm = ctl->add_subcommand("remove", "Remove the device in a slot");
+  rm->add_option("slot", o.ctl_slot, "Slot number (see ctl list)")->required();
   auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net"});
   if (!cfg) return cfg.error();
+  if (ctl->parsed()) {
+    const std::string op = ctl->get_subcommands().front()->get_name();
+    return run_ctl(*cfg, o, op);
+  }
   auto rt = vepf::app::make_runtime();
   if (!rt) {
     std::fprintf(stderr, "vepf-ep: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));
     return vepf::app::kExitFailure;
   }
-  EpProgram p(*cfg, rt->loop);
+  EpProgram p(*cfg, o, rt->loop);
   return p.run(rt->signals.get());
 }

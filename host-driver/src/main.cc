@@ -8,7 +8,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <map>
+#include <set>
 #include <thread>
 #include <memory>
 #include <vector>
@@ -54,6 +56,7 @@ class HostProgram {
   End session();
   Result<void> bring_up();
   void probe_net(const transport::DeviceInfo& info);
+  void reconcile();
   void on_interrupt();
   void check_signals();
   void print_report(spdlog::level::level_enum lvl);
@@ -67,6 +70,8 @@ class HostProgram {
   std::vector<std::unique_ptr<host::NetDriver>> nets_;
   std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>> backends_;  // by slot; outlive sessions
   std::uint32_t mailbox_seen_ = 0;
+  std::uint32_t table_generation_ = 0;
+  std::set<std::uint32_t> known_unsupported_;  // slots already reported as having no driver
   app::LinkReport report_;
   std::uint64_t tx_total_ = 0, rx_total_ = 0;  // frames of ended sessions
   bool quit_ = false, link_down_ = false;
@@ -117,8 +122,8 @@ void HostProgram::probe_net(const transport::DeviceInfo& info) {
   auto& backend = backends_[info.slot];
   if (!backend) {
     // The host's interface is the virtio NIC: it takes the device's MAC and MTU.
-    const std::size_t idx = std::min<std::size_t>(info.slot, cfg_.devices.size() - 1);
-    config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[idx].host : config::Backend{};
+    // Slot n takes device[n]'s host backend; a slot beyond the board config gets a TAP.
+    config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[info.slot].host : config::Backend{};
     if (bc.kind == config::BackendKind::kTap && bc.ifname.empty()) bc.ifname = fmt::format("vepf-host{}", info.slot);
     std::array<std::uint8_t, 6> mac;
     std::memcpy(mac.data(), drv->net_config().mac, mac.size());
@@ -143,20 +148,48 @@ void HostProgram::probe_net(const transport::DeviceInfo& info) {
 Result<void> HostProgram::bring_up() {
   transport_ = std::make_unique<transport::DriverTransport>(*link_, milliseconds(cfg_.link.ack_timeout_ms));
   if (auto r = transport_->attach(); !r) return r;
-  auto devs = transport_->scan();
-  if (!devs) return tl::unexpected(devs.error());
-  spdlog::get("host")->info("attached: epoch {:#010x}, {} device(s)", transport_->epoch(), devs->size());
-  for (const auto& d : *devs) {
-    if (d.device_id == VIRTIO_ID_NET) {
-      probe_net(d);
-    } else {
-      spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", d.slot, d.device_id);
-    }
-  }
+  table_generation_ = transport_->table_generation();
+  known_unsupported_.clear();
+  spdlog::get("host")->info("attached: epoch {:#010x}", transport_->epoch());
+  reconcile();
   // Setup's own acks moved the mailbox; what moves it from here on is news.
   mailbox_seen_ = transport_->mailbox_seq();
   report_.mark_link_up(link_->counters());
   return {};
+}
+
+// Devices came or went: bring up new slots, tear down emptied or replaced ones.
+void HostProgram::reconcile() {
+  auto devs = transport_->scan();
+  if (!devs) {
+    spdlog::get("host")->error("reading the device table failed: {}", describe(devs.error()));
+    return;
+  }
+  auto present = [&](const host::NetDriver& n) {
+    return std::any_of(devs->begin(), devs->end(), [&](const transport::DeviceInfo& d) {
+      return d.slot == n.slot() && d.slot_generation == n.info().slot_generation && d.device_id == VIRTIO_ID_NET;
+    });
+  };
+  for (auto it = nets_.begin(); it != nets_.end();) {
+    if (present(**it)) {
+      ++it;
+      continue;
+    }
+    const std::uint32_t slot = (*it)->slot();
+    spdlog::get("host")->info("device {}: removed by the EP", slot);
+    it = nets_.erase(it);
+    backends_.erase(slot);  // its interface or socket goes with it
+  }
+  for (const auto& d : *devs) {
+    const bool bound = std::any_of(nets_.begin(), nets_.end(), [&](const auto& n) { return n->slot() == d.slot; });
+    if (bound) continue;
+    if (d.device_id == VIRTIO_ID_NET) {
+      probe_net(d);
+    } else if (!known_unsupported_.count(d.slot)) {
+      known_unsupported_.insert(d.slot);
+      spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", d.slot, d.device_id);
+    }
+  }
 }
 
 void HostProgram::on_interrupt() {
@@ -164,6 +197,10 @@ void HostProgram::on_interrupt() {
   const std::uint32_t seq = transport_->mailbox_seq();  // a local read
   if (seq != mailbox_seen_) {
     mailbox_seen_ = seq;
+    if (const auto gen = transport_->table_generation(); gen != table_generation_) {
+      table_generation_ = gen;
+      reconcile();
+    }
     for (auto it = nets_.begin(); it != nets_.end();) {
       if ((*it)->on_control_event()) {
         ++it;

@@ -108,10 +108,11 @@ class TapBackend final : public PolledBackend {
 class SeqpacketBackend final : public PolledBackend {
  public:
   SeqpacketBackend(os::Fd listener, const std::string& path)
-      : PolledBackend("seqpacket " + path), listener_(std::move(listener)) {}
+      : PolledBackend("seqpacket " + path), listener_(std::move(listener)), path_(path) {}
   ~SeqpacketBackend() override {
     drop_client();
     if (loop_) loop_->remove(listener_.get());
+    ::unlink(path_.c_str());  // the device is gone: so is its socket
   }
 
   Result<void> start(os::EventLoop& loop, Callbacks cb) override {
@@ -165,6 +166,7 @@ class SeqpacketBackend final : public PolledBackend {
 
   os::Fd listener_;
   os::Fd client_;
+  std::string path_;
 };
 
 }  // namespace

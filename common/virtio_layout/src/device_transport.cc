@@ -89,6 +89,13 @@ Result<void> DeviceTransport::init() {
   return {};
 }
 
+std::optional<std::uint32_t> DeviceTransport::first_free_slot() const noexcept {
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].dev == nullptr) return i;
+  }
+  return std::nullopt;
+}
+
 Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
   if (dev->num_queues() == 0 || dev->num_queues() > layout::kMaxQueuesPerDevice) {
     return fail(Errc::kInvalidArgument, "device has more queues than the layout allows");

@@ -75,6 +75,8 @@ class DeviceTransport {
   /// Puts a device in the first free slot of the device table. Returns the slot.
   /// Errors: kNoSpace (table full), kInvalidArgument (too many queues, config too large).
   [[nodiscard]] Result<std::uint32_t> add_device(VirtioDevice* dev);
+  /// The slot add_device() would use next, if any.
+  std::optional<std::uint32_t> first_free_slot() const noexcept;
   /// Empties a slot (resetting its device first).
   void remove_device(std::uint32_t slot);
 
