@@ -35,8 +35,12 @@ Result<void> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::
   if (needed > num_free_) return fail(Errc::kNoSpace, "no free descriptors");
 
   const std::uint16_t head = free_head_;
-  std::uint32_t in_len = 0;
+  std::uint64_t in_len = 0;
   for (const Buf& b : in) in_len += b.len;
+  // VIRTIO 1.2 §2.7.5.2: the device rejects a chain longer than 2^32 - 1 bytes; so do we.
+  std::uint64_t total_len = in_len;
+  for (const Buf& b : out) total_len += b.len;
+  if (total_len > UINT32_MAX) return fail(Errc::kInvalidArgument, "chain longer than 2^32 - 1 bytes");
 
   if (indirect) {
     // Table for this head: slot `head` of the pool, indirect_max entries of 16 bytes.
@@ -70,7 +74,7 @@ Result<void> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::
   }
 
   desc_state_[head].token = token;
-  desc_state_[head].in_len = in_len;
+  desc_state_[head].in_len = static_cast<std::uint32_t>(in_len);
   desc_state_[head].ndesc = static_cast<std::uint16_t>(needed);
   num_free_ = static_cast<std::uint16_t>(num_free_ - needed);
   ++in_flight_;

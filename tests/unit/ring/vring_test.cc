@@ -241,6 +241,19 @@ TEST_F(VringTest, AddRejectsEmptyAndOverlongChains) {
   EXPECT_FALSE(r.drv().kick_prepare()) << "nothing was added";
 }
 
+// VIRTIO 1.2 §2.7.5.2: a chain carries at most 2^32 - 1 bytes; the driver refuses to build one
+// the device would reject (and whose writable length would not fit its 32-bit bookkeeping).
+TEST_F(VringTest, AddRejectsAChainOver4GiB) {
+  auto& r = make({.num = 8});
+  const std::vector<Buf> big(2, Buf{ep_addr(r.ep_data_off), 0x80000000u});
+  auto in = r.drv().add({}, big, 1);
+  ASSERT_FALSE(in);
+  EXPECT_EQ(in.error().code, Errc::kInvalidArgument);
+  auto mixed = r.drv().add(std::span{big}.first(1), std::span{big}.first(1), 1);
+  ASSERT_FALSE(mixed);
+  EXPECT_EQ(r.drv().num_free(), 8);
+}
+
 TEST_F(VringTest, ChainOfExactlyNumDescriptorsIsAccepted) {
   auto& r = make({.num = 8});
   std::vector<Buf> out(4, Buf{ep_addr(r.ep_data_off), 4});
