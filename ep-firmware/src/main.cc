@@ -20,6 +20,7 @@
 
 #include "control/control_server.hpp"
 #include "devices/net/net_device.hpp"
+#include "devices/rpmsg/rpmsg_device.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
 #include "vepf/config/board_config.hpp"
@@ -62,6 +63,13 @@ class EpProgram {
   Result<void> setup();
   /// Creates a net device from its config and puts it in the device table. Returns the slot.
   tl::expected<std::uint32_t, std::string> add_net(const config::DeviceConfig& d);
+  /// Creates an rpmsg device (channels under its runtime_dir). Returns the slot.
+  tl::expected<std::uint32_t, std::string> add_rpmsg(const config::DeviceConfig& d);
+  /// add_net() or add_rpmsg(), by the device's type.
+  tl::expected<std::uint32_t, std::string> add_device(const config::DeviceConfig& d) {
+    return d.type == config::DeviceType::kRpmsg ? add_rpmsg(d) : add_net(d);
+  }
+  bool backlog() const;
   std::string handle_control(std::string_view request);
   json list() const;
   void on_peer();
@@ -74,6 +82,7 @@ class EpProgram {
   // Destroyed in reverse: the transport resets its devices, which need the link.
   std::unique_ptr<platform::LoopbackEp> link_;
   std::map<std::uint32_t, std::unique_ptr<ep::NetDevice>> nets_;  // by slot
+  std::map<std::uint32_t, std::unique_ptr<ep::RpmsgDevice>> rpmsgs_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;
   std::unique_ptr<ep::ControlServer> control_;
   app::LinkReport report_;
@@ -103,6 +112,25 @@ tl::expected<std::uint32_t, std::string> EpProgram::add_net(const config::Device
   return *slot;
 }
 
+tl::expected<std::uint32_t, std::string> EpProgram::add_rpmsg(const config::DeviceConfig& d) {
+  auto dev = std::make_unique<ep::RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size);
+  if (auto r = dev->start(loop_); !r) {
+    return tl::unexpected(fmt::format("cannot listen on {}/ep/announce.sock: {}{}", d.rpmsg.runtime_dir, r.error().what,
+                                      r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : ""));
+  }
+  auto slot = transport_->add_device(dev.get());
+  if (!slot) return tl::unexpected(std::string("cannot add the device: ") + slot.error().what);
+  spdlog::get("ep")->info("slot {}: virtio-rpmsg, channels announced on {}/ep/announce.sock, queue size {}", *slot,
+                          d.rpmsg.runtime_dir, d.queue_size);
+  rpmsgs_.emplace(*slot, std::move(dev));
+  return *slot;
+}
+
+bool EpProgram::backlog() const {
+  return std::any_of(nets_.begin(), nets_.end(), [](const auto& n) { return n.second->backlog(); }) ||
+         std::any_of(rpmsgs_.begin(), rpmsgs_.end(), [](const auto& n) { return n.second->backlog(); });
+}
+
 Result<void> EpProgram::setup() {
   auto log = spdlog::get("ep");
   auto link = platform::LoopbackEp::create(cfg_.loopback.socket, cfg_.link.ep_window_size);
@@ -111,7 +139,7 @@ Result<void> EpProgram::setup() {
   transport_ = std::make_unique<transport::DeviceTransport>(*link_, new_epoch());
   if (auto r = transport_->init(); !r) return r;
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
-    if (auto s = add_net(cfg_.devices[i]); !s) {
+    if (auto s = add_device(cfg_.devices[i]); !s) {
       log->error("device[{}]: {}", i, s.error());
       return fail(Errc::kInvalidArgument, "a device of the board config could not be set up");
     }
@@ -147,6 +175,18 @@ json EpProgram::list() const {
                     {"frames_to_driver", n->stats().rx_frames},
                     {"frames_from_driver", n->stats().tx_frames}});
   }
+  for (const auto& [slot, r] : rpmsgs_) {
+    const std::uint8_t st = transport_->status(slot);
+    devs.push_back({{"slot", slot},
+                    {"type", "rpmsg"},
+                    {"runtime_dir", r->runtime_dir()},
+                    {"status", st},
+                    {"driver_ok", (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0},
+                    {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0},
+                    {"channels", r->channels()},
+                    {"messages_to_driver", r->stats().to_driver},
+                    {"messages_from_driver", r->stats().from_driver}});
+  }
   return devs;
 }
 
@@ -163,17 +203,19 @@ std::string EpProgram::handle_control(std::string_view request) {
     const std::uint32_t slot = transport_->first_free_slot().value_or(layout::kMaxDevices);
     auto d = config::parse_device_config(req["device"].get<std::string>(), "ctl add", slot);
     if (!d) return error(d.error().message);
-    auto s = add_net(*d);
+    auto s = add_device(*d);
     if (!s) return error(s.error());
     return json{{"ok", true}, {"slot", *s}}.dump();
   }
   if (op == "remove") {
     if (!req.contains("slot") || !req["slot"].is_number_unsigned()) return error(R"("remove" needs "slot": N)");
     const auto slot = req["slot"].get<std::uint32_t>();
-    auto it = nets_.find(slot);
-    if (it == nets_.end()) return error(fmt::format("no device in slot {}: see `vepf-ep ctl list`", slot));
+    if (!nets_.count(slot) && !rpmsgs_.count(slot)) {
+      return error(fmt::format("no device in slot {}: see `vepf-ep ctl list`", slot));
+    }
     transport_->remove_device(slot);
-    nets_.erase(it);
+    nets_.erase(slot);
+    rpmsgs_.erase(slot);
     spdlog::get("ep")->info("slot {}: device removed", slot);
     return json{{"ok", true}}.dump();
   }
@@ -202,6 +244,9 @@ void EpProgram::on_poll() {
     for (const auto& [slot, n] : nets_) {
       if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());
     }
+    for (const auto& [slot, n] : rpmsgs_) {
+      if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());
+    }
   }
 }
 
@@ -215,6 +260,14 @@ void EpProgram::print_report(spdlog::level::level_enum lvl) {
     spdlog::get("ep.net")->log(lvl, "{}: to driver {} frames {} B (dropped {}), from driver {} frames {} B (errors {})",
                                n->backend().name(), s.rx_frames, s.rx_bytes, s.rx_dropped, s.tx_frames, s.tx_bytes,
                                s.tx_errors);
+  }
+  for (const auto& [slot, r] : rpmsgs_) {
+    const auto& s = r->stats();
+    tx += s.to_driver;
+    rx += s.from_driver;
+    spdlog::get("ep.rpmsg")->log(lvl, "slot {}: to driver {} msgs {} B (dropped {}), from driver {} msgs {} B (bad {}, no endpoint {})",
+                                 slot, s.to_driver, s.to_driver_bytes, s.dropped, s.from_driver, s.from_driver_bytes, s.bad,
+                                 s.no_endpoint);
   }
   spdlog::get("ep")->log(lvl, "{}", report_.format(link_->counters(), tx, rx));
 }
@@ -237,7 +290,7 @@ int EpProgram::run(int sfd) {
     }
   });
   while (!quit_) {
-    const bool backlog = std::any_of(nets_.begin(), nets_.end(), [](const auto& n) { return n.second->backlog(); });
+    const bool backlog = this->backlog();
     if (backlog) transport_->poll();
     if (auto r = loop_.run_once(backlog ? 0 : 1000); !r) {
       spdlog::get("ep")->error("event loop: {}", r.error().what);
@@ -284,7 +337,7 @@ int run_ctl(const config::BoardConfig& cfg, const Options& o, const std::string&
 int main(int argc, char** argv) {
   Options o;
   CLI::App cli{
-      "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net) behind the\n"
+      "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net, rpmsg) behind the\n"
       "virtio-pci-epf register layout in the EP window, for vepf-host on the root complex.\n"
       "Example: vepf-ep --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.\n"
@@ -301,7 +354,7 @@ int main(int argc, char** argv) {
   add->add_option("device", o.ctl_device, "TOML lines of the device")->required();
   auto* rm = ctl->add_subcommand("remove", "Remove the device in a slot");
   rm->add_option("slot", o.ctl_slot, "Slot number (see ctl list)")->required();
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net", "ep.rpmsg"});
   if (!cfg) return cfg.error();
   if (ctl->parsed()) {
     const std::string op = ctl->get_subcommands().front()->get_name();

@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "drivers/net/net_driver.hpp"
+#include "drivers/rpmsg/rpmsg_driver.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
 #include "vepf/config/board_config.hpp"
@@ -56,6 +57,7 @@ class HostProgram {
   End session();
   Result<void> bring_up();
   void probe_net(const transport::DeviceInfo& info);
+  void probe_rpmsg(const transport::DeviceInfo& info);
   void reconcile();
   void on_interrupt();
   void check_signals();
@@ -68,6 +70,7 @@ class HostProgram {
   std::unique_ptr<platform::LoopbackHost> link_;
   std::unique_ptr<transport::DriverTransport> transport_;
   std::vector<std::unique_ptr<host::NetDriver>> nets_;
+  std::vector<std::unique_ptr<host::RpmsgDriver>> rpmsgs_;
   std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>> backends_;  // by slot; outlive sessions
   std::uint32_t mailbox_seen_ = 0;
   std::uint32_t table_generation_ = 0;
@@ -145,6 +148,18 @@ void HostProgram::probe_net(const transport::DeviceInfo& info) {
   nets_.push_back(std::move(drv));
 }
 
+void HostProgram::probe_rpmsg(const transport::DeviceInfo& info) {
+  // Slot n takes device[n]'s runtime_dir when the board config says it is an rpmsg device.
+  const bool configured = info.slot < cfg_.devices.size() && cfg_.devices[info.slot].type == config::DeviceType::kRpmsg;
+  std::string dir = configured ? cfg_.devices[info.slot].rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
+  auto drv = std::make_unique<host::RpmsgDriver>(*transport_, info, std::move(dir), loop_);
+  if (auto r = drv->probe(); !r) {
+    spdlog::get("host.rpmsg")->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));
+    return;
+  }
+  rpmsgs_.push_back(std::move(drv));
+}
+
 Result<void> HostProgram::bring_up() {
   transport_ = std::make_unique<transport::DriverTransport>(*link_, milliseconds(cfg_.link.ack_timeout_ms));
   if (auto r = transport_->attach(); !r) return r;
@@ -165,13 +180,21 @@ void HostProgram::reconcile() {
     spdlog::get("host")->error("reading the device table failed: {}", describe(devs.error()));
     return;
   }
-  auto present = [&](const host::NetDriver& n) {
+  auto present = [&](const auto& n, std::uint32_t id) {
     return std::any_of(devs->begin(), devs->end(), [&](const transport::DeviceInfo& d) {
-      return d.slot == n.slot() && d.slot_generation == n.info().slot_generation && d.device_id == VIRTIO_ID_NET;
+      return d.slot == n.slot() && d.slot_generation == n.info().slot_generation && d.device_id == id;
     });
   };
+  for (auto it = rpmsgs_.begin(); it != rpmsgs_.end();) {
+    if (present(**it, VIRTIO_ID_RPMSG)) {
+      ++it;
+      continue;
+    }
+    spdlog::get("host")->info("device {}: removed by the EP", (*it)->slot());
+    it = rpmsgs_.erase(it);  // its channel sockets go with it
+  }
   for (auto it = nets_.begin(); it != nets_.end();) {
-    if (present(**it)) {
+    if (present(**it, VIRTIO_ID_NET)) {
       ++it;
       continue;
     }
@@ -181,10 +204,13 @@ void HostProgram::reconcile() {
     backends_.erase(slot);  // its interface or socket goes with it
   }
   for (const auto& d : *devs) {
-    const bool bound = std::any_of(nets_.begin(), nets_.end(), [&](const auto& n) { return n->slot() == d.slot; });
+    const bool bound = std::any_of(nets_.begin(), nets_.end(), [&](const auto& n) { return n->slot() == d.slot; }) ||
+                       std::any_of(rpmsgs_.begin(), rpmsgs_.end(), [&](const auto& n) { return n->slot() == d.slot; });
     if (bound) continue;
     if (d.device_id == VIRTIO_ID_NET) {
       probe_net(d);
+    } else if (d.device_id == VIRTIO_ID_RPMSG) {
+      probe_rpmsg(d);
     } else if (!known_unsupported_.count(d.slot)) {
       known_unsupported_.insert(d.slot);
       spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", d.slot, d.device_id);
@@ -216,8 +242,23 @@ void HostProgram::on_interrupt() {
       }
       break;
     }
+    for (auto it = rpmsgs_.begin(); it != rpmsgs_.end();) {
+      if ((*it)->on_control_event()) {
+        ++it;
+        continue;
+      }
+      const std::uint32_t slot = (*it)->slot();
+      it = rpmsgs_.erase(it);
+      if (auto devs = transport_->scan(); devs) {
+        for (const auto& d : *devs) {
+          if (d.slot == slot) probe_rpmsg(d);
+        }
+      }
+      break;
+    }
   }
   for (auto& n : nets_) n->on_interrupt();
+  for (auto& r : rpmsgs_) r->on_interrupt();
 }
 
 HostProgram::End HostProgram::session() {
@@ -241,6 +282,12 @@ HostProgram::End HostProgram::session() {
         backlog = true;
       }
     }
+    for (auto& r : rpmsgs_) {
+      if (r->backlog()) {
+        r->on_interrupt();
+        backlog = true;
+      }
+    }
     if (auto r = loop_.run_once(backlog ? 0 : 1000); !r) {
       log->error("event loop: {}", r.error().what);
       quit_ = true;
@@ -252,7 +299,12 @@ HostProgram::End HostProgram::session() {
     tx_total_ += n->stats().tx_frames;
     rx_total_ += n->stats().rx_frames;
   }
+  for (const auto& r : rpmsgs_) {
+    tx_total_ += r->stats().tx;
+    rx_total_ += r->stats().rx;
+  }
   nets_.clear();
+  rpmsgs_.clear();
   transport_.reset();
   link_.reset();
   return quit_ ? End::kQuit : End::kLinkDown;
@@ -266,6 +318,13 @@ void HostProgram::print_report(spdlog::level::level_enum lvl) {
     rx += s.rx_frames;
     spdlog::get("host.net")->log(lvl, "device {}: sent {} frames {} B (dropped {}), received {} frames {} B (errors {})",
                                  n->slot(), s.tx_frames, s.tx_bytes, s.tx_dropped, s.rx_frames, s.rx_bytes, s.rx_errors);
+  }
+  for (const auto& r : rpmsgs_) {
+    const auto& s = r->stats();
+    tx += s.tx;
+    rx += s.rx;
+    spdlog::get("host.rpmsg")->log(lvl, "device {}: sent {} msgs {} B, received {} msgs {} B (bad {}, no endpoint {}, dropped {})",
+                                   r->slot(), s.tx, s.tx_bytes, s.rx, s.rx_bytes, s.bad, s.no_endpoint, s.dropped);
   }
   if (link_) spdlog::get("host")->log(lvl, "{}", report_.format(link_->counters(), tx, rx));
 }
@@ -288,7 +347,7 @@ int main(int argc, char** argv) {
   CLI::App cli{
       "vepf-host: the root-complex side of virtio-epf. Attaches to the EP's virtio-pci-epf layout\n"
       "and drives its virtio devices; each virtio-net device becomes a TAP interface with the\n"
-      "device's MAC and MTU.\n"
+      "device's MAC and MTU; each virtio-rpmsg device's channels become unix sockets.\n"
       "Example: vepf-host --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
       "vepf-host"};
@@ -297,7 +356,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
   cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg"});
   if (!cfg) return cfg.error();
   auto rt = vepf::app::make_runtime();
   if (!rt) {

@@ -55,7 +55,7 @@ constexpr std::byte kFill{0xCC};
 struct InFlight {
   bool busy = false;
   std::uint64_t token = 0;
-  std::uint32_t in_len = 0;   // as Vring computes it (32-bit sum)
+  std::uint32_t in_len = 0;   // device-writable bytes (fits: add() refuses chains over 2^32 - 1)
   std::vector<std::uint16_t> descs;  // descriptors of the main table the chain owns
 };
 
@@ -158,12 +158,13 @@ struct Harness {
     std::vector<ring::Buf> bufs;
     const std::size_t n_out = many ? num : nout;
     const std::size_t total = n_out + nin;
-    std::uint32_t in_len = 0;
+    std::uint64_t in_len = 0, total_len = 0;
     for (std::size_t k = 0; k < total; ++k) {
       ring::Buf b;
       b.addr = (std::uint64_t{1} << 56) + 0x100000 + 0x1000 * k;  // never read by the driver
       b.len = k < n_out ? 64 : in.u32();
       if (k >= n_out) in_len += b.len;
+      total_len += b.len;
       bufs.push_back(b);
     }
     const std::span<const ring::Buf> all(bufs);
@@ -178,13 +179,16 @@ struct Harness {
       FUZZ_CHECK(!r && r.error().code == Errc::kInvalidArgument);
     } else if (needed > free_descs) {
       FUZZ_CHECK(!r && r.error().code == Errc::kNoSpace);
+    } else if (total_len > UINT32_MAX) {
+      // VIRTIO 1.2 §2.7.5.2: no chain longer than 2^32 - 1 bytes.
+      FUZZ_CHECK(!r && r.error().code == Errc::kInvalidArgument);
     } else {
       FUZZ_CHECK(r.has_value());
       const auto head = test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (adds & (num - 1)));
       FUZZ_CHECK(head < num);
       learn_chain(head, bufs, n_out, indirect);
       heads[head].token = token;
-      heads[head].in_len = in_len;
+      heads[head].in_len = static_cast<std::uint32_t>(in_len);
       ++in_flight;
       ++adds;
     }

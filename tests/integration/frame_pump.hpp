@@ -151,6 +151,37 @@ inline double pump_both(Stream& a, Stream& b, std::uint64_t n) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+/// A finished program: its exit status and standard output.
+struct Ran {
+  int rc;
+  std::string out;
+};
+
+/// Runs a program to completion, capturing its standard output.
+inline Ran run(const std::vector<std::string>& argv) {
+  int p[2];
+  if (::pipe(p) != 0) return {-1, ""};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(p[1], 1);
+    ::close(p[0]);
+    ::close(p[1]);
+    std::vector<char*> a;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    ::execv(a[0], a.data());
+    std::_Exit(127);
+  }
+  ::close(p[1]);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
 /// Writes a loopback board config with seqpacket backends: device i uses <dir>/ep<i>.sock and
 /// <dir>/host<i>.sock.
 inline void write_board(const fs::path& file, const fs::path& dir, int devices) {

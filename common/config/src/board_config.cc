@@ -45,7 +45,7 @@ constexpr std::int64_t kMaxWindow = std::int64_t{1} << 30;
 constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board file is a few KiB
 
 constexpr std::array kPlatforms{Platform::kLoopback};
-constexpr std::array kDeviceTypes{DeviceType::kNet};
+constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg};
 constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
 
 /// `s` between `q` quotes, with quotes, backslashes and control bytes escaped, for messages.
@@ -185,6 +185,7 @@ class Reader {
   Expected<std::vector<DeviceConfig>> read_devices(const toml::table& root) const;
   Expected<DeviceConfig> read_device(const toml::table& table, std::size_t index) const;
   Expected<NetConfig> read_net(const toml::table& table, const std::string& where) const;
+  Expected<RpmsgConfig> read_rpmsg(const toml::table& device, const std::string& where, std::size_t index) const;
   Expected<Backend> read_backend(const toml::table& device, const std::string& device_where,
                                  std::string_view side, std::string default_ifname) const;
   Expected<void> check_unique(const std::vector<DeviceConfig>& devices, Backend DeviceConfig::*side,
@@ -421,12 +422,40 @@ Expected<Backend> Reader::read_backend(const toml::table& device, const std::str
   return backend;
 }
 
+Expected<RpmsgConfig> Reader::read_rpmsg(const toml::table& device, const std::string& where,
+                                         std::size_t index) const {
+  RpmsgConfig rpmsg;
+  rpmsg.runtime_dir = "/run/vepf/rpmsg" + std::to_string(index);
+  VEPF_CONFIG_TRY(table, get_table(device, where, "rpmsg"));
+  if (table == nullptr) return rpmsg;
+  const std::string in = where + ".rpmsg";
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"runtime_dir"}));
+  VEPF_CONFIG_TRY(dir, get_string(*table, in, "runtime_dir"));
+  if (!dir) return rpmsg;
+  const std::string path = in + ".runtime_dir";
+  if (dir->empty()) return fail(path + " is empty: write a directory such as \"/run/vepf/rpmsg0\"");
+  if (dir->find('\0') != std::string::npos) {
+    return fail(path + " = " + in_quotes(*dir) + " contains a NUL character: remove it");
+  }
+  if (dir->size() > kMaxRpmsgRuntimeDirLen) {
+    return fail(path + " = " + in_quotes(*dir) + " is " + std::to_string(dir->size()) +
+                " characters long: use 1.." + std::to_string(kMaxRpmsgRuntimeDirLen) +
+                " characters (its channel socket paths must fit sun_path)");
+  }
+  rpmsg.runtime_dir = std::move(*dir);
+  return rpmsg;
+}
+
 Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t index) const {
   const std::string where = "device[" + std::to_string(index) + "]";
-  VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "net", "ep", "host"}));
-  DeviceConfig device;
   VEPF_CONFIG_TRY(type_text, required_string(table, where, "type"));
   VEPF_CONFIG_TRY(type, choose(where + ".type", type_text, kDeviceTypes, "device type"));
+  if (type == DeviceType::kRpmsg) {
+    VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "rpmsg"}));
+  } else {
+    VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "net", "ep", "host"}));
+  }
+  DeviceConfig device;
   device.type = type;
   // VIRTIO 1.2 §2.7: split queue sizes are powers of 2, at most 32768.
   VEPF_CONFIG_TRY(queue_size, get_integer(table, where, "queue_size", device.queue_size, 2, 32768));
@@ -435,6 +464,11 @@ Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t
                 " is not a power of 2: use one of 2, 4, 8, ..., 32768 (e.g. 256)");
   }
   device.queue_size = static_cast<std::uint16_t>(queue_size);
+  if (type == DeviceType::kRpmsg) {
+    VEPF_CONFIG_TRY(rpmsg, read_rpmsg(table, where, index));
+    device.rpmsg = std::move(rpmsg);
+    return device;
+  }
   VEPF_CONFIG_TRY(net_table, get_table(table, where, "net"));
   if (net_table == nullptr) {
     return fail("missing required table [" + where + ".net] (type = \"net\"): add mac = \"...\"");
@@ -453,8 +487,10 @@ Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t
 Expected<void> Reader::check_unique(const std::vector<DeviceConfig>& devices,
                                     Backend DeviceConfig::*side, std::string_view side_name) const {
   for (std::size_t j = 1; j < devices.size(); ++j) {
+    if (devices[j].type != DeviceType::kNet) continue;  // only net devices have backends
     const Backend& b = devices[j].*side;
     for (std::size_t i = 0; i < j; ++i) {
+      if (devices[i].type != DeviceType::kNet) continue;
       const Backend& a = devices[i].*side;
       if (a.kind != b.kind) continue;
       const bool tap = b.kind == BackendKind::kTap;
@@ -494,6 +530,14 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
   }
   VEPF_CONFIG_CHECK(check_unique(devices, &DeviceConfig::ep, "ep"));
   VEPF_CONFIG_CHECK(check_unique(devices, &DeviceConfig::host, "host"));
+  for (std::size_t j = 1; j < devices.size(); ++j) {
+    for (std::size_t i = 0; i < j; ++i) {
+      if (devices[i].type != DeviceType::kRpmsg || devices[j].type != DeviceType::kRpmsg) continue;
+      if (devices[i].rpmsg.runtime_dir != devices[j].rpmsg.runtime_dir) continue;
+      return fail("device[" + std::to_string(j) + "].rpmsg.runtime_dir = " + in_quotes(devices[j].rpmsg.runtime_dir) +
+                  " is already used by device[" + std::to_string(i) + "]: give each device its own");
+    }
+  }
   return devices;
 }
 
@@ -600,6 +644,8 @@ std::string_view to_string(DeviceType type) {
   switch (type) {
     case DeviceType::kNet:
       return "net";
+    case DeviceType::kRpmsg:
+      return "rpmsg";
   }
   return "unknown";
 }

@@ -400,5 +400,51 @@ TEST(DeviceConfig, RejectsWhatABoardConfigWouldReject) {
   EXPECT_NE(syntax.error().message.find("TOML syntax error"), std::string::npos);
 }
 
+// ---- type = "rpmsg" ----
+
+TEST(BoardConfig, RpmsgDeviceDefaultsRuntimeDir) {
+  const auto cfg = parse_board_config(std::string(kBoard) + "[[device]]\ntype = \"rpmsg\"\n", kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->devices.size(), 1u);
+  EXPECT_EQ(cfg->devices[0].type, DeviceType::kRpmsg);
+  EXPECT_EQ(cfg->devices[0].rpmsg.runtime_dir, "/run/vepf/rpmsg0");
+  EXPECT_EQ(to_string(DeviceType::kRpmsg), "rpmsg");
+}
+
+TEST(BoardConfig, RpmsgRuntimeDirParsesNextToNet) {
+  const auto cfg = parse_board_config(board() + "[[device]]\ntype = \"rpmsg\"\nqueue_size = 64\n"
+                                                "[device.rpmsg]\nruntime_dir = \"/tmp/r\"\n"
+                                                "[[device]]\ntype = \"rpmsg\"\n",
+                                      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->devices.size(), 3u);
+  EXPECT_EQ(cfg->devices[0].type, DeviceType::kNet);
+  EXPECT_EQ(cfg->devices[1].rpmsg.runtime_dir, "/tmp/r");
+  EXPECT_EQ(cfg->devices[1].queue_size, 64);
+  EXPECT_EQ(cfg->devices[2].rpmsg.runtime_dir, "/run/vepf/rpmsg2");
+}
+
+TEST(BoardConfig, RpmsgRejectsBadTables) {
+  const std::string dev = std::string(kBoard) + "[[device]]\ntype = \"rpmsg\"\n";
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime = \"/x\"\n"), "unknown key 'runtime'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.net]\nmac = \"02:00:00:00:00:01\"\n"), "unknown key 'net'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.ep]\nbackend = \"tap\"\n"), "unknown key 'ep'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"\"\n"), "runtime_dir is empty"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = 3\n"), "device[0].rpmsg.runtime_dir"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/" + std::string(80, 'a') + "\"\n"),
+                  "characters long"));
+  EXPECT_TRUE(has(error_of(dev + "rpmsg = 1\n"), "device[0].rpmsg"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/r\"\n[[device]]\ntype = \"rpmsg\"\n"
+                                 "[device.rpmsg]\nruntime_dir = \"/r\"\n"),
+                  "already used by device[0]"));
+}
+
+TEST(BoardConfig, RpmsgDeviceParsesAlone) {
+  const auto d = parse_device_config("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/q\" }\n", "ctl add", 5);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->type, DeviceType::kRpmsg);
+  EXPECT_EQ(d->rpmsg.runtime_dir, "/tmp/q");
+}
+
 }  // namespace
 }  // namespace vepf::config

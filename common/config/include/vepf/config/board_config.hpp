@@ -18,7 +18,7 @@ namespace vepf::config {
 inline constexpr std::size_t kMaxDevices = 16;
 
 enum class Platform { kLoopback };
-enum class DeviceType { kNet };
+enum class DeviceType { kNet, kRpmsg };
 enum class BackendKind { kTap, kSeqpacket };
 
 /// How a program hands a device to its OS.
@@ -34,12 +34,23 @@ struct NetConfig {
   std::uint16_t mtu = 1500;           // VIRTIO_NET_F_MTU; 68..65535
 };
 
+/// type = "rpmsg": optional [device.rpmsg] table.
+struct RpmsgConfig {
+  /// Where the channel sockets go: <runtime_dir>/ep/announce.sock (vepf-ep) and
+  /// <runtime_dir>/host/<name>.sock (vepf-host). Default "/run/vepf/rpmsg<N>" (N = device index).
+  /// 1..kMaxRpmsgRuntimeDirLen characters, so that every socket path fits sun_path.
+  std::string runtime_dir;
+};
+/// sun_path (107) - "/host/" - a 31-character channel name - ".sock".
+inline constexpr std::size_t kMaxRpmsgRuntimeDirLen = 107 - 6 - 31 - 5;
+
 struct DeviceConfig {
   DeviceType type = DeviceType::kNet;
   std::uint16_t queue_size = 256;  // entries, power of 2, 2..32768
-  NetConfig net;
-  Backend ep;    // how vepf-ep presents it (device side)
-  Backend host;  // how vepf-host presents it (driver side)
+  NetConfig net;                   // type = "net" only
+  RpmsgConfig rpmsg;               // type = "rpmsg" only
+  Backend ep;    // how vepf-ep presents it (device side; type = "net" only)
+  Backend host;  // how vepf-host presents it (driver side; type = "net" only)
 };
 
 struct LinkConfig {
@@ -80,7 +91,7 @@ tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::
 tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
                                                             std::size_t index);
 
-/// The TOML spelling of each enum value ("loopback", "net", "tap", "seqpacket").
+/// The TOML spelling of each enum value ("loopback", "net", "rpmsg", "tap", "seqpacket").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DeviceType type);
 std::string_view to_string(BackendKind kind);

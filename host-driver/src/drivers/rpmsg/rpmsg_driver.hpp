@@ -1,0 +1,113 @@
+#pragma once
+// virtio rpmsg driver (device ID 7) in the Linux virtio_rpmsg_bus wire format
+// (vepf/layout/rpmsg.hpp), handing channels to the host OS as unix SOCK_SEQPACKET sockets.
+//
+// For each name-service CREATE {name, addr} from the device it listens on
+// <runtime_dir>/host/<name>.sock; every client connection gets a local address (>= 1024); each
+// message from a client is one rpmsg from that address to `addr`, and each rpmsg for that
+// address is one message to the client. DESTROY closes the channel and removes the socket file.
+//
+// Placement (ARCHITECTURE.md §1), as NetDriver: descriptor tables, avail rings and the transmit
+// buffers in the EP window (written only); used rings and the receive buffers in the RC window.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vepf/layout/rpmsg.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/os/fd.hpp"
+#include "vepf/ring/vring.hpp"
+#include "vepf/transport/driver_transport.hpp"
+
+namespace vepf::host {
+
+struct RpmsgStats {
+  std::uint64_t tx = 0, tx_bytes = 0;  // clients -> device
+  std::uint64_t rx = 0, rx_bytes = 0;  // device -> clients (incl. name service)
+  std::uint64_t bad = 0;               // malformed message from the device, dropped
+  std::uint64_t no_endpoint = 0;       // for an address no client holds, dropped
+  std::uint64_t dropped = 0;           // the client's socket was full, dropped
+};
+
+class RpmsgDriver {
+ public:
+  static std::uint64_t wanted_features() noexcept;
+
+  /// `runtime_dir`: where the channel sockets go (<runtime_dir>/host/<name>.sock).
+  RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
+              os::EventLoop& loop);
+  ~RpmsgDriver();
+  RpmsgDriver(const RpmsgDriver&) = delete;
+  RpmsgDriver& operator=(const RpmsgDriver&) = delete;
+
+  /// Negotiates, sets up both queues and their buffers, DRIVER_OK. Errors: any DriverTransport
+  /// error, kNoSpace when the windows cannot hold the queues and buffers.
+  [[nodiscard]] Result<void> probe();
+  /// Interrupt: take completions on both queues, refill, kick.
+  void on_interrupt();
+  /// Control-path event: false when the device needs a reset and this driver must go.
+  [[nodiscard]] bool on_control_event();
+
+  bool backlog() const noexcept { return backlog_; }
+  const RpmsgStats& stats() const noexcept { return stats_; }
+  std::uint32_t slot() const noexcept { return info_.slot; }
+  const transport::DeviceInfo& info() const noexcept { return info_; }
+  const std::string& runtime_dir() const noexcept { return dir_; }
+
+ private:
+  struct Queue {
+    std::unique_ptr<ring::Vring> vq;
+  };
+  struct Channel {
+    std::uint32_t remote = 0;  // the device's address for this name
+    os::Fd listen;
+    std::string path;
+  };
+  struct Client {
+    os::Fd fd;
+    std::string channel;
+    std::uint32_t remote = 0;
+    bool reading = true;
+    std::uint32_t addr = 0;  // our local address for this client
+  };
+
+  Result<void> setup_queue(std::uint16_t index, Queue& q);
+  Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
+  void refill_rx(std::uint64_t token);
+  void kick(ring::Vring& vq);
+  void receive();
+  void reclaim_tx();
+  void handle_msg(std::span<const std::byte> msg);
+  void handle_ns(std::span<const std::byte> payload);
+  void open_channel(const std::string& name, std::uint32_t remote);
+  void close_channel(const std::string& name);
+  void on_accept(const std::string& name);
+  void on_client(int fd, std::uint32_t events);
+  void close_client(int fd);
+  void set_reading(bool on);
+  std::uint32_t alloc_addr();
+
+  transport::DriverTransport& t_;
+  transport::DeviceInfo info_;
+  std::string dir_;
+  os::EventLoop& loop_;
+  std::uint64_t features_ = 0;
+  Queue rx_, tx_;
+  transport::Allocation rx_pool_, tx_pool_;
+  std::vector<transport::Allocation> owned_;
+  std::vector<std::uint16_t> tx_free_;
+  std::map<std::string, Channel> channels_;   // by name
+  std::map<int, Client> clients_;             // by socket
+  std::map<std::uint32_t, int> by_addr_;      // local address -> client socket
+  std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
+  std::vector<std::byte> buf_;
+  bool driver_ok_ = false;
+  bool reading_ = true;  // clients are read (false while the transmit ring is full)
+  bool backlog_ = false;
+  RpmsgStats stats_;
+};
+
+}  // namespace vepf::host
