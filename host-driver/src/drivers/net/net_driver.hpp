@@ -14,7 +14,7 @@
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
-#include "vepf/ring/vring.hpp"
+#include "transport/buffer_queues.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -60,20 +60,9 @@ class NetDriver {
   std::uint16_t mtu() const noexcept { return mtu_; }
 
  private:
-  struct Queue {
-    std::unique_ptr<ring::Vring> vq;
-    transport::Allocation desc, avail, used;
-  };
-  Result<void> setup_queue(std::uint16_t index, Queue& q);
-  /// Allocates in the EP or RC window and remembers it, to free when the driver goes.
-  Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
-  void on_backend_readable();
-  void on_backend_writable();
   void transmit();
   void receive();
   void reclaim_tx();
-  void refill_rx(std::uint64_t token);
-  void kick(ring::Vring& vq);
   void update_carrier();
 
   transport::DriverTransport& t_;
@@ -82,10 +71,7 @@ class NetDriver {
   layout::VirtioNetConfig cfg_{};
   std::uint16_t mtu_ = 1500;
   std::size_t buf_size_ = 0;
-  Queue rx_, tx_;
-  transport::Allocation rx_pool_, tx_pool_;
-  std::vector<transport::Allocation> owned_;
-  std::vector<std::uint16_t> tx_free_;           // free transmit buffer slots
+  std::optional<BufferQueues> q_;                // from probe() on
   std::optional<std::uint64_t> rx_pending_;      // received buffer the backend could not take yet
   std::uint32_t rx_pending_len_ = 0;
   netback::FrameBackend* backend_ = nullptr;

@@ -33,33 +33,6 @@ RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceI
 RpmsgDriver::~RpmsgDriver() {
   while (!channels_.empty()) close_channel(channels_.begin()->first);
   for (auto& [fd, c] : clients_) loop_.remove(fd);
-  for (const auto& a : owned_) {
-    (layout::link_addr_window(a.link_addr) == static_cast<std::uint8_t>(layout::WindowId::kEp) ? t_.ep_alloc()
-                                                                                              : t_.rc_alloc())
-        .free(a);
-  }
-}
-
-Result<transport::Allocation> RpmsgDriver::alloc(layout::WindowId w, std::size_t bytes) {
-  auto a = (w == layout::WindowId::kEp ? t_.ep_alloc() : t_.rc_alloc()).alloc(bytes, 64);
-  if (a) owned_.push_back(*a);
-  return a;
-}
-
-Result<void> RpmsgDriver::setup_queue(std::uint16_t index, Queue& q) {
-  const std::uint16_t num = info_.max_queue_size;
-  auto desc = alloc(layout::WindowId::kEp, layout::desc_table_size(num));
-  auto avail = alloc(layout::WindowId::kEp, layout::avail_ring_size(num));
-  auto used = alloc(layout::WindowId::kRc, layout::used_ring_size(num));
-  if (!desc || !avail || !used) return fail(Errc::kNoSpace, "windows too small for the queues");
-  ring::VringParams p;
-  p.num = num;
-  p.desc = {&t_.link().ep_window(), desc->off, static_cast<std::uint32_t>(desc->len)};
-  p.avail = {&t_.link().ep_window(), avail->off, static_cast<std::uint32_t>(avail->len)};
-  p.used = {&t_.link().rc_window(), used->off, static_cast<std::uint32_t>(used->len)};
-  p.event_idx = features_ & bit(VIRTIO_RING_F_EVENT_IDX);
-  q.vq = std::make_unique<ring::Vring>(p);
-  return t_.enable_queue(info_.slot, index, num, desc->link_addr, avail->link_addr, used->link_addr);
 }
 
 Result<void> RpmsgDriver::probe() {
@@ -67,47 +40,23 @@ Result<void> RpmsgDriver::probe() {
   auto f = t_.negotiate(info_.slot, info_.device_features, wanted_features());
   if (!f) return tl::unexpected(f.error());
   features_ = *f;
-  const std::uint16_t num = info_.max_queue_size;
-  if (!layout::queue_size_valid(num)) return fail(Errc::kRejected, "device max queue size not a power of 2");
-  if (auto r = setup_queue(layout::kRpmsgRxQueue, rx_); !r) return r;
-  if (auto r = setup_queue(layout::kRpmsgTxQueue, tx_); !r) return r;
-  auto rxp = alloc(layout::WindowId::kRc, std::size_t{num} * kBuf);
-  auto txp = alloc(layout::WindowId::kEp, std::size_t{num} * kBuf);
-  if (!rxp || !txp) return fail(Errc::kNoSpace, "windows too small for the message buffers");
-  rx_pool_ = *rxp;
-  tx_pool_ = *txp;
-  tx_free_.clear();
-  for (std::uint16_t i = num; i > 0; --i) tx_free_.push_back(static_cast<std::uint16_t>(i - 1));
   // virtio_rpmsg_bus.c posts every receive buffer before the device is told DRIVER_OK.
-  for (std::uint16_t i = 0; i < num; ++i) refill_rx(i);
-  (void)rx_.vq->kick_prepare();
+  q_.emplace(t_, info_);
+  if (auto r = q_->setup(layout::kRpmsgRxQueue, layout::kRpmsgTxQueue, kBuf, features_ & bit(VIRTIO_RING_F_EVENT_IDX));
+      !r) {
+    return r;
+  }
+  (void)q_->rx().kick_prepare();
   if (auto r = t_.driver_ok(info_.slot); !r) return r;
   driver_ok_ = true;
-  (void)rx_.vq->enable_cb();
+  (void)q_->rx().enable_cb();
   log()->info("device {}: virtio-rpmsg up, channels in {}/host{}", info_.slot, dir_,
               (features_ & bit(layout::kVirtioRpmsgFNs)) ? "" : " (no name service negotiated)");
   return {};
 }
 
-void RpmsgDriver::kick(ring::Vring& vq) {
-  if (vq.kick_prepare()) (void)t_.link().ring_doorbell();
-}
-
-void RpmsgDriver::refill_rx(std::uint64_t token) {
-  const ring::Buf b{rx_pool_.link_addr + token * kBuf, static_cast<std::uint32_t>(kBuf)};
-  (void)rx_.vq->add({}, std::span{&b, 1}, token);
-}
-
 void RpmsgDriver::reclaim_tx() {
-  for (;;) {
-    auto u = tx_.vq->get_used();
-    if (!u) {
-      log()->error("device {}: transmit queue: {}", info_.slot, u.error().what);
-      return;
-    }
-    if (!*u) return;
-    tx_free_.push_back(static_cast<std::uint16_t>((*u)->token));
-  }
+  if (auto r = q_->reclaim_tx(); !r) log()->error("device {}: transmit queue: {}", info_.slot, r.error().what);
 }
 
 std::uint32_t RpmsgDriver::alloc_addr() {
@@ -196,18 +145,17 @@ void RpmsgDriver::close_client(int fd) {
 void RpmsgDriver::on_client(int fd, std::uint32_t events) {
   auto it = clients_.find(fd);
   if (it == clients_.end()) return;
-  if (!(events & EPOLLIN) || !it->second.reading || !driver_ok_ || tx_.vq->broken()) {
+  if (!(events & EPOLLIN) || !it->second.reading || !driver_ok_ || q_->tx().broken()) {
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) close_client(fd);
     return;
   }
   const std::uint32_t src = it->second.addr;
-  ring::Window& ep = t_.link().ep_window();
   for (int budget = kBudget; budget > 0; --budget) {
-    if (tx_free_.empty()) reclaim_tx();
-    if (tx_free_.empty()) {
+    if (q_->tx_full()) reclaim_tx();
+    if (q_->tx_full()) {
       // Ring full: stop reading clients, ask for an interrupt when the device catches up.
       set_reading(false);
-      if (tx_.vq->enable_cb()) break;
+      if (q_->tx().enable_cb()) break;
       continue;
     }
     if (!reading_) set_reading(true);
@@ -230,33 +178,27 @@ void RpmsgDriver::on_client(int fd, std::uint32_t events) {
     hdr.dst = layout::le32::from_cpu(it->second.remote);
     hdr.len = layout::le16::from_cpu(static_cast<std::uint16_t>(len));
     std::memcpy(buf_.data(), &hdr, sizeof(hdr));
-    const std::uint16_t slot = tx_free_.back();
-    tx_free_.pop_back();
-    const std::size_t total = layout::kRpmsgHdrSize + len;
-    ep.write(tx_pool_.off + std::size_t{slot} * kBuf, std::span{buf_}.first(total));  // one posted burst
-    const ring::Buf b{tx_pool_.link_addr + std::size_t{slot} * kBuf, static_cast<std::uint32_t>(total)};
-    (void)tx_.vq->add(std::span{&b, 1}, {}, slot);
+    (void)q_->send(std::span{buf_}.first(layout::kRpmsgHdrSize + len));  // a free buffer was checked above
     ++stats_.tx;
     stats_.tx_bytes += len;
   }
-  kick(*tx_.vq);
+  q_->kick(q_->tx());
 }
 
 // Device -> clients: completed receive buffers, then back on the ring.
 void RpmsgDriver::receive() {
   if (!driver_ok_) return;
-  const ring::Window& rc = t_.link().rc_window();
   backlog_ = true;
   std::byte msg[kBuf];
   for (int budget = kBudget; budget > 0; --budget) {
-    auto u = rx_.vq->get_used();
+    auto u = q_->rx().get_used();
     if (!u) {
       log()->error("device {}: receive queue: {}", info_.slot, u.error().what);
       backlog_ = false;
       break;
     }
     if (!*u) {
-      if (!rx_.vq->enable_cb()) continue;
+      if (!q_->rx().enable_cb()) continue;
       backlog_ = false;
       break;
     }
@@ -266,13 +208,13 @@ void RpmsgDriver::receive() {
       ++stats_.bad;
     } else {
       // Our own window, but the device may still write it: validate a private copy.
-      const auto view = rc.local_view(rx_pool_.off + token * kBuf, len);
+      const auto view = q_->rx_view(token, len);
       std::memcpy(msg, view.data(), len);
       handle_msg(std::span{msg, len});
     }
-    refill_rx(token);
+    q_->refill_rx(token);
   }
-  kick(*rx_.vq);
+  q_->kick(q_->rx());
 }
 
 void RpmsgDriver::handle_msg(std::span<const std::byte> msg) {
@@ -324,7 +266,7 @@ void RpmsgDriver::on_interrupt() {
   if (!driver_ok_) return;
   receive();
   reclaim_tx();
-  if (!reading_ && !tx_free_.empty()) set_reading(true);
+  if (!reading_ && !q_->tx_full()) set_reading(true);
 }
 
 bool RpmsgDriver::on_control_event() {
@@ -332,8 +274,10 @@ bool RpmsgDriver::on_control_event() {
   if (st & VIRTIO_CONFIG_S_NEEDS_RESET) {
     log()->error("device {}: device reports DEVICE_NEEDS_RESET (broken queues {:#x})", info_.slot,
                  t_.broken_queues(info_.slot));
-    rx_.vq->mark_broken();
-    tx_.vq->mark_broken();
+    if (q_) {
+      q_->rx().mark_broken();
+      q_->tx().mark_broken();
+    }
     driver_ok_ = false;
     return false;
   }

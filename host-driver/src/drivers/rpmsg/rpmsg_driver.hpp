@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/ring/vring.hpp"
+#include "transport/buffer_queues.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -58,9 +60,6 @@ class RpmsgDriver {
   const std::string& runtime_dir() const noexcept { return dir_; }
 
  private:
-  struct Queue {
-    std::unique_ptr<ring::Vring> vq;
-  };
   struct Channel {
     std::uint32_t remote = 0;  // the device's address for this name
     os::Fd listen;
@@ -74,10 +73,6 @@ class RpmsgDriver {
     std::uint32_t addr = 0;  // our local address for this client
   };
 
-  Result<void> setup_queue(std::uint16_t index, Queue& q);
-  Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
-  void refill_rx(std::uint64_t token);
-  void kick(ring::Vring& vq);
   void receive();
   void reclaim_tx();
   void handle_msg(std::span<const std::byte> msg);
@@ -95,10 +90,7 @@ class RpmsgDriver {
   std::string dir_;
   os::EventLoop& loop_;
   std::uint64_t features_ = 0;
-  Queue rx_, tx_;
-  transport::Allocation rx_pool_, tx_pool_;
-  std::vector<transport::Allocation> owned_;
-  std::vector<std::uint16_t> tx_free_;
+  std::optional<BufferQueues> q_;  // from probe() on
   std::map<std::string, Channel> channels_;   // by name
   std::map<int, Client> clients_;             // by socket
   std::map<std::uint32_t, int> by_addr_;      // local address -> client socket

@@ -1,0 +1,64 @@
+#pragma once
+// A receive queue and a transmit queue with fixed-size buffers owned by the driver, placed
+// consumer-local (ARCHITECTURE.md §1): both rings' descriptor tables and avail rings and the
+// transmit buffers in the EP window (the driver only writes them), both used rings and the
+// receive buffers in the RC window (the driver only reads them). Shared by the net and rpmsg
+// drivers. Frees its window space when destroyed (devices come and go while the link is up).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "vepf/ring/vring.hpp"
+#include "vepf/transport/driver_transport.hpp"
+
+namespace vepf::host {
+
+class BufferQueues {
+ public:
+  BufferQueues(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info) {}
+  ~BufferQueues();
+  BufferQueues(const BufferQueues&) = delete;
+  BufferQueues& operator=(const BufferQueues&) = delete;
+
+  /// Allocates and enables queues `rx_index` and `tx_index` of max_queue_size entries, with one
+  /// buffer of `buf_size` bytes per entry, and posts every receive buffer (not yet published:
+  /// call kick(rx()) after DRIVER_OK, or before it as virtio-net and rpmsg want).
+  /// Errors: kRejected (bad queue size, device refused a queue), kNoSpace (windows too small),
+  /// any DriverTransport error.
+  [[nodiscard]] Result<void> setup(std::uint16_t rx_index, std::uint16_t tx_index, std::size_t buf_size,
+                                   bool event_idx);
+
+  ring::Vring& rx() noexcept { return *rx_; }
+  ring::Vring& tx() noexcept { return *tx_; }
+  std::size_t buf_size() const noexcept { return buf_size_; }
+
+  /// Puts receive buffer `token` back on the receive queue.
+  void refill_rx(std::uint64_t token);
+  /// The first `len` bytes of receive buffer `token`, read in place (our own window).
+  std::span<const std::byte> rx_view(std::uint64_t token, std::uint32_t len) const noexcept;
+  /// Takes back completed transmit buffers. Errors: kBadRing from the used ring.
+  [[nodiscard]] Result<void> reclaim_tx();
+  bool tx_full() const noexcept { return tx_free_.empty(); }
+  /// Copies `data` (at most buf_size() bytes) into a free transmit buffer (posted writes) and
+  /// adds it to the transmit queue. Errors: kNoSpace when every buffer is in flight.
+  [[nodiscard]] Result<void> send(std::span<const std::byte> data);
+  /// Publishes what was added and rings the doorbell if the device asked for it.
+  void kick(ring::Vring& vq);
+
+ private:
+  Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
+  Result<std::unique_ptr<ring::Vring>> make_queue(std::uint16_t index, bool event_idx);
+
+  transport::DriverTransport& t_;
+  const transport::DeviceInfo& info_;
+  std::unique_ptr<ring::Vring> rx_, tx_;
+  std::size_t buf_size_ = 0;
+  transport::Allocation rx_pool_, tx_pool_;
+  std::vector<transport::Allocation> owned_;
+  std::vector<std::uint16_t> tx_free_;
+};
+
+}  // namespace vepf::host
