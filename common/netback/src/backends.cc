@@ -53,6 +53,8 @@ class PolledBackend : public FrameBackend {
   const std::string& name() const override { return name_; }
 
  protected:
+  bool tx_waiting() const noexcept { return tx_wait_; }
+  const std::function<void()>& writable_cb() const noexcept { return cb_.writable; }
   /// The fd frames travel on, or -1 while there is none.
   virtual int data_fd() const = 0;
   Result<void> watch(int fd) {
@@ -104,7 +106,8 @@ class TapBackend final : public PolledBackend {
 };
 
 /// One listening socket; one client at a time. Messages are bare Ethernet frames: the header
-/// is added on recv and stripped on send. Without a client, sent frames are dropped (no carrier).
+/// is added on recv and stripped on send. Lossless: without a client (or while it does not
+/// read), send() says kNoSpace and the frame waits.
 class SeqpacketBackend final : public PolledBackend {
  public:
   SeqpacketBackend(os::Fd listener, const std::string& path)
@@ -136,7 +139,8 @@ class SeqpacketBackend final : public PolledBackend {
     return layout::kNetHdrSize + static_cast<std::size_t>(n);
   }
   Result<void> send(std::span<const std::byte> frame) override {
-    if (!client_.valid()) return {};  // no carrier: dropped, as a NIC without link would
+    // No client yet: hold the frame (lossless backpressure); accept_client() resumes the sender.
+    if (!client_.valid()) return fail(Errc::kNoSpace, "no client connected yet");
     if (frame.size() < layout::kNetHdrSize) return fail(Errc::kInvalidArgument, "frame shorter than its header");
     const ssize_t n = ::send(client_.get(), frame.data() + layout::kNetHdrSize, frame.size() - layout::kNetHdrSize,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -156,7 +160,8 @@ class SeqpacketBackend final : public PolledBackend {
     auto c = os::accept_seqpacket(listener_.get());
     if (!c || client_.valid()) return;  // one client at a time: a second one is closed
     client_ = std::move(*c);
-    if (!watch(client_.get())) client_.reset();
+    if (!watch(client_.get())) return client_.reset();
+    if (tx_waiting() && writable_cb()) writable_cb()();  // frames held for want of a client
   }
   void drop_client() {
     if (!client_.valid()) return;

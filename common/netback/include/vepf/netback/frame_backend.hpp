@@ -1,7 +1,8 @@
 #pragma once
-// Where a virtio-net function's frames come from and go to on this side's OS: a TAP interface,
-// or a unix SOCK_SEQPACKET socket (one message = one Ethernet frame; for tests and for programs
-// that want raw frames without a network namespace).
+// Where a virtio-net function's frames come from and go to on this side's OS: a TAP interface
+// (drops when the OS queue is full, as a NIC does), or a unix SOCK_SEQPACKET socket (one message
+// = one Ethernet frame; lossless: it holds frames until a client connects and reads; for tests
+// and for programs that want raw frames without a network namespace).
 //
 // Frames cross this interface with a 12-byte virtio_net_hdr_v1 in front (VIRTIO 1.2 §5.1.6), the
 // layout a TAP with IFF_VNET_HDR uses natively.
