@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstring>
+
 #include <cstring>
 #include <string>
 
@@ -61,6 +64,36 @@ TEST(RpmsgLayout, NameRules) {
   EXPECT_FALSE(ok(".."));
   EXPECT_FALSE(ok("a/b"));
   EXPECT_FALSE(ok(std::string("a\0b", 3)));
+}
+
+// parse_rpmsg() is the one parser of peer-written rpmsg headers: a short message or a len
+// reaching past the buffer is refused, never read beyond.
+TEST(RpmsgParse, SplitsAWellFormedMessage) {
+  std::array<std::byte, kRpmsgHdrSize + 4> buf{};
+  RpmsgHdr hdr{};
+  hdr.src = le32::from_cpu(1024);
+  hdr.dst = le32::from_cpu(kRpmsgNsAddr);
+  hdr.len = le16::from_cpu(3);
+  std::memcpy(buf.data(), &hdr, sizeof(hdr));
+  buf[kRpmsgHdrSize] = std::byte{0x61};
+  auto m = parse_rpmsg(buf);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->src, 1024u);
+  EXPECT_EQ(m->dst, kRpmsgNsAddr);
+  ASSERT_EQ(m->payload.size(), 3u) << "hdr.len, not the buffer length";
+  EXPECT_EQ(m->payload[0], std::byte{0x61});
+}
+
+TEST(RpmsgParse, RefusesShortMessagesAndOverlongLen) {
+  std::array<std::byte, kRpmsgHdrSize + 4> buf{};
+  EXPECT_FALSE(parse_rpmsg(std::span{buf}.first(kRpmsgHdrSize - 1)));
+  RpmsgHdr hdr{};
+  hdr.len = le16::from_cpu(5);
+  std::memcpy(buf.data(), &hdr, sizeof(hdr));
+  EXPECT_FALSE(parse_rpmsg(buf)) << "len 5 with 4 bytes after the header";
+  hdr.len = le16::from_cpu(4);
+  std::memcpy(buf.data(), &hdr, sizeof(hdr));
+  EXPECT_TRUE(parse_rpmsg(buf));
 }
 
 }  // namespace

@@ -262,15 +262,14 @@ void RpmsgDevice::process_tx() {
 }
 
 void RpmsgDevice::handle_msg(std::span<const std::byte> msg) {
-  layout::RpmsgHdr hdr;
-  std::memcpy(&hdr, msg.data(), sizeof(hdr));
-  const std::size_t len = hdr.len.to_cpu();
-  if (len > msg.size() - layout::kRpmsgHdrSize) {
+  const auto m = layout::parse_rpmsg(msg);
+  if (!m) {
     ++stats_.bad;
     return;
   }
-  const auto payload = msg.subspan(layout::kRpmsgHdrSize, len);
-  const std::uint32_t src = hdr.src.to_cpu(), dst = hdr.dst.to_cpu();
+  const auto payload = m->payload;
+  const std::size_t len = payload.size();
+  const std::uint32_t src = m->src, dst = m->dst;
   ++stats_.from_driver;
   stats_.from_driver_bytes += len;
   if (dst == layout::kRpmsgNsAddr) return handle_ns(src, payload);

@@ -218,17 +218,16 @@ void RpmsgDriver::receive() {
 }
 
 void RpmsgDriver::handle_msg(std::span<const std::byte> msg) {
-  layout::RpmsgHdr hdr;
-  std::memcpy(&hdr, msg.data(), sizeof(hdr));
-  const std::size_t len = hdr.len.to_cpu();
-  if (len > msg.size() - layout::kRpmsgHdrSize) {
+  const auto m = layout::parse_rpmsg(msg);
+  if (!m) {
     ++stats_.bad;
     return;
   }
-  const auto payload = msg.subspan(layout::kRpmsgHdrSize, len);
+  const auto payload = m->payload;
+  const std::size_t len = payload.size();
   ++stats_.rx;
   stats_.rx_bytes += len;
-  const std::uint32_t dst = hdr.dst.to_cpu();
+  const std::uint32_t dst = m->dst;
   if (dst == layout::kRpmsgNsAddr) return handle_ns(payload);
   auto a = by_addr_.find(dst);
   if (a == by_addr_.end()) {

@@ -10,6 +10,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
 
 #include "vepf/layout/le.hpp"
 
@@ -76,6 +79,25 @@ constexpr bool rpmsg_name_valid(const char* s, std::size_t n) noexcept {
     if (!ok) return false;
   }
   return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+/// One message as received from the peer, split and length-checked.
+struct RpmsgMsg {
+  std::uint32_t src = 0;
+  std::uint32_t dst = 0;
+  std::span<const std::byte> payload;  // hdr.len bytes after the header
+};
+
+/// Splits a message the peer wrote (header + payload) after checking it: at least a header,
+/// and hdr.len no longer than what follows it. Returns nullopt for a malformed message. The
+/// one parser of rpmsg headers, shared by the device and the driver.
+inline std::optional<RpmsgMsg> parse_rpmsg(std::span<const std::byte> msg) noexcept {
+  if (msg.size() < kRpmsgHdrSize) return std::nullopt;
+  RpmsgHdr hdr;
+  std::memcpy(&hdr, msg.data(), sizeof(hdr));
+  const std::size_t len = hdr.len.to_cpu();
+  if (len > msg.size() - kRpmsgHdrSize) return std::nullopt;
+  return RpmsgMsg{hdr.src.to_cpu(), hdr.dst.to_cpu(), msg.subspan(kRpmsgHdrSize, len)};
 }
 
 }  // namespace vepf::layout
