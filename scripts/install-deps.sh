@@ -13,6 +13,10 @@ pkgs=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # demo and network tests
   iproute2 iputils-ping iperf3 procps psmisc
+  # block device: the standard NBD clients (nbdinfo, nbdcopy, qemu-img, qemu-io); libnbd for tests
+  libnbd-bin libnbd-dev qemu-utils
+  # console: a terminal program for the host's pty
+  picocom
 )
 
 SUDO=

@@ -61,14 +61,13 @@ class EpProgram {
 
  private:
   Result<void> setup();
-  /// Creates a net device from its config and puts it in the device table. Returns the slot.
-  tl::expected<std::uint32_t, std::string> add_net(const config::DeviceConfig& d);
-  /// Creates an rpmsg device (channels under its runtime_dir). Returns the slot.
-  tl::expected<std::uint32_t, std::string> add_rpmsg(const config::DeviceConfig& d);
-  /// add_net() or add_rpmsg(), by the device's type.
-  tl::expected<std::uint32_t, std::string> add_device(const config::DeviceConfig& d) {
-    return d.type == config::DeviceType::kRpmsg ? add_rpmsg(d) : add_net(d);
-  }
+  using Made = tl::expected<std::unique_ptr<ep::Device>, std::string>;
+  /// A net device on its backend (TAP or socket).
+  Made make_net(const config::DeviceConfig& d);
+  /// An rpmsg device (channels under its runtime_dir).
+  Made make_rpmsg(const config::DeviceConfig& d);
+  /// Creates a device from its config and puts it in the device table. Returns the slot.
+  tl::expected<std::uint32_t, std::string> add_device(const config::DeviceConfig& d);
   bool backlog() const;
   std::string handle_control(std::string_view request);
   json list() const;
@@ -81,15 +80,14 @@ class EpProgram {
   os::EventLoop& loop_;
   // Destroyed in reverse: the transport resets its devices, which need the link.
   std::unique_ptr<platform::LoopbackEp> link_;
-  std::map<std::uint32_t, std::unique_ptr<ep::NetDevice>> nets_;  // by slot
-  std::map<std::uint32_t, std::unique_ptr<ep::RpmsgDevice>> rpmsgs_;  // by slot
+  std::map<std::uint32_t, std::unique_ptr<ep::Device>> devices_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;
   std::unique_ptr<ep::ControlServer> control_;
   app::LinkReport report_;
   bool quit_ = false;
 };
 
-tl::expected<std::uint32_t, std::string> EpProgram::add_net(const config::DeviceConfig& d) {
+EpProgram::Made EpProgram::make_net(const config::DeviceConfig& d) {
   // The EP's interface is the far end of the link: a MAC of its own, stable across restarts
   // (the device MAC with the last octet's lowest bit flipped) so the host's neighbour entry
   // stays valid when the EP firmware restarts.
@@ -104,31 +102,42 @@ tl::expected<std::uint32_t, std::string> EpProgram::add_net(const config::Device
   }
   auto net = std::make_unique<ep::NetDevice>(std::move(*backend), d.net, d.queue_size);
   if (auto r = net->start(loop_); !r) return tl::unexpected(std::string("cannot poll the backend: ") + r.error().what);
-  auto slot = transport_->add_device(net.get());
-  if (!slot) return tl::unexpected(std::string("cannot add the device: ") + slot.error().what);
-  spdlog::get("ep")->info("slot {}: virtio-net on {}, queue size {}, mtu {}", *slot, net->backend().name(), d.queue_size,
-                          d.net.mtu);
-  nets_.emplace(*slot, std::move(net));
-  return *slot;
+  spdlog::get("ep")->info("virtio-net on {}, queue size {}, mtu {}", net->backend().name(), d.queue_size, d.net.mtu);
+  return net;
 }
 
-tl::expected<std::uint32_t, std::string> EpProgram::add_rpmsg(const config::DeviceConfig& d) {
+EpProgram::Made EpProgram::make_rpmsg(const config::DeviceConfig& d) {
   auto dev = std::make_unique<ep::RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size);
   if (auto r = dev->start(loop_); !r) {
     return tl::unexpected(fmt::format("cannot listen on {}/ep/announce.sock: {}{}", d.rpmsg.runtime_dir, r.error().what,
                                       r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : ""));
   }
-  auto slot = transport_->add_device(dev.get());
+  spdlog::get("ep")->info("virtio-rpmsg, channels announced on {}/ep/announce.sock, queue size {}", d.rpmsg.runtime_dir,
+                          d.queue_size);
+  return dev;
+}
+
+tl::expected<std::uint32_t, std::string> EpProgram::add_device(const config::DeviceConfig& d) {
+  if (!transport_->first_free_slot()) return tl::unexpected(std::string("the device table is full"));
+  Made dev;
+  switch (d.type) {
+    case config::DeviceType::kNet:
+      dev = make_net(d);
+      break;
+    case config::DeviceType::kRpmsg:
+      dev = make_rpmsg(d);
+      break;
+  }
+  if (!dev) return tl::unexpected(dev.error());
+  auto slot = transport_->add_device(dev->get());
   if (!slot) return tl::unexpected(std::string("cannot add the device: ") + slot.error().what);
-  spdlog::get("ep")->info("slot {}: virtio-rpmsg, channels announced on {}/ep/announce.sock, queue size {}", *slot,
-                          d.rpmsg.runtime_dir, d.queue_size);
-  rpmsgs_.emplace(*slot, std::move(dev));
+  spdlog::get("ep")->info("slot {}: {} device added", *slot, (*dev)->type_name());
+  devices_.emplace(*slot, std::move(*dev));
   return *slot;
 }
 
 bool EpProgram::backlog() const {
-  return std::any_of(nets_.begin(), nets_.end(), [](const auto& n) { return n.second->backlog(); }) ||
-         std::any_of(rpmsgs_.begin(), rpmsgs_.end(), [](const auto& n) { return n.second->backlog(); });
+  return std::any_of(devices_.begin(), devices_.end(), [](const auto& n) { return n.second->backlog(); });
 }
 
 Result<void> EpProgram::setup() {
@@ -164,28 +173,15 @@ Result<void> EpProgram::setup() {
 
 json EpProgram::list() const {
   json devs = json::array();
-  for (const auto& [slot, n] : nets_) {
+  for (const auto& [slot, d] : devices_) {
     const std::uint8_t st = transport_->status(slot);
-    devs.push_back({{"slot", slot},
-                    {"type", "net"},
-                    {"backend", n->backend().name()},
-                    {"status", st},
-                    {"driver_ok", (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0},
-                    {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0},
-                    {"frames_to_driver", n->stats().rx_frames},
-                    {"frames_from_driver", n->stats().tx_frames}});
-  }
-  for (const auto& [slot, r] : rpmsgs_) {
-    const std::uint8_t st = transport_->status(slot);
-    devs.push_back({{"slot", slot},
-                    {"type", "rpmsg"},
-                    {"runtime_dir", r->runtime_dir()},
-                    {"status", st},
-                    {"driver_ok", (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0},
-                    {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0},
-                    {"channels", r->channels()},
-                    {"messages_to_driver", r->stats().to_driver},
-                    {"messages_from_driver", r->stats().from_driver}});
+    json e{{"slot", slot},
+           {"type", d->type_name()},
+           {"status", st},
+           {"driver_ok", (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0},
+           {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0}};
+    d->describe(e);
+    devs.push_back(std::move(e));
   }
   return devs;
 }
@@ -210,12 +206,11 @@ std::string EpProgram::handle_control(std::string_view request) {
   if (op == "remove") {
     if (!req.contains("slot") || !req["slot"].is_number_unsigned()) return error(R"("remove" needs "slot": N)");
     const auto slot = req["slot"].get<std::uint32_t>();
-    if (!nets_.count(slot) && !rpmsgs_.count(slot)) {
+    if (!devices_.count(slot)) {
       return error(fmt::format("no device in slot {}: see `vepf-ep ctl list`", slot));
     }
     transport_->remove_device(slot);
-    nets_.erase(slot);
-    rpmsgs_.erase(slot);
+    devices_.erase(slot);
     spdlog::get("ep")->info("slot {}: device removed", slot);
     return json{{"ok", true}}.dump();
   }
@@ -241,10 +236,7 @@ void EpProgram::on_peer() {
 void EpProgram::on_poll() {
   transport_->poll();
   if (!report_.link_up_marked()) {
-    for (const auto& [slot, n] : nets_) {
-      if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());
-    }
-    for (const auto& [slot, n] : rpmsgs_) {
+    for (const auto& [slot, d] : devices_) {
       if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());
     }
   }
@@ -252,22 +244,10 @@ void EpProgram::on_poll() {
 
 void EpProgram::print_report(spdlog::level::level_enum lvl) {
   std::uint64_t tx = 0, rx = 0;
-  for (const auto& [slot, n] : nets_) {
-    const auto& s = n->stats();
-    // From this side: frames sent to the driver (receiveq) and received from it (transmitq).
-    tx += s.rx_frames;
-    rx += s.tx_frames;
-    spdlog::get("ep.net")->log(lvl, "{}: to driver {} frames {} B (dropped {}), from driver {} frames {} B (errors {})",
-                               n->backend().name(), s.rx_frames, s.rx_bytes, s.rx_dropped, s.tx_frames, s.tx_bytes,
-                               s.tx_errors);
-  }
-  for (const auto& [slot, r] : rpmsgs_) {
-    const auto& s = r->stats();
-    tx += s.to_driver;
-    rx += s.from_driver;
-    spdlog::get("ep.rpmsg")->log(lvl, "slot {}: to driver {} msgs {} B (dropped {}), from driver {} msgs {} B (bad {}, no endpoint {})",
-                                 slot, s.to_driver, s.to_driver_bytes, s.dropped, s.from_driver, s.from_driver_bytes, s.bad,
-                                 s.no_endpoint);
+  for (const auto& [slot, d] : devices_) {
+    tx += d->counts().to_driver;
+    rx += d->counts().from_driver;
+    d->report(slot, lvl);
   }
   spdlog::get("ep")->log(lvl, "{}", report_.format(link_->counters(), tx, rx));
 }
@@ -297,7 +277,7 @@ int EpProgram::run(int sfd) {
       return app::kExitFailure;
     }
   }
-  for (auto& [slot, n] : nets_) n->shutdown();  // the driver sees link down before the link goes
+  for (auto& [slot, d] : devices_) d->shutdown();  // the driver sees link down before the link goes
   print_report(spdlog::level::info);
   return app::kExitOk;
 }

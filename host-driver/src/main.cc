@@ -56,8 +56,11 @@ class HostProgram {
   bool connect();
   End session();
   Result<void> bring_up();
-  void probe_net(const transport::DeviceInfo& info);
-  void probe_rpmsg(const transport::DeviceInfo& info);
+  /// Creates, probes and hands to the host OS the driver for one device; nullptr when the
+  /// device has no driver here or its setup failed (logged).
+  std::unique_ptr<host::Driver> probe(const transport::DeviceInfo& info);
+  std::unique_ptr<host::Driver> probe_net(const transport::DeviceInfo& info);
+  std::unique_ptr<host::Driver> probe_rpmsg(const transport::DeviceInfo& info);
   void reconcile();
   void on_interrupt();
   void check_signals();
@@ -69,8 +72,7 @@ class HostProgram {
   int sfd_;
   std::unique_ptr<platform::LoopbackHost> link_;
   std::unique_ptr<transport::DriverTransport> transport_;
-  std::vector<std::unique_ptr<host::NetDriver>> nets_;
-  std::vector<std::unique_ptr<host::RpmsgDriver>> rpmsgs_;
+  std::vector<std::unique_ptr<host::Driver>> drivers_;
   std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>> backends_;  // by slot; outlive sessions
   std::uint32_t mailbox_seen_ = 0;
   std::uint32_t table_generation_ = 0;
@@ -115,12 +117,12 @@ bool HostProgram::connect() {
   return false;
 }
 
-void HostProgram::probe_net(const transport::DeviceInfo& info) {
+std::unique_ptr<host::Driver> HostProgram::probe_net(const transport::DeviceInfo& info) {
   auto log = spdlog::get("host.net");
   auto drv = std::make_unique<host::NetDriver>(*transport_, info);
   if (auto r = drv->probe(); !r) {
     log->error("device {}: virtio-net setup failed: {}", info.slot, describe(r.error()));
-    return;
+    return nullptr;
   }
   auto& backend = backends_[info.slot];
   if (!backend) {
@@ -134,30 +136,45 @@ void HostProgram::probe_net(const transport::DeviceInfo& info) {
     if (!b) {
       log->error("device {}: cannot set up {}: {}", info.slot, bc.kind == config::BackendKind::kTap ? bc.ifname : bc.path,
                  describe(b.error()));
-      return;
+      return nullptr;
     }
     backend = std::move(*b);
   }
   if (auto r = drv->attach_backend(*backend, loop_); !r) {
     log->error("device {}: {}", info.slot, describe(r.error()));
-    return;
+    return nullptr;
   }
   const auto& m = drv->net_config().mac;
   log->info("device {}: virtio-net up on {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, mtu {}", info.slot,
             backend->name(), m[0], m[1], m[2], m[3], m[4], m[5], drv->mtu());
-  nets_.push_back(std::move(drv));
+  return drv;
 }
 
-void HostProgram::probe_rpmsg(const transport::DeviceInfo& info) {
+std::unique_ptr<host::Driver> HostProgram::probe_rpmsg(const transport::DeviceInfo& info) {
   // Slot n takes device[n]'s runtime_dir when the board config says it is an rpmsg device.
   const bool configured = info.slot < cfg_.devices.size() && cfg_.devices[info.slot].type == config::DeviceType::kRpmsg;
   std::string dir = configured ? cfg_.devices[info.slot].rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
   auto drv = std::make_unique<host::RpmsgDriver>(*transport_, info, std::move(dir), loop_);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.rpmsg")->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));
-    return;
+    return nullptr;
   }
-  rpmsgs_.push_back(std::move(drv));
+  return drv;
+}
+
+std::unique_ptr<host::Driver> HostProgram::probe(const transport::DeviceInfo& info) {
+  switch (info.device_id) {
+    case VIRTIO_ID_NET:
+      return probe_net(info);
+    case VIRTIO_ID_RPMSG:
+      return probe_rpmsg(info);
+    default:
+      if (known_unsupported_.insert(info.slot).second) {
+        spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", info.slot,
+                                  info.device_id);
+      }
+      return nullptr;
+  }
 }
 
 Result<void> HostProgram::bring_up() {
@@ -180,41 +197,24 @@ void HostProgram::reconcile() {
     spdlog::get("host")->error("reading the device table failed: {}", describe(devs.error()));
     return;
   }
-  auto present = [&](const auto& n, std::uint32_t id) {
-    return std::any_of(devs->begin(), devs->end(), [&](const transport::DeviceInfo& d) {
-      return d.slot == n.slot() && d.slot_generation == n.info().slot_generation && d.device_id == id;
+  for (auto it = drivers_.begin(); it != drivers_.end();) {
+    const auto& n = **it;
+    const bool present = std::any_of(devs->begin(), devs->end(), [&](const transport::DeviceInfo& d) {
+      return d.slot == n.slot() && d.slot_generation == n.info().slot_generation && d.device_id == n.info().device_id;
     });
-  };
-  for (auto it = rpmsgs_.begin(); it != rpmsgs_.end();) {
-    if (present(**it, VIRTIO_ID_RPMSG)) {
+    if (present) {
       ++it;
       continue;
     }
-    spdlog::get("host")->info("device {}: removed by the EP", (*it)->slot());
-    it = rpmsgs_.erase(it);  // its channel sockets go with it
-  }
-  for (auto it = nets_.begin(); it != nets_.end();) {
-    if (present(**it, VIRTIO_ID_NET)) {
-      ++it;
-      continue;
-    }
-    const std::uint32_t slot = (*it)->slot();
+    const std::uint32_t slot = n.slot();
     spdlog::get("host")->info("device {}: removed by the EP", slot);
-    it = nets_.erase(it);
-    backends_.erase(slot);  // its interface or socket goes with it
+    it = drivers_.erase(it);  // its interface, sockets or pty go with it
+    backends_.erase(slot);
   }
   for (const auto& d : *devs) {
-    const bool bound = std::any_of(nets_.begin(), nets_.end(), [&](const auto& n) { return n->slot() == d.slot; }) ||
-                       std::any_of(rpmsgs_.begin(), rpmsgs_.end(), [&](const auto& n) { return n->slot() == d.slot; });
+    const bool bound = std::any_of(drivers_.begin(), drivers_.end(), [&](const auto& n) { return n->slot() == d.slot; });
     if (bound) continue;
-    if (d.device_id == VIRTIO_ID_NET) {
-      probe_net(d);
-    } else if (d.device_id == VIRTIO_ID_RPMSG) {
-      probe_rpmsg(d);
-    } else if (!known_unsupported_.count(d.slot)) {
-      known_unsupported_.insert(d.slot);
-      spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", d.slot, d.device_id);
-    }
+    if (auto drv = probe(d)) drivers_.push_back(std::move(drv));
   }
 }
 
@@ -227,38 +227,24 @@ void HostProgram::on_interrupt() {
       table_generation_ = gen;
       reconcile();
     }
-    for (auto it = nets_.begin(); it != nets_.end();) {
+    for (auto it = drivers_.begin(); it != drivers_.end();) {
       if ((*it)->on_control_event()) {
         ++it;
         continue;
       }
       // DEVICE_NEEDS_RESET: tear the driver down and bring the device up again.
-      const transport::DeviceInfo info{(*it)->slot(), VIRTIO_ID_NET, 0, 0, 0, 0};
-      it = nets_.erase(it);
-      if (auto devs = transport_->scan(); devs) {
-        for (const auto& d : *devs) {
-          if (d.slot == info.slot) probe_net(d);
-        }
-      }
-      break;
-    }
-    for (auto it = rpmsgs_.begin(); it != rpmsgs_.end();) {
-      if ((*it)->on_control_event()) {
-        ++it;
-        continue;
-      }
       const std::uint32_t slot = (*it)->slot();
-      it = rpmsgs_.erase(it);
+      it = drivers_.erase(it);
       if (auto devs = transport_->scan(); devs) {
         for (const auto& d : *devs) {
-          if (d.slot == slot) probe_rpmsg(d);
+          if (d.slot != slot) continue;
+          if (auto drv = probe(d)) drivers_.push_back(std::move(drv));
         }
       }
       break;
     }
   }
-  for (auto& n : nets_) n->on_interrupt();
-  for (auto& r : rpmsgs_) r->on_interrupt();
+  for (auto& n : drivers_) n->on_interrupt();
 }
 
 HostProgram::End HostProgram::session() {
@@ -276,15 +262,9 @@ HostProgram::End HostProgram::session() {
   if (timer) fds.push_back(*timer);
   while (!quit_ && !link_down_) {
     bool backlog = false;
-    for (auto& n : nets_) {
+    for (auto& n : drivers_) {
       if (n->backlog()) {
         n->on_interrupt();
-        backlog = true;
-      }
-    }
-    for (auto& r : rpmsgs_) {
-      if (r->backlog()) {
-        r->on_interrupt();
         backlog = true;
       }
     }
@@ -295,16 +275,11 @@ HostProgram::End HostProgram::session() {
   }
   for (int fd : fds) loop_.remove(fd);
   print_report(spdlog::level::info);
-  for (const auto& n : nets_) {
-    tx_total_ += n->stats().tx_frames;
-    rx_total_ += n->stats().rx_frames;
+  for (const auto& n : drivers_) {
+    tx_total_ += n->counts().sent;
+    rx_total_ += n->counts().received;
   }
-  for (const auto& r : rpmsgs_) {
-    tx_total_ += r->stats().tx;
-    rx_total_ += r->stats().rx;
-  }
-  nets_.clear();
-  rpmsgs_.clear();
+  drivers_.clear();
   transport_.reset();
   link_.reset();
   return quit_ ? End::kQuit : End::kLinkDown;
@@ -312,19 +287,10 @@ HostProgram::End HostProgram::session() {
 
 void HostProgram::print_report(spdlog::level::level_enum lvl) {
   std::uint64_t tx = tx_total_, rx = rx_total_;
-  for (const auto& n : nets_) {
-    const auto& s = n->stats();
-    tx += s.tx_frames;
-    rx += s.rx_frames;
-    spdlog::get("host.net")->log(lvl, "device {}: sent {} frames {} B (dropped {}), received {} frames {} B (errors {})",
-                                 n->slot(), s.tx_frames, s.tx_bytes, s.tx_dropped, s.rx_frames, s.rx_bytes, s.rx_errors);
-  }
-  for (const auto& r : rpmsgs_) {
-    const auto& s = r->stats();
-    tx += s.tx;
-    rx += s.rx;
-    spdlog::get("host.rpmsg")->log(lvl, "device {}: sent {} msgs {} B, received {} msgs {} B (bad {}, no endpoint {}, dropped {})",
-                                   r->slot(), s.tx, s.tx_bytes, s.rx, s.rx_bytes, s.bad, s.no_endpoint, s.dropped);
+  for (const auto& n : drivers_) {
+    tx += n->counts().sent;
+    rx += n->counts().received;
+    n->report(lvl);
   }
   if (link_) spdlog::get("host")->log(lvl, "{}", report_.format(link_->counters(), tx, rx));
 }

@@ -178,4 +178,18 @@ void NetDevice::process_rx() {
   if (completed && q->need_notify()) h_->notify_driver();
 }
 
+void NetDevice::describe(nlohmann::json& out) const {
+  out["backend"] = backend_->name();
+  out["frames_to_driver"] = stats_.rx_frames;
+  out["frames_from_driver"] = stats_.tx_frames;
+}
+
+void NetDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
+  const auto& s = stats_;
+  // From this side: frames sent to the driver (receiveq) and received from it (transmitq).
+  spdlog::get("ep.net")->log(lvl, "slot {} {}: to driver {} frames {} B (dropped {}), from driver {} frames {} B (errors {})",
+                             slot, backend_->name(), s.rx_frames, s.rx_bytes, s.rx_dropped, s.tx_frames, s.tx_bytes,
+                             s.tx_errors);
+}
+
 }  // namespace vepf::ep

@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "devices/device.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
@@ -24,14 +25,14 @@ struct NetStats {
   std::uint64_t tx_errors = 0;                 // malformed frame from the driver, backend error
 };
 
-class NetDevice final : public transport::VirtioDevice {
+class NetDevice final : public Device {
  public:
   NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg, std::uint16_t queue_size);
 
   /// Registers the backend with the loop. Errors: as FrameBackend::start().
   [[nodiscard]] Result<void> start(os::EventLoop& loop);
   /// Link down for good (program exit): clears VIRTIO_NET_S_LINK_UP so the driver sees it.
-  void shutdown();
+  void shutdown() override;
 
   std::uint32_t device_id() const override;
   std::uint64_t device_features() const override;
@@ -42,8 +43,11 @@ class NetDevice final : public transport::VirtioDevice {
   void on_reset() override;
   void on_notify(transport::DeviceHandle& h) override;
 
-  /// A budget ran out with work left: call on_notify() again before sleeping.
-  bool backlog() const noexcept { return backlog_tx_ || backlog_rx_; }
+  const char* type_name() const override { return "net"; }
+  bool backlog() const override { return backlog_tx_ || backlog_rx_; }
+  void describe(nlohmann::json& out) const override;
+  Counts counts() const override { return {stats_.rx_frames, stats_.tx_frames}; }
+  void report(std::uint32_t slot, spdlog::level::level_enum lvl) const override;
   const NetStats& stats() const noexcept { return stats_; }
   const netback::FrameBackend& backend() const noexcept { return *backend_; }
 

@@ -323,4 +323,18 @@ void RpmsgDevice::handle_ns(std::uint32_t src, std::span<const std::byte> payloa
   update_reading();
 }
 
+void RpmsgDevice::describe(nlohmann::json& out) const {
+  out["runtime_dir"] = dir_;
+  out["channels"] = by_addr_.size();
+  out["messages_to_driver"] = stats_.to_driver;
+  out["messages_from_driver"] = stats_.from_driver;
+}
+
+void RpmsgDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
+  const auto& s = stats_;
+  spdlog::get("ep.rpmsg")->log(lvl, "slot {}: to driver {} msgs {} B (dropped {}), from driver {} msgs {} B (bad {}, no endpoint {})",
+                               slot, s.to_driver, s.to_driver_bytes, s.dropped, s.from_driver, s.from_driver_bytes, s.bad,
+                               s.no_endpoint);
+}
+
 }  // namespace vepf::ep

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/device.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
@@ -32,7 +33,7 @@ struct RpmsgStats {
   std::uint64_t dropped = 0;     // the local program's socket was full, dropped
 };
 
-class RpmsgDevice final : public transport::VirtioDevice {
+class RpmsgDevice final : public Device {
  public:
   RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size);
   ~RpmsgDevice() override;
@@ -49,7 +50,11 @@ class RpmsgDevice final : public transport::VirtioDevice {
   void on_reset() override;
   void on_notify(transport::DeviceHandle& h) override;
 
-  bool backlog() const noexcept { return backlog_; }
+  const char* type_name() const override { return "rpmsg"; }
+  bool backlog() const override { return backlog_; }
+  void describe(nlohmann::json& out) const override;
+  Counts counts() const override { return {stats_.to_driver, stats_.from_driver}; }
+  void report(std::uint32_t slot, spdlog::level::level_enum lvl) const override;
   const RpmsgStats& stats() const noexcept { return stats_; }
   const std::string& runtime_dir() const noexcept { return dir_; }
   std::size_t channels() const noexcept { return by_addr_.size(); }

@@ -19,14 +19,11 @@ std::uint64_t NetDriver::wanted_features() noexcept {
          bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
 }
 
-NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info) {}
+NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info) : Driver(t, info) {}
 
 
 Result<void> NetDriver::probe() {
-  if (auto r = t_.reset(info_.slot); !r) return r;
-  auto f = t_.negotiate(info_.slot, info_.device_features, wanted_features());
-  if (!f) return tl::unexpected(f.error());
-  features_ = *f;
+  if (auto r = negotiate(wanted_features()); !r) return r;
   if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
   mtu_ = (features_ & bit(VIRTIO_NET_F_MTU)) ? cfg_.mtu.to_cpu() : 1500;
   if (mtu_ < 68) return fail(Errc::kRejected, "device reports an MTU below 68");
@@ -39,8 +36,7 @@ Result<void> NetDriver::probe() {
     return r;
   }
   (void)q_->rx().kick_prepare();
-  if (auto r = t_.driver_ok(info_.slot); !r) return r;
-  driver_ok_ = true;
+  if (auto r = set_driver_ok(); !r) return r;
   (void)q_->rx().enable_cb();
   return {};
 }
@@ -155,26 +151,27 @@ void NetDriver::on_interrupt() {
   }
 }
 
-bool NetDriver::on_control_event() {
-  const std::uint8_t st = t_.device_status(info_.slot);
-  if (st & VIRTIO_CONFIG_S_NEEDS_RESET) {
-    log()->error("device {}: device reports DEVICE_NEEDS_RESET (broken queues {:#x})", info_.slot,
-                 t_.broken_queues(info_.slot));
-    if (q_) {
-      q_->rx().mark_broken();
-      q_->tx().mark_broken();
-    }
-    driver_ok_ = false;
-    update_carrier();
-    return false;
+void NetDriver::on_needs_reset() {
+  if (q_) {
+    q_->rx().mark_broken();
+    q_->tx().mark_broken();
   }
+  update_carrier();
+}
+
+void NetDriver::on_config_event() {
   const auto old = cfg_.status.to_cpu();
-  if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return true;
+  if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return;
   if (old != cfg_.status.to_cpu()) {
     log()->info("device {}: link {}", info_.slot, (cfg_.status.to_cpu() & VIRTIO_NET_S_LINK_UP) ? "up" : "down");
   }
   update_carrier();
-  return true;
+}
+
+void NetDriver::report(spdlog::level::level_enum lvl) const {
+  const auto& s = stats_;
+  log()->log(lvl, "device {}: sent {} frames {} B (dropped {}), received {} frames {} B (errors {})", info_.slot,
+             s.tx_frames, s.tx_bytes, s.tx_dropped, s.rx_frames, s.rx_bytes, s.rx_errors);
 }
 
 }  // namespace vepf::host

@@ -14,6 +14,7 @@
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
+#include "drivers/driver.hpp"
 #include "transport/buffer_queues.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
@@ -26,20 +27,18 @@ struct NetStats {
   std::uint64_t rx_errors = 0;                // used entry shorter than the header
 };
 
-class NetDriver {
+class NetDriver final : public Driver {
  public:
   /// Features this driver asks for (VIRTIO 1.2 §5.1.3).
   static std::uint64_t wanted_features() noexcept;
 
   NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info);
-  ~NetDriver();
-  NetDriver(const NetDriver&) = delete;
-  NetDriver& operator=(const NetDriver&) = delete;
+  ~NetDriver() override;
 
   /// Negotiates, reads the config, sets up both queues and their buffers, DRIVER_OK
   /// (VIRTIO 1.2 §3.1.1). Errors: any DriverTransport error, or kNoSpace when the windows cannot
   /// hold the queues and buffers.
-  [[nodiscard]] Result<void> probe();
+  [[nodiscard]] Result<void> probe() override;
   /// The device config as read by probe() (MAC, MTU, status).
   const layout::VirtioNetConfig& net_config() const noexcept { return cfg_; }
 
@@ -47,27 +46,22 @@ class NetDriver {
   /// moving frames. The backend outlives the driver (it survives a link restart).
   [[nodiscard]] Result<void> attach_backend(netback::FrameBackend& backend, os::EventLoop& loop);
   /// Interrupt: take completions on both queues, refill, kick.
-  void on_interrupt();
-  /// Control-path event (mailbox moved): re-read status and config; returns false when the
-  /// device needs a reset (NEEDS_RESET) and this driver must be torn down.
-  [[nodiscard]] bool on_control_event();
-
-  /// A budget ran out with completions left: call on_interrupt() again before sleeping.
-  bool backlog() const noexcept { return backlog_; }
+  void on_interrupt() override;
+  bool backlog() const override { return backlog_; }
+  Counts counts() const override { return {stats_.tx_frames, stats_.rx_frames}; }
+  void report(spdlog::level::level_enum lvl) const override;
   const NetStats& stats() const noexcept { return stats_; }
-  std::uint32_t slot() const noexcept { return info_.slot; }
-  const transport::DeviceInfo& info() const noexcept { return info_; }
   std::uint16_t mtu() const noexcept { return mtu_; }
 
  private:
+  void on_needs_reset() override;
+  void on_config_event() override;  // link status (VIRTIO_NET_S_LINK_UP) -> carrier
+  const char* logger() const override { return "host.net"; }
   void transmit();
   void receive();
   void reclaim_tx();
   void update_carrier();
 
-  transport::DriverTransport& t_;
-  transport::DeviceInfo info_;
-  std::uint64_t features_ = 0;
   layout::VirtioNetConfig cfg_{};
   std::uint16_t mtu_ = 1500;
   std::size_t buf_size_ = 0;
@@ -77,7 +71,6 @@ class NetDriver {
   netback::FrameBackend* backend_ = nullptr;
   os::EventLoop* loop_ = nullptr;
   std::vector<std::byte> buf_;
-  bool driver_ok_ = false;
   NetStats stats_;
   bool backlog_ = false;
 };

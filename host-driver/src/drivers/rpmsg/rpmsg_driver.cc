@@ -28,7 +28,7 @@ std::uint64_t RpmsgDriver::wanted_features() noexcept {
 
 RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
                          os::EventLoop& loop)
-    : t_(t), info_(info), dir_(std::move(runtime_dir)), loop_(loop), buf_(kRecvBuf) {}
+    : Driver(t, info), dir_(std::move(runtime_dir)), loop_(loop), buf_(kRecvBuf) {}
 
 RpmsgDriver::~RpmsgDriver() {
   while (!channels_.empty()) close_channel(channels_.begin()->first);
@@ -36,10 +36,7 @@ RpmsgDriver::~RpmsgDriver() {
 }
 
 Result<void> RpmsgDriver::probe() {
-  if (auto r = t_.reset(info_.slot); !r) return r;
-  auto f = t_.negotiate(info_.slot, info_.device_features, wanted_features());
-  if (!f) return tl::unexpected(f.error());
-  features_ = *f;
+  if (auto r = negotiate(wanted_features()); !r) return r;
   // virtio_rpmsg_bus.c posts every receive buffer before the device is told DRIVER_OK.
   q_.emplace(t_, info_);
   if (auto r = q_->setup(layout::kRpmsgRxQueue, layout::kRpmsgTxQueue, kBuf, features_ & bit(VIRTIO_RING_F_EVENT_IDX));
@@ -47,8 +44,7 @@ Result<void> RpmsgDriver::probe() {
     return r;
   }
   (void)q_->rx().kick_prepare();
-  if (auto r = t_.driver_ok(info_.slot); !r) return r;
-  driver_ok_ = true;
+  if (auto r = set_driver_ok(); !r) return r;
   (void)q_->rx().enable_cb();
   log()->info("device {}: virtio-rpmsg up, channels in {}/host{}", info_.slot, dir_,
               (features_ & bit(layout::kVirtioRpmsgFNs)) ? "" : " (no name service negotiated)");
@@ -268,19 +264,17 @@ void RpmsgDriver::on_interrupt() {
   if (!reading_ && !q_->tx_full()) set_reading(true);
 }
 
-bool RpmsgDriver::on_control_event() {
-  const std::uint8_t st = t_.device_status(info_.slot);
-  if (st & VIRTIO_CONFIG_S_NEEDS_RESET) {
-    log()->error("device {}: device reports DEVICE_NEEDS_RESET (broken queues {:#x})", info_.slot,
-                 t_.broken_queues(info_.slot));
-    if (q_) {
-      q_->rx().mark_broken();
-      q_->tx().mark_broken();
-    }
-    driver_ok_ = false;
-    return false;
+void RpmsgDriver::on_needs_reset() {
+  if (q_) {
+    q_->rx().mark_broken();
+    q_->tx().mark_broken();
   }
-  return true;
+}
+
+void RpmsgDriver::report(spdlog::level::level_enum lvl) const {
+  const auto& s = stats_;
+  log()->log(lvl, "device {}: sent {} msgs {} B, received {} msgs {} B (bad {}, no endpoint {}, dropped {})", info_.slot,
+             s.tx, s.tx_bytes, s.rx, s.rx_bytes, s.bad, s.no_endpoint, s.dropped);
 }
 
 }  // namespace vepf::host

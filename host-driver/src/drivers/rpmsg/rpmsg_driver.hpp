@@ -21,6 +21,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/ring/vring.hpp"
+#include "drivers/driver.hpp"
 #include "transport/buffer_queues.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
@@ -34,32 +35,29 @@ struct RpmsgStats {
   std::uint64_t dropped = 0;           // the client's socket was full, dropped
 };
 
-class RpmsgDriver {
+class RpmsgDriver final : public Driver {
  public:
   static std::uint64_t wanted_features() noexcept;
 
   /// `runtime_dir`: where the channel sockets go (<runtime_dir>/host/<name>.sock).
   RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
               os::EventLoop& loop);
-  ~RpmsgDriver();
-  RpmsgDriver(const RpmsgDriver&) = delete;
-  RpmsgDriver& operator=(const RpmsgDriver&) = delete;
+  ~RpmsgDriver() override;
 
   /// Negotiates, sets up both queues and their buffers, DRIVER_OK. Errors: any DriverTransport
   /// error, kNoSpace when the windows cannot hold the queues and buffers.
-  [[nodiscard]] Result<void> probe();
+  [[nodiscard]] Result<void> probe() override;
   /// Interrupt: take completions on both queues, refill, kick.
-  void on_interrupt();
-  /// Control-path event: false when the device needs a reset and this driver must go.
-  [[nodiscard]] bool on_control_event();
-
-  bool backlog() const noexcept { return backlog_; }
+  void on_interrupt() override;
+  bool backlog() const override { return backlog_; }
+  Counts counts() const override { return {stats_.tx, stats_.rx}; }
+  void report(spdlog::level::level_enum lvl) const override;
   const RpmsgStats& stats() const noexcept { return stats_; }
-  std::uint32_t slot() const noexcept { return info_.slot; }
-  const transport::DeviceInfo& info() const noexcept { return info_; }
   const std::string& runtime_dir() const noexcept { return dir_; }
 
  private:
+  void on_needs_reset() override;
+  const char* logger() const override { return "host.rpmsg"; }
   struct Channel {
     std::uint32_t remote = 0;  // the device's address for this name
     os::Fd listen;
@@ -85,18 +83,14 @@ class RpmsgDriver {
   void set_reading(bool on);
   std::uint32_t alloc_addr();
 
-  transport::DriverTransport& t_;
-  transport::DeviceInfo info_;
   std::string dir_;
   os::EventLoop& loop_;
-  std::uint64_t features_ = 0;
   std::optional<BufferQueues> q_;  // from probe() on
   std::map<std::string, Channel> channels_;   // by name
   std::map<int, Client> clients_;             // by socket
   std::map<std::uint32_t, int> by_addr_;      // local address -> client socket
   std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
   std::vector<std::byte> buf_;
-  bool driver_ok_ = false;
   bool reading_ = true;  // clients are read (false while the transmit ring is full)
   bool backlog_ = false;
   RpmsgStats stats_;
