@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control/control_server.hpp"
+#include "devices/blk/blk_device.hpp"
 #include "devices/net/net_device.hpp"
 #include "devices/rpmsg/rpmsg_device.hpp"
 #include "vepf/app/app.hpp"
@@ -66,6 +67,8 @@ class EpProgram {
   Made make_net(const config::DeviceConfig& d);
   /// An rpmsg device (channels under its runtime_dir).
   Made make_rpmsg(const config::DeviceConfig& d);
+  /// A block device on its file or block device.
+  Made make_block(const config::DeviceConfig& d);
   /// Creates a device from its config and puts it in the device table. Returns the slot.
   tl::expected<std::uint32_t, std::string> add_device(const config::DeviceConfig& d);
   bool backlog() const;
@@ -117,6 +120,23 @@ EpProgram::Made EpProgram::make_rpmsg(const config::DeviceConfig& d) {
   return dev;
 }
 
+EpProgram::Made EpProgram::make_block(const config::DeviceConfig& d) {
+  const auto& b = d.block;
+  auto file = ep::BlockFile::open(b.path, b.size, b.read_only);
+  if (!file) {
+    return tl::unexpected(fmt::format("cannot open block backend {}: {}{}{}{}", b.path, file.error().what,
+                                      file.error().sys_errno ? ": " : "",
+                                      file.error().sys_errno ? std::strerror(file.error().sys_errno) : "",
+                                      b.size ? "" : " (give block.size to create it)"));
+  }
+  const std::uint64_t bytes = file->size();
+  auto dev = std::make_unique<ep::BlockDevice>(std::move(*file), b, d.queue_size);
+  if (auto r = dev->start(loop_); !r) return tl::unexpected(std::string("cannot start the I/O threads: ") + r.error().what);
+  spdlog::get("ep")->info("virtio-blk on {}: {} bytes{}, block size {}, queue size {}", b.path, bytes,
+                          b.read_only ? " read-only" : "", b.block_size, d.queue_size);
+  return dev;
+}
+
 tl::expected<std::uint32_t, std::string> EpProgram::add_device(const config::DeviceConfig& d) {
   if (!transport_->first_free_slot()) return tl::unexpected(std::string("the device table is full"));
   Made dev;
@@ -126,6 +146,9 @@ tl::expected<std::uint32_t, std::string> EpProgram::add_device(const config::Dev
       break;
     case config::DeviceType::kRpmsg:
       dev = make_rpmsg(d);
+      break;
+    case config::DeviceType::kBlock:
+      dev = make_block(d);
       break;
   }
   if (!dev) return tl::unexpected(dev.error());
@@ -334,7 +357,7 @@ int main(int argc, char** argv) {
   add->add_option("device", o.ctl_device, "TOML lines of the device")->required();
   auto* rm = ctl->add_subcommand("remove", "Remove the device in a slot");
   rm->add_option("slot", o.ctl_slot, "Slot number (see ctl list)")->required();
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net", "ep.rpmsg"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net", "ep.rpmsg", "ep.blk"});
   if (!cfg) return cfg.error();
   if (ctl->parsed()) {
     const std::string op = ctl->get_subcommands().front()->get_name();

@@ -302,7 +302,37 @@ def gen_transport():
           + bytes([T_POLL]), prefix="crash-")
 
 
+# ---------------------------------------------------------------- blk_request_fuzz
+# cfg, max_seg, max_sectors, capacity, read_len, write_len, readable bytes
+T_IN, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD, T_WZ = 0, 1, 4, 8, 11, 13
+
+
+def blk(cfg, read_len, write_len, readable, max_seg=16, max_sectors=1 << 20, capacity=2048):
+    return struct.pack("<BBIQII", cfg, max_seg, max_sectors, capacity, read_len, write_len) + readable
+
+
+def blk_hdr(t, sector):
+    return struct.pack("<IIQ", t, 0, sector)
+
+
+def gen_blk():
+    t = "blk_request_fuzz"
+    allf = 0x0E
+    write(t, "read", blk(allf, 16, 4097, blk_hdr(T_IN, 8)))
+    write(t, "write", blk(allf, 16 + 1024, 1, blk_hdr(T_OUT, 2046) + bytes(1024)))
+    write(t, "write-read-only", blk(allf | 1, 16 + 512, 1, blk_hdr(T_OUT, 0) + bytes(512)))
+    write(t, "read-past-end", blk(allf, 16, 1025, blk_hdr(T_IN, 2047)))
+    write(t, "flush", blk(allf, 16, 1, blk_hdr(T_FLUSH, 0)))
+    write(t, "get-id", blk(allf, 16, 21, blk_hdr(T_GET_ID, 0)))
+    write(t, "discard", blk(allf, 48, 1, blk_hdr(T_DISCARD, 0) + struct.pack("<QII", 0, 8, 0)
+                           + struct.pack("<QII", 100, 1948, 0)))
+    write(t, "write-zeroes-unmap", blk(allf, 32, 1, blk_hdr(T_WZ, 0) + struct.pack("<QII", 2040, 8, 1)))
+    write(t, "no-status", blk(allf, 16, 0, blk_hdr(T_IN, 0)))
+    write(t, "unknown-type", blk(allf, 16, 1, blk_hdr(0x77, 0)))
+
+
 if __name__ == "__main__":
+    gen_blk()
     gen_vringh()
     gen_vring_used()
     gen_transport()

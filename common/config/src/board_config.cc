@@ -45,7 +45,7 @@ constexpr std::int64_t kMaxWindow = std::int64_t{1} << 30;
 constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board file is a few KiB
 
 constexpr std::array kPlatforms{Platform::kLoopback};
-constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg};
+constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock};
 constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
 
 /// `s` between `q` quotes, with quotes, backslashes and control bytes escaped, for messages.
@@ -186,6 +186,9 @@ class Reader {
   Expected<DeviceConfig> read_device(const toml::table& table, std::size_t index) const;
   Expected<NetConfig> read_net(const toml::table& table, const std::string& where) const;
   Expected<RpmsgConfig> read_rpmsg(const toml::table& device, const std::string& where, std::size_t index) const;
+  Expected<BlockConfig> read_block(const toml::table& device, const std::string& where, std::size_t index) const;
+  Expected<bool> get_bool(const toml::table& parent, std::string_view where, std::string_view key,
+                          bool fallback) const;
   Expected<Backend> read_backend(const toml::table& device, const std::string& device_where,
                                  std::string_view side, std::string default_ifname) const;
   Expected<void> check_unique(const std::vector<DeviceConfig>& devices, Backend DeviceConfig::*side,
@@ -446,12 +449,57 @@ Expected<RpmsgConfig> Reader::read_rpmsg(const toml::table& device, const std::s
   return rpmsg;
 }
 
+Expected<bool> Reader::get_bool(const toml::table& parent, std::string_view where, std::string_view key,
+                                bool fallback) const {
+  const toml::node* node = parent.get(key);
+  if (node == nullptr) return fallback;
+  if (const auto* b = node->as_boolean()) return b->get();
+  return fail(child(where, key) + " must be true or false (got " + std::string(type_name(node->type())) +
+              "): write " + std::string(key) + " = " + (fallback ? "true" : "false"));
+}
+
+Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::string& where,
+                                         std::size_t index) const {
+  VEPF_CONFIG_TRY(table, get_table(device, where, "block"));
+  const std::string in = where + ".block";
+  if (table == nullptr) {
+    return fail("missing required table [" + in + "] (type = \"block\"): add path = \"/path/to/disk.img\"");
+  }
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"path", "size", "read_only", "block_size", "nbd_socket"}));
+  BlockConfig block;
+  VEPF_CONFIG_TRY(path, required_string(*table, in, "path"));
+  if (path.empty() || path.find('\0') != std::string::npos) {
+    return fail(in + ".path must be a file or block device path such as \"/var/lib/vepf/disk0.img\"");
+  }
+  block.path = std::move(path);
+  // TOML integers are int64: sizes up to 2^62 are plenty (VIRTIO capacity is 2^64 sectors).
+  VEPF_CONFIG_TRY(size, get_integer(*table, in, "size", 0, 0, std::int64_t{1} << 62));
+  if (size % 512 != 0) {
+    return fail(in + ".size = " + std::to_string(size) + " is not a multiple of 512: use e.g. " +
+                std::to_string((size / 512 + 1) * 512) + " (bytes)");
+  }
+  block.size = static_cast<std::uint64_t>(size);
+  VEPF_CONFIG_TRY(ro, get_bool(*table, in, "read_only", false));
+  block.read_only = ro;
+  VEPF_CONFIG_TRY(bs, get_integer(*table, in, "block_size", 512, 512, 65536));
+  if ((bs & (bs - 1)) != 0) {
+    return fail(in + ".block_size = " + std::to_string(bs) + " is not a power of 2: use 512, 1024, ..., 65536");
+  }
+  block.block_size = static_cast<std::uint32_t>(bs);
+  VEPF_CONFIG_TRY(sock, get_string(*table, in, "nbd_socket"));
+  block.nbd_socket = sock ? std::move(*sock) : "/run/vepf/block" + std::to_string(index) + ".sock";
+  VEPF_CONFIG_CHECK(check_socket_path(in + ".nbd_socket", block.nbd_socket));
+  return block;
+}
+
 Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t index) const {
   const std::string where = "device[" + std::to_string(index) + "]";
   VEPF_CONFIG_TRY(type_text, required_string(table, where, "type"));
   VEPF_CONFIG_TRY(type, choose(where + ".type", type_text, kDeviceTypes, "device type"));
   if (type == DeviceType::kRpmsg) {
     VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "rpmsg"}));
+  } else if (type == DeviceType::kBlock) {
+    VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "block"}));
   } else {
     VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "net", "ep", "host"}));
   }
@@ -467,6 +515,11 @@ Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t
   if (type == DeviceType::kRpmsg) {
     VEPF_CONFIG_TRY(rpmsg, read_rpmsg(table, where, index));
     device.rpmsg = std::move(rpmsg);
+    return device;
+  }
+  if (type == DeviceType::kBlock) {
+    VEPF_CONFIG_TRY(block, read_block(table, where, index));
+    device.block = std::move(block);
     return device;
   }
   VEPF_CONFIG_TRY(net_table, get_table(table, where, "net"));
@@ -536,6 +589,17 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
       if (devices[i].rpmsg.runtime_dir != devices[j].rpmsg.runtime_dir) continue;
       return fail("device[" + std::to_string(j) + "].rpmsg.runtime_dir = " + in_quotes(devices[j].rpmsg.runtime_dir) +
                   " is already used by device[" + std::to_string(i) + "]: give each device its own");
+    }
+  }
+  for (std::size_t j = 1; j < devices.size(); ++j) {
+    for (std::size_t i = 0; i < j; ++i) {
+      if (devices[i].type != DeviceType::kBlock || devices[j].type != DeviceType::kBlock) continue;
+      for (auto key : {&BlockConfig::path, &BlockConfig::nbd_socket}) {
+        if (devices[i].block.*key != devices[j].block.*key) continue;
+        return fail("device[" + std::to_string(j) + "].block." + (key == &BlockConfig::path ? "path" : "nbd_socket") +
+                    " = " + in_quotes(devices[j].block.*key) + " is already used by device[" + std::to_string(i) +
+                    "]: give each device its own");
+      }
     }
   }
   return devices;
@@ -646,6 +710,8 @@ std::string_view to_string(DeviceType type) {
       return "net";
     case DeviceType::kRpmsg:
       return "rpmsg";
+    case DeviceType::kBlock:
+      return "block";
   }
   return "unknown";
 }

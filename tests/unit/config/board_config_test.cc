@@ -446,5 +446,53 @@ TEST(BoardConfig, RpmsgDeviceParsesAlone) {
   EXPECT_EQ(d->rpmsg.runtime_dir, "/tmp/q");
 }
 
+// ---- type = "block" ----
+
+TEST(BoardConfig, BlockDeviceParsesWithDefaults) {
+  const auto cfg = parse_board_config(board() + "[[device]]\ntype = \"block\"\n[device.block]\npath = \"/tmp/d.img\"\n",
+                                      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->devices.size(), 2u);
+  const auto& b = cfg->devices[1].block;
+  EXPECT_EQ(cfg->devices[1].type, DeviceType::kBlock);
+  EXPECT_EQ(b.path, "/tmp/d.img");
+  EXPECT_EQ(b.size, 0u);
+  EXPECT_FALSE(b.read_only);
+  EXPECT_EQ(b.block_size, 512u);
+  EXPECT_EQ(b.nbd_socket, "/run/vepf/block1.sock");
+  EXPECT_EQ(to_string(DeviceType::kBlock), "block");
+}
+
+TEST(BoardConfig, BlockDeviceTakesEveryKey) {
+  const auto d = parse_device_config(
+      "type = \"block\"\nqueue_size = 64\nblock = { path = \"/dev/vdb\", size = 1048576, read_only = true, "
+      "block_size = 4096, nbd_socket = \"/tmp/b.sock\" }\n",
+      "ctl add", 3);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->block.size, 1048576u);
+  EXPECT_TRUE(d->block.read_only);
+  EXPECT_EQ(d->block.block_size, 4096u);
+  EXPECT_EQ(d->block.nbd_socket, "/tmp/b.sock");
+  EXPECT_EQ(d->queue_size, 64);
+}
+
+TEST(BoardConfig, BlockRejectsBadTables) {
+  const std::string dev = std::string(kBoard) + "[[device]]\ntype = \"block\"\n";
+  EXPECT_TRUE(has(error_of(dev), "missing required table [device[0].block]"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\nsize = 512\n"), "missing required key device[0].block.path"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nsize = 1000\n"), "not a multiple of 512"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nsize = -512\n"), "out of range"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 1000\n"), "not a power of 2"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 256\n"), "out of range"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nread_only = 1\n"), "must be true or false"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\ncolour = 1\n"), "unknown key 'colour'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nnbd_socket = \"\"\n"), "nbd_socket is empty"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\n[device.net]\nmac = \"02:00:00:00:00:01\"\n"),
+                  "unknown key 'net'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\n[[device]]\ntype = \"block\"\n"
+                                 "[device.block]\npath = \"/d\"\n"),
+                  "device[1].block.path = \"/d\" is already used by device[0]"));
+}
+
 }  // namespace
 }  // namespace vepf::config

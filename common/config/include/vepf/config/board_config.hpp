@@ -18,7 +18,7 @@ namespace vepf::config {
 inline constexpr std::size_t kMaxDevices = 16;
 
 enum class Platform { kLoopback };
-enum class DeviceType { kNet, kRpmsg };
+enum class DeviceType { kNet, kRpmsg, kBlock };
 enum class BackendKind { kTap, kSeqpacket };
 
 /// How a program hands a device to its OS.
@@ -44,11 +44,25 @@ struct RpmsgConfig {
 /// sun_path (107) - "/host/" - a 31-character channel name - ".sock".
 inline constexpr std::size_t kMaxRpmsgRuntimeDirLen = 107 - 6 - 31 - 5;
 
+/// type = "block": required [device.block] table.
+struct BlockConfig {
+  /// The EP's backing store: a regular file or a block device. A missing file is created
+  /// (sparse) when `size` is given.
+  std::string path;
+  std::uint64_t size = 0;          // bytes; 0: use the existing file's size. Multiple of 512.
+  bool read_only = false;          // VIRTIO_BLK_F_RO
+  std::uint32_t block_size = 512;  // VIRTIO_BLK_F_BLK_SIZE, bytes: power of 2, 512..65536
+  /// Where vepf-host serves the device as NBD (unix stream socket, 1..107 chars).
+  /// Default "/run/vepf/block<N>.sock" (N = device index).
+  std::string nbd_socket;
+};
+
 struct DeviceConfig {
   DeviceType type = DeviceType::kNet;
   std::uint16_t queue_size = 256;  // entries, power of 2, 2..32768
   NetConfig net;                   // type = "net" only
   RpmsgConfig rpmsg;               // type = "rpmsg" only
+  BlockConfig block;               // type = "block" only
   Backend ep;    // how vepf-ep presents it (device side; type = "net" only)
   Backend host;  // how vepf-host presents it (driver side; type = "net" only)
 };
@@ -91,7 +105,7 @@ tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::
 tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
                                                             std::size_t index);
 
-/// The TOML spelling of each enum value ("loopback", "net", "rpmsg", "tap", "seqpacket").
+/// The TOML spelling of each enum value ("loopback", "net", "rpmsg", "block", "tap", "seqpacket").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DeviceType type);
 std::string_view to_string(BackendKind kind);

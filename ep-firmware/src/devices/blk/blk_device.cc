@@ -1,0 +1,318 @@
+#include "devices/blk/blk_device.hpp"
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace vepf::ep {
+
+namespace {
+constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
+constexpr int kBudget = 256;  // chains per call before returning to the event loop
+// One DISCARD/WRITE_ZEROES segment may cover up to 4 GiB - 512 (num_sectors is 32 bits); the
+// request may carry this many segments.
+constexpr std::uint32_t kMaxRangeSectors = 0xffffffffu / layout::kSectorSize;
+constexpr std::uint32_t kMaxRangeSegments = 16;
+auto log() { return spdlog::get("ep.blk"); }
+}  // namespace
+
+BlockDevice::BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::uint16_t queue_size, unsigned io_threads)
+    : file_(std::move(file)), read_only_(cfg.read_only), queue_size_(queue_size), io_threads_(std::max(1u, io_threads)) {
+  cfg_.capacity = layout::le64::from_cpu(file_.size() / layout::kSectorSize);
+  // Linux's virtio_blk needs seg_max <= queue size - 2 for requests without indirect tables.
+  cfg_.seg_max = layout::le32::from_cpu(std::max(1, std::min<int>(queue_size_ - 2, 254)));
+  cfg_.blk_size = layout::le32::from_cpu(cfg.block_size);
+  cfg_.max_discard_sectors = layout::le32::from_cpu(kMaxRangeSectors);
+  cfg_.max_discard_seg = layout::le32::from_cpu(kMaxRangeSegments);
+  cfg_.discard_sector_alignment = layout::le32::from_cpu(cfg.block_size / layout::kSectorSize);
+  cfg_.max_write_zeroes_sectors = layout::le32::from_cpu(kMaxRangeSectors);
+  cfg_.max_write_zeroes_seg = layout::le32::from_cpu(kMaxRangeSegments);
+  cfg_.write_zeroes_may_unmap = 1;
+  hdr_buf_.resize(sizeof(layout::VirtioBlkReqHdr) + kMaxRangeSegments * sizeof(layout::VirtioBlkDiscardWz));
+}
+
+BlockDevice::~BlockDevice() {
+  {
+    std::lock_guard lk(m_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  if (loop_ != nullptr && done_fd_.valid()) loop_->remove(done_fd_.fd());
+}
+
+Result<void> BlockDevice::start(os::EventLoop& loop) {
+  auto efd = os::EventFd::create();
+  if (!efd) return tl::unexpected(efd.error());
+  done_fd_ = std::move(*efd);
+  if (auto r = loop.add(done_fd_.fd(), EPOLLIN, [this](std::uint32_t) { on_completions(); }); !r) return r;
+  loop_ = &loop;
+  for (unsigned i = 0; i < io_threads_; ++i) threads_.emplace_back([this] { io_thread(); });
+  return {};
+}
+
+std::uint32_t BlockDevice::device_id() const { return VIRTIO_ID_BLOCK; }
+
+std::uint64_t BlockDevice::device_features() const {
+  std::uint64_t f = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
+                    bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH);
+  if (read_only_) return f | bit(VIRTIO_BLK_F_RO);
+  return f | bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
+}
+
+void BlockDevice::on_driver_ok(transport::DeviceHandle& h) {
+  h_ = h;
+  const std::uint64_t f = h.features();
+  lim_.capacity = cfg_.capacity.to_cpu();
+  // A read-only device stays read-only whether or not the driver accepted VIRTIO_BLK_F_RO.
+  lim_.read_only = read_only_;
+  lim_.flush = f & bit(VIRTIO_BLK_F_FLUSH);
+  lim_.discard = f & bit(VIRTIO_BLK_F_DISCARD);
+  lim_.write_zeroes = f & bit(VIRTIO_BLK_F_WRITE_ZEROES);
+  lim_.max_discard_sectors = lim_.max_write_zeroes_sectors = kMaxRangeSectors;
+  lim_.max_discard_seg = lim_.max_write_zeroes_seg = kMaxRangeSegments;
+  lim_.max_data = kMaxRequestData;
+  log()->info("{}: driver ready, {} sectors{}", file_.path(), lim_.capacity, read_only_ ? ", read-only" : "");
+}
+
+void BlockDevice::on_reset() {
+  // Requests of the old session are dropped: queued ones here, running ones when they return
+  // (their generation no longer matches). Their chains belong to queues about to go.
+  ++generation_;
+  {
+    std::lock_guard lk(m_);
+    for (auto& j : todo_) {
+      --in_flight_;
+      in_flight_bytes_ -= j->data_bytes;
+    }
+    todo_.clear();
+  }
+  if (h_) log()->info("{}: driver reset", file_.path());
+  h_.reset();
+  backlog_ = false;
+}
+
+void BlockDevice::on_notify(transport::DeviceHandle&) { process(); }
+
+void BlockDevice::broken() {
+  auto* vq = h_->queue(layout::kBlkRequestQueue);
+  log()->error("{}: driver broke the request queue's rules ({}); device needs reset", file_.path(), vq ? vq->why() : "?");
+  h_->queue_broken(layout::kBlkRequestQueue);
+  backlog_ = false;
+}
+
+void BlockDevice::finish(Job& job, std::uint8_t status, std::uint32_t written) {
+  ring::Vringh* q = h_ ? h_->queue(layout::kBlkRequestQueue) : nullptr;
+  if (q == nullptr) return;
+  // Data (IN, GET_ID) then the status byte, which is the last writable byte (VIRTIO 1.2 §5.2.6).
+  const std::size_t n = written + layout::kBlkStatusSize;
+  if (job.buf.size() < n) job.buf.resize(n);
+  job.buf[written] = std::byte{status};
+  if (job.chain.write_len > n) {
+    // More writable room than data + status: the status still goes to the last byte.
+    job.buf.resize(job.chain.write_len, std::byte{0});
+    job.buf.back() = std::byte{status};
+    written = static_cast<std::uint32_t>(job.chain.write_len - layout::kBlkStatusSize);
+  }
+  ring::chain_write(job.chain, std::span{job.buf}.first(written + layout::kBlkStatusSize));
+  if (!q->complete(job.chain.head, written + static_cast<std::uint32_t>(layout::kBlkStatusSize))) return broken();
+  need_notify_ = true;
+}
+
+void BlockDevice::process() {
+  if (!h_) return;
+  ring::Vringh* q = h_->queue(layout::kBlkRequestQueue);
+  if (q == nullptr) return;
+  backlog_ = true;  // cleared when the loop ends for any reason but the budget
+  for (int budget = kBudget; budget > 0; --budget) {
+    if (in_flight_bytes_ >= kMaxInFlightData) {
+      backlog_ = false;  // resumes from on_completions()
+      break;
+    }
+    auto c = q->pop();
+    if (!c) return broken();
+    if (!*c) {
+      if (!q->notify_enable()) continue;
+      backlog_ = false;
+      break;
+    }
+    auto job = std::make_unique<Job>();
+    job->generation = generation_;
+    job->chain = std::move(**c);
+    const auto& ch = job->chain;
+    // Read the header and any DISCARD/WRITE_ZEROES segments; OUT data is read below.
+    const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(ch.read_len, hdr_buf_.size()));
+    ring::chain_read(ch, std::span{hdr_buf_}.first(head));
+    auto p = layout::parse_blk_request(std::span{hdr_buf_}.first(head), ch.read_len, ch.write_len, lim_);
+    if (p.kind == layout::BlkParse::Kind::kMalformed) {
+      log()->error("{}: request chain without room for header and status ({} B readable, {} B writable)", file_.path(),
+                   ch.read_len, ch.write_len);
+      return broken();
+    }
+    if (p.kind == layout::BlkParse::Kind::kStatus) {
+      ++stats_.refused;
+      finish(*job, p.status, 0);
+      continue;
+    }
+    job->req = std::move(p.request);
+    if (job->req.type == VIRTIO_BLK_T_OUT) {
+      job->buf.resize(ch.read_len);  // header + data, one copy out of our own window
+      ring::chain_read(ch, job->buf);
+      job->data_bytes = job->req.length;
+    } else if (job->req.type == VIRTIO_BLK_T_IN) {
+      job->buf.resize(job->req.length + layout::kBlkStatusSize);
+      job->data_bytes = job->req.length;
+    } else if (job->req.type == VIRTIO_BLK_T_GET_ID) {
+      ++stats_.get_ids;
+      std::string id = "vepf:" + file_.path().substr(file_.path().find_last_of('/') + 1);
+      id.resize(VIRTIO_BLK_ID_BYTES, '\0');  // NUL-padded; not NUL-terminated when 20 long
+      job->buf.assign(reinterpret_cast<const std::byte*>(id.data()),
+                      reinterpret_cast<const std::byte*>(id.data()) + job->req.length);
+      finish(*job, VIRTIO_BLK_S_OK, static_cast<std::uint32_t>(job->req.length));
+      continue;
+    }
+    submit(std::move(job));
+  }
+  if (need_notify_ && q->need_notify()) h_->notify_driver();
+  need_notify_ = false;
+}
+
+void BlockDevice::submit(std::unique_ptr<Job> job) {
+  ++in_flight_;
+  in_flight_bytes_ += job->data_bytes;
+  stats_.max_in_flight = std::max(stats_.max_in_flight, in_flight_);
+  {
+    std::lock_guard lk(m_);
+    todo_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void BlockDevice::io_thread() {
+  for (;;) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock lk(m_);
+      cv_.wait(lk, [this] { return stopping_ || !todo_.empty(); });
+      if (stopping_) return;
+      job = std::move(todo_.front());
+      todo_.pop_front();
+    }
+    execute(*job);
+    {
+      std::lock_guard lk(m_);
+      done_.push_back(std::move(job));
+    }
+    (void)done_fd_.signal();
+  }
+}
+
+void BlockDevice::execute(Job& job) const {
+  const auto& r = job.req;
+  switch (r.type) {
+    case VIRTIO_BLK_T_IN:
+      job.err = file_.read(r.offset, std::span{job.buf}.first(r.length));
+      break;
+    case VIRTIO_BLK_T_OUT:
+      job.err = file_.write(r.offset, std::span{job.buf}.subspan(sizeof(layout::VirtioBlkReqHdr), r.length));
+      break;
+    case VIRTIO_BLK_T_FLUSH:
+      job.err = file_.flush();
+      break;
+    case VIRTIO_BLK_T_DISCARD:
+      for (const auto& rg : r.ranges) {
+        const int e = file_.discard(rg.offset, rg.length);
+        // Discard is a hint (VIRTIO 1.2 §5.2.6.2): a backend that cannot deallocate keeps the data.
+        if (e != 0 && e != EOPNOTSUPP) job.err = e;
+      }
+      break;
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+      for (const auto& rg : r.ranges) {
+        if (const int e = file_.write_zeroes(rg.offset, rg.length, rg.unmap); e != 0) job.err = e;
+      }
+      break;
+    default:
+      job.err = EINVAL;  // parse_blk_request() lets no other type through
+  }
+}
+
+void BlockDevice::on_completions() {
+  (void)done_fd_.drain();
+  std::deque<std::unique_ptr<Job>> done;
+  {
+    std::lock_guard lk(m_);
+    done.swap(done_);
+  }
+  for (auto& job : done) {
+    --in_flight_;
+    in_flight_bytes_ -= job->data_bytes;
+    if (job->generation != generation_) continue;  // its driver session is gone
+    const auto& r = job->req;
+    if (job->err != 0) {
+      ++stats_.io_errors;
+      log()->warn("{}: request type {} at byte {} failed: {}", file_.path(), r.type, r.offset, std::strerror(job->err));
+      finish(*job, VIRTIO_BLK_S_IOERR, 0);
+      continue;
+    }
+    switch (r.type) {
+      case VIRTIO_BLK_T_IN:
+        ++stats_.reads;
+        stats_.read_bytes += r.length;
+        finish(*job, VIRTIO_BLK_S_OK, static_cast<std::uint32_t>(r.length));
+        break;
+      case VIRTIO_BLK_T_OUT:
+        ++stats_.writes;
+        stats_.write_bytes += r.length;
+        finish(*job, VIRTIO_BLK_S_OK, 0);
+        break;
+      case VIRTIO_BLK_T_FLUSH:
+        ++stats_.flushes;
+        finish(*job, VIRTIO_BLK_S_OK, 0);
+        break;
+      case VIRTIO_BLK_T_DISCARD:
+        ++stats_.discards;
+        finish(*job, VIRTIO_BLK_S_OK, 0);
+        break;
+      default:
+        ++stats_.write_zeroes;
+        finish(*job, VIRTIO_BLK_S_OK, 0);
+    }
+  }
+  if (h_) {
+    if (ring::Vringh* q = h_->queue(layout::kBlkRequestQueue); q && need_notify_ && q->need_notify()) h_->notify_driver();
+  }
+  need_notify_ = false;
+  process();  // room in flight again: take what waited
+}
+
+BlockDevice::Counts BlockDevice::counts() const {
+  return {stats_.reads, stats_.writes};  // data requests each way
+}
+
+void BlockDevice::describe(nlohmann::json& out) const {
+  out["path"] = file_.path();
+  out["capacity_bytes"] = file_.size();
+  out["read_only"] = read_only_;
+  out["reads"] = stats_.reads;
+  out["writes"] = stats_.writes;
+  out["read_bytes"] = stats_.read_bytes;
+  out["write_bytes"] = stats_.write_bytes;
+  out["flushes"] = stats_.flushes;
+  out["in_flight"] = in_flight_;
+}
+
+void BlockDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
+  const auto& s = stats_;
+  log()->log(lvl,
+             "slot {} {}: read {} req {} B, wrote {} req {} B, {} flushes, {} discards, {} write-zeroes, "
+             "{} I/O errors, {} refused, at most {} in flight",
+             slot, file_.path(), s.reads, s.read_bytes, s.writes, s.write_bytes, s.flushes, s.discards,
+             s.write_zeroes, s.io_errors, s.refused, s.max_in_flight);
+}
+
+}  // namespace vepf::ep
