@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "drivers/blk/blk_driver.hpp"
 #include "drivers/net/net_driver.hpp"
 #include "drivers/rpmsg/rpmsg_driver.hpp"
 #include "vepf/app/app.hpp"
@@ -61,6 +62,11 @@ class HostProgram {
   std::unique_ptr<host::Driver> probe(const transport::DeviceInfo& info);
   std::unique_ptr<host::Driver> probe_net(const transport::DeviceInfo& info);
   std::unique_ptr<host::Driver> probe_rpmsg(const transport::DeviceInfo& info);
+  std::unique_ptr<host::Driver> probe_block(const transport::DeviceInfo& info);
+  /// device[slot] of the board config when it has type `t`.
+  const config::DeviceConfig* configured(std::uint32_t slot, config::DeviceType t) const {
+    return slot < cfg_.devices.size() && cfg_.devices[slot].type == t ? &cfg_.devices[slot] : nullptr;
+  }
   void reconcile();
   void on_interrupt();
   void check_signals();
@@ -152,11 +158,23 @@ std::unique_ptr<host::Driver> HostProgram::probe_net(const transport::DeviceInfo
 
 std::unique_ptr<host::Driver> HostProgram::probe_rpmsg(const transport::DeviceInfo& info) {
   // Slot n takes device[n]'s runtime_dir when the board config says it is an rpmsg device.
-  const bool configured = info.slot < cfg_.devices.size() && cfg_.devices[info.slot].type == config::DeviceType::kRpmsg;
-  std::string dir = configured ? cfg_.devices[info.slot].rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
+  const auto* d = configured(info.slot, config::DeviceType::kRpmsg);
+  std::string dir = d ? d->rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
   auto drv = std::make_unique<host::RpmsgDriver>(*transport_, info, std::move(dir), loop_);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.rpmsg")->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));
+    return nullptr;
+  }
+  return drv;
+}
+
+std::unique_ptr<host::Driver> HostProgram::probe_block(const transport::DeviceInfo& info) {
+  // Slot n takes device[n]'s NBD socket when the board config says it is a block device.
+  const auto* d = configured(info.slot, config::DeviceType::kBlock);
+  std::string sock = d ? d->block.nbd_socket : fmt::format("/run/vepf/block{}.sock", info.slot);
+  auto drv = std::make_unique<host::BlockDriver>(*transport_, info, std::move(sock), loop_);
+  if (auto r = drv->probe(); !r) {
+    spdlog::get("host.blk")->error("device {}: virtio-blk setup failed: {}", info.slot, describe(r.error()));
     return nullptr;
   }
   return drv;
@@ -168,6 +186,8 @@ std::unique_ptr<host::Driver> HostProgram::probe(const transport::DeviceInfo& in
       return probe_net(info);
     case VIRTIO_ID_RPMSG:
       return probe_rpmsg(info);
+    case VIRTIO_ID_BLOCK:
+      return probe_block(info);
     default:
       if (known_unsupported_.insert(info.slot).second) {
         spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", info.slot,
@@ -322,7 +342,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
   cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk"});
   if (!cfg) return cfg.error();
   auto rt = vepf::app::make_runtime();
   if (!rt) {

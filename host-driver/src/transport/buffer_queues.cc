@@ -2,52 +2,18 @@
 
 namespace vepf::host {
 
-BufferQueues::~BufferQueues() {
-  for (const auto& a : owned_) {
-    const bool ep = layout::link_addr_window(a.link_addr) == static_cast<std::uint8_t>(layout::WindowId::kEp);
-    (ep ? t_.ep_alloc() : t_.rc_alloc()).free(a);
-  }
-}
-
-Result<transport::Allocation> BufferQueues::alloc(layout::WindowId w, std::size_t bytes) {
-  auto a = (w == layout::WindowId::kEp ? t_.ep_alloc() : t_.rc_alloc()).alloc(bytes, 64);
-  if (a) owned_.push_back(*a);
-  return a;
-}
-
-Result<std::unique_ptr<ring::Vring>> BufferQueues::make_queue(std::uint16_t index, bool event_idx) {
-  const std::uint16_t num = info_.max_queue_size;
-  auto desc = alloc(layout::WindowId::kEp, layout::desc_table_size(num));
-  auto avail = alloc(layout::WindowId::kEp, layout::avail_ring_size(num));
-  auto used = alloc(layout::WindowId::kRc, layout::used_ring_size(num));
-  if (!desc || !avail || !used) return fail(Errc::kNoSpace, "windows too small for the queues");
-  ring::VringParams p;
-  p.num = num;
-  p.desc = {&t_.link().ep_window(), desc->off, static_cast<std::uint32_t>(desc->len)};
-  p.avail = {&t_.link().ep_window(), avail->off, static_cast<std::uint32_t>(avail->len)};
-  p.used = {&t_.link().rc_window(), used->off, static_cast<std::uint32_t>(used->len)};
-  p.event_idx = event_idx;
-  // One descriptor per buffer: indirect tables would only add a level here.
-  auto vq = std::make_unique<ring::Vring>(p);
-  if (auto r = t_.enable_queue(info_.slot, index, num, desc->link_addr, avail->link_addr, used->link_addr); !r) {
-    return tl::unexpected(r.error());
-  }
-  return vq;
-}
-
 Result<void> BufferQueues::setup(std::uint16_t rx_index, std::uint16_t tx_index, std::size_t buf_size,
                                  bool event_idx) {
   const std::uint16_t num = info_.max_queue_size;
-  if (!layout::queue_size_valid(num)) return fail(Errc::kRejected, "device max queue size not a power of 2");
-  auto rx = make_queue(rx_index, event_idx);
+  auto rx = space_.make_queue(rx_index, event_idx);
   if (!rx) return tl::unexpected(rx.error());
-  auto tx = make_queue(tx_index, event_idx);
+  auto tx = space_.make_queue(tx_index, event_idx);
   if (!tx) return tl::unexpected(tx.error());
   rx_ = std::move(*rx);
   tx_ = std::move(*tx);
   buf_size_ = buf_size;
-  auto rxp = alloc(layout::WindowId::kRc, std::size_t{num} * buf_size);
-  auto txp = alloc(layout::WindowId::kEp, std::size_t{num} * buf_size);
+  auto rxp = space_.alloc(layout::WindowId::kRc, std::size_t{num} * buf_size);
+  auto txp = space_.alloc(layout::WindowId::kEp, std::size_t{num} * buf_size);
   if (!rxp || !txp) return fail(Errc::kNoSpace, "windows too small for the buffers");
   rx_pool_ = *rxp;
   tx_pool_ = *txp;

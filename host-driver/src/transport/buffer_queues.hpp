@@ -12,14 +12,14 @@
 #include <vector>
 
 #include "vepf/ring/vring.hpp"
+#include "transport/window_space.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
 
 class BufferQueues {
  public:
-  BufferQueues(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info) {}
-  ~BufferQueues();
+  BufferQueues(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info), space_(t, info) {}
   BufferQueues(const BufferQueues&) = delete;
   BufferQueues& operator=(const BufferQueues&) = delete;
 
@@ -49,15 +49,12 @@ class BufferQueues {
   void kick(ring::Vring& vq);
 
  private:
-  Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
-  Result<std::unique_ptr<ring::Vring>> make_queue(std::uint16_t index, bool event_idx);
-
   transport::DriverTransport& t_;
   const transport::DeviceInfo& info_;
+  WindowSpace space_;  // frees the window space when destroyed
   std::unique_ptr<ring::Vring> rx_, tx_;
   std::size_t buf_size_ = 0;
   transport::Allocation rx_pool_, tx_pool_;
-  std::vector<transport::Allocation> owned_;
   std::vector<std::uint16_t> tx_free_;
 };
 

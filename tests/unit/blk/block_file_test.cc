@@ -52,6 +52,15 @@ TEST_F(BlockFileTest, CreatesASparseFileOfTheGivenSize) {
   EXPECT_LT(st.st_blocks * 512, 1 << 20);  // sparse
 }
 
+TEST_F(BlockFileTest, CreatesMissingParentDirectories) {
+  const std::string nested = dir_ + "/a/b/disk.img";
+  auto f = BlockFile::open(nested, 4096, false);
+  ASSERT_TRUE(f) << f.error().what;
+  ::unlink(nested.c_str());
+  ::rmdir((dir_ + "/a/b").c_str());
+  ::rmdir((dir_ + "/a").c_str());
+}
+
 TEST_F(BlockFileTest, SizeIsRoundedDownToSectors) {
   { ASSERT_TRUE(BlockFile::open(path_, 4096, false)); }
   ASSERT_EQ(::truncate(path_.c_str(), 4096 + 100), 0);
@@ -93,6 +102,15 @@ TEST_F(BlockFileTest, ReadOnlyRefusesWrites) {
   ASSERT_TRUE(f);
   const auto data = pattern(512, 1);
   EXPECT_EQ(f->write(0, data), EBADF);
+}
+
+TEST_F(BlockFileTest, ReadOnlyMayStartAsANewImage) {
+  auto f = BlockFile::open(path_, 8192, true);
+  ASSERT_TRUE(f) << f.error().what;
+  EXPECT_EQ(f->size(), 8192u);
+  std::vector<std::byte> back(512, std::byte{1});
+  ASSERT_EQ(f->read(0, back), 0);
+  EXPECT_EQ(back, std::vector<std::byte>(512));
 }
 
 TEST_F(BlockFileTest, RefusesADirectory) {

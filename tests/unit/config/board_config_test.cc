@@ -476,6 +476,16 @@ TEST(BoardConfig, BlockDeviceTakesEveryKey) {
   EXPECT_EQ(d->queue_size, 64);
 }
 
+TEST(BoardConfig, ShippedAllDevicesBoardLoads) {
+  const auto cfg = load_board_config(VEPF_SOURCE_DIR "/board-configs/loopback-all.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->devices.size(), 3u);
+  EXPECT_EQ(cfg->devices[0].type, DeviceType::kNet);
+  EXPECT_EQ(cfg->devices[1].type, DeviceType::kRpmsg);
+  EXPECT_EQ(cfg->devices[2].type, DeviceType::kBlock);
+  EXPECT_EQ(cfg->devices[2].block.nbd_socket, "/run/vepf/block2.sock");
+}
+
 TEST(BoardConfig, BlockRejectsBadTables) {
   const std::string dev = std::string(kBoard) + "[[device]]\ntype = \"block\"\n";
   EXPECT_TRUE(has(error_of(dev), "missing required table [device[0].block]"));

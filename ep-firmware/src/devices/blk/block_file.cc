@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <vector>
 
 namespace vepf::ep {
@@ -19,13 +20,20 @@ Result<BlockFile> BlockFile::open(const std::string& path, std::uint64_t create_
   int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
   int fd = ::open(path.c_str(), flags);
   if (fd < 0 && errno == ENOENT && create_size != 0) {
-    fd = ::open(path.c_str(), flags | O_CREAT | O_EXCL, 0600);
-    if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(create_size)) != 0) {
+    // Created writable (ftruncate needs it), then opened as asked: a read-only device may start
+    // as a new, empty image. Missing parent directories are created (like listen_seqpacket()).
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    const int cfd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (cfd < 0) return fail(Errc::kSystem, "open (create)", errno);
+    if (::ftruncate(cfd, static_cast<off_t>(create_size)) != 0) {
       const int e = errno;
-      ::close(fd);
+      ::close(cfd);
       ::unlink(path.c_str());
       return fail(Errc::kSystem, "ftruncate", e);
     }
+    ::close(cfd);
+    fd = ::open(path.c_str(), flags);
   }
   if (fd < 0) return fail(Errc::kSystem, "open", errno);
   f.fd_ = os::Fd(fd);

@@ -1,0 +1,116 @@
+#pragma once
+// virtio-blk driver (VIRTIO 1.2 §5.2), handing the device to the host OS as an NBD export on a
+// unix socket (nbd/nbd_server.hpp), so that nbdinfo, nbdcopy, qemu-img, qemu-io and the
+// kernel's nbd-client work unchanged.
+//
+// NBD requests are split into virtio requests of at most kChunk bytes, several in flight; an
+// NBD request completes when all its parts have. Offsets and lengths must be multiples of 512
+// (the export advertises a minimum block size of 512; clients honour it, others get EINVAL).
+// FUA is a write followed by a flush.
+//
+// Placement (ARCHITECTURE.md §1): descriptor table, avail ring, request headers, discard
+// segments and write data in the EP window (we only write them); used ring, status bytes and
+// read data in the RC window (we only read them).
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "drivers/driver.hpp"
+#include "nbd/nbd_server.hpp"
+#include "transport/window_space.hpp"
+#include "vepf/layout/blk.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/ring/vring.hpp"
+
+namespace vepf::host {
+
+struct BlkStats {
+  std::uint64_t reads = 0, read_bytes = 0;    // virtio IN requests completed
+  std::uint64_t writes = 0, write_bytes = 0;  // virtio OUT requests completed
+  std::uint64_t flushes = 0, discards = 0, write_zeroes = 0;
+  std::uint64_t errors = 0;                   // requests the device answered with IOERR/UNSUPP
+};
+
+class BlockDriver final : public Driver, public nbd::BlockTarget {
+ public:
+  static constexpr std::uint32_t kChunk = 128u << 10;  // bytes of data per virtio request
+  static constexpr std::uint16_t kReadBufs = 8;        // kChunk buffers in the RC window
+  static constexpr std::uint16_t kWriteBufs = 8;       // kChunk buffers in the EP window
+
+  static std::uint64_t wanted_features() noexcept;
+
+  /// `nbd_socket`: where the NBD server listens (unix stream socket).
+  BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string nbd_socket,
+              os::EventLoop& loop);
+  ~BlockDriver() override;
+
+  /// Negotiates, reads the config, sets up the queue and buffers, DRIVER_OK, starts the NBD
+  /// server. Errors: any DriverTransport error; kNoSpace (windows too small); kRejected
+  /// (capacity 0, queue too small); the NBD server's listen errors.
+  [[nodiscard]] Result<void> probe() override;
+  void on_interrupt() override;
+  Counts counts() const override { return {stats_.writes, stats_.reads}; }
+  void report(spdlog::level::level_enum lvl) const override;
+  const BlkStats& stats() const noexcept { return stats_; }
+  const layout::VirtioBlkConfig& blk_config() const noexcept { return cfg_; }
+  const std::string& nbd_socket() const noexcept { return socket_; }
+
+  // nbd::BlockTarget
+  nbd::ExportInfo info() const override;
+  void read(std::uint64_t offset, std::span<std::byte> dst, Done done) override;
+  void write(std::uint64_t offset, std::span<const std::byte> src, bool fua, Done done) override;
+  void flush(Done done) override;
+  void trim(std::uint64_t offset, std::uint32_t length, Done done) override;
+  void write_zeroes(std::uint64_t offset, std::uint32_t length, bool may_trim, Done done) override;
+
+ private:
+  /// One NBD request: done when `parts` reaches 0.
+  struct Op {
+    Done done;
+    std::size_t parts = 0;
+    int err = 0;
+    bool fua = false;  // flush once every part is written
+  };
+  /// One virtio request, waiting for a tag (and a data buffer) or in flight.
+  struct Part {
+    std::shared_ptr<Op> op;
+    std::uint32_t type = 0;         // VIRTIO_BLK_T_*
+    std::uint64_t offset = 0;       // bytes
+    std::uint32_t length = 0;       // bytes
+    std::byte* dst = nullptr;       // IN: where the data goes
+    const std::byte* src = nullptr; // OUT: where it comes from
+    bool unmap = false;             // WRITE_ZEROES
+    std::uint16_t buf = 0;          // data buffer while in flight
+  };
+
+  void on_needs_reset() override;
+  const char* logger() const override { return "host.blk"; }
+  /// Splits [offset, offset + length) into parts of at most `max` bytes for `op`.
+  void split(const std::shared_ptr<Op>& op, std::uint32_t type, std::uint64_t offset, std::uint64_t length,
+             std::uint64_t max, std::byte* dst, const std::byte* src, bool unmap);
+  bool check(std::uint64_t offset, std::uint64_t length, const Done& done) const;
+  void dispatch();
+  bool start(Part& p, std::uint16_t tag);
+  void complete(std::uint16_t tag);
+  void finish_part(Part& p, int err);
+  void fail_all(int err);
+
+  std::string socket_;
+  os::EventLoop& loop_;
+  layout::VirtioBlkConfig cfg_{};
+  std::uint64_t capacity_ = 0;  // bytes
+  WindowSpace space_;  // frees the window space when destroyed, after everything below
+  std::unique_ptr<ring::Vring> vq_;
+  transport::Allocation tags_ep_, tags_rc_, read_pool_, write_pool_;
+  std::vector<std::optional<Part>> in_flight_;  // by tag
+  std::vector<std::uint16_t> free_tags_, free_read_, free_write_;
+  std::deque<Part> waiting_;
+  std::unique_ptr<nbd::NbdServer> server_;
+  BlkStats stats_;
+};
+
+}  // namespace vepf::host

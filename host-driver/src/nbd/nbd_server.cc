@@ -1,0 +1,319 @@
+#include "nbd/nbd_server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <system_error>
+#include <utility>
+
+namespace vepf::host::nbd {
+namespace {
+
+constexpr std::size_t kReadChunk = 64u << 10;  // bytes per read(2)
+constexpr int kMaxReadsPerEvent = 16;          // then let other connections run
+constexpr std::size_t kMaxIov = 16;            // output chunks per sendmsg(2)
+constexpr mode_t kSocketMode = 0660;
+constexpr std::chrono::milliseconds kAcceptBackoff{100};  // out of descriptors: retry after
+
+struct UnixAddr {
+  sockaddr_un un{};
+  socklen_t len = 0;
+  // The sockets API takes every address family through `sockaddr*`.
+  const sockaddr* get() const noexcept {
+    return static_cast<const sockaddr*>(static_cast<const void*>(&un));
+  }
+};
+
+// The socket-path handling follows vepf::os::listen_seqpacket(), which only makes
+// SOCK_SEQPACKET sockets; NBD needs a byte stream.
+Result<UnixAddr> make_addr(const std::string& path) noexcept {
+  UnixAddr a;
+  a.un.sun_family = AF_UNIX;
+  // No abstract names (leading NUL) and nothing the kernel would cut off.
+  if (path.empty() || path.size() >= sizeof(a.un.sun_path) || path.find('\0') != std::string::npos)
+    return fail(Errc::kInvalidArgument, "nbd socket path empty or too long");
+  std::memcpy(a.un.sun_path, path.data(), path.size());
+  a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return a;
+}
+
+/// Creates the parent directory and removes a stale socket file (never anything else).
+Result<void> prepare_socket_path(const std::string& path) noexcept {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return fail(Errc::kSystem, "create the nbd socket's parent directory", ec.value());
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) < 0) {
+    if (errno == ENOENT) return {};
+    return fail(Errc::kSystem, "lstat of the nbd socket path", errno);
+  }
+  if (!S_ISSOCK(st.st_mode))
+    return fail(Errc::kInvalidArgument, "nbd socket path exists and is not a socket");
+  if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+    return fail(Errc::kSystem, "unlink stale nbd socket", errno);
+  return {};
+}
+
+}  // namespace
+
+struct NbdServer::Client {
+  Client(std::uint64_t i, os::Fd f, NbdSession s) noexcept
+      : id(i), fd(std::move(f)), session(std::move(s)) {}
+  std::uint64_t id;
+  os::Fd fd;
+  NbdSession session;        // after fd: destroyed first, so its hook never meets a closed socket
+  std::uint32_t events = 0;  // registered with the loop
+  bool broken = false;       // a send from a completion failed: close at the next event
+};
+
+NbdServer::NbdServer(std::string path, os::EventLoop& loop, BlockTarget& target, Options options,
+                     os::Fd lfd)
+    : path_(std::move(path)),
+      loop_(loop),
+      target_(target),
+      options_(options),
+      lfd_(std::move(lfd)),
+      rbuf_(kReadChunk),
+      log_(spdlog::get("host.blk")) {}
+
+Result<std::unique_ptr<NbdServer>> NbdServer::listen(const std::string& path, os::EventLoop& loop,
+                                                     BlockTarget& target, Options options) {
+  if (auto v = validate_export(target.info()); !v) return tl::unexpected(v.error());
+  auto addr = make_addr(path);
+  if (!addr) return tl::unexpected(addr.error());
+  if (auto r = prepare_socket_path(path); !r) return tl::unexpected(r.error());
+  os::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fail(Errc::kSystem, "socket(AF_UNIX, SOCK_STREAM)", errno);
+  if (::bind(fd.get(), addr->get(), addr->len) < 0)
+    return fail(Errc::kSystem, "bind nbd socket", errno);
+  struct stat st {};
+  if (::chmod(path.c_str(), kSocketMode) < 0 || ::stat(path.c_str(), &st) < 0 ||
+      ::listen(fd.get(), options.backlog) < 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    return fail(Errc::kSystem, "chmod, stat or listen of the nbd socket", err);
+  }
+  std::unique_ptr<NbdServer> s(new NbdServer(path, loop, target, options, std::move(fd)));
+  s->sock_dev_ = st.st_dev;
+  s->sock_ino_ = st.st_ino;
+  // From here on ~NbdServer unlinks the path on failure.
+  NbdServer* raw = s.get();
+  if (auto r = loop.add(s->lfd_.get(), EPOLLIN, [raw](std::uint32_t) { raw->on_accept(); }); !r)
+    return tl::unexpected(r.error());
+  if (s->log_) s->log_->info("nbd: serving on {}", path);
+  return Result<std::unique_ptr<NbdServer>>(std::move(s));
+}
+
+NbdServer::~NbdServer() {
+  if (accept_timer_ >= 0) loop_.remove(accept_timer_);
+  loop_.remove(lfd_.get());
+  // Move the table out first: nothing can reach a connection while it is torn down.
+  auto clients = std::move(clients_);
+  clients_.clear();
+  for (auto& [id, c] : clients) {
+    loop_.remove(c->fd.get());
+    retire(*c, false);
+  }
+  if (log_ && !clients.empty())
+    log_->info("nbd {}: shutting down, closing {} connection(s)", path_, clients.size());
+  clients.clear();  // sessions first (late completions are dropped), then the sockets
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == sock_dev_ && st.st_ino == sock_ino_)
+    ::unlink(path_.c_str());
+}
+
+NbdServer::Stats NbdServer::stats() const noexcept {
+  Stats s = retired_;
+  for (const auto& [id, c] : clients_) {
+    const SessionStats& t = c->session.stats();
+    s.requests += t.requests;
+    s.bytes_read += t.bytes_read;
+    s.bytes_written += t.bytes_written;
+    s.errors += t.errors;
+  }
+  return s;
+}
+
+void NbdServer::retire(const Client& c, bool protocol_error) noexcept {
+  const SessionStats& t = c.session.stats();
+  retired_.requests += t.requests;
+  retired_.bytes_read += t.bytes_read;
+  retired_.bytes_written += t.bytes_written;
+  retired_.errors += t.errors;
+  if (protocol_error) ++retired_.protocol_errors;
+}
+
+void NbdServer::on_accept() {
+  for (;;) {
+    os::Fd fd(::accept4(lfd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd.valid()) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (log_) log_->warn("nbd {}: accept: {}", path_, std::strerror(err));
+      // Out of descriptors or memory: the connection stays queued and the socket readable.
+      // Stop watching it for a while rather than spin.
+      pause_accept();
+      return;
+    }
+    auto session = NbdSession::create(target_, options_.limits);
+    if (!session) {
+      if (log_) log_->warn("nbd {}: refusing a client: {}", path_, session.error().what);
+      continue;
+    }
+    const std::uint64_t id = next_id_++;
+    auto c = std::make_unique<Client>(id, std::move(fd), std::move(*session));
+    Client* raw = c.get();
+    c->session.set_on_completion([this, raw] { on_completion(*raw); });
+    c->events = EPOLLIN | EPOLLOUT;  // the greeting is queued
+    if (auto r = loop_.add(c->fd.get(), c->events,
+                           [this, id](std::uint32_t ev) { on_client_event(id, ev); });
+        !r) {
+      if (log_) log_->warn("nbd {}: cannot watch a client: {}", path_, r.error().what);
+      continue;
+    }
+    clients_.emplace(id, std::move(c));
+    ++retired_.connections;
+    if (log_) log_->info("nbd {}: client {} connected ({} open)", path_, id, clients_.size());
+  }
+}
+
+void NbdServer::pause_accept() {
+  if (accept_timer_ >= 0) return;
+  auto t = loop_.add_timer(kAcceptBackoff, [this] {
+    loop_.remove(accept_timer_);  // one shot (removing the running timer is allowed)
+    accept_timer_ = -1;
+    (void)loop_.modify(lfd_.get(), EPOLLIN);
+  });
+  if (!t) return;  // keep watching: spinning beats never accepting again
+  accept_timer_ = *t;
+  (void)loop_.modify(lfd_.get(), 0);
+}
+
+void NbdServer::on_client_event(std::uint64_t id, std::uint32_t revents) {
+  const auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  Client& c = *it->second;
+  if (c.broken) return close_client(id, "send failed", false);
+  if ((revents & EPOLLERR) != 0) return close_client(id, "socket error", false);
+  if ((revents & (EPOLLIN | EPOLLHUP)) != 0 && c.session.wants_input()) {
+    const char* why = "";
+    bool protocol = false;
+    if (!read_input(c, why, protocol)) return close_client(id, why, protocol);
+  } else if ((revents & EPOLLHUP) != 0) {
+    return close_client(id, "client hung up", false);
+  }
+  if (c.session.can_resume()) {
+    if (auto r = c.session.resume(); !r) return close_client(id, r.error().what, true);
+  }
+  if (!flush(c)) return close_client(id, "send failed", false);
+  if (c.session.finished() &&
+      (c.session.phase() == NbdSession::Phase::kFailed || !c.session.has_output()))
+    return close_client(id, "session finished", false);
+  update_events(c);
+}
+
+bool NbdServer::read_input(Client& c, const char*& why, bool& protocol) {
+  for (int i = 0; i < kMaxReadsPerEvent && c.session.wants_input(); ++i) {
+    const ssize_t n = ::read(c.fd.get(), rbuf_.data(), rbuf_.size());
+    if (n > 0) {
+      if (auto r = c.session.receive(
+              std::span<const std::byte>(rbuf_.data(), static_cast<std::size_t>(n)));
+          !r) {
+        why = r.error().what;
+        protocol = true;
+        return false;
+      }
+      if (static_cast<std::size_t>(n) < rbuf_.size()) return true;  // drained
+      continue;
+    }
+    if (n == 0) {
+      why = "client disconnected";
+      return false;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    why = "read failed";
+    return false;
+  }
+  return true;
+}
+
+bool NbdServer::flush(Client& c) {
+  std::array<std::span<const std::byte>, kMaxIov> chunks;
+  std::array<iovec, kMaxIov> iov{};
+  while (c.session.has_output()) {
+    const std::size_t n = c.session.peek_output(chunks);
+    for (std::size_t i = 0; i < n; ++i) {
+      // iovec serves reads and writes alike, so its base is not const; sendmsg only reads it.
+      iov[i].iov_base = const_cast<std::byte*>(chunks[i].data());
+      iov[i].iov_len = chunks[i].size();
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = n;
+    // MSG_NOSIGNAL: a client that went away is an EPIPE here, not a SIGPIPE.
+    const ssize_t sent = ::sendmsg(c.fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent > 0) {
+      c.session.consume_output(static_cast<std::size_t>(sent));
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent == 0 || errno == EAGAIN || errno == EWOULDBLOCK) return true;  // EPOLLOUT resumes
+    return false;
+  }
+  return true;
+}
+
+void NbdServer::update_events(Client& c) {
+  std::uint32_t want = 0;
+  if (c.session.wants_input()) want |= EPOLLIN;
+  if (c.session.has_output() || c.session.can_resume() || c.session.finished() || c.broken)
+    want |= EPOLLOUT;
+  if (want == c.events) return;
+  if (auto r = loop_.modify(c.fd.get(), want); !r) {
+    if (log_) log_->warn("nbd {}: client {}: epoll_ctl: {}", path_, c.id, r.error().what);
+    return;
+  }
+  c.events = want;
+}
+
+void NbdServer::on_completion(Client& c) {
+  // Runs inside the target's `done`: send what is ready, never close here (the caller may
+  // still be working with this connection); the next event closes a broken one.
+  if (!c.broken && !flush(c)) c.broken = true;
+  update_events(c);
+}
+
+void NbdServer::close_client(std::uint64_t id, const char* why, bool protocol_error) {
+  const auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  std::unique_ptr<Client> c = std::move(it->second);
+  clients_.erase(it);
+  loop_.remove(c->fd.get());
+  retire(*c, protocol_error);
+  if (log_) {
+    if (protocol_error) {
+      log_->warn("nbd {}: client {} dropped: {}", path_, id, why);
+    } else {
+      log_->info("nbd {}: client {} closed: {} ({} request(s) in flight abandoned)", path_, id, why,
+                 c->session.in_flight());
+    }
+  }
+}  // c: the session goes first (late completions are dropped), then the socket
+
+}  // namespace vepf::host::nbd

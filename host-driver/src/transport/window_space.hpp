@@ -1,0 +1,37 @@
+#pragma once
+// Window space one driver owns: allocations in the EP and RC windows, freed when it goes (devices
+// come and go while the link is up), and the queues built in them with consumer-local placement
+// (ARCHITECTURE.md §1): descriptor table and avail ring in the EP window (the driver only writes
+// them), used ring in the RC window (the driver only reads it).
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "vepf/ring/vring.hpp"
+#include "vepf/transport/driver_transport.hpp"
+
+namespace vepf::host {
+
+class WindowSpace {
+ public:
+  WindowSpace(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info) {}
+  ~WindowSpace();
+  WindowSpace(const WindowSpace&) = delete;
+  WindowSpace& operator=(const WindowSpace&) = delete;
+
+  /// `bytes` in window `w`, 64-byte aligned. Errors: kNoSpace.
+  [[nodiscard]] Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
+  /// Allocates queue `index` with the device's max_queue_size entries and enables it.
+  /// Errors: kNoSpace (windows too small), kRejected (device refused), DriverTransport errors.
+  [[nodiscard]] Result<std::unique_ptr<ring::Vring>> make_queue(std::uint16_t index, bool event_idx);
+
+  transport::DriverTransport& transport() noexcept { return t_; }
+
+ private:
+  transport::DriverTransport& t_;
+  const transport::DeviceInfo& info_;
+  std::vector<transport::Allocation> owned_;
+};
+
+}  // namespace vepf::host
