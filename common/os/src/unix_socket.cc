@@ -79,19 +79,32 @@ std::vector<Fd> take_fds(msghdr& msg) {
 
 }  // namespace
 
-Result<Fd> listen_seqpacket(const std::string& path) noexcept {
+namespace {
+
+Result<Fd> listen_unix(const std::string& path, int type, const char* what, int backlog) noexcept {
   auto addr = make_addr(path);
   if (!addr) return tl::unexpected(addr.error());
   if (auto r = prepare_socket_path(path); !r) return tl::unexpected(r.error());
-  Fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return fail(Errc::kSystem, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+  Fd fd(::socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fail(Errc::kSystem, what, errno);
   if (::bind(fd.get(), addr->get(), addr->len) < 0)
     return fail(Errc::kSystem, "bind unix socket", errno);
-  if (::chmod(path.c_str(), kSocketMode) < 0)
-    return fail(Errc::kSystem, "chmod unix socket", errno);
-  if (::listen(fd.get(), kListenBacklog) < 0)
-    return fail(Errc::kSystem, "listen on unix socket", errno);
+  if (::chmod(path.c_str(), kSocketMode) < 0 || ::listen(fd.get(), backlog) < 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    return fail(Errc::kSystem, "chmod or listen on unix socket", err);
+  }
   return fd;
+}
+
+}  // namespace
+
+Result<Fd> listen_seqpacket(const std::string& path) noexcept {
+  return listen_unix(path, SOCK_SEQPACKET, "socket(AF_UNIX, SOCK_SEQPACKET)", kListenBacklog);
+}
+
+Result<Fd> listen_stream(const std::string& path, int backlog) noexcept {
+  return listen_unix(path, SOCK_STREAM, "socket(AF_UNIX, SOCK_STREAM)", backlog);
 }
 
 Result<Fd> accept_seqpacket(int lfd) noexcept {

@@ -17,56 +17,15 @@
 #include <system_error>
 #include <utility>
 
+#include "vepf/os/unix_socket.hpp"
+
 namespace vepf::host::nbd {
 namespace {
 
 constexpr std::size_t kReadChunk = 64u << 10;  // bytes per read(2)
 constexpr int kMaxReadsPerEvent = 16;          // then let other connections run
 constexpr std::size_t kMaxIov = 16;            // output chunks per sendmsg(2)
-constexpr mode_t kSocketMode = 0660;
 constexpr std::chrono::milliseconds kAcceptBackoff{100};  // out of descriptors: retry after
-
-struct UnixAddr {
-  sockaddr_un un{};
-  socklen_t len = 0;
-  // The sockets API takes every address family through `sockaddr*`.
-  const sockaddr* get() const noexcept {
-    return static_cast<const sockaddr*>(static_cast<const void*>(&un));
-  }
-};
-
-// The socket-path handling follows vepf::os::listen_seqpacket(), which only makes
-// SOCK_SEQPACKET sockets; NBD needs a byte stream.
-Result<UnixAddr> make_addr(const std::string& path) noexcept {
-  UnixAddr a;
-  a.un.sun_family = AF_UNIX;
-  // No abstract names (leading NUL) and nothing the kernel would cut off.
-  if (path.empty() || path.size() >= sizeof(a.un.sun_path) || path.find('\0') != std::string::npos)
-    return fail(Errc::kInvalidArgument, "nbd socket path empty or too long");
-  std::memcpy(a.un.sun_path, path.data(), path.size());
-  a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-  return a;
-}
-
-/// Creates the parent directory and removes a stale socket file (never anything else).
-Result<void> prepare_socket_path(const std::string& path) noexcept {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    if (ec) return fail(Errc::kSystem, "create the nbd socket's parent directory", ec.value());
-  }
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) < 0) {
-    if (errno == ENOENT) return {};
-    return fail(Errc::kSystem, "lstat of the nbd socket path", errno);
-  }
-  if (!S_ISSOCK(st.st_mode))
-    return fail(Errc::kInvalidArgument, "nbd socket path exists and is not a socket");
-  if (::unlink(path.c_str()) < 0 && errno != ENOENT)
-    return fail(Errc::kSystem, "unlink stale nbd socket", errno);
-  return {};
-}
 
 }  // namespace
 
@@ -93,19 +52,14 @@ NbdServer::NbdServer(std::string path, os::EventLoop& loop, BlockTarget& target,
 Result<std::unique_ptr<NbdServer>> NbdServer::listen(const std::string& path, os::EventLoop& loop,
                                                      BlockTarget& target, Options options) {
   if (auto v = validate_export(target.info()); !v) return tl::unexpected(v.error());
-  auto addr = make_addr(path);
-  if (!addr) return tl::unexpected(addr.error());
-  if (auto r = prepare_socket_path(path); !r) return tl::unexpected(r.error());
-  os::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return fail(Errc::kSystem, "socket(AF_UNIX, SOCK_STREAM)", errno);
-  if (::bind(fd.get(), addr->get(), addr->len) < 0)
-    return fail(Errc::kSystem, "bind nbd socket", errno);
+  auto lfd = os::listen_stream(path, options.backlog);
+  if (!lfd) return tl::unexpected(lfd.error());
+  os::Fd fd = std::move(*lfd);
   struct stat st {};
-  if (::chmod(path.c_str(), kSocketMode) < 0 || ::stat(path.c_str(), &st) < 0 ||
-      ::listen(fd.get(), options.backlog) < 0) {
+  if (::stat(path.c_str(), &st) < 0) {
     const int err = errno;
     ::unlink(path.c_str());
-    return fail(Errc::kSystem, "chmod, stat or listen of the nbd socket", err);
+    return fail(Errc::kSystem, "stat of the nbd socket", err);
   }
   std::unique_ptr<NbdServer> s(new NbdServer(path, loop, target, options, std::move(fd)));
   s->sock_dev_ = st.st_dev;

@@ -22,6 +22,9 @@ inline constexpr std::size_t kMaxPassedFds = 8;
 /// kSystem when a syscall fails.
 [[nodiscard]] Result<Fd> listen_seqpacket(const std::string& path) noexcept;
 
+/// As listen_seqpacket(), for a SOCK_STREAM socket (byte stream: NBD). `backlog`: listen(2)'s.
+[[nodiscard]] Result<Fd> listen_stream(const std::string& path, int backlog = 64) noexcept;
+
 /// Accepts one connection on the listening socket `lfd`; the new socket is nonblocking and
 /// close-on-exec. Errors: kNoSpace when no connection is waiting (try later), kSystem otherwise.
 [[nodiscard]] Result<Fd> accept_seqpacket(int lfd) noexcept;
