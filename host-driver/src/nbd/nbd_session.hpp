@@ -130,8 +130,9 @@ class NbdSession {
 
   /// Takes bytes the client sent. Bytes that cannot be processed yet (too much in flight) are
   /// kept and processed by resume(). Errors end the connection (phase() becomes kFailed):
-  /// kBadRing for a protocol violation (bad option or request magic, client flags),
-  /// kOutOfRange for option data longer than max_option_length.
+  /// kBadRing for a protocol violation (bad option or request magic, client flags, an
+  /// NBD_OPT_EXPORT_NAME name over 4096 bytes; Errc's "the peer broke a rule" code),
+  /// kOutOfRange for option data longer than max_option_length. Error::what says which.
   [[nodiscard]] Result<void> receive(std::span<const std::byte> data);
   /// Processes kept input and follow-up work of completions (a flush after a TRIM or
   /// WRITE_ZEROES with FUA). Call when can_resume(). Errors: as receive().
@@ -155,7 +156,8 @@ class NbdSession {
   /// True when the connection should be closed once the output is sent.
   bool finished() const noexcept;
   Phase phase() const noexcept;
-  /// Requests handed to the target and not completed yet.
+  /// Requests accepted and not replied to yet (with the target, waiting for a follow-up
+  /// flush, or a WRITE whose data is still arriving).
   std::size_t in_flight() const noexcept;
   /// Bytes counted against SessionLimits::max_in_flight_bytes.
   std::size_t in_flight_bytes() const noexcept;

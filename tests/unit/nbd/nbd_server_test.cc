@@ -59,15 +59,13 @@ ExportInfo test_info() {
 /// Runs an EventLoop on a thread of its own; call() runs a function on it and waits.
 class LoopThread {
  public:
-  explicit LoopThread(os::EventLoop& loop) : loop_(loop) {
-    auto ev = os::EventFd::create();
-    if (!ev) std::abort();
-    ev_ = std::move(*ev);
-    if (!loop_.add(ev_.fd(), EPOLLIN, [this](std::uint32_t) {
-          (void)ev_.drain();
-          run_tasks();
-        }))
-      std::abort();
+  // .value() throws on failure, which gtest reports as a test error.
+  explicit LoopThread(os::EventLoop& loop) : loop_(loop), ev_(os::EventFd::create().value()) {
+    auto added = loop_.add(ev_.fd(), EPOLLIN, [this](std::uint32_t) {
+      (void)ev_.drain();
+      run_tasks();
+    });
+    if (!added) ADD_FAILURE() << added.error().what;
   }
   ~LoopThread() {
     stop();
