@@ -10,7 +10,7 @@ pkgs=(
   libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libexpected-dev
   nlohmann-json3-dev linux-libc-dev
   # tests and benchmarks
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev python3
   # demo and network tests
   iproute2 iputils-ping iperf3 procps psmisc
   # block device: the standard NBD clients (nbdinfo, nbdcopy, qemu-img, qemu-io); libnbd for tests

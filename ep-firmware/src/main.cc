@@ -20,6 +20,7 @@
 
 #include "control/control_server.hpp"
 #include "devices/blk/blk_device.hpp"
+#include "devices/console/console_device.hpp"
 #include "devices/net/net_device.hpp"
 #include "devices/rpmsg/rpmsg_device.hpp"
 #include "vepf/app/app.hpp"
@@ -69,6 +70,8 @@ class EpProgram {
   Made make_rpmsg(const config::DeviceConfig& d);
   /// A block device on its file or block device.
   Made make_block(const config::DeviceConfig& d);
+  /// A console device with its ports on ptys, programs and sockets.
+  Made make_console(const config::DeviceConfig& d);
   /// Creates a device from its config and puts it in the device table. Returns the slot.
   tl::expected<std::uint32_t, std::string> add_device(const config::DeviceConfig& d);
   bool backlog() const;
@@ -137,6 +140,16 @@ EpProgram::Made EpProgram::make_block(const config::DeviceConfig& d) {
   return dev;
 }
 
+EpProgram::Made EpProgram::make_console(const config::DeviceConfig& d) {
+  auto dev = std::make_unique<ep::ConsoleDevice>(d.console, d.queue_size);
+  if (auto r = dev->start(loop_); !r) {
+    return tl::unexpected(fmt::format("cannot set up the console ports: {}{}", r.error().what,
+                                      r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : ""));
+  }
+  spdlog::get("ep")->info("virtio-console, {} port(s), queue size {}", d.console.ports.size(), d.queue_size);
+  return dev;
+}
+
 tl::expected<std::uint32_t, std::string> EpProgram::add_device(const config::DeviceConfig& d) {
   if (!transport_->first_free_slot()) return tl::unexpected(std::string("the device table is full"));
   Made dev;
@@ -149,6 +162,9 @@ tl::expected<std::uint32_t, std::string> EpProgram::add_device(const config::Dev
       break;
     case config::DeviceType::kBlock:
       dev = make_block(d);
+      break;
+    case config::DeviceType::kConsole:
+      dev = make_console(d);
       break;
   }
   if (!dev) return tl::unexpected(dev.error());
@@ -340,7 +356,7 @@ int run_ctl(const config::BoardConfig& cfg, const Options& o, const std::string&
 int main(int argc, char** argv) {
   Options o;
   CLI::App cli{
-      "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net, rpmsg) behind the\n"
+      "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net, rpmsg, console, block) behind the\n"
       "virtio-pci-epf register layout in the EP window, for vepf-host on the root complex.\n"
       "Example: vepf-ep --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.\n"
@@ -357,7 +373,7 @@ int main(int argc, char** argv) {
   add->add_option("device", o.ctl_device, "TOML lines of the device")->required();
   auto* rm = ctl->add_subcommand("remove", "Remove the device in a slot");
   rm->add_option("slot", o.ctl_slot, "Slot number (see ctl list)")->required();
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net", "ep.rpmsg", "ep.blk"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console"});
   if (!cfg) return cfg.error();
   if (ctl->parsed()) {
     const std::string op = ctl->get_subcommands().front()->get_name();

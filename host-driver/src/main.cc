@@ -20,6 +20,7 @@
 
 #include "drivers/blk/blk_driver.hpp"
 #include "drivers/net/net_driver.hpp"
+#include "drivers/console/console_driver.hpp"
 #include "drivers/rpmsg/rpmsg_driver.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
@@ -63,6 +64,7 @@ class HostProgram {
   std::unique_ptr<host::Driver> probe_net(const transport::DeviceInfo& info);
   std::unique_ptr<host::Driver> probe_rpmsg(const transport::DeviceInfo& info);
   std::unique_ptr<host::Driver> probe_block(const transport::DeviceInfo& info);
+  std::unique_ptr<host::Driver> probe_console(const transport::DeviceInfo& info);
   /// device[slot] of the board config when it has type `t`.
   const config::DeviceConfig* configured(std::uint32_t slot, config::DeviceType t) const {
     return slot < cfg_.devices.size() && cfg_.devices[slot].type == t ? &cfg_.devices[slot] : nullptr;
@@ -180,6 +182,18 @@ std::unique_ptr<host::Driver> HostProgram::probe_block(const transport::DeviceIn
   return drv;
 }
 
+std::unique_ptr<host::Driver> HostProgram::probe_console(const transport::DeviceInfo& info) {
+  // Slot n takes device[n]'s host_dir when the board config says it is a console device.
+  const auto* d = configured(info.slot, config::DeviceType::kConsole);
+  std::string dir = d ? d->console.host_dir : fmt::format("/run/vepf/console{}", info.slot);
+  auto drv = std::make_unique<host::ConsoleDriver>(*transport_, info, std::move(dir), loop_);
+  if (auto r = drv->probe(); !r) {
+    spdlog::get("host.console")->error("device {}: virtio-console setup failed: {}", info.slot, describe(r.error()));
+    return nullptr;
+  }
+  return drv;
+}
+
 std::unique_ptr<host::Driver> HostProgram::probe(const transport::DeviceInfo& info) {
   switch (info.device_id) {
     case VIRTIO_ID_NET:
@@ -188,6 +202,8 @@ std::unique_ptr<host::Driver> HostProgram::probe(const transport::DeviceInfo& in
       return probe_rpmsg(info);
     case VIRTIO_ID_BLOCK:
       return probe_block(info);
+    case VIRTIO_ID_CONSOLE:
+      return probe_console(info);
     default:
       if (known_unsupported_.insert(info.slot).second) {
         spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", info.slot,
@@ -333,7 +349,8 @@ int main(int argc, char** argv) {
   CLI::App cli{
       "vepf-host: the root-complex side of virtio-epf. Attaches to the EP's virtio-pci-epf layout\n"
       "and drives its virtio devices; each virtio-net device becomes a TAP interface with the\n"
-      "device's MAC and MTU; each virtio-rpmsg device's channels become unix sockets.\n"
+      "device's MAC and MTU; each virtio-rpmsg device's channels become unix sockets; each\n"
+      "virtio-console port a pty (linked in the device's host_dir); each virtio-blk device an NBD export.\n"
       "Example: vepf-host --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
       "vepf-host"};
@@ -342,7 +359,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
   cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk", "host.console"});
   if (!cfg) return cfg.error();
   auto rt = vepf::app::make_runtime();
   if (!rt) {

@@ -4,14 +4,16 @@
 #   net (TAP, in network namespaces): iperf3 host -> EP for the whole run, ping at the end;
 #   rpmsg: vepf-rpmsg echo on the EP, vepf-rpmsg bench on the host (random sizes, checked);
 #   block: nbdcopy of a 64 MiB random image to the device and back, byte-identical;
-#   meanwhile `vepf-ep ctl add` puts a second block device and a second rpmsg device in the
-#   table; vepf-host brings them up (nbdinfo reads the new export), then `ctl remove` takes them
-#   away again; the traffic on the first three devices must not notice.
+#   console: 8 MiB of random bytes each way between a socket port on the EP and its host pty;
+#   meanwhile `vepf-ep ctl add` puts a second block device, a second rpmsg device and a second
+#   console device in the table; vepf-host brings them up (nbdinfo reads the new export, the new
+#   console's pty appears), then `ctl remove` takes them away again; the traffic on the first four
+#   devices must not notice.
 # usage: all_devices_test.sh BUILD_DIR
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$top/build/default}" && pwd)
-for t in ip ping iperf3 nbdinfo nbdcopy; do
+for t in ip ping iperf3 nbdinfo nbdcopy python3; do
   command -v "$t" >/dev/null || { echo "$t missing: run scripts/install-deps.sh" >&2; exit 1; }
 done
 # shellcheck source=../../scripts/lib/netns.sh
@@ -42,6 +44,15 @@ type = "block"
 path = "$work/disk.img"
 size = $size
 nbd_socket = "$work/blk.sock"
+[[device]]
+type = "console"
+queue_size = 64
+[device.console]
+host_dir = "$work/console"
+[[device.console.port]]
+name = "data"
+backend = "socket"
+socket = "$work/console-data.sock"
 TOML
 
 fail() { echo "FAIL: $*"; show_logs; exit 1; }
@@ -59,6 +70,7 @@ ip -n "$ns_ep" addr add "$ep_ip/24" dev "$(carrier "$ns_ep")"
 ip -n "$ns_host" addr add "$host_ip/24" dev "$(carrier "$ns_host")"
 check "block: NBD export up" wait_path "$work/blk.sock"
 check "rpmsg: EP announce socket up" wait_path "$rt/ep/announce.sock"
+check "console: host pty linked" wait_path "$work/console/data"
 
 # Traffic on all three, in the background.
 "$build/tools/vepf-rpmsg/vepf-rpmsg" echo --announce "$rt/ep/announce.sock" --name echo >"$work/echo.log" 2>&1 &
@@ -76,6 +88,9 @@ head -c "$size" /dev/urandom >"$work/src.img"
 ( nbdcopy "$work/src.img" "nbd+unix:///?socket=$work/blk.sock" &&
   nbdcopy "nbd+unix:///?socket=$work/blk.sock" "$work/back.img" ) >"$work/nbdcopy.out" 2>&1 &
 copy_pid=$!
+python3 "$top/tests/integration/console_pump.py" "$work/console/data" "$work/console-data.sock" $((8 << 20)) \
+  >"$work/console.out" 2>&1 &
+console_pid=$!
 
 # Hot add and remove under that traffic.
 t0=$(date +%s%N)
@@ -93,12 +108,21 @@ ctl add 'type = "rpmsg"' "rpmsg = { runtime_dir = \"$work/rt2\" }" >"$work/add2.
   fail "ctl add rpmsg: $(cat "$work/add2.out")"
 echo "ok: ctl add: a second rpmsg device"
 slot_rp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$work/add2.out")
-check "ctl list shows five devices" test "$(ctl list | grep -c '"slot"')" -eq 5
+ctl add 'type = "console"' "console = { port = [ { backend = \"pty\", link = \"$work/ep-tty\" } ] }" >"$work/add3.out" ||
+  fail "ctl add console: $(cat "$work/add3.out")"
+echo "ok: ctl add: a second console device"
+slot_con=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$work/add3.out")
+# As for block: the host links the added console's ptys under the default host_dir of its slot.
+added_pty="/run/vepf/console$slot_con/port0"
+check "host: the added console's pty appears ($added_pty)" wait_path "$added_pty" 5
+check "ctl list shows seven devices" test "$(ctl list | grep -c '"slot"')" -eq 7
 ctl remove "$slot_blk" >/dev/null || fail "ctl remove $slot_blk"
 echo "ok: ctl remove the added block device"
 check "host: its NBD socket goes away" wait_gone "$added_sock"
 ctl remove "$slot_rp" >/dev/null || fail "ctl remove $slot_rp"
 echo "ok: ctl remove the added rpmsg device"
+ctl remove "$slot_con" >/dev/null || fail "ctl remove $slot_con"
+check "host: the removed console's pty link goes away" wait_gone "$added_pty"
 
 wait "$copy_pid" || fail "nbdcopy: $(cat "$work/nbdcopy.out")"
 check "block: 64 MiB round trip byte-identical during hot-plug" cmp "$work/src.img" "$work/back.img"
@@ -106,10 +130,13 @@ wait "$bench_pid" || fail "rpmsg bench: $(cat "$work/bench.out")"
 echo "rpmsg: $(cat "$work/bench.out")"
 check "rpmsg: 20000 echoes, no mismatch, none lost" \
   bash -c "grep -q 'messages 20000' '$work/bench.out' && grep -q 'mismatches 0' '$work/bench.out' && grep -q 'lost 0' '$work/bench.out'"
+wait "$console_pid" || fail "console: $(cat "$work/console.out")"
+cat "$work/console.out"
+echo "ok: console: 8 MiB each way byte-identical"
 wait "$iperf_pid" || fail "iperf3: $(cat "$work/iperf.out")"
 rate=$(awk '/receiver/ {print $7, $8}' "$work/iperf.out")
 echo "net: iperf3 host -> EP during all of it: $rate"
 [ -n "$rate" ] || fail "iperf3 printed no result"
 check "net: ping across the link after it all" ip netns exec "$ns_host" ping -n -q -c 2 -i 0.2 -W 2 "$ep_ip"
-check "the three board devices are still driven (DRIVER_OK)" test "$(ctl list | grep -c '"driver_ok": true')" -eq 3
+check "the four board devices are still driven (DRIVER_OK)" test "$(ctl list | grep -c '"driver_ok": true')" -eq 4
 echo "all devices test passed"

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -45,7 +46,10 @@ constexpr std::int64_t kMaxWindow = std::int64_t{1} << 30;
 constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board file is a few KiB
 
 constexpr std::array kPlatforms{Platform::kLoopback};
-constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock};
+constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock, DeviceType::kConsole};
+constexpr std::array kConsoleBackends{ConsoleBackend::kPty, ConsoleBackend::kProgram, ConsoleBackend::kSocket};
+constexpr std::size_t kMaxConsolePorts = 32;    // vepf::layout::kConsoleMaxPorts
+constexpr std::size_t kMaxConsoleNameLen = 63;  // vepf::layout::kConsoleMaxNameLen
 constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
 
 /// `s` between `q` quotes, with quotes, backslashes and control bytes escaped, for messages.
@@ -187,6 +191,11 @@ class Reader {
   Expected<NetConfig> read_net(const toml::table& table, const std::string& where) const;
   Expected<RpmsgConfig> read_rpmsg(const toml::table& device, const std::string& where, std::size_t index) const;
   Expected<BlockConfig> read_block(const toml::table& device, const std::string& where, std::size_t index) const;
+  Expected<ConsoleConfig> read_console(const toml::table& device, const std::string& where, std::size_t index) const;
+  Expected<ConsolePort> read_console_port(const toml::table& port, const std::string& in, std::size_t index,
+                                          std::size_t p) const;
+  Expected<std::string> read_dir(const toml::table& parent, const std::string& in, std::string_view key,
+                                 std::string fallback, std::size_t max_len) const;
   Expected<bool> get_bool(const toml::table& parent, std::string_view where, std::string_view key,
                           bool fallback) const;
   Expected<Backend> read_backend(const toml::table& device, const std::string& device_where,
@@ -433,20 +442,27 @@ Expected<RpmsgConfig> Reader::read_rpmsg(const toml::table& device, const std::s
   if (table == nullptr) return rpmsg;
   const std::string in = where + ".rpmsg";
   VEPF_CONFIG_CHECK(check_keys(*table, in, {"runtime_dir"}));
-  VEPF_CONFIG_TRY(dir, get_string(*table, in, "runtime_dir"));
-  if (!dir) return rpmsg;
-  const std::string path = in + ".runtime_dir";
-  if (dir->empty()) return fail(path + " is empty: write a directory such as \"/run/vepf/rpmsg0\"");
+  VEPF_CONFIG_TRY(dir, read_dir(*table, in, "runtime_dir", rpmsg.runtime_dir, kMaxRpmsgRuntimeDirLen));
+  rpmsg.runtime_dir = std::move(dir);
+  return rpmsg;
+}
+
+/// An optional directory path of 1..max_len characters (the sockets or links in it must fit
+/// sun_path / PATH_MAX), or `fallback`.
+Expected<std::string> Reader::read_dir(const toml::table& parent, const std::string& in, std::string_view key,
+                                       std::string fallback, std::size_t max_len) const {
+  VEPF_CONFIG_TRY(dir, get_string(parent, in, key));
+  if (!dir) return fallback;
+  const std::string path = child(in, key);
+  if (dir->empty()) return fail(path + " is empty: write a directory such as " + in_quotes(fallback));
   if (dir->find('\0') != std::string::npos) {
     return fail(path + " = " + in_quotes(*dir) + " contains a NUL character: remove it");
   }
-  if (dir->size() > kMaxRpmsgRuntimeDirLen) {
-    return fail(path + " = " + in_quotes(*dir) + " is " + std::to_string(dir->size()) +
-                " characters long: use 1.." + std::to_string(kMaxRpmsgRuntimeDirLen) +
-                " characters (its channel socket paths must fit sun_path)");
+  if (dir->size() > max_len) {
+    return fail(path + " = " + in_quotes(*dir) + " is " + std::to_string(dir->size()) + " characters long: use 1.." +
+                std::to_string(max_len) + " characters (the paths made in it must fit sun_path)");
   }
-  rpmsg.runtime_dir = std::move(*dir);
-  return rpmsg;
+  return std::move(*dir);
 }
 
 Expected<bool> Reader::get_bool(const toml::table& parent, std::string_view where, std::string_view key,
@@ -492,6 +508,109 @@ Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::s
   return block;
 }
 
+Expected<ConsolePort> Reader::read_console_port(const toml::table& t, const std::string& in, std::size_t index,
+                                                std::size_t p) const {
+  const std::string at = in + ".port[" + std::to_string(p) + "]";
+  VEPF_CONFIG_CHECK(check_keys(t, at, {"name", "backend", "link", "program", "socket"}));
+  ConsolePort port;
+  VEPF_CONFIG_TRY(name, get_string(t, at, "name"));
+  if (name) {
+    const bool ok = !name->empty() && name->size() <= kMaxConsoleNameLen && *name != "." && *name != ".." &&
+                    std::all_of(name->begin(), name->end(), is_ifname_char);
+    if (!ok) {
+      return fail(at + ".name = " + in_quotes(*name) + " is not a port name: use 1.." +
+                  std::to_string(kMaxConsoleNameLen) + " letters, digits, '-', '_' or '.'");
+    }
+    port.name = std::move(*name);
+  }
+  VEPF_CONFIG_TRY(backend_text, get_string(t, at, "backend"));
+  if (backend_text) {
+    VEPF_CONFIG_TRY(b, choose(at + ".backend", *backend_text, kConsoleBackends, "console backend"));
+    port.backend = b;
+  }
+  const auto only_for = [&](std::string_view key, ConsoleBackend b, std::string_view b_name) -> Expected<void> {
+    if (t.get(key) == nullptr || port.backend == b) return {};
+    return fail(at + "." + std::string(key) + " applies to backend = \"" + std::string(b_name) + "\" only: remove it");
+  };
+  VEPF_CONFIG_CHECK(only_for("link", ConsoleBackend::kPty, "pty"));
+  VEPF_CONFIG_CHECK(only_for("program", ConsoleBackend::kProgram, "program"));
+  VEPF_CONFIG_CHECK(only_for("socket", ConsoleBackend::kSocket, "socket"));
+  switch (port.backend) {
+    case ConsoleBackend::kPty: {
+      VEPF_CONFIG_TRY(link, get_string(t, at, "link"));
+      port.link = link ? std::move(*link)
+                       : "/run/vepf/console" + std::to_string(index) + "-ep/port" + std::to_string(p);
+      if (port.link.empty() || port.link.find('\0') != std::string::npos) {
+        return fail(at + ".link must be a path such as \"/run/vepf/ttyVEPF0\"");
+      }
+      break;
+    }
+    case ConsoleBackend::kProgram: {
+      const toml::node* node = t.get("program");
+      const toml::array* argv = node ? node->as_array() : nullptr;
+      if (argv == nullptr || argv->empty()) {
+        return fail("missing or empty " + at + ".program (backend = \"program\"): write program = [\"/bin/login\", \"-f\", \"root\"]");
+      }
+      for (std::size_t i = 0; i < argv->size(); ++i) {
+        const auto* arg = argv->get(i)->as_string();
+        if (arg == nullptr || arg->get().find('\0') != std::string::npos || (i == 0 && arg->get().empty())) {
+          return fail(at + ".program[" + std::to_string(i) + "] must be a string without NUL" +
+                      (i == 0 ? " naming the program, e.g. \"/bin/sh\"" : ""));
+        }
+        port.program.push_back(arg->get());
+      }
+      break;
+    }
+    case ConsoleBackend::kSocket: {
+      VEPF_CONFIG_TRY(sock, get_string(t, at, "socket"));
+      if (!sock) return fail("missing required key " + at + ".socket (backend = \"socket\")");
+      VEPF_CONFIG_CHECK(check_socket_path(at + ".socket", *sock));
+      port.socket = std::move(*sock);
+      break;
+    }
+  }
+  return port;
+}
+
+Expected<ConsoleConfig> Reader::read_console(const toml::table& device, const std::string& where,
+                                             std::size_t index) const {
+  VEPF_CONFIG_TRY(table, get_table(device, where, "console"));
+  const std::string in = where + ".console";
+  if (table == nullptr) {
+    return fail("missing required table [" + in + "] (type = \"console\"): add [[" + in + ".port]] with backend = \"pty\"");
+  }
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"host_dir", "port"}));
+  ConsoleConfig console;
+  // <host_dir>/<63-character name> must fit PATH_MAX comfortably; 4095 - 64 is the real bound.
+  VEPF_CONFIG_TRY(dir, read_dir(*table, in, "host_dir", "/run/vepf/console" + std::to_string(index), 1024));
+  console.host_dir = std::move(dir);
+  const toml::node* node = table->get("port");
+  const toml::array* ports = node ? node->as_array() : nullptr;
+  if (ports == nullptr || ports->empty()) {
+    return fail("missing required array [[" + in + ".port]]: declare at least one port, e.g. backend = \"pty\"");
+  }
+  if (ports->size() > kMaxConsolePorts) {
+    return fail(in + ".port has " + std::to_string(ports->size()) + " entries: use at most " +
+                std::to_string(kMaxConsolePorts));
+  }
+  for (std::size_t p = 0; p < ports->size(); ++p) {
+    const toml::table* t = ports->get(p)->as_table();
+    if (t == nullptr) return fail(in + ".port[" + std::to_string(p) + "] must be a table: write [[" + in + ".port]]");
+    VEPF_CONFIG_TRY(port, read_console_port(*t, in, index, p));
+    for (std::size_t q = 0; q < console.ports.size(); ++q) {
+      const ConsolePort& o = console.ports[q];
+      const bool same_name = !port.name.empty() && o.name == port.name;
+      const bool same_path = (port.backend == ConsoleBackend::kPty && o.backend == port.backend && o.link == port.link) ||
+                             (port.backend == ConsoleBackend::kSocket && o.backend == port.backend && o.socket == port.socket);
+      if (!same_name && !same_path) continue;
+      return fail(in + ".port[" + std::to_string(p) + "] has the same " + (same_name ? "name" : "link or socket") +
+                  " as port[" + std::to_string(q) + "]: give each port its own");
+    }
+    console.ports.push_back(std::move(port));
+  }
+  return console;
+}
+
 Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t index) const {
   const std::string where = "device[" + std::to_string(index) + "]";
   VEPF_CONFIG_TRY(type_text, required_string(table, where, "type"));
@@ -500,6 +619,8 @@ Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t
     VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "rpmsg"}));
   } else if (type == DeviceType::kBlock) {
     VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "block"}));
+  } else if (type == DeviceType::kConsole) {
+    VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "console"}));
   } else {
     VEPF_CONFIG_CHECK(check_keys(table, where, {"type", "queue_size", "net", "ep", "host"}));
   }
@@ -520,6 +641,11 @@ Expected<DeviceConfig> Reader::read_device(const toml::table& table, std::size_t
   if (type == DeviceType::kBlock) {
     VEPF_CONFIG_TRY(block, read_block(table, where, index));
     device.block = std::move(block);
+    return device;
+  }
+  if (type == DeviceType::kConsole) {
+    VEPF_CONFIG_TRY(console, read_console(table, where, index));
+    device.console = std::move(console);
     return device;
   }
   VEPF_CONFIG_TRY(net_table, get_table(table, where, "net"));
@@ -600,6 +726,14 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
                     " = " + in_quotes(devices[j].block.*key) + " is already used by device[" + std::to_string(i) +
                     "]: give each device its own");
       }
+    }
+  }
+  for (std::size_t j = 1; j < devices.size(); ++j) {
+    for (std::size_t i = 0; i < j; ++i) {
+      if (devices[i].type != DeviceType::kConsole || devices[j].type != DeviceType::kConsole) continue;
+      if (devices[i].console.host_dir != devices[j].console.host_dir) continue;
+      return fail("device[" + std::to_string(j) + "].console.host_dir = " + in_quotes(devices[j].console.host_dir) +
+                  " is already used by device[" + std::to_string(i) + "]: give each device its own");
     }
   }
   return devices;
@@ -712,6 +846,20 @@ std::string_view to_string(DeviceType type) {
       return "rpmsg";
     case DeviceType::kBlock:
       return "block";
+    case DeviceType::kConsole:
+      return "console";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(ConsoleBackend backend) {
+  switch (backend) {
+    case ConsoleBackend::kPty:
+      return "pty";
+    case ConsoleBackend::kProgram:
+      return "program";
+    case ConsoleBackend::kSocket:
+      return "socket";
   }
   return "unknown";
 }

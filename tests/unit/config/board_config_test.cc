@@ -479,11 +479,15 @@ TEST(BoardConfig, BlockDeviceTakesEveryKey) {
 TEST(BoardConfig, ShippedAllDevicesBoardLoads) {
   const auto cfg = load_board_config(VEPF_SOURCE_DIR "/board-configs/loopback-all.toml");
   ASSERT_TRUE(cfg) << cfg.error().message;
-  ASSERT_EQ(cfg->devices.size(), 3u);
+  ASSERT_EQ(cfg->devices.size(), 4u);
   EXPECT_EQ(cfg->devices[0].type, DeviceType::kNet);
   EXPECT_EQ(cfg->devices[1].type, DeviceType::kRpmsg);
   EXPECT_EQ(cfg->devices[2].type, DeviceType::kBlock);
   EXPECT_EQ(cfg->devices[2].block.nbd_socket, "/run/vepf/block2.sock");
+  EXPECT_EQ(cfg->devices[3].type, DeviceType::kConsole);
+  EXPECT_EQ(cfg->devices[3].console.host_dir, "/run/vepf/console3");
+  ASSERT_EQ(cfg->devices[3].console.ports.size(), 3u);
+  EXPECT_EQ(cfg->devices[3].console.ports[0].backend, ConsoleBackend::kProgram);
 }
 
 TEST(BoardConfig, BlockRejectsBadTables) {
@@ -502,6 +506,71 @@ TEST(BoardConfig, BlockRejectsBadTables) {
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\n[[device]]\ntype = \"block\"\n"
                                  "[device.block]\npath = \"/d\"\n"),
                   "device[1].block.path = \"/d\" is already used by device[0]"));
+}
+
+}  // namespace
+}  // namespace vepf::config
+
+// ---- type = "console" ----
+
+namespace vepf::config {
+namespace {
+
+const std::string kConsole = std::string(kBoard) + "[[device]]\ntype = \"console\"\n";
+
+TEST(BoardConfig, ConsoleDeviceParsesEveryBackend) {
+  const auto cfg = parse_board_config(
+      kConsole + "[device.console]\n"
+                 "[[device.console.port]]\nname = \"shell\"\nbackend = \"program\"\nprogram = [\"/bin/sh\", \"-l\"]\n"
+                 "[[device.console.port]]\n"
+                 "[[device.console.port]]\nbackend = \"socket\"\nsocket = \"/tmp/c.sock\"\n",
+      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  const auto& c = cfg->devices[0].console;
+  EXPECT_EQ(cfg->devices[0].type, DeviceType::kConsole);
+  EXPECT_EQ(c.host_dir, "/run/vepf/console0");
+  ASSERT_EQ(c.ports.size(), 3u);
+  EXPECT_EQ(c.ports[0].name, "shell");
+  EXPECT_EQ(c.ports[0].program, (std::vector<std::string>{"/bin/sh", "-l"}));
+  EXPECT_EQ(c.ports[1].backend, ConsoleBackend::kPty);  // the default
+  EXPECT_EQ(c.ports[1].link, "/run/vepf/console0-ep/port1");
+  EXPECT_EQ(c.ports[2].socket, "/tmp/c.sock");
+  EXPECT_EQ(to_string(DeviceType::kConsole), "console");
+  EXPECT_EQ(to_string(ConsoleBackend::kSocket), "socket");
+}
+
+TEST(BoardConfig, ConsoleDeviceParsesAlone) {
+  const auto d = parse_device_config(
+      "type = \"console\"\nconsole = { host_dir = \"/tmp/h\", port = [ { backend = \"pty\", link = \"/tmp/l\" } ] }\n",
+      "ctl add", 4);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->console.host_dir, "/tmp/h");
+  EXPECT_EQ(d->console.ports.at(0).link, "/tmp/l");
+}
+
+TEST(BoardConfig, ConsoleRejectsBadTables) {
+  const std::string c = kConsole + "[device.console]\n";
+  const std::string port = "[[device.console.port]]\n";
+  EXPECT_TRUE(has(error_of(kConsole), "missing required table [device[0].console]"));
+  EXPECT_TRUE(has(error_of(c), "missing required array [[device[0].console.port]]"));
+  EXPECT_TRUE(has(error_of(c + "colour = 1\n" + port), "unknown key 'colour'"));
+  EXPECT_TRUE(has(error_of(c + "host_dir = \"\"\n" + port), "host_dir is empty"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"serial\"\n"), "is not a known console backend: use \"pty\""));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\n"), "missing or empty device[0].console.port[0].program"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = []\n"), "program"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = [\"\"]\n"), "program[0]"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = [\"/bin/sh\", 3]\n"), "program[1]"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"socket\"\n"), "missing required key device[0].console.port[0].socket"));
+  EXPECT_TRUE(has(error_of(c + port + "socket = \"/tmp/s\"\n"), "applies to backend = \"socket\" only"));
+  EXPECT_TRUE(has(error_of(c + port + "name = \"a/b\"\n"), "is not a port name"));
+  EXPECT_TRUE(has(error_of(c + port + "name = \"a\"\n" + port + "name = \"a\"\n"), "same name as port[0]"));
+  EXPECT_TRUE(has(error_of(c + port + "link = \"/l\"\n" + port + "link = \"/l\"\n"), "same link or socket"));
+  std::string many = c;
+  for (int i = 0; i < 33; ++i) many += port;
+  EXPECT_TRUE(has(error_of(many), "use at most 32"));
+  EXPECT_TRUE(has(error_of(c + port + "[[device]]\ntype = \"console\"\n[device.console]\nhost_dir = \"/run/vepf/console0\"\n" +
+                           port + "link = \"/x\"\n"),
+                  "already used by device[0]"));
 }
 
 }  // namespace

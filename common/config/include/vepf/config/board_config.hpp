@@ -18,7 +18,8 @@ namespace vepf::config {
 inline constexpr std::size_t kMaxDevices = 16;
 
 enum class Platform { kLoopback };
-enum class DeviceType { kNet, kRpmsg, kBlock };
+enum class DeviceType { kNet, kRpmsg, kBlock, kConsole };
+enum class ConsoleBackend { kPty, kProgram, kSocket };
 enum class BackendKind { kTap, kSeqpacket };
 
 /// How a program hands a device to its OS.
@@ -57,12 +58,36 @@ struct BlockConfig {
   std::string nbd_socket;
 };
 
+/// One [[device.console.port]]: where vepf-ep attaches a virtio-console port.
+struct ConsolePort {
+  /// VIRTIO_CONSOLE_PORT_NAME; empty: unnamed. 1..63 letters, digits, '-', '_', '.'. vepf-host
+  /// links <host_dir>/<name> to the port's pty.
+  std::string name;
+  ConsoleBackend backend = ConsoleBackend::kPty;
+  /// kPty: vepf-ep links this path to its pty (e.g. for agetty). Default
+  /// "/run/vepf/console<N>-ep/port<P>".
+  std::string link;
+  /// kProgram: argv, run on the port's pty as its controlling terminal and run again when it exits.
+  std::vector<std::string> program;
+  /// kSocket: a unix stream socket vepf-ep listens on; one client at a time (1..107 chars).
+  std::string socket;
+};
+
+/// type = "console": required [device.console] table.
+struct ConsoleConfig {
+  /// vepf-host's stable pty links: <host_dir>/port<P> and <host_dir>/<name>.
+  /// Default "/run/vepf/console<N>" (N = device index).
+  std::string host_dir;
+  std::vector<ConsolePort> ports;  // 1..32 (max_nr_ports); port 0 is the console port
+};
+
 struct DeviceConfig {
   DeviceType type = DeviceType::kNet;
   std::uint16_t queue_size = 256;  // entries, power of 2, 2..32768
   NetConfig net;                   // type = "net" only
   RpmsgConfig rpmsg;               // type = "rpmsg" only
   BlockConfig block;               // type = "block" only
+  ConsoleConfig console;           // type = "console" only
   Backend ep;    // how vepf-ep presents it (device side; type = "net" only)
   Backend host;  // how vepf-host presents it (driver side; type = "net" only)
 };
@@ -105,9 +130,11 @@ tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::
 tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
                                                             std::size_t index);
 
-/// The TOML spelling of each enum value ("loopback", "net", "rpmsg", "block", "tap", "seqpacket").
+/// The TOML spelling of each enum value ("loopback", "net", "rpmsg", "block", "console",
+/// "tap", "seqpacket", "pty", "program", "socket").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DeviceType type);
 std::string_view to_string(BackendKind kind);
+std::string_view to_string(ConsoleBackend backend);
 
 }  // namespace vepf::config
