@@ -331,7 +331,29 @@ def gen_blk():
     write(t, "unknown-type", blk(allf, 16, 1, blk_hdr(0x77, 0)))
 
 
+# ---------------------------------------------------------------- console_control_fuzz
+def console(max_ports, port, event, value, payload=b""):
+    return bytes([max_ports]) + struct.pack("<IHH", port, event, value) + payload
+
+
+def gen_console():
+    t = "console_control_fuzz"
+    write(t, "device-ready", console(4, 0, 0, 1))
+    write(t, "port-add", console(4, 3, 1, 0))
+    write(t, "port-ready", console(4, 1, 3, 1))
+    write(t, "console-port", console(4, 0, 4, 1))
+    write(t, "resize", console(4, 0, 5, 0, struct.pack("<HH", 80, 24)))
+    write(t, "resize-short", console(4, 0, 5, 0, b"\x50"))
+    write(t, "port-open", console(4, 2, 6, 1))
+    write(t, "port-name", console(4, 1, 7, 1, b"org.vepf.shell\0"))
+    write(t, "port-name-slash", console(4, 1, 7, 1, b"../x"))
+    write(t, "id-out-of-range", console(2, 2, 1, 0))
+    write(t, "unknown-event", console(4, 0, 8, 0))
+    write(t, "truncated", console(4, 0, 1, 0)[:6])
+
+
 if __name__ == "__main__":
+    gen_console()
     gen_blk()
     gen_vringh()
     gen_vring_used()
