@@ -60,6 +60,12 @@ check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what
 wait_path() { for _ in $(seq "$((${2:-10} * 10))"); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
 wait_gone() { for _ in $(seq 50); do [ -e "$1" ] || return 0; sleep 0.1; done; return 1; }
 ctl() { "$build/ep-firmware/vepf-ep" ctl --board "$board" --ctl-socket "$sock.ctl" "$@"; }
+add_device() {  # what config-lines...: `ctl add`, prints the slot
+  local what=$1 out="$work/add-$1.out"; shift
+  ctl add "$@" >"$out" || { echo "FAIL: ctl add $what: $(cat "$out")" >&2; show_logs >&2; exit 1; }
+  echo "ok: ctl add: a second $what device" >&2
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$out"
+}
 
 netns_setup
 start_ep
@@ -94,24 +100,15 @@ console_pid=$!
 
 # Hot add and remove under that traffic.
 t0=$(date +%s%N)
-ctl add 'type = "block"' "block = { path = \"$work/disk2.img\", size = 1048576 }" >"$work/add1.out" ||
-  fail "ctl add block: $(cat "$work/add1.out")"
-echo "ok: ctl add: a second block device"
-slot_blk=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$work/add1.out")
+slot_blk=$(add_device block 'type = "block"' "block = { path = \"$work/disk2.img\", size = 1048576 }")
 # The host does not know the EP's nbd_socket for a slot beyond its board config: the default path.
 added_sock="/run/vepf/block$slot_blk.sock"
 check "host: the added block device appears ($added_sock)" wait_path "$added_sock" 5
 t1=$(date +%s%N)
 echo "hot-added block device served on the host $(( (t1 - t0) / 1000000 )) ms after 'ctl add' started (process start and 100 ms polling included)"
 check "nbdinfo reads the added device (1 MiB)" bash -c "nbdinfo 'nbd+unix:///?socket=$added_sock' | grep -q 'export-size: 1048576'"
-ctl add 'type = "rpmsg"' "rpmsg = { runtime_dir = \"$work/rt2\" }" >"$work/add2.out" ||
-  fail "ctl add rpmsg: $(cat "$work/add2.out")"
-echo "ok: ctl add: a second rpmsg device"
-slot_rp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$work/add2.out")
-ctl add 'type = "console"' "console = { port = [ { backend = \"pty\", link = \"$work/ep-tty\" } ] }" >"$work/add3.out" ||
-  fail "ctl add console: $(cat "$work/add3.out")"
-echo "ok: ctl add: a second console device"
-slot_con=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$work/add3.out")
+slot_rp=$(add_device rpmsg 'type = "rpmsg"' "rpmsg = { runtime_dir = \"$work/rt2\" }")
+slot_con=$(add_device console 'type = "console"' "console = { port = [ { backend = \"pty\", link = \"$work/ep-tty\" } ] }")
 # As for block: the host links the added console's ptys under the default host_dir of its slot.
 added_pty="/run/vepf/console$slot_con/port0"
 check "host: the added console's pty appears ($added_pty)" wait_path "$added_pty" 5

@@ -57,4 +57,11 @@ std::size_t build_console_control(std::span<std::byte> out, std::uint32_t id, st
   return n;
 }
 
+std::vector<std::byte> console_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
+                                       std::span<const std::byte> payload) {
+  std::vector<std::byte> m(kConsoleCtrlBufSize);
+  m.resize(build_console_control(m, id, event, value, payload));
+  return m;
+}
+
 }  // namespace vepf::layout

@@ -236,9 +236,7 @@ void ConsoleDriver::receive(Port& p) {
 
 void ConsoleDriver::send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
                                  std::span<const std::byte> payload) {
-  std::vector<std::byte> m(layout::kConsoleCtrlBufSize);
-  m.resize(layout::build_console_control(m, id, event, value, payload));
-  ctrl_out_.push_back(std::move(m));
+  ctrl_out_.push_back(layout::console_control(id, event, value, payload));
   flush_control();
 }
 

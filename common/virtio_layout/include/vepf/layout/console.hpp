@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include <tl/expected.hpp>
 
@@ -106,7 +107,12 @@ tl::expected<ConsoleControlMsg, const char*> parse_console_control(std::span<con
                                                                    std::uint32_t max_nr_ports) noexcept;
 
 /// The control message header (and payload, if any) in wire order, for sending.
+/// Returns the bytes written, 0 when `out` is too small.
 std::size_t build_console_control(std::span<std::byte> out, std::uint32_t id, std::uint16_t event,
                                   std::uint16_t value, std::span<const std::byte> payload = {}) noexcept;
+/// The same as a buffer of its own (at most kConsoleCtrlBufSize bytes; a longer payload is an
+/// empty result).
+std::vector<std::byte> console_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
+                                       std::span<const std::byte> payload = {});
 
 }  // namespace vepf::layout
