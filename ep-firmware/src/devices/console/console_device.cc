@@ -423,7 +423,6 @@ void ConsoleDevice::process_control() {
     }
     if (!q->complete(ch.head, 0)) return broken(layout::kConsoleCtrlTxQueue);
     completed = true;
-    if (!h_) return;  // handle_control() found the driver's state unusable
   }
   if (completed && q->need_notify()) h_->notify_driver();
 }
@@ -505,20 +504,14 @@ void ConsoleDevice::flush_port(Port& p) {
   std::size_t taken = 0;
   for (int budget = kBudget; budget > 0 && taken < p.to_driver.size(); --budget) {
     auto c = q->pop();
-    if (!c) {
-      broken(layout::console_rx_queue(p.id));
-      break;
-    }
+    if (!c) return broken(layout::console_rx_queue(p.id));
     if (!*c) {
       if (!q->notify_enable()) continue;
       break;
     }
     const std::size_t n = ring::chain_write(**c, std::span{p.to_driver}.subspan(taken));
     taken += n;
-    if (!q->complete((*c)->head, static_cast<std::uint32_t>(n))) {
-      broken(layout::console_rx_queue(p.id));
-      break;
-    }
+    if (!q->complete((*c)->head, static_cast<std::uint32_t>(n))) return broken(layout::console_rx_queue(p.id));
     completed = true;
   }
   stats_.to_driver_bytes += taken;
