@@ -1,9 +1,12 @@
-// vepf-rpmsg: tools for virtio-rpmsg channels (vepf-ep's announce socket, vepf-host's channel
-// sockets; both SOCK_SEQPACKET, one message = one rpmsg).
-//   echo:  registers a channel with vepf-ep and sends every message back.
-//   bench: through a vepf-host channel socket, sends N messages one at a time, checks each echo
-//          byte for byte, prints p50/p99 round trip (us) and messages/s. Exit 1 on any mismatch
-//          or loss.
+// vepf-rpmsg: tools for virtio-rpmsg channels. Both programs have an announce socket
+// (<runtime_dir>/ep/announce.sock, <runtime_dir>/host/announce.sock) and a socket per channel the
+// other side announced (<runtime_dir>/host/<name>.sock, <runtime_dir>/ep/<name>.sock); all are
+// SOCK_SEQPACKET, one message = one rpmsg.
+//   echo:  registers a channel through an announce socket (either side's) and sends every
+//          message back.
+//   bench: through a channel socket (either side's), sends N messages one at a time, checks each
+//          echo byte for byte, prints p50/p99 round trip (us) and messages/s. Exit 1 on any
+//          mismatch or loss.
 
 #include <poll.h>
 #include <signal.h>
@@ -69,7 +72,7 @@ int run_echo(const std::string& announce, const std::string& name) {
   for (;;) {
     const ssize_t r = ::recv(s, buf.data(), buf.size(), 0);
     if (r < 0 && errno == EINTR && !g_stop) continue;
-    if (r <= 0) break;  // vepf-ep closed the channel (refused the name, or went away)
+    if (r <= 0) break;  // the program closed the channel (refused the name, or went away)
     if (::send(s, buf.data(), static_cast<std::size_t>(r), MSG_NOSIGNAL) < 0) break;
     ++n;
   }
@@ -156,17 +159,23 @@ int run_bench(const std::string& path, std::uint64_t count, const std::string& s
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli{"vepf-rpmsg: echo service (EP side) and round-trip benchmark (host side) for virtio-rpmsg channels",
+  CLI::App cli{"vepf-rpmsg: echo service and round-trip benchmark for virtio-rpmsg channels (either side)",
                "vepf-rpmsg"};
   cli.require_subcommand(1);
   std::string announce, name = "echo", path, size = "random";
   std::uint64_t count = 10000;
   unsigned timeout_ms = 5000;
-  auto* echo = cli.add_subcommand("echo", "Register a channel with vepf-ep and echo every message");
-  echo->add_option("--announce", announce, "vepf-ep's announce socket: <runtime_dir>/ep/announce.sock")->required();
+  auto* echo = cli.add_subcommand("echo", "Register a channel with vepf-ep or vepf-host and echo every message");
+  echo->add_option("--announce", announce,
+                   "An announce socket: <runtime_dir>/ep/announce.sock (vepf-ep) or <runtime_dir>/host/announce.sock "
+                   "(vepf-host)")
+      ->required();
   echo->add_option("--name", name, "Channel name (1..31 letters, digits, '-', '_', '.')")->capture_default_str();
-  auto* bench = cli.add_subcommand("bench", "Round trips through an echo channel on the host side");
-  bench->add_option("--socket", path, "vepf-host's channel socket: <runtime_dir>/host/<name>.sock")->required();
+  auto* bench = cli.add_subcommand("bench", "Round trips through an echo channel the other side announced");
+  bench->add_option("--socket", path,
+                    "A channel socket: <runtime_dir>/host/<name>.sock (vepf-host) or <runtime_dir>/ep/<name>.sock "
+                    "(vepf-ep)")
+      ->required();
   bench->add_option("--count", count, "Messages, sent one at a time")->capture_default_str()->check(CLI::PositiveNumber);
   bench->add_option("--size", size, "Payload bytes, 1..496, or \"random\"")->capture_default_str();
   bench->add_option("--timeout-ms", timeout_ms, "Longest wait for one echo")->capture_default_str();

@@ -3,16 +3,23 @@
 // (vepf/layout/rpmsg.hpp): queue 0 carries messages to the driver, queue 1 from it; the driver
 // posts every buffer. Offers VERSION_1, EVENT_IDX and VIRTIO_RPMSG_F_NS.
 //
-// Channels are unix SOCK_SEQPACKET connections. The device listens on
-// <runtime_dir>/ep/announce.sock; a local program connects and sends one message, the channel
-// name. The connection gets a local address (>= 1024) and the driver a name-service CREATE
-// {name, addr}. From then on each message on the connection is one rpmsg from addr to the peer
-// (the address the driver announced for that name, then the src of the latest message it sent
-// to addr), and each rpmsg for addr is one message on the connection. Closing it sends DESTROY.
+// Channels are unix SOCK_SEQPACKET sockets under <runtime_dir>/ep, one message = one rpmsg
+// (vepf::rpmsg::Channels, the same code as vepf-host's RpmsgDriver uses):
+//  - <runtime_dir>/ep/announce.sock: a local program connects and sends one message, the
+//    channel name; the connection gets a local address (>= 1024) and the driver a name-service
+//    CREATE {name, addr}. Each following message is one rpmsg from addr to the driver's address
+//    for that name (the one it announced, then the src of the latest message it sent to addr).
+//    Closing the connection sends DESTROY. Channels named before DRIVER_OK are announced then.
+//  - <runtime_dir>/ep/<name>.sock for each name the driver announces: every connection gets a
+//    local address; each message is one rpmsg from it to the driver's announced address, and
+//    each rpmsg for it one message on that connection. DESTROY from the driver, or a driver
+//    reset, closes the socket and its connections and removes the file.
+// What this file keeps is the queue handling: messages for the driver wait in a queue of at most
+// about 256 (then the channels are not read) until the driver posts receive buffers on queue 0.
 
+#include <array>
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,20 +27,19 @@
 #include "devices/device.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
-#include "vepf/os/fd.hpp"
+#include "vepf/rpmsg/channels.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace vepf::ep {
 
+/// Queue-level counts; the channel-level ones are channel_stats().
 struct RpmsgStats {
-  std::uint64_t to_driver = 0, to_driver_bytes = 0;      // rpmsgs on queue 0 (incl. name service)
-  std::uint64_t from_driver = 0, from_driver_bytes = 0;  // rpmsgs taken from queue 1
-  std::uint64_t bad = 0;         // malformed message from the driver, dropped
-  std::uint64_t no_endpoint = 0; // for an address nobody holds, dropped
-  std::uint64_t dropped = 0;     // the local program's socket was full, dropped
+  std::uint64_t to_driver = 0, to_driver_bytes = 0;  // rpmsgs written to queue 0 (name service incl.); payload bytes
+  std::uint64_t short_buffer = 0;  // a receive buffer too small for the message: message dropped
+  std::uint64_t bad = 0;           // a transmit buffer of a size no rpmsg has (< 16 or > 512 bytes): dropped
 };
 
-class RpmsgDevice final : public Device {
+class RpmsgDevice final : public Device, private rpmsg::Port {
  public:
   RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size);
   ~RpmsgDevice() override;
@@ -53,46 +59,30 @@ class RpmsgDevice final : public Device {
   const char* type_name() const override { return "rpmsg"; }
   bool backlog() const override { return backlog_; }
   void describe(nlohmann::json& out) const override;
-  Counts counts() const override { return {stats_.to_driver, stats_.from_driver}; }
+  Counts counts() const override { return {stats_.to_driver, channels_.stats().received}; }
   void report(std::uint32_t slot, spdlog::level::level_enum lvl) const override;
   const RpmsgStats& stats() const noexcept { return stats_; }
+  const rpmsg::ChannelStats& channel_stats() const noexcept { return channels_.stats(); }
   const std::string& runtime_dir() const noexcept { return dir_; }
-  std::size_t channels() const noexcept { return by_addr_.size(); }
+  /// Channels opened through announce.sock.
+  std::size_t channels() const noexcept { return channels_.local_channels(); }
 
  private:
-  struct Conn {
-    os::Fd fd;
-    std::string name;                  // empty until the first message
-    std::uint32_t addr = 0;            // local address, once named
-    std::optional<std::uint32_t> peer; // the driver's address for this channel
-    bool reading = true;               // EPOLLIN registered
-  };
+  // rpmsg::Port: messages for the driver go to out_, then into queue 0 as buffers come.
+  bool can_send() override;
+  void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) override;
+  void flush() override { flush_out(); }
 
-  void on_accept();
-  void on_conn(int fd, std::uint32_t events);
-  void close_conn(int fd, const char* why);
-  void set_reading(Conn& c, bool on);
-  void update_reading();
-  void queue_msg(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload);
-  void queue_ns(const std::string& name, std::uint32_t addr, std::uint32_t flags);
   void flush_out();
   void process_tx();
-  void handle_msg(std::span<const std::byte> msg);
-  void handle_ns(std::uint32_t src, std::span<const std::byte> payload);
   void broken(std::uint16_t q);
-  std::uint32_t alloc_addr();
 
   std::string dir_;
   std::uint16_t queue_size_;
-  os::EventLoop* loop_ = nullptr;
-  os::Fd listen_fd_;
-  std::map<int, Conn> conns_;                  // by socket
-  std::map<std::uint32_t, int> by_addr_;       // local address -> socket
-  std::map<std::string, std::uint32_t> announced_;  // names the driver announced -> its address
-  std::deque<std::vector<std::byte>> out_;     // messages waiting for a receive buffer
+  rpmsg::Channels channels_;
+  std::deque<std::vector<std::byte>> out_;  // messages waiting for a receive buffer
   std::optional<transport::DeviceHandle> h_;
-  std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
-  std::vector<std::byte> buf_;
+  std::array<std::byte, layout::kRpmsgBufSize> buf_{};
   RpmsgStats stats_;
   bool backlog_ = false;
 };

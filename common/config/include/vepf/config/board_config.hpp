@@ -37,8 +37,9 @@ struct NetConfig {
 
 /// type = "rpmsg": optional [device.rpmsg] table.
 struct RpmsgConfig {
-  /// Where the channel sockets go: <runtime_dir>/ep/announce.sock (vepf-ep) and
-  /// <runtime_dir>/host/<name>.sock (vepf-host). Default "/run/vepf/rpmsg<N>" (N = device index).
+  /// Where the channel sockets go: <runtime_dir>/ep/ (vepf-ep) and <runtime_dir>/host/ (vepf-host),
+  /// each with announce.sock and <name>.sock per channel the other side announced.
+  /// Default "/run/vepf/rpmsg<N>" (N = device index).
   /// 1..kMaxRpmsgRuntimeDirLen characters, so that every socket path fits sun_path.
   std::string runtime_dir;
 };

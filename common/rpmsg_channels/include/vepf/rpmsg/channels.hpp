@@ -1,0 +1,167 @@
+#pragma once
+// rpmsg channels as unix SOCK_SEQPACKET sockets, the same on both sides of a virtio-rpmsg link
+// (vepf-ep's RpmsgDevice and vepf-host's RpmsgDriver). One message on a socket = one rpmsg.
+//
+// Two kinds of channels, after Linux drivers/rpmsg (virtio_rpmsg_bus.c, rpmsg_ns.c):
+//  - Local channels. Channels listens on <dir>/announce.sock; a local program connects and sends
+//    one message, the channel name (1..31 of letters, digits, '-', '_', '.': rpmsg_name_valid();
+//    "announce" is reserved; a name already open here is refused). The connection gets a local
+//    address (>= 1024) and the peer a name-service CREATE {name, addr}, sent from addr to 53 as
+//    rpmsg_ns does. Each following message is one rpmsg from addr to the channel's peer: the
+//    address the peer announced for the same name, else the src of the latest rpmsg the peer
+//    sent to addr. Until a peer is known the connection is not read. Closing it sends DESTROY.
+//  - Peer channels. For each name-service CREATE {name, addr} from the peer, Channels listens on
+//    <dir>/<name>.sock; every client connection gets a local address of its own; each message
+//    from a client is one rpmsg from that address to `addr`; each rpmsg for that address is one
+//    message to that client. DESTROY from the peer, or link_down(), closes the listener and its
+//    clients and removes the socket file.
+//
+// The side's queues stay with the side: Channels sends through a Port (is there room, send one
+// rpmsg, publish) and is handed each rpmsg the peer sent (on_message()). Name-service messages
+// are built here. Everything the peer writes is untrusted: checked, counted in stats().bad,
+// dropped; never a crash.
+//
+// Flow control: while the Port has no room, connections are not read (their messages wait in
+// the socket); the side calls resume() when room appears. A local program's socket that is full
+// drops the rpmsg (stats().dropped), as Linux rpmsg_char drops on a full queue.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vepf/error.hpp"
+#include "vepf/layout/rpmsg.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/os/fd.hpp"
+
+namespace vepf::rpmsg {
+
+/// One side's transmit path, as Channels sees it.
+class Port {
+ public:
+  virtual ~Port() = default;
+  /// True when one more rpmsg can be sent now (the link is up and the transmit path has room).
+  /// When it returns false the side must call Channels::resume() once room appears.
+  virtual bool can_send() = 0;
+  /// Sends one rpmsg from `src` to `dst` (host byte order) carrying `payload`
+  /// (<= layout::kRpmsgMaxPayload bytes). Called only right after can_send() returned true.
+  virtual void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) = 0;
+  /// After a burst of send(): publish what was sent and notify the peer if it asked for it.
+  virtual void flush() = 0;
+};
+
+/// Writes one rpmsg (struct rpmsg_hdr, then `payload`) into `out`, which must hold
+/// layout::kRpmsgHdrSize + payload.size() bytes (payload <= layout::kRpmsgMaxPayload).
+/// Returns the message size in bytes. The one writer of rpmsg headers, for both Ports.
+std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t dst,
+                   std::span<const std::byte> payload) noexcept;
+
+struct ChannelStats {
+  std::uint64_t sent = 0, sent_bytes = 0;          // rpmsgs given to Port::send (name service included); payload bytes
+  std::uint64_t received = 0, received_bytes = 0;  // well-formed rpmsgs from the peer (name service included)
+  std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
+  std::uint64_t no_endpoint = 0;  // rpmsg for an address no connection holds: dropped
+  std::uint64_t dropped = 0;      // the local program's socket was full (or an empty payload): dropped
+  std::uint64_t refused = 0;      // local connections closed: bad or duplicate name, oversize message
+};
+
+class Channels {
+ public:
+  /// Most channels the peer may announce at once; further CREATEs count as bad (each one is a
+  /// listening socket and a file here).
+  static constexpr std::size_t kMaxPeerChannels = 256;
+  /// Reserved: <dir>/announce.sock is the announce socket itself.
+  static constexpr const char* kAnnounceName = "announce";
+
+  /// `dir`: this side's socket directory (<runtime_dir>/ep or <runtime_dir>/host), created when
+  /// missing. `logger`: the spdlog logger name ("ep.rpmsg"); `who`: a prefix for its messages.
+  Channels(std::string dir, Port& port, std::string logger, std::string who);
+  /// Closes every connection and listener; removes announce.sock and the peer channels' socket
+  /// files. Sends nothing (the link is going away with its owner).
+  ~Channels();
+  Channels(const Channels&) = delete;
+  Channels& operator=(const Channels&) = delete;
+
+  /// Listens on <dir>/announce.sock and registers with `loop`. Idempotent (a second call does
+  /// nothing). Errors: as os::listen_seqpacket(), EventLoop::add().
+  [[nodiscard]] Result<void> start(os::EventLoop& loop);
+
+  /// The queues are up (DRIVER_OK). `name_service`: VIRTIO_RPMSG_F_NS was negotiated; without it
+  /// nothing is announced and name-service messages from the peer count as bad. Announces every
+  /// local channel named so far.
+  void link_up(bool name_service);
+  /// The link went down (device reset, DEVICE_NEEDS_RESET): closes the peer channels (listener,
+  /// clients, socket file), forgets every peer address, stops reading local channels. Local
+  /// connections stay open and are announced again at the next link_up().
+  void link_down();
+  /// One rpmsg the peer wrote (header + payload, any length: checked here). Routes it to the
+  /// connection holding its dst, or to the name service (dst 53).
+  void on_message(std::span<const std::byte> msg);
+  /// The Port has room again: sends held name-service messages, resumes reading.
+  void resume();
+
+  const ChannelStats& stats() const noexcept { return stats_; }
+  /// Named local channels (opened through announce.sock).
+  std::size_t local_channels() const noexcept;
+  /// Channels the peer announced (each with a socket <dir>/<name>.sock).
+  std::size_t peer_channels() const noexcept { return peers_.size(); }
+  const std::string& dir() const noexcept { return dir_; }
+
+ private:
+  struct Conn {
+    os::Fd fd;
+    std::string name;                   // channel; empty for a local connection not yet named
+    bool local = true;                  // opened through announce.sock (announced by us)
+    std::uint32_t addr = 0;             // local address; 0 until named
+    std::optional<std::uint32_t> peer;  // where its messages go
+    bool reading = true;                // EPOLLIN registered
+  };
+  struct Peer {  // a channel the peer announced
+    std::uint32_t addr = 0;
+    os::Fd listen;  // invalid when listening failed (the address is still used)
+    std::string path;
+  };
+  struct PendingNs {
+    std::uint32_t src;
+    layout::RpmsgNsMsg msg;
+  };
+
+  void on_accept(const std::string& channel);
+  void on_conn(int fd, std::uint32_t events);
+  const char* name_conn(Conn& c, std::span<const std::byte> msg);
+  void close_conn(int fd, const char* why);
+  void open_peer(const std::string& name, std::uint32_t addr);
+  void close_peer(const std::string& name);
+  void handle_ns(std::span<const std::byte> payload);
+  void deliver(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload);
+  void announce(const Conn& c, std::uint32_t flags);
+  void send_one(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload);
+  void flush_ns();
+  bool room();
+  void set_reading(Conn& c, bool on);
+  void update_reading();
+  void bad(const char* what);
+  std::uint32_t alloc_addr();
+  void unregister(int fd);
+
+  std::string dir_;
+  Port& port_;
+  std::string logger_, who_;
+  os::EventLoop* loop_ = nullptr;
+  os::Fd listen_fd_;
+  std::map<int, Conn> conns_;               // by socket
+  std::map<std::uint32_t, int> by_addr_;    // local address -> socket
+  std::map<std::string, Peer> peers_;       // by name
+  std::deque<PendingNs> ns_pending_;        // announcements waiting for room, in order
+  std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
+  std::vector<std::byte> buf_;
+  ChannelStats stats_;
+  bool up_ = false;
+  bool ns_ = false;
+};
+
+}  // namespace vepf::rpmsg

@@ -1,0 +1,376 @@
+#include "vepf/rpmsg/channels.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "vepf/os/unix_socket.hpp"
+
+namespace vepf::rpmsg {
+
+namespace {
+constexpr int kConnBudget = 64;         // messages read from one connection per readable event
+constexpr std::size_t kRecvBuf = 4096;  // larger than any acceptable message: detects oversize
+constexpr std::uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
+constexpr std::uint32_t kHupEvents = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+constexpr std::uint32_t kAddrAny = 0xffffffffu;  // RPMSG_ADDR_ANY (include/linux/rpmsg.h)
+
+std::shared_ptr<spdlog::logger> log_of(const std::string& name) {
+  auto l = spdlog::get(name);
+  return l ? l : spdlog::default_logger();
+}
+}  // namespace
+
+std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t dst,
+                   std::span<const std::byte> payload) noexcept {
+  assert(payload.size() <= layout::kRpmsgMaxPayload && out.size() >= layout::kRpmsgHdrSize + payload.size());
+  layout::RpmsgHdr hdr{};
+  hdr.src = layout::le32::from_cpu(src);
+  hdr.dst = layout::le32::from_cpu(dst);
+  hdr.len = layout::le16::from_cpu(static_cast<std::uint16_t>(payload.size()));
+  std::memcpy(out.data(), &hdr, sizeof(hdr));
+  if (!payload.empty()) std::memcpy(out.data() + sizeof(hdr), payload.data(), payload.size());
+  return sizeof(hdr) + payload.size();
+}
+
+Channels::Channels(std::string dir, Port& port, std::string logger, std::string who)
+    : dir_(std::move(dir)), port_(port), logger_(std::move(logger)), who_(std::move(who)), buf_(kRecvBuf) {}
+
+Channels::~Channels() {
+  if (loop_ != nullptr) {
+    for (const auto& [fd, c] : conns_) loop_->remove(fd);
+    for (const auto& [name, p] : peers_) {
+      if (p.listen.valid()) loop_->remove(p.listen.get());
+    }
+    if (listen_fd_.valid()) loop_->remove(listen_fd_.get());
+  }
+  for (const auto& [name, p] : peers_) {
+    if (p.listen.valid()) ::unlink(p.path.c_str());
+  }
+  if (listen_fd_.valid()) ::unlink((dir_ + "/announce.sock").c_str());
+}
+
+Result<void> Channels::start(os::EventLoop& loop) {
+  if (listen_fd_.valid()) return {};
+  loop_ = &loop;
+  const std::string path = dir_ + "/announce.sock";
+  auto l = os::listen_seqpacket(path);
+  if (!l) return tl::unexpected(l.error());
+  if (auto r = loop.add(l->get(), EPOLLIN, [this](std::uint32_t) { on_accept({}); }); !r) {
+    ::unlink(path.c_str());
+    return r;
+  }
+  listen_fd_ = std::move(*l);
+  return {};
+}
+
+std::size_t Channels::local_channels() const noexcept {
+  return static_cast<std::size_t>(
+      std::count_if(conns_.begin(), conns_.end(), [](const auto& e) { return e.second.local && e.second.addr != 0; }));
+}
+
+void Channels::link_up(bool name_service) {
+  up_ = true;
+  ns_ = name_service;
+  log_of(logger_)->info("{}: link up, announcing {} channel(s){}", who_, local_channels(),
+                        name_service ? "" : " (no name service negotiated: nothing is announced)");
+  for (const auto& [fd, c] : conns_) {
+    if (c.local && c.addr != 0) announce(c, layout::kRpmsgNsCreate);
+  }
+  update_reading();
+}
+
+void Channels::link_down() {
+  up_ = false;
+  ns_ = false;
+  ns_pending_.clear();
+  while (!peers_.empty()) close_peer(peers_.begin()->first);
+  for (auto& [fd, c] : conns_) c.peer.reset();  // the next peer announces or writes first again
+  update_reading();
+}
+
+void Channels::resume() {
+  flush_ns();
+  update_reading();
+}
+
+std::uint32_t Channels::alloc_addr() {
+  for (;;) {
+    const std::uint32_t a = next_addr_++;
+    if (next_addr_ == kAddrAny) next_addr_ = layout::kRpmsgFirstDynamicAddr;
+    if (a >= layout::kRpmsgFirstDynamicAddr && !by_addr_.count(a)) return a;
+  }
+}
+
+bool Channels::room() { return up_ && ns_pending_.empty() && port_.can_send(); }
+
+void Channels::set_reading(Conn& c, bool on) {
+  if (c.reading == on) return;
+  c.reading = on;
+  (void)loop_->modify(c.fd.get(), on ? kReadEvents : EPOLLRDHUP);
+}
+
+void Channels::update_reading() {
+  if (loop_ == nullptr || conns_.empty()) return;
+  const bool r = room();
+  // An unnamed connection is read for its name whatever the link does (announced at link_up).
+  for (auto& [fd, c] : conns_) set_reading(c, c.addr == 0 || (r && c.peer.has_value()));
+}
+
+void Channels::bad(const char* what) {
+  ++stats_.bad;
+  // Rate-limited: the 1st, 2nd, 4th, 8th... bad message is logged.
+  if (std::has_single_bit(stats_.bad)) log_of(logger_)->warn("{}: {} dropped ({} so far)", who_, what, stats_.bad);
+}
+
+// `channel` empty: the announce socket; else a peer channel's socket.
+void Channels::on_accept(const std::string& channel) {
+  int lfd = listen_fd_.get();
+  if (!channel.empty()) {
+    auto p = peers_.find(channel);
+    if (p == peers_.end() || !p->second.listen.valid()) return;
+    lfd = p->second.listen.get();
+  }
+  for (;;) {
+    auto s = os::accept_seqpacket(lfd);
+    if (!s) {
+      if (s.error().code != Errc::kNoSpace) {
+        log_of(logger_)->warn("{}: accept: {}", who_, std::strerror(s.error().sys_errno));
+      }
+      return;
+    }
+    Conn c;
+    c.fd = std::move(*s);
+    c.name = channel;
+    c.local = channel.empty();
+    if (!c.local) {
+      c.addr = alloc_addr();
+      c.peer = peers_.at(channel).addr;
+      c.reading = room();
+    }
+    const int fd = c.fd.get();
+    auto cb = [this, fd](std::uint32_t ev) { on_conn(fd, ev); };
+    if (auto r = loop_->add(fd, c.reading ? kReadEvents : EPOLLRDHUP, std::move(cb)); !r) {
+      log_of(logger_)->warn("{}: cannot poll a new connection", who_);
+      continue;
+    }
+    if (!c.local) {
+      by_addr_[c.addr] = fd;
+      log_of(logger_)->debug("{}: channel '{}': client at addr {}", who_, channel, c.addr);
+    }
+    conns_.emplace(fd, std::move(c));
+  }
+}
+
+// A local connection's first message: its channel name. Returns why it is refused, or nullptr.
+const char* Channels::name_conn(Conn& c, std::span<const std::byte> msg) {
+  std::string name(msg.size(), '\0');
+  std::memcpy(name.data(), msg.data(), msg.size());
+  const auto log = log_of(logger_);
+  if (!layout::rpmsg_name_valid(name.data(), name.size()) || name == kAnnounceName) {
+    log->error("{}: refused a channel: name must be 1..31 letters, digits, '-', '_' or '.', not \"{}\"", who_,
+               kAnnounceName);
+    ++stats_.refused;
+    return "bad name";
+  }
+  for (const auto& [fd, o] : conns_) {
+    if (o.local && o.addr != 0 && o.name == name) {
+      log->error("{}: refused a second channel named '{}'", who_, name);
+      ++stats_.refused;
+      return "duplicate name";
+    }
+  }
+  c.name = std::move(name);
+  c.addr = alloc_addr();
+  by_addr_[c.addr] = c.fd.get();
+  if (auto p = peers_.find(c.name); p != peers_.end()) c.peer = p->second.addr;
+  log->info("{}: channel '{}' at addr {}", who_, c.name, c.addr);
+  announce(c, layout::kRpmsgNsCreate);
+  return nullptr;
+}
+
+void Channels::on_conn(int fd, std::uint32_t events) {
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return;
+  Conn& c = it->second;
+  if (!(events & EPOLLIN) || !c.reading) {
+    if (events & kHupEvents) close_conn(fd, "peer hung up");
+    return;
+  }
+  const char* why = nullptr;
+  for (int budget = kConnBudget; budget > 0 && why == nullptr; --budget) {
+    if (c.addr != 0 && !(c.peer && room())) break;  // no peer yet, or no room: leave it in the socket
+    const ssize_t n = ::recv(fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) {
+      why = n == 0 ? "peer hung up" : std::strerror(errno);
+      break;
+    }
+    const auto msg = std::span{buf_}.first(static_cast<std::size_t>(n));
+    if (c.addr == 0) {
+      why = name_conn(c, msg);
+    } else if (msg.size() > layout::kRpmsgMaxPayload) {
+      log_of(logger_)->error("{}: channel '{}': message of {} bytes refused (at most {}); closing the connection", who_,
+                             c.name, msg.size(), layout::kRpmsgMaxPayload);
+      ++stats_.refused;
+      why = "message too large";
+    } else {
+      send_one(c.addr, *c.peer, msg);
+    }
+  }
+  if (why != nullptr) close_conn(fd, why);
+  port_.flush();
+  update_reading();
+}
+
+void Channels::close_conn(int fd, const char* why) {
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return;
+  const Conn& c = it->second;
+  if (c.local && c.addr != 0) {
+    log_of(logger_)->info("{}: channel '{}' (addr {}) closed: {}", who_, c.name, c.addr, why);
+    announce(c, layout::kRpmsgNsDestroy);
+  }
+  if (c.addr != 0) by_addr_.erase(c.addr);
+  loop_->remove(fd);
+  conns_.erase(it);
+}
+
+void Channels::send_one(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
+  port_.send(src, dst, payload);
+  ++stats_.sent;
+  stats_.sent_bytes += payload.size();
+}
+
+// rpmsg_ns.c: the announcement goes from the channel's own address to the name service.
+void Channels::announce(const Conn& c, std::uint32_t flags) {
+  if (!up_ || !ns_) return;  // announced at link_up(), or never without VIRTIO_RPMSG_F_NS
+  PendingNs p{c.addr, {}};
+  std::memcpy(p.msg.name, c.name.data(), std::min(c.name.size(), sizeof(p.msg.name) - 1));
+  p.msg.addr = layout::le32::from_cpu(c.addr);
+  p.msg.flags = layout::le32::from_cpu(flags);
+  ns_pending_.push_back(p);
+  flush_ns();
+}
+
+void Channels::flush_ns() {
+  bool sent = false;
+  while (!ns_pending_.empty() && up_ && port_.can_send()) {
+    const PendingNs& p = ns_pending_.front();
+    send_one(p.src, layout::kRpmsgNsAddr, std::as_bytes(std::span{&p.msg, 1}));
+    ns_pending_.pop_front();
+    sent = true;
+  }
+  if (sent) port_.flush();
+}
+
+void Channels::on_message(std::span<const std::byte> msg) {
+  const auto m = layout::parse_rpmsg(msg);
+  if (!m) return bad("malformed rpmsg");
+  ++stats_.received;
+  stats_.received_bytes += m->payload.size();
+  if (m->dst == layout::kRpmsgNsAddr) return handle_ns(m->payload);
+  deliver(m->src, m->dst, m->payload);
+}
+
+void Channels::deliver(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
+  auto a = by_addr_.find(dst);
+  if (a == by_addr_.end()) {
+    ++stats_.no_endpoint;
+    return;
+  }
+  Conn& c = conns_.at(a->second);
+  // A local channel answers whoever wrote last: each client on the other side has an address
+  // of its own (several clients at once may see crossed replies).
+  if (c.local && c.peer != src) {
+    const bool resume = !c.peer;
+    c.peer = src;
+    if (resume) update_reading();
+  }
+  if (payload.empty()) {  // an empty seqpacket message reads as end of file: not deliverable
+    ++stats_.dropped;
+    return;
+  }
+  if (::send(c.fd.get(), payload.data(), payload.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) ++stats_.dropped;
+}
+
+// struct rpmsg_ns_msg from the peer (rpmsg_ns.c rpmsg_ns_cb), every field checked.
+void Channels::handle_ns(std::span<const std::byte> payload) {
+  if (!ns_) return bad("name-service message without VIRTIO_RPMSG_F_NS");
+  layout::RpmsgNsMsg ns;
+  if (payload.size() < sizeof(ns)) return bad("short name-service message");
+  std::memcpy(&ns, payload.data(), sizeof(ns));
+  const std::size_t n = ::strnlen(ns.name, sizeof(ns.name));
+  if (n == sizeof(ns.name) || !layout::rpmsg_name_valid(ns.name, n)) {
+    return bad("name-service message with an unusable name");
+  }
+  const std::string name(ns.name, n);
+  if (name == kAnnounceName) return bad("name-service message for the reserved name \"announce\"");
+  const std::uint32_t flags = ns.flags.to_cpu(), addr = ns.addr.to_cpu();
+  if (flags == layout::kRpmsgNsDestroy) return close_peer(name);
+  if (flags != layout::kRpmsgNsCreate) return bad("name-service message with unknown flags");
+  if (addr == layout::kRpmsgNsAddr || addr == kAddrAny) return bad("name-service CREATE with an unusable address");
+  open_peer(name, addr);
+}
+
+void Channels::open_peer(const std::string& name, std::uint32_t addr) {
+  if (auto it = peers_.find(name); it != peers_.end()) {
+    it->second.addr = addr;  // announced again: the peer's new address
+    for (auto& [fd, c] : conns_) {
+      if (!c.local && c.name == name) c.peer = addr;
+    }
+  } else {
+    if (peers_.size() >= kMaxPeerChannels) return bad("name-service CREATE beyond the channel limit");
+    Peer p;
+    p.addr = addr;
+    p.path = dir_ + "/" + name + ".sock";
+    const auto log = log_of(logger_);
+    if (loop_ != nullptr) {
+      auto l = os::listen_seqpacket(p.path);
+      if (!l) {
+        log->error("{}: channel '{}': cannot listen on {}: {}{}", who_, name, p.path, l.error().what,
+                   l.error().sys_errno ? std::string(": ") + std::strerror(l.error().sys_errno) : "");
+      } else if (auto r = loop_->add(l->get(), EPOLLIN, [this, name](std::uint32_t) { on_accept(name); }); !r) {
+        log->error("{}: channel '{}': cannot poll {}", who_, name, p.path);
+        ::unlink(p.path.c_str());
+      } else {
+        p.listen = std::move(*l);
+      }
+    }
+    log->info("{}: peer channel '{}' (peer addr {}) on {}", who_, name, addr, p.path);
+    peers_.emplace(name, std::move(p));
+  }
+  for (auto& [fd, c] : conns_) {
+    if (c.local && c.name == name && !c.peer) c.peer = addr;
+  }
+  update_reading();
+}
+
+void Channels::close_peer(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return;  // DESTROY for a name never announced: nothing to do
+  const Peer& p = it->second;
+  if (p.listen.valid()) {
+    loop_->remove(p.listen.get());
+    ::unlink(p.path.c_str());
+  }
+  log_of(logger_)->info("{}: peer channel '{}' gone", who_, name);
+  std::vector<int> clients;
+  for (auto& [fd, c] : conns_) {
+    if (!c.local && c.name == name) clients.push_back(fd);
+    if (c.local && c.name == name && c.peer == p.addr) c.peer.reset();  // wait for a new owner
+  }
+  for (int fd : clients) close_conn(fd, "channel destroyed");
+  peers_.erase(it);
+  update_reading();
+}
+
+}  // namespace vepf::rpmsg

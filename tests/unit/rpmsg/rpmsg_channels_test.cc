@@ -1,0 +1,405 @@
+// vepf::rpmsg::Channels, the channel logic both vepf-ep and vepf-host use, against a fake Port
+// and real unix sockets in a temporary directory: announce socket, name-service CREATE/DESTROY
+// in both directions, per-client addresses, reply addresses, flow control, and peer-written
+// name-service messages that must be counted and dropped.
+
+#include "vepf/rpmsg/channels.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "vepf/os/unix_socket.hpp"
+
+namespace vepf::rpmsg {
+namespace {
+
+namespace fs = std::filesystem;
+using layout::kRpmsgNsAddr;
+
+struct Sent {
+  std::uint32_t src, dst;
+  std::string payload;
+};
+
+class FakePort final : public Port {
+ public:
+  bool room = true;
+  std::vector<Sent> sent;
+  int flushes = 0;
+
+  bool can_send() override { return room; }
+  void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) override {
+    std::string p(payload.size(), '\0');
+    std::memcpy(p.data(), payload.data(), payload.size());
+    sent.push_back({src, dst, std::move(p)});
+  }
+  void flush() override { ++flushes; }
+};
+
+layout::RpmsgNsMsg ns_of(const Sent& s) {
+  layout::RpmsgNsMsg ns{};
+  EXPECT_EQ(s.payload.size(), sizeof(ns));
+  std::memcpy(&ns, s.payload.data(), std::min(s.payload.size(), sizeof(ns)));
+  return ns;
+}
+
+std::vector<std::byte> bytes(const std::string& s) {
+  std::vector<std::byte> b(s.size());
+  std::memcpy(b.data(), s.data(), s.size());
+  return b;
+}
+
+/// An rpmsg as the peer would write it.
+std::vector<std::byte> rpmsg(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
+  std::vector<std::byte> m(layout::kRpmsgHdrSize + payload.size());
+  encode(m, src, dst, payload);
+  return m;
+}
+
+/// A name-service message from the peer: raw name bytes (copied as given, up to 32).
+std::vector<std::byte> ns_msg(const std::string& name, std::uint32_t addr, std::uint32_t flags) {
+  layout::RpmsgNsMsg ns{};
+  std::memcpy(ns.name, name.data(), std::min(name.size(), sizeof(ns.name)));
+  ns.addr = layout::le32::from_cpu(addr);
+  ns.flags = layout::le32::from_cpu(flags);
+  return rpmsg(addr, kRpmsgNsAddr, std::as_bytes(std::span{&ns, 1}));
+}
+
+class RpmsgChannels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spdlog::set_level(spdlog::level::warn);  // Channels logs to the default logger here
+    static int n = 0;
+    dir_ = fs::temp_directory_path() / ("vepf-rpch-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    fs::remove_all(dir_);
+    auto l = os::EventLoop::create();
+    ASSERT_TRUE(l);
+    loop_ = std::move(*l);
+    ch_ = std::make_unique<Channels>(dir_.string(), port_, "test.rpmsg", "test");
+    ASSERT_TRUE(ch_->start(loop_));
+  }
+  void TearDown() override {
+    for (int fd : fds_) ::close(fd);
+    ch_.reset();
+    fs::remove_all(dir_);
+  }
+
+  /// Runs the loop until `cond` holds (true) or 2 s pass (false).
+  bool pump(const std::function<bool()>& cond) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!cond()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      EXPECT_TRUE(loop_.run_once(10));
+    }
+    return true;
+  }
+  /// Runs the loop for a few rounds (to show that something does not happen).
+  void settle() {
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(loop_.run_once(5));
+  }
+  int connect(const std::string& file) {
+    auto s = os::connect_seqpacket((dir_ / file).string());
+    EXPECT_TRUE(s) << file;
+    if (!s) return -1;
+    fds_.push_back(s->release());
+    return fds_.back();
+  }
+  static void put(int fd, const std::string& m) {
+    ASSERT_EQ(::send(fd, m.data(), m.size(), MSG_NOSIGNAL), static_cast<ssize_t>(m.size()));
+  }
+  /// The next message on `fd` ("" for end of file), waiting up to 2 s.
+  std::string get(int fd) {
+    char b[1024];
+    ssize_t n = -1;
+    pump([&] {
+      n = ::recv(fd, b, sizeof(b), MSG_DONTWAIT);
+      return n >= 0;
+    });
+    return n > 0 ? std::string(b, static_cast<std::size_t>(n)) : "";
+  }
+  /// Opens local channel `name` through announce.sock; returns its connection.
+  int open_local(const std::string& name) {
+    const std::size_t before = ch_->local_channels();
+    const int fd = connect("announce.sock");
+    put(fd, name);
+    EXPECT_TRUE(pump([&] { return ch_->local_channels() == before + 1; })) << name;
+    return fd;
+  }
+  void receive(const std::vector<std::byte>& m) { ch_->on_message(m); }
+
+  fs::path dir_;
+  os::EventLoop loop_;
+  FakePort port_;
+  std::unique_ptr<Channels> ch_;
+  std::vector<int> fds_;
+};
+
+TEST(RpmsgEncode, WritesTheLinuxHeader) {
+  std::vector<std::byte> m(layout::kRpmsgHdrSize + 3);
+  const auto p = bytes("abc");
+  ASSERT_EQ(encode(m, 1024, 53, p), m.size());
+  const auto parsed = layout::parse_rpmsg(m);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->src, 1024u);
+  EXPECT_EQ(parsed->dst, 53u);
+  ASSERT_EQ(parsed->payload.size(), 3u);
+  EXPECT_EQ(std::memcmp(parsed->payload.data(), "abc", 3), 0);
+}
+
+TEST_F(RpmsgChannels, AnnounceSendsCreateFromTheChannelAddressToTheNameService) {
+  ch_->link_up(true);
+  const int c = open_local("svc");
+  ASSERT_EQ(port_.sent.size(), 1u);
+  const Sent s = port_.sent[0];
+  EXPECT_GE(s.src, layout::kRpmsgFirstDynamicAddr);
+  EXPECT_EQ(s.dst, kRpmsgNsAddr);
+  const auto ns = ns_of(s);
+  EXPECT_STREQ(ns.name, "svc");
+  EXPECT_EQ(ns.addr.to_cpu(), s.src) << "rpmsg_ns: announced from the channel's own address";
+  EXPECT_EQ(ns.flags.to_cpu(), layout::kRpmsgNsCreate);
+  EXPECT_GE(port_.flushes, 1);
+
+  ::close(c);
+  fds_.pop_back();
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 2; }));
+  const auto d = ns_of(port_.sent[1]);
+  EXPECT_STREQ(d.name, "svc");
+  EXPECT_EQ(d.addr.to_cpu(), s.src);
+  EXPECT_EQ(d.flags.to_cpu(), layout::kRpmsgNsDestroy);
+  EXPECT_EQ(ch_->local_channels(), 0u);
+}
+
+TEST_F(RpmsgChannels, ChannelsNamedBeforeLinkUpAreAnnouncedAtLinkUp) {
+  open_local("early");
+  settle();
+  EXPECT_TRUE(port_.sent.empty()) << "nothing goes out before the queues are up";
+  ch_->link_up(true);
+  ASSERT_EQ(port_.sent.size(), 1u);
+  EXPECT_STREQ(ns_of(port_.sent[0]).name, "early");
+
+  // A reset forgets the peer; the next link_up() announces the channel again.
+  ch_->link_down();
+  ch_->link_up(true);
+  ASSERT_EQ(port_.sent.size(), 2u);
+  EXPECT_STREQ(ns_of(port_.sent[1]).name, "early");
+}
+
+TEST_F(RpmsgChannels, WithoutNameServiceNothingIsAnnouncedAndPeerAnnouncementsAreBad) {
+  ch_->link_up(false);
+  open_local("quiet");
+  settle();
+  EXPECT_TRUE(port_.sent.empty());
+  receive(ns_msg("x", 2000, layout::kRpmsgNsCreate));
+  EXPECT_EQ(ch_->stats().bad, 1u);
+  EXPECT_EQ(ch_->peer_channels(), 0u);
+  EXPECT_FALSE(fs::exists(dir_ / "x.sock"));
+}
+
+TEST_F(RpmsgChannels, LocalChannelWaitsForItsPeerThenSendsToTheAnnouncedAddress) {
+  ch_->link_up(true);
+  const int c = open_local("svc");
+  const std::uint32_t addr = port_.sent.at(0).src;
+  put(c, "hello");
+  settle();
+  ASSERT_EQ(port_.sent.size(), 1u) << "no peer yet: the message stays in the socket";
+
+  receive(ns_msg("svc", 700, layout::kRpmsgNsCreate));
+  EXPECT_EQ(ch_->peer_channels(), 1u);
+  EXPECT_TRUE(fs::exists(dir_ / "svc.sock"));
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 2; }));
+  EXPECT_EQ(port_.sent[1].src, addr);
+  EXPECT_EQ(port_.sent[1].dst, 700u);
+  EXPECT_EQ(port_.sent[1].payload, "hello");
+}
+
+TEST_F(RpmsgChannels, LocalChannelAnswersTheLatestWriter) {
+  ch_->link_up(true);
+  const int c = open_local("echo");
+  const std::uint32_t addr = port_.sent.at(0).src;
+  receive(rpmsg(2000, addr, bytes("ping")));
+  EXPECT_EQ(get(c), "ping");
+  put(c, "pong");
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 2; }));
+  EXPECT_EQ(port_.sent[1].src, addr);
+  EXPECT_EQ(port_.sent[1].dst, 2000u);
+
+  receive(rpmsg(2001, addr, bytes("again")));
+  EXPECT_EQ(get(c), "again");
+  put(c, "back");
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 3; }));
+  EXPECT_EQ(port_.sent[2].dst, 2001u);
+  EXPECT_EQ(ch_->stats().received, 2u);
+  EXPECT_EQ(ch_->stats().received_bytes, 9u);
+}
+
+TEST_F(RpmsgChannels, PeerChannelGivesEachClientItsOwnAddress) {
+  ch_->link_up(true);
+  receive(ns_msg("peer-svc", 77, layout::kRpmsgNsCreate));
+  ASSERT_TRUE(fs::exists(dir_ / "peer-svc.sock"));
+  const int a = connect("peer-svc.sock");
+  const int b = connect("peer-svc.sock");
+  put(a, "from-a");
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 1; }));
+  put(b, "from-b");
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 2; }));
+  const Sent sa = port_.sent[0], sb = port_.sent[1];
+  EXPECT_EQ(sa.payload, "from-a");
+  EXPECT_EQ(sb.payload, "from-b");
+  EXPECT_EQ(sa.dst, 77u);
+  EXPECT_EQ(sb.dst, 77u);
+  EXPECT_GE(sa.src, layout::kRpmsgFirstDynamicAddr);
+  EXPECT_GE(sb.src, layout::kRpmsgFirstDynamicAddr);
+  EXPECT_NE(sa.src, sb.src);
+
+  receive(rpmsg(77, sb.src, bytes("for-b")));
+  EXPECT_EQ(get(b), "for-b");
+  char x;
+  EXPECT_LT(::recv(a, &x, 1, MSG_DONTWAIT), 0) << "only the addressed client gets it";
+
+  // Announced again with a new address: clients follow it.
+  receive(ns_msg("peer-svc", 78, layout::kRpmsgNsCreate));
+  put(a, "later");
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 3; }));
+  EXPECT_EQ(port_.sent[2].dst, 78u);
+
+  receive(ns_msg("peer-svc", 78, layout::kRpmsgNsDestroy));
+  EXPECT_FALSE(fs::exists(dir_ / "peer-svc.sock"));
+  EXPECT_EQ(ch_->peer_channels(), 0u);
+  EXPECT_EQ(get(a), "") << "DESTROY closes the clients";
+  EXPECT_EQ(get(b), "");
+}
+
+TEST_F(RpmsgChannels, LinkDownClosesPeerChannelsAndStopsLocalTraffic) {
+  ch_->link_up(true);
+  const int local = open_local("svc");
+  receive(ns_msg("svc", 900, layout::kRpmsgNsCreate));
+  receive(ns_msg("other", 901, layout::kRpmsgNsCreate));
+  const int client = connect("other.sock");
+  put(client, "accepted?");
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 2; }));  // the CREATE of "svc", then this
+  ch_->link_down();
+  EXPECT_FALSE(fs::exists(dir_ / "svc.sock"));
+  EXPECT_FALSE(fs::exists(dir_ / "other.sock"));
+  EXPECT_EQ(get(client), "");
+  EXPECT_EQ(ch_->local_channels(), 1u) << "local channels stay open across a reset";
+  const std::size_t before = port_.sent.size();
+  put(local, "while down");
+  settle();
+  EXPECT_EQ(port_.sent.size(), before);
+  EXPECT_TRUE(fs::exists(dir_ / "announce.sock"));
+}
+
+TEST_F(RpmsgChannels, BadAndDuplicateLocalNamesAreRefused) {
+  ch_->link_up(true);
+  open_local("svc");
+  for (const std::string& name : std::vector<std::string>{"svc", "a/b", "announce", std::string(32, 'n')}) {
+    const int c = connect("announce.sock");
+    put(c, name);
+    EXPECT_EQ(get(c), "") << "'" << name << "' should be refused (connection closed)";
+  }
+  EXPECT_EQ(ch_->stats().refused, 4u);
+  EXPECT_EQ(ch_->local_channels(), 1u);
+  EXPECT_EQ(port_.sent.size(), 1u);
+}
+
+TEST_F(RpmsgChannels, OversizeMessageClosesTheConnection) {
+  ch_->link_up(true);
+  receive(ns_msg("big", 500, layout::kRpmsgNsCreate));
+  const int c = connect("big.sock");
+  put(c, std::string(layout::kRpmsgMaxPayload, 'x'));
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 1; }));
+  put(c, std::string(layout::kRpmsgMaxPayload + 1, 'x'));
+  EXPECT_EQ(get(c), "");
+  EXPECT_EQ(ch_->stats().refused, 1u);
+  EXPECT_EQ(port_.sent.size(), 1u);
+}
+
+TEST_F(RpmsgChannels, MalformedPeerMessagesAreCountedAndDropped) {
+  ch_->link_up(true);
+  std::vector<std::vector<std::byte>> bad;
+  bad.push_back(std::vector<std::byte>(layout::kRpmsgHdrSize - 1));  // shorter than a header
+  {
+    auto m = rpmsg(1, 2, bytes("abcd"));
+    m.pop_back();  // hdr.len says 4, 3 follow
+    bad.push_back(m);
+  }
+  {
+    auto m = ns_msg("short", 1500, layout::kRpmsgNsCreate);
+    m.pop_back();
+    layout::RpmsgHdr h;
+    std::memcpy(&h, m.data(), sizeof(h));
+    h.len = layout::le16::from_cpu(sizeof(layout::RpmsgNsMsg) - 1);  // a 39-byte payload
+    std::memcpy(m.data(), &h, sizeof(h));
+    bad.push_back(m);
+  }
+  bad.push_back(ns_msg(std::string(32, 'a'), 1500, layout::kRpmsgNsCreate));  // no NUL
+  bad.push_back(ns_msg("a/b", 1500, layout::kRpmsgNsCreate));
+  bad.push_back(ns_msg("..", 1500, layout::kRpmsgNsCreate));
+  bad.push_back(ns_msg("", 1500, layout::kRpmsgNsCreate));
+  bad.push_back(ns_msg("announce", 1500, layout::kRpmsgNsCreate));  // would replace announce.sock
+  bad.push_back(ns_msg("flags", 1500, 7));
+  bad.push_back(ns_msg("ns-addr", kRpmsgNsAddr, layout::kRpmsgNsCreate));
+  for (const auto& m : bad) receive(m);
+  EXPECT_EQ(ch_->stats().bad, bad.size());
+  EXPECT_EQ(ch_->peer_channels(), 0u);
+  EXPECT_TRUE(port_.sent.empty());
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir_)) files.push_back(e.path().filename().string());
+  EXPECT_EQ(files, std::vector<std::string>{"announce.sock"});
+  EXPECT_TRUE(fs::exists(dir_ / "announce.sock"));
+
+  receive(rpmsg(5, 4242, bytes("nobody")));
+  EXPECT_EQ(ch_->stats().no_endpoint, 1u);
+  receive(ns_msg("never-announced", 1500, layout::kRpmsgNsDestroy));  // ignored, as rpmsg_ns does
+  EXPECT_EQ(ch_->stats().bad, bad.size());
+}
+
+TEST_F(RpmsgChannels, PeerChannelsAreCapped) {
+  ch_->link_up(true);
+  for (std::size_t i = 0; i <= Channels::kMaxPeerChannels; ++i) {
+    receive(ns_msg("c" + std::to_string(i), static_cast<std::uint32_t>(2000 + i), layout::kRpmsgNsCreate));
+  }
+  EXPECT_EQ(ch_->peer_channels(), Channels::kMaxPeerChannels);
+  EXPECT_EQ(ch_->stats().bad, 1u);
+}
+
+TEST_F(RpmsgChannels, NoRoomHoldsAnnouncementsAndPausesReadingInOrder) {
+  port_.room = false;
+  ch_->link_up(true);
+  receive(ns_msg("svc", 600, layout::kRpmsgNsCreate));
+  const int c = open_local("svc");
+  put(c, "one");
+  put(c, "two");
+  settle();
+  EXPECT_TRUE(port_.sent.empty()) << "no room: the CREATE waits, the channel is not read";
+  port_.room = true;
+  ch_->resume();
+  ASSERT_TRUE(pump([&] { return port_.sent.size() == 3; }));
+  EXPECT_EQ(port_.sent[0].dst, kRpmsgNsAddr) << "the announcement goes before the channel's messages";
+  EXPECT_EQ(port_.sent[1].payload, "one");
+  EXPECT_EQ(port_.sent[2].payload, "two");
+  EXPECT_EQ(port_.sent[1].dst, 600u);
+}
+
+TEST_F(RpmsgChannels, DestructorRemovesSocketFiles) {
+  ch_->link_up(true);
+  receive(ns_msg("gone", 800, layout::kRpmsgNsCreate));
+  ASSERT_TRUE(fs::exists(dir_ / "gone.sock"));
+  ch_.reset();
+  EXPECT_FALSE(fs::exists(dir_ / "gone.sock"));
+  EXPECT_FALSE(fs::exists(dir_ / "announce.sock"));
+}
+
+}  // namespace
+}  // namespace vepf::rpmsg
