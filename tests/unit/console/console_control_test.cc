@@ -12,11 +12,9 @@ namespace vepf::layout {
 namespace {
 
 std::vector<std::byte> msg(std::uint32_t id, std::uint16_t event, std::uint16_t value, std::vector<std::uint8_t> payload = {}) {
-  std::vector<std::byte> m(kConsoleCtrlBufSize);
-  std::vector<std::byte> p(payload.size());
-  std::memcpy(p.data(), payload.data(), payload.size());
-  m.resize(build_console_control(m, id, event, value, p));
-  return m;
+  std::vector<std::byte> p;
+  for (const std::uint8_t b : payload) p.push_back(std::byte{b});
+  return console_control(id, event, value, p);
 }
 
 std::vector<std::byte> named(std::uint32_t id, const std::string& name) {
