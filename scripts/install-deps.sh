@@ -17,6 +17,8 @@ pkgs=(
   libnbd-bin libnbd-dev qemu-utils
   # console: a terminal program for the host's pty
   picocom
+  # the QEMU rig (scripts/qemu): machines, the guests' busybox and initramfs, depmod, vmlinux
+  qemu-system-x86 busybox-static cpio kmod xz-utils
 )
 
 SUDO=

@@ -2,7 +2,8 @@
 # The test command (README's second command; .ci/run calls it): installs what is missing,
 # builds the default, static and asan-ubsan presets, runs every test of the default build (unit,
 # integration over loopback, network namespaces), checks the static vepf-ep against the default
-# vepf-host, and runs the unit tests under ASan+UBSan and under TSan.
+# vepf-host, runs the unit tests under ASan+UBSan and under TSan, and the HIL stage on two QEMU
+# machines (tests/hil/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${VEPF_JOBS:-2}
@@ -37,3 +38,6 @@ echo "== tsan build (unit tests)"
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$jobs"
 TSAN_OPTIONS=halt_on_error=1 ctest --preset tsan -L unit -j "$jobs"
+
+echo "== HIL: two QEMU machines"
+tests/hil/run.sh

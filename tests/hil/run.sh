@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The HIL stage: scenarios on two QEMU machines (scripts/qemu/rig.sh), each bounded in time.
+# Prints what ran, what passed, and the stage's wall time; exits non-zero if any failed.
+# Today: the rig itself (shared BAR2 between the machines; vfio-pci binding under intel-iommu).
+# usage: tests/hil/run.sh
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+rig=$top/scripts/qemu/rig.sh
+guest=$top/scripts/qemu/guest
+t0=$(date +%s)
+passed=() failed=()
+run() {  # name rig-args...
+  local name=$1; shift
+  echo "-- hil: $name"
+  if "$rig" "$@"; then passed+=("$name"); else failed+=("$name"); fi
+}
+run "shared BAR2 across the machines (ivshmem, devmem)" --scenario "$guest/smoke.sh" --timeout 90
+run "vfio-pci binding under intel-iommu" --scenario "$guest/vfio-smoke.sh" --iommu --timeout 90
+echo "hil: ${#passed[@]} passed, ${#failed[@]} failed, $(( $(date +%s) - t0 )) s wall"
+for f in "${failed[@]+"${failed[@]}"}"; do echo "hil: FAILED: $f"; done
+[ ${#failed[@]} -eq 0 ]
