@@ -19,6 +19,8 @@ pkgs=(
   picocom
   # the QEMU rig (scripts/qemu): machines, the guests' busybox and initramfs, depmod, vmlinux
   qemu-system-x86 busybox-static cpio kmod xz-utils
+  # the RC's PCI discovery (vepf_vfio)
+  libpci-dev
 )
 
 SUDO=

@@ -3,6 +3,7 @@
 # function, each running a guest script with its role (a, b). Bounded in time; QEMU, the shared
 # memory and temporary files are cleaned up, also on failure.
 # usage: rig.sh --scenario GUEST_SCRIPT [--timeout SECONDS] [--file SRC[:DEST]]... [--modules "..."]
+#              [--device QEMU_DEVICE]... (added to both machines, e.g. edu)
 #              [--iommu]   (intel-iommu in both machines, intel_iommu=on, the vfio-pci modules:
 #                           what VFIO in the guest needs; Debian's kernel has no no-IOMMU mode)
 # exit 0 when both guests report `exit 0`.
@@ -10,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 scenario= timeout=120 modules= iommu=0
-files=()
+files=() extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --scenario) scenario=$2; shift 2 ;;
@@ -18,6 +19,7 @@ while [ $# -gt 0 ]; do
     --file) files+=(--file "$2"); shift 2 ;;
     --modules) modules=$2; shift 2 ;;
     --iommu) iommu=1; shift ;;
+    --device) extra+=(-device "$2"); shift 2 ;;
     *) echo "rig.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +60,7 @@ for r in a b; do
   timeout "$timeout" qemu-system-x86_64 -accel "$accel" -M q35 -m 256M -smp 1 -nographic -no-reboot -nic none \
     "${machine[@]+"${machine[@]}"}" -kernel "$KERNEL" -initrd "$work/initrd.gz" -append "$append vepf.role=$r" \
     -object "memory-backend-file,id=hmb,share=on,mem-path=$shm,size=4M" -device ivshmem-plain,memdev=hmb,addr=0x5 \
+    "${extra[@]+"${extra[@]}"}" \
     </dev/null >"$work/$r.log" 2>&1 &
   pids="$pids $!"
 done

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The HIL stage: scenarios on two QEMU machines (scripts/qemu/rig.sh), each bounded in time.
 # Prints what ran, what passed, and the stage's wall time; exits non-zero if any failed.
-# Today: the rig itself (shared BAR2 between the machines; vfio-pci binding under intel-iommu).
-# usage: tests/hil/run.sh
+# Today: the rig itself (shared BAR2 between the machines; vfio-pci binding under intel-iommu)
+# and the RC's PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA).
+# usage: tests/hil/run.sh [BUILD_DIR]   (default build/default)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 rig=$top/scripts/qemu/rig.sh
 guest=$top/scripts/qemu/guest
+build=$(cd "${1:-$top/build/default}" && pwd)
 t0=$(date +%s)
 passed=() failed=()
 run() {  # name rig-args...
@@ -16,6 +18,9 @@ run() {  # name rig-args...
 }
 run "shared BAR2 across the machines (ivshmem, devmem)" --scenario "$guest/smoke.sh" --timeout 90
 run "vfio-pci binding under intel-iommu" --scenario "$guest/vfio-smoke.sh" --iommu --timeout 90
+run "VFIO layer vs QEMU edu: errors, BAR, MSI, DMA through the IOMMU" --scenario "$guest/vfio-edu.sh" --iommu \
+  --device edu --file "$build/tools/vepf-vfio-check/vepf-vfio-check" --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh" \
+  --timeout 90
 echo "hil: ${#passed[@]} passed, ${#failed[@]} failed, $(( $(date +%s) - t0 )) s wall"
 for f in "${failed[@]+"${failed[@]}"}"; do echo "hil: FAILED: $f"; done
 [ ${#failed[@]} -eq 0 ]

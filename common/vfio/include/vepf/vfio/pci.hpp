@@ -1,0 +1,53 @@
+#pragma once
+// Finding the EP's PCI function on the RC and saying what keeps it from VFIO: discovery with
+// libpci (by vendor:device or by address), then the sysfs facts VFIO needs (bound to vfio-pci,
+// an IOMMU group whose every member is bound to vfio-pci or to nothing, /dev/vfio/<group>
+// present and openable). Messages are one line that says what to do.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <tl/expected.hpp>
+
+namespace vepf::vfio {
+
+/// A PCI function address "DDDD:BB:DD.F" (domain, bus, device 0..31, function 0..7).
+struct PciAddress {
+  std::uint32_t domain = 0;
+  std::uint8_t bus = 0, dev = 0, fn = 0;
+  /// Accepts "DDDD:BB:DD.F" and "BB:DD.F" (domain 0), hex digits. nullopt when malformed.
+  static std::optional<PciAddress> parse(std::string_view s) noexcept;
+  std::string str() const;  // "0000:00:05.0"
+  bool operator==(const PciAddress&) const = default;
+};
+
+/// What to look for: an address, or vendor:device IDs (the first such function in bus order).
+struct PciMatch {
+  std::optional<PciAddress> address;
+  std::uint16_t vendor = 0, device = 0;  // used when address is empty
+  std::string str() const;  // "0000:00:05.0" or "1af4:1110"
+};
+
+/// Finds the function with libpci (which reads /sys/bus/pci). Errors: a message such as
+/// "no PCI function 1af4:1110 on this machine: is the EP powered and enumerated (lspci -d 1af4:1110)?".
+tl::expected<PciAddress, std::string> find_function(const PciMatch& m);
+
+/// Where VFIO would take the function from: its IOMMU group and the /dev/vfio node.
+struct VfioTarget {
+  PciAddress address;
+  int group = -1;
+  std::string group_path;  // "/dev/vfio/<group>"
+};
+
+/// Checks the sysfs facts for `a` under `sysfs` (normally "/sys") and `dev_vfio` ("/dev/vfio").
+/// Errors, each one line with the fix: the function does not exist; it is bound to another driver
+/// or to none (scripts/vfio-bind.sh); no IOMMU group (enable the IOMMU: intel_iommu=on /
+/// iommu=pt, a vIOMMU in QEMU); another member of the group is bound to a host driver (bind it
+/// to vfio-pci too, or move the function); /dev/vfio/<group> missing (modprobe vfio-pci) or not
+/// accessible (run as root or give your user the device node).
+tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a, const std::string& sysfs = "/sys",
+                                                       const std::string& dev_vfio = "/dev/vfio");
+
+}  // namespace vepf::vfio

@@ -1,0 +1,139 @@
+#include "vepf/vfio/pci.hpp"
+
+extern "C" {
+#include <pci/pci.h>
+}
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+namespace vepf::vfio {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string hex4(std::uint16_t v) {
+  char b[8];
+  std::snprintf(b, sizeof(b), "%04x", v);
+  return b;
+}
+
+bool parse_hex(std::string_view s, std::uint32_t max, std::uint32_t& out) {
+  if (s.empty() || s.size() > 8) return false;
+  std::uint32_t v = 0;
+  for (char c : s) {
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+    if (d < 0) return false;
+    v = v * 16 + static_cast<std::uint32_t>(d);
+  }
+  if (v > max) return false;
+  out = v;
+  return true;
+}
+
+// The basename of the symlink `p` points to, or "" when `p` is no symlink.
+std::string link_name(const fs::path& p) {
+  std::error_code ec;
+  const auto t = fs::read_symlink(p, ec);
+  return ec ? std::string() : t.filename().string();
+}
+
+}  // namespace
+
+std::optional<PciAddress> PciAddress::parse(std::string_view s) noexcept {
+  PciAddress a;
+  std::uint32_t v = 0;
+  const auto c1 = s.find(':');
+  if (c1 == std::string_view::npos) return std::nullopt;
+  if (s.find(':', c1 + 1) != std::string_view::npos) {  // domain given
+    if (!parse_hex(s.substr(0, c1), 0xffff, v)) return std::nullopt;
+    a.domain = v;
+    s.remove_prefix(c1 + 1);
+  }
+  const auto c = s.find(':'), dot = s.find('.');
+  if (c == std::string_view::npos || dot == std::string_view::npos || dot < c) return std::nullopt;
+  if (!parse_hex(s.substr(0, c), 0xff, v)) return std::nullopt;
+  a.bus = static_cast<std::uint8_t>(v);
+  if (!parse_hex(s.substr(c + 1, dot - c - 1), 31, v)) return std::nullopt;
+  a.dev = static_cast<std::uint8_t>(v);
+  if (!parse_hex(s.substr(dot + 1), 7, v)) return std::nullopt;
+  a.fn = static_cast<std::uint8_t>(v);
+  return a;
+}
+
+std::string PciAddress::str() const {
+  char b[16];
+  std::snprintf(b, sizeof(b), "%04x:%02x:%02x.%x", domain, bus, dev, fn);
+  return b;
+}
+
+std::string PciMatch::str() const { return address ? address->str() : hex4(vendor) + ":" + hex4(device); }
+
+tl::expected<PciAddress, std::string> find_function(const PciMatch& m) {
+  pci_access* pacc = pci_alloc();
+  if (pacc == nullptr) return tl::unexpected(std::string("libpci: cannot allocate its state"));
+  pci_init(pacc);
+  pci_scan_bus(pacc);
+  std::optional<PciAddress> found;
+  for (pci_dev* d = pacc->devices; d != nullptr && !found; d = d->next) {
+    pci_fill_info(d, PCI_FILL_IDENT);
+    const PciAddress a{static_cast<std::uint32_t>(d->domain), d->bus, d->dev, d->func};
+    if (m.address ? a == *m.address : (d->vendor_id == m.vendor && d->device_id == m.device)) found = a;
+  }
+  pci_cleanup(pacc);
+  if (found) return *found;
+  if (m.address) {
+    return tl::unexpected("no PCI function at " + m.str() + ": check the address with lspci -D (and the EP is up)");
+  }
+  return tl::unexpected("no PCI function " + m.str() + " on this machine: is the EP powered and enumerated (lspci -d " +
+                        m.str() + ")?");
+}
+
+tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a, const std::string& sysfs,
+                                                       const std::string& dev_vfio) {
+  const std::string bdf = a.str();
+  const fs::path dev = fs::path(sysfs) / "bus/pci/devices" / bdf;
+  std::error_code ec;
+  if (!fs::exists(dev, ec)) return tl::unexpected("PCI function " + bdf + " does not exist: check it with lspci -D");
+  const std::string drv = link_name(dev / "driver");
+  if (drv != "vfio-pci") {
+    return tl::unexpected(bdf + " is bound to " + (drv.empty() ? std::string("no driver") : "driver " + drv) +
+                          ", not vfio-pci: run scripts/vfio-bind.sh " + bdf);
+  }
+  const std::string group = link_name(dev / "iommu_group");
+  if (group.empty()) {
+    return tl::unexpected(bdf + " has no IOMMU group: enable the IOMMU (intel_iommu=on or amd_iommu=on on the "
+                                "kernel command line; in QEMU add -device intel-iommu)");
+  }
+  for (const auto& member : fs::directory_iterator(dev / "iommu_group/devices", ec)) {
+    const std::string other = member.path().filename().string();
+    if (other == bdf) continue;
+    const std::string odrv = link_name(member.path() / "driver");
+    if (!odrv.empty() && odrv != "vfio-pci" && odrv != "pcieport") {
+      return tl::unexpected("IOMMU group " + group + " of " + bdf + " is not viable: " + other + " is bound to " + odrv +
+                            "; bind it to vfio-pci too (scripts/vfio-bind.sh " + other + ") or put the EP in a slot of its own");
+    }
+  }
+  VfioTarget t{a, std::stoi(group), dev_vfio + "/" + group};
+  if (!fs::exists(t.group_path, ec)) {
+    return tl::unexpected(t.group_path + " is missing: load the VFIO modules (modprobe vfio-pci)");
+  }
+  const int fd = ::open(t.group_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == EACCES || e == EPERM) {
+      return tl::unexpected("no permission to open " + t.group_path + ": run as root or give your user that device node");
+    }
+    if (e == EBUSY) return tl::unexpected(t.group_path + " is busy: another program (or VM) holds this IOMMU group");
+    return tl::unexpected("cannot open " + t.group_path + ": " + std::strerror(e));
+  }
+  ::close(fd);
+  return t;
+}
+
+}  // namespace vepf::vfio
