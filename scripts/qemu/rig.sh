@@ -4,13 +4,15 @@
 # memory and temporary files are cleaned up, also on failure.
 # usage: rig.sh --scenario GUEST_SCRIPT [--timeout SECONDS] [--file SRC[:DEST]]... [--modules "..."]
 #              [--device QEMU_DEVICE]... (added to both machines, e.g. edu)
+#              [--doorbell SERVER] (ivshmem-doorbell with 2 MSI-X vectors, served by SERVER =
+#                           vepf-ivshmem-server, instead of ivshmem-plain)
 #              [--iommu]   (intel-iommu in both machines, intel_iommu=on, the vfio-pci modules:
 #                           what VFIO in the guest needs; Debian's kernel has no no-IOMMU mode)
 # exit 0 when both guests report `exit 0`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-scenario= timeout=120 modules= iommu=0
+scenario= timeout=120 modules= iommu=0 server=
 files=() extra=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -20,6 +22,7 @@ while [ $# -gt 0 ]; do
     --modules) modules=$2; shift 2 ;;
     --iommu) iommu=1; shift ;;
     --device) extra+=(-device "$2"); shift 2 ;;
+    --doorbell) server=$2; shift 2 ;;
     *) echo "rig.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +48,17 @@ trap cleanup EXIT INT TERM
 [ "$iommu" = 0 ] || modules="vfio-pci $modules"
 "$here/mkinitramfs.sh" --kdir "$KDIR" --kver "$KVER" --out "$work/initrd.gz" --modules "$modules" \
   --file "$here/guest/lib.sh:/etc/rig-lib.sh" --file "$scenario:/scenario.sh" "${files[@]+"${files[@]}"}"
-truncate -s 4M "$shm"
+ivshmem=(-object "memory-backend-file,id=hmb,share=on,mem-path=$shm,size=4M" -device ivshmem-plain,memdev=hmb,addr=0x5)
+if [ -n "$server" ]; then
+  # QEMU fails when the server's socket is not there yet: wait for it.
+  "$server" --socket "$work/ivshmem.sock" --shm-path "$shm" --size 4194304 --vectors 2 >"$work/server.log" 2>&1 &
+  pids="$pids $!"
+  for _ in $(seq 100); do [ -S "$work/ivshmem.sock" ] && break; sleep 0.05; done
+  [ -S "$work/ivshmem.sock" ] || { echo "rig.sh: $server did not listen" >&2; cat "$work/server.log" >&2; exit 1; }
+  ivshmem=(-chardev "socket,path=$work/ivshmem.sock,id=ivs" -device ivshmem-doorbell,chardev=ivs,vectors=2,addr=0x5)
+else
+  truncate -s 4M "$shm"
+fi
 machine=() append="console=ttyS0 quiet panic=-1 vepf.run=/scenario.sh"
 if [ "$iommu" = 1 ]; then
   # The vIOMMU comes before the other devices; caching-mode lets VFIO map DMA through it.
@@ -59,14 +72,13 @@ t0=$(date +%s%N)
 for r in a b; do
   timeout "$timeout" qemu-system-x86_64 -accel "$accel" -M q35 -m 256M -smp 1 -nographic -no-reboot -nic none \
     "${machine[@]+"${machine[@]}"}" -kernel "$KERNEL" -initrd "$work/initrd.gz" -append "$append vepf.role=$r" \
-    -object "memory-backend-file,id=hmb,share=on,mem-path=$shm,size=4M" -device ivshmem-plain,memdev=hmb,addr=0x5 \
+    "${ivshmem[@]}" \
     "${extra[@]+"${extra[@]}"}" \
     </dev/null >"$work/$r.log" 2>&1 &
-  pids="$pids $!"
+  pids="$pids $!" qemu_pids="${qemu_pids:-} $!"
 done
 rc=0
-for p in $pids; do wait "$p" || rc=1; done
-pids=
+for p in $qemu_pids; do wait "$p" || rc=1; done
 t1=$(date +%s%N)
 ok=0
 for r in a b; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HIL stage: scenarios on two QEMU machines (scripts/qemu/rig.sh), each bounded in time.
 # Prints what ran, what passed, and the stage's wall time; exits non-zero if any failed.
-# Today: the rig itself (shared BAR2 between the machines; vfio-pci binding under intel-iommu)
+# Today: the rig itself (shared BAR2 between the machines, with ivshmem-plain and with
+# ivshmem-doorbell served by vepf-ivshmem-server; vfio-pci binding under intel-iommu)
 # and the RC's PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA).
 # usage: tests/hil/run.sh [BUILD_DIR]   (default build/default)
 set -euo pipefail
@@ -17,6 +18,8 @@ run() {  # name rig-args...
   if "$rig" "$@"; then passed+=("$name"); else failed+=("$name"); fi
 }
 run "shared BAR2 across the machines (ivshmem, devmem)" --scenario "$guest/smoke.sh" --timeout 90
+run "shared BAR2 through vepf-ivshmem-server (ivshmem-doorbell)" --scenario "$guest/smoke.sh" \
+  --doorbell "$build/tools/vepf-ivshmem-server/vepf-ivshmem-server" --timeout 90
 run "vfio-pci binding under intel-iommu" --scenario "$guest/vfio-smoke.sh" --iommu --timeout 90
 run "VFIO layer vs QEMU edu: errors, BAR, MSI, DMA through the IOMMU" --scenario "$guest/vfio-edu.sh" --iommu \
   --device edu --file "$build/tools/vepf-vfio-check/vepf-vfio-check" --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh" \
