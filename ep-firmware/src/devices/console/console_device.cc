@@ -110,11 +110,7 @@ void ConsoleDevice::start_program(Port& p) {
   p.respawn_timer = -1;
   auto retry = [&](const std::string& why) {
     log()->error("port {}: cannot run {}: {}; trying again in {} s", p.id, p.cfg.program[0], why, kRespawnDelay.count());
-    auto t = loop_->add_timer(kRespawnDelay, [this, pp = &p] {
-      loop_->remove(pp->respawn_timer);
-      start_program(*pp);
-    });
-    if (t) p.respawn_timer = *t;
+    schedule_program(p);
   };
   // The slave stays open here too: the master never reads EIO while the program starts or after
   // it exits; the pidfd says when it exited.
@@ -146,6 +142,11 @@ void ConsoleDevice::on_program_exit(Port& p) {
   log()->info("port {}: {} (pid {}) exited{}; running it again in {} s", p.id, p.cfg.program[0], pid,
               st ? " with status " + std::to_string(*st) : std::string(), kRespawnDelay.count());
   detach(p, "program exited");
+  schedule_program(p);
+}
+
+// One shot: the loop's timers are periodic, so the callback removes its own.
+void ConsoleDevice::schedule_program(Port& p) {
   auto t = loop_->add_timer(kRespawnDelay, [this, pp = &p] {
     loop_->remove(pp->respawn_timer);
     start_program(*pp);
@@ -197,7 +198,7 @@ bool ConsoleDevice::flowing(const Port& p) const noexcept { return h_ && p.ready
 
 void ConsoleDevice::update_watch(Port& p) {
   const int fd = p.io_fd();
-  if (fd < 0) return;
+  if (fd < 0 || p.watched == kNotPolled) return;
   std::uint32_t want = p.cfg.backend == config::ConsoleBackend::kSocket ? std::uint32_t{EPOLLRDHUP} : 0u;
   if (flowing(p) && p.to_driver.size() < kMaxPending) want |= EPOLLIN;
   if (p.to_backend_off < p.to_backend.size()) want |= EPOLLOUT;
@@ -216,7 +217,7 @@ void ConsoleDevice::on_io(Port& p, std::uint32_t events) {
   if ((events & (EPOLLHUP | EPOLLERR)) && p.cfg.backend != config::ConsoleBackend::kSocket) {
     // The program's session hung the tty up; its pidfd reports the exit. Stop polling meanwhile.
     loop_->remove(p.pty.master.get());
-    p.watched = ~0u;
+    p.watched = kNotPolled;
   }
 }
 

@@ -83,7 +83,7 @@ class ConsoleDevice final : public Device {
     bool added = false;     // PORT_ADD sent
     bool ready = false;     // the driver said PORT_READY 1 (or no MULTIPORT: port 0)
     bool driver_open = false;
-    std::uint32_t watched = 0;           // epoll events registered on io_fd()
+    std::uint32_t watched = 0;           // epoll events registered on io_fd(), or kNotPolled
     std::vector<std::byte> to_driver;    // read from the backend, waiting for receive buffers
     std::vector<std::byte> to_backend;   // from the driver, waiting for the backend to take it
     std::size_t to_backend_off = 0;
@@ -91,8 +91,13 @@ class ConsoleDevice final : public Device {
     int io_fd() const noexcept;
   };
 
+  /// Port::watched of a pty taken out of the loop after a hangup (until the program restarts).
+  static constexpr std::uint32_t kNotPolled = ~0u;
+
   Result<void> open_port(Port& p);
   void start_program(Port& p);
+  /// start_program() again after kRespawnDelay.
+  void schedule_program(Port& p);
   void on_program_exit(Port& p);
   void on_accept(Port& p);
   void detach(Port& p, const char* why);
