@@ -28,7 +28,9 @@
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
+#include "vepf/layout/epf.hpp"
 #include "vepf/platform/loopback.hpp"
+#include "vepf/platform/pci.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace {
@@ -50,8 +52,23 @@ std::uint32_t new_epoch() {
   return e;
 }
 
+/// Where `vepf-ep ctl` finds vepf-ep without --ctl-socket.
+inline constexpr const char* kPciCtlSocket = "/run/vepf/vepf-ep.ctl";
+
 std::string ctl_path(const config::BoardConfig& cfg, const Options& o) {
-  return o.ctl_socket.empty() ? cfg.loopback.socket + ".ctl" : o.ctl_socket;
+  if (!o.ctl_socket.empty()) return o.ctl_socket;
+  return cfg.platform == config::Platform::kLoopback ? cfg.loopback.socket + ".ctl" : kPciCtlSocket;
+}
+
+/// vendor:device lookup for the vfio platform: libpci, except in the static build (Debian ships
+/// no libpci.a), which takes the function by its address only.
+tl::expected<vfio::PciAddress, std::string> find_ep_function(const vfio::PciMatch& m) {
+#ifdef VEPF_HAVE_LIBPCI
+  return vfio::find_function(m);
+#else
+  return tl::unexpected("this vepf-ep is built without libpci (the static build): name the function " + m.str() +
+                        " by its PCI address in ep.device, e.g. \"0000:01:00.0\"");
+#endif
 }
 
 class EpProgram {
@@ -63,6 +80,8 @@ class EpProgram {
 
  private:
   Result<void> setup();
+  /// The link of board.platform; false (logged) when it cannot be set up.
+  bool open_link();
   using Made = tl::expected<std::unique_ptr<ep::Device>, std::string>;
   /// A net device on its backend (TAP or socket).
   Made make_net(const config::DeviceConfig& d);
@@ -85,7 +104,9 @@ class EpProgram {
   const Options& o_;
   os::EventLoop& loop_;
   // Destroyed in reverse: the transport resets its devices, which need the link.
-  std::unique_ptr<platform::LoopbackEp> link_;
+  std::unique_ptr<platform::LoopbackEp> loopback_;  // board.platform = "loopback"
+  std::unique_ptr<platform::PciEp> pci_;            // "vfio" and "devmem"
+  transport::DeviceLink* link_ = nullptr;           // the one of the two in use
   std::map<std::uint32_t, std::unique_ptr<ep::Device>> devices_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;
   std::unique_ptr<ep::ControlServer> control_;
@@ -179,11 +200,35 @@ bool EpProgram::backlog() const {
   return std::any_of(devices_.begin(), devices_.end(), [](const auto& n) { return n.second->backlog(); });
 }
 
+bool EpProgram::open_link() {
+  auto log = spdlog::get("ep");
+  if (cfg_.platform == config::Platform::kLoopback) {
+    auto link = platform::LoopbackEp::create(cfg_.loopback.socket, cfg_.link.ep_window_size);
+    if (!link) {
+      log->error("cannot listen on {}: {}{}", cfg_.loopback.socket, link.error().what,
+                 link.error().sys_errno ? std::string(": ") + std::strerror(link.error().sys_errno) : "");
+      return false;
+    }
+    loopback_ = std::move(*link);
+    link_ = loopback_.get();
+    return true;
+  }
+  auto parts = cfg_.platform == config::Platform::kVfio
+                   ? platform::open_vfio(cfg_.ep, cfg_.link, platform::PciRole::kEp, find_ep_function)
+                   : platform::open_devmem(cfg_.ep, cfg_.link);
+  if (!parts) {
+    log->error("cannot set up the {} platform: {}", config::to_string(cfg_.platform), parts.error());
+    return false;
+  }
+  pci_ = std::make_unique<platform::PciEp>(std::move(*parts));
+  link_ = pci_.get();
+  log->info("{} platform: {}", config::to_string(cfg_.platform), pci_->description());
+  return true;
+}
+
 Result<void> EpProgram::setup() {
   auto log = spdlog::get("ep");
-  auto link = platform::LoopbackEp::create(cfg_.loopback.socket, cfg_.link.ep_window_size);
-  if (!link) return tl::unexpected(link.error());
-  link_ = std::move(*link);
+  if (!open_link()) return fail(Errc::kInvalidArgument, "the link could not be set up");
   transport_ = std::make_unique<transport::DeviceTransport>(*link_, new_epoch());
   if (auto r = transport_->init(); !r) return r;
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
@@ -195,18 +240,24 @@ Result<void> EpProgram::setup() {
   auto ctl = ep::ControlServer::listen(ctl_path(cfg_, o_), loop_, [this](std::string_view r) { return handle_control(r); });
   if (!ctl) return tl::unexpected(ctl.error());
   control_ = std::move(*ctl);
-  if (auto r = loop_.add(link_->listen_fd(), EPOLLIN, [this](std::uint32_t) { on_peer(); }); !r) return r;
-  if (auto r = loop_.add(link_->doorbell_fd(), EPOLLIN, [this](std::uint32_t) {
-        (void)link_->drain_doorbell();
-        on_poll();
-      });
-      !r) {
-    return r;
+  if (loopback_) {
+    if (auto r = loop_.add(loopback_->listen_fd(), EPOLLIN, [this](std::uint32_t) { on_peer(); }); !r) return r;
+  }
+  const int doorbell = loopback_ ? loopback_->doorbell_fd() : pci_->doorbell_fd();
+  if (doorbell >= 0) {
+    if (auto r = loop_.add(doorbell, EPOLLIN, [this](std::uint32_t) {
+          (void)(loopback_ ? loopback_->drain_doorbell() : pci_->drain_doorbell());
+          on_poll();
+        });
+        !r) {
+      return r;
+    }
   }
   // Requests whose doorbell was lost, and the polled mode of platforms without a doorbell IRQ.
-  if (auto r = loop_.add_timer(std::chrono::milliseconds(10), [this] { on_poll(); }); !r) return tl::unexpected(r.error());
-  log->info("EP window {} KiB at {}; control socket {}; waiting for the host (epoch {:#010x})",
-            cfg_.link.ep_window_size >> 10, cfg_.loopback.socket, control_->path(), transport_->epoch());
+  const auto period = std::chrono::milliseconds(doorbell >= 0 ? 10 : 1);
+  if (auto r = loop_.add_timer(period, [this] { on_poll(); }); !r) return tl::unexpected(r.error());
+  log->info("EP window {} KiB{}; control socket {}; waiting for the host (epoch {:#010x})", cfg_.link.ep_window_size >> 10,
+            loopback_ ? " at " + cfg_.loopback.socket : std::string(), control_->path(), transport_->epoch());
   return {};
 }
 
@@ -258,17 +309,17 @@ std::string EpProgram::handle_control(std::string_view request) {
 
 void EpProgram::on_peer() {
   auto log = spdlog::get("ep");
-  if (auto r = link_->accept_peer(); !r) {
+  if (auto r = loopback_->accept_peer(); !r) {
     log->warn("host connection refused: {}", r.error().what);
     return;
   }
   log->info("host connected");
-  const int fd = link_->peer_fd();
+  const int fd = loopback_->peer_fd();
   (void)loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd, log](std::uint32_t) {
     log->info("host went away: resetting devices");
     loop_.remove(fd);
     transport_->link_down();
-    link_->drop_peer();
+    loopback_->drop_peer();
   });
 }
 
@@ -293,6 +344,7 @@ void EpProgram::print_report(spdlog::level::level_enum lvl) {
 
 int EpProgram::run(int sfd) {
   if (auto r = setup(); !r) {
+    if (!link_) return app::kExitFailure;  // open_link() said why
     spdlog::get("ep")->error("setup failed: {} ({}{})", r.error().what, errc_name(r.error().code),
                              r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : "");
     return app::kExitFailure;
@@ -317,6 +369,10 @@ int EpProgram::run(int sfd) {
     }
   }
   for (auto& [slot, d] : devices_) d->shutdown();  // the driver sees link down before the link goes
+  if (pci_) {
+    // The EP window outlives us (BAR memory): a host must not take it for a serving EP.
+    link_->ep_window().store_release<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, magic)), 0);
+  }
   print_report(spdlog::level::info);
   return app::kExitOk;
 }
@@ -363,7 +419,7 @@ int main(int argc, char** argv) {
       "While it runs, `vepf-ep ctl --board FILE list|add|remove` changes its devices.",
       "vepf-ep"};
   vepf::app::add_common_options(cli, o.common);
-  cli.add_option("--ctl-socket", o.ctl_socket, "Control socket path (default: the [loopback] socket + \".ctl\")");
+  cli.add_option("--ctl-socket", o.ctl_socket, "Control socket path (default: the [loopback] socket + \".ctl\", or /run/vepf/vepf-ep.ctl on PCI platforms)");
   cli.fallthrough();
   auto* ctl = cli.add_subcommand("ctl", "Talk to a running vepf-ep: list, add or remove devices");
   ctl->require_subcommand(1);

@@ -27,7 +27,9 @@
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
+#include "vepf/layout/epf.hpp"
 #include "vepf/platform/loopback.hpp"
+#include "vepf/platform/pci.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace {
@@ -56,6 +58,12 @@ class HostProgram {
  private:
   enum class End { kQuit, kLinkDown, kFailed };
   bool connect();
+  bool connect_loopback();
+  bool connect_pci();
+  /// PCI: the EP's header still shows the epoch we attached to (one non-posted read or two).
+  bool ep_still_there();
+  int interrupt_fd() const { return loopback_ ? loopback_->interrupt_fd() : pci_->interrupt_fd(); }
+  void drain_interrupt() { (void)(loopback_ ? loopback_->drain_interrupt() : pci_->drain_interrupt()); }
   End session();
   Result<void> bring_up();
   /// Creates, probes and hands to the host OS the driver for one device; nullptr when the
@@ -78,7 +86,9 @@ class HostProgram {
   const Options& o_;
   os::EventLoop& loop_;
   int sfd_;
-  std::unique_ptr<platform::LoopbackHost> link_;
+  std::unique_ptr<platform::LoopbackHost> loopback_;  // board.platform = "loopback"
+  std::unique_ptr<platform::PciHost> pci_;            // every other platform: VFIO
+  transport::DriverLink* link_ = nullptr;             // the one of the two in use
   std::unique_ptr<transport::DriverTransport> transport_;
   std::vector<std::unique_ptr<host::Driver>> drivers_;
   std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>> backends_;  // by slot; outlive sessions
@@ -102,14 +112,17 @@ void HostProgram::check_signals() {
   }
 }
 
-bool HostProgram::connect() {
+bool HostProgram::connect() { return cfg_.platform == config::Platform::kLoopback ? connect_loopback() : connect_pci(); }
+
+bool HostProgram::connect_loopback() {
   auto log = spdlog::get("host");
   const auto deadline = std::chrono::steady_clock::now() + milliseconds(o_.connect_timeout_ms);
   log->info("connecting to the EP at {}", cfg_.loopback.socket);
   while (!quit_) {
     auto l = platform::LoopbackHost::connect(cfg_.loopback.socket, cfg_.link.rc_window_size, milliseconds(500));
     if (l) {
-      link_ = std::move(*l);
+      loopback_ = std::move(*l);
+      link_ = loopback_.get();
       return true;
     }
     // kLinkDown: we reached an EP that was just going away (a restart); try again.
@@ -123,6 +136,43 @@ bool HostProgram::connect() {
     if (l.error().code == Errc::kLinkDown) std::this_thread::sleep_for(milliseconds(50));
   }
   return false;
+}
+
+// The function is opened once; the EP's control region then shows whether vepf-ep serves it.
+bool HostProgram::connect_pci() {
+  auto log = spdlog::get("host");
+  if (!pci_) {
+    auto parts = platform::open_vfio(cfg_.host, cfg_.link, platform::PciRole::kHost, vfio::find_function);
+    if (!parts) {
+      log->error("cannot use the EP function: {}", parts.error());
+      return false;
+    }
+    pci_ = std::make_unique<platform::PciHost>(std::move(*parts));
+    link_ = pci_.get();
+    log->info("EP function: {}", pci_->description());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(o_.connect_timeout_ms);
+  const auto magic_off = layout::header_off(offsetof(layout::EpfHeader, magic));
+  bool said = false;
+  while (!quit_) {
+    if (link_->ep_window().load_acquire<std::uint32_t>(magic_off) == layout::kEpfMagic) return true;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      log->error("the EP window shows no virtio-pci-epf header after {} ms: is vepf-ep running on the EP with this board?",
+                 o_.connect_timeout_ms);
+      return false;
+    }
+    if (!said) log->info("waiting for vepf-ep to serve the EP window");
+    said = true;
+    check_signals();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return false;
+}
+
+bool HostProgram::ep_still_there() {
+  auto& ep = link_->ep_window();
+  return ep.load<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, magic))) == layout::kEpfMagic &&
+         ep.load<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, epoch))) == transport_->epoch();
 }
 
 std::unique_ptr<host::Driver> HostProgram::probe_net(const transport::DeviceInfo& info) {
@@ -255,7 +305,7 @@ void HostProgram::reconcile() {
 }
 
 void HostProgram::on_interrupt() {
-  (void)link_->drain_interrupt();
+  drain_interrupt();
   const std::uint32_t seq = transport_->mailbox_seq();  // a local read
   if (seq != mailbox_seen_) {
     mailbox_seen_ = seq;
@@ -290,11 +340,31 @@ HostProgram::End HostProgram::session() {
     return End::kFailed;
   }
   link_down_ = false;
-  std::vector<int> fds{link_->interrupt_fd(), link_->peer_fd()};
-  (void)loop_.add(link_->interrupt_fd(), EPOLLIN, [this](std::uint32_t) { on_interrupt(); });
-  (void)loop_.add(link_->peer_fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; });
-  // Recovers a lost interrupt; costs only local reads.
-  auto timer = loop_.add_timer(milliseconds(100), [this] { on_interrupt(); });
+  std::vector<int> fds;
+  if (interrupt_fd() >= 0) {
+    fds.push_back(interrupt_fd());
+    (void)loop_.add(interrupt_fd(), EPOLLIN, [this](std::uint32_t) { on_interrupt(); });
+  }
+  if (loopback_) {
+    fds.push_back(loopback_->peer_fd());
+    (void)loop_.add(loopback_->peer_fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; });
+  }
+  // Recovers a lost interrupt; costs only local reads. Without interrupts (a PCI platform with
+  // no doorbell) it is the only way news arrives, so it runs more often. On PCI it also watches
+  // the EP's header: a restarted vepf-ep shows a new epoch, a stopped one no magic.
+  const auto period = interrupt_fd() >= 0 ? milliseconds(100) : milliseconds(2);
+  unsigned ticks = 0;
+  auto timer = loop_.add_timer(period, [this, &ticks, period] {
+    if (pci_ && ++ticks * period.count() >= 100) {
+      ticks = 0;
+      if (!ep_still_there()) {
+        spdlog::get("host")->warn("the EP's header changed: vepf-ep stopped or restarted");
+        link_down_ = true;
+        return;
+      }
+    }
+    on_interrupt();
+  });
   if (timer) fds.push_back(*timer);
   while (!quit_ && !link_down_) {
     bool backlog = false;
@@ -317,7 +387,8 @@ HostProgram::End HostProgram::session() {
   }
   drivers_.clear();
   transport_.reset();
-  link_.reset();
+  loopback_.reset();  // the PCI function stays open for the next session
+  if (!pci_) link_ = nullptr;
   return quit_ ? End::kQuit : End::kLinkDown;
 }
 

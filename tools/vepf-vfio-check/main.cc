@@ -131,15 +131,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   } else {
-    unsigned v = 0, dv = 0;
-    char tail = 0;
-    if (std::sscanf(ids.c_str(), "%x:%x%c", &v, &dv, &tail) != 2 || v > 0xffff || dv > 0xffff) {
+    auto m = PciMatch::parse(ids);
+    if (!m || m->address) {
       std::fprintf(stderr, "vepf-vfio-check: --device '%s' is not VVVV:DDDD in hex: write e.g. --device 1234:11e8 (or use --bdf)\n",
                    ids.c_str());
       return 2;
     }
-    match.vendor = static_cast<std::uint16_t>(v);
-    match.device = static_cast<std::uint16_t>(dv);
+    match = *m;
   }
   auto addr = find_function(match);
   if (!addr) {

@@ -4,7 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <limits>
 #include <cstring>
 #include <exception>
 #include <initializer_list>
@@ -45,7 +49,10 @@ constexpr std::int64_t kMinWindow = std::int64_t{64} << 10;
 constexpr std::int64_t kMaxWindow = std::int64_t{1} << 30;
 constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board file is a few KiB
 
-constexpr std::array kPlatforms{Platform::kLoopback};
+constexpr std::array kPlatforms{Platform::kLoopback, Platform::kVfio, Platform::kDevmem};
+constexpr std::array kDoorbellKinds{DoorbellKind::kNone, DoorbellKind::kIvshmem};
+constexpr std::int64_t kPageSize = 4096;
+constexpr std::int64_t kMaxAddress = std::numeric_limits<std::int64_t>::max();
 constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock, DeviceType::kConsole};
 constexpr std::array kConsoleBackends{ConsoleBackend::kPty, ConsoleBackend::kProgram, ConsoleBackend::kSocket};
 constexpr std::size_t kMaxConsolePorts = 32;    // vepf::layout::kConsoleMaxPorts
@@ -84,6 +91,12 @@ std::string join(Names names) {
 
 /// TOML path of `key` inside the table at `where` ("" is the top level).
 // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the order reads like the path.
+std::string fmt_hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%#" PRIx64, v);
+  return buf;
+}
+
 std::string child(std::string_view where, std::string_view key) {
   std::string out(where);
   if (!out.empty()) out += '.';
@@ -186,6 +199,10 @@ class Reader {
   Expected<std::uint64_t> read_window_size(const toml::table& link, std::string_view key,
                                            std::uint64_t fallback) const;
   Expected<LoopbackConfig> read_loopback(const toml::table& root) const;
+  Expected<PciSide> read_pci_side(const toml::table& root, std::string_view side, Platform platform,
+                                  const LinkConfig& link) const;
+  Expected<std::optional<Place>> read_place(const toml::table& parent, const std::string& where, std::string_view key,
+                                            bool phys) const;
   Expected<std::vector<DeviceConfig>> read_devices(const toml::table& root) const;
   Expected<DeviceConfig> read_device(const toml::table& table, std::size_t index) const;
   Expected<NetConfig> read_net(const toml::table& table, const std::string& where) const;
@@ -354,7 +371,7 @@ Expected<LinkConfig> Reader::read_link(const toml::table& root) const {
   return link;
 }
 
-/// [loopback] is required: "loopback" is the only platform in this version.
+/// [loopback] is required with board.platform = "loopback".
 Expected<LoopbackConfig> Reader::read_loopback(const toml::table& root) const {
   VEPF_CONFIG_TRY(tbl, get_table(root, "", "loopback"));
   if (tbl == nullptr) {
@@ -366,6 +383,146 @@ Expected<LoopbackConfig> Reader::read_loopback(const toml::table& root) const {
   VEPF_CONFIG_TRY(socket, required_string(*tbl, "loopback", "socket"));
   VEPF_CONFIG_CHECK(check_socket_path("loopback.socket", socket));
   return LoopbackConfig{std::move(socket)};
+}
+
+Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, const std::string& where,
+                                                 std::string_view key, bool phys) const {
+  const std::string path = child(where, key);
+  const std::string example = phys ? " = { phys = 0xfe000000 }" : " = { bar = 2, offset = 0 }";
+  const toml::node* node = parent.get(key);
+  if (node == nullptr) return std::optional<Place>{};
+  const auto* t = node->as_table();
+  if (t == nullptr) return fail(path + " must be an inline table: write " + std::string(key) + example);
+  Place p;
+  p.is_phys = phys;
+  if (phys) {
+    if (t->contains("bar") || t->contains("offset")) {
+      return fail(path + " names a BAR, but board.platform = \"devmem\" maps physical addresses: write " +
+                  std::string(key) + example);
+    }
+    VEPF_CONFIG_CHECK(check_keys(*t, path, {"phys"}));
+    if (!t->contains("phys")) return fail(path + " has no phys address: write " + std::string(key) + example);
+    VEPF_CONFIG_TRY(a, get_integer(*t, path, "phys", 0, 0, kMaxAddress));
+    p.phys = static_cast<std::uint64_t>(a);
+  } else {
+    if (t->contains("phys")) {
+      return fail(path + " gives a physical address, which only board.platform = \"devmem\" maps for vepf-ep: "
+                  "name a BAR instead, e.g. " + std::string(key) + example);
+    }
+    VEPF_CONFIG_CHECK(check_keys(*t, path, {"bar", "offset"}));
+    if (!t->contains("bar")) return fail(path + " names no BAR: write " + std::string(key) + example);
+    VEPF_CONFIG_TRY(bar, get_integer(*t, path, "bar", 0, 0, 5));
+    VEPF_CONFIG_TRY(off, get_integer(*t, path, "offset", 0, 0, kMaxAddress));
+    p.bar = static_cast<std::uint8_t>(bar);
+    p.offset = static_cast<std::uint64_t>(off);
+  }
+  const std::uint64_t at = phys ? p.phys : p.offset;
+  if (at % kPageSize != 0) {
+    return fail(path + (phys ? ".phys" : ".offset") + " = " + fmt_hex(at) +
+                " is not page-aligned: use a multiple of 4096");
+  }
+  return std::optional<Place>{p};
+}
+
+/// [host] / [ep] of a PCI platform. `platform` is the board's; vepf-ep's side uses phys places
+/// with "devmem". Checks that the places of one BAR (or of physical memory) do not overlap.
+Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_view side, Platform platform,
+                                        const LinkConfig& link) const {
+  const std::string s(side);
+  const bool ep = side == "ep";
+  const bool phys = ep && platform == Platform::kDevmem;
+  const std::string example = phys ? "{ phys = 0xfe400000 }" : "{ bar = 2, offset = 0x400000 }";
+  VEPF_CONFIG_TRY(tbl, get_table(root, "", side));
+  if (tbl == nullptr) {
+    return fail("missing table [" + s + "] (board.platform = " + in_quotes(to_string(platform)) + "): add it with " +
+                (phys ? "" : "device = \"1af4:1110\", ") + "ep_window = " + example + (ep ? ", rc_window = ..." : ""));
+  }
+  VEPF_CONFIG_CHECK(check_keys(*tbl, s, {"device", "ep_window", "rc_window", "rc_window_bus_addr", "doorbell",
+                                         "doorbell_regs", "peer_ids", "vector"}));
+  PciSide out;
+  VEPF_CONFIG_TRY(device, get_string(*tbl, s, "device"));
+  if (phys && device) {
+    return fail(s + ".device is for VFIO: board.platform = \"devmem\" maps the phys addresses it names; remove it");
+  }
+  if (!phys) {
+    if (!device) {
+      return fail(s + ".device is missing: name the PCI function, as vendor:device (\"1af4:1110\") or BDF "
+                      "(\"0000:01:00.0\")");
+    }
+    const std::string& d = *device;
+    auto hex = [](std::string_view v) {
+      return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+    };
+    const bool ids = d.size() == 9 && d[4] == ':' && hex(d.substr(0, 4)) && hex(d.substr(5));
+    const auto dot = d.rfind('.');
+    const bool bdf = dot != std::string::npos && d.size() >= 7 && d.size() <= 12 && std::count(d.begin(), d.end(), ':') >= 1 &&
+                     hex(d.substr(dot + 1)) && std::all_of(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(dot), [](char c) {
+                       return c == ':' || std::isxdigit(static_cast<unsigned char>(c));
+                     });
+    if (!ids && !bdf) {
+      return fail(s + ".device = " + in_quotes(d) +
+                  " is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or \"0000:01:00.0\"");
+    }
+    out.device = d;
+  }
+  VEPF_CONFIG_TRY(epw, read_place(*tbl, s, "ep_window", phys));
+  if (!epw) {
+    return fail(s + ".ep_window is missing: name where the EP window is, e.g. ep_window = " + example);
+  }
+  out.ep_window = *epw;
+  VEPF_CONFIG_TRY(rcw, read_place(*tbl, s, "rc_window", phys));
+  if (ep && !rcw) {
+    return fail(s + ".rc_window is missing: name the outbound window through which the EP reaches the RC window, "
+                    "e.g. rc_window = " + example);
+  }
+  out.rc_window = rcw;
+  VEPF_CONFIG_TRY(bus, get_integer(*tbl, s, "rc_window_bus_addr", 0, 0, kMaxAddress));
+  if (bus % kPageSize != 0) {
+    return fail(s + ".rc_window_bus_addr = " + fmt_hex(static_cast<std::uint64_t>(bus)) +
+                " is not page-aligned: use a multiple of 4096");
+  }
+  out.rc_window_bus_addr = static_cast<std::uint64_t>(bus);
+  VEPF_CONFIG_TRY(kind_name, get_string(*tbl, s, "doorbell"));
+  if (kind_name) {
+    VEPF_CONFIG_TRY(kind, choose(s + ".doorbell", *kind_name, kDoorbellKinds, "doorbell kind"));
+    out.doorbell = kind;
+  }
+  VEPF_CONFIG_TRY(regs, read_place(*tbl, s, "doorbell_regs", phys));
+  VEPF_CONFIG_TRY(ids, read_place(*tbl, s, "peer_ids", phys));
+  if (out.doorbell == DoorbellKind::kIvshmem) {
+    if (!regs) return fail(s + ".doorbell_regs is missing: name the ivshmem register BAR, e.g. doorbell_regs = " +
+                           std::string(phys ? "{ phys = 0xfebf1000 }" : "{ bar = 0 }"));
+    if (!ids) return fail(s + ".peer_ids is missing: name a page of the shared memory for the peer IDs, e.g. peer_ids = " +
+                          std::string(phys ? "{ phys = 0xfe000000 }" : "{ bar = 2, offset = 0 }"));
+    out.doorbell_regs = *regs;
+    out.peer_ids = *ids;
+  } else if (regs || ids) {
+    return fail(s + ".doorbell_regs/peer_ids are for doorbell = \"ivshmem\": set that or remove them");
+  }
+  VEPF_CONFIG_TRY(vec, get_integer(*tbl, s, "vector", 0, 0, 2047));
+  out.vector = static_cast<std::uint32_t>(vec);
+  // Places of one BAR (or of physical memory) must not overlap: each side writes its own.
+  struct Span {
+    const char* key;
+    const Place* p;
+    std::uint64_t size;
+  };
+  std::vector<Span> spans{{"ep_window", &out.ep_window, link.ep_window_size}};
+  if (out.rc_window) spans.push_back({"rc_window", &*out.rc_window, link.rc_window_size});
+  if (out.doorbell == DoorbellKind::kIvshmem) spans.push_back({"peer_ids", &out.peer_ids, kPageSize});
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    for (std::size_t j = i + 1; j < spans.size(); ++j) {
+      const Place& a = *spans[i].p;
+      const Place& b = *spans[j].p;
+      if (!a.is_phys && a.bar != b.bar) continue;
+      const std::uint64_t a0 = a.is_phys ? a.phys : a.offset, b0 = b.is_phys ? b.phys : b.offset;
+      if (a0 < b0 + spans[j].size && b0 < a0 + spans[i].size) {
+        return fail(s + "." + spans[i].key + " and " + s + "." + spans[j].key +
+                    " overlap (sizes from [link] and one page for peer_ids): move one of them");
+      }
+    }
+  }
+  return out;
 }
 
 Expected<NetConfig> Reader::read_net(const toml::table& table, const std::string& where) const {
@@ -740,15 +897,30 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
 }
 
 Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
-  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "device"}));
+  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "host", "ep", "device"}));
   BoardConfig config;
   VEPF_CONFIG_TRY(section, read_board_section(root));
   config.name = std::move(section.name);
   config.platform = section.platform;
   VEPF_CONFIG_TRY(link_config, read_link(root));
   config.link = link_config;
-  VEPF_CONFIG_TRY(loopback_config, read_loopback(root));
-  config.loopback = std::move(loopback_config);
+  if (config.platform == Platform::kLoopback) {
+    for (const char* t : {"host", "ep"}) {
+      if (root.contains(t)) {
+        return fail(std::string("[") + t + "] is for PCI platforms: remove it, or set board.platform = \"vfio\" or \"devmem\"");
+      }
+    }
+    VEPF_CONFIG_TRY(loopback_config, read_loopback(root));
+    config.loopback = std::move(loopback_config);
+  } else {
+    if (root.contains("loopback")) {
+      return fail("[loopback] is for board.platform = \"loopback\": remove it");
+    }
+    VEPF_CONFIG_TRY(host, read_pci_side(root, "host", config.platform, config.link));
+    config.host = std::move(host);
+    VEPF_CONFIG_TRY(ep, read_pci_side(root, "ep", config.platform, config.link));
+    config.ep = std::move(ep);
+  }
   VEPF_CONFIG_TRY(device_configs, read_devices(root));
   config.devices = std::move(device_configs);
   return config;
@@ -834,6 +1006,20 @@ std::string_view to_string(Platform platform) {
   switch (platform) {
     case Platform::kLoopback:
       return "loopback";
+    case Platform::kVfio:
+      return "vfio";
+    case Platform::kDevmem:
+      return "devmem";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(DoorbellKind kind) {
+  switch (kind) {
+    case DoorbellKind::kNone:
+      return "none";
+    case DoorbellKind::kIvshmem:
+      return "ivshmem";
   }
   return "unknown";
 }

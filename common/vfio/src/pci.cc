@@ -1,8 +1,5 @@
 #include "vepf/vfio/pci.hpp"
 
-extern "C" {
-#include <pci/pci.h>
-}
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -74,24 +71,22 @@ std::string PciAddress::str() const {
 
 std::string PciMatch::str() const { return address ? address->str() : hex4(vendor) + ":" + hex4(device); }
 
-tl::expected<PciAddress, std::string> find_function(const PciMatch& m) {
-  pci_access* pacc = pci_alloc();
-  if (pacc == nullptr) return tl::unexpected(std::string("libpci: cannot allocate its state"));
-  pci_init(pacc);
-  pci_scan_bus(pacc);
-  std::optional<PciAddress> found;
-  for (pci_dev* d = pacc->devices; d != nullptr && !found; d = d->next) {
-    pci_fill_info(d, PCI_FILL_IDENT);
-    const PciAddress a{static_cast<std::uint32_t>(d->domain), d->bus, d->dev, d->func};
-    if (m.address ? a == *m.address : (d->vendor_id == m.vendor && d->device_id == m.device)) found = a;
+std::optional<PciMatch> PciMatch::parse(std::string_view s) noexcept {
+  PciMatch m;
+  if (s.find('.') != std::string_view::npos) {
+    m.address = PciAddress::parse(s);
+    if (!m.address) return std::nullopt;
+    return m;
   }
-  pci_cleanup(pacc);
-  if (found) return *found;
-  if (m.address) {
-    return tl::unexpected("no PCI function at " + m.str() + ": check the address with lspci -D (and the EP is up)");
+  const auto colon = s.find(':');
+  std::uint32_t v = 0, d = 0;
+  if (colon == std::string_view::npos || !parse_hex(s.substr(0, colon), 0xffff, v) ||
+      !parse_hex(s.substr(colon + 1), 0xffff, d)) {
+    return std::nullopt;
   }
-  return tl::unexpected("no PCI function " + m.str() + " on this machine: is the EP powered and enumerated (lspci -d " +
-                        m.str() + ")?");
+  m.vendor = static_cast<std::uint16_t>(v);
+  m.device = static_cast<std::uint16_t>(d);
+  return m;
 }
 
 tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a, const std::string& sysfs,

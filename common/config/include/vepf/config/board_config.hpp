@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
@@ -17,7 +18,13 @@ namespace vepf::config {
 /// repeated here so that the config library does not depend on the layout library.
 inline constexpr std::size_t kMaxDevices = 16;
 
-enum class Platform { kLoopback };
+/// vepf-ep's platform; vepf-host uses VFIO ([host]) for every platform but kLoopback.
+enum class Platform { kLoopback, kVfio, kDevmem };
+/// How each side signals the other on a PCI platform.
+enum class DoorbellKind {
+  kNone,     // no signals: both sides poll (ack waits take up to one poll period longer)
+  kIvshmem,  // QEMU ivshmem-doorbell: Doorbell register (BAR0 + 12), MSI-X vector in
+};
 enum class DeviceType { kNet, kRpmsg, kBlock, kConsole };
 enum class ConsoleBackend { kPty, kProgram, kSocket };
 enum class BackendKind { kTap, kSeqpacket };
@@ -103,11 +110,43 @@ struct LoopbackConfig {
   std::string socket;  // unix socket path: vepf-ep listens, vepf-host connects; 1..107 chars
 };
 
+/// A place in a PCI function's memory: `{ bar = N, offset = O }` in a BAR (VFIO), or
+/// `{ phys = A }` a physical address (devmem). Sizes come from where the place is used.
+struct Place {
+  bool is_phys = false;
+  std::uint8_t bar = 0;      // 0..5
+  std::uint64_t offset = 0;  // bytes into the BAR; a multiple of 4096
+  std::uint64_t phys = 0;    // physical address; a multiple of 4096
+};
+
+/// [host] and [ep]: where one side finds its windows and signals on a PCI platform.
+/// vepf-host always uses BAR places; vepf-ep uses BAR places with board.platform = "vfio" and
+/// phys places with "devmem" (vepf-ep maps nothing else through /dev/mem).
+struct PciSide {
+  /// VFIO: the PCI function, "VVVV:DDDD" (vendor:device, hex; the first in bus order) or a
+  /// BDF "DDDD:BB:DD.F". Empty for devmem.
+  std::string device;
+  Place ep_window;  // the EP window (link.ep_window_size bytes)
+  /// Host: the RC window inside a BAR (shared-memory functions such as ivshmem), when set;
+  /// otherwise vepf-host allocates it and maps it for the device with VFIO_IOMMU_MAP_DMA.
+  /// EP: the outbound window through which it reaches the RC window (required).
+  std::optional<Place> rc_window;
+  /// The bus address (IOVA) of the RC window as the EP reaches it: published by vepf-host in the
+  /// layout; vepf-ep's outbound window covers [rc_window_bus_addr, + link.rc_window_size).
+  std::uint64_t rc_window_bus_addr = 0;
+  DoorbellKind doorbell = DoorbellKind::kNone;
+  Place doorbell_regs;  // kIvshmem: the ivshmem register BAR (IVPosition +8, Doorbell +12)
+  Place peer_ids;       // kIvshmem: one page of shared memory where both sides publish their peer ID
+  std::uint32_t vector = 0;  // kIvshmem: the MSI-X vector that carries signals (both ways)
+};
+
 struct BoardConfig {
   std::string name;
   Platform platform = Platform::kLoopback;
   LinkConfig link;
-  LoopbackConfig loopback;
+  LoopbackConfig loopback;  // board.platform = "loopback" only
+  PciSide host;             // [host]: every other platform
+  PciSide ep;               // [ep]: every other platform
   std::vector<DeviceConfig> devices;  // 1..kMaxDevices entries
 };
 
@@ -131,9 +170,10 @@ tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::
 tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
                                                             std::size_t index);
 
-/// The TOML spelling of each enum value ("loopback", "net", "rpmsg", "block", "console",
+/// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net", "rpmsg", "block", "console",
 /// "tap", "seqpacket", "pty", "program", "socket").
 std::string_view to_string(Platform platform);
+std::string_view to_string(DoorbellKind kind);
 std::string_view to_string(DeviceType type);
 std::string_view to_string(BackendKind kind);
 std::string_view to_string(ConsoleBackend backend);

@@ -28,9 +28,12 @@ struct PciMatch {
   std::optional<PciAddress> address;
   std::uint16_t vendor = 0, device = 0;  // used when address is empty
   std::string str() const;  // "0000:00:05.0" or "1af4:1110"
+  /// Accepts "VVVV:DDDD" (vendor:device, hex) or a PciAddress ("DDDD:BB:DD.F", "BB:DD.F").
+  /// nullopt when it is neither.
+  static std::optional<PciMatch> parse(std::string_view s) noexcept;
 };
 
-/// Finds the function with libpci (which reads /sys/bus/pci). Errors: a message such as
+/// Finds the function with libpci (target vepf_pci_find) (which reads /sys/bus/pci). Errors: a message such as
 /// "no PCI function 1af4:1110 on this machine: is the EP powered and enumerated (lspci -d 1af4:1110)?".
 tl::expected<PciAddress, std::string> find_function(const PciMatch& m);
 

@@ -1,0 +1,207 @@
+// Opening the PCI platforms (pci.hpp): the places a board config names, mapped through VFIO or
+// /dev/mem and checked against what they are mapped from.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "vepf/platform/pci.hpp"
+#include "vepf/vfio/device.hpp"
+
+namespace vepf::platform {
+
+namespace {
+
+std::string hex(std::uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "%#" PRIx64, v);
+  return b;
+}
+
+std::string mib(std::uint64_t bytes) {
+  if (bytes % (1u << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  if (bytes % (1u << 10) == 0) return std::to_string(bytes >> 10) + " KiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+std::string field(PciRole role, const char* key) { return std::string(role == PciRole::kEp ? "ep." : "host.") + key; }
+
+/// The VFIO device and the RC window memory vepf-host allocated (unmapped from the IOMMU by the
+/// device's destructor before the memory goes).
+struct VfioKeep {
+  std::unique_ptr<vfio::Device> dev;
+  void* rc_mem = nullptr;
+  std::size_t rc_size = 0;
+  ~VfioKeep() {
+    dev.reset();
+    if (rc_mem != nullptr) ::munmap(rc_mem, rc_size);
+  }
+};
+
+struct DevmemKeep {
+  std::vector<std::pair<void*, std::size_t>> maps;
+  ~DevmemKeep() {
+    for (auto& [p, n] : maps) ::munmap(p, n);
+  }
+};
+
+}  // namespace
+
+tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const config::LinkConfig& link,
+                                              PciRole role, const PciFinder& find) {
+  using Fail = tl::unexpected<std::string>;
+  auto match = vfio::PciMatch::parse(side.device);
+  if (!match) {
+    return Fail(field(role, "device") + " = \"" + side.device +
+                "\" is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or \"0000:01:00.0\"");
+  }
+  vfio::PciAddress addr;
+  if (match->address) {
+    addr = *match->address;
+  } else {
+    auto found = find(*match);
+    if (!found) return Fail(found.error());
+    addr = *found;
+  }
+  auto target = vfio::check_vfio_ready(addr);
+  if (!target) return Fail(target.error());
+  auto dev = vfio::Device::open(*target);
+  if (!dev) return Fail(dev.error());
+  if (auto r = (*dev)->enable_bus_master(); !r) return Fail(addr.str() + ": " + r.error());
+
+  auto keep = std::make_shared<VfioKeep>();
+  keep->dev = std::move(*dev);
+  std::map<unsigned, vfio::MappedBar> bars;
+  // `size` bytes at `place` of its BAR, checked against the BAR.
+  auto place_span = [&](const config::Place& place, std::uint64_t size,
+                        const char* key) -> tl::expected<std::span<std::byte>, std::string> {
+    if (!bars.count(place.bar)) {
+      if (keep->dev->bar_size(place.bar) == 0) {
+        return Fail(field(role, key) + " names BAR" + std::to_string(place.bar) + ", which " + addr.str() +
+                    " does not have as mappable memory: name the BAR that holds it (see lspci -vs " + addr.str() + ")");
+      }
+      auto m = keep->dev->map_bar(place.bar);
+      if (!m) return Fail(field(role, key) + ": " + m.error());
+      bars[place.bar] = *m;
+    }
+    const vfio::MappedBar& b = bars[place.bar];
+    if (place.offset > b.size || size > b.size - place.offset) {
+      return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) + " does not fit BAR" +
+                  std::to_string(place.bar) + " of " + addr.str() + " (" + mib(b.size) +
+                  "): move it or make the window smaller in [link]");
+    }
+    return std::span<std::byte>(const_cast<std::byte*>(b.base) + place.offset, size);
+  };
+
+  PciParts parts;
+  auto epw = place_span(side.ep_window, link.ep_window_size, "ep_window");
+  if (!epw) return Fail(epw.error());
+  parts.ep_window = *epw;
+  parts.rc_window_bus_addr = side.rc_window_bus_addr;
+  std::string rc_how;
+  if (side.rc_window) {
+    auto rcw = place_span(*side.rc_window, link.rc_window_size, "rc_window");
+    if (!rcw) return Fail(rcw.error());
+    parts.rc_window = *rcw;
+    rc_how = "RC window in BAR" + std::to_string(side.rc_window->bar);
+  } else if (role == PciRole::kHost) {
+    void* mem = ::mmap(nullptr, link.rc_window_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return Fail("cannot allocate the RC window (" + mib(link.rc_window_size) + "): " + std::strerror(errno));
+    keep->rc_mem = mem;
+    keep->rc_size = link.rc_window_size;
+    parts.rc_window = std::span<std::byte>(static_cast<std::byte*>(mem), link.rc_window_size);
+    if (auto r = keep->dev->map_dma(parts.rc_window, side.rc_window_bus_addr); !r) {
+      return Fail("host.rc_window_bus_addr = " + hex(side.rc_window_bus_addr) + ": " + r.error());
+    }
+    rc_how = "RC window DMA-mapped at IOVA " + hex(side.rc_window_bus_addr);
+  } else {
+    return Fail("ep.rc_window is missing: name the outbound window, e.g. rc_window = { bar = 2, offset = 0x800000 }");
+  }
+  parts.description = addr.str() + " via VFIO (IOMMU group " + std::to_string(target->group) + "), " + rc_how;
+  if (side.doorbell == config::DoorbellKind::kIvshmem) {
+    auto regs = place_span(side.doorbell_regs, kIvshmemRegsSize, "doorbell_regs");
+    if (!regs) return Fail(regs.error());
+    auto ids = place_span(side.peer_ids, 4096, "peer_ids");
+    if (!ids) return Fail(ids.error());
+    auto irqs = keep->dev->enable_msi(side.vector + 1);
+    if (!irqs) return Fail(addr.str() + ": " + irqs.error() + " (" + field(role, "vector") + " = " + std::to_string(side.vector) + ")");
+    parts.irq = std::move((*irqs)[side.vector]);
+    parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, role, static_cast<std::uint16_t>(side.vector));
+    auto id = parts.doorbell->publish();
+    if (!id) return Fail(field(role, "doorbell") + " = \"ivshmem\": " + addr.str() + ": " + id.error().what);
+    parts.description += ", ivshmem peer " + std::to_string(*id) + ", " + keep->dev->irq_kind() + " vector " +
+                         std::to_string(side.vector);
+  } else {
+    parts.description += ", no doorbell (polling)";
+  }
+  parts.keep = std::move(keep);
+  return parts;
+}
+
+tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, const config::LinkConfig& link,
+                                                const std::string& dev_mem) {
+  using Fail = tl::unexpected<std::string>;
+  if (!side.rc_window) {
+    return Fail("ep.rc_window is missing: name the outbound window, e.g. rc_window = { phys = 0xfe800000 }");
+  }
+  const int fd = ::open(dev_mem.c_str(), O_RDWR | O_SYNC | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return Fail("cannot open " + dev_mem + ": " + std::strerror(err) +
+                (err == EACCES || err == EPERM ? ": run vepf-ep as root (CAP_SYS_RAWIO)" : ""));
+  }
+  const os::Fd owner(fd);
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  auto keep = std::make_shared<DevmemKeep>();
+  auto map = [&](const config::Place& place, std::uint64_t size, const char* key) -> tl::expected<std::span<std::byte>, std::string> {
+    if (!place.is_phys) return Fail(field(PciRole::kEp, key) + " names a BAR: board.platform = \"devmem\" needs { phys = ADDRESS }");
+    if (place.phys % page != 0) {
+      return Fail("ep." + std::string(key) + ".phys = " + hex(place.phys) + " is not aligned to the " +
+                  std::to_string(page) + "-byte page: use a multiple of " + std::to_string(page));
+    }
+    const std::uint64_t len = (size + page - 1) / page * page;
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(place.phys));
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      return Fail("ep." + std::string(key) + ": cannot map " + mib(len) + " at physical " + hex(place.phys) + " through " + dev_mem +
+                  ": " + std::strerror(err) +
+                  (err == EPERM ? " (the kernel's STRICT_DEVMEM refuses RAM and ranges a driver holds: unbind it, "
+                                  "or reserve the range)"
+                                : ""));
+    }
+    keep->maps.emplace_back(p, len);
+    return std::span<std::byte>(static_cast<std::byte*>(p), size);
+  };
+  PciParts parts;
+  auto epw = map(side.ep_window, link.ep_window_size, "ep_window");
+  if (!epw) return Fail(epw.error());
+  auto rcw = map(*side.rc_window, link.rc_window_size, "rc_window");
+  if (!rcw) return Fail(rcw.error());
+  parts.ep_window = *epw;
+  parts.rc_window = *rcw;
+  parts.rc_window_bus_addr = side.rc_window_bus_addr;
+  parts.description = "physical memory via " + dev_mem + ": EP window at " + hex(side.ep_window.phys) +
+                      ", outbound window at " + hex(side.rc_window->phys);
+  if (side.doorbell == config::DoorbellKind::kIvshmem) {
+    auto regs = map(side.doorbell_regs, kIvshmemRegsSize, "doorbell_regs");
+    if (!regs) return Fail(regs.error());
+    auto ids = map(side.peer_ids, 4096, "peer_ids");
+    if (!ids) return Fail(ids.error());
+    parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, PciRole::kEp, static_cast<std::uint16_t>(side.vector));
+    auto id = parts.doorbell->publish();
+    if (!id) return Fail("ep.doorbell = \"ivshmem\": the registers at " + hex(side.doorbell_regs.phys) + ": " + id.error().what);
+    parts.description += ", ivshmem peer " + std::to_string(*id) + " (outgoing only; incoming by polling)";
+  } else {
+    parts.description += ", no doorbell (polling)";
+  }
+  parts.keep = std::move(keep);
+  return parts;
+}
+
+}  // namespace vepf::platform
