@@ -26,6 +26,8 @@ busybox=${BUSYBOX:-/bin/busybox}
 stage=$(mktemp -d /tmp/vepf-initramfs.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,etc,proc,sys,dev,tmp,run,lib/modules,usr/bin}
+chmod 755 "$stage"  # mktemp's 0700 would become the guest's /: other users could run nothing
+chmod 1777 "$stage/tmp"
 cp "$busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 cp "$here/guest/init" "$stage/init"

@@ -8,11 +8,14 @@
 #                           vepf-ivshmem-server, instead of ivshmem-plain)
 #              [--iommu]   (intel-iommu in both machines, intel_iommu=on, the vfio-pci modules:
 #                           what VFIO in the guest needs; Debian's kernel has no no-IOMMU mode)
+#              [--size BYTES] (the shared memory behind BAR2; default 4194304, a power of 2)
+#              [--append "vepf.KEY=VALUE ..."] (more kernel parameters: the scenario reads them)
+#              [--memory MIB] (RAM of each machine; default 256)
 # exit 0 when both guests report `exit 0`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-scenario= timeout=120 modules= iommu=0 server=
+scenario= timeout=120 modules= iommu=0 server= size=4194304 more= mem=256
 files=() extra=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -23,6 +26,9 @@ while [ $# -gt 0 ]; do
     --iommu) iommu=1; shift ;;
     --device) extra+=(-device "$2"); shift 2 ;;
     --doorbell) server=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --append) more=$2; shift 2 ;;
+    --memory) mem=$2; shift 2 ;;
     *) echo "rig.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,18 +54,18 @@ trap cleanup EXIT INT TERM
 [ "$iommu" = 0 ] || modules="vfio-pci $modules"
 "$here/mkinitramfs.sh" --kdir "$KDIR" --kver "$KVER" --out "$work/initrd.gz" --modules "$modules" \
   --file "$here/guest/lib.sh:/etc/rig-lib.sh" --file "$scenario:/scenario.sh" "${files[@]+"${files[@]}"}"
-ivshmem=(-object "memory-backend-file,id=hmb,share=on,mem-path=$shm,size=4M" -device ivshmem-plain,memdev=hmb,addr=0x5)
+ivshmem=(-object "memory-backend-file,id=hmb,share=on,mem-path=$shm,size=$size" -device ivshmem-plain,memdev=hmb,addr=0x5)
 if [ -n "$server" ]; then
   # QEMU fails when the server's socket is not there yet: wait for it.
-  "$server" --socket "$work/ivshmem.sock" --shm-path "$shm" --size 4194304 --vectors 2 >"$work/server.log" 2>&1 &
+  "$server" --socket "$work/ivshmem.sock" --shm-path "$shm" --size "$size" --vectors 2 >"$work/server.log" 2>&1 &
   pids="$pids $!"
   for _ in $(seq 100); do [ -S "$work/ivshmem.sock" ] && break; sleep 0.05; done
   [ -S "$work/ivshmem.sock" ] || { echo "rig.sh: $server did not listen" >&2; cat "$work/server.log" >&2; exit 1; }
   ivshmem=(-chardev "socket,path=$work/ivshmem.sock,id=ivs" -device ivshmem-doorbell,chardev=ivs,vectors=2,addr=0x5)
 else
-  truncate -s 4M "$shm"
+  truncate -s "$size" "$shm"
 fi
-machine=() append="console=ttyS0 quiet panic=-1 vepf.run=/scenario.sh"
+machine=() append="console=ttyS0 quiet panic=-1 vepf.run=/scenario.sh $more"
 if [ "$iommu" = 1 ]; then
   # The vIOMMU comes before the other devices; caching-mode lets VFIO map DMA through it.
   machine=(-device intel-iommu,intremap=on,caching-mode=on)
@@ -70,7 +76,7 @@ accel=tcg
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then accel=kvm; fi
 t0=$(date +%s%N)
 for r in a b; do
-  timeout "$timeout" qemu-system-x86_64 -accel "$accel" -M q35 -m 256M -smp 1 -nographic -no-reboot -nic none \
+  timeout "$timeout" qemu-system-x86_64 -accel "$accel" -M q35 -m "${mem}M" -smp 1 -nographic -no-reboot -nic none \
     "${machine[@]+"${machine[@]}"}" -kernel "$KERNEL" -initrd "$work/initrd.gz" -append "$append vepf.role=$r" \
     "${ivshmem[@]}" \
     "${extra[@]+"${extra[@]}"}" \

@@ -2,8 +2,10 @@
 # The HIL stage: scenarios on two QEMU machines (scripts/qemu/rig.sh), each bounded in time.
 # Prints what ran, what passed, and the stage's wall time; exits non-zero if any failed.
 # Today: the rig itself (shared BAR2 between the machines, with ivshmem-plain and with
-# ivshmem-doorbell served by vepf-ivshmem-server; vfio-pci binding under intel-iommu)
-# and the RC's PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA).
+# ivshmem-doorbell served by vepf-ivshmem-server; vfio-pci binding under intel-iommu), the RC's
+# PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA), and the net
+# device across the machines: vepf-ep on machine a (vfio platform, then devmem), vepf-host on
+# machine b through VFIO; vepf-host's errors for an unusable function; ping both ways, iperf3 b->a.
 # usage: tests/hil/run.sh [BUILD_DIR]   (default build/default)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,6 +26,16 @@ run "vfio-pci binding under intel-iommu" --scenario "$guest/vfio-smoke.sh" --iom
 run "VFIO layer vs QEMU edu: errors, BAR, MSI, DMA through the IOMMU" --scenario "$guest/vfio-edu.sh" --iommu \
   --device edu --file "$build/tools/vepf-vfio-check/vepf-vfio-check" --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh" \
   --timeout 90
+# The net device across the machines (board-configs/qemu-ivshmem.toml; BAR2 of 16 MiB holds both windows).
+link=(--iommu --doorbell "$build/tools/vepf-ivshmem-server/vepf-ivshmem-server" --size 16777216 --modules tun --memory 512
+  --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" --file "$build/host-driver/vepf-host:/usr/bin/vepf-host"
+  --file "$(command -v iperf3)" --file "$top/board-configs/qemu-ivshmem.toml:/etc/board.toml"
+  --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh"
+  --file "$guest/passwd:/etc/passwd" --file "$guest/group:/etc/group" --timeout 240)
+run "net across the machines: vepf-ep on VFIO, vepf-host on VFIO; ping, iperf3; vepf-host's errors" \
+  --scenario "$guest/net.sh" --append vepf.mode=vfio "${link[@]}"
+run "net across the machines: vepf-ep on /dev/mem (devmem), vepf-host on VFIO; ping, iperf3" \
+  --scenario "$guest/net.sh" --append vepf.mode=devmem "${link[@]}"
 echo "hil: ${#passed[@]} passed, ${#failed[@]} failed, $(( $(date +%s) - t0 )) s wall"
 for f in "${failed[@]+"${failed[@]}"}"; do echo "hil: FAILED: $f"; done
 [ ${#failed[@]} -eq 0 ]

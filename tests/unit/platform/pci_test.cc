@@ -217,6 +217,34 @@ TEST_F(Devmem, MapsTheNamedRangesAtTheirPhysicalAddresses) {
   EXPECT_EQ(b, 0x55667788u);
 }
 
+TEST_F(Devmem, PublishesItsPeerIdAndWithdrawsItAfterUse) {
+  {
+    std::fstream f(mem_, std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint32_t pos = 3;  // IVPosition of the "register page" at 0x0
+    f.seekp(kIvshmemIvPosition);
+    f.write(reinterpret_cast<const char*>(&pos), 4);
+  }
+  auto s = side_;
+  s.doorbell = config::DoorbellKind::kIvshmem;
+  s.doorbell_regs = {.is_phys = true, .phys = 0};
+  s.peer_ids = {.is_phys = true, .phys = 0x80000};
+  auto parts = open_devmem(s, link_, mem_);
+  ASSERT_TRUE(parts) << parts.error();
+  EXPECT_NE(parts->description.find("ivshmem peer 3"), std::string::npos) << parts->description;
+  std::uint32_t ep_id;
+  {
+    PciEp ep(std::move(*parts));
+    const auto m = read_mem();
+    std::memcpy(&ep_id, m.data() + 0x80000, 4);
+    EXPECT_EQ(ep_id, kPeerIdValid | 3);
+    EXPECT_TRUE(ep.raise_interrupt());  // the host has not published: nothing rung
+    EXPECT_EQ(ep.counters().signals_sent, 0u);
+  }  // the doorbell withdraws the ID before the mappings go
+  const auto m = read_mem();
+  std::memcpy(&ep_id, m.data() + 0x80000, 4);
+  EXPECT_EQ(ep_id, 0u);
+}
+
 TEST_F(Devmem, RefusesWhatTheConfigDoesNotNameProperly) {
   auto s = side_;
   s.ep_window.phys = 0x10800;

@@ -77,6 +77,9 @@ class IvshmemDoorbell {
 
 /// What one side of a PCI platform is made of. The spans stay valid while `keep` lives.
 struct PciParts {
+  /// The VFIO device or the /dev/mem mappings. First, so that it goes last: the doorbell's
+  /// destructor still writes to the peer-ID page.
+  std::shared_ptr<void> keep;
   std::span<std::byte> ep_window;       // link.ep_window_size bytes
   /// Host: the RC window (link.rc_window_size bytes). EP: the outbound window, covering bus
   /// addresses [rc_window_bus_addr, + size).
@@ -84,7 +87,6 @@ struct PciParts {
   std::uint64_t rc_window_bus_addr = 0;
   std::unique_ptr<IvshmemDoorbell> doorbell;  // outgoing signals; null: none (the peer polls)
   os::Fd irq;                                 // incoming signals (an eventfd); invalid: none (poll)
-  std::shared_ptr<void> keep;                 // the VFIO device or /dev/mem mappings
   std::string description;                    // for logs: "0000:00:05.0 via VFIO, MSI-X vector 0"
 };
 

@@ -1,0 +1,106 @@
+# Rig scenario: the net device across two machines. Machine a is the EP (vepf-ep on its ivshmem
+# function, through VFIO, or with vepf.mode=devmem through /dev/mem at the BAR's physical
+# address); machine b is the RC (vepf-host through VFIO). Then: ping both ways and one iperf3
+# run b -> a over the link. Prints its figures as "vepf-rig: ROLE: ..." lines.
+. /etc/rig-lib.sh
+mode=vfio
+for a in $(cat /proc/cmdline); do case $a in vepf.mode=*) mode=${a#vepf.mode=} ;; esac; done
+say() { echo "vepf-rig: $ROLE: $*"; }
+d=$(pci_find 0x1af4 0x1110) || { say "no ivshmem function"; exit 1; }
+bdf=$(basename "$d")
+mkdir -p /run/vepf
+board=/etc/board.toml
+if [ "$ROLE" = a ] && [ "$mode" = devmem ]; then
+  # The EP side through /dev/mem: the same places, as physical addresses of this machine's BARs.
+  bar0=$(bar_addr "$d" 0) bar2=$(bar_addr "$d" 2)
+  hex() { printf '0x%x' "$1"; }
+  awk -v b0="$(hex $((bar0)))" -v epw="$(hex $((bar2 + 0x400000)))" -v rcw="$(hex $((bar2 + 0x800000)))" \
+      -v ids="$(hex $((bar2)))" '
+    /^platform = / { print "platform = \"devmem\""; next }
+    /^\[ep\]/ { ep = 1; print; next }
+    /^\[/ { ep = 0 }
+    ep && /^device = / { next }
+    ep && /^ep_window = / { print "ep_window = { phys = " epw " }"; next }
+    ep && /^rc_window = / { print "rc_window = { phys = " rcw " }"; next }
+    ep && /^doorbell_regs = / { print "doorbell_regs = { phys = " b0 " }"; next }
+    ep && /^peer_ids = / { print "peer_ids = { phys = " ids " }"; next }
+    { print }' /etc/board.toml >/tmp/board.toml
+  board=/tmp/board.toml
+  say "devmem: BAR0 at $(hex $((bar0))), BAR2 at $(hex $((bar2)))"
+else
+  if [ "$ROLE" = b ] && [ "$mode" = vfio ]; then
+    # What vepf-host says when the function is not usable: one line that says what to do.
+    bad=0
+    expect_error() {  # SUBSTRING COMMAND...
+      want=$1; shift
+      out=$("$@" 2>&1); rc=$?
+      if [ $rc -ne 0 ] && [ "$(echo "$out" | grep -c .)" -eq 1 ] && echo "$out" | grep -q "$want"; then
+        say "error as expected (exit $rc): ${out#*\] }"
+      else
+        say "UNEXPECTED (exit $rc): $out"; bad=1
+      fi
+    }
+    expect_error "run scripts/vfio-bind.sh $bdf" vepf-host --board /etc/board.toml --once
+    sed "s/device = \"1af4:1110\"/device = \"0000:00:09.0\"/" /etc/board.toml >/tmp/wrong-bdf.toml
+    expect_error "0000:00:09.0 does not exist" vepf-host --board /tmp/wrong-bdf.toml --once
+  fi
+  vfio-bind.sh "$bdf" >/dev/null || { say "vfio-bind.sh $bdf failed"; exit 1; }
+  if [ "$ROLE" = b ] && [ "$mode" = vfio ]; then
+    group=$(basename "$(readlink "$d/iommu_group")")
+    expect_error "/dev/vfio/$group" su -s /bin/sh nobody -c "vepf-host --board /etc/board.toml --once"
+    mv "/dev/vfio/$group" /tmp/vfio-node
+    expect_error "/dev/vfio/$group" vepf-host --board /etc/board.toml --once
+    mv /tmp/vfio-node "/dev/vfio/$group"
+    [ $bad -eq 0 ] || exit 1
+  fi
+fi
+
+if [ "$ROLE" = a ]; then
+  prog=vepf-ep if=vepf-ep0 me=198.18.0.2 peer=198.18.0.1
+else
+  prog=vepf-host if=vepf-host0 me=198.18.0.1 peer=198.18.0.2
+fi
+$prog --board "$board" >/tmp/$prog.log 2>&1 &
+pid=$!
+fail() { say "$*"; tail -n 20 /tmp/$prog.log | sed "s/^/vepf-rig: $ROLE: log: /"; kill $pid 2>/dev/null; exit 1; }
+i=0
+until ip link show "$if" >/dev/null 2>&1; do
+  i=$((i + 1)); [ $i -le 600 ] || fail "no $if after 60 s"
+  kill -0 $pid 2>/dev/null || fail "$prog exited"
+  sleep 0.1
+done
+ip addr add "$me/24" dev "$if"
+ip link set "$if" up
+say "$(grep -m1 -oE '(vfio|devmem) platform: .*|EP function: .*' /tmp/$prog.log)"
+[ "$ROLE" = a ] && { iperf3 -s -1 -B "$me" >/tmp/iperf3.log 2>&1 & srv=$!; }
+
+# ping until the link carries traffic (the peer may still be booting), then measure.
+i=0
+until ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+  i=$((i + 1)); [ $i -le 60 ] || fail "no reply from $peer within 60 s"
+done
+ping -c 20 -i 0.2 "$peer" >/tmp/ping.log 2>&1 || fail "ping $peer lost packets: $(tail -n 2 /tmp/ping.log)"
+say "ping $peer: $(grep -oE '[0-9]+ packets transmitted.*' /tmp/ping.log); rtt $(grep -oE 'min/avg/max = [0-9./]+ ms' /tmp/ping.log)"
+
+if [ "$ROLE" = b ]; then
+  i=0
+  until iperf3 -c "$peer" -t 5 -f m >/tmp/iperf3.log 2>&1; do
+    i=$((i + 1)); [ $i -le 10 ] || fail "iperf3 -c $peer: $(tail -n 3 /tmp/iperf3.log)"
+    sleep 1
+  done
+  say "iperf3 b->a: $(grep -E 'receiver' /tmp/iperf3.log | grep -oE '[0-9.]+ Mbits/sec')"
+else
+  # The server ends after the client's one run; b exits after it, so a waits for it.
+  i=0
+  while kill -0 $srv 2>/dev/null; do
+    i=$((i + 1)); [ $i -le 900 ] || fail "iperf3 server: no client run within 90 s"
+    sleep 0.1
+  done
+  wait $srv || fail "iperf3 server failed: $(tail -n 3 /tmp/iperf3.log)"
+fi
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 0 ] || fail "$prog exited with $rc on SIGTERM"
+grep -E "counters|link up" /tmp/$prog.log | tail -n 2 | sed "s/^/vepf-rig: $ROLE: /"
+exit 0
