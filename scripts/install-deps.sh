@@ -21,6 +21,8 @@ pkgs=(
   qemu-system-x86 busybox-static cpio kmod xz-utils
   # the RC's PCI discovery (vepf_vfio)
   libpci-dev
+  # the EP's GPIO sideband lines (vepf_gpio: libgpiod 1.6, with libgpiod.a for VEPF_STATIC); gpiod for gpioinfo/gpioset
+  libgpiod-dev gpiod
 )
 
 SUDO=
