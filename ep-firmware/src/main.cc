@@ -28,6 +28,7 @@
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
+#include "vepf/gpio/gpio.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/platform/loopback.hpp"
 #include "vepf/platform/pci.hpp"
@@ -82,6 +83,10 @@ class EpProgram {
   Result<void> setup();
   /// The link of board.platform; false (logged) when it cannot be set up.
   bool open_link();
+  /// [gpio]: requests the ready and reset lines; false (logged) when that fails.
+  bool open_gpio();
+  /// The reset line saw an active-going edge: every device is reset under a new epoch.
+  void on_reset_gpio();
   using Made = tl::expected<std::unique_ptr<ep::Device>, std::string>;
   /// A net device on its backend (TAP or socket).
   Made make_net(const config::DeviceConfig& d);
@@ -110,6 +115,8 @@ class EpProgram {
   std::map<std::uint32_t, std::unique_ptr<ep::Device>> devices_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;
   std::unique_ptr<ep::ControlServer> control_;
+  std::unique_ptr<gpio::Chips> chips_;
+  std::unique_ptr<gpio::Sideband> sideband_;  // after the transport: "ready" drops before the link goes
   app::LinkReport report_;
   bool quit_ = false;
 };
@@ -226,9 +233,46 @@ bool EpProgram::open_link() {
   return true;
 }
 
+bool EpProgram::open_gpio() {
+  const auto& g = cfg_.gpio;
+  if (!g.ready && !g.reset) return true;
+  auto spec = [](const std::optional<config::GpioLine>& l) -> std::optional<gpio::LineSpec> {
+    if (!l) return std::nullopt;
+    return gpio::LineSpec{l->chip, l->line, l->active_low};
+  };
+  chips_ = gpio::make_libgpiod_chips();
+  sideband_ = std::make_unique<gpio::Sideband>(*chips_, spec(g.ready), spec(g.reset), "vepf-ep");
+  if (auto r = sideband_->start(); !r) {
+    spdlog::get("ep")->error("[gpio]: {}", r.error().message);
+    sideband_.reset();
+    return false;
+  }
+  if (sideband_->reset_fd() >= 0) {
+    if (auto r = loop_.add(sideband_->reset_fd(), EPOLLIN, [this](std::uint32_t) { on_reset_gpio(); }); !r) {
+      spdlog::get("ep")->error("[gpio]: cannot watch the reset line: {}", r.error().what);
+      return false;
+    }
+  }
+  return true;
+}
+
+void EpProgram::on_reset_gpio() {
+  auto got = sideband_->take_reset();
+  if (!got) {
+    spdlog::get("ep")->warn("[gpio] reset line: {}", got.error().message);
+    return;
+  }
+  if (!*got) return;
+  std::uint32_t e = new_epoch();
+  while (e == transport_->epoch()) e = new_epoch();
+  spdlog::get("ep")->info("reset line asserted: resetting every device (epoch {:#010x})", e);
+  transport_->restart(e);
+}
+
 Result<void> EpProgram::setup() {
   auto log = spdlog::get("ep");
   if (!open_link()) return fail(Errc::kInvalidArgument, "the link could not be set up");
+  if (!open_gpio()) return fail(Errc::kInvalidArgument, "the GPIO lines could not be set up");
   transport_ = std::make_unique<transport::DeviceTransport>(*link_, new_epoch());
   if (auto r = transport_->init(); !r) return r;
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
@@ -256,6 +300,13 @@ Result<void> EpProgram::setup() {
   // Requests whose doorbell was lost, and the polled mode of platforms without a doorbell IRQ.
   const auto period = std::chrono::milliseconds(doorbell >= 0 ? 10 : 1);
   if (auto r = loop_.add_timer(period, [this] { on_poll(); }); !r) return tl::unexpected(r.error());
+  if (sideband_ && sideband_->has_ready()) {
+    if (auto r = sideband_->set_ready(true); !r) {
+      log->error("[gpio] ready line: {}", r.error().message);
+      return fail(Errc::kSystem, "the ready line could not be driven");
+    }
+    log->info("[gpio] ready line {} active", cfg_.gpio.ready->chip + " line " + std::to_string(cfg_.gpio.ready->line));
+  }
   log->info("EP window {} KiB{}; control socket {}; waiting for the host (epoch {:#010x})", cfg_.link.ep_window_size >> 10,
             loopback_ ? " at " + cfg_.loopback.socket : std::string(), control_->path(), transport_->epoch());
   return {};
@@ -344,7 +395,7 @@ void EpProgram::print_report(spdlog::level::level_enum lvl) {
 
 int EpProgram::run(int sfd) {
   if (auto r = setup(); !r) {
-    if (!link_) return app::kExitFailure;  // open_link() said why
+    if (!link_) return app::kExitFailure;  // open_link() said why, in one line
     spdlog::get("ep")->error("setup failed: {} ({}{})", r.error().what, errc_name(r.error().code),
                              r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : "");
     return app::kExitFailure;
@@ -368,6 +419,7 @@ int EpProgram::run(int sfd) {
       return app::kExitFailure;
     }
   }
+  if (sideband_ && sideband_->has_ready()) (void)sideband_->set_ready(false);  // first: the host stops looking
   for (auto& [slot, d] : devices_) d->shutdown();  // the driver sees link down before the link goes
   if (pci_) {
     // The EP window outlives us (BAR memory): a host must not take it for a serving EP.

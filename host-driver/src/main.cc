@@ -60,8 +60,6 @@ class HostProgram {
   bool connect();
   bool connect_loopback();
   bool connect_pci();
-  /// PCI: the EP's header still shows the epoch we attached to (one non-posted read or two).
-  bool ep_still_there();
   int interrupt_fd() const { return loopback_ ? loopback_->interrupt_fd() : pci_->interrupt_fd(); }
   void drain_interrupt() { (void)(loopback_ ? loopback_->drain_interrupt() : pci_->drain_interrupt()); }
   End session();
@@ -167,12 +165,6 @@ bool HostProgram::connect_pci() {
     std::this_thread::sleep_for(milliseconds(20));
   }
   return false;
-}
-
-bool HostProgram::ep_still_there() {
-  auto& ep = link_->ep_window();
-  return ep.load<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, magic))) == layout::kEpfMagic &&
-         ep.load<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, epoch))) == transport_->epoch();
 }
 
 std::unique_ptr<host::Driver> HostProgram::probe_net(const transport::DeviceInfo& info) {
@@ -350,14 +342,14 @@ HostProgram::End HostProgram::session() {
     (void)loop_.add(loopback_->peer_fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; });
   }
   // Recovers a lost interrupt; costs only local reads. Without interrupts (a PCI platform with
-  // no doorbell) it is the only way news arrives, so it runs more often. On PCI it also watches
-  // the EP's header: a restarted vepf-ep shows a new epoch, a stopped one no magic.
+  // no doorbell) it is the only way news arrives, so it runs more often. Every 100 ms it also
+  // reads the EP's header: a restarted or reset vepf-ep shows a new epoch, a stopped one no magic.
   const auto period = interrupt_fd() >= 0 ? milliseconds(100) : milliseconds(2);
   unsigned ticks = 0;
   auto timer = loop_.add_timer(period, [this, &ticks, period] {
-    if (pci_ && ++ticks * period.count() >= 100) {
+    if (++ticks * period.count() >= 100) {
       ticks = 0;
-      if (!ep_still_there()) {
+      if (transport_->epoch_changed()) {
         spdlog::get("host")->warn("the EP's header changed: vepf-ep stopped or restarted");
         link_down_ = true;
         return;

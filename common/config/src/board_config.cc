@@ -199,6 +199,7 @@ class Reader {
   Expected<std::uint64_t> read_window_size(const toml::table& link, std::string_view key,
                                            std::uint64_t fallback) const;
   Expected<LoopbackConfig> read_loopback(const toml::table& root) const;
+  Expected<GpioConfig> read_gpio(const toml::table& root) const;
   Expected<PciSide> read_pci_side(const toml::table& root, std::string_view side, Platform platform,
                                   const LinkConfig& link) const;
   Expected<std::optional<Place>> read_place(const toml::table& parent, const std::string& where, std::string_view key,
@@ -422,6 +423,37 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
                 " is not page-aligned: use a multiple of 4096");
   }
   return std::optional<Place>{p};
+}
+
+Expected<GpioConfig> Reader::read_gpio(const toml::table& root) const {
+  GpioConfig out;
+  VEPF_CONFIG_TRY(tbl, get_table(root, "", "gpio"));
+  if (tbl == nullptr) return out;
+  VEPF_CONFIG_CHECK(check_keys(*tbl, "gpio", {"ready", "reset"}));
+  for (const char* key : {"ready", "reset"}) {
+    const std::string path = child("gpio", key);
+    const toml::node* node = tbl->get(key);
+    if (node == nullptr) continue;
+    const auto* t = node->as_table();
+    if (t == nullptr) return fail(path + " must be an inline table: write " + key + " = { chip = \"gpiochip0\", line = 5 }");
+    VEPF_CONFIG_CHECK(check_keys(*t, path, {"chip", "line", "active_low"}));
+    GpioLine line;
+    VEPF_CONFIG_TRY(chip, get_string(*t, path, "chip"));
+    if (!chip || chip->empty()) {
+      return fail(path + ".chip is missing: name the GPIO chip, e.g. chip = \"gpiochip0\" (see gpiodetect)");
+    }
+    line.chip = *chip;
+    if (!t->contains("line")) return fail(path + ".line is missing: give the line's offset on the chip, e.g. line = 5 (see gpioinfo)");
+    VEPF_CONFIG_TRY(offset, get_integer(*t, path, "line", 0, 0, 65535));
+    line.line = static_cast<std::uint32_t>(offset);
+    VEPF_CONFIG_TRY(low, get_bool(*t, path, "active_low", false));
+    line.active_low = low;
+    (std::string_view(key) == "ready" ? out.ready : out.reset) = line;
+  }
+  if (out.ready && out.reset && out.ready->chip == out.reset->chip && out.ready->line == out.reset->line) {
+    return fail("gpio.ready and gpio.reset name the same line: give each its own");
+  }
+  return out;
 }
 
 /// [host] / [ep] of a PCI platform. `platform` is the board's; vepf-ep's side uses phys places
@@ -897,7 +929,7 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
 }
 
 Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
-  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "host", "ep", "device"}));
+  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "host", "ep", "gpio", "device"}));
   BoardConfig config;
   VEPF_CONFIG_TRY(section, read_board_section(root));
   config.name = std::move(section.name);
@@ -921,6 +953,8 @@ Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
     VEPF_CONFIG_TRY(ep, read_pci_side(root, "ep", config.platform, config.link));
     config.ep = std::move(ep);
   }
+  VEPF_CONFIG_TRY(gpio, read_gpio(root));
+  config.gpio = std::move(gpio);
   VEPF_CONFIG_TRY(device_configs, read_devices(root));
   config.devices = std::move(device_configs);
   return config;

@@ -202,6 +202,13 @@ void DeviceTransport::link_down() {
   space_.set_rc(nullptr);
 }
 
+void DeviceTransport::restart(std::uint32_t new_epoch) {
+  link_down();
+  epoch_ = new_epoch;
+  // Pairs with the driver's reads of the header (DriverTransport::epoch_changed()).
+  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch)), epoch_);
+}
+
 void DeviceTransport::poll() {
   poll_link();
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {

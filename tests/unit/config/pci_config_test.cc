@@ -161,5 +161,43 @@ TEST(PciConfig, TablesBelongToTheirPlatforms) {
   EXPECT_TRUE(has(error_of(vfio_board(kEpVfio, "pcie")), "board.platform = \"pcie\" is not a known platform: use \"loopback\" or \"vfio\" or \"devmem\""));
 }
 
+std::string loopback_with(std::string_view gpio) {
+  return "[board]\nname = \"t\"\nplatform = \"loopback\"\n[loopback]\nsocket = \"/tmp/t.sock\"\n" + std::string(gpio) +
+         std::string(kDevice);
+}
+
+TEST(GpioConfig, ReadyAndResetLinesParse) {
+  const auto none = parse_board_config(loopback_with(""), "x.toml");
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_FALSE(none->gpio.ready.has_value());
+  EXPECT_FALSE(none->gpio.reset.has_value());
+  const auto cfg = parse_board_config(
+      loopback_with("[gpio]\nready = { chip = \"gpiochip0\", line = 5 }\n"
+                    "reset = { chip = \"/dev/gpiochip1\", line = 7, active_low = true }\n"),
+      "x.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_TRUE(cfg->gpio.ready.has_value());
+  EXPECT_EQ(cfg->gpio.ready->chip, "gpiochip0");
+  EXPECT_EQ(cfg->gpio.ready->line, 5u);
+  EXPECT_FALSE(cfg->gpio.ready->active_low);
+  ASSERT_TRUE(cfg->gpio.reset.has_value());
+  EXPECT_EQ(cfg->gpio.reset->chip, "/dev/gpiochip1");
+  EXPECT_EQ(cfg->gpio.reset->line, 7u);
+  EXPECT_TRUE(cfg->gpio.reset->active_low);
+}
+
+TEST(GpioConfig, ErrorsNameTheFieldAndTheFix) {
+  EXPECT_TRUE(has(error_of(loopback_with("[gpio]\nready = { line = 5 }\n")),
+                  "gpio.ready.chip is missing: name the GPIO chip, e.g. chip = \"gpiochip0\""));
+  EXPECT_TRUE(has(error_of(loopback_with("[gpio]\nready = { chip = \"gpiochip0\" }\n")), "gpio.ready.line is missing"));
+  EXPECT_TRUE(has(error_of(loopback_with("[gpio]\nready = { chip = \"gpiochip0\", line = -1 }\n")),
+                  "gpio.ready.line = -1 is out of range: use 0..65535"));
+  EXPECT_TRUE(has(error_of(loopback_with("[gpio]\nreset = 3\n")), "gpio.reset must be an inline table"));
+  EXPECT_TRUE(has(error_of(loopback_with("[gpio]\nready = { chip = \"gpiochip0\", line = 1 }\n"
+                                         "reset = { chip = \"gpiochip0\", line = 1 }\n")),
+                  "gpio.ready and gpio.reset name the same line"));
+  EXPECT_TRUE(has(error_of(loopback_with("[gpio]\nled = { chip = \"gpiochip0\", line = 1 }\n")), "led"));
+}
+
 }  // namespace
 }  // namespace vepf::config

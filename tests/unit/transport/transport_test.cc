@@ -376,6 +376,24 @@ TEST_F(TransportTest, ResetReturnsTheDeviceToStatusZero) {
   EXPECT_FALSE(fdev.handle.has_value());
 }
 
+TEST_F(TransportTest, RestartResetsEveryDeviceAndPublishesANewEpoch) {
+  bring_up();
+  const int resets = fdev.reset_calls;
+  dev.restart(kEpoch + 1);
+  EXPECT_EQ(fdev.reset_calls, resets + 1);
+  EXPECT_EQ(dev.status(slot), 0);
+  EXPECT_FALSE(dev.attached());
+  EXPECT_FALSE(dl.attached);
+  EXPECT_EQ(dev.epoch(), kEpoch + 1);
+  EXPECT_TRUE(drv.epoch_changed());
+  // The driver attaches again and finds the same device table.
+  attach();
+  EXPECT_EQ(drv.epoch(), kEpoch + 1);
+  EXPECT_FALSE(drv.epoch_changed());
+  scan();
+  EXPECT_EQ(info.device_id, 1u);
+}
+
 TEST_F(TransportTest, RequestsBeforeAttachAreRefused) {
   // No RC window yet: the device acks with kNoLink.
   scan();

@@ -140,6 +140,19 @@ struct PciSide {
   std::uint32_t vector = 0;  // kIvshmem: the MSI-X vector that carries signals (both ways)
 };
 
+/// One GPIO line: `{ chip = "gpiochip0", line = 5, active_low = false }`.
+struct GpioLine {
+  std::string chip;        // "gpiochipN", "/dev/gpiochipN" or "N" (libgpiod's chip lookup)
+  std::uint32_t line = 0;  // offset on the chip
+  bool active_low = false;
+};
+
+/// [gpio]: vepf-ep's sideband lines, driven through libgpiod (common/gpio).
+struct GpioConfig {
+  std::optional<GpioLine> ready;  // output: active while vepf-ep serves the EP window
+  std::optional<GpioLine> reset;  // input: an active-going edge resets every device (a new epoch)
+};
+
 struct BoardConfig {
   std::string name;
   Platform platform = Platform::kLoopback;
@@ -147,6 +160,7 @@ struct BoardConfig {
   LoopbackConfig loopback;  // board.platform = "loopback" only
   PciSide host;             // [host]: every other platform
   PciSide ep;               // [ep]: every other platform
+  GpioConfig gpio;          // [gpio], optional
   std::vector<DeviceConfig> devices;  // 1..kMaxDevices entries
 };
 

@@ -84,6 +84,10 @@ class DeviceTransport {
   void poll();
   /// The driver went away without detaching (link down, host died): reset every device.
   void link_down();
+  /// An EP reset (e.g. the board's reset GPIO): link_down(), then publish `new_epoch` (non-zero,
+  /// not the current one) so that the driver sees a restarted device and attaches again. The
+  /// device table stays.
+  void restart(std::uint32_t new_epoch);
 
   bool attached() const noexcept { return rc_ != nullptr; }
   std::uint32_t epoch() const noexcept { return epoch_; }
