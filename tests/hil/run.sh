@@ -26,16 +26,20 @@ run "vfio-pci binding under intel-iommu" --scenario "$guest/vfio-smoke.sh" --iom
 run "VFIO layer vs QEMU edu: errors, BAR, MSI, DMA through the IOMMU" --scenario "$guest/vfio-edu.sh" --iommu \
   --device edu --file "$build/tools/vepf-vfio-check/vepf-vfio-check" --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh" \
   --timeout 90
-# The net device across the machines (board-configs/qemu-ivshmem.toml; BAR2 of 16 MiB holds both windows).
+# The net device across the machines (board-configs/qemu-ivshmem.toml; BAR2 of 16 MiB holds both
+# windows). Machine a runs the static vepf-ep when build/static has one (as on a SoC root
+# filesystem), else the default build's.
+ep_bin=$build/ep-firmware/vepf-ep
+[ -x "$top/build/static/ep-firmware/vepf-ep" ] && ep_bin=$top/build/static/ep-firmware/vepf-ep
 link=(--iommu --doorbell "$build/tools/vepf-ivshmem-server/vepf-ivshmem-server" --size 16777216 --modules tun --memory 512
-  --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" --file "$build/host-driver/vepf-host:/usr/bin/vepf-host"
+  --file "$build/host-driver/vepf-host:/usr/bin/vepf-host"
   --file "$(command -v iperf3)" --file "$top/board-configs/qemu-ivshmem.toml:/etc/board.toml"
   --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh"
   --file "$guest/passwd:/etc/passwd" --file "$guest/group:/etc/group" --timeout 240)
-run "net across the machines: vepf-ep on VFIO, vepf-host on VFIO; ping, iperf3; vepf-host's errors" \
-  --scenario "$guest/net.sh" --append vepf.mode=vfio "${link[@]}"
-run "net across the machines: vepf-ep on /dev/mem (devmem), vepf-host on VFIO; ping, iperf3" \
-  --scenario "$guest/net.sh" --append vepf.mode=devmem "${link[@]}"
+run "net across the machines: vepf-ep ($(basename "$(dirname "$(dirname "$ep_bin")")")) on VFIO, vepf-host on VFIO; errors, ping, iperf3, EP restart" \
+  --scenario "$guest/net.sh" --append vepf.mode=vfio --file "$ep_bin:/usr/bin/vepf-ep" "${link[@]}"
+run "net across the machines: vepf-ep on /dev/mem (devmem), vepf-host on VFIO; ping, iperf3, EP restart" \
+  --scenario "$guest/net.sh" --append vepf.mode=devmem --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" "${link[@]}"
 echo "hil: ${#passed[@]} passed, ${#failed[@]} failed, $(( $(date +%s) - t0 )) s wall"
 for f in "${failed[@]+"${failed[@]}"}"; do echo "hil: FAILED: $f"; done
 [ ${#failed[@]} -eq 0 ]

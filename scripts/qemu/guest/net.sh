@@ -45,6 +45,12 @@ else
     expect_error "0000:00:09.0 does not exist" vepf-host --board /tmp/wrong-bdf.toml --once
   fi
   vfio-bind.sh "$bdf" >/dev/null || { say "vfio-bind.sh $bdf failed"; exit 1; }
+  if [ "$ROLE" = a ]; then
+    # The EP names its function by address: the static vepf-ep has no libpci to look up IDs.
+    awk -v bdf="$bdf" '/^\[ep\]/ { ep = 1 } /^\[/ && !/^\[ep\]/ { ep = 0 }
+      ep && /^device = / { print "device = \"" bdf "\""; next } { print }' /etc/board.toml >/tmp/board.toml
+    board=/tmp/board.toml
+  fi
   if [ "$ROLE" = b ] && [ "$mode" = vfio ]; then
     group=$(basename "$(readlink "$d/iommu_group")")
     expect_error "/dev/vfio/$group" su -s /bin/sh nobody -c "vepf-host --board /etc/board.toml --once"
@@ -60,47 +66,80 @@ if [ "$ROLE" = a ]; then
 else
   prog=vepf-host if=vepf-host0 me=198.18.0.1 peer=198.18.0.2
 fi
-$prog --board "$board" >/tmp/$prog.log 2>&1 &
-pid=$!
 fail() { say "$*"; tail -n 20 /tmp/$prog.log | sed "s/^/vepf-rig: $ROLE: log: /"; kill $pid 2>/dev/null; exit 1; }
-i=0
-until ip link show "$if" >/dev/null 2>&1; do
-  i=$((i + 1)); [ $i -le 600 ] || fail "no $if after 60 s"
-  kill -0 $pid 2>/dev/null || fail "$prog exited"
-  sleep 0.1
-done
-ip addr add "$me/24" dev "$if"
-ip link set "$if" up
-say "$(grep -m1 -oE '(vfio|devmem) platform: .*|EP function: .*' /tmp/$prog.log)"
-[ "$ROLE" = a ] && { iperf3 -s -1 -B "$me" >/tmp/iperf3.log 2>&1 & srv=$!; }
-
-# ping until the link carries traffic (the peer may still be booting), then measure.
-i=0
-until ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
-  i=$((i + 1)); [ $i -le 60 ] || fail "no reply from $peer within 60 s"
-done
-ping -c 20 -i 0.2 "$peer" >/tmp/ping.log 2>&1 || fail "ping $peer lost packets: $(tail -n 2 /tmp/ping.log)"
-say "ping $peer: $(grep -oE '[0-9]+ packets transmitted.*' /tmp/ping.log); rtt $(grep -oE 'min/avg/max = [0-9./]+ ms' /tmp/ping.log)"
-
-if [ "$ROLE" = b ]; then
+# Starts $prog (appending to its log), waits for its interface and gives it our address.
+start() {
+  $prog --board "$board" >>/tmp/$prog.log 2>&1 &
+  pid=$!
   i=0
-  until iperf3 -c "$peer" -t 5 -f m >/tmp/iperf3.log 2>&1; do
-    i=$((i + 1)); [ $i -le 10 ] || fail "iperf3 -c $peer: $(tail -n 3 /tmp/iperf3.log)"
-    sleep 1
+  until ip link show "$if" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -le 600 ] || fail "no $if after 60 s"
+    kill -0 $pid 2>/dev/null || fail "$prog exited"
+    sleep 0.1
   done
-  say "iperf3 b->a: $(grep -E 'receiver' /tmp/iperf3.log | grep -oE '[0-9.]+ Mbits/sec')"
-else
-  # The server ends after the client's one run; b exits after it, so a waits for it.
+  ip addr add "$me/24" dev "$if"
+  ip link set "$if" up
+}
+# Pings the peer until it answers (it may still be booting or re-attaching), at most $1 s.
+reach() {
+  i=0
+  until ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -le "$1" ] || fail "no reply from $peer within $1 s"
+  done
+}
+# a: waits for a one-shot iperf3 server (b's run is the barrier between the machines).
+wait_server() {
   i=0
   while kill -0 $srv 2>/dev/null; do
     i=$((i + 1)); [ $i -le 900 ] || fail "iperf3 server: no client run within 90 s"
     sleep 0.1
   done
   wait $srv || fail "iperf3 server failed: $(tail -n 3 /tmp/iperf3.log)"
+}
+client() {  # SECONDS
+  i=0
+  until iperf3 -c "$peer" -t "$1" -f m >/tmp/iperf3.log 2>&1; do
+    i=$((i + 1)); [ $i -le 10 ] || fail "iperf3 -c $peer: $(tail -n 3 /tmp/iperf3.log)"
+    sleep 1
+  done
+}
+stop() {
+  kill -TERM $pid
+  wait $pid
+  rc=$?
+  [ $rc -eq 0 ] || fail "$prog exited with $rc on SIGTERM"
+}
+
+start
+say "$(grep -m1 -oE '(vfio|devmem) platform: .*|EP function: .*' /tmp/$prog.log)"
+[ "$ROLE" = a ] && { iperf3 -s -1 -B "$me" >/tmp/iperf3.log 2>&1 & srv=$!; }
+reach 60
+ping -c 20 -i 0.2 "$peer" >/tmp/ping.log 2>&1 || fail "ping $peer lost packets: $(tail -n 2 /tmp/ping.log)"
+say "ping $peer: $(grep -oE '[0-9]+ packets transmitted.*' /tmp/ping.log); rtt $(grep -oE 'min/avg/max = [0-9./]+ ms' /tmp/ping.log)"
+
+# iperf3 b -> a; then vepf-ep restarts on a, and vepf-host must notice (a new epoch in the EP
+# window's header) and attach again: traffic flows once more.
+if [ "$ROLE" = b ]; then
+  client 5
+  say "iperf3 b->a: $(grep -E 'receiver' /tmp/iperf3.log | grep -oE '[0-9.]+ Mbits/sec')"
+  i=0
+  until [ "$(grep -c 'attached: epoch' /tmp/$prog.log)" -ge 2 ]; do
+    i=$((i + 1)); [ $i -le 600 ] || fail "no second attach within 60 s of the EP restart"
+    sleep 0.1
+  done
+  reach 30
+  client 1
+  say "after the EP restarted: $(grep -m1 -oE 'the EP.s header changed.*' /tmp/$prog.log); attached again, iperf3 $(grep -E 'receiver' /tmp/iperf3.log | grep -oE '[0-9.]+ Mbits/sec')"
+else
+  wait_server
+  stop
+  say "vepf-ep stopped; starting it again"
+  start
+  iperf3 -s -1 -B "$me" >/tmp/iperf3.log 2>&1 &
+  srv=$!
+  reach 60
+  wait_server
 fi
-kill -TERM $pid
-wait $pid
-rc=$?
-[ $rc -eq 0 ] || fail "$prog exited with $rc on SIGTERM"
-grep -E "counters|link up" /tmp/$prog.log | tail -n 2 | sed "s/^/vepf-rig: $ROLE: /"
+stop
+grep -E "counters|link model" /tmp/$prog.log | tail -n 1 | sed "s/^/vepf-rig: $ROLE: /"
 exit 0
