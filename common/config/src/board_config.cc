@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -18,6 +17,8 @@
 // toml++ is built by Debian as a shared library with exceptions on (TOML_EXCEPTIONS=1): parse()
 // throws toml::parse_error. Every entry point below catches it; nothing escapes this file.
 #include <toml++/toml.h>
+
+#include "vepf/vfio/pci.hpp"
 
 // Unwraps an Expected into `var`, or returns its error from the enclosing function.
 // `var` names a new variable, so it cannot be parenthesized.
@@ -482,16 +483,7 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
                       "(\"0000:01:00.0\")");
     }
     const std::string& d = *device;
-    auto hex = [](std::string_view v) {
-      return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-    };
-    const bool ids = d.size() == 9 && d[4] == ':' && hex(d.substr(0, 4)) && hex(d.substr(5));
-    const auto dot = d.rfind('.');
-    const bool bdf = dot != std::string::npos && d.size() >= 7 && d.size() <= 12 && std::count(d.begin(), d.end(), ':') >= 1 &&
-                     hex(d.substr(dot + 1)) && std::all_of(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(dot), [](char c) {
-                       return c == ':' || std::isxdigit(static_cast<unsigned char>(c));
-                     });
-    if (!ids && !bdf) {
+    if (!vfio::PciMatch::parse(d)) {
       return fail(s + ".device = " + in_quotes(d) +
                   " is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or \"0000:01:00.0\"");
     }

@@ -2,10 +2,6 @@
 // eventfd interrupts (pci.hpp).
 #include "vepf/platform/pci.hpp"
 
-#include <poll.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <thread>
 
 #include "vepf/layout/epf.hpp"
@@ -17,16 +13,11 @@ namespace {
 
 using Le32 = layout::Le<std::uint32_t>;
 
-/// Reads and clears an eventfd's count (0 when none is pending).
-Result<std::uint64_t> drain_eventfd(const os::Fd& fd, ring::LinkCounters& c) {
-  if (!fd.valid()) return std::uint64_t{0};
-  std::uint64_t n = 0;
-  const ssize_t r = ::read(fd.get(), &n, sizeof n);
-  if (r < 0) {
-    if (errno == EAGAIN || errno == EINTR) return std::uint64_t{0};
-    return fail(Errc::kSystem, "read of the interrupt eventfd", errno);
-  }
-  if (n > 0) ++c.signals_received;
+/// Reads and clears the incoming signal's count (0 when none, or without an eventfd).
+Result<std::uint64_t> drain(os::EventFd& irq, ring::LinkCounters& c) {
+  if (!irq.valid()) return std::uint64_t{0};
+  auto n = irq.drain();
+  if (n && *n > 0) ++c.signals_received;
   return n;
 }
 
@@ -63,7 +54,7 @@ bool IvshmemDoorbell::ring() noexcept {
 PciEp::PciEp(PciParts parts) noexcept
     : p_(std::move(parts)), ep_window_(layout::WindowId::kEp, p_.ep_window, nullptr) {}
 
-Result<std::uint64_t> PciEp::drain_doorbell() { return drain_eventfd(p_.irq, counters_); }
+Result<std::uint64_t> PciEp::drain_doorbell() { return drain(p_.irq, counters_); }
 
 Result<ring::Window*> PciEp::attach_rc_window(std::uint64_t bus_addr, std::uint64_t size) {
   const std::uint64_t base = p_.rc_window_bus_addr, avail = p_.rc_window.size();
@@ -86,7 +77,7 @@ PciHost::PciHost(PciParts parts) noexcept
       ep_window_(layout::WindowId::kEp, p_.ep_window, &counters_),
       rc_window_(layout::WindowId::kRc, p_.rc_window, nullptr) {}
 
-Result<std::uint64_t> PciHost::drain_interrupt() { return drain_eventfd(p_.irq, counters_); }
+Result<std::uint64_t> PciHost::drain_interrupt() { return drain(p_.irq, counters_); }
 
 Result<void> PciHost::ring_doorbell() {
   if (p_.doorbell && p_.doorbell->ring()) ++counters_.signals_sent;
@@ -98,10 +89,9 @@ Result<bool> PciHost::wait_interrupt(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::min(timeout, std::chrono::milliseconds(1)));
     return false;
   }
-  pollfd pfd{p_.irq.get(), POLLIN, 0};
-  const int n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-  if (n < 0 && errno != EINTR) return fail(Errc::kSystem, "poll on the interrupt eventfd", errno);
-  if (n <= 0) return false;
+  auto ready = p_.irq.wait(timeout);
+  if (!ready) return tl::unexpected(ready.error());
+  if (!*ready) return false;
   auto got = drain_interrupt();
   if (!got) return tl::unexpected(got.error());
   return *got > 0;

@@ -131,7 +131,9 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     if (!ids) return Fail(ids.error());
     auto irqs = keep->dev->enable_msi(side.vector + 1);
     if (!irqs) return Fail(addr.str() + ": " + irqs.error() + " (" + field(role, "vector") + " = " + std::to_string(side.vector) + ")");
-    parts.irq = std::move((*irqs)[side.vector]);
+    auto irq = os::EventFd::adopt(std::move((*irqs)[side.vector]));
+    if (!irq) return Fail(addr.str() + ": the MSI-X eventfd: " + irq.error().what);
+    parts.irq = std::move(*irq);
     parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, role, static_cast<std::uint16_t>(side.vector));
     auto id = parts.doorbell->publish();
     if (!id) return Fail(field(role, "doorbell") + " = \"ivshmem\": " + addr.str() + ": " + id.error().what);

@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <array>
@@ -116,8 +115,10 @@ TEST(PciLink, EpReachesTheRcWindowThroughItsOutboundWindow) {
 TEST(PciLink, InterruptsArriveAsEventfdsAndWithoutOneTheHostPolls) {
   Shared s;
   auto p = s.parts(true);
-  p.irq = os::Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  const int fd = p.irq.get();
+  auto irq = os::EventFd::create();
+  ASSERT_TRUE(irq);
+  p.irq = std::move(*irq);
+  const int fd = p.irq.fd();
   PciHost host(std::move(p));
   EXPECT_EQ(host.interrupt_fd(), fd);
   auto none = host.wait_interrupt(milliseconds(0));

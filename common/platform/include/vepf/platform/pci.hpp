@@ -23,7 +23,7 @@
 
 #include "vepf/config/board_config.hpp"
 #include "vepf/error.hpp"
-#include "vepf/os/fd.hpp"
+#include "vepf/os/eventfd.hpp"
 #include "vepf/ring/access.hpp"
 #include "vepf/transport/link.hpp"
 #include "vepf/vfio/pci.hpp"
@@ -86,7 +86,7 @@ struct PciParts {
   std::span<std::byte> rc_window;
   std::uint64_t rc_window_bus_addr = 0;
   std::unique_ptr<IvshmemDoorbell> doorbell;  // outgoing signals; null: none (the peer polls)
-  os::Fd irq;                                 // incoming signals (an eventfd); invalid: none (poll)
+  os::EventFd irq;                            // incoming signals; invalid: none (poll)
   std::string description;                    // for logs: "0000:00:05.0 via VFIO, MSI-X vector 0"
 };
 
@@ -99,7 +99,7 @@ class PciEp final : public transport::DeviceLink {
 
   const std::string& description() const noexcept { return p_.description; }
   /// The doorbell eventfd, -1 without one (then poll).
-  int doorbell_fd() const noexcept { return p_.irq.valid() ? p_.irq.get() : -1; }
+  int doorbell_fd() const noexcept { return p_.irq.valid() ? p_.irq.fd() : -1; }
   /// Reads and clears the doorbell count (0: none); counts signals_received when > 0.
   [[nodiscard]] Result<std::uint64_t> drain_doorbell();
 
@@ -129,7 +129,7 @@ class PciHost final : public transport::DriverLink {
 
   const std::string& description() const noexcept { return p_.description; }
   /// The interrupt eventfd, -1 without one (then poll).
-  int interrupt_fd() const noexcept { return p_.irq.valid() ? p_.irq.get() : -1; }
+  int interrupt_fd() const noexcept { return p_.irq.valid() ? p_.irq.fd() : -1; }
   /// Reads and clears the interrupt count (0: none); counts signals_received when > 0.
   [[nodiscard]] Result<std::uint64_t> drain_interrupt();
 
