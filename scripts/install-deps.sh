@@ -23,6 +23,12 @@ pkgs=(
   libpci-dev
   # the EP's GPIO sideband lines (vepf_gpio: libgpiod 1.6, with libgpiod.a for VEPF_STATIC); gpiod for gpioinfo/gpioset
   libgpiod-dev gpiod
+  # arm64 EP SoCs: the cross compiler (the arm64 preset), qemu-user for its tests, the arm64 rig machine
+  g++-aarch64-linux-gnu qemu-user-static qemu-system-arm
+  # ... and the arm64 libraries it builds against (Debian multiarch), with libiperf0 for the arm64
+  # guest's iperf3 (scripts/qemu/foreign-debs.sh unpacks the program itself)
+  libgpiod-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libspdlog-dev:arm64 libfmt-dev:arm64
+  libtomlplusplus-dev:arm64 libiperf0:arm64
 )
 
 SUDO=
@@ -38,6 +44,9 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64  # multiarch: :arm64 packages beside this machine's
+fi
 $SUDO apt-get update -qq
 # iperf3's postinst asks whether to start a daemon; answer no.
 echo "iperf3 iperf3/start_daemon boolean false" | $SUDO debconf-set-selections

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README's second command; .ci/run calls it): installs what is missing,
-# builds the default, static and asan-ubsan presets, runs every test of the default build (unit,
-# integration over loopback, network namespaces), checks the static vepf-ep against the default
-# vepf-host, runs the unit tests under ASan+UBSan and under TSan, and the HIL stage on two QEMU
-# machines (tests/hil/run.sh).
+# builds the default, static, arm64 and sanitizer presets, runs every test of the default build
+# (unit, integration over loopback, network namespaces), checks the static vepf-ep against the
+# default vepf-host, runs the unit tests cross-built for arm64 under qemu-user, under ASan+UBSan
+# and under TSan, and the HIL stage on two QEMU machines (tests/hil/run.sh), where an arm64
+# machine runs the arm64 vepf-ep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${VEPF_JOBS:-2}
@@ -27,6 +28,11 @@ rm -rf "$mix" && mkdir -p "$mix/ep-firmware" "$mix/host-driver"
 ln -s "$PWD/build/static/ep-firmware/vepf-ep" "$mix/ep-firmware/vepf-ep"
 ln -s "$PWD/build/default/host-driver/vepf-host" "$mix/host-driver/vepf-host"
 tests/integration/link_status_test.sh "$mix"
+
+echo "== arm64 vepf-ep (cross-built, static) and its unit tests under qemu-aarch64-static"
+cmake --preset arm64 >/dev/null
+cmake --build --preset arm64 -j "$jobs"
+ctest --preset arm64 -j "$jobs"
 
 echo "== asan-ubsan build (unit tests)"
 cmake --preset asan-ubsan >/dev/null
