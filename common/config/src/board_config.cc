@@ -475,7 +475,13 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
   PciSide out;
   VEPF_CONFIG_TRY(device, get_string(*tbl, s, "device"));
   if (phys && device) {
-    return fail(s + ".device is for VFIO: board.platform = \"devmem\" maps the phys addresses it names; remove it");
+    // devmem: the function whose BARs hold the ranges, to be enabled (sysfs) before mapping.
+    if (!vfio::PciAddress::parse(*device)) {
+      return fail(s + ".device = " + in_quotes(*device) +
+                  " is not a PCI address: with board.platform = \"devmem\" name the function whose BARs hold "
+                  "the ranges by BDF, e.g. \"0000:00:05.0\", or remove it");
+    }
+    out.device = *device;
   }
   if (!phys) {
     if (!device) {

@@ -32,6 +32,12 @@ IvshmemDoorbell::~IvshmemDoorbell() {
 Result<std::uint16_t> IvshmemDoorbell::publish() {
   const auto pos = static_cast<std::int32_t>(
       Le32::conv(*reinterpret_cast<volatile const std::uint32_t*>(regs_ + kIvshmemIvPosition)));
+  if (pos == -1) {
+    // What an MMIO read returns when the function decodes nothing (memory space disabled).
+    return fail(Errc::kBadLayout,
+                "IVPosition reads as all ones: the function does not decode its BARs (disabled?); with devmem, "
+                "name it in ep.device so that vepf-ep enables it");
+  }
   if (pos < 0 || pos > 0xffff) {
     return fail(Errc::kBadLayout, "IVPosition is not a peer ID: not an ivshmem-doorbell function with a server");
   }

@@ -246,6 +246,57 @@ TEST_F(Devmem, PublishesItsPeerIdAndWithdrawsItAfterUse) {
   EXPECT_EQ(ep_id, 0u);
 }
 
+TEST_F(Devmem, AFunctionThatDecodesNothingIsNamedAsSuch) {
+  {
+    std::fstream f(mem_, std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint32_t all_ones = 0xffffffff;  // what reads of a disabled function return
+    f.seekp(kIvshmemIvPosition);
+    f.write(reinterpret_cast<const char*>(&all_ones), 4);
+  }
+  auto s = side_;
+  s.doorbell = config::DoorbellKind::kIvshmem;
+  s.doorbell_regs = {.is_phys = true, .phys = 0};
+  s.peer_ids = {.is_phys = true, .phys = 0x80000};
+  auto e = open_devmem(s, link_, mem_);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().find("IVPosition reads as all ones: the function does not decode its BARs"), std::string::npos)
+      << e.error();
+}
+
+TEST_F(Devmem, EnablesTheFunctionItNamesAndDisablesItAfterUse) {
+  const std::string sysfs = dir_ + "/sys";
+  const std::string fn = sysfs + "/bus/pci/devices/0000:00:05.0";
+  std::filesystem::create_directories(fn);
+  std::ofstream(fn + "/enable") << "0";
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto s = side_;
+  s.device = "0000:00:05.0";
+  {
+    auto parts = open_devmem(s, link_, mem_, sysfs);
+    ASSERT_TRUE(parts) << parts.error();
+    EXPECT_EQ(slurp(fn + "/enable"), "1");
+    EXPECT_NE(parts->description.find("behind 0000:00:05.0 (enabled)"), std::string::npos) << parts->description;
+    PciEp ep(std::move(*parts));
+  }
+  EXPECT_EQ(slurp(fn + "/enable"), "0");
+
+  s.device = "0000:00:09.0";
+  auto e = open_devmem(s, link_, mem_, sysfs);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error(), "ep.device: PCI function 0000:00:09.0 does not exist: check it with lspci -D");
+  std::filesystem::create_directories(sysfs + "/bus/pci/drivers/virtio-pci");
+  std::filesystem::create_directory_symlink(sysfs + "/bus/pci/drivers/virtio-pci", fn + "/driver");
+  s.device = "0000:00:05.0";
+  e = open_devmem(s, link_, mem_, sysfs);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error(), "ep.device: 0000:00:05.0 is bound to virtio-pci, and /dev/mem cannot reach a function a driver holds: "
+                       "unbind it (echo 0000:00:05.0 > /sys/bus/pci/drivers/virtio-pci/unbind)");
+  EXPECT_EQ(slurp(fn + "/enable"), "0");  // refused before anything was written
+}
+
 TEST_F(Devmem, RefusesWhatTheConfigDoesNotNameProperly) {
   auto s = side_;
   s.ep_window.phys = 0x10800;

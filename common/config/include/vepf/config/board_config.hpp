@@ -124,7 +124,9 @@ struct Place {
 /// phys places with "devmem" (vepf-ep maps nothing else through /dev/mem).
 struct PciSide {
   /// VFIO: the PCI function, "VVVV:DDDD" (vendor:device, hex; the first in bus order) or a
-  /// BDF "DDDD:BB:DD.F". Empty for devmem.
+  /// BDF "DDDD:BB:DD.F". devmem (optional, BDF only): the function whose BARs hold the phys
+  /// ranges; vepf-ep enables it through sysfs first (arm64 kernels leave an unbound function's
+  /// memory decoding off, and BAR accesses then vanish). Empty: nothing to enable.
   std::string device;
   Place ep_window;  // the EP window (link.ep_window_size bytes)
   /// Host: the RC window inside a BAR (shared-memory functions such as ivshmem), when set;

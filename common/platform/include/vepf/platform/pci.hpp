@@ -167,8 +167,12 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
 /// Opens vepf-ep's [ep] side of board.platform = "devmem": maps, through `dev_mem`, exactly the
 /// physical ranges the config names (ep_window, rc_window = the outbound window, and with an
 /// ivshmem doorbell its register page and the peer-ID page), each page-aligned; nothing else.
+/// With `side.device` (a BDF) it first enables that function through `sysfs` (writes 1 to
+/// SYSFS/bus/pci/devices/BDF/enable, and 0 when the parts are destroyed): arm64 kernels leave an
+/// unbound function's memory decoding off, and its BARs then ignore every access. A function
+/// bound to a driver is refused (IO_STRICT_DEVMEM would hide it).
 /// Incoming signals: none (vepf-ep polls). Errors: one line naming the field and the fix.
 tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, const config::LinkConfig& link,
-                                                const std::string& dev_mem = "/dev/mem");
+                                                const std::string& dev_mem = "/dev/mem", const std::string& sysfs = "/sys");
 
 }  // namespace vepf::platform
