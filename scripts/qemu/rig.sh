@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Two QEMU machines (x86-64 q35, TCG unless the CPU shows vmx/svm) joined by one ivshmem
-# function, each running a guest script with its role (a, b). Bounded in time; QEMU, the shared
-# memory and temporary files are cleaned up, also on failure.
-# usage: rig.sh --scenario GUEST_SCRIPT [--timeout SECONDS] [--file SRC[:DEST]]... [--modules "..."]
+# Two QEMU machines (x86-64 q35, TCG unless the CPU shows vmx/svm; machine a optionally an arm64
+# virt machine) joined by one ivshmem function, each running a guest script with its role (a, b).
+# Bounded in time; QEMU, the shared memory and temporary files are cleaned up, also on failure.
+# usage: rig.sh --scenario GUEST_SCRIPT [--timeout SECONDS] [--modules "..."]
+#              [--file SRC[:DEST]]... (into both machines) [--file-a ...] [--file-b ...] (one only)
+#              [--arm64-a] (machine a is `qemu-system-aarch64 -M virt,gic-version=3` with a
+#                           cortex-a57, Debian's arm64 kernel and busybox-static:arm64; with
+#                           --iommu an SMMUv3: an arm64 EP SoC against the x86-64 RC)
 #              [--device QEMU_DEVICE]... (added to both machines, e.g. edu)
 #              [--doorbell SERVER] (ivshmem-doorbell with 2 MSI-X vectors, served by SERVER =
 #                           vepf-ivshmem-server, instead of ivshmem-plain)
@@ -15,13 +19,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-scenario= timeout=120 modules= iommu=0 server= size=4194304 more= mem=256
-files=() extra=()
+scenario= timeout=120 modules= iommu=0 server= size=4194304 more= mem=256 arch_a=amd64
+files=() files_a=() files_b=() extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --scenario) scenario=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --file) files+=(--file "$2"); shift 2 ;;
+    --file-a) files_a+=(--file "$2"); shift 2 ;;
+    --file-b) files_b+=(--file "$2"); shift 2 ;;
+    --arm64-a) arch_a=arm64; shift ;;
     --modules) modules=$2; shift 2 ;;
     --iommu) iommu=1; shift ;;
     --device) extra+=(-device "$2"); shift 2 ;;
@@ -33,9 +40,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -f "$scenario" ] || { echo "rig.sh: --scenario FILE is required (a guest script)" >&2; exit 2; }
-command -v qemu-system-x86_64 >/dev/null || { echo "rig.sh: qemu-system-x86_64 missing: run scripts/install-deps.sh" >&2; exit 1; }
+for q in qemu-system-x86_64 $([ "$arch_a" = amd64 ] || echo qemu-system-aarch64); do
+  command -v "$q" >/dev/null || { echo "rig.sh: $q missing: run scripts/install-deps.sh" >&2; exit 1; }
+done
 
-eval "$("$here/guest-kernel.sh" --arch amd64)"
+# Per architecture: the kernel (KERNEL_<arch>, KVER_<arch>, KDIR_<arch>) and busybox.
+for arch in amd64 $arch_a; do
+  [ -z "$(eval echo "\${KERNEL_$arch:-}")" ] || continue
+  eval "$("$here/guest-kernel.sh" --arch "$arch" | sed "s/\([A-Z]*\)=/\1_$arch=/g")"
+done
+BUSYBOX_amd64=/bin/busybox
+[ "$arch_a" = amd64 ] || BUSYBOX_arm64=$("$here/foreign-debs.sh" --arch arm64 busybox-static)/bin/busybox
 work=$(mktemp -d /tmp/vepf-rig.XXXXXX)
 shm=/dev/shm/vepf-rig-$$
 pids=
@@ -52,8 +67,14 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 [ "$iommu" = 0 ] || modules="vfio-pci $modules"
-"$here/mkinitramfs.sh" --kdir "$KDIR" --kver "$KVER" --out "$work/initrd.gz" --modules "$modules" \
-  --file "$here/guest/lib.sh:/etc/rig-lib.sh" --file "$scenario:/scenario.sh" "${files[@]+"${files[@]}"}"
+for r in a b; do
+  arch=amd64 own=("${files_b[@]+"${files_b[@]}"}")
+  [ "$r" = b ] || arch=$arch_a own=("${files_a[@]+"${files_a[@]}"}")
+  eval "kdir=\$KDIR_$arch kver=\$KVER_$arch busybox=\$BUSYBOX_$arch"
+  "$here/mkinitramfs.sh" --kdir "$kdir" --kver "$kver" --busybox "$busybox" --out "$work/initrd-$r.gz" --modules "$modules" \
+    --file "$here/guest/lib.sh:/etc/rig-lib.sh" --file "$scenario:/scenario.sh" "${files[@]+"${files[@]}"}" \
+    "${own[@]+"${own[@]}"}" | sed "s/^/[$r] /"
+done
 ivshmem=(-object "memory-backend-file,id=hmb,share=on,mem-path=$shm,size=$size" -device ivshmem-plain,memdev=hmb,addr=0x5)
 if [ -n "$server" ]; then
   # QEMU fails when the server's socket is not there yet: wait for it.
@@ -65,19 +86,28 @@ if [ -n "$server" ]; then
 else
   truncate -s "$size" "$shm"
 fi
-machine=() append="console=ttyS0 quiet panic=-1 vepf.run=/scenario.sh $more"
+append="quiet panic=-1 vepf.run=/scenario.sh $more"
+x86=(qemu-system-x86_64 -M q35) x86_append="console=ttyS0"
 if [ "$iommu" = 1 ]; then
   # The vIOMMU comes before the other devices; caching-mode lets VFIO map DMA through it.
-  machine=(-device intel-iommu,intremap=on,caching-mode=on)
-  append="$append intel_iommu=on"
+  x86+=(-device intel-iommu,intremap=on,caching-mode=on)
+  x86_append="$x86_append intel_iommu=on"
 fi
+# arm64: GICv3 (its ITS carries MSI-X), and SMMUv3 for VFIO (with GICv2, VFIO_SET_IOMMU fails).
+arm=(qemu-system-aarch64 -M "virt,gic-version=3$([ "$iommu" = 0 ] || echo ,iommu=smmuv3)" -cpu cortex-a57)
+arm_append="console=ttyAMA0"
 
 accel=tcg
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then accel=kvm; fi
 t0=$(date +%s%N)
 for r in a b; do
-  timeout "$timeout" qemu-system-x86_64 -accel "$accel" -M q35 -m "${mem}M" -smp 1 -nographic -no-reboot -nic none \
-    "${machine[@]+"${machine[@]}"}" -kernel "$KERNEL" -initrd "$work/initrd.gz" -append "$append vepf.role=$r" \
+  if [ "$r" = a ] && [ "$arch_a" = arm64 ]; then
+    qemu=("${arm[@]}" -accel tcg) kernel=$KERNEL_arm64 console=$arm_append
+  else
+    qemu=("${x86[@]}" -accel "$accel") kernel=$KERNEL_amd64 console=$x86_append
+  fi
+  timeout "$timeout" "${qemu[@]}" -m "${mem}M" -smp 1 -nographic -no-reboot -nic none \
+    -kernel "$kernel" -initrd "$work/initrd-$r.gz" -append "$console $append vepf.role=$r" \
     "${ivshmem[@]}" \
     "${extra[@]+"${extra[@]}"}" \
     </dev/null >"$work/$r.log" 2>&1 &
@@ -91,6 +121,6 @@ for r in a b; do
   grep -a "vepf-rig: " "$work/$r.log" | sed "s/^/  [$r] /" || true
   grep -aq "vepf-rig: $r: exit 0" "$work/$r.log" && ok=$((ok + 1))
 done
-echo "rig: two machines ($accel), $(( (t1 - t0) / 1000000 )) ms wall"
+echo "rig: two machines (a: $arch_a, b: amd64; $accel), $(( (t1 - t0) / 1000000 )) ms wall"
 [ "$ok" -eq 2 ] || { echo "rig: scenario $(basename "$scenario") failed" >&2; exit 1; }
 echo "rig: scenario $(basename "$scenario") passed"

@@ -5,7 +5,8 @@
 # ivshmem-doorbell served by vepf-ivshmem-server; vfio-pci binding under intel-iommu), the RC's
 # PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA), and the net
 # device across the machines: vepf-ep on machine a (vfio platform, then devmem), vepf-host on
-# machine b through VFIO; vepf-host's errors for an unusable function; ping both ways, iperf3 b->a.
+# machine b through VFIO; vepf-host's errors for an unusable function; ping both ways, iperf3 b->a;
+# and the same with machine a as an arm64 SoC running the cross-built vepf-ep (vfio, devmem).
 # usage: tests/hil/run.sh [BUILD_DIR]   (default build/default)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,14 +33,29 @@ run "VFIO layer vs QEMU edu: errors, BAR, MSI, DMA through the IOMMU" --scenario
 ep_bin=$build/ep-firmware/vepf-ep
 [ -x "$top/build/static/ep-firmware/vepf-ep" ] && ep_bin=$top/build/static/ep-firmware/vepf-ep
 link=(--iommu --doorbell "$build/tools/vepf-ivshmem-server/vepf-ivshmem-server" --size 16777216 --modules tun --memory 512
-  --file "$build/host-driver/vepf-host:/usr/bin/vepf-host"
-  --file "$(command -v iperf3)" --file "$top/board-configs/qemu-ivshmem.toml:/etc/board.toml"
+  --file "$top/board-configs/qemu-ivshmem.toml:/etc/board.toml"
   --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh"
   --file "$guest/passwd:/etc/passwd" --file "$guest/group:/etc/group" --timeout 240)
+x86=(--file "$build/host-driver/vepf-host:/usr/bin/vepf-host" --file "$(command -v iperf3)")
 run "net across the machines: vepf-ep ($(basename "$(dirname "$(dirname "$ep_bin")")")) on VFIO, vepf-host on VFIO; errors, ping, iperf3, EP restart" \
-  --scenario "$guest/net.sh" --append vepf.mode=vfio --file "$ep_bin:/usr/bin/vepf-ep" "${link[@]}"
+  --scenario "$guest/net.sh" --append vepf.mode=vfio --file "$ep_bin:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
 run "net across the machines: vepf-ep on /dev/mem (devmem), vepf-host on VFIO; ping, iperf3, EP restart" \
-  --scenario "$guest/net.sh" --append vepf.mode=devmem --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" "${link[@]}"
+  --scenario "$guest/net.sh" --append vepf.mode=devmem --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
+# Machine a as an arm64 EP SoC (virt, GICv3, SMMUv3) running the cross-built static vepf-ep
+# (build/arm64: the arm64 preset) and Debian's iperf3:arm64; machine b is the x86-64 RC.
+arm_ep=$top/build/arm64/ep-firmware/vepf-ep
+arm_link=(--arm64-a --file-a "$arm_ep:/usr/bin/vepf-ep" --file-b "$build/host-driver/vepf-host:/usr/bin/vepf-host"
+  --file-b "$(command -v iperf3)")
+if [ -x "$arm_ep" ] && arm_root=$("$top/scripts/qemu/foreign-debs.sh" --arch arm64 iperf3); then
+  arm_link+=(--file-a "$arm_root/usr/bin/iperf3:/usr/bin/iperf3")
+  run "net arm64 EP <-> x86-64 RC: vepf-ep (arm64, static) on VFIO under SMMUv3, vepf-host on VFIO; ping, iperf3, EP restart" \
+    --scenario "$guest/net.sh" --append vepf.mode=vfio "${arm_link[@]}" "${link[@]}"
+  run "net arm64 EP <-> x86-64 RC: vepf-ep (arm64) on /dev/mem, enabling its function; ping, iperf3, EP restart" \
+    --scenario "$guest/net.sh" --append vepf.mode=devmem "${arm_link[@]}" "${link[@]}"
+else
+  echo "hil: no arm64 EP: $arm_ep missing (cmake --preset arm64 && cmake --build --preset arm64) or no iperf3:arm64"
+  failed+=("net arm64 EP <-> x86-64 RC")
+fi
 echo "hil: ${#passed[@]} passed, ${#failed[@]} failed, $(( $(date +%s) - t0 )) s wall"
 for f in "${failed[@]+"${failed[@]}"}"; do echo "hil: FAILED: $f"; done
 [ ${#failed[@]} -eq 0 ]

@@ -11,15 +11,16 @@ bdf=$(basename "$d")
 mkdir -p /run/vepf
 board=/etc/board.toml
 if [ "$ROLE" = a ] && [ "$mode" = devmem ]; then
-  # The EP side through /dev/mem: the same places, as physical addresses of this machine's BARs.
+  # The EP side through /dev/mem: the same places, as physical addresses of this machine's BARs;
+  # `device` names the function vepf-ep enables first (arm64 leaves it off: BAR accesses vanish).
   bar0=$(bar_addr "$d" 0) bar2=$(bar_addr "$d" 2)
   hex() { printf '0x%x' "$1"; }
-  awk -v b0="$(hex $((bar0)))" -v epw="$(hex $((bar2 + 0x400000)))" -v rcw="$(hex $((bar2 + 0x800000)))" \
+  awk -v bdf="$bdf" -v b0="$(hex $((bar0)))" -v epw="$(hex $((bar2 + 0x400000)))" -v rcw="$(hex $((bar2 + 0x800000)))" \
       -v ids="$(hex $((bar2)))" '
     /^platform = / { print "platform = \"devmem\""; next }
     /^\[ep\]/ { ep = 1; print; next }
     /^\[/ { ep = 0 }
-    ep && /^device = / { next }
+    ep && /^device = / { print "device = \"" bdf "\""; next }
     ep && /^ep_window = / { print "ep_window = { phys = " epw " }"; next }
     ep && /^rc_window = / { print "rc_window = { phys = " rcw " }"; next }
     ep && /^doorbell_regs = / { print "doorbell_regs = { phys = " b0 " }"; next }
