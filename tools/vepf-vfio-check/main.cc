@@ -1,6 +1,10 @@
 // vepf-vfio-check: the RC side's PCI/VFIO layer on its own.
 //   vepf-vfio-check --device VVVV:DDDD | --bdf DDDD:BB:DD.F        find it, check it, list its BARs
 //   ... --edu                                                      and run QEMU's edu device
+//   ... --testdev                                                  or QEMU's pci-testdev
+// The pci-testdev run (QEMU docs/specs/pci-testdev.rst) drives the tests of BAR0 (memory,
+// through its mmap) and BAR1 (I/O space, through the VFIO region's pread/pwrite): each write of a
+// test's data at its offset must raise that test's count by one. It lists BAR2 (membar=).
 // The edu run (QEMU docs/specs/edu.rst: register offsets, the 4 KiB buffer at 0x40000, 28-bit
 // DMA addresses) checks MMIO both ways, an MSI round trip and a DMA round trip through the IOMMU,
 // and prints the interrupt round-trip time. Exit: 0 passed, 1 failed, 2 bad command line.
@@ -45,6 +49,105 @@ struct Mmio {
 bool fail(const std::string& what) {
   std::printf("vfio-check: FAIL: %s\n", what.c_str());
   return false;
+}
+
+// pci-testdev: the header at the start of BAR0 and BAR1 (little-endian): test (u8, write: select a
+// test), width_type (u8: 1, 2 or 4; anything else: no such test), offset (u32: where the test's
+// write goes), data (u32: what to write), count (u32: writes seen), name (NUL-terminated).
+constexpr std::uint32_t kTdTest = 0, kTdWidth = 1, kTdOffset = 4, kTdData = 8, kTdCount = 12, kTdName = 16;
+constexpr unsigned kTdMaxTests = 64, kTdWrites = 3;
+
+/// One BAR of pci-testdev, reached either through its mmap (memory BARs) or through the VFIO
+/// region (I/O BARs). Accesses of 1, 2 or 4 bytes, little-endian values.
+class TestdevBar {
+ public:
+  TestdevBar(Device& d, unsigned bar, volatile std::byte* mapped) : d_(d), bar_(bar), mapped_(mapped) {}
+  bool read(std::uint32_t off, unsigned width, std::uint32_t& v) const {
+    v = 0;
+    if (mapped_ != nullptr) {
+      if (width == 1) v = *reinterpret_cast<volatile std::uint8_t*>(mapped_ + off);
+      if (width == 2) v = *reinterpret_cast<volatile std::uint16_t*>(mapped_ + off);
+      if (width == 4) v = *reinterpret_cast<volatile std::uint32_t*>(mapped_ + off);
+      return true;
+    }
+    std::byte b[4]{};
+    auto r = d_.region_read(bar_, off, std::span<std::byte>(b, width));
+    if (!r) return fail(r.error());
+    for (unsigned i = 0; i < width; ++i) v |= static_cast<std::uint32_t>(b[i]) << (8 * i);
+    return true;
+  }
+  bool write(std::uint32_t off, unsigned width, std::uint32_t v) const {
+    if (mapped_ != nullptr) {
+      if (width == 1) *reinterpret_cast<volatile std::uint8_t*>(mapped_ + off) = static_cast<std::uint8_t>(v);
+      if (width == 2) *reinterpret_cast<volatile std::uint16_t*>(mapped_ + off) = static_cast<std::uint16_t>(v);
+      if (width == 4) *reinterpret_cast<volatile std::uint32_t*>(mapped_ + off) = v;
+      return true;
+    }
+    std::byte b[4];
+    for (unsigned i = 0; i < 4; ++i) b[i] = static_cast<std::byte>(v >> (8 * i));
+    auto w = d_.region_write(bar_, off, std::span<const std::byte>(b, width));
+    return w ? true : fail(w.error());
+  }
+
+ private:
+  Device& d_;
+  unsigned bar_;
+  volatile std::byte* mapped_;
+};
+
+/// Runs every test of one pci-testdev BAR; returns the number that passed, or -1 on failure.
+int run_testdev_bar(Device& d, unsigned bar) {
+  auto io = d.bar_is_io(bar);
+  if (!io) return fail(io.error()), -1;
+  volatile std::byte* mapped = nullptr;
+  if (!*io) {
+    auto m = d.map_bar(bar);
+    if (!m) return fail(m.error()), -1;
+    mapped = m->base;
+  }
+  const TestdevBar b(d, bar, mapped);
+  const char* how = *io ? "I/O space, VFIO region pread/pwrite" : "memory, mmap";
+  int passed = 0;
+  for (unsigned t = 0; t < kTdMaxTests; ++t) {
+    std::uint32_t width, offset, data, before, after;
+    if (!b.write(kTdTest, 1, t) || !b.read(kTdWidth, 1, width)) return -1;
+    if (width != 1 && width != 2 && width != 4) break;  // past the last test of this BAR
+    if (!b.read(kTdOffset, 4, offset) || !b.read(kTdData, 4, data) || !b.read(kTdCount, 4, before)) return -1;
+    std::string name;
+    for (std::uint32_t i = 0, c = 1; i < 48 && c != 0; ++i) {
+      if (!b.read(kTdName + i, 1, c)) return -1;
+      if (c != 0) name += static_cast<char>(c);
+    }
+    for (unsigned i = 0; i < kTdWrites; ++i) {
+      if (!b.write(offset, width, data)) return -1;
+    }
+    if (!b.read(kTdCount, 4, after)) return -1;
+    // The device counts every write, except where QEMU gave the test an eventfd: those writes end
+    // in the eventfd (count unchanged). A "no-eventfd" test must count them all.
+    const bool eventfd = name.find("no-eventfd") == std::string::npos;
+    const bool counted = after == before + kTdWrites;
+    if (!counted && !(eventfd && after == before)) {
+      return fail("BAR" + std::to_string(bar) + " test " + std::to_string(t) + " (" + name + "): count " +
+                  std::to_string(before) + " -> " + std::to_string(after) + " after " + std::to_string(kTdWrites) +
+                  " writes"), -1;
+    }
+    std::printf("vfio-check: BAR%u (%s) test %u %s: %u %u-byte writes at 0x%x %s\n", bar, how, t, name.c_str(), kTdWrites,
+                width, offset, counted ? "counted" : "taken by QEMU's eventfd");
+    ++passed;
+  }
+  if (passed == 0) return fail("BAR" + std::to_string(bar) + " offers no pci-testdev test"), -1;
+  return passed;
+}
+
+bool run_testdev(Device& d) {
+  int total = 0;
+  for (unsigned bar : {0u, 1u}) {
+    const int n = run_testdev_bar(d, bar);
+    if (n < 0) return false;
+    total += n;
+  }
+  std::printf("vfio-check: pci-testdev: %d tests passed on BAR0 and BAR1\n", total);
+  return true;
 }
 
 bool wait_irq(int fd, int timeout_ms) {
@@ -109,14 +212,17 @@ bool run_edu(Device& d) {
 
 int main(int argc, char** argv) {
   CLI::App cli{"vepf-vfio-check: find a PCI function, check that VFIO can take it, list its BARs; with --edu, "
-               "exercise MMIO, MSI and DMA against QEMU's edu device",
+               "exercise MMIO, MSI and DMA against QEMU's edu device; with --testdev, memory and I/O BAR "
+               "accesses against QEMU's pci-testdev",
                "vepf-vfio-check"};
   std::string ids, bdf;
-  bool edu = false;
+  bool edu = false, testdev = false;
   auto* o1 = cli.add_option("--device", ids, "Vendor:device IDs in hex, e.g. 1234:11e8");
   auto* o2 = cli.add_option("--bdf", bdf, "PCI address, e.g. 0000:00:05.0");
   o1->excludes(o2);
-  cli.add_flag("--edu", edu, "The function is QEMU's edu device: run its MMIO, MSI and DMA checks");
+  auto* o3 = cli.add_flag("--edu", edu, "The function is QEMU's edu device: run its MMIO, MSI and DMA checks");
+  cli.add_flag("--testdev", testdev, "The function is QEMU's pci-testdev: run the tests of its memory and I/O BARs")
+      ->excludes(o3);
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -156,9 +262,14 @@ int main(int argc, char** argv) {
   }
   std::printf("vfio-check: %s in IOMMU group %d, held through VFIO\n", addr->str().c_str(), target->group);
   for (unsigned i = 0; i < 6; ++i) {
-    if (const auto n = (*dev)->bar_size(i)) std::printf("vfio-check: BAR%u %llu bytes\n", i, static_cast<unsigned long long>(n));
+    if (const auto n = (*dev)->region_size(i)) {
+      auto io = (*dev)->bar_is_io(i);
+      std::printf("vfio-check: BAR%u %llu bytes%s\n", i, static_cast<unsigned long long>(n),
+                  io && *io ? " (I/O space)" : (*dev)->bar_size(i) ? "" : " (not mappable)");
+    }
   }
   if (edu && !run_edu(**dev)) return 1;
+  if (testdev && !run_testdev(**dev)) return 1;
   std::printf("vfio-check: passed\n");
   return 0;
 }

@@ -83,6 +83,47 @@ std::uint64_t Device::bar_size(unsigned index) const noexcept {
   return (r.flags & VFIO_REGION_INFO_FLAG_MMAP) ? r.size : 0;
 }
 
+std::uint64_t Device::region_size(unsigned index) const noexcept {
+  if (index > VFIO_PCI_BAR5_REGION_INDEX || index >= regions_.size()) return 0;
+  return regions_[index].size;
+}
+
+tl::expected<bool, std::string> Device::bar_is_io(unsigned index) const {
+  if (index > VFIO_PCI_BAR5_REGION_INDEX) return tl::unexpected("BAR" + std::to_string(index) + " does not exist: use 0..5");
+  auto lo = config_read16(PCI_BASE_ADDRESS_0 + 4 * index);
+  if (!lo) return tl::unexpected(lo.error());
+  return (*lo & PCI_BASE_ADDRESS_SPACE) == PCI_BASE_ADDRESS_SPACE_IO;
+}
+
+namespace {
+/// The checks region_read/region_write share: BAR `index` exists and [offset, + n) lies in it.
+std::string region_range_error(const std::string& name, std::uint64_t size, std::uint64_t offset, std::size_t n) {
+  if (size == 0) return name + " does not exist";
+  if (offset > size || n > size - offset) {
+    return name + ": " + std::to_string(n) + " bytes at offset " + std::to_string(offset) + " leave its " +
+           std::to_string(size) + " bytes";
+  }
+  return {};
+}
+}  // namespace
+
+tl::expected<void, std::string> Device::region_read(unsigned index, std::uint64_t offset, std::span<std::byte> data) const {
+  const std::string name = t_.address.str() + " BAR" + std::to_string(index);
+  if (auto e = region_range_error(name, region_size(index), offset, data.size()); !e.empty()) return tl::unexpected(e);
+  const auto got = ::pread(device_.get(), data.data(), data.size(), static_cast<off_t>(regions_[index].offset + offset));
+  if (got != static_cast<ssize_t>(data.size())) return tl::unexpected(sys("read " + name, got < 0 ? errno : EIO));
+  return {};
+}
+
+tl::expected<void, std::string> Device::region_write(unsigned index, std::uint64_t offset,
+                                                     std::span<const std::byte> data) const {
+  const std::string name = t_.address.str() + " BAR" + std::to_string(index);
+  if (auto e = region_range_error(name, region_size(index), offset, data.size()); !e.empty()) return tl::unexpected(e);
+  const auto put = ::pwrite(device_.get(), data.data(), data.size(), static_cast<off_t>(regions_[index].offset + offset));
+  if (put != static_cast<ssize_t>(data.size())) return tl::unexpected(sys("write " + name, put < 0 ? errno : EIO));
+  return {};
+}
+
 tl::expected<MappedBar, std::string> Device::map_bar(unsigned index) {
   const std::string name = t_.address.str() + " BAR" + std::to_string(index);
   if (index > VFIO_PCI_BAR5_REGION_INDEX || index >= regions_.size() || regions_[index].size == 0) {

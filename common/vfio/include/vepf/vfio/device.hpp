@@ -37,6 +37,17 @@ class Device {
   const PciAddress& address() const noexcept { return t_.address; }
   /// Size in bytes of BAR `index` (0..5), 0 when it does not exist or is not mmap-able.
   std::uint64_t bar_size(unsigned index) const noexcept;
+  /// Size in bytes of BAR `index` (0..5) whether or not it can be mapped (I/O space included);
+  /// 0 when it does not exist.
+  std::uint64_t region_size(unsigned index) const noexcept;
+  /// True when BAR `index` is I/O space (bit 0 of its Base Address register, PCI 3.0 §6.2.5.1).
+  tl::expected<bool, std::string> bar_is_io(unsigned index) const;
+  /// Reads / writes `data.size()` bytes at byte `offset` of BAR `index` through the VFIO device fd
+  /// (pread/pwrite on the region; vfio-pci makes one access of 4, 2 or 1 bytes per aligned
+  /// piece): the way to I/O-space BARs and to BARs that cannot be mapped. Errors: the BAR is
+  /// absent, the range leaves it, or the access failed (errno).
+  tl::expected<void, std::string> region_read(unsigned index, std::uint64_t offset, std::span<std::byte> data) const;
+  tl::expected<void, std::string> region_write(unsigned index, std::uint64_t offset, std::span<const std::byte> data) const;
   /// Maps BAR `index` (read/write, shared). Errors: the BAR is absent, I/O space, or not
   /// mmap-able (VFIO_REGION_INFO_FLAG_MMAP), or mmap failed.
   tl::expected<MappedBar, std::string> map_bar(unsigned index);
