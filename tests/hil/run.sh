@@ -3,10 +3,12 @@
 # Prints what ran, what passed, and the stage's wall time; exits non-zero if any failed.
 # Today: the rig itself (shared BAR2 between the machines, with ivshmem-plain and with
 # ivshmem-doorbell served by vepf-ivshmem-server; vfio-pci binding under intel-iommu), the RC's
-# PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA), and the net
+# PCI/VFIO layer against QEMU's edu device (vepf-vfio-check: errors, MMIO, MSI, DMA) and
+# pci-testdev (memory and I/O BAR accesses), and the net
 # device across the machines: vepf-ep on machine a (vfio platform, then devmem), vepf-host on
 # machine b through VFIO; vepf-host's errors for an unusable function; ping both ways, iperf3 b->a;
-# and the same with machine a as an arm64 SoC running the cross-built vepf-ep (vfio, devmem).
+# every device type at once (rpmsg echo, 64 MiB through NBD, console bytes); and the net scenario
+# with machine a as an arm64 SoC running the cross-built vepf-ep (vfio, devmem).
 # usage: tests/hil/run.sh [BUILD_DIR]   (default build/default)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,9 +26,9 @@ run "shared BAR2 across the machines (ivshmem, devmem)" --scenario "$guest/smoke
 run "shared BAR2 through vepf-ivshmem-server (ivshmem-doorbell)" --scenario "$guest/smoke.sh" \
   --doorbell "$build/tools/vepf-ivshmem-server/vepf-ivshmem-server" --timeout 90
 run "vfio-pci binding under intel-iommu" --scenario "$guest/vfio-smoke.sh" --iommu --timeout 90
-run "VFIO layer vs QEMU edu: errors, BAR, MSI, DMA through the IOMMU" --scenario "$guest/vfio-edu.sh" --iommu \
-  --device edu --file "$build/tools/vepf-vfio-check/vepf-vfio-check" --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh" \
-  --timeout 90
+run "VFIO layer vs QEMU edu (errors, BAR, MSI, DMA through the IOMMU) and pci-testdev (memory and I/O BARs)" \
+  --scenario "$guest/vfio-edu.sh" --iommu --device edu --device pci-testdev,membar=1M \
+  --file "$build/tools/vepf-vfio-check/vepf-vfio-check" --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh" --timeout 90
 # The net device across the machines (board-configs/qemu-ivshmem.toml; BAR2 of 16 MiB holds both
 # windows). Machine a runs the static vepf-ep when build/static has one (as on a SoC root
 # filesystem), else the default build's.
@@ -41,6 +43,11 @@ run "net across the machines: vepf-ep ($(basename "$(dirname "$(dirname "$ep_bin
   --scenario "$guest/net.sh" --append vepf.mode=vfio --file "$ep_bin:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
 run "net across the machines: vepf-ep on /dev/mem (devmem), vepf-host on VFIO; ping, iperf3, EP restart" \
   --scenario "$guest/net.sh" --append vepf.mode=devmem --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
+# Every device type on one link across the machines (VFIO both sides): rpmsg echo, a 64 MiB block
+# image through the NBD export and back, console bytes both ways (scripts/qemu/guest/devices.sh).
+run "every device across the machines: net, rpmsg echo, 64 MiB through NBD, console bytes" \
+  --scenario "$guest/devices.sh" --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" \
+  --file "$build/tools/vepf-rpmsg/vepf-rpmsg:/usr/bin/vepf-rpmsg" --file-b "$(command -v nbdcopy)" "${x86[@]}" "${link[@]}"
 # Machine a as an arm64 EP SoC (virt, GICv3, SMMUv3) running the cross-built static vepf-ep
 # (build/arm64: the arm64 preset) and Debian's iperf3:arm64; machine b is the x86-64 RC.
 arm_ep=$top/build/arm64/ep-firmware/vepf-ep

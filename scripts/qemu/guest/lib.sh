@@ -23,3 +23,63 @@ wait_word() {
     sleep 0.1
   done
 }
+
+# ---- the link scenarios (net.sh, devices.sh): vepf-ep on machine a, vepf-host on machine b
+
+say() { echo "vepf-rig: $ROLE: $*"; }
+
+# This machine's program, its TAP interface and the addresses on the link.
+if [ "$ROLE" = a ]; then
+  prog=vepf-ep if=vepf-ep0 me=198.18.0.2 peer=198.18.0.1
+else
+  prog=vepf-host if=vepf-host0 me=198.18.0.1 peer=198.18.0.2
+fi
+
+# Says why, shows the end of the program's log, stops it and leaves the scenario.
+fail() { say "$*"; tail -n 20 /tmp/$prog.log | sed "s/^/vepf-rig: $ROLE: log: /"; kill $pid 2>/dev/null; exit 1; }
+
+# Starts $prog with $board (appending to its log), waits for its TAP and gives it our address.
+start() {
+  $prog --board "$board" >>/tmp/$prog.log 2>&1 &
+  pid=$!
+  i=0
+  until ip link show "$if" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -le 600 ] || fail "no $if after 60 s"
+    kill -0 $pid 2>/dev/null || fail "$prog exited"
+    sleep 0.1
+  done
+  ip addr add "$me/24" dev "$if"
+  ip link set "$if" up
+}
+
+# Pings the peer until it answers (it may still be booting or re-attaching), at most $1 s.
+reach() {
+  i=0
+  until ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -le "$1" ] || fail "no reply from $peer within $1 s"
+  done
+}
+
+# Stops $prog with SIGTERM; it must exit 0.
+stop() {
+  kill -TERM $pid
+  wait $pid
+  rc=$?
+  [ $rc -eq 0 ] || fail "$prog exited with $rc on SIGTERM"
+}
+
+# Waits until path $1 exists, at most $2 s.
+wait_path() {
+  i=0
+  until [ -e "$1" ]; do
+    i=$((i + 1)); [ $i -le $(($2 * 10)) ] || fail "no $1 after $2 s"
+    sleep 0.1
+  done
+}
+
+# Writes /etc/board.toml with [ep] device = "$1" (a BDF) to stdout: the EP names its function
+# by address (the static vepf-ep has no libpci to look up IDs).
+board_with_ep_bdf() {
+  awk -v bdf="$1" '/^\[ep\]/ { ep = 1 } /^\[/ && !/^\[ep\]/ { ep = 0 }
+    ep && /^device = / { print "device = \"" bdf "\""; next } { print }' /etc/board.toml
+}

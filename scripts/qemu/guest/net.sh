@@ -5,7 +5,6 @@
 . /etc/rig-lib.sh
 mode=vfio
 for a in $(cat /proc/cmdline); do case $a in vepf.mode=*) mode=${a#vepf.mode=} ;; esac; done
-say() { echo "vepf-rig: $ROLE: $*"; }
 d=$(pci_find 0x1af4 0x1110) || { say "no ivshmem function"; exit 1; }
 bdf=$(basename "$d")
 mkdir -p /run/vepf
@@ -47,9 +46,7 @@ else
   fi
   vfio-bind.sh "$bdf" >/dev/null || { say "vfio-bind.sh $bdf failed"; exit 1; }
   if [ "$ROLE" = a ]; then
-    # The EP names its function by address: the static vepf-ep has no libpci to look up IDs.
-    awk -v bdf="$bdf" '/^\[ep\]/ { ep = 1 } /^\[/ && !/^\[ep\]/ { ep = 0 }
-      ep && /^device = / { print "device = \"" bdf "\""; next } { print }' /etc/board.toml >/tmp/board.toml
+    board_with_ep_bdf "$bdf" >/tmp/board.toml
     board=/tmp/board.toml
   fi
   if [ "$ROLE" = b ] && [ "$mode" = vfio ]; then
@@ -62,32 +59,6 @@ else
   fi
 fi
 
-if [ "$ROLE" = a ]; then
-  prog=vepf-ep if=vepf-ep0 me=198.18.0.2 peer=198.18.0.1
-else
-  prog=vepf-host if=vepf-host0 me=198.18.0.1 peer=198.18.0.2
-fi
-fail() { say "$*"; tail -n 20 /tmp/$prog.log | sed "s/^/vepf-rig: $ROLE: log: /"; kill $pid 2>/dev/null; exit 1; }
-# Starts $prog (appending to its log), waits for its interface and gives it our address.
-start() {
-  $prog --board "$board" >>/tmp/$prog.log 2>&1 &
-  pid=$!
-  i=0
-  until ip link show "$if" >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -le 600 ] || fail "no $if after 60 s"
-    kill -0 $pid 2>/dev/null || fail "$prog exited"
-    sleep 0.1
-  done
-  ip addr add "$me/24" dev "$if"
-  ip link set "$if" up
-}
-# Pings the peer until it answers (it may still be booting or re-attaching), at most $1 s.
-reach() {
-  i=0
-  until ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -le "$1" ] || fail "no reply from $peer within $1 s"
-  done
-}
 # a: waits for a one-shot iperf3 server (b's run is the barrier between the machines).
 wait_server() {
   i=0
@@ -103,12 +74,6 @@ client() {  # SECONDS
     i=$((i + 1)); [ $i -le 10 ] || fail "iperf3 -c $peer: $(tail -n 3 /tmp/iperf3.log)"
     sleep 1
   done
-}
-stop() {
-  kill -TERM $pid
-  wait $pid
-  rc=$?
-  [ $rc -eq 0 ] || fail "$prog exited with $rc on SIGTERM"
 }
 
 start
