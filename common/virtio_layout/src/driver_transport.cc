@@ -53,6 +53,7 @@ Result<void> DriverTransport::validate_header() {
 
 Result<void> DriverTransport::attach() {
   if (auto r = validate_header(); !r) return r;
+  gone_ = false;
   ring::Window& rc = link_.rc_window();
   // Our mailbox starts clean: the device bumps event_seq from here.
   rc.store<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), 0);
@@ -115,6 +116,7 @@ Result<void> DriverTransport::wait_ack(std::size_t ack_seq_off, std::uint32_t se
 
 Result<DriverTransport::AckValue> DriverTransport::request(std::uint32_t slot, layout::DeviceOp op, std::uint32_t arg) {
   if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
+  if (gone_) return fail(Errc::kLinkDown, "the EP restarted or stopped: nothing is written to its control region");
   const std::uint32_t seq = ++req_seq_[slot];
   ep_.store<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op)), static_cast<std::uint32_t>(op));
   ep_.store<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)), arg);
@@ -162,6 +164,7 @@ Result<void> DriverTransport::enable_queue(std::uint32_t slot, std::uint16_t q, 
                                            std::uint64_t avail, std::uint64_t used) {
   if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
   if (q >= layout::kMaxQueuesPerDevice) return fail(Errc::kInvalidArgument, "queue index out of range");
+  if (gone_) return fail(Errc::kLinkDown, "the EP restarted or stopped: nothing is written to its control region");
   const std::size_t base = layout::queue_block_off(slot, q);
   auto put64 = [&](std::size_t lo_field, std::uint64_t v) {
     // VIRTIO 1.2 / LAYOUT.md principle 6: low half, then high half; the request commits.
@@ -220,8 +223,11 @@ std::uint32_t DriverTransport::table_generation() {
 }
 
 bool DriverTransport::epoch_changed() {
-  return ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch))) != epoch_ ||
-         ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic))) != layout::kEpfMagic;
+  if (ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch))) != epoch_ ||
+      ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic))) != layout::kEpfMagic) {
+    gone_ = true;  // the control region is no longer the one we attached to
+  }
+  return gone_;
 }
 
 }  // namespace vepf::transport

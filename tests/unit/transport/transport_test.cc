@@ -394,6 +394,28 @@ TEST_F(TransportTest, RestartResetsEveryDeviceAndPublishesANewEpoch) {
   EXPECT_EQ(info.device_id, 1u);
 }
 
+TEST_F(TransportTest, AfterANewEpochTheDriverWritesNothingUntilItAttachesAgain) {
+  bring_up();
+  dev.restart(kEpoch + 1);
+  const std::size_t seq_off = layout::driver_line_off(slot, offsetof(layout::DriverLine, req_seq));
+  const auto seq = peek<std::uint32_t>(w.ep(), seq_off);
+  ASSERT_TRUE(drv.epoch_changed());
+  // What a driver's teardown does: reset its device, disable a queue.
+  auto r = drv.reset(slot);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kLinkDown);
+  auto q = drv.enable_queue(slot, 0, 8, 0x1000, 0x2000, 0x3000);
+  ASSERT_FALSE(q);
+  EXPECT_EQ(q.error().code, Errc::kLinkDown);
+  EXPECT_EQ(peek<std::uint32_t>(w.ep(), seq_off), seq);
+  EXPECT_EQ(peek<std::uint16_t>(w.ep(), queue_enabled_off(slot, 0)), 0);
+  // Attached again, the driver talks to the new control region.
+  attach();
+  auto s = drv.set_status(slot, kAck);
+  ASSERT_TRUE(s) << s.error().what;
+  EXPECT_EQ(*s, kAck);
+}
+
 TEST_F(TransportTest, RequestsBeforeAttachAreRefused) {
   // No RC window yet: the device acks with kNoLink.
   scan();

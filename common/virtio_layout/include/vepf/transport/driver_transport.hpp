@@ -62,7 +62,10 @@ class DriverTransport {
   std::uint32_t mailbox_seq() const noexcept;
   /// The device table's generation (a non-posted read): it moves when devices come and go.
   std::uint32_t table_generation();
-  /// Whether the EP firmware restarted (header epoch differs from the attached one).
+  /// Whether the EP firmware restarted or stopped (header epoch differs from the attached one,
+  /// or the magic is gone). Once it said so, every request and queue line fails with kLinkDown
+  /// without writing: the teardown of our drivers must not write into a new EP's control region
+  /// (its slots belong to the next session). attach() clears it.
   bool epoch_changed();
   std::uint32_t epoch() const noexcept { return epoch_; }
 
@@ -85,6 +88,7 @@ class DriverTransport {
   std::chrono::milliseconds timeout_;
   std::uint32_t epoch_ = 0;
   std::uint32_t link_seq_ = 0;
+  bool gone_ = false;  // epoch_changed() saw another epoch: write nothing until attach()
   std::uint32_t req_seq_[layout::kMaxDevices] = {};
   WindowAllocator ep_alloc_;
   WindowAllocator rc_alloc_;
