@@ -189,6 +189,18 @@ class Devmem : public ::testing::Test {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
+  /// side_ with an ivshmem doorbell: the "register page" at physical 0 (its IVPosition set to
+  /// `ivposition`), the peer-ID page at 0x80000.
+  config::PciSide with_ivshmem(std::uint32_t ivposition) {
+    std::fstream f(mem_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(kIvshmemIvPosition);
+    f.write(reinterpret_cast<const char*>(&ivposition), 4);
+    auto s = side_;
+    s.doorbell = config::DoorbellKind::kIvshmem;
+    s.doorbell_regs = {.is_phys = true, .phys = 0};
+    s.peer_ids = {.is_phys = true, .phys = 0x80000};
+    return s;
+  }
   std::vector<char> read_mem() {
     std::ifstream in(mem_, std::ios::binary);
     return std::vector<char>(std::istreambuf_iterator<char>(in), {});
@@ -219,17 +231,7 @@ TEST_F(Devmem, MapsTheNamedRangesAtTheirPhysicalAddresses) {
 }
 
 TEST_F(Devmem, PublishesItsPeerIdAndWithdrawsItAfterUse) {
-  {
-    std::fstream f(mem_, std::ios::in | std::ios::out | std::ios::binary);
-    const std::uint32_t pos = 3;  // IVPosition of the "register page" at 0x0
-    f.seekp(kIvshmemIvPosition);
-    f.write(reinterpret_cast<const char*>(&pos), 4);
-  }
-  auto s = side_;
-  s.doorbell = config::DoorbellKind::kIvshmem;
-  s.doorbell_regs = {.is_phys = true, .phys = 0};
-  s.peer_ids = {.is_phys = true, .phys = 0x80000};
-  auto parts = open_devmem(s, link_, mem_);
+  auto parts = open_devmem(with_ivshmem(3), link_, mem_);
   ASSERT_TRUE(parts) << parts.error();
   EXPECT_NE(parts->description.find("ivshmem peer 3"), std::string::npos) << parts->description;
   std::uint32_t ep_id;
@@ -247,17 +249,7 @@ TEST_F(Devmem, PublishesItsPeerIdAndWithdrawsItAfterUse) {
 }
 
 TEST_F(Devmem, AFunctionThatDecodesNothingIsNamedAsSuch) {
-  {
-    std::fstream f(mem_, std::ios::in | std::ios::out | std::ios::binary);
-    const std::uint32_t all_ones = 0xffffffff;  // what reads of a disabled function return
-    f.seekp(kIvshmemIvPosition);
-    f.write(reinterpret_cast<const char*>(&all_ones), 4);
-  }
-  auto s = side_;
-  s.doorbell = config::DoorbellKind::kIvshmem;
-  s.doorbell_regs = {.is_phys = true, .phys = 0};
-  s.peer_ids = {.is_phys = true, .phys = 0x80000};
-  auto e = open_devmem(s, link_, mem_);
+  auto e = open_devmem(with_ivshmem(0xffffffff), link_, mem_);  // what reads of a disabled function return
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().find("IVPosition reads as all ones: the function does not decode its BARs"), std::string::npos)
       << e.error();
