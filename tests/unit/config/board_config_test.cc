@@ -9,10 +9,14 @@
 #include <string>
 #include <string_view>
 
+#include "config_test_support.hpp"
+
 namespace vepf::config {
 namespace {
 
-constexpr std::string_view kSource = "x.toml";
+using test::error_of;
+using test::has;
+using test::kSource;
 
 constexpr std::string_view kBoard =
     "[board]\nname = \"t\"\nplatform = \"loopback\"\n"
@@ -29,18 +33,6 @@ std::string board(std::string_view device_keys = "", std::string_view net_keys =
   out += net_keys;
   out += tables;
   return out;
-}
-
-/// The error message for `toml`, or "<parsed>" when it parses.
-std::string error_of(const std::string& toml) {
-  const auto result = parse_board_config(toml, kSource);
-  return result ? std::string("<parsed>") : result.error().message;
-}
-
-/// Passes when `text` contains `part`; a failure prints both.
-::testing::AssertionResult has(const std::string& text, std::string_view part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
 }
 
 TEST(BoardConfig, ShippedLoopbackBoardParses) {

@@ -5,10 +5,14 @@
 #include <string>
 #include <string_view>
 
+#include "config_test_support.hpp"
 #include "vepf/config/board_config.hpp"
 
 namespace vepf::config {
 namespace {
+
+using test::error_of;
+using test::has;
 
 constexpr std::string_view kDevice =
     "[[device]]\ntype = \"net\"\n[device.net]\nmac = \"02:00:00:00:00:01\"\n";
@@ -30,16 +34,6 @@ std::string vfio_board(std::string_view ep_keys, std::string_view platform = "vf
 constexpr std::string_view kEpVfio =
     "device = \"0000:00:05.0\"\nep_window = { bar = 2, offset = 0x400000 }\n"
     "rc_window = { bar = 2, offset = 0x800000 }\nrc_window_bus_addr = 0x800000\n";
-
-std::string error_of(const std::string& toml) {
-  const auto r = parse_board_config(toml, "x.toml");
-  return r ? std::string("<parsed>") : r.error().message;
-}
-
-::testing::AssertionResult has(const std::string& text, std::string_view part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
 
 TEST(PciConfig, ShippedQemuBoardParses) {
   const auto cfg = load_board_config(VEPF_SOURCE_DIR "/board-configs/qemu-ivshmem.toml");
