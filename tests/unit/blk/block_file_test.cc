@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "devices/blk/block_file.hpp"
+#include "support/temp_dir.hpp"
 
 namespace vepf::ep {
 namespace {
@@ -18,16 +19,11 @@ namespace {
 class BlockFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vepf-blockfile-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     path_ = dir_ + "/disk.img";
   }
-  void TearDown() override {
-    ::unlink(path_.c_str());
-    ::rmdir(dir_.c_str());
-  }
-  std::string dir_, path_;
+  vepf::test::TempDir tmp_{"vepf-blockfile"};
+  std::string dir_ = tmp_.path();
+  std::string path_;
 };
 
 std::vector<std::byte> pattern(std::size_t n, unsigned seed) {

@@ -24,6 +24,7 @@
 #include "ivshmem_server.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/unix_socket.hpp"
+#include "support/temp_dir.hpp"
 
 extern char** environ;
 
@@ -99,16 +100,8 @@ std::string read_until(int fd, const std::string& want) {
 
 class IvshmemServerProgram : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vepf-ivshmem-prog-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string dir_;
+  vepf::test::TempDir tmp_{"vepf-ivshmem-prog"};
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(IvshmemServerProgram, BadCommandLineExitsWith2AndOneLineNamingTheOption) {

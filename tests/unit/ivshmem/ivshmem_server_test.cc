@@ -29,6 +29,7 @@
 #include "shm.hpp"
 #include "vepf/os/eventfd.hpp"
 #include "vepf/os/unix_socket.hpp"
+#include "support/temp_dir.hpp"
 
 namespace vepf::ivshmem {
 namespace {
@@ -79,15 +80,10 @@ os::EventFd adopt(os::Fd fd) {
 class IvshmemServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vepf-ivshmem-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     path_ = dir_ + "/ivshmem.sock";
   }
   void TearDown() override {
     server_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   void start(unsigned vectors) {
@@ -219,7 +215,9 @@ class IvshmemServerTest : public ::testing::Test {
     return fds;
   }
 
-  std::string dir_, path_;
+  vepf::test::TempDir tmp_{"vepf-ivshmem-test"};
+  std::string dir_ = tmp_.path();
+  std::string path_;
   unsigned vectors_ = 0;
   os::EventLoop loop_;
   std::unique_ptr<IvshmemServer> server_;
@@ -509,9 +507,8 @@ TEST(IvshmemSharedMemory, MemfdIsSizedZeroedAndSealedAgainstShrinking) {
 }
 
 TEST(IvshmemSharedMemory, FileIsCreatedOrTruncatedAndZeroed) {
-  char tmpl[] = "/tmp/vepf-ivshmem-shm-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const vepf::test::TempDir tmp("vepf-ivshmem-shm");
+  const std::string dir = tmp.path();
   const std::string path = dir + "/shm";
   {
     std::ofstream f(path, std::ios::binary);
@@ -530,8 +527,6 @@ TEST(IvshmemSharedMemory, FileIsCreatedOrTruncatedAndZeroed) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, Errc::kInvalidArgument);
   EXPECT_FALSE(create_shared_memory(path, 0));
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace

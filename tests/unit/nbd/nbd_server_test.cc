@@ -38,6 +38,7 @@
 #include "mem_target.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/eventfd.hpp"
+#include "support/temp_dir.hpp"
 
 namespace vepf::host::nbd {
 namespace {
@@ -134,9 +135,6 @@ std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
 class NbdServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vepf-nbd-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     path_ = dir_ + "/run/disk0.sock";  // the server creates run/
     auto loop = os::EventLoop::create();
     ASSERT_TRUE(loop);
@@ -149,7 +147,6 @@ class NbdServerTest : public ::testing::Test {
     if (timer_ >= 0) loop_.remove(timer_);
     runner_.reset();
     target_.reset();  // destroys completions still queued: they only free memory
-    std::filesystem::remove_all(dir_);
   }
 
   /// Serves a MemTarget; deferred targets complete every millisecond unless `auto_complete` is
@@ -208,7 +205,9 @@ class NbdServerTest : public ::testing::Test {
   }
   std::string uri() const { return "nbd+unix:///?socket=" + path_; }
 
-  std::string dir_, path_;
+  vepf::test::TempDir tmp_{"vepf-nbd"};
+  std::string dir_ = tmp_.path();
+  std::string path_;
   os::EventLoop loop_;
   std::unique_ptr<LoopThread> runner_;
   std::unique_ptr<MemTarget> target_;

@@ -16,6 +16,7 @@
 
 #include "vepf/os/eventfd.hpp"
 #include "vepf/os/memfd.hpp"
+#include "support/temp_dir.hpp"
 
 namespace vepf::os {
 namespace {
@@ -39,16 +40,8 @@ SocketPair seqpacket_pair() {
 
 class UnixSocket : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vepf-os-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string dir_;
+  vepf::test::TempDir tmp_{"vepf-os-test"};
+  std::string dir_ = tmp_.path();
 };
 
 const std::array<std::byte, 4> kPayload{std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}};

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vepf/os/unix_socket.hpp"
+#include "support/temp_dir.hpp"
 
 namespace vepf::platform {
 namespace {
@@ -23,14 +24,7 @@ constexpr milliseconds kTimeout{5000};
 class Loopback : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vepf-loopback-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     path_ = dir_ + "/run/ep.sock";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   /// Creates the EP (unless it exists) and connects a host from another thread.
@@ -75,7 +69,8 @@ class Loopback : public ::testing::Test {
     EXPECT_EQ(*n, 0u);
   }
 
-  std::string dir_;
+  vepf::test::TempDir tmp_{"vepf-loopback-test"};
+  std::string dir_ = tmp_.path();
   std::string path_;
   std::unique_ptr<LoopbackEp> ep_;
   std::unique_ptr<LoopbackHost> host_;

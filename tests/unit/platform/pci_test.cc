@@ -2,6 +2,7 @@
 // and signals over ordinary memory and eventfds, open_devmem() over a file standing in for
 // /dev/mem, and open_vfio()'s errors on a machine without the function.
 #include "vepf/platform/pci.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -173,9 +174,6 @@ TEST(PciLink, SignalsGoThroughTheIvshmemDoorbell) {
 class Devmem : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vepf-devmem-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     mem_ = dir_ + "/mem";
     std::ofstream(mem_).close();
     std::filesystem::resize_file(mem_, 1 << 20);  // 1 MiB of "physical memory"
@@ -184,10 +182,6 @@ class Devmem : public ::testing::Test {
     side_.ep_window = {.is_phys = true, .phys = 0x10000};
     side_.rc_window = config::Place{.is_phys = true, .phys = 0x40000};
     side_.rc_window_bus_addr = 0x800000;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
   /// side_ with an ivshmem doorbell: the "register page" at physical 0 (its IVPosition set to
   /// `ivposition`), the peer-ID page at 0x80000.
@@ -205,7 +199,9 @@ class Devmem : public ::testing::Test {
     std::ifstream in(mem_, std::ios::binary);
     return std::vector<char>(std::istreambuf_iterator<char>(in), {});
   }
-  std::string dir_, mem_;
+  vepf::test::TempDir tmp_{"vepf-devmem-test"};
+  std::string dir_ = tmp_.path();
+  std::string mem_;
   config::LinkConfig link_;
   config::PciSide side_;
 };
