@@ -40,13 +40,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -f "$scenario" ] || { echo "rig.sh: --scenario FILE is required (a guest script)" >&2; exit 2; }
+archs=amd64
+[ "$arch_a" = amd64 ] || archs="amd64 arm64"
 for q in qemu-system-x86_64 $([ "$arch_a" = amd64 ] || echo qemu-system-aarch64); do
   command -v "$q" >/dev/null || { echo "rig.sh: $q missing: run scripts/install-deps.sh" >&2; exit 1; }
 done
 
 # Per architecture: the kernel (KERNEL_<arch>, KVER_<arch>, KDIR_<arch>) and busybox.
-for arch in amd64 $arch_a; do
-  [ -z "$(eval echo "\${KERNEL_$arch:-}")" ] || continue
+for arch in $archs; do
   eval "$("$here/guest-kernel.sh" --arch "$arch" | sed "s/\([A-Z]*\)=/\1_$arch=/g")"
 done
 BUSYBOX_amd64=/bin/busybox

@@ -1,18 +1,15 @@
 // Opening the PCI platforms (pci.hpp): the places a board config names, mapped through VFIO or
 // /dev/mem and checked against what they are mapped from.
 #include <fcntl.h>
-#include <limits.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <map>
-#include <string_view>
+#include <optional>
 #include <vector>
 
 #include "vepf/platform/pci.hpp"
@@ -48,45 +45,13 @@ struct VfioKeep {
   }
 };
 
-/// Writes `value` to the sysfs attribute `path` in one write(), as the kernel expects.
-/// Error: strerror of the failing call.
-tl::expected<void, std::string> write_sysfs(const std::string& path, std::string_view value) {
-  const os::Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid() || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
-    return tl::unexpected(std::string(std::strerror(errno)));
-  }
-  return {};
-}
-
 struct DevmemKeep {
+  std::optional<vfio::EnabledFunction> enabled;  // [ep] device, disabled again after the mappings go
   std::vector<std::pair<void*, std::size_t>> maps;
-  std::string enabled;  // the sysfs `enable` file we wrote 1 to, to write 0 to at the end
   ~DevmemKeep() {
     for (auto& [p, n] : maps) ::munmap(p, n);
-    if (!enabled.empty()) (void)write_sysfs(enabled, "0");
   }
 };
-
-/// Enables PCI function `bdf` through `sysfs` (writes 1 to .../devices/BDF/enable), so that it
-/// decodes its BARs: an unbound function is left off by arm64 kernels, and /dev/mem then reaches
-/// nothing. Returns the `enable` path, or one line naming ep.device and the fix.
-tl::expected<std::string, std::string> enable_function(const std::string& bdf, const std::string& sysfs) {
-  using Fail = tl::unexpected<std::string>;
-  const std::string dir = sysfs + "/bus/pci/devices/" + bdf;
-  struct stat st{};
-  if (::stat(dir.c_str(), &st) != 0) return Fail("ep.device: PCI function " + bdf + " does not exist: check it with lspci -D");
-  char link[PATH_MAX];
-  const ssize_t n = ::readlink((dir + "/driver").c_str(), link, sizeof link - 1);
-  if (n > 0) {
-    link[n] = '\0';
-    const std::string driver = std::filesystem::path(link).filename();
-    return Fail("ep.device: " + bdf + " is bound to " + driver + ", and /dev/mem cannot reach a function a driver holds: " +
-                "unbind it (echo " + bdf + " > /sys/bus/pci/drivers/" + driver + "/unbind)");
-  }
-  const std::string enable = dir + "/enable";
-  if (auto w = write_sysfs(enable, "1"); !w) return Fail("ep.device: cannot enable " + bdf + " through " + enable + ": " + w.error());
-  return enable;
-}
 
 }  // namespace
 
@@ -199,9 +164,11 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
   const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   auto keep = std::make_shared<DevmemKeep>();
   if (!side.device.empty()) {
-    auto enable = enable_function(side.device, sysfs);
-    if (!enable) return Fail(enable.error());
-    keep->enabled = *enable;
+    const auto address = vfio::PciAddress::parse(side.device);
+    if (!address) return Fail("ep.device = \"" + side.device + "\" is not a PCI address: write e.g. \"0000:00:05.0\"");
+    auto enabled = vfio::EnabledFunction::enable(*address, sysfs);
+    if (!enabled) return Fail("ep.device: " + enabled.error());
+    keep->enabled.emplace(std::move(*enabled));
   }
   auto map = [&](const config::Place& place, std::uint64_t size, const char* key) -> tl::expected<std::span<std::byte>, std::string> {
     if (!place.is_phys) return Fail(field(PciRole::kEp, key) + " names a BAR: board.platform = \"devmem\" needs { phys = ADDRESS }");

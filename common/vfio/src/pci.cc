@@ -40,6 +40,18 @@ std::string link_name(const fs::path& p) {
   return ec ? std::string() : t.filename().string();
 }
 
+/// Writes `value` to the sysfs attribute `path` in one write(), as the kernel expects.
+/// Error: strerror of the failing call.
+tl::expected<void, std::string> write_sysfs(const std::string& path, std::string_view value) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return tl::unexpected(std::string(std::strerror(errno)));
+  const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  const int e = errno;
+  ::close(fd);
+  if (!ok) return tl::unexpected(std::string(std::strerror(e)));
+  return {};
+}
+
 }  // namespace
 
 std::optional<PciAddress> PciAddress::parse(std::string_view s) noexcept {
@@ -129,6 +141,24 @@ tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a, cons
   }
   ::close(fd);
   return t;
+}
+
+tl::expected<EnabledFunction, std::string> EnabledFunction::enable(const PciAddress& a, const std::string& sysfs) {
+  const std::string bdf = a.str();
+  const fs::path dev = fs::path(sysfs) / "bus/pci/devices" / bdf;
+  std::error_code ec;
+  if (!fs::exists(dev, ec)) return tl::unexpected("PCI function " + bdf + " does not exist: check it with lspci -D");
+  if (const std::string drv = link_name(dev / "driver"); !drv.empty()) {
+    return tl::unexpected(bdf + " is bound to " + drv + ", and /dev/mem cannot reach a function a driver holds: " +
+                          "unbind it (echo " + bdf + " > /sys/bus/pci/drivers/" + drv + "/unbind)");
+  }
+  const std::string enable = (dev / "enable").string();
+  if (auto w = write_sysfs(enable, "1"); !w) return tl::unexpected("cannot enable " + bdf + " through " + enable + ": " + w.error());
+  return EnabledFunction(enable);
+}
+
+EnabledFunction::~EnabledFunction() {
+  if (!enable_path_.empty()) (void)write_sysfs(enable_path_, "0");
 }
 
 }  // namespace vepf::vfio

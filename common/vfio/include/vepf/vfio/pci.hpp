@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <tl/expected.hpp>
 
@@ -52,5 +53,23 @@ struct VfioTarget {
 /// accessible (run as root or give your user the device node).
 tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a, const std::string& sysfs = "/sys",
                                                        const std::string& dev_vfio = "/dev/vfio");
+
+/// A PCI function enabled through sysfs for access without a driver (vepf-ep's devmem platform
+/// maps its BARs through /dev/mem): arm64 kernels leave an unbound function's memory decoding
+/// off, and its BARs then ignore every access. Destruction writes 0 to `enable` again.
+class EnabledFunction {
+ public:
+  /// Checks under `sysfs` that `a` exists and is bound to no driver (IO_STRICT_DEVMEM hides the
+  /// BARs a driver holds), then writes 1 to its `enable` attribute. Errors: one line naming the
+  /// function and the fix.
+  static tl::expected<EnabledFunction, std::string> enable(const PciAddress& a, const std::string& sysfs = "/sys");
+  EnabledFunction(EnabledFunction&& o) noexcept : enable_path_(std::exchange(o.enable_path_, {})) {}
+  EnabledFunction& operator=(EnabledFunction&&) = delete;
+  ~EnabledFunction();
+
+ private:
+  explicit EnabledFunction(std::string enable_path) : enable_path_(std::move(enable_path)) {}
+  std::string enable_path_;  // empty once moved from
+};
 
 }  // namespace vepf::vfio
