@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${VEPF_JOBS:-2}
 scripts/install-deps.sh
+scripts/check-barriers.sh
 
 echo "== default build"
 cmake --preset default >/dev/null

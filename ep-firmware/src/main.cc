@@ -422,7 +422,9 @@ int EpProgram::run(int sfd) {
   if (sideband_ && sideband_->has_ready()) (void)sideband_->set_ready(false);  // first: the host stops looking
   for (auto& [slot, d] : devices_) d->shutdown();  // the driver sees link down before the link goes
   if (pci_) {
-    // The EP window outlives us (BAR memory): a host must not take it for a serving EP.
+    // The EP window outlives us (BAR memory): a host must not take it for a serving EP. Every
+    // earlier store before the cleared magic; pairs with load_acquire of magic in
+    // DriverTransport::validate_header() and vepf-host's wait for the header (host main.cc).
     link_->ep_window().store_release<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, magic)), 0);
   }
   print_report(spdlog::level::info);

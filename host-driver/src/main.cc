@@ -153,6 +153,7 @@ bool HostProgram::connect_pci() {
   const auto magic_off = layout::header_off(offsetof(layout::EpfHeader, magic));
   bool said = false;
   while (!quit_) {
+    // Pairs with store_release of magic in DeviceTransport::init().
     if (link_->ep_window().load_acquire<std::uint32_t>(magic_off) == layout::kEpfMagic) return true;
     if (std::chrono::steady_clock::now() >= deadline) {
       log->error("the EP window shows no virtio-pci-epf header after {} ms: is vepf-ep running on the EP with this board?",

@@ -39,6 +39,13 @@ namespace vepf::fuzz {
     if (!(cond)) ::vepf::fuzz::check_failed(__FILE__, __LINE__, #cond);    \
   } while (0)
 
+/// The strict link model is on in every fuzz target (LAYOUT.md §7): whatever the peer wrote, an
+/// access to a window that real device memory would fault on, or outside the window, is a crash.
+inline void strict_link_violation(const ring::LinkViolation& v) {
+  check_failed(__FILE__, __LINE__, ring::describe(v).c_str());
+}
+inline const bool kStrictLink = (ring::set_strict_link(&strict_link_violation), true);
+
 /// True when `name` is listed in the environment variable VEPF_FUZZ_IGNORE (comma separated).
 /// Lets a fuzzing session get past a known finding; the corpus replay never sets it.
 inline bool ignored(std::string_view name) {

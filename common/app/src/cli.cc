@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "vepf/app/app.hpp"
 #include "vepf/os/signals.hpp"
@@ -12,6 +13,10 @@ void add_common_options(CLI::App& cli, CommonOptions& o) {
   cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")->required();
   cli.add_option("--socket", o.socket, "Loopback platform: override [loopback] socket (unix socket path)");
   cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  cli.add_flag("--strict-link", o.strict_link,
+               "Abort on any access to a link window that real device memory would fault on (unaligned, "
+               "too wide, memcpy on device memory); the tests run with it")
+      ->envname("VEPF_STRICT_LINK");
 }
 
 tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, char** argv, const CommonOptions& o,
@@ -27,6 +32,12 @@ tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, c
     std::fprintf(stderr, "%s: --log-level %s: unknown level; use trace, debug, info, warn, error or off\n",
                  prog.c_str(), o.log_level.c_str());
     return tl::unexpected(kExitUsage);
+  }
+  if (o.strict_link) {
+    ring::set_strict_link([](const ring::LinkViolation& v) {
+      std::fprintf(stderr, "%s; aborting (--strict-link)\n", ring::describe(v).c_str());
+      std::abort();
+    });
   }
   auto cfg = config::load_board_config(o.board);
   if (!cfg) {

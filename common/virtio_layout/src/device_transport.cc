@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "vepf/hw/barrier.hpp"
 #include "vepf/layout/ring.hpp"
 
 namespace vepf::transport {
@@ -84,7 +85,8 @@ Result<void> DeviceTransport::init() {
   for (std::uint32_t i = 0; i < layout::kMaxDevices; ++i) {
     ep_.store<std::uint32_t>(layout::device_line_off(i, offsetof(DeviceLine, device_id)), 0);
   }
-  // Magic last: a driver that sees it sees a complete header.
+  // Magic last: a driver that sees it sees a complete header. Pairs with load_acquire of magic
+  // in DriverTransport::validate_header().
   ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic)), layout::kEpfMagic);
   return {};
 }
@@ -115,9 +117,12 @@ Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
   write_config(slot);
   write_status(slot);
   ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), s.last_req_seq);
-  // device_id last: the driver reads a complete entry once it is non-zero.
+  // device_id last: the driver reads a complete entry once it is non-zero. Pairs with
+  // load_acquire of device_id in DriverTransport::scan().
   ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)), dev->device_id());
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  // The filled slot before the new table generation; pairs with load_acquire of
+  // table_generation in DriverTransport::table_generation().
+  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
   bump_mailbox();
   interrupt();
   return slot;
@@ -127,10 +132,13 @@ void DeviceTransport::remove_device(std::uint32_t slot) {
   if (slot >= slots_.size() || slots_[slot].dev == nullptr) return;
   reset_slot(slot);
   slots_[slot].dev = nullptr;
+  // The reset status before the empty slot; pairs with load_acquire of device_id in
+  // DriverTransport::scan().
   ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)), 0);
   const auto gen = ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)));
   ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  // Pairs with load_acquire of table_generation in DriverTransport::table_generation().
+  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
   bump_mailbox();
   interrupt();
 }
@@ -152,21 +160,36 @@ void DeviceTransport::write_config(std::uint32_t slot) {
   // Seqlock-style generation (LAYOUT.md §2.4): odd while the config is being rewritten, so a
   // driver that reads an odd or changed generation around its read retries.
   const std::size_t gen_off = layout::device_line_off(slot, offsetof(DeviceLine, config_generation));
+  // Earlier config stores before the odd generation; pairs with load_acquire of the first
+  // generation read in DriverTransport::read_config().
   ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
+  // The odd generation before any byte of the new config: a store-release orders only what
+  // precedes it, so without this barrier the config stores could become visible first and a
+  // driver could read a torn config between two equal even generations. Pairs with the
+  // dma_rmb() between the config read and the second generation read in
+  // DriverTransport::read_config().
+  hw::dma_wmb();
   std::array<std::byte, layout::kConfigSpaceSize> buf{};
   std::copy(cfg.begin(), cfg.end(), buf.begin());
-  ep_.write(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), buf);
+  // Word by word (single-copy atomic): the driver may be reading it right now.
+  ep_.write_atomic(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), buf);
   ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, config_size)), static_cast<std::uint32_t>(cfg.size()));
+  // The new config before the even generation; pairs with load_acquire of the first
+  // generation read in DriverTransport::read_config().
   ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
 }
 
 void DeviceTransport::write_status(std::uint32_t slot) {
   ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, broken_queues)), slots_[slot].broken_queues);
+  // broken_queues before status; pairs with load_acquire of status in
+  // DriverTransport::device_status().
   ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, status)), slots_[slot].status);
 }
 
 void DeviceTransport::bump_mailbox() noexcept {
   if (rc_ == nullptr) return;
+  // Whatever changed (acks, status, config) before the mailbox moves; pairs with load_acquire
+  // of event_seq in DriverTransport::mailbox_seq().
   rc_->store_release<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), ++mailbox_seq_);
 }
 
@@ -205,7 +228,8 @@ void DeviceTransport::link_down() {
 void DeviceTransport::restart(std::uint32_t new_epoch) {
   link_down();
   epoch_ = new_epoch;
-  // Pairs with the driver's reads of the header (DriverTransport::epoch_changed()).
+  // The reset slots before the new epoch; pairs with load_acquire of epoch in
+  // DriverTransport::epoch_changed().
   ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch)), epoch_);
 }
 
@@ -224,7 +248,8 @@ void DeviceTransport::poll() {
 }
 
 void DeviceTransport::poll_link() {
-  // Pairs with store_release of req_seq in DriverTransport::link_request().
+  // The request's arguments after its sequence number; pairs with store_release of req_seq in
+  // DriverTransport::attach().
   const auto seq = ep_.load_acquire<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
   if (seq == last_link_seq_) return;
   last_link_seq_ = seq;
@@ -241,7 +266,8 @@ void DeviceTransport::poll_link() {
     const auto drv_epoch = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)));
     if (drv_epoch != epoch_) {
       result = AckResult::kBadState;
-    } else if (size < layout::kRcMailboxSize) {
+    } else if (size < layout::kRcMailboxSize || size % 8 != 0) {
+      // LAYOUT.md §2.2: the aligned containers of device-memory copies stay inside the window.
       result = AckResult::kBadOp;
     } else if (auto w = link_.attach_rc_window(addr, size); !w) {
       result = AckResult::kNoLink;
@@ -254,6 +280,7 @@ void DeviceTransport::poll_link() {
     result = AckResult::kBadOp;
   }
   ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_result)), static_cast<std::uint32_t>(result));
+  // The result before the ack; pairs with load_acquire of the ack in DriverTransport::wait_ack().
   ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq)), seq);
   bump_mailbox();
   // The attach ack must reach a driver waiting for it, even though rc_ may be unset.
@@ -262,7 +289,8 @@ void DeviceTransport::poll_link() {
 
 void DeviceTransport::poll_device(std::uint32_t slot) {
   Slot& s = slots_[slot];
-  // Pairs with store_release of req_seq in DriverTransport::request().
+  // The request's arguments after its sequence number; pairs with store_release of req_seq in
+  // DriverTransport::request().
   const auto seq = ep_.load_acquire<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
   if (seq == s.last_req_seq) return;
   s.last_req_seq = seq;
@@ -271,6 +299,8 @@ void DeviceTransport::poll_device(std::uint32_t slot) {
   const Ack ack = rc_ ? handle_request(slot, op, arg) : Ack{AckResult::kNoLink, 0};
   ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_result)), static_cast<std::uint32_t>(ack.result));
   ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_value)), ack.value);
+  // Result and value before the ack; pairs with load_acquire of the ack in
+  // DriverTransport::wait_ack().
   ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), seq);
   bump_mailbox();
   interrupt();

@@ -28,6 +28,7 @@ DriverTransport::DriverTransport(DriverLink& link, std::chrono::milliseconds ack
 
 Result<void> DriverTransport::validate_header() {
   if (ep_.size() < sizeof(ControlRegion)) return fail(Errc::kBadLayout, "EP window smaller than the control region");
+  // The header after its magic; pairs with store_release of magic in DeviceTransport::init().
   if (ep_.load_acquire<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic))) != layout::kEpfMagic) {
     return fail(Errc::kBadLayout, "no virtio-pci-epf magic at offset 0 of the EP window (device not ready?)");
   }
@@ -104,7 +105,8 @@ Result<std::vector<DeviceInfo>> DriverTransport::scan() {
 Result<void> DriverTransport::wait_ack(std::size_t ack_seq_off, std::uint32_t seq) {
   const auto deadline = Clock::now() + timeout_;
   for (;;) {
-    // Pairs with store_release of ack_seq in DeviceTransport.
+    // The result after the ack; pairs with store_release of ack_seq in
+    // DeviceTransport::poll_device() and of link_ack_seq in DeviceTransport::poll_link().
     if (ep_.load_acquire<std::uint32_t>(ack_seq_off) == seq) return {};
     const auto now = Clock::now();
     if (now >= deadline) return fail(Errc::kTimeout, "device did not acknowledge the request in time");
@@ -195,8 +197,13 @@ Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byt
   const auto deadline = Clock::now() + timeout_;
   do {
     // VIRTIO 1.2 §4.1.4.3.1 (and DPDK modern_read_dev_config): read until the generation holds.
+    // The config after the first generation; pairs with the even generation's store_release in
+    // DeviceTransport::write_config().
     const auto g1 = ep_.load_acquire<std::uint32_t>(gen_off);
-    ep_.read(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), out);
+    // Word by word (single-copy atomic): the device may be rewriting it right now.
+    ep_.read_atomic(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), out);
+    // The config before the second generation; pairs with the dma_wmb() after the odd
+    // generation in DeviceTransport::write_config().
     hw::dma_rmb();
     const auto g2 = ep_.load_acquire<std::uint32_t>(gen_off);
     if (g1 == g2 && (g1 & 1) == 0) return {};
@@ -206,6 +213,7 @@ Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byt
 
 std::uint8_t DriverTransport::device_status(std::uint32_t slot) {
   if (slot >= layout::kMaxDevices) return 0;
+  // Pairs with store_release of status in DeviceTransport::write_status().
   return static_cast<std::uint8_t>(ep_.load_acquire<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, status))));
 }
 
@@ -215,15 +223,19 @@ std::uint32_t DriverTransport::broken_queues(std::uint32_t slot) {
 }
 
 std::uint32_t DriverTransport::mailbox_seq() const noexcept {
+  // Pairs with store_release of event_seq in DeviceTransport::bump_mailbox().
   return link_.rc_window().load_acquire<std::uint32_t>(offsetof(layout::RcMailbox, event_seq));
 }
 
 std::uint32_t DriverTransport::table_generation() {
+  // Pairs with store_release of table_generation in DeviceTransport::add_device() and
+  // remove_device().
   return ep_.load_acquire<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)));
 }
 
 bool DriverTransport::epoch_changed() {
-  if (ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch))) != epoch_ ||
+  // Pairs with store_release of epoch in DeviceTransport::restart().
+  if (ep_.load_acquire<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch))) != epoch_ ||
       ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic))) != layout::kEpfMagic) {
     gone_ = true;  // the control region is no longer the one we attached to
   }

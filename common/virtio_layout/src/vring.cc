@@ -14,6 +14,8 @@ Vring::Vring(const VringParams& p) : num_(p.num), p_(p), desc_state_(p.num), num
   // VIRTIO 1.2 §2.7.6: the driver initialises the avail ring; the device owns the used ring.
   p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, 0);
   p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), 0);
+  // Flags and used_event before the index; pairs with load_acquire of the avail idx in
+  // Vringh::pop() and Vringh::pending().
   p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, 0);
 }
 
@@ -146,6 +148,7 @@ bool Vring::enable_cb() {
   }
   // Event store before re-reading the used idx; pairs with hw::mb() in Vringh::need_notify().
   hw::mb();
+  // Pairs with store_release of the used idx in Vringh::complete().
   return p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) == last_used_idx_;
 }
 

@@ -13,6 +13,8 @@ Vringh::Vringh(const VringhParams& p) : num_(p.num), p_(p) {
   assert(layout::queue_size_valid(p.num) && p.space != nullptr);
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, 0);
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), 0);
+  // Flags and avail_event before the index; pairs with load_acquire of the used idx in
+  // Vring::get_used() and Vring::enable_cb().
   p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, 0);
 }
 
@@ -29,6 +31,7 @@ VringDesc Vringh::fetch_desc(const Segment& table, std::uint32_t i) const noexce
 
 std::uint16_t Vringh::pending() const noexcept {
   if (broken_) return 0;
+  // Pairs with store_release of the avail idx in Vring::kick_prepare().
   const auto idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
   return static_cast<std::uint16_t>(idx - last_avail_idx_);
 }

@@ -85,15 +85,17 @@ inline constexpr std::size_t kDefaultWindowSize = std::size_t{1} << 20;  // 1 Mi
 /// Both windows, both views, both address spaces. Not copyable or movable: the views point at
 /// the counters and the address spaces at the views.
 struct LinkWindows {
+  /// `access`: the memory type and access widths every view of both windows is treated as
+  /// (the memory itself is ordinary: the accessor's copies and the strict link model follow it).
   explicit LinkWindows(std::size_t ep_size = kDefaultWindowSize,
-                       std::size_t rc_size = kDefaultWindowSize)
+                       std::size_t rc_size = kDefaultWindowSize, ring::MemoryAccess access = {})
       : ep_mem(ep_size),
         rc_mem(rc_size),
-        dev_ep(layout::WindowId::kEp, ep_mem.bytes(), nullptr),
-        dev_rc(layout::WindowId::kRc, rc_mem.bytes(), &dev_counters),
+        dev_ep(layout::WindowId::kEp, ep_mem.bytes(), nullptr, access),
+        dev_rc(layout::WindowId::kRc, rc_mem.bytes(), &dev_counters, access),
         dev_space(&dev_ep, &dev_rc),
-        drv_ep(layout::WindowId::kEp, ep_mem.bytes(), &drv_counters),
-        drv_rc(layout::WindowId::kRc, rc_mem.bytes(), nullptr),
+        drv_ep(layout::WindowId::kEp, ep_mem.bytes(), &drv_counters, access),
+        drv_rc(layout::WindowId::kRc, rc_mem.bytes(), nullptr, access),
         drv_space(&drv_ep, &drv_rc) {}
   LinkWindows(const LinkWindows&) = delete;
   LinkWindows& operator=(const LinkWindows&) = delete;

@@ -20,12 +20,16 @@ struct CommonOptions {
   std::string board;               // --board FILE (required)
   std::string socket;              // --socket PATH: overrides [loopback] socket
   std::string log_level = "info";  // --log-level
+  bool strict_link = false;        // --strict-link, or VEPF_STRICT_LINK=1 in the environment
 };
 
-/// Adds --board, --socket and --log-level to `cli`, bound to `o`.
+/// Adds --board, --socket, --log-level and --strict-link to `cli`, bound to `o`.
 void add_common_options(CLI::App& cli, CommonOptions& o);
 
-/// Parses argv, creates `loggers`, loads and validates the board config (--socket applied).
+/// Parses argv, creates `loggers`, loads and validates the board config (--socket applied), and
+/// with --strict-link turns the strict link model on: an access to a link window that real
+/// device memory would fault on is logged as critical and aborts the program (SIGABRT), as the
+/// alignment fault of a real arm64 board would end it.
 /// On failure prints why to stderr and returns the exit code to leave with (0 after --help,
 /// kExitUsage for a bad command line or config).
 tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, char** argv, const CommonOptions& o,

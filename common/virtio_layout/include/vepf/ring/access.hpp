@@ -4,21 +4,28 @@
 //   - a load from the peer's window is a non-posted read (a PCIe round trip, ~1 us that stalls);
 //   - a store to the peer's window is a posted write (pipelined, cheap);
 //   - loads and stores to our own window do not cross the link and are not counted.
+// Each window has a memory type (LAYOUT.md §7): the Window picks the copies, barriers and cache
+// maintenance that type needs, and the strict link model checks every access against what real
+// device memory would fault on.
 
+#include <atomic>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "vepf/error.hpp"
 #include "vepf/hw/barrier.hpp"
+#include "vepf/hw/cache.hpp"
+#include "vepf/hw/io_copy.hpp"
 #include "vepf/hw/mmio.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/layout/le.hpp"
 
 namespace vepf::ring {
-
 /// Link-model counters of one side. Plain integers: each side updates its own from one thread.
 struct LinkCounters {
   std::uint64_t nonposted_reads = 0;      // loads from the peer's window (accesses)
@@ -35,21 +42,87 @@ struct LinkCounters {
   }
 };
 
+/// What a window is to the CPU (LAYOUT.md §7 gives each type's source).
+enum class MemoryType : std::uint8_t {
+  kCached,             // ordinary cached memory the peer sees coherently (memfd; coherent SoC RAM)
+  kDevice,             // uncached device memory (arm64 Device-nGnRE/nGnRnE, x86 UC): a BAR through
+                       // VFIO, a range through /dev/mem with O_SYNC. Aligned accesses of allowed
+                       // widths only; no memcpy/memset.
+  kWriteCombining,     // uncached, stores gathered (x86 WC, arm64 Normal-NC): a prefetchable BAR's
+                       // resource<N>_wc. Unaligned accesses allowed; stores weakly ordered (sfence).
+  kCachedNoncoherent,  // cached memory that the peer's PCIe accesses do not snoop: every store is
+                       // cleaned to the point of coherency, every load invalidated first.
+};
+std::string_view to_string(MemoryType t) noexcept;
+
+/// How a window may be accessed: its memory type and the access widths its bus takes (only
+/// meaningful for kDevice and kWriteCombining; cached memory takes every width).
+struct MemoryAccess {
+  MemoryType type = MemoryType::kCached;
+  hw::AccessWidths widths;
+};
+
+/// An access to a window that real device memory would fault on, or that leaves the window.
+struct LinkViolation {
+  enum class Kind : std::uint8_t {
+    kOutOfBounds,     // the access leaves the window
+    kUnaligned,       // a typed access not aligned to its width
+    kTooWide,         // a typed access wider than the widest width the window takes
+    kBulkForbidden,   // the window's bytes handed out (e.g. to a syscall, which uses memcpy) on a
+                      // window whose type forbids plain copies
+    kMisalignedBase,  // a window whose start or size is not a multiple of 8 bytes
+  };
+  Kind kind = Kind::kOutOfBounds;
+  layout::WindowId window{};
+  MemoryType type = MemoryType::kCached;
+  std::size_t off = 0;    // bytes from the window's start
+  std::size_t width = 0;  // bytes of the access
+};
+/// One line for logs and test failures: what, where, which window and type.
+std::string describe(const LinkViolation& v);
+
+/// Called on every violation while the strict link model is on. Must not return normally in a
+/// program (vepf-ep and vepf-host log and abort, as the SIGBUS of real hardware would end them);
+/// tests record a failure and carry on.
+using StrictLinkHandler = void (*)(const LinkViolation&);
+namespace detail {
+inline std::atomic<StrictLinkHandler> strict_link_handler{nullptr};
+}  // namespace detail
+/// Turns the strict link model on (`h` non-null) or off (nullptr), for every Window of the process.
+inline void set_strict_link(StrictLinkHandler h) noexcept {
+  detail::strict_link_handler.store(h, std::memory_order_release);
+}
+inline StrictLinkHandler strict_link() noexcept {
+  return detail::strict_link_handler.load(std::memory_order_relaxed);
+}
+
 /// One window of the link: a byte range this side can reach, either its own memory (local)
 /// or the peer's (remote: every access is counted in `counters`). Offsets are bytes from the
 /// window's start. Accessors expect in-bounds, naturally aligned offsets: callers validate
-/// peer-supplied offsets with check() first (an out-of-bounds offset trips an assert).
+/// peer-supplied offsets with check() first (the strict link model reports any other).
+/// The window's memory must start and end on 8-byte boundaries (page-aligned in practice).
 class Window {
  public:
   Window() = default;
   /// `counters` non-null makes the window remote.
-  Window(layout::WindowId id, std::span<std::byte> mem, LinkCounters* counters) noexcept
-      : id_(id), mem_(mem), counters_(counters) {}
+  Window(layout::WindowId id, std::span<std::byte> mem, LinkCounters* counters, MemoryAccess access = {}) noexcept
+      : id_(id), mem_(mem), counters_(counters), access_(access),
+        plain_copies_(access.type == MemoryType::kCached || access.type == MemoryType::kCachedNoncoherent ||
+                      (access.type == MemoryType::kWriteCombining && access.widths.all())) {
+    if (!mem.empty() && (!hw::aligned(mem.data(), 8) || mem.size() % 8 != 0)) {
+      violation(LinkViolation::Kind::kMisalignedBase, 0, mem.size());
+    }
+  }
 
   layout::WindowId id() const noexcept { return id_; }
   std::size_t size() const noexcept { return mem_.size(); }
   bool remote() const noexcept { return counters_ != nullptr; }
   bool valid() const noexcept { return !mem_.empty(); }
+  const MemoryAccess& access() const noexcept { return access_; }
+  /// True when local_view() may hand out the bytes (cached memory types only).
+  bool viewable() const noexcept {
+    return access_.type == MemoryType::kCached || access_.type == MemoryType::kCachedNoncoherent;
+  }
 
   /// Checks that [off, off+len) lies inside the window (overflow-safe).
   [[nodiscard]] bool contains(std::uint64_t off, std::uint64_t len) const noexcept {
@@ -57,42 +130,90 @@ class Window {
   }
 
   /// Exact-width little-endian accesses. Acquire/release variants order the ring's index
-  /// fields against entries and buffers (pairing documented at each call site).
+  /// fields against entries and buffers (pairing documented at each call site): acquire is the
+  /// load, then dma_rmb(); release is dma_wmb() (wc_wmb() on write-combining memory), then the
+  /// store. A width the window does not take is done through the narrowest allowed aligned
+  /// container around it (a read-modify-write for stores, counted as a read too).
   template <class T>
   T load(std::size_t off) const noexcept {
-    count_read(sizeof(T));
-    return layout::Le<T>::conv(hw::load_relaxed<T>(at(off, sizeof(T))));
+    return layout::Le<T>::conv(raw_load<T, std::memory_order_relaxed>(off));
   }
   template <class T>
   T load_acquire(std::size_t off) const noexcept {
-    count_read(sizeof(T));
-    return layout::Le<T>::conv(hw::load_acquire<T>(at(off, sizeof(T))));
+    const T v = raw_load<T, std::memory_order_acquire>(off);
+    // Later loads from shared memory after this one (outer-shareable on arm64: the peer may be
+    // a PCIe device). Pairs with the dma_wmb() in the peer's store_release().
+    hw::dma_rmb();
+    return layout::Le<T>::conv(v);
   }
   template <class T>
   void store(std::size_t off, T v) noexcept {
-    count_write(sizeof(T));
-    hw::store_relaxed<T>(at(off, sizeof(T)), layout::Le<T>::conv(v));
+    raw_store<T, std::memory_order_relaxed>(off, layout::Le<T>::conv(v));
   }
   template <class T>
   void store_release(std::size_t off, T v) noexcept {
-    count_write(sizeof(T));
-    hw::store_release<T>(at(off, sizeof(T)), layout::Le<T>::conv(v));
+    // Earlier stores before this one, for every observer including a PCIe device (and WC
+    // buffers drained first). Pairs with the dma_rmb() in the peer's load_acquire().
+    if (access_.type == MemoryType::kWriteCombining) {
+      hw::wc_wmb();
+    } else {
+      hw::dma_wmb();
+    }
+    raw_store<T, std::memory_order_release>(off, layout::Le<T>::conv(v));
   }
 
-  /// Bulk copies (one access each, for the link model: a burst).
+  /// Bulk copies (one access each, for the link model: a burst). Plain memcpy on cached
+  /// memory (and write-combining memory that takes every width); aligned accesses of the
+  /// allowed widths on device memory (hw::copy_to_io / copy_from_io).
   void read(std::size_t off, std::span<std::byte> dst) const noexcept {
     count_read(dst.size());
-    if (!dst.empty()) std::memcpy(dst.data(), at(off, dst.size()), dst.size());
+    if (dst.empty() || !check_bulk(off, dst.size())) return;
+    const std::byte* p = at(off, dst.size());
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, dst.size());
+    if (plain_copies_) {
+      std::memcpy(dst.data(), p, dst.size());
+    } else {
+      hw::copy_from_io(dst.data(), p, dst.size(), access_.widths);
+    }
   }
   void write(std::size_t off, std::span<const std::byte> src) noexcept {
     count_write(src.size());
-    if (!src.empty()) std::memcpy(at(off, src.size()), src.data(), src.size());
+    if (src.empty() || !check_bulk(off, src.size())) return;
+    std::byte* p = at(off, src.size());
+    if (plain_copies_) {
+      std::memcpy(p, src.data(), src.size());
+    } else {
+      hw::copy_to_io(p, src.data(), src.size(), access_.widths);
+    }
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_clean(p, src.size());
+  }
+  /// As read() / write(), but always as aligned single-copy-atomic accesses of the allowed
+  /// widths (hw::copy_from_io / copy_to_io), whatever the memory type: for bytes the peer may
+  /// rewrite while they are read (a seqlock's payload: the device config).
+  void read_atomic(std::size_t off, std::span<std::byte> dst) const noexcept {
+    count_read(dst.size());
+    if (dst.empty() || !check_bulk(off, dst.size())) return;
+    const std::byte* p = at(off, dst.size());
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, dst.size());
+    hw::copy_from_io(dst.data(), p, dst.size(), access_.widths);
+  }
+  void write_atomic(std::size_t off, std::span<const std::byte> src) noexcept {
+    count_write(src.size());
+    if (src.empty() || !check_bulk(off, src.size())) return;
+    std::byte* p = at(off, src.size());
+    hw::copy_to_io(p, src.data(), src.size(), access_.widths);
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_clean(p, src.size());
   }
   /// Direct view of our own (local) window's bytes, to hand to a syscall without a copy.
-  /// Never for a remote window: that would hide non-posted reads from the link model.
+  /// Never for a remote window: that would hide non-posted reads from the link model; never
+  /// for a window that is not viewable() (the strict link model reports it): read() instead.
   std::span<const std::byte> local_view(std::size_t off, std::size_t len) const noexcept {
     assert(!remote());
-    return {at(off, len), len};
+    if (!check_bulk(off, len)) return {};
+    const std::byte* p = at(off, len);
+    if (!viewable()) violation(LinkViolation::Kind::kBulkForbidden, off, len);
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, len);
+    return {p, len};
   }
   /// Typed bulk copies of a layout struct.
   template <class S>
@@ -112,6 +233,67 @@ class Window {
     (void)len;
     return mem_.data() + off;
   }
+  // The strict link model's checks. Each returns false after reporting a violation: the
+  // access is then not made (a load reads 0, a store or copy does nothing), so that a test
+  // that goes on after the failure does not fault or trip a sanitizer.
+  bool check_bulk(std::size_t off, std::size_t len) const noexcept {
+    if (strict_link() == nullptr || contains(off, len)) return true;
+    violation(LinkViolation::Kind::kOutOfBounds, off, len);
+    return false;
+  }
+  bool check_typed(std::size_t off, std::size_t width) const noexcept {
+    if (strict_link() == nullptr) return true;
+    if (!contains(off, width)) {
+      violation(LinkViolation::Kind::kOutOfBounds, off, width);
+    } else if (off % width != 0) {
+      violation(LinkViolation::Kind::kUnaligned, off, width);
+    } else if (width > access_.widths.widest() && !plain_copies_) {
+      violation(LinkViolation::Kind::kTooWide, off, width);
+    } else {
+      return true;
+    }
+    return false;
+  }
+  void violation(LinkViolation::Kind kind, std::size_t off, std::size_t width) const noexcept {
+    if (auto h = strict_link()) h(LinkViolation{kind, id_, access_.type, off, width});
+  }
+
+  template <class T, std::memory_order O>
+  T raw_load(std::size_t off) const noexcept {
+    count_read(sizeof(T));
+    if (!check_typed(off, sizeof(T))) return T{};
+    const std::byte* p = at(off, sizeof(T));
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, sizeof(T));
+    const std::size_t w = access_.widths.container_for(sizeof(T));
+    if (plain_copies_ || w == sizeof(T) || w == 0) return hw::load<T, O>(p);
+    // The field through the aligned container of the narrowest width the window takes.
+    const std::size_t skip = off % w;
+    std::byte c[8];
+    hw::load_bytes<O>(p - skip, w, c);
+    T v;
+    std::memcpy(&v, c + skip, sizeof(T));
+    return v;
+  }
+  template <class T, std::memory_order O>
+  void raw_store(std::size_t off, T raw) noexcept {
+    count_write(sizeof(T));
+    if (!check_typed(off, sizeof(T))) return;
+    std::byte* p = at(off, sizeof(T));
+    const std::size_t w = access_.widths.container_for(sizeof(T));
+    if (plain_copies_ || w == sizeof(T) || w == 0) {
+      hw::store<T, O>(p, raw);
+    } else {
+      // Read-modify-write of the container: the layout gives every 64-byte line (and so every
+      // container) one writer, this side, so nothing the peer writes is lost.
+      count_read(w);
+      const std::size_t skip = off % w;
+      std::byte c[8];
+      hw::load_bytes<std::memory_order_relaxed>(p - skip, w, c);
+      std::memcpy(c + skip, &raw, sizeof(T));
+      hw::store_bytes<O>(p - skip, w, c);
+    }
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_clean(p, sizeof(T));
+  }
   void count_read(std::size_t bytes) const noexcept {
     if (counters_) {
       ++counters_->nonposted_reads;
@@ -128,6 +310,8 @@ class Window {
   layout::WindowId id_{};
   std::span<std::byte> mem_;
   LinkCounters* counters_ = nullptr;
+  MemoryAccess access_;
+  bool plain_copies_ = true;
 };
 
 /// A range of a window named by a translated link address.

@@ -1,0 +1,64 @@
+#pragma once
+// Data cache maintenance for cached memory that the peer's PCIe writes and reads do not snoop
+// (memory type "cached-noncoherent"; OpenAMP's metal_cache_flush/metal_cache_invalidate do the
+// same job for remoteproc rings).
+//   arm64: `dc cvac` / `dc civac` per cache line, then `dsb sy` (Arm ARM D7.5.9: data cache
+//          maintenance by VA to the Point of Coherency; Linux lets EL0 issue them with
+//          SCTLR_EL1.UCI set, and CTR_EL0.DminLine gives the line size, readable with UCT set).
+//          `dc ivac` (invalidate without clean) is EL1-only; clean+invalidate is used instead,
+//          which is the same for lines this side never wrote.
+//   x86:   PCIe DMA snoops the caches (Intel SDM vol. 3 §12.1): nothing to do but stop the
+//          compiler.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace vepf::hw {
+
+/// Bytes in the smallest data cache line (arm64: 4 << CTR_EL0.DminLine; elsewhere 64).
+inline std::size_t dcache_line() noexcept {
+#if defined(__aarch64__)
+  std::uint64_t ctr;
+  asm volatile("mrs %0, ctr_el0" : "=r"(ctr));
+  return std::size_t{4} << ((ctr >> 16) & 0xf);
+#else
+  return 64;
+#endif
+}
+
+/// Writes the lines holding [p, p + n) back to the Point of Coherency, so that a peer that does
+/// not snoop reads what this side stored. Completes before returning (`dsb sy`).
+inline void dcache_clean(const void* p, std::size_t n) noexcept {
+#if defined(__aarch64__)
+  if (n == 0) return;
+  const std::size_t line = dcache_line();
+  auto a = reinterpret_cast<std::uintptr_t>(p) & ~(line - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(p) + n;
+  for (; a < end; a += line) asm volatile("dc cvac, %0" ::"r"(a) : "memory");
+  asm volatile("dsb sy" ::: "memory");
+#else
+  (void)p;
+  (void)n;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+/// Cleans and invalidates the lines holding [p, p + n), so that the next loads fetch what a
+/// non-snooping peer wrote to memory. Completes before returning (`dsb sy`).
+inline void dcache_invalidate(const void* p, std::size_t n) noexcept {
+#if defined(__aarch64__)
+  if (n == 0) return;
+  const std::size_t line = dcache_line();
+  auto a = reinterpret_cast<std::uintptr_t>(p) & ~(line - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(p) + n;
+  for (; a < end; a += line) asm volatile("dc civac, %0" ::"r"(a) : "memory");
+  asm volatile("dsb sy" ::: "memory");
+#else
+  (void)p;
+  (void)n;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+}  // namespace vepf::hw
