@@ -28,7 +28,7 @@ mix=build/static-mix
 rm -rf "$mix" && mkdir -p "$mix/ep-firmware" "$mix/host-driver"
 ln -s "$PWD/build/static/ep-firmware/vepf-ep" "$mix/ep-firmware/vepf-ep"
 ln -s "$PWD/build/default/host-driver/vepf-host" "$mix/host-driver/vepf-host"
-tests/integration/link_status_test.sh "$mix"
+VEPF_STRICT_LINK=1 tests/integration/link_status_test.sh "$mix"
 
 echo "== arm64 vepf-ep (cross-built, static) and its unit tests under qemu-aarch64-static"
 cmake --preset arm64 >/dev/null

@@ -32,6 +32,7 @@
 #include "vepf/layout/epf.hpp"
 #include "vepf/platform/loopback.hpp"
 #include "vepf/platform/pci.hpp"
+#include "vepf/platform/window_memory.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace {
@@ -210,7 +211,8 @@ bool EpProgram::backlog() const {
 bool EpProgram::open_link() {
   auto log = spdlog::get("ep");
   if (cfg_.platform == config::Platform::kLoopback) {
-    auto link = platform::LoopbackEp::create(cfg_.loopback.socket, cfg_.link.ep_window_size);
+    auto link = platform::LoopbackEp::create(cfg_.loopback.socket, cfg_.link.ep_window_size,
+                                              platform::memory_access(cfg_.loopback.memory, ring::MemoryType::kCached));
     if (!link) {
       log->error("cannot listen on {}: {}{}", cfg_.loopback.socket, link.error().what,
                  link.error().sys_errno ? std::string(": ") + std::strerror(link.error().sys_errno) : "");

@@ -30,6 +30,7 @@
 #include "vepf/layout/epf.hpp"
 #include "vepf/platform/loopback.hpp"
 #include "vepf/platform/pci.hpp"
+#include "vepf/platform/window_memory.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace {
@@ -117,7 +118,8 @@ bool HostProgram::connect_loopback() {
   const auto deadline = std::chrono::steady_clock::now() + milliseconds(o_.connect_timeout_ms);
   log->info("connecting to the EP at {}", cfg_.loopback.socket);
   while (!quit_) {
-    auto l = platform::LoopbackHost::connect(cfg_.loopback.socket, cfg_.link.rc_window_size, milliseconds(500));
+    auto l = platform::LoopbackHost::connect(cfg_.loopback.socket, cfg_.link.rc_window_size, milliseconds(500),
+                                             platform::memory_access(cfg_.loopback.memory, ring::MemoryType::kCached));
     if (l) {
       loopback_ = std::move(*l);
       link_ = loopback_.get();

@@ -30,6 +30,10 @@ ep_window_size = 8388608
 rc_window_size = 8388608
 [loopback]
 socket = "$sock"
+# Both windows as a BAR that takes 32-bit accesses only (LAYOUT.md §7): every device's data goes
+# through the aligned copies, and the 16-bit ring fields through read-modify-writes of their words.
+memory = "device"
+widths = [4]
 [[device]]
 type = "net"
 [device.net]

@@ -106,6 +106,20 @@ std::string_view to_string(Platform platform) {
   return "unknown";
 }
 
+std::string_view to_string(MemoryType type) {
+  switch (type) {
+    case MemoryType::kCached:
+      return "cached";
+    case MemoryType::kDevice:
+      return "device";
+    case MemoryType::kWriteCombining:
+      return "wc";
+    case MemoryType::kCachedNoncoherent:
+      return "cached-noncoherent";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(DoorbellKind kind) {
   switch (kind) {
     case DoorbellKind::kNone:

@@ -59,10 +59,55 @@ Expected<LoopbackConfig> Reader::read_loopback(const toml::table& root) const {
         "missing required table [loopback] (board.platform = \"loopback\"): add it with "
         "socket = \"/run/vepf/loopback.sock\"");
   }
-  VEPF_CONFIG_CHECK(check_keys(*tbl, "loopback", {"socket"}));
+  VEPF_CONFIG_CHECK(check_keys(*tbl, "loopback", {"socket", "memory", "widths"}));
   VEPF_CONFIG_TRY(socket, required_string(*tbl, "loopback", "socket"));
   VEPF_CONFIG_CHECK(check_socket_path("loopback.socket", socket));
-  return LoopbackConfig{std::move(socket)};
+  VEPF_CONFIG_TRY(memory, read_window_memory(*tbl, "loopback", MemorySource::kLoopback));
+  return LoopbackConfig{std::move(socket), memory};
+}
+
+/// `memory` and `widths` of a window (LAYOUT.md §7), checked against what `from` can map.
+Expected<WindowMemory> Reader::read_window_memory(const toml::table& t, const std::string& path,
+                                                  MemorySource from) const {
+  WindowMemory out;
+  VEPF_CONFIG_TRY(name, get_string(t, path, "memory"));
+  if (name) {
+    VEPF_CONFIG_TRY(type, choose(path + ".memory", *name, kMemoryTypes, "memory type"));
+    const bool cached = type == MemoryType::kCached || type == MemoryType::kCachedNoncoherent;
+    if (from == MemorySource::kVfioBar && cached) {
+      return fail(path + ".memory = " + in_quotes(*name) +
+                  ": VFIO maps a BAR uncached (vfio-pci's mmap uses pgprot_noncached): use memory = \"device\", or "
+                  "\"wc\" for a prefetchable BAR");
+    }
+    if (from == MemorySource::kDevmem && type == MemoryType::kWriteCombining) {
+      return fail(path + ".memory = \"wc\": /dev/mem maps write-combining only for RAM on arm64 (O_SYNC) and never "
+                  "on x86: use memory = \"device\" (or \"cached\" for reserved RAM in the linear map)");
+    }
+    out.type = type;
+  }
+  const toml::node* node = t.get("widths");
+  if (node == nullptr) return out;
+  const std::string wpath = path + ".widths";
+  const auto* list = node->as_array();
+  const char* example = " (bytes), e.g. widths = [4] for a BAR that takes 32-bit accesses only";
+  if (list == nullptr || list->empty()) return fail(wpath + " must be a list of access widths" + std::string(example));
+  if (!out.type || (*out.type != MemoryType::kDevice && *out.type != MemoryType::kWriteCombining)) {
+    return fail(wpath + " is for memory = \"device\" or \"wc\" (cached memory takes every width): set memory "
+                "or remove widths");
+  }
+  std::uint8_t bits = 0;
+  for (const toml::node& e : *list) {
+    const auto w = e.value<std::int64_t>();
+    if (!w || (*w != 1 && *w != 2 && *w != 4 && *w != 8)) {
+      return fail(wpath + " may only hold 1, 2, 4 and 8" + std::string(example));
+    }
+    bits = static_cast<std::uint8_t>(bits | *w);
+  }
+  if ((bits & 4) == 0) {
+    return fail(wpath + " lacks 4: the layout's 32-bit fields need 4-byte accesses; add it, e.g. widths = [4]");
+  }
+  out.widths = bits;
+  return out;
 }
 
 Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, const std::string& where,
@@ -71,6 +116,9 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
   const std::string example = phys ? " = { phys = 0xfe000000 }" : " = { bar = 2, offset = 0 }";
   const toml::node* node = parent.get(key);
   if (node == nullptr) return std::optional<Place>{};
+  // Only the windows take a memory type; the doorbell registers and the peer-ID page are
+  // accessed as single aligned 32-bit words whatever their memory is.
+  const bool window = key == "ep_window" || key == "rc_window";
   const auto* t = node->as_table();
   if (t == nullptr) return fail(path + " must be an inline table: write " + std::string(key) + example);
   Place p;
@@ -80,7 +128,7 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
       return fail(path + " names a BAR, but board.platform = \"devmem\" maps physical addresses: write " +
                   std::string(key) + example);
     }
-    VEPF_CONFIG_CHECK(check_keys(*t, path, {"phys"}));
+    VEPF_CONFIG_CHECK(window ? check_keys(*t, path, {"phys", "memory", "widths"}) : check_keys(*t, path, {"phys"}));
     if (!t->contains("phys")) return fail(path + " has no phys address: write " + std::string(key) + example);
     VEPF_CONFIG_TRY(a, get_integer(*t, path, "phys", 0, 0, kMaxAddress));
     p.phys = static_cast<std::uint64_t>(a);
@@ -89,7 +137,8 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
       return fail(path + " gives a physical address, which only board.platform = \"devmem\" maps for vepf-ep: "
                   "name a BAR instead, e.g. " + std::string(key) + example);
     }
-    VEPF_CONFIG_CHECK(check_keys(*t, path, {"bar", "offset"}));
+    VEPF_CONFIG_CHECK(window ? check_keys(*t, path, {"bar", "offset", "memory", "widths"})
+                             : check_keys(*t, path, {"bar", "offset"}));
     if (!t->contains("bar")) return fail(path + " names no BAR: write " + std::string(key) + example);
     VEPF_CONFIG_TRY(bar, get_integer(*t, path, "bar", 0, 0, 5));
     VEPF_CONFIG_TRY(off, get_integer(*t, path, "offset", 0, 0, kMaxAddress));
@@ -100,6 +149,10 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
   if (at % kPageSize != 0) {
     return fail(path + (phys ? ".phys" : ".offset") + " = " + fmt_hex(at) +
                 " is not page-aligned: use a multiple of 4096");
+  }
+  if (window) {
+    VEPF_CONFIG_TRY(memory, read_window_memory(*t, path, phys ? MemorySource::kDevmem : MemorySource::kVfioBar));
+    p.memory = memory;
   }
   return std::optional<Place>{p};
 }

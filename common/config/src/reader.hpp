@@ -53,6 +53,8 @@ inline constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board fi
 
 inline constexpr std::array kPlatforms{Platform::kLoopback, Platform::kVfio, Platform::kDevmem};
 inline constexpr std::array kDoorbellKinds{DoorbellKind::kNone, DoorbellKind::kIvshmem};
+inline constexpr std::array kMemoryTypes{MemoryType::kCached, MemoryType::kDevice, MemoryType::kWriteCombining,
+                                         MemoryType::kCachedNoncoherent};
 inline constexpr std::int64_t kPageSize = 4096;
 inline constexpr std::int64_t kMaxAddress = std::numeric_limits<std::int64_t>::max();
 inline constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock, DeviceType::kConsole};
@@ -122,6 +124,9 @@ class Reader {
   Expected<GpioConfig> read_gpio(const toml::table& root) const;
   Expected<PciSide> read_pci_side(const toml::table& root, std::string_view side, Platform platform,
                                   const LinkConfig& link) const;
+  /// Where a window's memory comes from, for read_window_memory()'s rules.
+  enum class MemorySource { kLoopback, kVfioBar, kDevmem };
+  Expected<WindowMemory> read_window_memory(const toml::table& t, const std::string& path, MemorySource from) const;
   Expected<std::optional<Place>> read_place(const toml::table& parent, const std::string& where, std::string_view key,
                                             bool phys) const;
   Expected<std::vector<DeviceConfig>> read_devices(const toml::table& root) const;

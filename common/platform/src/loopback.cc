@@ -28,7 +28,9 @@ int ms_left(Clock::time_point deadline) noexcept {
   return static_cast<int>(std::clamp<std::int64_t>(left, 0, INT32_MAX));
 }
 
-bool window_size_ok(std::uint64_t size) noexcept { return size != 0 && size <= kLoopbackMaxWindow; }
+/// Sizes of windows either side creates or accepts: whole 8-byte words (device-memory copies
+/// work in aligned containers of up to 8 bytes: LAYOUT.md §7).
+bool window_size_ok(std::uint64_t size) noexcept { return size != 0 && size <= kLoopbackMaxWindow && size % 8 == 0; }
 
 /// Sends our hello, passing the window's memfd and our signal's eventfd.
 Result<void> send_hello(int sock, LoopbackRole role, const os::SharedMemory& window,
@@ -89,14 +91,16 @@ Result<os::Fd> connect_retrying(const std::string& path, Clock::time_point deadl
 
 // ---- EP side ----
 
-LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, os::Fd listen) noexcept
+LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, os::Fd listen,
+                       ring::MemoryAccess access) noexcept
     : ep_mem_(std::move(ep_mem)),
       doorbell_(std::move(doorbell)),
       listen_(std::move(listen)),
-      ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), nullptr) {}
+      access_(access),
+      ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), nullptr, access) {}
 
 Result<std::unique_ptr<LoopbackEp>> LoopbackEp::create(const std::string& socket_path,
-                                                       std::size_t ep_window_size) {
+                                                       std::size_t ep_window_size, ring::MemoryAccess access) {
   if (!window_size_ok(ep_window_size)) return fail(Errc::kInvalidArgument, "bad EP window size");
   auto mem = os::SharedMemory::create("vepf-ep-window", ep_window_size);
   if (!mem) return tl::unexpected(mem.error());
@@ -105,7 +109,7 @@ Result<std::unique_ptr<LoopbackEp>> LoopbackEp::create(const std::string& socket
   auto listen = os::listen_seqpacket(socket_path);
   if (!listen) return tl::unexpected(listen.error());
   return std::unique_ptr<LoopbackEp>(
-      new LoopbackEp(std::move(*mem), std::move(*doorbell), std::move(*listen)));
+      new LoopbackEp(std::move(*mem), std::move(*doorbell), std::move(*listen), access));
 }
 
 Result<void> LoopbackEp::accept_peer() {
@@ -153,7 +157,7 @@ Result<ring::Window*> LoopbackEp::attach_rc_window(std::uint64_t bus_addr, std::
     return fail(Errc::kOutOfRange,
                 "RC window is not the host's loopback window (bus address 0, its size)");
   }
-  rc_window_ = ring::Window(layout::WindowId::kRc, rc_mem_.bytes(), &counters_);
+  rc_window_ = ring::Window(layout::WindowId::kRc, rc_mem_.bytes(), &counters_, access_);
   return &rc_window_;
 }
 
@@ -168,18 +172,18 @@ Result<void> LoopbackEp::raise_interrupt() {
 // ---- host side ----
 
 LoopbackHost::LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer,
-                           os::SharedMemory ep_mem, os::EventFd doorbell) noexcept
+                           os::SharedMemory ep_mem, os::EventFd doorbell, ring::MemoryAccess access) noexcept
     : rc_mem_(std::move(rc_mem)),
       interrupt_(std::move(interrupt)),
       peer_(std::move(peer)),
       ep_mem_(std::move(ep_mem)),
       doorbell_(std::move(doorbell)),
-      ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), &counters_),
-      rc_window_(layout::WindowId::kRc, rc_mem_.bytes(), nullptr) {}
+      ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), &counters_, access),
+      rc_window_(layout::WindowId::kRc, rc_mem_.bytes(), nullptr, access) {}
 
 Result<std::unique_ptr<LoopbackHost>> LoopbackHost::connect(const std::string& socket_path,
                                                             std::size_t rc_window_size,
-                                                            milliseconds timeout) {
+                                                            milliseconds timeout, ring::MemoryAccess access) {
   if (!window_size_ok(rc_window_size)) return fail(Errc::kInvalidArgument, "bad RC window size");
   const auto deadline = Clock::now() + timeout;
   auto rc_mem = os::SharedMemory::create("vepf-rc-window", rc_window_size);
@@ -198,7 +202,7 @@ Result<std::unique_ptr<LoopbackHost>> LoopbackHost::connect(const std::string& s
   if (!doorbell) return tl::unexpected(doorbell.error());
   return std::unique_ptr<LoopbackHost>(new LoopbackHost(std::move(*rc_mem), std::move(*interrupt),
                                                         std::move(*sock), std::move(*ep_mem),
-                                                        std::move(*doorbell)));
+                                                        std::move(*doorbell), access));
 }
 
 Result<void> LoopbackHost::ring_doorbell() {

@@ -58,7 +58,7 @@ bool IvshmemDoorbell::ring() noexcept {
 // ---- EP ----
 
 PciEp::PciEp(PciParts parts) noexcept
-    : p_(std::move(parts)), ep_window_(layout::WindowId::kEp, p_.ep_window, nullptr) {}
+    : p_(std::move(parts)), ep_window_(layout::WindowId::kEp, p_.ep_window, nullptr, p_.ep_access) {}
 
 Result<std::uint64_t> PciEp::drain_doorbell() { return drain(p_.irq, counters_); }
 
@@ -67,7 +67,7 @@ Result<ring::Window*> PciEp::attach_rc_window(std::uint64_t bus_addr, std::uint6
   if (size == 0 || bus_addr < base || bus_addr - base > avail || size > avail - (bus_addr - base)) {
     return fail(Errc::kOutOfRange, "RC window is not inside the EP's outbound window");
   }
-  rc_window_ = ring::Window(layout::WindowId::kRc, p_.rc_window.subspan(bus_addr - base, size), &counters_);
+  rc_window_ = ring::Window(layout::WindowId::kRc, p_.rc_window.subspan(bus_addr - base, size), &counters_, p_.rc_access);
   return &rc_window_;
 }
 
@@ -80,8 +80,8 @@ Result<void> PciEp::raise_interrupt() {
 
 PciHost::PciHost(PciParts parts) noexcept
     : p_(std::move(parts)),
-      ep_window_(layout::WindowId::kEp, p_.ep_window, &counters_),
-      rc_window_(layout::WindowId::kRc, p_.rc_window, nullptr) {}
+      ep_window_(layout::WindowId::kEp, p_.ep_window, &counters_, p_.ep_access),
+      rc_window_(layout::WindowId::kRc, p_.rc_window, nullptr, p_.rc_access) {}
 
 Result<std::uint64_t> PciHost::drain_interrupt() { return drain(p_.irq, counters_); }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "vepf/platform/pci.hpp"
+#include "vepf/platform/window_memory.hpp"
 #include "vepf/vfio/device.hpp"
 
 namespace vepf::platform {
@@ -33,13 +34,33 @@ std::string mib(std::uint64_t bytes) {
 
 std::string field(PciRole role, const char* key) { return std::string(role == PciRole::kEp ? "ep." : "host.") + key; }
 
-/// The VFIO device and the RC window memory vepf-host allocated (unmapped from the IOMMU by the
-/// device's destructor before the memory goes).
+/// For the description: "; EP window device, RC window cached" (with the widths when limited).
+std::string memory_note(const PciParts& p) {
+  auto one = [](const ring::MemoryAccess& a) {
+    std::string s(ring::to_string(a.type));
+    if (!a.widths.all()) {
+      s += " (";
+      for (std::size_t w = 1; w <= 8; w <<= 1) {
+        if (a.widths.allows(w)) s += std::to_string(w * 8) + (w == a.widths.widest() ? "-bit" : "/");
+      }
+      s += " accesses)";
+    }
+    return s;
+  };
+  return "; EP window " + one(p.ep_access) + ", RC window " + one(p.rc_access);
+}
+
+bool is_wc(const config::Place& p) noexcept { return p.memory.type == config::MemoryType::kWriteCombining; }
+
+/// The VFIO device, the RC window memory vepf-host allocated (unmapped from the IOMMU by the
+/// device's destructor before the memory goes) and the write-combining maps of BAR ranges.
 struct VfioKeep {
   std::unique_ptr<vfio::Device> dev;
   void* rc_mem = nullptr;
   std::size_t rc_size = 0;
+  std::vector<std::pair<void*, std::size_t>> wc_maps;
   ~VfioKeep() {
+    for (auto& [p, n] : wc_maps) ::munmap(p, n);
     dev.reset();
     if (rc_mem != nullptr) ::munmap(rc_mem, rc_size);
   }
@@ -101,16 +122,47 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     return std::span<std::byte>(const_cast<std::byte*>(b.base) + place.offset, size);
   };
 
+  // A window place with memory = "wc": the same BAR range mapped again through sysfs
+  // resource<N>_wc, which the kernel offers for a prefetchable BAR on architectures that can
+  // map PCI memory write-combining (drivers/pci/pci-sysfs.c); VFIO's own mmap is uncached.
+  auto wc_span = [&](const config::Place& place, std::uint64_t size,
+                     const char* key) -> tl::expected<std::span<std::byte>, std::string> {
+    const std::uint64_t bar_size = keep->dev->bar_size(place.bar);
+    if (place.offset > bar_size || size > bar_size - place.offset) {
+      return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) + " does not fit BAR" +
+                  std::to_string(place.bar) + " of " + addr.str() + " (" + mib(bar_size) + ")");
+    }
+    const std::string path = "/sys/bus/pci/devices/" + addr.str() + "/resource" + std::to_string(place.bar) + "_wc";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      return Fail(field(role, key) + ".memory = \"wc\": cannot open " + path + ": " + std::strerror(err) +
+                  (err == ENOENT ? " (only a prefetchable BAR has one): use memory = \"device\"" : ""));
+    }
+    const os::Fd owner(fd);
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(place.offset));
+    if (p == MAP_FAILED) {
+      return Fail(field(role, key) + ".memory = \"wc\": cannot map " + path + ": " + std::strerror(errno));
+    }
+    keep->wc_maps.emplace_back(p, size);
+    return std::span<std::byte>(static_cast<std::byte*>(p), size);
+  };
+  auto window_span = [&](const config::Place& place, std::uint64_t size, const char* key) {
+    return is_wc(place) ? wc_span(place, size, key) : place_span(place, size, key);
+  };
+
   PciParts parts;
-  auto epw = place_span(side.ep_window, link.ep_window_size, "ep_window");
+  auto epw = window_span(side.ep_window, link.ep_window_size, "ep_window");
   if (!epw) return Fail(epw.error());
   parts.ep_window = *epw;
+  parts.ep_access = memory_access(side.ep_window.memory, ring::MemoryType::kDevice);
   parts.rc_window_bus_addr = side.rc_window_bus_addr;
   std::string rc_how;
   if (side.rc_window) {
-    auto rcw = place_span(*side.rc_window, link.rc_window_size, "rc_window");
+    auto rcw = window_span(*side.rc_window, link.rc_window_size, "rc_window");
     if (!rcw) return Fail(rcw.error());
     parts.rc_window = *rcw;
+    parts.rc_access = memory_access(side.rc_window->memory, ring::MemoryType::kDevice);
     rc_how = "RC window in BAR" + std::to_string(side.rc_window->bar);
   } else if (role == PciRole::kHost) {
     void* mem = ::mmap(nullptr, link.rc_window_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -118,6 +170,7 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     keep->rc_mem = mem;
     keep->rc_size = link.rc_window_size;
     parts.rc_window = std::span<std::byte>(static_cast<std::byte*>(mem), link.rc_window_size);
+    parts.rc_access = {ring::MemoryType::kCached, {}};  // our own RAM: VFIO DMA is cache-coherent
     if (auto r = keep->dev->map_dma(parts.rc_window, side.rc_window_bus_addr); !r) {
       return Fail("host.rc_window_bus_addr = " + hex(side.rc_window_bus_addr) + ": " + r.error());
     }
@@ -144,6 +197,7 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
   } else {
     parts.description += ", no doorbell (polling)";
   }
+  parts.description += memory_note(parts);
   parts.keep = std::move(keep);
   return parts;
 }
@@ -154,13 +208,20 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
   if (!side.rc_window) {
     return Fail("ep.rc_window is missing: name the outbound window, e.g. rc_window = { phys = 0xfe800000 }");
   }
-  const int fd = ::open(dev_mem.c_str(), O_RDWR | O_SYNC | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    return Fail("cannot open " + dev_mem + ": " + std::strerror(err) +
-                (err == EACCES || err == EPERM ? ": run vepf-ep as root (CAP_SYS_RAWIO)" : ""));
-  }
-  const os::Fd owner(fd);
+  // Device memory through O_SYNC (uncached: arm64 and x86 phys_mem_access_prot()); cached
+  // memory types through a second descriptor without it, opened only when a window asks.
+  auto open_mem = [&](bool sync) -> tl::expected<os::Fd, std::string> {
+    const int fd = ::open(dev_mem.c_str(), O_RDWR | O_CLOEXEC | (sync ? O_SYNC : 0));
+    if (fd < 0) {
+      const int err = errno;
+      return Fail("cannot open " + dev_mem + ": " + std::strerror(err) +
+                  (err == EACCES || err == EPERM ? ": run vepf-ep as root (CAP_SYS_RAWIO)" : ""));
+    }
+    return os::Fd(fd);
+  };
+  auto sync_fd = open_mem(true);
+  if (!sync_fd) return Fail(sync_fd.error());
+  os::Fd cached_fd;
   const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   auto keep = std::make_shared<DevmemKeep>();
   if (!side.device.empty()) {
@@ -177,6 +238,14 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
                   std::to_string(page) + "-byte page: use a multiple of " + std::to_string(page));
     }
     const std::uint64_t len = (size + page - 1) / page * page;
+    const bool cached = place.memory.type == config::MemoryType::kCached ||
+                        place.memory.type == config::MemoryType::kCachedNoncoherent;
+    if (cached && !cached_fd.valid()) {
+      auto f = open_mem(false);
+      if (!f) return Fail(f.error());
+      cached_fd = std::move(*f);
+    }
+    const int fd = cached ? cached_fd.get() : sync_fd->get();
     void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(place.phys));
     if (p == MAP_FAILED) {
       const int err = errno;
@@ -196,6 +265,8 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
   if (!rcw) return Fail(rcw.error());
   parts.ep_window = *epw;
   parts.rc_window = *rcw;
+  parts.ep_access = memory_access(side.ep_window.memory, ring::MemoryType::kDevice);
+  parts.rc_access = memory_access(side.rc_window->memory, ring::MemoryType::kDevice);
   parts.rc_window_bus_addr = side.rc_window_bus_addr;
   parts.description = "physical memory via " + dev_mem + ": EP window at " + hex(side.ep_window.phys) +
                       ", outbound window at " + hex(side.rc_window->phys);
@@ -212,6 +283,7 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
   } else {
     parts.description += ", no doorbell (polling)";
   }
+  parts.description += memory_note(parts);
   parts.keep = std::move(keep);
   return parts;
 }

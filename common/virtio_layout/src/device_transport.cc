@@ -266,7 +266,7 @@ void DeviceTransport::poll_link() {
     const auto drv_epoch = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)));
     if (drv_epoch != epoch_) {
       result = AckResult::kBadState;
-    } else if (size < layout::kRcMailboxSize || size % 8 != 0) {
+    } else if (size < layout::kRcMailboxSize || size % 8 != 0 || addr % 8 != 0) {
       // LAYOUT.md §2.2: the aligned containers of device-memory copies stay inside the window.
       result = AckResult::kBadOp;
     } else if (auto w = link_.attach_rc_window(addr, size); !w) {

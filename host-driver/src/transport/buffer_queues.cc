@@ -29,8 +29,13 @@ void BufferQueues::refill_rx(std::uint64_t token) {
   (void)rx_->add({}, std::span{&b, 1}, token);
 }
 
-std::span<const std::byte> BufferQueues::rx_view(std::uint64_t token, std::uint32_t len) const noexcept {
-  return t_.link().rc_window().local_view(rx_pool_.off + token * buf_size_, len);
+std::span<const std::byte> BufferQueues::rx_view(std::uint64_t token, std::uint32_t len) const {
+  const ring::Window& rc = t_.link().rc_window();
+  const std::size_t off = rx_pool_.off + token * buf_size_;
+  if (rc.viewable()) return rc.local_view(off, len);
+  rx_copy_.resize(len);
+  rc.read(off, rx_copy_);
+  return rx_copy_;
 }
 
 Result<void> BufferQueues::reclaim_tx() {

@@ -37,8 +37,10 @@ class BufferQueues {
 
   /// Puts receive buffer `token` back on the receive queue.
   void refill_rx(std::uint64_t token);
-  /// The first `len` bytes of receive buffer `token`, read in place (our own window).
-  std::span<const std::byte> rx_view(std::uint64_t token, std::uint32_t len) const noexcept;
+  /// The first `len` bytes of receive buffer `token`: read in place when our window is cached
+  /// memory (Window::viewable()), otherwise copied out of it into a buffer of ours, which stays
+  /// valid until the next call (a syscall must not read device memory with its memcpy).
+  std::span<const std::byte> rx_view(std::uint64_t token, std::uint32_t len) const;
   /// Takes back completed transmit buffers. Errors: kBadRing from the used ring.
   [[nodiscard]] Result<void> reclaim_tx();
   bool tx_full() const noexcept { return tx_free_.empty(); }
@@ -56,6 +58,7 @@ class BufferQueues {
   std::size_t buf_size_ = 0;
   transport::Allocation rx_pool_, tx_pool_;
   std::vector<std::uint16_t> tx_free_;
+  mutable std::vector<std::byte> rx_copy_;  // rx_view()'s copy on a window that is not viewable
 };
 
 }  // namespace vepf::host

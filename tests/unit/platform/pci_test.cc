@@ -226,6 +226,33 @@ TEST_F(Devmem, MapsTheNamedRangesAtTheirPhysicalAddresses) {
   EXPECT_EQ(b, 0x55667788u);
 }
 
+TEST_F(Devmem, WindowsAreDeviceMemoryUnlessTheConfigSaysOtherwise) {
+  auto parts = open_devmem(side_, link_, mem_);
+  ASSERT_TRUE(parts) << parts.error();
+  EXPECT_EQ(parts->ep_access.type, ring::MemoryType::kDevice);
+  EXPECT_EQ(parts->rc_access.type, ring::MemoryType::kDevice);
+  EXPECT_NE(parts->description.find("EP window device, RC window device"), std::string::npos) << parts->description;
+  PciEp ep(std::move(*parts));
+  EXPECT_FALSE(ep.ep_window().viewable());
+
+  auto s = side_;
+  s.ep_window.memory.type = config::MemoryType::kCachedNoncoherent;
+  s.rc_window->memory = {config::MemoryType::kDevice, 4};
+  auto typed = open_devmem(s, link_, mem_);
+  ASSERT_TRUE(typed) << typed.error();
+  EXPECT_EQ(typed->ep_access.type, ring::MemoryType::kCachedNoncoherent);
+  EXPECT_EQ(typed->rc_access.type, ring::MemoryType::kDevice);
+  EXPECT_FALSE(typed->rc_access.widths.allows(8));
+  EXPECT_NE(typed->description.find("RC window device (32-bit accesses)"), std::string::npos) << typed->description;
+  // The RC window takes 32-bit accesses only: a 16-bit field is a read-modify-write of its word.
+  PciEp ep2(std::move(*typed));
+  auto rc = ep2.attach_rc_window(0x800000, 64 << 10);
+  ASSERT_TRUE(rc);
+  (*rc)->store<std::uint32_t>(0x20, 0xaaaabbbb);
+  (*rc)->store<std::uint16_t>(0x22, 0x1234);
+  EXPECT_EQ((*rc)->load<std::uint32_t>(0x20), 0x1234bbbbu);
+}
+
 TEST_F(Devmem, PublishesItsPeerIdAndWithdrawsItAfterUse) {
   auto parts = open_devmem(with_ivshmem(3), link_, mem_);
   ASSERT_TRUE(parts) << parts.error();

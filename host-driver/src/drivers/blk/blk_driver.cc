@@ -268,14 +268,16 @@ void BlockDriver::complete(std::uint16_t tag) {
   Part p = std::move(*in_flight_[tag]);
   in_flight_[tag].reset();
   free_tags_.push_back(tag);
-  const auto status_view = t_.link().rc_window().local_view(tags_rc_.off + std::size_t{tag} * kTagRc, 1);
-  const auto status = static_cast<std::uint8_t>(status_view[0]);
+  const ring::Window& rc = t_.link().rc_window();
+  std::byte status_byte{};
+  rc.read(tags_rc_.off + std::size_t{tag} * kTagRc, std::span{&status_byte, 1});
+  const auto status = static_cast<std::uint8_t>(status_byte);
   int err = 0;
   if (status == VIRTIO_BLK_S_OK) {
     switch (p.type) {
       case VIRTIO_BLK_T_IN: {
-        auto data = t_.link().rc_window().local_view(read_pool_.off + std::size_t{p.buf} * kChunk, p.length);
-        std::memcpy(p.dst, data.data(), p.length);
+        // One copy out of our own window, made as its memory type allows.
+        rc.read(read_pool_.off + std::size_t{p.buf} * kChunk, std::span{p.dst, p.length});
         ++stats_.reads;
         stats_.read_bytes += p.length;
         break;

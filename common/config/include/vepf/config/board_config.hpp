@@ -106,17 +106,38 @@ struct LinkConfig {
   std::uint64_t rc_window_size = 4 << 20;  // same rules
 };
 
+/// What a window is to the CPU (LAYOUT.md §7): "cached", "device", "wc", "cached-noncoherent".
+/// Mirrors vepf::ring::MemoryType, repeated so that the config library does not depend on the
+/// layout library.
+enum class MemoryType { kCached, kDevice, kWriteCombining, kCachedNoncoherent };
+
+/// `memory = "..."` and `widths = [...]` of a window: in a window place of [host]/[ep], or in
+/// [loopback] for both windows.
+struct WindowMemory {
+  /// Unset: the platform's safe default (loopback: cached; a BAR through VFIO and a range
+  /// through /dev/mem: device). VFIO BARs take "device" or "wc" (a prefetchable BAR mapped
+  /// through sysfs resource<N>_wc); /dev/mem ranges "device" (O_SYNC), "cached" or
+  /// "cached-noncoherent" (no O_SYNC: only for reserved RAM in the kernel's linear map).
+  std::optional<MemoryType> type;
+  /// The access widths the window's bus takes, bit k = 2^k bytes (widths = [1, 2, 4, 8]);
+  /// always includes 4 (the layout's 32-bit fields). Only for "device" and "wc".
+  std::uint8_t widths = 0xf;
+};
+
 struct LoopbackConfig {
   std::string socket;  // unix socket path: vepf-ep listens, vepf-host connects; 1..107 chars
+  WindowMemory memory;  // both windows, both sides (a model: the memfds are cached memory)
 };
 
 /// A place in a PCI function's memory: `{ bar = N, offset = O }` in a BAR (VFIO), or
 /// `{ phys = A }` a physical address (devmem). Sizes come from where the place is used.
+/// The EP and RC window places may also say `memory = "..."` and `widths = [...]`.
 struct Place {
   bool is_phys = false;
   std::uint8_t bar = 0;      // 0..5
   std::uint64_t offset = 0;  // bytes into the BAR; a multiple of 4096
   std::uint64_t phys = 0;    // physical address; a multiple of 4096
+  WindowMemory memory;       // ep_window and rc_window only
 };
 
 /// [host] and [ep]: where one side finds its windows and signals on a PCI platform.
@@ -187,11 +208,12 @@ tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view tom
                                                             std::size_t index);
 
 /// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net", "rpmsg", "block", "console",
-/// "tap", "seqpacket", "pty", "program", "socket").
+/// "tap", "seqpacket", "pty", "program", "socket", "cached", "device", "wc", "cached-noncoherent").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DoorbellKind kind);
 std::string_view to_string(DeviceType type);
 std::string_view to_string(BackendKind kind);
 std::string_view to_string(ConsoleBackend backend);
+std::string_view to_string(MemoryType type);
 
 }  // namespace vepf::config

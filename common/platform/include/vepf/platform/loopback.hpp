@@ -12,7 +12,9 @@
 // each side sees the other go away (EOF/HUP).
 //
 // Both windows are ordinary cache-coherent shared memory: no CACHE: flushes and no posted-write
-// ordering quirks apply. Only the link model (the counters) makes them look like PCIe.
+// ordering quirks apply. Only the link model makes them look like PCIe: the counters, and the
+// memory type the windows are treated as ([loopback] memory, default cached), so that the
+// copies and checks of device memory can be exercised on one machine.
 
 #include <chrono>
 #include <cstddef>
@@ -53,11 +55,13 @@ static_assert(sizeof(LoopbackHello) == 16);
 /// The EP side: owns the EP window and the doorbell, listens for the host.
 class LoopbackEp final : public transport::DeviceLink {
  public:
-  /// Creates the EP window (zero-filled), the doorbell eventfd and the listening socket.
-  /// Errors: kInvalidArgument for a window size of 0 or above kLoopbackMaxWindow; those of
-  /// os::listen_seqpacket and os::SharedMemory::create.
+  /// Creates the EP window (zero-filled), the doorbell eventfd and the listening socket. Both
+  /// windows are accessed as `access` says.
+  /// Errors: kInvalidArgument for a window size of 0, above kLoopbackMaxWindow or not a multiple
+  /// of 8; those of os::listen_seqpacket and os::SharedMemory::create.
   [[nodiscard]] static Result<std::unique_ptr<LoopbackEp>> create(const std::string& socket_path,
-                                                                  std::size_t ep_window_size);
+                                                                  std::size_t ep_window_size,
+                                                                  ring::MemoryAccess access = {});
   LoopbackEp(const LoopbackEp&) = delete;  // the windows point at counters_
   LoopbackEp& operator=(const LoopbackEp&) = delete;
 
@@ -93,7 +97,7 @@ class LoopbackEp final : public transport::DeviceLink {
   ring::LinkCounters& counters() override { return counters_; }
 
  private:
-  LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, os::Fd listen) noexcept;
+  LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, os::Fd listen, ring::MemoryAccess access) noexcept;
   Result<void> handshake(os::Fd conn);
 
   os::SharedMemory ep_mem_;
@@ -102,6 +106,7 @@ class LoopbackEp final : public transport::DeviceLink {
   os::Fd peer_;
   os::SharedMemory rc_mem_;
   os::EventFd interrupt_;
+  ring::MemoryAccess access_;
   ring::LinkCounters counters_;
   ring::Window ep_window_;
   ring::Window rc_window_;
@@ -112,13 +117,13 @@ class LoopbackHost final : public transport::DriverLink {
  public:
   /// Creates the RC window (zero-filled) and the interrupt eventfd, connects to `socket_path`
   /// (retrying every 50 ms while the socket is missing or nobody listens) and runs the hello
-  /// exchange, all within `timeout`.
+  /// exchange, all within `timeout`. Both windows are accessed as `access` says.
   /// Errors: kInvalidArgument for a bad window size; kTimeout; kLinkDown when the EP closed the
   /// connection (e.g. another host is connected); kBadLayout / kOutOfRange for a bad hello
   /// or window; kSystem.
   [[nodiscard]] static Result<std::unique_ptr<LoopbackHost>> connect(
       const std::string& socket_path, std::size_t rc_window_size,
-      std::chrono::milliseconds timeout);
+      std::chrono::milliseconds timeout, ring::MemoryAccess access = {});
   LoopbackHost(const LoopbackHost&) = delete;  // ep_window_ points at counters_
   LoopbackHost& operator=(const LoopbackHost&) = delete;
 
@@ -139,7 +144,7 @@ class LoopbackHost final : public transport::DriverLink {
 
  private:
   LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer, os::SharedMemory ep_mem,
-               os::EventFd doorbell) noexcept;
+               os::EventFd doorbell, ring::MemoryAccess access) noexcept;
 
   os::SharedMemory rc_mem_;
   os::EventFd interrupt_;

@@ -81,6 +81,10 @@ struct PciParts {
   /// destructor still writes to the peer-ID page.
   std::shared_ptr<void> keep;
   std::span<std::byte> ep_window;       // link.ep_window_size bytes
+  /// How each window's mapping may be accessed (LAYOUT.md §7): what the config names, else the
+  /// safe default (device for BARs and /dev/mem ranges, cached for vepf-host's own DMA memory).
+  ring::MemoryAccess ep_access{ring::MemoryType::kDevice, {}};
+  ring::MemoryAccess rc_access{ring::MemoryType::kDevice, {}};
   /// Host: the RC window (link.rc_window_size bytes). EP: the outbound window, covering bus
   /// addresses [rc_window_bus_addr, + size).
   std::span<std::byte> rc_window;
