@@ -39,8 +39,11 @@ link=(--iommu --doorbell "$build/tools/vepf-ivshmem-server/vepf-ivshmem-server" 
   --file "$top/scripts/vfio-bind.sh:/usr/bin/vfio-bind.sh"
   --file "$guest/passwd:/etc/passwd" --file "$guest/group:/etc/group" --timeout 240)
 x86=(--file "$build/host-driver/vepf-host:/usr/bin/vepf-host" --file "$(command -v iperf3)")
-run "net across the machines: vepf-ep ($(basename "$(dirname "$(dirname "$ep_bin")")")) on VFIO, vepf-host on VFIO; errors, ping, iperf3, EP restart" \
-  --scenario "$guest/net.sh" --append vepf.mode=vfio --file "$ep_bin:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
+# Every program runs with the strict link model (guest/lib.sh). Window memory beyond the default
+# (device, every width): vepf-host's EP window write-combining here, vepf-ep's windows 32-bit
+# accesses only on the arm64 /dev/mem run (LAYOUT.md §7).
+run "net across the machines: vepf-ep ($(basename "$(dirname "$(dirname "$ep_bin")")")) on VFIO, vepf-host on VFIO with its EP window write-combining; errors, ping, iperf3, EP restart" \
+  --scenario "$guest/net.sh" --append "vepf.mode=vfio vepf.host-wc=1" --file "$ep_bin:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
 run "net across the machines: vepf-ep on /dev/mem (devmem), vepf-host on VFIO; ping, iperf3, EP restart" \
   --scenario "$guest/net.sh" --append vepf.mode=devmem --file "$build/ep-firmware/vepf-ep:/usr/bin/vepf-ep" "${x86[@]}" "${link[@]}"
 # Every device type on one link across the machines (VFIO both sides): rpmsg echo, a 64 MiB block
@@ -57,8 +60,8 @@ if [ -x "$arm_ep" ] && arm_root=$("$top/scripts/qemu/foreign-debs.sh" --arch arm
   arm_link+=(--file-a "$arm_root/usr/bin/iperf3:/usr/bin/iperf3")
   run "net arm64 EP <-> x86-64 RC: vepf-ep (arm64, static) on VFIO under SMMUv3, vepf-host on VFIO; ping, iperf3, EP restart" \
     --scenario "$guest/net.sh" --append vepf.mode=vfio "${arm_link[@]}" "${link[@]}"
-  run "net arm64 EP <-> x86-64 RC: vepf-ep (arm64) on /dev/mem, enabling its function; ping, iperf3, EP restart" \
-    --scenario "$guest/net.sh" --append vepf.mode=devmem "${arm_link[@]}" "${link[@]}"
+  run "net arm64 EP <-> x86-64 RC: vepf-ep (arm64) on /dev/mem, enabling its function, windows 32-bit accesses only; ping, iperf3, EP restart" \
+    --scenario "$guest/net.sh" --append "vepf.mode=devmem vepf.ep-widths=4" "${arm_link[@]}" "${link[@]}"
 else
   echo "hil: no arm64 EP: $arm_ep missing (cmake --preset arm64 && cmake --build --preset arm64) or no iperf3:arm64"
   failed+=("net arm64 EP <-> x86-64 RC")

@@ -26,6 +26,10 @@ wait_word() {
 
 # ---- the link scenarios (net.sh, devices.sh): vepf-ep on machine a, vepf-host on machine b
 
+# Both programs run with the strict link model: an access to a window that real device memory
+# would fault on (QEMU's TCG never faults) aborts the program, and the scenario fails.
+export VEPF_STRICT_LINK=1
+
 say() { echo "vepf-rig: $ROLE: $*"; }
 
 # This machine's program, its TAP interface and the addresses on the link.
@@ -75,6 +79,13 @@ wait_path() {
     i=$((i + 1)); [ $i -le $(($2 * 10)) ] || fail "no $1 after $2 s"
     sleep 0.1
   done
+}
+
+# Adds `$4` (e.g. memory = "wc") to the window places `$3` (a regex: ep, rc or (ep|rc)) of
+# section [$2] of board file $1, in place.
+window_keys() {
+  awk -v sec="[$2]" -v which="^$3_window = [{]" -v keys="$4" '/^\[/ { in_sec = (index($0, sec) == 1) }
+    in_sec && $0 ~ which { sub(/ *[}]/, ", " keys " }") } { print }' "$1" >"$1.new" && mv "$1.new" "$1"
 }
 
 # Writes /etc/board.toml with [ep] device = "$1" (a BDF) to stdout: the EP names its function

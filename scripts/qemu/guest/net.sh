@@ -2,9 +2,18 @@
 # function, through VFIO, or with vepf.mode=devmem through /dev/mem at the BAR's physical
 # address); machine b is the RC (vepf-host through VFIO). Then: ping both ways and one iperf3
 # run b -> a over the link. Prints its figures as "vepf-rig: ROLE: ..." lines.
+# Window memory (LAYOUT.md §7), beyond the safe default (device memory, every width):
+# vepf.ep-widths=4 gives vepf-ep's windows 32-bit accesses only; vepf.host-wc=1 maps vepf-host's
+# EP window write-combining (the BAR's sysfs resource2_wc).
 . /etc/rig-lib.sh
-mode=vfio
-for a in $(cat /proc/cmdline); do case $a in vepf.mode=*) mode=${a#vepf.mode=} ;; esac; done
+mode=vfio ep_widths= host_wc=
+for a in $(cat /proc/cmdline); do
+  case $a in
+    vepf.mode=*) mode=${a#vepf.mode=} ;;
+    vepf.ep-widths=*) ep_widths=${a#vepf.ep-widths=} ;;
+    vepf.host-wc=*) host_wc=${a#vepf.host-wc=} ;;
+  esac
+done
 d=$(pci_find 0x1af4 0x1110) || { say "no ivshmem function"; exit 1; }
 bdf=$(basename "$d")
 mkdir -p /run/vepf
@@ -75,6 +84,17 @@ client() {  # SECONDS
     sleep 1
   done
 }
+
+if [ "$ROLE" = a ] && [ -n "$ep_widths" ]; then
+  [ "$board" = /tmp/board.toml ] || cp "$board" /tmp/board.toml
+  board=/tmp/board.toml
+  window_keys "$board" ep "(ep|rc)" "memory = \"device\", widths = [$ep_widths]"
+fi
+if [ "$ROLE" = b ] && [ -n "$host_wc" ]; then
+  cp "$board" /tmp/board.toml
+  board=/tmp/board.toml
+  window_keys "$board" host ep "memory = \"wc\""
+fi
 
 start
 say "$(grep -m1 -oE '(vfio|devmem) platform: .*|EP function: .*' /tmp/$prog.log)"

@@ -179,8 +179,8 @@ class Devmem : public ::testing::Test {
     std::filesystem::resize_file(mem_, 1 << 20);  // 1 MiB of "physical memory"
     link_.ep_window_size = 64 << 10;
     link_.rc_window_size = 64 << 10;
-    side_.ep_window = {.is_phys = true, .phys = 0x10000};
-    side_.rc_window = config::Place{.is_phys = true, .phys = 0x40000};
+    side_.ep_window = {.is_phys = true, .phys = 0x10000, .memory = {}};
+    side_.rc_window = config::Place{.is_phys = true, .phys = 0x40000, .memory = {}};
     side_.rc_window_bus_addr = 0x800000;
   }
   /// side_ with an ivshmem doorbell: the "register page" at physical 0 (its IVPosition set to
@@ -191,8 +191,8 @@ class Devmem : public ::testing::Test {
     f.write(reinterpret_cast<const char*>(&ivposition), 4);
     auto s = side_;
     s.doorbell = config::DoorbellKind::kIvshmem;
-    s.doorbell_regs = {.is_phys = true, .phys = 0};
-    s.peer_ids = {.is_phys = true, .phys = 0x80000};
+    s.doorbell_regs = {.is_phys = true, .phys = 0, .memory = {}};
+    s.peer_ids = {.is_phys = true, .phys = 0x80000, .memory = {}};
     return s;
   }
   std::vector<char> read_mem() {
@@ -319,7 +319,7 @@ TEST_F(Devmem, RefusesWhatTheConfigDoesNotNameProperly) {
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().find("ep.ep_window.phys = 0x10800 is not aligned to the"), std::string::npos) << e.error();
   s = side_;
-  s.rc_window = config::Place{.bar = 2};
+  s.rc_window = config::Place{.bar = 2, .memory = {}};
   e = open_devmem(s, link_, mem_);
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().find("ep.rc_window names a BAR"), std::string::npos) << e.error();
@@ -336,8 +336,8 @@ TEST_F(Devmem, RefusesWhatTheConfigDoesNotNameProperly) {
 TEST(Vfio, ErrorsSayWhatIsWrong) {
   config::LinkConfig link;
   config::PciSide side;
-  side.ep_window = {.bar = 2, .offset = 0};
-  side.rc_window = config::Place{.bar = 2, .offset = 0x400000};
+  side.ep_window = {.bar = 2, .offset = 0, .memory = {}};
+  side.rc_window = config::Place{.bar = 2, .offset = 0x400000, .memory = {}};
   int calls = 0;
   PciFinder finder = [&](const vfio::PciMatch& m) -> tl::expected<vfio::PciAddress, std::string> {
     ++calls;

@@ -62,7 +62,9 @@ TEST(IoStep, EveryAccessIsAlignedAllowedAndTheyCoverTheCopyInOrder) {
           ASSERT_LE(s.skip + s.bytes, s.width);
           ASSERT_LE(s.bytes, left);
           // A window that takes bytes never needs a container wider than the copy.
-          if (w.allows(1)) EXPECT_TRUE(s.skip == 0 && s.bytes == s.width);
+          if (w.allows(1)) {
+            EXPECT_TRUE(s.skip == 0 && s.bytes == s.width);
+          }
           at += s.bytes;
           left -= s.bytes;
         }
