@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "vepf/hw/barrier.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/layout/le.hpp"
 
@@ -51,6 +52,11 @@ bool IvshmemDoorbell::ring() noexcept {
   const std::uint32_t w = Le32::conv(*word(ids_, peer));
   if ((w & kPeerIdValid) == 0) return false;
   const std::uint32_t id = w & 0xffff;
+  // Every store to the windows before the signal, write-combining buffers drained too (an
+  // uncached register write may pass WC stores on x86): pairs with the acquire load of the avail
+  // idx or ack in the peer's Vringh::pop() / DeviceTransport::poll_device() after it takes the
+  // signal.
+  hw::wc_wmb();
   *reinterpret_cast<volatile std::uint32_t*>(regs_ + kIvshmemDoorbell) = Le32::conv((id << 16) | vector_);
   return true;
 }

@@ -2,6 +2,7 @@
 #include "vepf/hw/io_copy.hpp"
 
 #include <cstring>
+#include <type_traits>
 
 #include "vepf/hw/mmio.hpp"
 
@@ -46,52 +47,49 @@ void load_run(std::size_t width, std::byte* dst, const std::byte* src, std::size
   }
 }
 
-}  // namespace
-
-void copy_to_io(std::byte* dst, const std::byte* src, std::size_t n, AccessWidths w) noexcept {
+/// The copy loop of both directions: `io` is the device memory, `mem` ordinary memory; a const
+/// `Mem` copies to device memory, a const `Io` from it.
+template <class Io, class Mem>
+void copy(Io* io, Mem* mem, std::size_t n, AccessWidths w) noexcept {
+  constexpr bool kToIo = std::is_const_v<Mem>;
   const std::size_t widest = w.widest();
   while (n > 0) {
-    const IoStep s = io_step(address(dst), n, w);
+    const IoStep s = io_step(address(io), n, w);
+    std::size_t done = s.bytes;
     if (s.bytes == s.width) {
       // Aligned and allowed. Once the widest width is reached, stay with it to the tail.
-      const std::size_t run = s.width == widest ? n / widest * widest : s.width;
-      store_run(s.width, dst, src, run);
-      dst += run;
-      src += run;
-      n -= run;
-      continue;
+      done = s.width == widest ? n / widest * widest : s.width;
+      if constexpr (kToIo) {
+        store_run(s.width, io, mem, done);
+      } else {
+        load_run(s.width, mem, io, done);
+      }
+    } else {
+      // The aligned container around a misaligned head or a short tail: loaded whole, and for
+      // a store merged and written back (a read-modify-write).
+      std::byte tmp[8];
+      load_bytes<kRelaxed>(io - s.skip, s.width, tmp);
+      if constexpr (kToIo) {
+        std::memcpy(tmp + s.skip, mem, s.bytes);
+        store_bytes<kRelaxed>(io - s.skip, s.width, tmp);
+      } else {
+        std::memcpy(mem, tmp + s.skip, s.bytes);
+      }
     }
-    // Read-modify-write of the aligned container around a misaligned head or a short tail.
-    std::byte* c = dst - s.skip;
-    std::byte tmp[8];
-    load_bytes<kRelaxed>(c, s.width, tmp);
-    std::memcpy(tmp + s.skip, src, s.bytes);
-    store_bytes<kRelaxed>(c, s.width, tmp);
-    dst += s.bytes;
-    src += s.bytes;
-    n -= s.bytes;
+    io += done;
+    mem += done;
+    n -= done;
   }
 }
 
+}  // namespace
+
+void copy_to_io(std::byte* dst, const std::byte* src, std::size_t n, AccessWidths w) noexcept {
+  copy(dst, src, n, w);
+}
+
 void copy_from_io(std::byte* dst, const std::byte* src, std::size_t n, AccessWidths w) noexcept {
-  const std::size_t widest = w.widest();
-  while (n > 0) {
-    const IoStep s = io_step(address(src), n, w);
-    if (s.bytes == s.width) {
-      const std::size_t run = s.width == widest ? n / widest * widest : s.width;
-      load_run(s.width, dst, src, run);
-      dst += run;
-      src += run;
-      n -= run;
-      continue;
-    }
-    std::byte tmp[8];
-    load_bytes<kRelaxed>(src - s.skip, s.width, tmp);
-    std::memcpy(dst, tmp + s.skip, s.bytes);
-    dst += s.bytes;
-    src += s.bytes;
-    n -= s.bytes;
-  }
+  copy(src, dst, n, w);
 }
 
 }  // namespace vepf::hw

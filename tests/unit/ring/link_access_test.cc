@@ -233,12 +233,7 @@ class RingOverMemoryType : public ::testing::TestWithParam<MemoryAccess> {};
 
 TEST_P(RingOverMemoryType, OddLengthsAtOddOffsetsComeBackIntact) {
   LinkWindows w(kDefaultWindowSize, kDefaultWindowSize, GetParam());
-  RingOptions o;
-  o.num = 16;
-  o.event_idx = true;
-  o.indirect = true;
-  o.driver_indirect_pool = true;
-  RingPair r(w, o);
+  RingPair r(w, traffic_ring());
   for (std::uint32_t i = 0; i < 64; ++i) {
     const std::size_t len = 1 + (i * 37) % 203;
     const std::size_t out_off = r.ep_data_off + 1 + (i % 7);  // odd and unaligned on purpose

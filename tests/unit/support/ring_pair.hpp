@@ -27,6 +27,17 @@ struct RingOptions {
   bool make_driver = true;  // construct a Vring (false: the test plays the driver by hand)
 };
 
+/// A ring of 16 entries with EVENT_IDX and indirect tables (the driver using its pool): what
+/// the tests that carry real traffic over it use.
+inline RingOptions traffic_ring() {
+  RingOptions o;
+  o.num = 16;
+  o.event_idx = true;
+  o.indirect = true;
+  o.driver_indirect_pool = true;
+  return o;
+}
+
 constexpr std::size_t align_up(std::size_t v, std::size_t a) noexcept {
   return (v + a - 1) & ~(a - 1);
 }

@@ -112,12 +112,7 @@ class RingThreads : public ::testing::TestWithParam<ring::MemoryAccess> {};
 
 TEST_P(RingThreads, EveryMessageComesBackOnceInOrderAndIntact) {
   LinkWindows w(kDefaultWindowSize, kDefaultWindowSize, GetParam());
-  RingOptions o;
-  o.num = 16;
-  o.event_idx = true;
-  o.indirect = true;
-  o.driver_indirect_pool = true;
-  RingPair r(w, o);
+  RingPair r(w, traffic_ring());
   constexpr std::uint32_t kMessages = 20000;
   constexpr std::size_t kSlot = 256;  // bytes per message slot, each window
   const std::uint16_t num = r.num();

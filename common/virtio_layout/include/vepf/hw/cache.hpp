@@ -27,38 +27,47 @@ inline std::size_t dcache_line() noexcept {
 #endif
 }
 
-/// Writes the lines holding [p, p + n) back to the Point of Coherency, so that a peer that does
-/// not snoop reads what this side stored. Completes before returning (`dsb sy`).
-inline void dcache_clean(const void* p, std::size_t n) noexcept {
+/// Calls `op(address)` for each cache line holding [p, p + n), then waits for the maintenance
+/// to complete (`dsb sy`). Elsewhere than arm64 only a compiler barrier.
+template <class Op>
+void for_each_dcache_line(const void* p, std::size_t n, Op op) noexcept {
 #if defined(__aarch64__)
   if (n == 0) return;
   const std::size_t line = dcache_line();
   auto a = reinterpret_cast<std::uintptr_t>(p) & ~(line - 1);
   const auto end = reinterpret_cast<std::uintptr_t>(p) + n;
-  for (; a < end; a += line) asm volatile("dc cvac, %0" ::"r"(a) : "memory");
+  for (; a < end; a += line) op(a);
   asm volatile("dsb sy" ::: "memory");
 #else
   (void)p;
   (void)n;
+  (void)op;
   std::atomic_signal_fence(std::memory_order_seq_cst);
 #endif
 }
 
-/// Cleans and invalidates the lines holding [p, p + n), so that the next loads fetch what a
-/// non-snooping peer wrote to memory. Completes before returning (`dsb sy`).
-inline void dcache_invalidate(const void* p, std::size_t n) noexcept {
+/// Writes the lines holding [p, p + n) back to the Point of Coherency, so that a peer that does
+/// not snoop reads what this side stored.
+inline void dcache_clean(const void* p, std::size_t n) noexcept {
+  for_each_dcache_line(p, n, [](std::uintptr_t a) {
 #if defined(__aarch64__)
-  if (n == 0) return;
-  const std::size_t line = dcache_line();
-  auto a = reinterpret_cast<std::uintptr_t>(p) & ~(line - 1);
-  const auto end = reinterpret_cast<std::uintptr_t>(p) + n;
-  for (; a < end; a += line) asm volatile("dc civac, %0" ::"r"(a) : "memory");
-  asm volatile("dsb sy" ::: "memory");
+    asm volatile("dc cvac, %0" ::"r"(a) : "memory");
 #else
-  (void)p;
-  (void)n;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+    (void)a;
 #endif
+  });
+}
+
+/// Cleans and invalidates the lines holding [p, p + n), so that the next loads fetch what a
+/// non-snooping peer wrote to memory.
+inline void dcache_invalidate(const void* p, std::size_t n) noexcept {
+  for_each_dcache_line(p, n, [](std::uintptr_t a) {
+#if defined(__aarch64__)
+    asm volatile("dc civac, %0" ::"r"(a) : "memory");
+#else
+    (void)a;
+#endif
+  });
 }
 
 }  // namespace vepf::hw
