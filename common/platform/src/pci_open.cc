@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "vepf/platform/pci.hpp"
@@ -53,14 +54,14 @@ std::string memory_note(const PciParts& p) {
 bool is_wc(const config::Place& p) noexcept { return p.memory.type == config::MemoryType::kWriteCombining; }
 
 /// The VFIO device, the RC window memory vepf-host allocated (unmapped from the IOMMU by the
-/// device's destructor before the memory goes) and the write-combining maps of BAR ranges.
+/// device's destructor before the memory goes) and the BAR ranges mapped through sysfs.
 struct VfioKeep {
   std::unique_ptr<vfio::Device> dev;
   void* rc_mem = nullptr;
   std::size_t rc_size = 0;
-  std::vector<std::pair<void*, std::size_t>> wc_maps;
+  std::vector<std::pair<void*, std::size_t>> sysfs_maps;
   ~VfioKeep() {
-    for (auto& [p, n] : wc_maps) ::munmap(p, n);
+    for (auto& [p, n] : sysfs_maps) ::munmap(p, n);
     dev.reset();
     if (rc_mem != nullptr) ::munmap(rc_mem, rc_size);
   }
@@ -122,44 +123,55 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     return std::span<std::byte>(const_cast<std::byte*>(b.base) + place.offset, size);
   };
 
-  // A window place with memory = "wc": the same BAR range mapped again through sysfs
-  // resource<N>_wc, which the kernel offers for a prefetchable BAR on architectures that can
-  // map PCI memory write-combining (drivers/pci/pci-sysfs.c); VFIO's own mmap is uncached.
-  auto wc_span = [&](const config::Place& place, std::uint64_t size,
-                     const char* key) -> tl::expected<std::span<std::byte>, std::string> {
+  // A window with memory = "wc": its BAR range mapped through sysfs resource<N>_wc, which the
+  // kernel offers for a prefetchable BAR on architectures that can map PCI memory
+  // write-combining (drivers/pci/pci-sysfs.c); VFIO's own mmap is uncached. Every other place in
+  // that BAR goes through sysfs resource<N> too: the first VFIO mmap of a BAR claims it
+  // (vfio-pci requests its region), and with CONFIG_IO_STRICT_DEVMEM a claim revokes the sysfs
+  // mappings of the range (a later access is SIGBUS) and refuses new ones.
+  std::set<unsigned> sysfs_bars;
+  for (const config::Place* p : {&side.ep_window, side.rc_window ? &*side.rc_window : nullptr}) {
+    if (p != nullptr && is_wc(*p)) sysfs_bars.insert(p->bar);
+  }
+  auto sysfs_span = [&](const config::Place& place, std::uint64_t size,
+                        const char* key) -> tl::expected<std::span<std::byte>, std::string> {
     const std::uint64_t bar_size = keep->dev->bar_size(place.bar);
     if (place.offset > bar_size || size > bar_size - place.offset) {
       return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) + " does not fit BAR" +
                   std::to_string(place.bar) + " of " + addr.str() + " (" + mib(bar_size) + ")");
     }
-    const std::string path = "/sys/bus/pci/devices/" + addr.str() + "/resource" + std::to_string(place.bar) + "_wc";
+    const std::string path = "/sys/bus/pci/devices/" + addr.str() + "/resource" + std::to_string(place.bar) +
+                             (is_wc(place) ? "_wc" : "");
+    const std::string why = "BAR" + std::to_string(place.bar) + " holds a memory = \"wc\" window";
     const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       const int err = errno;
-      return Fail(field(role, key) + ".memory = \"wc\": cannot open " + path + ": " + std::strerror(err) +
-                  (err == ENOENT ? " (only a prefetchable BAR has one): use memory = \"device\"" : ""));
+      return Fail(field(role, key) + ": " + why + ": cannot open " + path + ": " + std::strerror(err) +
+                  (err == ENOENT ? " (only a prefetchable BAR has resource<N>_wc): use memory = \"device\"" : ""));
     }
     const os::Fd owner(fd);
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(place.offset));
     if (p == MAP_FAILED) {
-      return Fail(field(role, key) + ".memory = \"wc\": cannot map " + path + ": " + std::strerror(errno));
+      const int err = errno;
+      return Fail(field(role, key) + ": " + why + ": cannot map " + path + ": " + std::strerror(err) +
+                  (err == EINVAL ? " (the BAR is claimed, e.g. by another VFIO user): use memory = \"device\"" : ""));
     }
-    keep->wc_maps.emplace_back(p, size);
+    keep->sysfs_maps.emplace_back(p, size);
     return std::span<std::byte>(static_cast<std::byte*>(p), size);
   };
-  auto window_span = [&](const config::Place& place, std::uint64_t size, const char* key) {
-    return is_wc(place) ? wc_span(place, size, key) : place_span(place, size, key);
+  auto span_of = [&](const config::Place& place, std::uint64_t size, const char* key) {
+    return sysfs_bars.count(place.bar) ? sysfs_span(place, size, key) : place_span(place, size, key);
   };
 
   PciParts parts;
-  auto epw = window_span(side.ep_window, link.ep_window_size, "ep_window");
+  auto epw = span_of(side.ep_window, link.ep_window_size, "ep_window");
   if (!epw) return Fail(epw.error());
   parts.ep_window = *epw;
   parts.ep_access = memory_access(side.ep_window.memory, ring::MemoryType::kDevice);
   parts.rc_window_bus_addr = side.rc_window_bus_addr;
   std::string rc_how;
   if (side.rc_window) {
-    auto rcw = window_span(*side.rc_window, link.rc_window_size, "rc_window");
+    auto rcw = span_of(*side.rc_window, link.rc_window_size, "rc_window");
     if (!rcw) return Fail(rcw.error());
     parts.rc_window = *rcw;
     parts.rc_access = memory_access(side.rc_window->memory, ring::MemoryType::kDevice);
@@ -180,9 +192,9 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
   }
   parts.description = addr.str() + " via VFIO (IOMMU group " + std::to_string(target->group) + "), " + rc_how;
   if (side.doorbell == config::DoorbellKind::kIvshmem) {
-    auto regs = place_span(side.doorbell_regs, kIvshmemRegsSize, "doorbell_regs");
+    auto regs = span_of(side.doorbell_regs, kIvshmemRegsSize, "doorbell_regs");
     if (!regs) return Fail(regs.error());
-    auto ids = place_span(side.peer_ids, 4096, "peer_ids");
+    auto ids = span_of(side.peer_ids, 4096, "peer_ids");
     if (!ids) return Fail(ids.error());
     auto irqs = keep->dev->enable_msi(side.vector + 1);
     if (!irqs) return Fail(addr.str() + ": " + irqs.error() + " (" + field(role, "vector") + " = " + std::to_string(side.vector) + ")");

@@ -99,7 +99,7 @@ inline StrictLinkHandler strict_link() noexcept {
 /// One window of the link: a byte range this side can reach, either its own memory (local)
 /// or the peer's (remote: every access is counted in `counters`). Offsets are bytes from the
 /// window's start. Accessors expect in-bounds, naturally aligned offsets: callers validate
-/// peer-supplied offsets with check() first (the strict link model reports any other).
+/// peer-supplied offsets with contains() first (the strict link model reports any other).
 /// The window's memory must start and end on 8-byte boundaries (page-aligned in practice).
 class Window {
  public:
