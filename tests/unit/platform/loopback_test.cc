@@ -325,6 +325,15 @@ TEST_F(BadHello, WindowSizeDifferentFromTheMemfdIsRefused) {
   expect_refused(h, 2, Errc::kOutOfRange);
   h.window_size = 0;
   expect_refused(h, 2, Errc::kOutOfRange);
+  // Not whole 8-byte words (device-memory copies work in aligned containers of up to 8 bytes).
+  h.window_size = kRcSize - 4;
+  expect_refused(h, 2, Errc::kOutOfRange);
+}
+
+TEST(LoopbackWindows, SizesInWholeWordsOnly) {
+  auto ep = LoopbackEp::create("/tmp/vepf-unused.sock", 65536 + 4);
+  ASSERT_FALSE(ep);
+  EXPECT_EQ(ep.error().code, Errc::kInvalidArgument);
 }
 
 TEST_F(BadHello, GoodHelloIsAccepted) {  // the fixture itself can produce a valid hello

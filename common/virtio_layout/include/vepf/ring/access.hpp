@@ -165,45 +165,13 @@ class Window {
   /// Bulk copies (one access each, for the link model: a burst). Plain memcpy on cached
   /// memory (and write-combining memory that takes every width); aligned accesses of the
   /// allowed widths on device memory (hw::copy_to_io / copy_from_io).
-  void read(std::size_t off, std::span<std::byte> dst) const noexcept {
-    count_read(dst.size());
-    if (dst.empty() || !check_bulk(off, dst.size())) return;
-    const std::byte* p = at(off, dst.size());
-    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, dst.size());
-    if (plain_copies_) {
-      std::memcpy(dst.data(), p, dst.size());
-    } else {
-      hw::copy_from_io(dst.data(), p, dst.size(), access_.widths);
-    }
-  }
-  void write(std::size_t off, std::span<const std::byte> src) noexcept {
-    count_write(src.size());
-    if (src.empty() || !check_bulk(off, src.size())) return;
-    std::byte* p = at(off, src.size());
-    if (plain_copies_) {
-      std::memcpy(p, src.data(), src.size());
-    } else {
-      hw::copy_to_io(p, src.data(), src.size(), access_.widths);
-    }
-    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_clean(p, src.size());
-  }
+  void read(std::size_t off, std::span<std::byte> dst) const noexcept { copy_out(off, dst, plain_copies_); }
+  void write(std::size_t off, std::span<const std::byte> src) noexcept { copy_in(off, src, plain_copies_); }
   /// As read() / write(), but always as aligned single-copy-atomic accesses of the allowed
   /// widths (hw::copy_from_io / copy_to_io), whatever the memory type: for bytes the peer may
   /// rewrite while they are read (a seqlock's payload: the device config).
-  void read_atomic(std::size_t off, std::span<std::byte> dst) const noexcept {
-    count_read(dst.size());
-    if (dst.empty() || !check_bulk(off, dst.size())) return;
-    const std::byte* p = at(off, dst.size());
-    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, dst.size());
-    hw::copy_from_io(dst.data(), p, dst.size(), access_.widths);
-  }
-  void write_atomic(std::size_t off, std::span<const std::byte> src) noexcept {
-    count_write(src.size());
-    if (src.empty() || !check_bulk(off, src.size())) return;
-    std::byte* p = at(off, src.size());
-    hw::copy_to_io(p, src.data(), src.size(), access_.widths);
-    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_clean(p, src.size());
-  }
+  void read_atomic(std::size_t off, std::span<std::byte> dst) const noexcept { copy_out(off, dst, false); }
+  void write_atomic(std::size_t off, std::span<const std::byte> src) noexcept { copy_in(off, src, false); }
   /// Direct view of our own (local) window's bytes, to hand to a syscall without a copy.
   /// Never for a remote window: that would hide non-posted reads from the link model; never
   /// for a window that is not viewable() (the strict link model reports it): read() instead.
@@ -232,6 +200,30 @@ class Window {
     assert(contains(off, len));
     (void)len;
     return mem_.data() + off;
+  }
+  // The bulk copies: memcpy when `plain`, else the device-memory copies; cache maintenance
+  // around them on non-coherent cached memory.
+  void copy_out(std::size_t off, std::span<std::byte> dst, bool plain) const noexcept {
+    count_read(dst.size());
+    if (dst.empty() || !check_bulk(off, dst.size())) return;
+    const std::byte* p = at(off, dst.size());
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, dst.size());
+    if (plain) {
+      std::memcpy(dst.data(), p, dst.size());
+    } else {
+      hw::copy_from_io(dst.data(), p, dst.size(), access_.widths);
+    }
+  }
+  void copy_in(std::size_t off, std::span<const std::byte> src, bool plain) noexcept {
+    count_write(src.size());
+    if (src.empty() || !check_bulk(off, src.size())) return;
+    std::byte* p = at(off, src.size());
+    if (plain) {
+      std::memcpy(p, src.data(), src.size());
+    } else {
+      hw::copy_to_io(p, src.data(), src.size(), access_.widths);
+    }
+    if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_clean(p, src.size());
   }
   // The strict link model's checks. Each returns false after reporting a violation: the
   // access is then not made (a load reads 0, a store or copy does nothing), so that a test
