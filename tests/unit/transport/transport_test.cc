@@ -569,27 +569,6 @@ TEST_F(TransportTest, AttachWithWrongEpochIsRefused) {
   EXPECT_EQ(dl.attach_calls, 0);
 }
 
-TEST_F(TransportTest, AttachOfAnRcWindowNotInWholeWordsIsRefused) {
-  // LAYOUT.md §2.2: address and size multiples of 8, so that device-memory copies (aligned
-  // containers of up to 8 bytes) stay inside the window. A driver written by hand asks for less.
-  const auto link = [](std::size_t field) { return offsetof(ControlRegion, link) + field; };
-  for (const auto& [addr, size] : {std::pair<std::uint32_t, std::uint32_t>{0, 0x10004}, {4, 0x10000}}) {
-    const std::uint32_t seq = peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_seq))) + 1;
-    poke<std::uint32_t>(w.ep(), link(offsetof(layout::LinkDriverLine, req_op)), static_cast<std::uint32_t>(layout::LinkOp::kAttach));
-    poke<std::uint32_t>(w.ep(), link(offsetof(layout::LinkDriverLine, rc_window_addr_lo)), addr);
-    poke<std::uint32_t>(w.ep(), link(offsetof(layout::LinkDriverLine, rc_window_size_lo)), size);
-    poke<std::uint32_t>(w.ep(), link(offsetof(layout::LinkDriverLine, driver_epoch)), kEpoch);
-    poke<std::uint32_t>(w.ep(), link(offsetof(layout::LinkDriverLine, req_seq)), seq);
-    dev.poll();
-    EXPECT_EQ(peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_seq))), seq);
-    EXPECT_EQ(peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_result))),
-              static_cast<std::uint32_t>(layout::AckResult::kBadOp))
-        << "addr " << addr << " size " << size;
-    EXPECT_FALSE(dev.attached());
-  }
-  EXPECT_EQ(dl.attach_calls, 0);
-}
-
 TEST_F(TransportTest, FirmwareRestartChangesTheEpoch) {
   attach();
   EXPECT_FALSE(drv.epoch_changed());
