@@ -28,7 +28,7 @@ void add_common_options(CLI::App& cli, CommonOptions& o);
 
 /// Parses argv, creates `loggers`, loads and validates the board config (--socket applied), and
 /// with --strict-link turns the strict link model on: an access to a link window that real
-/// device memory would fault on is logged as critical and aborts the program (SIGABRT), as the
+/// device memory would fault on is printed to stderr and aborts the program (SIGABRT), as the
 /// alignment fault of a real arm64 board would end it.
 /// On failure prints why to stderr and returns the exit code to leave with (0 after --help,
 /// kExitUsage for a bad command line or config).

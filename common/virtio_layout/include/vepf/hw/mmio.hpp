@@ -33,28 +33,6 @@ void store(std::byte* p, T v) noexcept {
   std::atomic_ref<T>(*reinterpret_cast<T*>(p)).store(v, O);
 }
 
-/// Loads a naturally aligned T from shared memory with acquire ordering: later loads (ring
-/// entries, descriptors, buffers) are not reordered before it. `p` must be aligned to sizeof(T).
-template <class T>
-T load_acquire(const std::byte* p) noexcept {
-  return load<T, std::memory_order_acquire>(p);
-}
-/// Stores a naturally aligned T to shared memory with release ordering: earlier stores
-/// (descriptors, ring entries, buffers) are visible to the peer before it.
-template <class T>
-void store_release(std::byte* p, T v) noexcept {
-  store<T, std::memory_order_release>(p, v);
-}
-/// Relaxed exact-width load / store: single-copy atomic, no ordering.
-template <class T>
-T load_relaxed(const std::byte* p) noexcept {
-  return load<T, std::memory_order_relaxed>(p);
-}
-template <class T>
-void store_relaxed(std::byte* p, T v) noexcept {
-  store<T, std::memory_order_relaxed>(p, v);
-}
-
 /// One access of `width` (1, 2, 4 or 8) bytes at `p` (aligned to `width`), copied byte for
 /// byte to `out[0, width)`.
 template <std::memory_order O>
