@@ -169,11 +169,11 @@ class FuzzDevice final : public transport::VirtioDevice {
       const ring::Chain& c = **r;
       FUZZ_CHECK(c.head < v->num());
       std::uint64_t rl = 0, wl = 0;
-      for (const auto& s : c.readable) {
+      for (const auto& s : c.readable()) {
         check_segment(s);
         rl += s.len;
       }
-      for (const auto& s : c.writable) {
+      for (const auto& s : c.writable()) {
         check_segment(s);
         wl += s.len;
       }

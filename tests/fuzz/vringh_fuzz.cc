@@ -199,11 +199,11 @@ struct Harness {
       FUZZ_CHECK(s.window->contains(s.off, s.len));
       if (floor && s.window == &ep) FUZZ_CHECK(s.off >= kFloor);
     };
-    for (const auto& s : c.readable) {
+    for (const auto& s : c.readable()) {
       seg_ok(s);
       rl += s.len;
     }
-    for (const auto& s : c.writable) {
+    for (const auto& s : c.writable()) {
       seg_ok(s);
       wl += s.len;
     }
@@ -215,14 +215,14 @@ struct Harness {
     FUZZ_CHECK(c.head == ref.head);
     std::size_t r = 0, w = 0;
     for (const RefSeg& s : ref.segs) {
-      const ring::Segment& got = s.writable ? (w < c.writable.size() ? c.writable[w] : ring::Segment{})
-                                            : (r < c.readable.size() ? c.readable[r] : ring::Segment{});
+      const ring::Segment& got = s.writable ? (w < c.writable().size() ? c.writable()[w] : ring::Segment{})
+                                            : (r < c.readable().size() ? c.readable()[r] : ring::Segment{});
       (s.writable ? w : r)++;
       FUZZ_CHECK(got.window != nullptr);
       FUZZ_CHECK(static_cast<std::uint8_t>(got.window->id()) == s.win);
       FUZZ_CHECK(got.off == s.off && got.len == s.len);
     }
-    FUZZ_CHECK(r == c.readable.size() && w == c.writable.size());
+    FUZZ_CHECK(r == c.readable().size() && w == c.writable().size());
   }
 
   // ---- operations

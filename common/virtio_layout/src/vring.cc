@@ -112,11 +112,14 @@ Result<std::optional<Vring::Used>> Vring::bad_ring(const char* what) noexcept {
 
 Result<std::optional<Vring::Used>> Vring::get_used() {
   if (broken_) return fail(Errc::kBadRing, "queue is broken");
-  // Pairs with store_release of the used idx in Vringh::complete(): entries before index.
-  const auto used_idx = p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff);
-  if (used_idx == last_used_idx_) return std::nullopt;
-  if (static_cast<std::uint16_t>(used_idx - last_used_idx_) > in_flight_) {
-    return bad_ring("used idx moved past the buffers in flight");
+  if (last_used_idx_ == used_idx_seen_) {
+    // Pairs with store_release of the used idx in Vringh::publish_used(): entries before index.
+    const auto used_idx = p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff);
+    if (used_idx == last_used_idx_) return std::nullopt;
+    if (static_cast<std::uint16_t>(used_idx - last_used_idx_) > in_flight_) {
+      return bad_ring("used idx moved past the buffers in flight");
+    }
+    used_idx_seen_ = used_idx;
   }
   const std::size_t elem = p_.used.off + layout::used_entry_offset(last_used_idx_ & (num_ - 1));
   const auto id = p_.used.window->load<std::uint32_t>(elem);
@@ -148,7 +151,7 @@ bool Vring::enable_cb() {
   }
   // Event store before re-reading the used idx; pairs with hw::mb() in Vringh::need_notify().
   hw::mb();
-  // Pairs with store_release of the used idx in Vringh::complete().
+  // Pairs with store_release of the used idx in Vringh::publish_used().
   return p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) == last_used_idx_;
 }
 

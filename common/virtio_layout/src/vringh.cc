@@ -38,12 +38,16 @@ std::uint16_t Vringh::pending() const noexcept {
 
 Result<std::optional<Chain>> Vringh::pop() {
   if (broken_) return fail(Errc::kBadRing, why_);
-  // Pairs with store_release of the avail idx in Vring::kick_prepare(): the entry and the
-  // descriptors are read after the index.
-  const auto avail_idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
-  const auto avail = static_cast<std::uint16_t>(avail_idx - last_avail_idx_);
-  if (avail == 0) return std::nullopt;
-  if (avail > num_) return bad_ring("avail idx moved by more than the queue size");
+  if (last_avail_idx_ == avail_idx_seen_) {
+    // Pairs with store_release of the avail idx in Vring::kick_prepare(): the entries and the
+    // descriptors are read after the index.
+    const auto avail_idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
+    if (avail_idx == last_avail_idx_) return std::nullopt;
+    if (static_cast<std::uint16_t>(avail_idx - last_avail_idx_) > num_) {
+      return bad_ring("avail idx moved by more than the queue size");
+    }
+    avail_idx_seen_ = avail_idx;
+  }
 
   const auto head = p_.avail.window->load<std::uint16_t>(
       p_.avail.off + layout::avail_entry_offset(last_avail_idx_ & (num_ - 1)));
@@ -90,12 +94,12 @@ Result<std::optional<Chain>> Vringh::pop() {
     if (flags & VRING_DESC_F_WRITE) {
       seen_writable = true;
       c.write_len += len;
-      if (len) c.writable.push_back(*seg);
+      if (len) c.add_writable(*seg);
     } else {
       // §2.7.4.2: device-readable descriptors come before device-writable ones.
       if (seen_writable) return bad_ring("readable descriptor after a writable one");
       c.read_len += len;
-      if (len) c.readable.push_back(*seg);
+      if (len) c.add_readable(*seg);
     }
     if (!(flags & VRING_DESC_F_NEXT)) break;
     i = d.next.to_cpu();
@@ -105,14 +109,25 @@ Result<std::optional<Chain>> Vringh::pop() {
   return c;
 }
 
-Result<void> Vringh::complete(std::uint16_t head, std::uint32_t len) {
+Result<void> Vringh::push_used(std::uint16_t head, std::uint32_t len) {
   if (broken_) return fail(Errc::kBadRing, why_);
   assert(head < num_);
   const layout::VringUsedElem e{layout::le32::from_cpu(head), layout::le32::from_cpu(len)};
   p_.used.window->write_struct(p_.used.off + layout::used_entry_offset(used_idx_ & (num_ - 1)), e);
   ++used_idx_;
-  // Entry before index; pairs with load_acquire of the used idx in Vring::get_used().
+  return {};
+}
+
+void Vringh::publish_used() noexcept {
+  if (used_idx_ == used_idx_published_) return;
+  // Entries before index; pairs with load_acquire of the used idx in Vring::get_used().
   p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, used_idx_);
+  used_idx_published_ = used_idx_;
+}
+
+Result<void> Vringh::complete(std::uint16_t head, std::uint32_t len) {
+  if (auto r = push_used(head, len); !r) return r;
+  publish_used();
   return {};
 }
 
@@ -152,9 +167,74 @@ void Vringh::notify_disable() {
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
 }
 
+Chain& Chain::operator=(const Chain& o) {
+  if (this == &o) return *this;
+  head = o.head;
+  read_len = o.read_len;
+  write_len = o.write_len;
+  nread_ = o.nread_;
+  nwrite_ = o.nwrite_;
+  if (o.spill_.empty()) {
+    std::copy_n(o.inline_, nread_ + nwrite_, inline_);
+    spill_.clear();
+  } else {
+    spill_ = o.spill_;
+  }
+  return *this;
+}
+
+Chain& Chain::operator=(Chain&& o) noexcept {
+  if (this == &o) return *this;
+  head = o.head;
+  read_len = o.read_len;
+  write_len = o.write_len;
+  nread_ = o.nread_;
+  nwrite_ = o.nwrite_;
+  if (o.spill_.empty()) {
+    std::copy_n(o.inline_, nread_ + nwrite_, inline_);
+    spill_.clear();
+  } else {
+    spill_ = std::move(o.spill_);
+    o.spill_.clear();
+  }
+  o.clear();
+  return *this;
+}
+
+void Chain::push(const Segment& s) {
+  const std::size_t n = nread_ + nwrite_;
+  if (spill_.empty() && n < kInlineSegments) {
+    inline_[n] = s;
+    return;
+  }
+  if (spill_.empty()) {
+    spill_.reserve(4 * kInlineSegments);
+    spill_.assign(inline_, inline_ + n);
+  }
+  spill_.push_back(s);
+}
+
+void Chain::add_readable(const Segment& s) {
+  assert(nwrite_ == 0);
+  push(s);
+  ++nread_;
+}
+
+void Chain::add_writable(const Segment& s) {
+  push(s);
+  ++nwrite_;
+}
+
+void Chain::clear() noexcept {
+  head = 0;
+  read_len = write_len = 0;
+  nread_ = nwrite_ = 0;
+  spill_.clear();
+}
+
 std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept {
   std::size_t done = 0;
-  for (const Segment& s : c.readable) {
+  for (const Segment& s : c.readable()) {
     if (done == dst.size()) break;
     const std::size_t n = std::min<std::size_t>(s.len, dst.size() - done);
     s.window->read(s.off, dst.subspan(done, n));
@@ -165,7 +245,7 @@ std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept {
 
 std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept {
   std::size_t done = 0;
-  for (const Segment& s : c.writable) {
+  for (const Segment& s : c.writable()) {
     if (done == src.size()) break;
     const std::size_t n = std::min<std::size_t>(s.len, src.size() - done);
     s.window->write(s.off, src.subspan(done, n));

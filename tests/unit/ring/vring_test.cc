@@ -88,12 +88,12 @@ TEST_F(VringTest, SingleOutBufferReachesTheDevice) {
   EXPECT_EQ(r.dev().pending(), 1);
 
   const Chain c = pop_one();
-  ASSERT_EQ(c.readable.size(), 1u);
-  EXPECT_TRUE(c.writable.empty());
+  ASSERT_EQ(c.readable().size(), 1u);
+  EXPECT_TRUE(c.writable().empty());
   EXPECT_EQ(c.read_len, 32u);
   EXPECT_EQ(c.write_len, 0u);
-  EXPECT_EQ(c.readable[0].window, &w.dev_ep);
-  EXPECT_EQ(c.readable[0].off, r.ep_data_off);
+  EXPECT_EQ(c.readable()[0].window, &w.dev_ep);
+  EXPECT_EQ(c.readable()[0].off, r.ep_data_off);
   std::vector<std::byte> got(32);
   EXPECT_EQ(ring::chain_read(c, got), 32u);
   EXPECT_EQ(got, data);
@@ -116,10 +116,10 @@ TEST_F(VringTest, SingleInBufferReachesTheDriver) {
   (void)r.drv().kick_prepare();
 
   const Chain c = pop_one();
-  EXPECT_TRUE(c.readable.empty());
-  ASSERT_EQ(c.writable.size(), 1u);
-  EXPECT_EQ(c.writable[0].window, &w.dev_rc);
-  EXPECT_EQ(c.writable[0].off, r.rc_data_off);
+  EXPECT_TRUE(c.readable().empty());
+  ASSERT_EQ(c.writable().size(), 1u);
+  EXPECT_EQ(c.writable()[0].window, &w.dev_rc);
+  EXPECT_EQ(c.writable()[0].off, r.rc_data_off);
   EXPECT_EQ(c.write_len, 64u);
   const auto data = pattern(40, 9);
   EXPECT_EQ(ring::chain_write(c, data), 40u);
@@ -145,16 +145,16 @@ TEST_F(VringTest, MultiBufferChainKeepsOrderAndData) {
   (void)r.drv().kick_prepare();
 
   const Chain c = pop_one();
-  ASSERT_EQ(c.readable.size(), 2u);
-  ASSERT_EQ(c.writable.size(), 2u);
-  EXPECT_EQ(c.readable[0].off, r.ep_data_off);
-  EXPECT_EQ(c.readable[0].len, 10u);
-  EXPECT_EQ(c.readable[1].off, r.ep_data_off + 0x100);
-  EXPECT_EQ(c.readable[1].len, 300u);
-  EXPECT_EQ(c.writable[0].off, r.rc_data_off);
-  EXPECT_EQ(c.writable[0].len, 16u);
-  EXPECT_EQ(c.writable[1].off, r.rc_data_off + 0x100);
-  EXPECT_EQ(c.writable[1].len, 100u);
+  ASSERT_EQ(c.readable().size(), 2u);
+  ASSERT_EQ(c.writable().size(), 2u);
+  EXPECT_EQ(c.readable()[0].off, r.ep_data_off);
+  EXPECT_EQ(c.readable()[0].len, 10u);
+  EXPECT_EQ(c.readable()[1].off, r.ep_data_off + 0x100);
+  EXPECT_EQ(c.readable()[1].len, 300u);
+  EXPECT_EQ(c.writable()[0].off, r.rc_data_off);
+  EXPECT_EQ(c.writable()[0].len, 16u);
+  EXPECT_EQ(c.writable()[1].off, r.rc_data_off + 0x100);
+  EXPECT_EQ(c.writable()[1].len, 100u);
   EXPECT_EQ(c.read_len, 310u);
   EXPECT_EQ(c.write_len, 116u);
 
@@ -262,8 +262,8 @@ TEST_F(VringTest, ChainOfExactlyNumDescriptorsIsAccepted) {
   EXPECT_EQ(r.drv().num_free(), 0);
   (void)r.drv().kick_prepare();
   const Chain c = pop_one();
-  EXPECT_EQ(c.readable.size(), 4u);
-  EXPECT_EQ(c.writable.size(), 4u);
+  EXPECT_EQ(c.readable().size(), 4u);
+  EXPECT_EQ(c.writable().size(), 4u);
   ASSERT_TRUE(r.dev().complete(c.head, 16));
   EXPECT_EQ(used_one().len, 16u);
   EXPECT_EQ(r.drv().num_free(), 8);
@@ -533,15 +533,15 @@ TEST_F(VringTest, IndirectChainUsesOneMainDescriptor) {
 
   const Chain c = pop_one();
   EXPECT_EQ(c.head, head);
-  ASSERT_EQ(c.readable.size(), 2u);
-  ASSERT_EQ(c.writable.size(), 1u);
-  EXPECT_EQ(c.readable[0].off, r.ep_data_off);
-  EXPECT_EQ(c.readable[0].len, 24u);
-  EXPECT_EQ(c.readable[1].off, r.ep_data_off + 0x40);
-  EXPECT_EQ(c.readable[1].len, 8u);
-  EXPECT_EQ(c.writable[0].window, &w.dev_rc);
-  EXPECT_EQ(c.writable[0].off, r.rc_data_off);
-  EXPECT_EQ(c.writable[0].len, 32u);
+  ASSERT_EQ(c.readable().size(), 2u);
+  ASSERT_EQ(c.writable().size(), 1u);
+  EXPECT_EQ(c.readable()[0].off, r.ep_data_off);
+  EXPECT_EQ(c.readable()[0].len, 24u);
+  EXPECT_EQ(c.readable()[1].off, r.ep_data_off + 0x40);
+  EXPECT_EQ(c.readable()[1].len, 8u);
+  EXPECT_EQ(c.writable()[0].window, &w.dev_rc);
+  EXPECT_EQ(c.writable()[0].off, r.rc_data_off);
+  EXPECT_EQ(c.writable()[0].len, 32u);
   std::vector<std::byte> got(32);
   EXPECT_EQ(ring::chain_read(c, got), 32u);
   std::vector<std::byte> want(a);
@@ -570,11 +570,11 @@ TEST_F(VringTest, IndirectTablesOfAllHeadsDoNotOverlap) {
   (void)r.drv().kick_prepare();
   for (std::uint64_t t = 0; t < 8; ++t) {
     const Chain c = pop_one();
-    ASSERT_EQ(c.readable.size(), 3u);
+    ASSERT_EQ(c.readable().size(), 3u);
     const std::size_t off = r.ep_data_off + t * 0x40;
-    EXPECT_EQ(c.readable[0].off, off);
-    EXPECT_EQ(c.readable[1].off, off + 1);
-    EXPECT_EQ(c.readable[2].off, off + 3);
+    EXPECT_EQ(c.readable()[0].off, off);
+    EXPECT_EQ(c.readable()[1].off, off + 1);
+    EXPECT_EQ(c.readable()[2].off, off + 3);
     EXPECT_EQ(c.read_len, 6u);
     ASSERT_TRUE(r.dev().complete(c.head, 0));
   }
@@ -590,8 +590,8 @@ TEST_F(VringTest, ChainLongerThanAnIndirectTableFallsBackToDirect) {
   EXPECT_EQ(r.drv().num_free(), 3);
   (void)r.drv().kick_prepare();
   const Chain c = pop_one();
-  ASSERT_EQ(c.readable.size(), 5u);
-  for (std::size_t k = 0; k < 5; ++k) EXPECT_EQ(c.readable[k].off, r.ep_data_off + k * 16);
+  ASSERT_EQ(c.readable().size(), 5u);
+  for (std::size_t k = 0; k < 5; ++k) EXPECT_EQ(c.readable()[k].off, r.ep_data_off + k * 16);
   ASSERT_TRUE(r.dev().complete(c.head, 0));
   EXPECT_EQ(used_one().token, 9u);
   EXPECT_EQ(r.drv().num_free(), 8);

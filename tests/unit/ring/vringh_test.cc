@@ -333,9 +333,9 @@ TEST_F(VringhHandWritten, ValidDirectChainPops) {
   ASSERT_TRUE(p) << p.error().what;
   ASSERT_TRUE(*p);
   EXPECT_EQ((*p)->head, 2);
-  ASSERT_EQ((*p)->readable.size(), 1u);
-  ASSERT_EQ((*p)->writable.size(), 1u);
-  EXPECT_EQ((*p)->writable[0].len, 32u);
+  ASSERT_EQ((*p)->readable().size(), 1u);
+  ASSERT_EQ((*p)->writable().size(), 1u);
+  EXPECT_EQ((*p)->writable()[0].len, 32u);
   EXPECT_EQ((*p)->write_len, 32u);
   EXPECT_FALSE(r.dev().broken());
   ASSERT_TRUE(r.dev().complete(2, 4));
@@ -353,7 +353,7 @@ TEST_F(VringhHandWritten, ChainOfExactlyNumDescriptorsIsNotALoop) {
   auto p = r.dev().pop();
   ASSERT_TRUE(p) << p.error().what;
   ASSERT_TRUE(*p);
-  EXPECT_EQ((*p)->readable.size(), 8u);
+  EXPECT_EQ((*p)->readable().size(), 8u);
 }
 
 TEST_F(VringhHandWritten, ValidIndirectChainPops) {
@@ -367,8 +367,8 @@ TEST_F(VringhHandWritten, ValidIndirectChainPops) {
   ASSERT_TRUE(p) << p.error().what;
   ASSERT_TRUE(*p);
   EXPECT_EQ((*p)->head, 4);
-  EXPECT_EQ((*p)->readable.size(), 2u);
-  EXPECT_EQ((*p)->writable.size(), 1u);
+  EXPECT_EQ((*p)->readable().size(), 2u);
+  EXPECT_EQ((*p)->writable().size(), 1u);
 }
 
 TEST_F(VringhHandWritten, ZeroLengthBufferAtTheWindowEndIsAccepted) {
@@ -378,7 +378,7 @@ TEST_F(VringhHandWritten, ZeroLengthBufferAtTheWindowEndIsAccepted) {
   auto p = r.dev().pop();
   ASSERT_TRUE(p) << p.error().what;
   ASSERT_TRUE(*p);
-  EXPECT_TRUE((*p)->readable.empty());
+  EXPECT_TRUE((*p)->readable().empty());
 }
 
 TEST_F(VringhHandWritten, BufferEndingExactlyAtTheWindowEndIsAccepted) {
@@ -388,7 +388,7 @@ TEST_F(VringhHandWritten, BufferEndingExactlyAtTheWindowEndIsAccepted) {
   auto p = r.dev().pop();
   ASSERT_TRUE(p) << p.error().what;
   ASSERT_TRUE(*p);
-  EXPECT_EQ((*p)->readable.at(0).off, kDefaultWindowSize - 16);
+  EXPECT_EQ((*p)->readable()[0].off, kDefaultWindowSize - 16);
 }
 
 TEST_F(VringhHandWritten, DescriptorIsFetchedOnce) {

@@ -58,7 +58,8 @@ class Vring {
   /// notification (VIRTIO 1.2 §2.7.10/§2.7.13.4). Without adds, returns false.
   [[nodiscard]] bool kick_prepare();
 
-  /// Takes one completion. Errors: kBadRing when the device wrote an impossible used entry
+  /// Takes one completion. The used index is read (acquire) only when the completions seen at
+  /// its last read are taken, so a burst costs one index read. Errors: kBadRing when the device wrote an impossible used entry
   /// (index moved too far, id out of range or not in flight, len larger than the writable
   /// buffers); the queue is broken from then on.
   [[nodiscard]] Result<std::optional<Used>> get_used();
@@ -97,6 +98,7 @@ class Vring {
   std::uint16_t avail_idx_shadow_ = 0;  // next avail idx to publish (private copy)
   std::uint16_t avail_idx_published_ = 0;
   std::uint16_t last_used_idx_ = 0;
+  std::uint16_t used_idx_seen_ = 0;  // the used index at its last read (validated)
   std::uint16_t avail_flags_shadow_ = 0;
   bool broken_ = false;
 };

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "vepf/error.hpp"
@@ -29,13 +30,41 @@ struct VringhParams {
   bool indirect = false;        // VIRTIO_F_INDIRECT_DESC negotiated
 };
 
-/// One descriptor chain, translated. Readable segments precede writable ones.
-struct Chain {
+/// One descriptor chain, translated: its segments in chain order, readable ones first.
+/// Holds up to kInlineSegments segments without touching the heap (a chain of more spills into
+/// a vector), so popping the usual chain (a header and a buffer or two) allocates nothing.
+class Chain {
+ public:
+  static constexpr std::size_t kInlineSegments = 8;
+
   std::uint16_t head = 0;
-  std::vector<Segment> readable;
-  std::vector<Segment> writable;
-  std::uint64_t read_len = 0;   // bytes
-  std::uint64_t write_len = 0;  // bytes
+  std::uint64_t read_len = 0;   // bytes, the sum of the readable descriptors' lengths
+  std::uint64_t write_len = 0;  // bytes, the sum of the writable descriptors' lengths
+
+  Chain() = default;
+  Chain(const Chain& o) { *this = o; }
+  Chain& operator=(const Chain& o);
+  Chain(Chain&& o) noexcept { *this = std::move(o); }
+  Chain& operator=(Chain&& o) noexcept;
+
+  /// Device-readable segments (driver -> device), in chain order.
+  std::span<const Segment> readable() const noexcept { return {data(), nread_}; }
+  /// Device-writable segments (device -> driver), in chain order.
+  std::span<const Segment> writable() const noexcept { return {data() + nread_, nwrite_}; }
+  /// Appends a segment; readable ones must all come before the first writable one.
+  void add_readable(const Segment& s);
+  void add_writable(const Segment& s);
+  /// Forgets the segments and lengths (keeps a spilled vector's capacity).
+  void clear() noexcept;
+
+ private:
+  const Segment* data() const noexcept { return spill_.empty() ? inline_ : spill_.data(); }
+  void push(const Segment& s);
+
+  Segment inline_[kInlineSegments];
+  std::vector<Segment> spill_;  // all segments, once there are more than kInlineSegments
+  std::size_t nread_ = 0;
+  std::size_t nwrite_ = 0;
 };
 
 class Vringh {
@@ -44,13 +73,19 @@ class Vringh {
   /// and index 0.
   explicit Vringh(const VringhParams& p);
 
-  /// Takes the next available chain, or nullopt when none.
+  /// Takes the next available chain, or nullopt when none. The avail index is read (acquire)
+  /// only when the chains seen at its last read are used up, so a burst costs one index read.
   /// Errors: kBadRing (the peer broke a rule: see why()); the queue is broken from then on.
   [[nodiscard]] Result<std::optional<Chain>> pop();
 
   /// Puts a chain on the used ring: `len` bytes were written to its writable segments.
   /// Publishes the used index (release). Errors: kBadRing when the queue is broken.
   [[nodiscard]] Result<void> complete(std::uint16_t head, std::uint32_t len);
+  /// As complete(), without publishing: the entry is written, the used index stays until
+  /// publish_used(). For bursts: one index store (and one barrier) for many chains.
+  [[nodiscard]] Result<void> push_used(std::uint16_t head, std::uint32_t len);
+  /// Publishes the used index after push_used() calls (release); nothing when none.
+  void publish_used() noexcept;
 
   /// Whether the driver wants an interrupt for what was completed since the last call
   /// (VIRTIO 1.2 §2.7.10 used_event / VRING_AVAIL_F_NO_INTERRUPT).
@@ -76,7 +111,9 @@ class Vringh {
   std::uint16_t num_;
   VringhParams p_;
   std::uint16_t last_avail_idx_ = 0;
+  std::uint16_t avail_idx_seen_ = 0;    // the avail index at its last read (validated)
   std::uint16_t used_idx_ = 0;          // private copy: never read back from the used ring
+  std::uint16_t used_idx_published_ = 0;
   std::uint16_t signalled_used_ = 0;    // used idx at the last need_notify()
   std::uint16_t used_flags_shadow_ = 0;
   bool broken_ = false;

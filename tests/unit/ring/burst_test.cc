@@ -1,0 +1,173 @@
+// The ring's burst paths: a chain longer than Chain's inline storage, used entries written in a
+// burst and published once (Vringh::push_used / publish_used), and the avail and used indices
+// read once per burst (Vringh::pop, Vring::get_used), counted through the link model.
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "support/link_windows.hpp"
+#include "support/ring_pair.hpp"
+#include "vepf/ring/vring.hpp"
+#include "vepf/ring/vringh.hpp"
+
+namespace vepf::test {
+namespace {
+
+constexpr std::uint16_t kN = VRING_DESC_F_NEXT;
+constexpr std::uint16_t kW = VRING_DESC_F_WRITE;
+
+RingOptions by_hand(std::uint16_t num) {
+  RingOptions o;
+  o.num = num;
+  o.make_driver = false;  // the test is the driver
+  return o;
+}
+
+TEST(ChainStorage, ChainLongerThanTheInlineStorageKeepsEveryBufferInOrder) {
+  LinkWindows w;
+  RingPair r(w, by_hand(32));
+  constexpr std::uint16_t kRead = 12, kWrite = 5;  // 17 > Chain::kInlineSegments
+  static_assert(kRead + kWrite > ring::Chain::kInlineSegments);
+  for (std::uint16_t i = 0; i < kRead + kWrite; ++i) {
+    const bool writable = i >= kRead;
+    const std::uint64_t addr = writable ? rc_addr(r.rc_data_off + 0x100 * i) : ep_addr(r.ep_data_off + 0x100 * i);
+    const bool last = i + 1 == kRead + kWrite;
+    r.put_desc(i, addr, 10u + i, static_cast<std::uint16_t>((writable ? kW : 0) | (last ? 0 : kN)),
+               static_cast<std::uint16_t>(i + 1));
+  }
+  r.offer(0);
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p) << p.error().what;
+  ASSERT_TRUE(*p);
+  const ring::Chain c = std::move(**p);
+  ASSERT_EQ(c.readable().size(), kRead);
+  ASSERT_EQ(c.writable().size(), kWrite);
+  std::uint64_t rlen = 0, wlen = 0;
+  for (std::uint16_t i = 0; i < kRead; ++i) {
+    EXPECT_EQ(c.readable()[i].off, r.ep_data_off + 0x100 * i);
+    EXPECT_EQ(c.readable()[i].len, 10u + i);
+    rlen += 10u + i;
+  }
+  for (std::uint16_t i = 0; i < kWrite; ++i) {
+    EXPECT_EQ(c.writable()[i].window, &w.dev_rc);
+    EXPECT_EQ(c.writable()[i].off, r.rc_data_off + 0x100 * (kRead + i));
+    wlen += 10u + kRead + i;
+  }
+  EXPECT_EQ(c.read_len, rlen);
+  EXPECT_EQ(c.write_len, wlen);
+
+  ring::Chain copy = c;  // copies survive the original
+  ASSERT_EQ(copy.writable().size(), kWrite);
+  EXPECT_EQ(copy.writable().back().off, c.writable().back().off);
+  EXPECT_NE(copy.readable().data(), c.readable().data()) << "a copy shares the original's segments";
+}
+
+TEST(ChainStorage, MoveAndCopyOfAnInlineChain) {
+  ring::Chain a;
+  ring::Window win;
+  a.head = 3;
+  a.add_readable({&win, 16, 4});
+  a.add_writable({&win, 64, 8});
+  ring::Chain b = a;
+  ring::Chain c = std::move(a);
+  for (const ring::Chain* x : {&b, &c}) {
+    EXPECT_EQ(x->head, 3);
+    ASSERT_EQ(x->readable().size(), 1u);
+    ASSERT_EQ(x->writable().size(), 1u);
+    EXPECT_EQ(x->readable()[0].off, 16u);
+    EXPECT_EQ(x->writable()[0].len, 8u);
+  }
+  EXPECT_TRUE(a.readable().empty()) << "a moved-from chain still lists segments";  // NOLINT(bugprone-use-after-move)
+  c.clear();
+  EXPECT_TRUE(c.readable().empty());
+  EXPECT_TRUE(c.writable().empty());
+}
+
+TEST(Burst, PushedEntriesAreInvisibleUntilPublished) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  std::vector<ring::Buf> in(3);
+  for (std::uint64_t k = 0; k < in.size(); ++k) {
+    in[k] = {rc_addr(r.rc_data_off + 0x100 * k), 64};
+    ASSERT_TRUE(r.drv().add({}, {&in[k], 1}, 100 + k));
+  }
+  (void)r.drv().kick_prepare();
+  std::vector<std::uint16_t> heads;
+  for (int k = 0; k < 3; ++k) {
+    auto p = r.dev().pop();
+    ASSERT_TRUE(p && *p);
+    heads.push_back((*p)->head);
+    ASSERT_TRUE(r.dev().push_used((*p)->head, static_cast<std::uint32_t>(k)));
+  }
+  EXPECT_EQ(r.used_idx(), 0) << "push_used() published the index";
+  auto none = r.drv().get_used();
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none) << "the driver saw an entry before publish_used()";
+
+  const auto before = w.dev_counters;
+  r.dev().publish_used();
+  EXPECT_EQ(r.used_idx(), 3);
+  EXPECT_EQ((w.dev_counters - before).posted_writes, 1u) << "one index store for the burst";
+  r.dev().publish_used();
+  EXPECT_EQ((w.dev_counters - before).posted_writes, 1u) << "publishing nothing wrote the index";
+
+  for (std::uint64_t k = 0; k < 3; ++k) {
+    auto u = r.drv().get_used();
+    ASSERT_TRUE(u && *u);
+    EXPECT_EQ((*u)->token, 100 + k);
+    EXPECT_EQ((*u)->len, k);
+  }
+}
+
+TEST(Burst, TheAvailIndexIsReadOncePerBurst) {
+  // Count the device's reads through a remote view of the EP window (as a device reaching the
+  // driver's rings across the link would).
+  LinkWindows w;
+  ring::LinkCounters c;
+  ring::Window remote_ep(layout::WindowId::kEp, w.ep(), &c);
+  ring::AddressSpace space(&remote_ep, &w.dev_rc);
+  RingPair r(w, by_hand(8));
+  ring::VringhParams hp;
+  hp.num = 8;
+  hp.desc = ring::Segment{&remote_ep, r.desc_off, 8 * 16};
+  hp.avail = ring::Segment{&remote_ep, r.avail_off, static_cast<std::uint32_t>(layout::avail_ring_size(8))};
+  hp.used = ring::Segment{&w.dev_rc, r.used_off, static_cast<std::uint32_t>(layout::used_ring_size(8))};
+  hp.space = &space;
+  ring::Vringh dev(hp);
+  for (std::uint16_t i = 0; i < 3; ++i) {
+    r.put_desc(i, ep_addr(r.ep_data_off), 4, 0);
+    r.put_avail(i, i);
+  }
+  r.put_avail_idx(3);
+  for (std::uint16_t i = 0; i < 3; ++i) {
+    auto p = dev.pop();
+    ASSERT_TRUE(p && *p);
+    EXPECT_EQ((*p)->head, i);
+  }
+  // One index read, three entries, three descriptors.
+  EXPECT_EQ(c.nonposted_reads, 1u + 3u + 3u);
+  auto none = dev.pop();
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  EXPECT_EQ(c.nonposted_reads, 1u + 3u + 3u + 1u) << "an empty ring costs one index read";
+}
+
+TEST(Burst, AnAvailIndexTooFarAheadStillBreaksTheQueueAfterABurst) {
+  LinkWindows w;
+  RingPair r(w, by_hand(8));
+  r.put_desc(0, ep_addr(r.ep_data_off), 4, 0);
+  r.offer(0);
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  r.put_avail_idx(1 + 9);  // 9 new chains on a queue of 8
+  auto bad = r.dev().pop();
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::kBadRing);
+}
+
+}  // namespace
+}  // namespace vepf::test
