@@ -11,6 +11,9 @@ pkgs=(
   nlohmann-json3-dev linux-libc-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
+  # the benchmarks' peers (scripts/bench/compare.sh): DPDK's testpmd with the vhost-user and
+  # virtio-user vdevs (recommends of dpdk-dev, so named here), and gnuplot for the plot
+  dpdk-dev librte-net-vhost23 librte-net-virtio23 librte-mempool-ring23 gnuplot-nox
   # demo and network tests
   iproute2 iputils-ping iperf3 procps psmisc
   # block device: the standard NBD clients (nbdinfo, nbdcopy, qemu-img, qemu-io); libnbd for tests

@@ -42,4 +42,17 @@ inline void mb() noexcept {
 #endif
 }
 
+/// Spin-wait hint for a loop polling shared memory (not a barrier): x86 `pause` (Intel SDM
+/// vol. 2 PAUSE: saves power and avoids the memory-order mis-speculation on loop exit), arm64
+/// `yield` (Linux cpu_relax()).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
 }  // namespace vepf::hw

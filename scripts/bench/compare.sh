@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The project and its peers side by side in one run. These VMs' vCPUs move between host cores,
+# which swings every cross-core figure by up to 4x within minutes, so only ratios of runs taken
+# back to back mean anything: each comparison alternates ours (A) and the peer's (B) as
+# A B, B A, A B, ... for --pairs pairs, and reports each pair's ratio ours/peer with the median
+# and the spread (min-max) of the ratios.
+#
+#   ring  vepf-bench-ring (poll, one copy) against DPDK 22.11 dpdk-testpmd, net_virtio_user
+#         (txonly/rxonly) <-> net_vhost (rxonly/txonly) on 2 MiB hugepages, split ring, queue
+#         256, in each direction, 64 B and 1500 B: messages per second
+#   rtt   vepf-bench-ring --pingpong, polling against a cache-line ping-pong and notified
+#         (EVENT_IDX + eventfd) against an eventfd ping-pong: round-trip p50
+#   tcp   iperf3 TCP through the loopback demo's TAPs (vepf-ep <-> virtio-net <-> vepf-host)
+#         against TCP over a veth pair between two namespaces, each direction: bits per second
+#
+# Writes build/bench/compare.{jsonl,md,png} (raw pairs, the Markdown table, a plot of the
+# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 12 minutes
+# with the defaults.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/bench/compare.sh [--pairs N] [--only LIST] [--build-dir DIR] [--out DIR] [--seconds S] [--smoke]
+  --pairs N        pairs per comparison, at least 5 (default 5)
+  --only LIST      comma-separated subset of: ring,rtt,tcp (default: all)
+  --build-dir DIR  where the programs were built (default: build/default)
+  --out DIR        where the report goes (default: build/bench)
+  --seconds S      length of each of our runs and each iperf3 run (default 3; DPDK runs take 9 s)
+  --smoke          one pair of 1 s runs per comparison, 64 B only: checks that every part runs
+                   (CI); its figures are not a measurement
+USAGE
+}
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build="$top/build/default"
+out="$top/build/bench"
+pairs=5
+only=ring,rtt,tcp
+secs=3
+smoke=0
+dpdk_secs=9
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pairs) pairs=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --build-dir) build=$(cd "$2" && pwd); shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --seconds) secs=$2; shift 2 ;;
+    --smoke) smoke=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "compare: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+case "$pairs$secs" in *[!0-9]*|"") echo "compare: --pairs and --seconds take whole numbers" >&2; exit 2 ;; esac
+if [ "$smoke" = 1 ]; then pairs=1 secs=1 dpdk_secs=6; fi
+[ "$pairs" -ge 5 ] || [ "$smoke" = 1 ] || { echo "compare: --pairs must be at least 5 (a median of fewer pairs says little here)" >&2; exit 2; }
+[ "$secs" -ge 1 ] || { echo "compare: --seconds must be at least 1" >&2; exit 2; }
+for s in ${only//,/ }; do
+  case "$s" in ring|rtt|tcp) ;; *) echo "compare: --only: unknown comparison '$s' (ring, rtt, tcp)" >&2; exit 2 ;; esac
+done
+want() { [[ ",$only," == *",$1,"* ]]; }
+[ "$(id -u)" -eq 0 ] || { echo "compare: needs root (hugepages, network namespaces, TAP devices)" >&2; exit 2; }
+bench_ring="$build/bench/vepf-bench-ring"
+[ -x "$bench_ring" ] || { echo "compare: no $bench_ring: build first (cmake --build --preset default)" >&2; exit 2; }
+need=(python3 gnuplot)
+want ring && need+=(dpdk-testpmd)
+want tcp && need+=(iperf3 ip)
+for t in "${need[@]}"; do
+  command -v "$t" >/dev/null || { echo "compare: '$t' missing: run scripts/install-deps.sh" >&2; exit 2; }
+done
+
+mkdir -p "$out"
+results="$out/compare.jsonl"
+: >"$results"
+
+# ---- cleanup of everything this script sets up (namespaces come from scripts/lib/netns.sh)
+board="$top/board-configs/loopback.toml"
+# shellcheck source=../lib/netns.sh
+. "$top/scripts/lib/netns.sh"
+huge_dir="$work/huge"
+huge_old=
+veth_a="vepf-va-$$"
+veth_b="vepf-vb-$$"
+compare_cleanup() {
+  local rc=$?
+  if mountpoint -q "$huge_dir" 2>/dev/null; then umount "$huge_dir" || true; fi
+  [ -n "$huge_old" ] && echo "$huge_old" >/proc/sys/vm/nr_hugepages
+  ip netns del "$veth_a" 2>/dev/null || true
+  ip netns del "$veth_b" 2>/dev/null || true
+  (exit "$rc")
+  netns_cleanup
+}
+trap compare_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# record NAME UNIT BETTER TARGET OURS PEER PEER_NAME: one pair's figures, appended to the results.
+record() {
+  printf '{"name":"%s","unit":"%s","better":"%s","target":"%s","ours":%s,"peer":%s,"peer_name":"%s"}\n' \
+    "$1" "$2" "$3" "$4" "$5" "$6" "$7" >>"$results"
+  printf '  %-44s ours %10.3f  %-22s %10.3f  ratio %.3f\n' "$1" "$5" "$7" "$6" "$(python3 -c "print($5 / $6 if $6 else 0)")"
+}
+
+# pairs_of NAME UNIT BETTER TARGET PEER_NAME OURS_FN PEER_FN: runs the A B B A pairs.
+pairs_of() {
+  local name=$1 unit=$2 better=$3 target=$4 peer_name=$5 ours_fn=$6 peer_fn=$7 i a b
+  echo "== $name: ours against $peer_name, $pairs pairs"
+  for i in $(seq 0 $((pairs - 1))); do
+    if [ $((i % 2)) -eq 0 ]; then
+      a=$($ours_fn); b=$($peer_fn)
+    else
+      b=$($peer_fn); a=$($ours_fn)
+    fi
+    record "$name" "$unit" "$better" "$target" "$a" "$b" "$peer_name"
+  done
+}
+
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d[0]$1)"; }
+
+# ---- ring: vepf-bench-ring against dpdk-testpmd
+ring_dir= ring_size=
+ours_ring() {
+  "$bench_ring" --json --mode poll --copies 1 --direction "$ring_dir" --size "$ring_size" --ms $((secs * 1000)) \
+    | json_get '["messages_per_s"] / 1e6'
+}
+hugepages_up() {
+  huge_old=$(cat /proc/sys/vm/nr_hugepages)
+  [ "$huge_old" -ge 512 ] || echo 512 >/proc/sys/vm/nr_hugepages
+  mkdir -p "$huge_dir"
+  mount -t hugetlbfs -o pagesize=2M nodev "$huge_dir"
+}
+# One DPDK run: virtio-user (the driver) and vhost-user (the device) as two testpmd processes,
+# their forwarding cores on CPU 1 and CPU 0 as ours; prints the receiver's median Rx-pps over
+# the seconds after the first (DPDK's first prints come late), in millions.
+peer_ring() {
+  local mem=(--no-pci --huge-dir "$huge_dir" --in-memory --single-file-segments -m 256)
+  local common=(-- --nb-cores=1 --rxq=1 --txq=1 --txpkts="$ring_size" --stats-period=1 --no-lsc-interrupt)
+  local vh_mode vu_mode rx_log s="$work/vhost.sock"
+  if [ "$ring_dir" = to-device ]; then vh_mode=rxonly vu_mode=txonly rx_log=$work/vh.log
+  else vh_mode=txonly vu_mode=rxonly rx_log=$work/vu.log; fi
+  rm -f "$s"
+  timeout -s INT 20 dpdk-testpmd --lcores '0@1,1@0' "${mem[@]}" --file-prefix="vh$$" \
+    --vdev "net_vhost0,iface=$s,queues=1" "${common[@]}" --forward-mode=$vh_mode >"$work/vh.log" 2>&1 &
+  local vh=$!
+  extra_pids="$extra_pids $vh"
+  for _ in $(seq 100); do [ -S "$s" ] && break; sleep 0.05; done
+  timeout -s INT "$dpdk_secs" dpdk-testpmd --lcores '0@0,1@1' "${mem[@]}" --file-prefix="vu$$" \
+    --vdev "net_virtio_user0,path=$s,queues=1,queue_size=256,packed_vq=0" "${common[@]}" \
+    --forward-mode=$vu_mode >"$work/vu.log" 2>&1 || true
+  kill -INT "$vh" 2>/dev/null || true
+  wait "$vh" 2>/dev/null || true
+  extra_pids=${extra_pids% $vh}
+  python3 - "$rx_log" <<'PY'
+import re, statistics, sys
+v = [int(m.group(1)) for m in re.finditer(r"Rx-pps:\s+(\d+)", open(sys.argv[1]).read()) if int(m.group(1)) > 0]
+print(f"{statistics.median(v[1:]) / 1e6:.4f}" if len(v) >= 3 else 0)
+PY
+}
+if want ring; then
+  hugepages_up
+  ring_dirs="to-device to-driver" ring_sizes="64 1500"
+  [ "$smoke" = 1 ] && ring_dirs=to-device ring_sizes=64
+  for ring_dir in $ring_dirs; do
+    for ring_size in $ring_sizes; do
+      target="≥ 1.3×"; [ "$ring_size" = 64 ] || target="≥ 1.0×"
+      pairs_of "ring $ring_size B $ring_dir, poll, 1 copy" "Mmsg/s" higher "$target" "DPDK testpmd vhost/virtio-user" ours_ring peer_ring
+    done
+  done
+fi
+
+# ---- rtt: the ring's round trip against a cache line and an eventfd pair
+rtt_mode=
+ours_rtt() { "$bench_ring" --json --pingpong --mode "$rtt_mode" --size 64 --ms $((secs * 1000)) | json_get '["rtt_p50_us"]'; }
+peer_rtt() {
+  local ref=cacheline; [ "$rtt_mode" = poll ] || ref=eventfd
+  "$bench_ring" --json --reference "$ref" --ms $((secs * 1000)) | json_get '["rtt_p50_us"]'
+}
+if want rtt; then
+  rtt_mode=poll
+  pairs_of "ring RTT p50, 64 B, polling" "µs" lower "≤ 4×" "cache-line ping-pong" ours_rtt peer_rtt
+  rtt_mode=notify
+  pairs_of "ring RTT p50, 64 B, notified" "µs" lower "≤ 1.15×" "eventfd ping-pong" ours_rtt peer_rtt
+fi
+
+# ---- tcp: iperf3 through the TAPs against a veth pair
+tcp_reverse=
+iperf_gbit() {  # NS SERVER_IP: one iperf3 run, prints Gbit/s received
+  ip netns exec "$1" timeout $((secs + 20)) iperf3 -c "$2" -t "$secs" -J $tcp_reverse \
+    | python3 -c "import json,sys; print(json.load(sys.stdin)['end']['sum_received']['bits_per_second'] / 1e9)"
+}
+ours_tcp() { iperf_gbit "$ns_host" "$ep_ip"; }
+peer_tcp() { iperf_gbit "$veth_a" 198.18.1.2; }
+if want tcp; then
+  netns_setup
+  trap compare_cleanup EXIT
+  start_ep
+  start_host
+  if ! wait_carrier "$ns_ep" up 10 || ! wait_carrier "$ns_host" up 10; then
+    show_logs
+    echo "compare: the loopback link did not come up" >&2
+    exit 1
+  fi
+  ip -n "$ns_ep" addr add "$ep_ip/24" dev "$(carrier "$ns_ep")"
+  ip -n "$ns_host" addr add "$host_ip/24" dev "$(carrier "$ns_host")"
+  ip netns add "$veth_a"
+  ip netns add "$veth_b"
+  ip -n "$veth_a" link add veth0 type veth peer name veth1 netns "$veth_b"
+  ip -n "$veth_a" addr add 198.18.1.1/24 dev veth0
+  ip -n "$veth_b" addr add 198.18.1.2/24 dev veth1
+  for n in "$veth_a" "$veth_b"; do ip -n "$n" link set lo up; done
+  ip -n "$veth_a" link set veth0 up
+  ip -n "$veth_b" link set veth1 up
+  ip netns exec "$ns_ep" iperf3 -s -B "$ep_ip" >"$work/iperf-ep.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  ip netns exec "$veth_b" iperf3 -s -B 198.18.1.2 >"$work/iperf-veth.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  for _ in $(seq 50); do
+    ip netns exec "$ns_ep" ss -ltn | grep -q ":5201 " && ip netns exec "$veth_b" ss -ltn | grep -q ":5201 " && break
+    sleep 0.1
+  done
+  tcp_reverse=
+  pairs_of "iperf3 TCP host->EP" "Gbit/s" higher "≥ 0.6×" "TCP over a veth pair" ours_tcp peer_tcp
+  tcp_reverse=-R
+  pairs_of "iperf3 TCP EP->host" "Gbit/s" higher "≥ 0.6×" "TCP over a veth pair" ours_tcp peer_tcp
+fi
+
+if [ "$smoke" = 1 ]; then
+  python3 "$top/scripts/bench/report.py" --smoke "$results" "$out"
+else
+  python3 "$top/scripts/bench/report.py" "$results" "$out"
+fi
