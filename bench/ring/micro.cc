@@ -63,10 +63,10 @@ class Queue {
   std::uint16_t serve() {
     std::uint16_t n = 0;
     for (;;) {
-      auto c = dev_.pop();
-      if (!c) std::abort();
-      if (!*c) break;
-      if (!dev_.push_used((*c)->head, 0)) std::abort();
+      auto got = dev_.pop(chain_);
+      if (!got) std::abort();
+      if (!*got) break;
+      if (!dev_.push_used(chain_.head, 0)) std::abort();
       ++n;
     }
     dev_.publish_used();
@@ -94,6 +94,7 @@ class Queue {
   ring::AddressSpace space_;
   ring::Vring drv_;
   ring::Vringh dev_;
+  ring::Chain chain_;
 };
 
 constexpr std::uint16_t kBurst = 256;

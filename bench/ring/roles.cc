@@ -149,16 +149,16 @@ void run_device(const Case& c, platform::LoopbackEp& ep, Control& ctl) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(c.ms);
   Idler idle(c);
   std::uint64_t rounds = 0;
+  ring::Chain ch;
   for (;;) {
     int n = 0;
     for (; n < c.burst; ++n) {
-      auto p = q.pop();
+      auto p = q.pop(ch);
       if (!p) {
         fail(ctl, st, "device: pop", p.error().what);
         break;
       }
       if (!*p) break;
-      const ring::Chain& ch = **p;
       auto len = static_cast<std::uint32_t>(c.size);
       if (c.dir == Direction::kToDevice || c.pingpong) {
         len = 0;
@@ -193,15 +193,35 @@ void run_device(const Case& c, platform::LoopbackEp& ep, Control& ctl) {
 
 namespace {
 
+/// Buffer slots not in flight, reused first in, first out (as a driver that re-posts the
+/// buffers of an in-order queue would: slot k keeps going out on descriptor k).
+class SlotFifo {
+ public:
+  explicit SlotFifo(std::uint16_t num) : slots_(num) {}
+  bool empty() const noexcept { return count_ == 0; }
+  std::uint16_t front() const noexcept { return slots_[head_]; }
+  void drop() noexcept {
+    head_ = head_ + 1 == slots_.size() ? 0 : head_ + 1;
+    --count_;
+  }
+  void put(std::uint16_t s) noexcept {
+    slots_[(head_ + count_) % slots_.size()] = s;
+    ++count_;
+  }
+
+ private:
+  std::vector<std::uint16_t> slots_;
+  std::size_t head_ = 0, count_ = 0;
+};
+
 /// The driver's loops, one per pattern.
 class Driver {
  public:
   Driver(const Case& c, platform::LoopbackHost& host, Control& ctl)
       : c_(c), host_(host), ctl_(ctl), st_(ctl.driver), pl_(RingPlacement::make(c.num, c.size)),
         q_(pl_.driver(host.ep_window(), host.rc_window(), c.event_idx)), buf_(c.size, std::byte{0x5a}),
-        idle_(c) {
-    free_.reserve(c.num);
-    for (std::uint16_t s = 0; s < c.num; ++s) free_.push_back(static_cast<std::uint16_t>(c.num - 1 - s));
+        idle_(c), free_(c.num) {
+    for (std::uint16_t s = 0; s < c.num; ++s) free_.put(s);
   }
 
   void run() {
@@ -258,11 +278,11 @@ class Driver {
   void transmit() {
     std::uint64_t rounds = 0;
     for (;;) {
-      for (int s; (s = take()) >= 0;) free_.push_back(static_cast<std::uint16_t>(s));
+      for (int s; (s = take()) >= 0;) free_.put(static_cast<std::uint16_t>(s));
       int n = 0;
       for (; n < c_.burst && !free_.empty(); ++n) {
-        if (!add_out(free_.back())) return;
-        free_.pop_back();
+        if (!add_out(free_.front())) return;
+        free_.drop();
       }
       if (n > 0) {
         st_.messages += static_cast<std::uint64_t>(n);
@@ -335,7 +355,7 @@ class Driver {
   ring::Vring q_;
   std::vector<std::byte> buf_;
   Idler idle_;
-  std::vector<std::uint16_t> free_;  // driver->device buffer slots not in flight
+  SlotFifo free_;  // driver->device buffer slots not in flight
   std::uint32_t last_len_ = 0;
 };
 

@@ -1,6 +1,7 @@
 #include "vepf/ring/vring.hpp"
 
 #include <cassert>
+#include <cstring>
 
 #include "vepf/layout/ring.hpp"
 
@@ -8,7 +9,8 @@ namespace vepf::ring {
 
 using layout::VringDesc;
 
-Vring::Vring(const VringParams& p) : num_(p.num), p_(p), desc_state_(p.num), num_free_(p.num) {
+Vring::Vring(const VringParams& p)
+    : num_(p.num), p_(p), desc_state_(p.num), free_tail_(static_cast<std::uint16_t>(p.num - 1)), num_free_(p.num) {
   assert(layout::queue_size_valid(p.num));
   for (std::uint16_t i = 0; i + 1 < num_; ++i) desc_state_[i].next = static_cast<std::uint16_t>(i + 1);
   // VIRTIO 1.2 §2.7.6: the driver initialises the avail ring; the device owns the used ring.
@@ -23,6 +25,16 @@ void Vring::write_desc(const Segment& table, std::uint16_t i, const Buf& b, std:
                        std::uint16_t next) noexcept {
   const VringDesc d{layout::le64::from_cpu(b.addr), layout::le32::from_cpu(b.len),
                     layout::le16::from_cpu(flags), layout::le16::from_cpu(next)};
+  if (&table == &p_.desc) {
+    // The device only reads the table (VIRTIO 1.2 §2.7.5), so a descriptor that already holds
+    // these bytes is not written again: no posted write across the link, and the device's
+    // cached copy of the line stays valid. A queue that re-posts the same buffers in order (an
+    // RX refill, rpmsg buffers) writes no descriptor at all in steady state.
+    DescState& st = desc_state_[i];
+    if (st.written && std::memcmp(&st.desc, &d, sizeof d) == 0) return;
+    st.desc = d;
+    st.written = true;
+  }
   // One 16-byte posted write per descriptor; never read back.
   table.window->write_struct(table.off + layout::desc_offset(i), d);
 }
@@ -132,8 +144,15 @@ Result<std::optional<Vring::Used>> Vring::get_used() {
   // Return the chain's descriptors to the free list, following the private links.
   std::uint16_t tail = static_cast<std::uint16_t>(id);
   for (std::uint16_t k = 1; k < st.ndesc; ++k) tail = desc_state_[tail].next;
-  desc_state_[tail].next = free_head_;
-  free_head_ = static_cast<std::uint16_t>(id);
+  // Onto the free list's tail: descriptors are reused in the order they were freed, so a queue
+  // completed in order writes its table front to back, four descriptors per cache line, rather
+  // than scattering writes over lines the device has just read.
+  if (num_free_ == 0) {
+    free_head_ = static_cast<std::uint16_t>(id);
+  } else {
+    desc_state_[free_tail_].next = static_cast<std::uint16_t>(id);
+  }
+  free_tail_ = tail;
   num_free_ = static_cast<std::uint16_t>(num_free_ + st.ndesc);
   st.ndesc = 0;
   --in_flight_;

@@ -18,12 +18,6 @@ Vringh::Vringh(const VringhParams& p) : num_(p.num), p_(p) {
   p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, 0);
 }
 
-Result<std::optional<Chain>> Vringh::bad_ring(const char* what) noexcept {
-  broken_ = true;
-  why_ = what;
-  return fail(Errc::kBadRing, what);
-}
-
 VringDesc Vringh::fetch_desc(const Segment& table, std::uint32_t i) const noexcept {
   // The one and only read of this descriptor: everything below checks this copy.
   return table.window->read_struct<VringDesc>(table.off + layout::desc_offset(i));
@@ -37,23 +31,41 @@ std::uint16_t Vringh::pending() const noexcept {
 }
 
 Result<std::optional<Chain>> Vringh::pop() {
+  Chain c;
+  auto r = pop(c);
+  if (!r) return tl::make_unexpected(r.error());
+  if (!*r) return std::nullopt;
+  return c;
+}
+
+Result<bool> Vringh::pop(Chain& c) {
   if (broken_) return fail(Errc::kBadRing, why_);
+  bool found = false;
+  if (const char* why = next_chain(c, found)) {
+    broken_ = true;
+    why_ = why;
+    return fail(Errc::kBadRing, why);
+  }
+  return found;
+}
+
+const char* Vringh::next_chain(Chain& c, bool& found) {
   if (last_avail_idx_ == avail_idx_seen_) {
     // Pairs with store_release of the avail idx in Vring::kick_prepare(): the entries and the
     // descriptors are read after the index.
     const auto avail_idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
-    if (avail_idx == last_avail_idx_) return std::nullopt;
+    if (avail_idx == last_avail_idx_) return nullptr;
     if (static_cast<std::uint16_t>(avail_idx - last_avail_idx_) > num_) {
-      return bad_ring("avail idx moved by more than the queue size");
+      return "avail idx moved by more than the queue size";
     }
     avail_idx_seen_ = avail_idx;
   }
 
   const auto head = p_.avail.window->load<std::uint16_t>(
       p_.avail.off + layout::avail_entry_offset(last_avail_idx_ & (num_ - 1)));
-  if (head >= num_) return bad_ring("avail entry: head out of range");
+  if (head >= num_) return "avail entry: head out of range";
 
-  Chain c;
+  c.clear();
   c.head = head;
   Segment table = p_.desc;
   std::uint32_t table_len = num_;  // descriptors in the current table
@@ -63,7 +75,7 @@ Result<std::optional<Chain>> Vringh::pop() {
   std::uint64_t total = 0;
   bool seen_writable = false;  // zero-length writables are not kept, so track them apart
   for (;;) {
-    if (++steps > table_len) return bad_ring("descriptor chain loops");
+    if (++steps > table_len) return "descriptor chain loops";
     const VringDesc d = fetch_desc(table, i);
     const std::uint16_t flags = d.flags.to_cpu();
     const std::uint64_t addr = d.addr.to_cpu();
@@ -72,12 +84,12 @@ Result<std::optional<Chain>> Vringh::pop() {
     if (flags & VRING_DESC_F_INDIRECT) {
       // VIRTIO 1.2 §2.7.5.3.1: negotiated, not nested, not combined with NEXT, len a multiple
       // of 16. The WRITE flag of this descriptor is ignored.
-      if (!p_.indirect) return bad_ring("indirect descriptor without VIRTIO_F_INDIRECT_DESC");
-      if (in_indirect) return bad_ring("nested indirect table");
-      if (flags & VRING_DESC_F_NEXT) return bad_ring("indirect descriptor with NEXT");
-      if (len == 0 || len % sizeof(VringDesc) != 0) return bad_ring("indirect table length not a multiple of 16");
+      if (!p_.indirect) return "indirect descriptor without VIRTIO_F_INDIRECT_DESC";
+      if (in_indirect) return "nested indirect table";
+      if (flags & VRING_DESC_F_NEXT) return "indirect descriptor with NEXT";
+      if (len == 0 || len % sizeof(VringDesc) != 0) return "indirect table length not a multiple of 16";
       auto t = p_.space->translate_aligned(addr, len, layout::kDescAlign);
-      if (!t) return bad_ring("indirect table outside the windows");
+      if (!t) return "indirect table outside the windows";
       table = *t;
       table_len = len / sizeof(VringDesc);
       i = 0;
@@ -86,27 +98,28 @@ Result<std::optional<Chain>> Vringh::pop() {
       continue;
     }
 
-    auto seg = p_.space->translate(addr, len);
-    if (!seg) return bad_ring("buffer outside the windows");
+    const Segment seg = p_.space->lookup(addr, len);
+    if (seg.window == nullptr) return "buffer outside the windows";
     total += len;
     // VIRTIO 1.2 §2.7.5.2: a chain carries at most 2^32 bytes.
-    if (total > UINT32_MAX) return bad_ring("descriptor chain longer than 2^32 bytes");
+    if (total > UINT32_MAX) return "descriptor chain longer than 2^32 bytes";
     if (flags & VRING_DESC_F_WRITE) {
       seen_writable = true;
       c.write_len += len;
-      if (len) c.add_writable(*seg);
+      if (len) c.add_writable(seg);
     } else {
       // §2.7.4.2: device-readable descriptors come before device-writable ones.
-      if (seen_writable) return bad_ring("readable descriptor after a writable one");
+      if (seen_writable) return "readable descriptor after a writable one";
       c.read_len += len;
-      if (len) c.add_readable(*seg);
+      if (len) c.add_readable(seg);
     }
     if (!(flags & VRING_DESC_F_NEXT)) break;
     i = d.next.to_cpu();
-    if (i >= table_len) return bad_ring("descriptor next out of range");
+    if (i >= table_len) return "descriptor next out of range";
   }
   ++last_avail_idx_;
-  return c;
+  found = true;
+  return nullptr;
 }
 
 Result<void> Vringh::push_used(std::uint16_t head, std::uint32_t len) {
@@ -167,69 +180,12 @@ void Vringh::notify_disable() {
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
 }
 
-Chain& Chain::operator=(const Chain& o) {
-  if (this == &o) return *this;
-  head = o.head;
-  read_len = o.read_len;
-  write_len = o.write_len;
-  nread_ = o.nread_;
-  nwrite_ = o.nwrite_;
-  if (o.spill_.empty()) {
-    std::copy_n(o.inline_, nread_ + nwrite_, inline_);
-    spill_.clear();
-  } else {
-    spill_ = o.spill_;
-  }
-  return *this;
-}
-
-Chain& Chain::operator=(Chain&& o) noexcept {
-  if (this == &o) return *this;
-  head = o.head;
-  read_len = o.read_len;
-  write_len = o.write_len;
-  nread_ = o.nread_;
-  nwrite_ = o.nwrite_;
-  if (o.spill_.empty()) {
-    std::copy_n(o.inline_, nread_ + nwrite_, inline_);
-    spill_.clear();
-  } else {
-    spill_ = std::move(o.spill_);
-    o.spill_.clear();
-  }
-  o.clear();
-  return *this;
-}
-
-void Chain::push(const Segment& s) {
-  const std::size_t n = nread_ + nwrite_;
-  if (spill_.empty() && n < kInlineSegments) {
-    inline_[n] = s;
-    return;
-  }
+void Chain::spill(const Segment& s) {
   if (spill_.empty()) {
     spill_.reserve(4 * kInlineSegments);
-    spill_.assign(inline_, inline_ + n);
+    spill_.assign(inline_.segs, inline_.segs + nread_ + nwrite_);
   }
   spill_.push_back(s);
-}
-
-void Chain::add_readable(const Segment& s) {
-  assert(nwrite_ == 0);
-  push(s);
-  ++nread_;
-}
-
-void Chain::add_writable(const Segment& s) {
-  push(s);
-  ++nwrite_;
-}
-
-void Chain::clear() noexcept {
-  head = 0;
-  read_len = write_len = 0;
-  nread_ = nwrite_ = 0;
-  spill_.clear();
 }
 
 std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept {

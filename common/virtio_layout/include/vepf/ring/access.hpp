@@ -27,18 +27,26 @@
 
 namespace vepf::ring {
 /// Link-model counters of one side. Plain integers: each side updates its own from one thread.
+/// An access count and its byte count are not adjacent: the compiler would otherwise update the
+/// pair with one 16-byte load and store in some places and two 8-byte ones in others, and the
+/// wide load after two narrow stores stalls on store forwarding on every ring operation.
 struct LinkCounters {
   std::uint64_t nonposted_reads = 0;      // loads from the peer's window (accesses)
-  std::uint64_t nonposted_read_bytes = 0; // bytes
   std::uint64_t posted_writes = 0;        // stores to the peer's window (accesses)
+  std::uint64_t nonposted_read_bytes = 0; // bytes
   std::uint64_t posted_write_bytes = 0;   // bytes
   std::uint64_t signals_sent = 0;         // doorbells (RC->EP) or interrupts (EP->RC) raised
   std::uint64_t signals_received = 0;     // doorbells or interrupts taken
 
   LinkCounters operator-(const LinkCounters& o) const noexcept {
-    return {nonposted_reads - o.nonposted_reads, nonposted_read_bytes - o.nonposted_read_bytes,
-            posted_writes - o.posted_writes, posted_write_bytes - o.posted_write_bytes,
-            signals_sent - o.signals_sent, signals_received - o.signals_received};
+    LinkCounters d;
+    d.nonposted_reads = nonposted_reads - o.nonposted_reads;
+    d.posted_writes = posted_writes - o.posted_writes;
+    d.nonposted_read_bytes = nonposted_read_bytes - o.nonposted_read_bytes;
+    d.posted_write_bytes = posted_write_bytes - o.posted_write_bytes;
+    d.signals_sent = signals_sent - o.signals_sent;
+    d.signals_received = signals_received - o.signals_received;
+    return d;
   }
 };
 
@@ -184,14 +192,26 @@ class Window {
     return {p, len};
   }
   /// Typed bulk copies of a layout struct.
+  /// On cached memory these are one fixed-size memcpy the compiler inlines (a descriptor, a
+  /// used element: the ring's hot path).
   template <class S>
   S read_struct(std::size_t off) const noexcept {
-    S s;
+    S s{};
+    if (access_.type == MemoryType::kCached) {
+      count_read(sizeof(S));
+      if (check_bulk(off, sizeof(S))) std::memcpy(&s, at(off, sizeof(S)), sizeof(S));
+      return s;
+    }
     read(off, std::as_writable_bytes(std::span{&s, 1}));
     return s;
   }
   template <class S>
   void write_struct(std::size_t off, const S& s) noexcept {
+    if (access_.type == MemoryType::kCached) {
+      count_write(sizeof(S));
+      if (check_bulk(off, sizeof(S))) std::memcpy(at(off, sizeof(S)), &s, sizeof(S));
+      return;
+    }
     write(off, std::as_bytes(std::span{&s, 1}));
   }
 
@@ -333,6 +353,16 @@ class AddressSpace {
     if (w == nullptr || !w->valid()) return fail(Errc::kOutOfRange, "link address names no window");
     if (w == ep_ && off < ep_floor_) return fail(Errc::kOutOfRange, "range inside the control region");
     if (len > UINT32_MAX || !w->contains(off, len)) return fail(Errc::kOutOfRange, "range leaves its window");
+    return Segment{w, static_cast<std::size_t>(off), static_cast<std::uint32_t>(len)};
+  }
+  /// As translate(), without the error: a Segment whose window is null when translate() would
+  /// fail. For the ring's hot path, which reports its own error and should not build one here.
+  Segment lookup(std::uint64_t addr, std::uint64_t len) const noexcept {
+    Window* w = window(layout::link_addr_window(addr));
+    const std::uint64_t off = layout::link_addr_offset(addr);
+    if (w == nullptr || !w->valid() || (w == ep_ && off < ep_floor_) || len > UINT32_MAX || !w->contains(off, len)) {
+      return {};
+    }
     return Segment{w, static_cast<std::size_t>(off), static_cast<std::uint32_t>(len)};
   }
   /// As translate(), and also requires the offset to be a multiple of `align` bytes.

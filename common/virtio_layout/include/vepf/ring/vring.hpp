@@ -84,6 +84,8 @@ class Vring {
     std::uint32_t in_len = 0;    // device-writable bytes of the chain
     std::uint16_t ndesc = 0;     // descriptors of the main table the chain holds (0: free)
     std::uint16_t next = 0;      // free list / chain link, driver-private copy of desc.next
+    bool written = false;        // `desc` holds what the table's entry was last written with
+    layout::VringDesc desc{};    // the entry as last written (the device never writes it)
   };
   void write_desc(const Segment& table, std::uint16_t i, const Buf& b, std::uint16_t flags,
                   std::uint16_t next) noexcept;
@@ -93,6 +95,7 @@ class Vring {
   VringParams p_;
   std::vector<DescState> desc_state_;
   std::uint16_t free_head_ = 0;
+  std::uint16_t free_tail_;  // last descriptor of the free list (meaningful while num_free_ > 0)
   std::uint16_t num_free_;
   std::uint16_t in_flight_ = 0;
   std::uint16_t avail_idx_shadow_ = 0;  // next avail idx to publish (private copy)

@@ -8,6 +8,7 @@
 // writable buffers only after readable ones, total length < 2^32, every range inside a window.
 // The first violation breaks the queue: every later call fails with kBadRing.
 
+#include <cassert>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -41,27 +42,85 @@ class Chain {
   std::uint64_t read_len = 0;   // bytes, the sum of the readable descriptors' lengths
   std::uint64_t write_len = 0;  // bytes, the sum of the writable descriptors' lengths
 
-  Chain() = default;
-  Chain(const Chain& o) { *this = o; }
-  Chain& operator=(const Chain& o);
-  Chain(Chain&& o) noexcept { *this = std::move(o); }
-  Chain& operator=(Chain&& o) noexcept;
+  Chain() noexcept {}
+  Chain(const Chain& o) { assign(o); }
+  Chain& operator=(const Chain& o) {
+    if (this != &o) assign(o);
+    return *this;
+  }
+  Chain(Chain&& o) noexcept { take(o); }
+  Chain& operator=(Chain&& o) noexcept {
+    if (this != &o) take(o);
+    return *this;
+  }
 
   /// Device-readable segments (driver -> device), in chain order.
   std::span<const Segment> readable() const noexcept { return {data(), nread_}; }
   /// Device-writable segments (device -> driver), in chain order.
   std::span<const Segment> writable() const noexcept { return {data() + nread_, nwrite_}; }
   /// Appends a segment; readable ones must all come before the first writable one.
-  void add_readable(const Segment& s);
-  void add_writable(const Segment& s);
+  void add_readable(const Segment& s) {
+    assert(nwrite_ == 0);
+    push(s);
+    ++nread_;
+  }
+  void add_writable(const Segment& s) {
+    push(s);
+    ++nwrite_;
+  }
   /// Forgets the segments and lengths (keeps a spilled vector's capacity).
-  void clear() noexcept;
+  void clear() noexcept {
+    head = 0;
+    read_len = write_len = 0;
+    nread_ = nwrite_ = 0;
+    spill_.clear();
+  }
 
  private:
-  const Segment* data() const noexcept { return spill_.empty() ? inline_ : spill_.data(); }
-  void push(const Segment& s);
+  // Uninitialised until written: a chain of one buffer writes one Segment, not eight.
+  union Inline {
+    Inline() noexcept {}
+    Segment segs[kInlineSegments];
+  };
 
-  Segment inline_[kInlineSegments];
+  const Segment* data() const noexcept { return spill_.empty() ? inline_.segs : spill_.data(); }
+  void push(const Segment& s) {
+    const std::size_t n = nread_ + nwrite_;
+    if (spill_.empty() && n < kInlineSegments) {
+      inline_.segs[n] = s;
+    } else {
+      spill(s);
+    }
+  }
+  void spill(const Segment& s);  // the (rare) chain of more than kInlineSegments segments
+  void copy_header(const Chain& o) noexcept {
+    head = o.head;
+    read_len = o.read_len;
+    write_len = o.write_len;
+    nread_ = o.nread_;
+    nwrite_ = o.nwrite_;
+  }
+  void assign(const Chain& o) {
+    copy_header(o);
+    if (o.spill_.empty()) {
+      for (std::size_t i = 0; i < nread_ + nwrite_; ++i) inline_.segs[i] = o.inline_.segs[i];
+      spill_.clear();
+    } else {
+      spill_ = o.spill_;
+    }
+  }
+  void take(Chain& o) noexcept {
+    copy_header(o);
+    if (o.spill_.empty()) {
+      for (std::size_t i = 0; i < nread_ + nwrite_; ++i) inline_.segs[i] = o.inline_.segs[i];
+      spill_.clear();
+    } else {
+      spill_ = std::move(o.spill_);
+    }
+    o.clear();
+  }
+
+  Inline inline_;
   std::vector<Segment> spill_;  // all segments, once there are more than kInlineSegments
   std::size_t nread_ = 0;
   std::size_t nwrite_ = 0;
@@ -77,6 +136,10 @@ class Vringh {
   /// only when the chains seen at its last read are used up, so a burst costs one index read.
   /// Errors: kBadRing (the peer broke a rule: see why()); the queue is broken from then on.
   [[nodiscard]] Result<std::optional<Chain>> pop();
+  /// As pop(), into `c`, whose storage is reused (the data path: a consume loop keeps one Chain
+  /// and never builds, moves or zeroes another). Returns false when no chain is available (`c`
+  /// is then unspecified). Errors: as pop().
+  [[nodiscard]] Result<bool> pop(Chain& c);
 
   /// Puts a chain on the used ring: `len` bytes were written to its writable segments.
   /// Publishes the used index (release). Errors: kBadRing when the queue is broken.
@@ -105,7 +168,9 @@ class Vringh {
   std::uint16_t num() const noexcept { return num_; }
 
  private:
-  Result<std::optional<Chain>> bad_ring(const char* what) noexcept;
+  // Takes the next chain into `c` (found: whether there was one). Returns the rule the peer
+  // broke, or nullptr.
+  const char* next_chain(Chain& c, bool& found);
   layout::VringDesc fetch_desc(const Segment& table, std::uint32_t i) const noexcept;
 
   std::uint16_t num_;
