@@ -197,20 +197,21 @@ namespace {
 /// buffers of an in-order queue would: slot k keeps going out on descriptor k).
 class SlotFifo {
  public:
-  explicit SlotFifo(std::uint16_t num) : slots_(num) {}
+  explicit SlotFifo(std::uint16_t num) : slots_(num), mask_(num - 1u) {}  // num: a power of 2
   bool empty() const noexcept { return count_ == 0; }
   std::uint16_t front() const noexcept { return slots_[head_]; }
   void drop() noexcept {
-    head_ = head_ + 1 == slots_.size() ? 0 : head_ + 1;
+    head_ = (head_ + 1) & mask_;
     --count_;
   }
   void put(std::uint16_t s) noexcept {
-    slots_[(head_ + count_) % slots_.size()] = s;
+    slots_[(head_ + count_) & mask_] = s;
     ++count_;
   }
 
  private:
   std::vector<std::uint16_t> slots_;
+  std::size_t mask_;
   std::size_t head_ = 0, count_ = 0;
 };
 

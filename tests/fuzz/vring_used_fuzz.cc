@@ -88,6 +88,7 @@ struct Harness {
   std::uint16_t last_used = 0;
   std::uint64_t next_token = 1;
   bool broken = false;
+  std::vector<std::uint16_t> pending_heads;  // heads added since the last kick_prepare()
   // The honest device's cursor over the avail ring.
   std::uint16_t dev_cursor = 0;
 
@@ -184,8 +185,10 @@ struct Harness {
       FUZZ_CHECK(!r && r.error().code == Errc::kInvalidArgument);
     } else {
       FUZZ_CHECK(r.has_value());
-      const auto head = test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (adds & (num - 1)));
+      // The avail entry reaches the ring at kick_prepare() (op_kick() checks it there).
+      const std::uint16_t head = *r;
       FUZZ_CHECK(head < num);
+      pending_heads.push_back(head);
       learn_chain(head, bufs, n_out, indirect);
       heads[head].token = token;
       heads[head].in_len = static_cast<std::uint32_t>(in_len);
@@ -210,6 +213,11 @@ struct Harness {
       want = !(test::peek<std::uint16_t>(rc_b, kUsedOff) & VRING_USED_F_NO_NOTIFY);
     }
     FUZZ_CHECK(k == want);
+    // Every chain added since the last kick is on the avail ring now, in order.
+    for (std::uint16_t i = published, k2 = 0; i != adds; ++i, ++k2) {
+      FUZZ_CHECK(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (i & (num - 1))) == pending_heads[k2]);
+    }
+    pending_heads.clear();
     published = adds;
     FUZZ_CHECK(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 2) == adds);
   }

@@ -1,7 +1,6 @@
 #include "vepf/ring/vring.hpp"
 
 #include <cassert>
-#include <cstring>
 
 #include "vepf/layout/ring.hpp"
 
@@ -10,36 +9,41 @@ namespace vepf::ring {
 using layout::VringDesc;
 
 Vring::Vring(const VringParams& p)
-    : num_(p.num), p_(p), desc_state_(p.num), free_tail_(static_cast<std::uint16_t>(p.num - 1)), num_free_(p.num) {
+    : num_(p.num), p_(p), desc_state_(p.num), avail_shadow_(p.num),
+      avail_pairs_(p.num >= 2 && p.avail.window->access().widths.container_for(2) == 4 && p.avail.off % 4 == 0),
+      free_tail_(static_cast<std::uint16_t>(p.num - 1)), num_free_(p.num) {
   assert(layout::queue_size_valid(p.num));
   for (std::uint16_t i = 0; i + 1 < num_; ++i) desc_state_[i].next = static_cast<std::uint16_t>(i + 1);
   // VIRTIO 1.2 §2.7.6: the driver initialises the avail ring; the device owns the used ring.
   p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, 0);
   p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), 0);
   // Flags and used_event before the index; pairs with load_acquire of the avail idx in
-  // Vringh::pop() and Vringh::pending().
+  // Vringh::next_chain() and Vringh::pending().
   p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, 0);
 }
 
 void Vring::write_desc(const Segment& table, std::uint16_t i, const Buf& b, std::uint16_t flags,
                        std::uint16_t next) noexcept {
-  const VringDesc d{layout::le64::from_cpu(b.addr), layout::le32::from_cpu(b.len),
-                    layout::le16::from_cpu(flags), layout::le16::from_cpu(next)};
   if (&table == &p_.desc) {
     // The device only reads the table (VIRTIO 1.2 §2.7.5), so a descriptor that already holds
     // these bytes is not written again: no posted write across the link, and the device's
     // cached copy of the line stays valid. A queue that re-posts the same buffers in order (an
     // RX refill, rpmsg buffers) writes no descriptor at all in steady state.
     DescState& st = desc_state_[i];
-    if (st.written && std::memcmp(&st.desc, &d, sizeof d) == 0) return;
-    st.desc = d;
+    if (st.written && st.addr == b.addr && st.len == b.len && st.flags == flags && st.desc_next == next) return;
+    st.addr = b.addr;
+    st.len = b.len;
+    st.flags = flags;
+    st.desc_next = next;
     st.written = true;
   }
+  const VringDesc d{layout::le64::from_cpu(b.addr), layout::le32::from_cpu(b.len),
+                    layout::le16::from_cpu(flags), layout::le16::from_cpu(next)};
   // One 16-byte posted write per descriptor; never read back.
   table.window->write_struct(table.off + layout::desc_offset(i), d);
 }
 
-Result<void> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token) {
+Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token) {
   if (broken_) return fail(Errc::kBadRing, "queue is broken");
   const std::size_t total = out.size() + in.size();
   if (total == 0) return fail(Errc::kInvalidArgument, "empty descriptor chain");
@@ -92,19 +96,63 @@ Result<void> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::
   desc_state_[head].ndesc = static_cast<std::uint16_t>(needed);
   num_free_ = static_cast<std::uint16_t>(num_free_ - needed);
   ++in_flight_;
-  p_.avail.window->store<std::uint16_t>(
-      p_.avail.off + layout::avail_entry_offset(avail_idx_shadow_ & (num_ - 1)), head);
+  // The entry goes to the ring at kick_prepare(), with the others of the burst.
+  avail_shadow_[avail_idx_shadow_ & (num_ - 1)] = head;
   ++avail_idx_shadow_;
-  return {};
+  return head;
+}
+
+void Vring::write_avail_flags() noexcept {
+  if (avail_pairs_) {
+    // Flags and the published index as one word (no read-modify-write of the index's half).
+    p_.avail.window->store<std::uint32_t>(p_.avail.off + layout::kRingFlagsOff,
+                                          std::uint32_t{avail_flags_shadow_} | std::uint32_t{avail_idx_published_} << 16);
+  } else {
+    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, avail_flags_shadow_);
+  }
+}
+
+void Vring::write_avail_entries(std::uint16_t from, std::uint16_t to) noexcept {
+  // Written together right before the index, not one by one as add() takes them: the device
+  // polls the index, which shares a cache line with the first entries, and every entry store
+  // between two of its polls would take the line back across the link (or the cores).
+  Window& w = *p_.avail.window;
+  if (avail_pairs_) {
+    // A window without 16-bit accesses: whole 32-bit words of two entries from the shadow,
+    // never a read-modify-write (a non-posted read per entry). An entry past the burst is
+    // rewritten with its old value; the device reads no entry at or past the index.
+    for (std::uint16_t i = from; i != to;) {
+      const auto slot = static_cast<std::uint16_t>(i & (num_ - 1));
+      const auto even = static_cast<std::uint16_t>(slot & ~1u);
+      const std::uint32_t word = std::uint32_t{avail_shadow_[even]} | std::uint32_t{avail_shadow_[even + 1]} << 16;
+      w.store<std::uint32_t>(p_.avail.off + layout::avail_entry_offset(even), word);
+      const std::uint16_t covered = (slot & 1) ? 1 : 2;  // entries of the burst this word held
+      if (static_cast<std::uint16_t>(to - i) <= covered) break;
+      i = static_cast<std::uint16_t>(i + covered);
+    }
+    return;
+  }
+  for (std::uint16_t i = from; i != to; ++i) {
+    w.store<std::uint16_t>(p_.avail.off + layout::avail_entry_offset(i & (num_ - 1)), avail_shadow_[i & (num_ - 1)]);
+  }
 }
 
 bool Vring::kick_prepare() {
   if (avail_idx_shadow_ == avail_idx_published_) return false;
   const std::uint16_t old_idx = avail_idx_published_;
   const std::uint16_t new_idx = avail_idx_shadow_;
-  // Publishes descriptors and avail entries before the index; pairs with load_acquire of the
-  // avail idx in Vringh::pop().
-  p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, new_idx);
+  write_avail_entries(old_idx, new_idx);
+  // Publishes descriptors and avail entries before the index (both stores below pair with
+  // load_acquire of the avail idx in Vringh::next_chain()).
+  if (avail_pairs_) {
+    // No 16-bit store on this window: flags and index as one word, the flags from our copy.
+    // Pairs with load_acquire of the avail idx in Vringh::next_chain().
+    p_.avail.window->store_release<std::uint32_t>(p_.avail.off + layout::kRingFlagsOff,
+                                                  std::uint32_t{avail_flags_shadow_} | std::uint32_t{new_idx} << 16);
+  } else {
+    // Pairs with load_acquire of the avail idx in Vringh::next_chain().
+    p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, new_idx);
+  }
   avail_idx_published_ = new_idx;
   // Index store before reading the device's suppression state; pairs with hw::mb() in
   // Vringh::notify_enable().
@@ -166,7 +214,7 @@ bool Vring::enable_cb() {
     p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), last_used_idx_);
   } else if (avail_flags_shadow_ & VRING_AVAIL_F_NO_INTERRUPT) {
     avail_flags_shadow_ &= static_cast<std::uint16_t>(~VRING_AVAIL_F_NO_INTERRUPT);
-    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, avail_flags_shadow_);
+    write_avail_flags();
   }
   // Event store before re-reading the used idx; pairs with hw::mb() in Vringh::need_notify().
   hw::mb();
@@ -178,7 +226,7 @@ void Vring::disable_cb() {
   // With EVENT_IDX the device interrupts at most once past used_event: nothing to write.
   if (p_.event_idx || (avail_flags_shadow_ & VRING_AVAIL_F_NO_INTERRUPT)) return;
   avail_flags_shadow_ |= VRING_AVAIL_F_NO_INTERRUPT;
-  p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, avail_flags_shadow_);
+  write_avail_flags();
 }
 
 }  // namespace vepf::ring

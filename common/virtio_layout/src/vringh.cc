@@ -9,7 +9,9 @@ namespace vepf::ring {
 
 using layout::VringDesc;
 
-Vringh::Vringh(const VringhParams& p) : num_(p.num), p_(p) {
+Vringh::Vringh(const VringhParams& p)
+    : num_(p.num), p_(p), used_shadow_(p.num),
+      used_pairs_(p.used.window->access().widths.container_for(2) == 4 && p.used.off % 4 == 0) {
   assert(layout::queue_size_valid(p.num) && p.space != nullptr);
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, 0);
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), 0);
@@ -122,19 +124,41 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
   return nullptr;
 }
 
+void Vringh::write_used_flags() noexcept {
+  if (used_pairs_) {
+    // Flags and the published index as one word (no read-modify-write of the index's half).
+    p_.used.window->store<std::uint32_t>(p_.used.off + layout::kRingFlagsOff,
+                                         std::uint32_t{used_flags_shadow_} | std::uint32_t{used_idx_published_} << 16);
+  } else {
+    p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
+  }
+}
+
 Result<void> Vringh::push_used(std::uint16_t head, std::uint32_t len) {
   if (broken_) return fail(Errc::kBadRing, why_);
   assert(head < num_);
-  const layout::VringUsedElem e{layout::le32::from_cpu(head), layout::le32::from_cpu(len)};
-  p_.used.window->write_struct(p_.used.off + layout::used_entry_offset(used_idx_ & (num_ - 1)), e);
+  // Kept here until publish_used() writes the burst's entries together, right before the
+  // index: the driver polls the index, which shares a cache line with the first entries.
+  used_shadow_[used_idx_ & (num_ - 1)] = layout::VringUsedElem{layout::le32::from_cpu(head), layout::le32::from_cpu(len)};
   ++used_idx_;
   return {};
 }
 
 void Vringh::publish_used() noexcept {
   if (used_idx_ == used_idx_published_) return;
-  // Entries before index; pairs with load_acquire of the used idx in Vring::get_used().
-  p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, used_idx_);
+  for (std::uint16_t i = used_idx_published_; i != used_idx_; ++i) {
+    const std::uint16_t slot = i & (num_ - 1);
+    p_.used.window->write_struct(p_.used.off + layout::used_entry_offset(slot), used_shadow_[slot]);
+  }
+  if (used_pairs_) {
+    // No 16-bit store on this window: flags and index as one word, the flags from our copy.
+    // Entries before index; pairs with load_acquire of the used idx in Vring::get_used().
+    p_.used.window->store_release<std::uint32_t>(p_.used.off + layout::kRingFlagsOff,
+                                                 std::uint32_t{used_flags_shadow_} | std::uint32_t{used_idx_} << 16);
+  } else {
+    // Entries before index; pairs with load_acquire of the used idx in Vring::get_used().
+    p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, used_idx_);
+  }
   used_idx_published_ = used_idx_;
 }
 
@@ -167,7 +191,7 @@ bool Vringh::notify_enable() {
     p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), last_avail_idx_);
   } else if (used_flags_shadow_ & VRING_USED_F_NO_NOTIFY) {
     used_flags_shadow_ &= static_cast<std::uint16_t>(~VRING_USED_F_NO_NOTIFY);
-    p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
+    write_used_flags();
   }
   // Event store before re-reading the avail idx; pairs with hw::mb() in Vring::kick_prepare().
   hw::mb();
@@ -177,7 +201,7 @@ bool Vringh::notify_enable() {
 void Vringh::notify_disable() {
   if (p_.event_idx || (used_flags_shadow_ & VRING_USED_F_NO_NOTIFY)) return;
   used_flags_shadow_ |= VRING_USED_F_NO_NOTIFY;
-  p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
+  write_used_flags();
 }
 
 void Chain::spill(const Segment& s) {

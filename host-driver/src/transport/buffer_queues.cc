@@ -54,7 +54,7 @@ Result<void> BufferQueues::send(std::span<const std::byte> data) {
   const std::size_t off = std::size_t{slot} * buf_size_;
   t_.link().ep_window().write(tx_pool_.off + off, data);  // one posted write burst
   const ring::Buf b{tx_pool_.link_addr + off, static_cast<std::uint32_t>(data.size())};
-  if (auto r = tx_->add(std::span{&b, 1}, {}, slot); !r) return r;
+  if (auto r = tx_->add(std::span{&b, 1}, {}, slot); !r) return tl::make_unexpected(r.error());
   tx_free_.pop_back();
   return {};
 }

@@ -49,10 +49,12 @@ class Vring {
   explicit Vring(const VringParams& p);
 
   /// Adds one descriptor chain: `out` device-readable buffers, then `in` device-writable ones.
-  /// Uses an indirect table when negotiated and the chain has more than one buffer.
+  /// Uses an indirect table when negotiated and the chain has more than one buffer. Returns the
+  /// chain's head descriptor (the id the device will put on the used ring); the chain becomes
+  /// visible to the device at the next kick_prepare().
   /// Errors: kNoSpace (not enough free descriptors), kInvalidArgument (empty chain or too long
   /// for the queue), kBadRing (queue broken).
-  [[nodiscard]] Result<void> add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token);
+  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token);
 
   /// Publishes everything added since the last call and says whether the device wants a
   /// notification (VIRTIO 1.2 §2.7.10/§2.7.13.4). Without adds, returns false.
@@ -84,16 +86,24 @@ class Vring {
     std::uint32_t in_len = 0;    // device-writable bytes of the chain
     std::uint16_t ndesc = 0;     // descriptors of the main table the chain holds (0: free)
     std::uint16_t next = 0;      // free list / chain link, driver-private copy of desc.next
-    bool written = false;        // `desc` holds what the table's entry was last written with
-    layout::VringDesc desc{};    // the entry as last written (the device never writes it)
+    // The table's entry as last written (the device never writes it), when `written`.
+    bool written = false;
+    std::uint16_t flags = 0;
+    std::uint16_t desc_next = 0;
+    std::uint32_t len = 0;
+    std::uint64_t addr = 0;
   };
   void write_desc(const Segment& table, std::uint16_t i, const Buf& b, std::uint16_t flags,
                   std::uint16_t next) noexcept;
   Result<std::optional<Used>> bad_ring(const char* what) noexcept;
+  void write_avail_entries(std::uint16_t from, std::uint16_t to) noexcept;
+  void write_avail_flags() noexcept;
 
   std::uint16_t num_;
   VringParams p_;
   std::vector<DescState> desc_state_;
+  std::vector<std::uint16_t> avail_shadow_;  // the avail ring's entries, as added (num entries)
+  bool avail_pairs_;  // the window takes no 16-bit accesses: entries go out in 32-bit pairs
   std::uint16_t free_head_ = 0;
   std::uint16_t free_tail_;  // last descriptor of the free list (meaningful while num_free_ > 0)
   std::uint16_t num_free_;

@@ -144,10 +144,11 @@ class Vringh {
   /// Puts a chain on the used ring: `len` bytes were written to its writable segments.
   /// Publishes the used index (release). Errors: kBadRing when the queue is broken.
   [[nodiscard]] Result<void> complete(std::uint16_t head, std::uint32_t len);
-  /// As complete(), without publishing: the entry is written, the used index stays until
-  /// publish_used(). For bursts: one index store (and one barrier) for many chains.
+  /// As complete(), without publishing: the entry and the used index are written at the next
+  /// publish_used(). For bursts: the entries and one index store together.
   [[nodiscard]] Result<void> push_used(std::uint16_t head, std::uint32_t len);
-  /// Publishes the used index after push_used() calls (release); nothing when none.
+  /// Writes the entries pushed since the last call, then the used index (release); nothing
+  /// when none.
   void publish_used() noexcept;
 
   /// Whether the driver wants an interrupt for what was completed since the last call
@@ -171,6 +172,7 @@ class Vringh {
   // Takes the next chain into `c` (found: whether there was one). Returns the rule the peer
   // broke, or nullptr.
   const char* next_chain(Chain& c, bool& found);
+  void write_used_flags() noexcept;
   layout::VringDesc fetch_desc(const Segment& table, std::uint32_t i) const noexcept;
 
   std::uint16_t num_;
@@ -179,6 +181,8 @@ class Vringh {
   std::uint16_t avail_idx_seen_ = 0;    // the avail index at its last read (validated)
   std::uint16_t used_idx_ = 0;          // private copy: never read back from the used ring
   std::uint16_t used_idx_published_ = 0;
+  std::vector<layout::VringUsedElem> used_shadow_;  // entries pushed, not yet written (num)
+  bool used_pairs_;  // the window takes no 16-bit accesses: flags and index go out as one word
   std::uint16_t signalled_used_ = 0;    // used idx at the last need_notify()
   std::uint16_t used_flags_shadow_ = 0;
   bool broken_ = false;
