@@ -125,11 +125,11 @@ nlohmann::json figures(const Outcome& o) {
       {"device", {{"nonposted_reads_per_message", static_cast<double>(d.nonposted_reads) * per},
                   {"posted_writes_per_message", static_cast<double>(d.posted_writes) * per},
                   {"posted_bytes_per_message", static_cast<double>(d.posted_write_bytes) * per},
-                  {"sleeps", o.device.sleeps}}},
+                  {"sleeps", o.device.sleeps}, {"idle_rounds", o.device.idle_rounds}}},
       {"driver", {{"nonposted_reads_per_message", static_cast<double>(r.nonposted_reads) * per},
                   {"posted_writes_per_message", static_cast<double>(r.posted_writes) * per},
                   {"posted_bytes_per_message", static_cast<double>(r.posted_write_bytes) * per},
-                  {"sleeps", o.driver.sleeps}}}};
+                  {"sleeps", o.driver.sleeps}, {"idle_rounds", o.driver.idle_rounds}}}};
   if (c.pingpong) {
     j["rtt_p50_us"] = static_cast<double>(o.driver.rtt_p50_ns) / 1e3;
     j["rtt_p99_us"] = static_cast<double>(o.driver.rtt_p99_ns) / 1e3;

@@ -177,7 +177,9 @@ void run_device(const Case& c, platform::LoopbackEp& ep, Control& ctl) {
     }
     if (measuring ? Clock::now() >= deadline : ctl.stop.load(std::memory_order_relaxed) != 0) break;
     if (ctl.stop.load(std::memory_order_relaxed)) break;  // the other side failed
-    if (n > 0 || !idle.should_sleep()) continue;
+    if (n > 0) continue;
+    ++st.idle_rounds;
+    if (!idle.should_sleep()) continue;
     if (!q.notify_enable()) continue;  // more arrived while arming: pop again
     pollfd pfd{ep.doorbell_fd(), POLLIN, 0};
     (void)::poll(&pfd, 1, static_cast<int>(kSleepCap.count()));
@@ -292,7 +294,9 @@ class Driver {
         if (++rounds % 64 != 0) continue;
       }
       if (ctl_.stop.load(std::memory_order_relaxed)) return;
-      if (n == 0 && idle_.should_sleep()) sleep();
+      if (n > 0) continue;
+      ++st_.idle_rounds;
+      if (idle_.should_sleep()) sleep();
     }
   }
 
@@ -318,7 +322,9 @@ class Driver {
         if (++rounds % 64 != 0) continue;
       }
       if (Clock::now() >= deadline || ctl_.stop.load(std::memory_order_relaxed)) break;
-      if (n == 0 && idle_.should_sleep()) sleep();
+      if (n > 0) continue;
+      ++st_.idle_rounds;
+      if (idle_.should_sleep()) sleep();
     }
     ctl_.stop.store(1);
   }

@@ -44,6 +44,7 @@ struct SideStats {
   double cpu_s = 0;              // CPU time of the side's thread over the loop
   ring::LinkCounters link;       // link-model counts over the loop
   std::uint64_t sleeps = 0;      // times the side slept waiting for a signal
+  std::uint64_t idle_rounds = 0; // rounds that found nothing to do (spins included)
   std::uint64_t rtt_p50_ns = 0;  // pingpong only (driver)
   std::uint64_t rtt_p99_ns = 0;
   std::uint64_t rtt_samples = 0;
