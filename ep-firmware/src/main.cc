@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -119,6 +120,7 @@ class EpProgram {
   std::unique_ptr<gpio::Chips> chips_;
   std::unique_ptr<gpio::Sideband> sideband_;  // after the transport: "ready" drops before the link goes
   app::LinkReport report_;
+  std::chrono::steady_clock::time_point last_heartbeat_{};
   bool quit_ = false;
 };
 
@@ -378,6 +380,11 @@ void EpProgram::on_peer() {
 
 void EpProgram::on_poll() {
   transport_->poll();
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_heartbeat_ >= std::chrono::milliseconds(layout::kHeartbeatPeriodMs)) {
+    last_heartbeat_ = now;
+    transport_->heartbeat();  // one posted write: the host watches it instead of our header
+  }
   if (!report_.link_up_marked()) {
     for (const auto& [slot, d] : devices_) {
       if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_->counters());

@@ -345,14 +345,16 @@ HostProgram::End HostProgram::session() {
     (void)loop_.add(loopback_->peer_fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; });
   }
   // Recovers a lost interrupt; costs only local reads. Without interrupts (a PCI platform with
-  // no doorbell) it is the only way news arrives, so it runs more often. Every 100 ms it also
-  // reads the EP's header: a restarted or reset vepf-ep shows a new epoch, a stopped one no magic.
-  const auto period = interrupt_fd() >= 0 ? milliseconds(100) : milliseconds(2);
+  // no doorbell) it is the only way news arrives, so it runs more often. Every heartbeat period
+  // (100 ms) it also looks at the device's heartbeat in our mailbox (a local read); only when
+  // the beat stops does it read the EP's header: a restarted or reset vepf-ep shows a new epoch,
+  // a stopped one no magic (LAYOUT.md §2.6).
+  const auto period = interrupt_fd() >= 0 ? milliseconds(layout::kHeartbeatPeriodMs) : milliseconds(2);
   unsigned ticks = 0;
   auto timer = loop_.add_timer(period, [this, &ticks, period] {
-    if (++ticks * period.count() >= 100) {
+    if (++ticks * period.count() >= layout::kHeartbeatPeriodMs) {
       ticks = 0;
-      if (transport_->epoch_changed()) {
+      if (!transport_->still_alive()) {
         spdlog::get("host")->warn("the EP's header changed: vepf-ep stopped or restarted");
         link_down_ = true;
         return;

@@ -11,10 +11,12 @@
 #   rtt   vepf-bench-ring --pingpong, polling against a cache-line ping-pong and notified
 #         (EVENT_IDX + eventfd) against an eventfd ping-pong: round-trip p50
 #   tcp   iperf3 TCP through the loopback demo's TAPs (vepf-ep <-> virtio-net <-> vepf-host)
-#         against TCP over a veth pair between two namespaces, each direction: bits per second
+#         against TCP over a veth pair between two namespaces, each direction: bits per second;
+#         then the two programs alone: CPU over 30 s of an idle link, and the non-posted reads
+#         each makes over 60 s of iperf3 traffic both ways (their SIGUSR1 link-model reports)
 #
 # Writes build/bench/compare.{jsonl,md,png} (raw pairs, the Markdown table, a plot of the
-# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 12 minutes
+# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 14 minutes
 # with the defaults.
 set -euo pipefail
 
@@ -222,6 +224,39 @@ if want tcp; then
   pairs_of "iperf3 TCP host->EP" "Gbit/s" higher "≥ 0.6×" "TCP over a veth pair" ours_tcp peer_tcp
   tcp_reverse=-R
   pairs_of "iperf3 TCP EP->host" "Gbit/s" higher "≥ 0.6×" "TCP over a veth pair" ours_tcp peer_tcp
+
+  # ---- the programs themselves: CPU of an idle link, non-posted reads after setup under traffic
+  idle_secs=30 traffic_secs=60
+  [ "$smoke" = 1 ] && idle_secs=2 traffic_secs=2
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  check() {  # NAME VALUE TARGET
+    printf '{"check":true,"name":"%s","value":%s,"target":"%s"}\n' "$1" "$2" "$3" >>"$results"
+    printf '  %-56s %s (target %s)\n' "$1" "$2" "$3"
+  }
+  echo "== the programs on an idle link, $idle_secs s"
+  hz=$(getconf CLK_TCK)
+  e0=$(cpu_ticks "$ep_pid"); h0=$(cpu_ticks "$host_pid")
+  sleep "$idle_secs"
+  e1=$(cpu_ticks "$ep_pid"); h1=$(cpu_ticks "$host_pid")
+  check "vepf-ep CPU on an idle link, %" "$(python3 -c "print(round(100 * ($e1 - $e0) / $hz / $idle_secs, 3))")" "≤ 1"
+  check "vepf-host CPU on an idle link, %" "$(python3 -c "print(round(100 * ($h1 - $h0) / $hz / $idle_secs, 3))")" "≤ 1"
+  # Non-posted reads after setup: the link-model totals each program prints on SIGUSR1.
+  npr_after_setup() {  # LOG: non-posted reads minus those of setup, from the last report
+    grep -h "totals: non-posted reads" "$1" | tail -n 1 |
+      sed -E 's/.*non-posted reads ([0-9]+) \([0-9]+ B; setup ([0-9]+)\).*/\1 \2/' | awk '{print $1 - $2}'
+  }
+  report_now() {
+    kill -USR1 "$ep_pid" "$host_pid"
+    sleep 0.5
+  }
+  report_now
+  ep_npr0=$(npr_after_setup "$work/ep.log"); host_npr0=$(npr_after_setup "$work/host.log")
+  echo "== non-posted reads over $traffic_secs s of iperf3 traffic both ways"
+  ip netns exec "$ns_host" timeout $((traffic_secs + 20)) iperf3 -c "$ep_ip" -t "$traffic_secs" --bidir >"$work/iperf-bidir.log" 2>&1 ||
+    { cat "$work/iperf-bidir.log"; echo "compare: iperf3 --bidir failed" >&2; exit 1; }
+  report_now
+  check "vepf-ep non-posted reads during $traffic_secs s of traffic" "$(( $(npr_after_setup "$work/ep.log") - ep_npr0 ))" "0"
+  check "vepf-host non-posted reads during $traffic_secs s of traffic" "$(( $(npr_after_setup "$work/host.log") - host_npr0 ))" "0"
 fi
 
 if [ "$smoke" = 1 ]; then

@@ -17,13 +17,25 @@ import sys
 
 
 def load(path):
-    groups = {}
+    groups, checks = {}, []
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 r = json.loads(line)
-                groups.setdefault(r["name"], []).append(r)
-    return groups
+                if r.get("check"):
+                    checks.append(r)
+                else:
+                    groups.setdefault(r["name"], []).append(r)
+    return groups, checks
+
+
+def check_met(target, value):
+    m = re.match(r"([≥≤])?\s*([0-9.]+)", target)
+    if not m:
+        return "–"
+    bound = float(m.group(2))
+    ok = value >= bound if m.group(1) == "≥" else value <= bound if m.group(1) == "≤" else value == bound
+    return "yes" if ok else "**no**"
 
 
 def meets(target, median):
@@ -43,7 +55,7 @@ def main():
     if len(args) != 2:
         sys.exit(__doc__)
     results, out = args
-    groups = load(results)
+    groups, checks = load(results)
     rows = []
     for name, pairs in groups.items():
         ratios = [p["ours"] / p["peer"] if p["peer"] else 0.0 for p in pairs]
@@ -70,13 +82,18 @@ def main():
         lines.append(
             f"| {r['name']} | {r['peer']} | {r['unit']} ({r['better']} is better) | {r['ours']:.3f} | {r['peer_fig']:.3f} "
             f"| {r['pairs']} | {r['median']:.3f}× | {r['min']:.3f}–{r['max']:.3f}× | {r['target']} | {meets(r['target'], r['median'])} |")
+    if checks:
+        lines += ["", "| check | value | target | met |", "|---|---:|---|---|"]
+        for c in checks:
+            lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {check_met(c['target'], float(c['value']))} |")
+    table_end = len(lines)
     lines += ["", "Ratios of each pair, in order:", ""]
     for r in rows:
         lines.append(f"- {r['name']}: " + ", ".join(f"{x:.3f}" for x in r["ratios"]))
     md = os.path.join(out, "compare.md")
     with open(md, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    print("\n".join(lines[:len(lines) - len(rows) - 3]))
+    print("\n".join(lines[:table_end]))
 
     dat = os.path.join(out, "compare.dat")
     with open(dat, "w", encoding="utf-8") as f:

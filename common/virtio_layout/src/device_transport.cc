@@ -193,6 +193,11 @@ void DeviceTransport::bump_mailbox() noexcept {
   rc_->store_release<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), ++mailbox_seq_);
 }
 
+void DeviceTransport::heartbeat() noexcept {
+  if (rc_ == nullptr) return;
+  rc_->store<std::uint32_t>(offsetof(layout::RcMailbox, heartbeat), ++heartbeat_);
+}
+
 void DeviceTransport::interrupt() noexcept {
   if (rc_ == nullptr) return;
   (void)link_.raise_interrupt();  // a lost interrupt is recovered by the driver's poll tick
@@ -275,6 +280,7 @@ void DeviceTransport::poll_link() {
       rc_ = *w;
       space_.set_rc(rc_);
       rc_->store<std::uint32_t>(offsetof(layout::RcMailbox, epoch), epoch_);
+      rc_->store<std::uint32_t>(offsetof(layout::RcMailbox, heartbeat), ++heartbeat_);
     }
   } else if (op != layout::LinkOp::kDetach) {
     result = AckResult::kBadOp;

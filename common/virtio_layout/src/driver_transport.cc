@@ -56,8 +56,11 @@ Result<void> DriverTransport::attach() {
   if (auto r = validate_header(); !r) return r;
   gone_ = false;
   ring::Window& rc = link_.rc_window();
-  // Our mailbox starts clean: the device bumps event_seq from here.
+  // Our mailbox starts clean: the device bumps event_seq and the heartbeat from here.
   rc.store<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), 0);
+  rc.store<std::uint32_t>(offsetof(layout::RcMailbox, heartbeat), 0);
+  heartbeat_seen_ = 0;
+  heartbeat_misses_ = 0;
   link_seq_ = ep_.load<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq))) + 1;
   const std::uint64_t addr = link_.rc_window_bus_addr();
   const std::uint64_t size = rc.size();
@@ -231,6 +234,19 @@ std::uint32_t DriverTransport::table_generation() {
   // Pairs with store_release of table_generation in DeviceTransport::add_device() and
   // remove_device().
   return ep_.load_acquire<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)));
+}
+
+bool DriverTransport::still_alive() {
+  // Written by the device with a plain store (DeviceTransport::heartbeat()); only its change
+  // matters, so no ordering is needed.
+  const auto beat = link_.rc_window().load<std::uint32_t>(offsetof(layout::RcMailbox, heartbeat));
+  if (beat != heartbeat_seen_) {
+    heartbeat_seen_ = beat;
+    heartbeat_misses_ = 0;
+    return !gone_;
+  }
+  if (++heartbeat_misses_ % layout::kHeartbeatMisses != 0) return !gone_;
+  return !epoch_changed();
 }
 
 bool DriverTransport::epoch_changed() {

@@ -214,8 +214,14 @@ constexpr std::size_t driver_line_off(std::uint32_t dev, std::size_t field) noex
 struct RcMailbox {
   le32 event_seq;           // 0x00 bumped after any ack, status or config change, table change
   le32 epoch;               // 0x04 copy of EpfHeader.epoch
-  std::uint8_t reserved[56];
+  le32 heartbeat;           // 0x08 bumped by the device every kHeartbeatPeriod while attached
+  std::uint8_t reserved[52];
 };
+static_assert(offsetof(RcMailbox, heartbeat) == 0x08);
+/// How often the device bumps RcMailbox.heartbeat; the driver reads the EP's header (non-posted)
+/// only after kHeartbeatMisses periods without a beat (LAYOUT.md §2.6).
+inline constexpr std::uint32_t kHeartbeatPeriodMs = 100;
+inline constexpr std::uint32_t kHeartbeatMisses = 5;
 static_assert(sizeof(RcMailbox) == kLine);
 /// Start of driver-managed space in the RC window.
 inline constexpr std::size_t kRcMailboxSize = 4096;

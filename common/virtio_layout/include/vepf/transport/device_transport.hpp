@@ -82,6 +82,9 @@ class DeviceTransport {
 
   /// Handles pending link and device requests, then lets every live device look at its queues.
   void poll();
+  /// Bumps the RC mailbox's heartbeat (one posted write; nothing while no RC window is
+  /// attached). Call every layout::kHeartbeatPeriodMs (LAYOUT.md §2.6).
+  void heartbeat() noexcept;
   /// The driver went away without detaching (link down, host died): reset every device.
   void link_down();
   /// An EP reset (e.g. the board's reset GPIO): link_down(), then publish `new_epoch` (non-zero,
@@ -132,6 +135,7 @@ class DeviceTransport {
   std::uint32_t last_link_seq_ = 0;
   std::uint32_t table_generation_ = 0;
   std::uint32_t mailbox_seq_ = 0;
+  std::uint32_t heartbeat_ = 0;
   std::array<Slot, layout::kMaxDevices> slots_{};
 };
 

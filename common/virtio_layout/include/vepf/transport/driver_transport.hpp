@@ -60,6 +60,12 @@ class DriverTransport {
 
   /// The mailbox event sequence the device bumps on control-path events (a local read).
   std::uint32_t mailbox_seq() const noexcept;
+  /// Liveness without crossing the link (LAYOUT.md §2.6). Call every layout::kHeartbeatPeriodMs:
+  /// returns true while the device's heartbeat moves (a local read); after
+  /// layout::kHeartbeatMisses calls without a beat (and every kHeartbeatMisses calls after
+  /// that) it checks epoch_changed() (non-posted reads) and returns false when the EP stopped or
+  /// restarted.
+  bool still_alive();
   /// The device table's generation (a non-posted read): it moves when devices come and go.
   std::uint32_t table_generation();
   /// Whether the EP firmware restarted or stopped (header epoch differs from the attached one,
@@ -88,6 +94,8 @@ class DriverTransport {
   std::chrono::milliseconds timeout_;
   std::uint32_t epoch_ = 0;
   std::uint32_t link_seq_ = 0;
+  std::uint32_t heartbeat_seen_ = 0;
+  std::uint32_t heartbeat_misses_ = 0;
   bool gone_ = false;  // epoch_changed() saw another epoch: write nothing until attach()
   std::uint32_t req_seq_[layout::kMaxDevices] = {};
   WindowAllocator ep_alloc_;
