@@ -8,11 +8,12 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: scripts/demo-loopback.sh [--build-dir DIR] [--iperf-seconds N] [--pings N] [--board FILE]
+usage: scripts/demo-loopback.sh [--build-dir DIR] [--iperf-seconds N] [--pings N] [--board FILE] [--no-offloads]
   --build-dir DIR      where vepf-ep and vepf-host were built (default: build/default)
   --iperf-seconds N    length of each iperf3 run (default: 10; 0 skips iperf3)
   --pings N            pings in each direction (default: 5)
   --board FILE         board config (default: board-configs/loopback.toml)
+  --no-offloads        the board config with every net device's offloads masked (offloads = false)
 USAGE
 }
 
@@ -21,12 +22,14 @@ build="$top/build/default"
 secs=10
 pings=5
 board="$top/board-configs/loopback.toml"
+no_offloads=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build=$(cd "$2" && pwd); shift 2 ;;
     --iperf-seconds) secs=$2; shift 2 ;;
     --pings) pings=$2; shift 2 ;;
     --board) board=$2; shift 2 ;;
+    --no-offloads) no_offloads=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -43,6 +46,12 @@ fail() { echo "demo: FAIL: $*" >&2; failed=1; }
 failed=0
 
 netns_setup
+if [ "$no_offloads" = 1 ]; then
+  # A copy of the board config with offloads = false in every [device.net] table.
+  awk '{ if ($0 ~ /^[[:space:]]*offloads[[:space:]]*=/) next; print } /^\[device\.net\]/ { print "offloads = false" }' \
+    "$board" >"$work/board.toml"
+  board="$work/board.toml"
+fi
 start_ep
 start_host --once
 

@@ -172,17 +172,21 @@ bool HostProgram::connect_pci() {
 
 std::unique_ptr<host::Driver> HostProgram::probe_net(const transport::DeviceInfo& info) {
   auto log = spdlog::get("host.net");
-  auto drv = std::make_unique<host::NetDriver>(*transport_, info);
+  // Slot n takes device[n]'s host backend; a slot beyond the board config gets a TAP.
+  config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[info.slot].host : config::Backend{};
+  if (bc.kind == config::BackendKind::kTap && bc.ifname.empty()) bc.ifname = fmt::format("vepf-host{}", info.slot);
+  auto& backend = backends_[info.slot];
+  // Offloads need a backend that carries the virtio_net_hdr (a TAP) and a config that allows them.
+  const auto* d = configured(info.slot, config::DeviceType::kNet);
+  const bool offloads = (d == nullptr || d->net.offloads) &&
+                        (backend ? backend->carries_offloads() : bc.kind == config::BackendKind::kTap);
+  auto drv = std::make_unique<host::NetDriver>(*transport_, info, offloads);
   if (auto r = drv->probe(); !r) {
     log->error("device {}: virtio-net setup failed: {}", info.slot, describe(r.error()));
     return nullptr;
   }
-  auto& backend = backends_[info.slot];
   if (!backend) {
     // The host's interface is the virtio NIC: it takes the device's MAC and MTU.
-    // Slot n takes device[n]'s host backend; a slot beyond the board config gets a TAP.
-    config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[info.slot].host : config::Backend{};
-    if (bc.kind == config::BackendKind::kTap && bc.ifname.empty()) bc.ifname = fmt::format("vepf-host{}", info.slot);
     std::array<std::uint8_t, 6> mac;
     std::memcpy(mac.data(), drv->net_config().mac, mac.size());
     auto b = netback::make_backend(bc, {drv->mtu(), &mac});

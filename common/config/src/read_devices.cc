@@ -8,7 +8,7 @@
 namespace vepf::config::detail {
 
 Expected<NetConfig> Reader::read_net(const toml::table& table, const std::string& where) const {
-  VEPF_CONFIG_CHECK(check_keys(table, where, {"mac", "mtu"}));
+  VEPF_CONFIG_CHECK(check_keys(table, where, {"mac", "mtu", "offloads"}));
   NetConfig net;
   const std::string mac_path = where + ".mac";
   VEPF_CONFIG_TRY(mac_text, required_string(table, where, "mac"));
@@ -30,6 +30,8 @@ Expected<NetConfig> Reader::read_net(const toml::table& table, const std::string
   net.mac = *mac;
   VEPF_CONFIG_TRY(mtu, get_integer(table, where, "mtu", net.mtu, 68, 65535));
   net.mtu = static_cast<std::uint16_t>(mtu);
+  VEPF_CONFIG_TRY(offloads, get_bool(table, where, "offloads", true));
+  net.offloads = offloads;
   return net;
 }
 

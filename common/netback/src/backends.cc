@@ -1,5 +1,6 @@
 // TAP and SOCK_SEQPACKET frame backends.
 
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/epoll.h>
@@ -99,6 +100,10 @@ class TapBackend final : public PolledBackend {
     return {};
   }
   void set_link(bool up) override { (void)tap_.set_carrier(up); }
+  bool carries_offloads() const override { return true; }
+  Result<void> set_offload(const layout::NetOffloads& o) override {
+    return tap_.set_offload((o.csum ? TUN_F_CSUM : 0u) | (o.tso4 ? TUN_F_TSO4 : 0u) | (o.tso6 ? TUN_F_TSO6 : 0u));
+  }
 
  private:
   int data_fd() const override { return tap_.fd(); }

@@ -41,8 +41,8 @@ TEST(BoardConfig, ShippedLoopbackBoardParses) {
   EXPECT_EQ(cfg->name, "loopback");
   EXPECT_EQ(cfg->platform, Platform::kLoopback);
   EXPECT_EQ(cfg->link.ack_timeout_ms, 1000u);
-  EXPECT_EQ(cfg->link.ep_window_size, 4u << 20);
-  EXPECT_EQ(cfg->link.rc_window_size, 4u << 20);
+  EXPECT_EQ(cfg->link.ep_window_size, 64u << 20);  // 64 KiB buffers for TCP segmentation offload
+  EXPECT_EQ(cfg->link.rc_window_size, 64u << 20);
   EXPECT_EQ(cfg->loopback.socket, "/run/vepf/loopback.sock");
   ASSERT_EQ(cfg->devices.size(), 1u);
   const DeviceConfig& dev = cfg->devices[0];
@@ -50,6 +50,7 @@ TEST(BoardConfig, ShippedLoopbackBoardParses) {
   EXPECT_EQ(dev.queue_size, 256);
   EXPECT_EQ(dev.net.mac, (std::array<std::uint8_t, 6>{0x02, 0x76, 0x65, 0x70, 0x66, 0x01}));
   EXPECT_EQ(dev.net.mtu, 1500);
+  EXPECT_TRUE(dev.net.offloads);
   EXPECT_EQ(dev.ep.kind, BackendKind::kTap);
   EXPECT_EQ(dev.ep.ifname, "vepf-ep0");
   EXPECT_EQ(dev.host.kind, BackendKind::kTap);
@@ -123,7 +124,17 @@ TEST(BoardConfigError, MessageNamesFileFieldAndRange) {
 
 TEST(BoardConfigError, UnknownKeyListsAllowedKeys) {
   EXPECT_EQ(error_of(board("", "foo = 1\n")),
-            "x.toml: unknown key 'foo' in [device[0].net]; allowed: mac, mtu");
+            "x.toml: unknown key 'foo' in [device[0].net]; allowed: mac, mtu, offloads");
+}
+
+TEST(BoardConfig, NetOffloadsDefaultOnAndCanBeMasked) {
+  const auto on = parse_board_config(board(), kSource);
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_TRUE(on->devices[0].net.offloads);
+  const auto off = parse_board_config(board("", "offloads = false\n"), kSource);
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->devices[0].net.offloads);
+  EXPECT_TRUE(has(error_of(board("", "offloads = 1\n")), "device[0].net.offloads"));
 }
 
 TEST(BoardConfigError, UnknownTopLevelTable) {

@@ -18,7 +18,9 @@ constexpr int kBudget = 256;
 NetDevice::NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg,
                      std::uint16_t queue_size)
     : backend_(std::move(backend)), mtu_(cfg.mtu), queue_size_(queue_size),
-      buf_(layout::net_buffer_size(cfg.mtu)) {
+      offloads_(cfg.offloads && backend_->carries_offloads()) {
+  // With offloads a frame may be a 64 KiB TCP segment (GSO) in either direction.
+  buf_.resize(offloads_ ? layout::kNetGsoBufferSize : layout::net_buffer_size(cfg.mtu));
   std::memcpy(cfg_.mac, cfg.mac.data(), sizeof(cfg_.mac));
   cfg_.status = layout::le16::from_cpu(VIRTIO_NET_S_LINK_UP);
   cfg_.max_virtqueue_pairs = layout::le16::from_cpu(1);
@@ -43,13 +45,22 @@ std::uint32_t NetDevice::device_id() const { return VIRTIO_ID_NET; }
 
 std::uint64_t NetDevice::device_features() const {
   return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
-         bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
+         bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS) |
+         (offloads_ ? layout::net_offload_features() : 0);
 }
 
 std::span<const std::byte> NetDevice::config() const { return std::as_bytes(std::span{&cfg_, 1}); }
 
 void NetDevice::on_driver_ok(transport::DeviceHandle& h) {
   h_ = h;
+  to_device_ = layout::offloads_to_device(h.features());
+  to_driver_ = layout::offloads_to_driver(h.features());
+  // Frames our TAP hands us go to the driver: they may use what the driver accepted.
+  if (auto r = backend_->set_offload(to_driver_); !r) {
+    spdlog::get("ep.net")->warn("{}: offloads towards the driver not set ({}): frames stay plain", backend_->name(),
+                                r.error().what);
+    to_driver_ = {};
+  }
   backend_->set_link(true);
   backend_->set_rx_paused(false);
   spdlog::get("ep.net")->info("{}: driver ready, link up", backend_->name());
@@ -62,6 +73,8 @@ void NetDevice::on_reset() {
   rx_chain_.reset();
   tx_pending_.reset();
   backend_->set_link(false);
+  to_device_ = to_driver_ = {};
+  (void)backend_->set_offload({});  // the next driver may accept none
   backend_->set_rx_paused(true);  // frames wait in the OS queue (or are dropped by it)
   backend_->set_tx_wait(false);
 }
@@ -81,8 +94,9 @@ void NetDevice::broken(std::uint16_t q) {
 }
 
 bool NetDevice::send_chain(const ring::Chain& c) {
-  // VIRTIO 1.2 §5.1.6.2: header then frame; no offloads were offered, so the header must be
-  // plain. Anything else is the driver's error: drop the frame, not the queue.
+  // VIRTIO 1.2 §5.1.6.2: header then frame. The header may use only the offloads the driver
+  // negotiated and must stay inside the frame before it reaches our kernel; anything else is
+  // the driver's error: drop the frame, not the queue.
   if (c.read_len < layout::kNetHdrSize || c.read_len > buf_.size()) {
     ++stats_.tx_errors;
     return true;
@@ -90,10 +104,20 @@ bool NetDevice::send_chain(const ring::Chain& c) {
   const std::size_t n = ring::chain_read(c, buf_);
   layout::VirtioNetHdr hdr;
   std::memcpy(&hdr, buf_.data(), sizeof(hdr));
-  if (hdr.flags != 0 || hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+  if (const char* why = layout::check_net_hdr(hdr, n - layout::kNetHdrSize, to_device_, false)) {
     ++stats_.tx_errors;
+    ++stats_.tx_bad_hdr;
+    // Rate-limited: a hostile driver must not flood the log.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_bad_hdr_log_ >= std::chrono::seconds(1)) {
+      last_bad_hdr_log_ = now;
+      spdlog::get("ep.net")->warn("{}: frame from the driver dropped: {} ({} so far)", backend_->name(), why,
+                                  stats_.tx_bad_hdr);
+    }
     return true;
   }
+  hdr.num_buffers = layout::le16::from_cpu(0);
+  std::memcpy(buf_.data(), &hdr, sizeof(hdr));
   auto r = backend_->send(std::span{buf_}.first(n));
   if (!r && r.error().code == Errc::kNoSpace) return false;
   if (!r) {
@@ -161,11 +185,18 @@ void NetDevice::process_rx() {
       backlog_rx_ = false;
       break;
     }
-    if (*n > rx_chain_->write_len) {
+    if (*n > rx_chain_->write_len || *n < layout::kNetHdrSize) {
       ++stats_.rx_dropped;
       continue;
     }
-    layout::VirtioNetHdr hdr{};  // no offloads negotiated (VIRTIO 1.2 §5.1.6.4)
+    // Our kernel wrote the header (VIRTIO 1.2 §5.1.6.4); it may use only what the driver
+    // accepted (TUNSETOFFLOAD says so), and a plain one is all a driver without offloads gets.
+    layout::VirtioNetHdr hdr{};
+    if (to_driver_.any()) std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+    if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_driver_, true) != nullptr) {
+      ++stats_.rx_dropped;
+      continue;
+    }
     hdr.num_buffers = layout::le16::from_cpu(1);
     std::memcpy(buf_.data(), &hdr, sizeof(hdr));
     ring::chain_write(*rx_chain_, std::span{buf_}.first(*n));

@@ -4,6 +4,7 @@
 // driver puts on the transmit queue go to the backend. Offers VERSION_1, EVENT_IDX,
 // INDIRECT_DESC, MAC, MTU, STATUS; no checksum or segmentation offloads.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 
 #include "devices/device.hpp"
 #include "vepf/config/board_config.hpp"
+#include "vepf/layout/net.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
@@ -23,6 +25,7 @@ struct NetStats {
   std::uint64_t tx_frames = 0, tx_bytes = 0;   // driver -> backend (transmitq)
   std::uint64_t rx_dropped = 0;                // frame larger than the driver's buffer
   std::uint64_t tx_errors = 0;                 // malformed frame from the driver, backend error
+  std::uint64_t tx_bad_hdr = 0;                // of which: a virtio_net_hdr the offloads do not allow
 };
 
 class NetDevice final : public Device {
@@ -65,6 +68,10 @@ class NetDevice final : public Device {
   std::optional<ring::Chain> rx_chain_;        // popped receive buffer waiting for a frame
   std::optional<ring::Chain> tx_pending_;      // popped frame the backend could not take yet
   std::vector<std::byte> buf_;
+  bool offloads_;                   // offered: the config allows them and the backend is a TAP
+  layout::NetOffloads to_device_;   // what the driver may send (negotiated at DRIVER_OK)
+  layout::NetOffloads to_driver_;   // what the driver accepts from us
+  std::chrono::steady_clock::time_point last_bad_hdr_log_{};
   NetStats stats_;
   bool backlog_tx_ = false, backlog_rx_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include <linux/virtio_config.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -14,20 +15,39 @@ constexpr int kBudget = 256;  // frames per callback before returning to the eve
 auto log() { return spdlog::get("host.net"); }
 }  // namespace
 
-std::uint64_t NetDriver::wanted_features() noexcept {
-  return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
-         bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
+std::uint64_t NetDriver::wanted_features(bool offloads, bool gso) noexcept {
+  std::uint64_t f = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
+                    bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
+  if (offloads) f |= bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM);
+  if (offloads && gso) f |= layout::net_offload_features();
+  return f;
 }
 
-NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info) : Driver(t, info) {}
+NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, bool offloads)
+    : Driver(t, info), offloads_(offloads) {}
+
+namespace {
+std::size_t largest_free(const transport::WindowAllocator& a) {
+  std::size_t best = 0;
+  for (const auto& [off, len] : a.free_ranges()) best = std::max(best, len);
+  return best;
+}
+}  // namespace
 
 
 Result<void> NetDriver::probe() {
-  if (auto r = negotiate(wanted_features()); !r) return r;
+  // Segmentation needs 64 KiB buffers for every entry of both queues (no MRG_RXBUF): accepted
+  // only when both windows still hold that much (with room for the rings).
+  const std::size_t gso_bytes = std::size_t{info_.max_queue_size} * layout::kNetGsoBufferSize + 65536;
+  const bool gso = largest_free(t_.rc_alloc()) >= gso_bytes && largest_free(t_.ep_alloc()) >= gso_bytes;
+  if (auto r = negotiate(wanted_features(offloads_, gso)); !r) return r;
+  to_device_ = layout::offloads_to_device(features_);
+  to_driver_ = layout::offloads_to_driver(features_);
   if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
   mtu_ = (features_ & bit(VIRTIO_NET_F_MTU)) ? cfg_.mtu.to_cpu() : 1500;
   if (mtu_ < 68) return fail(Errc::kRejected, "device reports an MTU below 68");
-  buf_size_ = layout::net_buffer_size(mtu_);
+  const bool segments = to_device_.tso4 || to_device_.tso6 || to_driver_.tso4 || to_driver_.tso6;
+  buf_size_ = segments ? layout::kNetGsoBufferSize : layout::net_buffer_size(mtu_);
   buf_.resize(buf_size_);
   q_.emplace(t_, info_);
   // VIRTIO 1.2 §5.1.6.3: the receive queue is filled before DRIVER_OK.
@@ -52,6 +72,11 @@ NetDriver::~NetDriver() {
 Result<void> NetDriver::attach_backend(netback::FrameBackend& backend, os::EventLoop& loop) {
   backend_ = &backend;
   loop_ = &loop;
+  // Frames our TAP hands us go to the device: they may use what the device accepted.
+  if (auto r = backend.set_offload(to_device_); !r) {
+    log()->warn("device {}: offloads towards the device not set ({}): frames stay plain", info_.slot, r.error().what);
+    to_device_ = {};
+  }
   auto r = backend.start(loop, {[this] { transmit(); }, [this] {
                                   backend_->set_tx_wait(false);
                                   receive();
@@ -87,7 +112,16 @@ void NetDriver::transmit() {
     auto n = backend_->recv(buf_);
     if (!n) break;
     if (*n < layout::kNetHdrSize) continue;
-    layout::VirtioNetHdr hdr{};  // no offloads negotiated: a plain header
+    // Our kernel wrote the header; it may use only what the device accepted (TUNSETOFFLOAD),
+    // and DATA_VALID does not go towards a device (VIRTIO 1.2 §5.1.6.2).
+    layout::VirtioNetHdr hdr{};
+    if (to_device_.any()) std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+    hdr.flags &= static_cast<std::uint8_t>(~VIRTIO_NET_HDR_F_DATA_VALID);
+    hdr.num_buffers = layout::le16::from_cpu(0);
+    if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_device_, false) != nullptr) {
+      ++stats_.tx_dropped;
+      continue;
+    }
     std::memcpy(buf_.data(), &hdr, sizeof(hdr));
     if (!q_->send(std::span{buf_}.first(*n))) {
       ++stats_.tx_dropped;
@@ -123,8 +157,23 @@ void NetDriver::receive() {
     if (rx_pending_len_ < layout::kNetHdrSize) {
       ++stats_.rx_errors;
     } else {
-      // The receive buffer is in our own window: hand it to the backend without a copy.
+      // The receive buffer is in our own window: hand it to the backend without a copy, once
+      // the header the device wrote is one the negotiated offloads allow.
       auto frame = q_->rx_view(token, rx_pending_len_);
+      layout::VirtioNetHdr hdr;
+      std::memcpy(&hdr, frame.data(), sizeof(hdr));
+      if (const char* why = layout::check_net_hdr(hdr, frame.size() - layout::kNetHdrSize, to_driver_, true)) {
+        ++stats_.rx_errors;
+        ++stats_.rx_bad_hdr;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_bad_hdr_log_ >= std::chrono::seconds(1)) {  // a hostile device must not flood the log
+          last_bad_hdr_log_ = now;
+          log()->warn("device {}: frame from the device dropped: {} ({} so far)", info_.slot, why, stats_.rx_bad_hdr);
+        }
+        rx_pending_.reset();
+        q_->refill_rx(token);
+        continue;
+      }
       auto r = backend_->send(frame);
       if (!r && r.error().code == Errc::kNoSpace) {
         backend_->set_tx_wait(true);  // resumes from the writable callback

@@ -6,6 +6,7 @@
 // buffers live in the EP window (we only write them); both used rings and the receive buffers
 // live in the RC window (we only read them). The data path never reads the EP window.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -24,15 +25,19 @@ struct NetStats {
   std::uint64_t tx_frames = 0, tx_bytes = 0;  // backend -> device (transmitq)
   std::uint64_t rx_frames = 0, rx_bytes = 0;  // device -> backend (receiveq)
   std::uint64_t tx_dropped = 0;               // frame larger than a transmit buffer
-  std::uint64_t rx_errors = 0;                // used entry shorter than the header
+  std::uint64_t rx_errors = 0;                // used entry shorter than the header, or bad header
+  std::uint64_t rx_bad_hdr = 0;               // of which: a virtio_net_hdr the offloads do not allow
 };
 
 class NetDriver final : public Driver {
  public:
-  /// Features this driver asks for (VIRTIO 1.2 §5.1.3).
-  static std::uint64_t wanted_features() noexcept;
+  /// Features this driver asks for (VIRTIO 1.2 §5.1.3): with `offloads`, checksum offloads
+  /// both ways, and TCP segmentation both ways when `gso` (the windows hold 64 KiB buffers).
+  static std::uint64_t wanted_features(bool offloads, bool gso) noexcept;
 
-  NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info);
+  /// `offloads`: the config allows them and the backend will be a TAP (FrameBackend::
+  /// carries_offloads()).
+  NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, bool offloads);
   ~NetDriver() override;
 
   /// Negotiates, reads the config, sets up both queues and their buffers, DRIVER_OK
@@ -73,6 +78,10 @@ class NetDriver final : public Driver {
   std::vector<std::byte> buf_;
   NetStats stats_;
   bool backlog_ = false;
+  bool offloads_;
+  layout::NetOffloads to_device_;  // negotiated: what our frames to the device may use
+  layout::NetOffloads to_driver_;  // negotiated: what the device's frames to us may use
+  std::chrono::steady_clock::time_point last_bad_hdr_log_{};
 };
 
 }  // namespace vepf::host

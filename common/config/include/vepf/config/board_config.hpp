@@ -40,6 +40,9 @@ struct Backend {
 struct NetConfig {
   std::array<std::uint8_t, 6> mac{};  // VIRTIO_NET_F_MAC; unicast (bit 0 of the first octet clear)
   std::uint16_t mtu = 1500;           // VIRTIO_NET_F_MTU; 68..65535
+  // Checksum and TCP segmentation offloads (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6), offered
+  // by vepf-ep and accepted by vepf-host where their backend is a TAP. false masks them off.
+  bool offloads = true;
 };
 
 /// type = "rpmsg": optional [device.rpmsg] table.

@@ -16,6 +16,7 @@
 
 #include "vepf/config/board_config.hpp"
 #include "vepf/error.hpp"
+#include "vepf/layout/net.hpp"
 #include "vepf/os/event_loop.hpp"
 
 namespace vepf::netback {
@@ -43,6 +44,13 @@ class FrameBackend {
   virtual void set_tx_wait(bool wait) = 0;
   /// Link state as the OS should see it (TAP carrier).
   virtual void set_link(bool up) = 0;
+  /// Whether the OS side reads and writes the virtio_net_hdr itself (a TAP with IFF_VNET_HDR),
+  /// and so can carry checksum and segmentation offloads; a seqpacket client sees bare frames.
+  virtual bool carries_offloads() const { return false; }
+  /// Which offloads the frames recv() returns may use: what the other side of the link accepted
+  /// (TUNSETOFFLOAD). Frames given to send() may use any offload the header check allowed.
+  /// Errors: kSystem (the kernel refused).
+  [[nodiscard]] virtual Result<void> set_offload(const layout::NetOffloads&) { return {}; }
   /// "tap vepf-ep0" / "seqpacket /run/x.sock", for messages.
   virtual const std::string& name() const = 0;
 };

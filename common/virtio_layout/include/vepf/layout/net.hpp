@@ -50,4 +50,33 @@ constexpr std::size_t net_buffer_size(std::uint16_t mtu) noexcept {
   return (kNetHdrSize + kEthHeaderMax + mtu + 63) & ~std::size_t{63};
 }
 
+/// The offloads one direction of a link may carry (VIRTIO 1.2 §5.1.3): what the receiving side
+/// accepted. Towards the device: VIRTIO_NET_F_CSUM, HOST_TSO4, HOST_TSO6; towards the driver:
+/// GUEST_CSUM, GUEST_TSO4, GUEST_TSO6.
+struct NetOffloads {
+  bool csum = false;  // partial checksums (NEEDS_CSUM), and DATA_VALID towards the driver
+  bool tso4 = false;  // GSO_TCPV4 frames
+  bool tso6 = false;  // GSO_TCPV6 frames
+  bool any() const noexcept { return csum || tso4 || tso6; }
+};
+/// The offloads towards the device / towards the driver that `features` negotiated.
+NetOffloads offloads_to_device(std::uint64_t features) noexcept;
+NetOffloads offloads_to_driver(std::uint64_t features) noexcept;
+/// Every offload bit this project offers and accepts.
+std::uint64_t net_offload_features() noexcept;
+
+/// Bytes of a frame buffer that holds a GSO frame: 64 KiB of IP packet, the Ethernet header and
+/// the virtio_net_hdr, rounded to 64 (VIRTIO 1.2 §5.1.6.3.1: without MRG_RXBUF a driver that
+/// accepted GUEST_TSO* posts buffers of at least 65562 bytes).
+inline constexpr std::size_t kNetGsoBufferSize = (kNetHdrSize + kEthHeaderMax + 65535 + 63) & ~std::size_t{63};
+
+/// Checks a virtio_net_hdr_v1 and the `frame_len` bytes of Ethernet frame after it against what
+/// may cross in this direction (VIRTIO 1.2 §5.1.6.2, the kernel's virtio_net_hdr_to_skb()):
+/// flags only NEEDS_CSUM (with csum) and DATA_VALID (with csum, `towards_driver`); a partial
+/// checksum's csum_start + csum_offset + 2 inside the frame; gso_type NONE, or TCPV4/TCPV6 as
+/// negotiated, with NEEDS_CSUM, a non-zero gso_size and hdr_len inside the frame; no ECN or UDP
+/// segmentation (not offered). Returns nullptr when the header may go on, else the rule broken.
+const char* check_net_hdr(const VirtioNetHdr& h, std::size_t frame_len, const NetOffloads& allowed,
+                          bool towards_driver) noexcept;
+
 }  // namespace vepf::layout
