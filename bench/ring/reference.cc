@@ -25,23 +25,6 @@ struct alignas(64) Line {
   std::atomic<std::uint32_t> stop{0};
 };
 
-Rtt summarize(std::vector<std::uint32_t>& ns) {
-  Rtt r;
-  r.samples = ns.size();
-  if (ns.empty()) {
-    r.error = "no round trips";
-    return r;
-  }
-  auto at = [&](double q) {
-    const std::size_t k = std::min(ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())));
-    std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
-    return ns[k];
-  };
-  r.p50_ns = at(0.5);
-  r.p99_ns = at(0.99);
-  return r;
-}
-
 /// Runs `child` in a forked process pinned to cpu_b, and `parent` here pinned to cpu_a, then
 /// reaps the child. The child's exit status 0 means it ran to the end.
 template <class Parent, class Child>
@@ -64,6 +47,23 @@ Rtt fork_pair(int cpu_a, int cpu_b, Parent parent, Child child) {
 
 }  // namespace
 
+Rtt rtt_of(std::vector<std::uint32_t>& ns) {
+  Rtt r;
+  r.samples = ns.size();
+  if (ns.empty()) {
+    r.error = "no round trips";
+    return r;
+  }
+  auto at = [&](double q) {
+    const std::size_t k = std::min(ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())));
+    std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
+    return ns[k];
+  };
+  r.p50_ns = at(0.5);
+  r.p99_ns = at(0.99);
+  return r;
+}
+
 Rtt cacheline_pingpong(int ms, int cpu_a, int cpu_b) {
   void* mem = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return Rtt{0, 0, 0, std::string("mmap: ") + std::strerror(errno)};
@@ -82,7 +82,7 @@ Rtt cacheline_pingpong(int ms, int cpu_a, int cpu_b) {
           ns.push_back(static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
         }
         line->stop.store(1);
-        return summarize(ns);
+        return rtt_of(ns);
       },
       [&] {
         std::uint64_t seen = 0;
@@ -122,7 +122,7 @@ Rtt eventfd_pingpong(int ms, int cpu_a, int cpu_b) {
         }
         v = kStop;
         (void)!write(to_child, &v, sizeof v);
-        return summarize(ns);
+        return rtt_of(ns);
       },
       [&] {
         std::uint64_t v = 0;

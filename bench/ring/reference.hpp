@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vepf::bench {
 
@@ -14,6 +15,9 @@ struct Rtt {
   std::uint64_t p99_ns = 0;
   std::string error;  // empty on success
 };
+
+/// The p50 and p99 of round-trip samples in ns (reorders `ns`); an error when there are none.
+Rtt rtt_of(std::vector<std::uint32_t>& ns);
 
 /// A counter in one cache line of shared memory, both sides spinning on it: the floor of any
 /// polled cross-core round trip on this machine.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "placement.hpp"
+#include "reference.hpp"
 #include "vepf/hw/barrier.hpp"
 #include "vepf/ring/vring.hpp"
 #include "vepf/ring/vringh.hpp"
@@ -87,15 +88,10 @@ class Meter {
 };
 
 void percentiles(std::vector<std::uint32_t>& ns, SideStats& st) {
-  st.rtt_samples = ns.size();
-  if (ns.empty()) return;
-  auto at = [&](double q) {
-    const std::size_t k = std::min(ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())));
-    std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
-    return ns[k];
-  };
-  st.rtt_p50_ns = at(0.50);
-  st.rtt_p99_ns = at(0.99);
+  const Rtt r = rtt_of(ns);
+  st.rtt_samples = r.samples;
+  st.rtt_p50_ns = r.p50_ns;
+  st.rtt_p99_ns = r.p99_ns;
 }
 
 }  // namespace
