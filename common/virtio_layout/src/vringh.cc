@@ -169,18 +169,20 @@ Result<void> Vringh::complete(std::uint16_t head, std::uint32_t len) {
 }
 
 bool Vringh::need_notify() {
+  // Only what publish_used() made visible counts: an interrupt for entries still held back by
+  // push_used() would wake the driver to nothing and then be owed for them.
   // Used idx store before reading the driver's suppression state; pairs with hw::mb() in
   // Vring::enable_cb().
   hw::mb();
   bool notify;
   if (p_.event_idx) {
     const auto used_event = p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_));
-    notify = layout::need_event(used_event, used_idx_, signalled_used_);
+    notify = layout::need_event(used_event, used_idx_published_, signalled_used_);
   } else {
     const auto flags = p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff);
-    notify = used_idx_ != signalled_used_ && (flags & VRING_AVAIL_F_NO_INTERRUPT) == 0;
+    notify = used_idx_published_ != signalled_used_ && (flags & VRING_AVAIL_F_NO_INTERRUPT) == 0;
   }
-  signalled_used_ = used_idx_;
+  signalled_used_ = used_idx_published_;
   return notify;
 }
 

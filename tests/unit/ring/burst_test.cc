@@ -125,6 +125,21 @@ TEST(Burst, PushedEntriesAreInvisibleUntilPublished) {
   }
 }
 
+TEST(Burst, NoInterruptIsAskedForEntriesNotYetPublished) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  const ring::Buf in{rc_addr(r.rc_data_off), 64};
+  ASSERT_TRUE(r.drv().add({}, {&in, 1}, 1));
+  (void)r.drv().kick_prepare();
+  ASSERT_TRUE(r.drv().enable_cb()) << "nothing is pending yet: the driver would sleep";
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  ASSERT_TRUE(r.dev().push_used((*p)->head, 0));
+  EXPECT_FALSE(r.dev().need_notify()) << "an interrupt for an entry the driver cannot see yet";
+  r.dev().publish_used();
+  EXPECT_TRUE(r.dev().need_notify()) << "the published entry owes the sleeping driver an interrupt";
+}
+
 TEST(Burst, TheAvailIndexIsReadOncePerBurst) {
   // Count the device's reads through a remote view of the EP window (as a device reaching the
   // driver's rings across the link would).
