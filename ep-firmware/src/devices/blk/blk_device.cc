@@ -13,7 +13,7 @@ namespace vepf::ep {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr int kBudget = 256;  // chains per call before returning to the event loop
+constexpr std::uint32_t kBudget = 256;  // chains per call before returning to the event loop
 // One DISCARD/WRITE_ZEROES segment may cover up to 4 GiB - 512 (num_sectors is 32 bits); the
 // request may carry this many segments.
 constexpr std::uint32_t kMaxRangeSectors = 0xffffffffu / layout::kSectorSize;
@@ -94,6 +94,7 @@ void BlockDevice::on_reset() {
   }
   if (h_) log()->info("{}: driver reset", file_.path());
   h_.reset();
+  consumer_.drop();
   backlog_ = false;
 }
 
@@ -128,58 +129,53 @@ void BlockDevice::process() {
   if (!h_) return;
   ring::Vringh* q = h_->queue(layout::kBlkRequestQueue);
   if (q == nullptr) return;
-  backlog_ = true;  // cleared when the loop ends for any reason but the budget
-  for (int budget = kBudget; budget > 0; --budget) {
-    if (in_flight_bytes_ >= kMaxInFlightData) {
-      backlog_ = false;  // resumes from on_completions()
-      break;
-    }
-    auto c = q->pop();
-    if (!c) return broken();
-    if (!*c) {
-      if (!q->notify_enable()) continue;
-      backlog_ = false;
-      break;
-    }
-    auto job = std::make_unique<Job>();
-    job->generation = generation_;
-    job->chain = std::move(**c);
-    const auto& ch = job->chain;
-    // Read the header and any DISCARD/WRITE_ZEROES segments; OUT data is read below.
-    const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(ch.read_len, hdr_buf_.size()));
-    ring::chain_read(ch, std::span{hdr_buf_}.first(head));
-    auto p = layout::parse_blk_request(std::span{hdr_buf_}.first(head), ch.read_len, ch.write_len, lim_);
-    if (p.kind == layout::BlkParse::Kind::kMalformed) {
-      log()->error("{}: request chain without room for header and status ({} B readable, {} B writable)", file_.path(),
-                   ch.read_len, ch.write_len);
-      return broken();
-    }
-    if (p.kind == layout::BlkParse::Kind::kStatus) {
-      ++stats_.refused;
-      finish(*job, p.status, 0);
-      continue;
-    }
-    job->req = std::move(p.request);
-    if (job->req.type == VIRTIO_BLK_T_OUT) {
-      job->buf.resize(ch.read_len);  // header + data, one copy out of our own window
-      ring::chain_read(ch, job->buf);
-      job->data_bytes = job->req.length;
-    } else if (job->req.type == VIRTIO_BLK_T_IN) {
-      job->buf.resize(job->req.length + layout::kBlkStatusSize);
-      job->data_bytes = job->req.length;
-    } else if (job->req.type == VIRTIO_BLK_T_GET_ID) {
-      ++stats_.get_ids;
-      std::string id = "vepf:" + file_.path().substr(file_.path().find_last_of('/') + 1);
-      id.resize(VIRTIO_BLK_ID_BYTES, '\0');  // NUL-padded; not NUL-terminated when 20 long
-      job->buf.assign(reinterpret_cast<const std::byte*>(id.data()),
-                      reinterpret_cast<const std::byte*>(id.data()) + job->req.length);
-      finish(*job, VIRTIO_BLK_S_OK, static_cast<std::uint32_t>(job->req.length));
-      continue;
-    }
-    submit(std::move(job));
-  }
+  // While kMaxInFlightData is in flight no chain is taken: on_completions() resumes us.
+  const auto d = consumer_.drain_while(*q, kBudget, [this] { return in_flight_bytes_ < kMaxInFlightData; },
+                                       [this](ring::Chain& c) { return take(c); });
+  backlog_ = d.end == ring::Drained::End::kBudget;
+  if (d.end == ring::Drained::End::kBroken || d.end == ring::Drained::End::kStopped) return broken();
   if (need_notify_ && q->need_notify()) h_->notify_driver();
   need_notify_ = false;
+}
+
+ring::Handled BlockDevice::take(ring::Chain& c) {
+  auto job = std::make_unique<Job>();
+  job->generation = generation_;
+  job->chain = std::move(c);
+  const auto& ch = job->chain;
+  // Read the header and any DISCARD/WRITE_ZEROES segments; OUT data is read below.
+  const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(ch.read_len, hdr_buf_.size()));
+  ring::chain_read(ch, std::span{hdr_buf_}.first(head));
+  auto p = layout::parse_blk_request(std::span{hdr_buf_}.first(head), ch.read_len, ch.write_len, lim_);
+  if (p.kind == layout::BlkParse::Kind::kMalformed) {
+    log()->error("{}: request chain without room for header and status ({} B readable, {} B writable)", file_.path(),
+                 ch.read_len, ch.write_len);
+    return ring::Handled::stop();
+  }
+  if (p.kind == layout::BlkParse::Kind::kStatus) {
+    ++stats_.refused;
+    finish(*job, p.status, 0);
+    return ring::Handled::taken();
+  }
+  job->req = std::move(p.request);
+  if (job->req.type == VIRTIO_BLK_T_OUT) {
+    job->buf.resize(ch.read_len);  // header + data, one copy out of our own window
+    ring::chain_read(ch, job->buf);
+    job->data_bytes = job->req.length;
+  } else if (job->req.type == VIRTIO_BLK_T_IN) {
+    job->buf.resize(job->req.length + layout::kBlkStatusSize);
+    job->data_bytes = job->req.length;
+  } else if (job->req.type == VIRTIO_BLK_T_GET_ID) {
+    ++stats_.get_ids;
+    std::string id = "vepf:" + file_.path().substr(file_.path().find_last_of('/') + 1);
+    id.resize(VIRTIO_BLK_ID_BYTES, '\0');  // NUL-padded; not NUL-terminated when 20 long
+    job->buf.assign(reinterpret_cast<const std::byte*>(id.data()),
+                    reinterpret_cast<const std::byte*>(id.data()) + job->req.length);
+    finish(*job, VIRTIO_BLK_S_OK, static_cast<std::uint32_t>(job->req.length));
+    return ring::Handled::taken();
+  }
+  submit(std::move(job));
+  return ring::Handled::taken();  // completed by on_completions()
 }
 
 void BlockDevice::submit(std::unique_ptr<Job> job) {

@@ -24,7 +24,7 @@
 #include "vepf/layout/blk.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/eventfd.hpp"
-#include "vepf/ring/vringh.hpp"
+#include "vepf/ring/consume.hpp"
 
 namespace vepf::ep {
 
@@ -77,6 +77,7 @@ class BlockDevice final : public Device {
   };
 
   void process();
+  ring::Handled take(ring::Chain& c);  // one request chain: refused, answered, or submitted
   void submit(std::unique_ptr<Job> job);
   void finish(Job& job, std::uint8_t status, std::uint32_t written);
   void on_completions();
@@ -90,6 +91,7 @@ class BlockDevice final : public Device {
   std::uint16_t queue_size_;
   unsigned io_threads_;
   std::optional<transport::DeviceHandle> h_;
+  ring::ChainConsumer consumer_;
   layout::BlkLimits lim_{};
   std::uint64_t generation_ = 1;
   std::uint64_t in_flight_ = 0, in_flight_bytes_ = 0;

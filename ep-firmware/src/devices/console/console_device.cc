@@ -18,7 +18,7 @@ namespace vepf::ep {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr int kBudget = 64;                        // chains per queue per call
+constexpr std::uint32_t kBudget = 64;                       // chains per queue per call
 constexpr std::size_t kMaxPending = 64 * 1024;     // bytes read from a backend before the driver took them
 constexpr std::uint64_t kMaxChain = 64 * 1024;     // largest transmit chain accepted, bytes
 constexpr std::uint64_t kMaxControl = 4096;        // largest control chain accepted, bytes
@@ -322,8 +322,12 @@ void ConsoleDevice::on_reset() {
   h_.reset();
   device_ready_ = false;
   ctrl_out_.clear();
+  ctrl_rx_.drop();
+  ctrl_tx_.drop();
   backlog_ = false;
   for (auto& p : ports_) {
+    p->rx.drop();
+    p->tx.drop();
     p->added = p->ready = p->driver_open = false;
     p->to_driver.clear();
     update_watch(*p);
@@ -378,27 +382,18 @@ void ConsoleDevice::flush_control() {
   if (!h_ || ctrl_out_.empty() || !has(VIRTIO_CONSOLE_F_MULTIPORT)) return;
   ring::Vringh* q = h_->queue(layout::kConsoleCtrlRxQueue);
   if (q == nullptr) return;
-  bool completed = false;
-  for (int budget = kBudget; budget > 0 && !ctrl_out_.empty(); --budget) {
-    auto c = q->pop();
-    if (!c) return broken(layout::kConsoleCtrlRxQueue);
-    if (!*c) {
-      if (!q->notify_enable()) continue;
-      break;
-    }
+  const auto d = ctrl_rx_.drain_while(*q, kBudget, [this] { return !ctrl_out_.empty(); }, [this](ring::Chain& c) {
     const auto& m = ctrl_out_.front();
     std::uint32_t len = 0;
-    if ((*c)->write_len >= m.size()) {
-      len = static_cast<std::uint32_t>(ring::chain_write(**c, m));
+    if (c.write_len >= m.size()) {
+      len = static_cast<std::uint32_t>(ring::chain_write(c, m));
     } else {
-      log()->warn("control buffer of {} bytes is too small for a {}-byte message: dropped", (*c)->write_len, m.size());
+      log()->warn("control buffer of {} bytes is too small for a {}-byte message: dropped", c.write_len, m.size());
     }
-    if (!q->complete((*c)->head, len)) return broken(layout::kConsoleCtrlRxQueue);
     ctrl_out_.pop_front();
-    completed = true;
-  }
-  if (!ctrl_out_.empty()) backlog_ = backlog_ || q->pending() > 0;
-  if (completed && q->need_notify()) h_->notify_driver();
+    return ring::Handled::used(len);
+  });
+  finish_drain(d, layout::kConsoleCtrlRxQueue);
 }
 
 // Driver -> device control messages (control transmitq, queue 3).
@@ -406,26 +401,23 @@ void ConsoleDevice::process_control() {
   if (!h_ || !has(VIRTIO_CONSOLE_F_MULTIPORT)) return;
   ring::Vringh* q = h_->queue(layout::kConsoleCtrlTxQueue);
   if (q == nullptr) return;
-  bool completed = false;
-  std::byte buf[kMaxControl];
-  for (int budget = kBudget; budget > 0; --budget) {
-    auto c = q->pop();
-    if (!c) return broken(layout::kConsoleCtrlTxQueue);
-    if (!*c) {
-      if (!q->notify_enable()) continue;
-      break;
-    }
-    const ring::Chain& ch = **c;
-    if (ch.read_len > kMaxControl) {
+  const auto d = ctrl_tx_.drain(*q, kBudget, [this](ring::Chain& c) {
+    std::byte buf[kMaxControl];
+    if (c.read_len > kMaxControl) {
       ++stats_.bad_control;
     } else {
-      const std::size_t n = ring::chain_read(ch, std::span{buf}.first(ch.read_len));
+      const std::size_t n = ring::chain_read(c, std::span{buf}.first(c.read_len));
       handle_control(std::span{buf}.first(n));
     }
-    if (!q->complete(ch.head, 0)) return broken(layout::kConsoleCtrlTxQueue);
-    completed = true;
-  }
-  if (completed && q->need_notify()) h_->notify_driver();
+    return ring::Handled::used();
+  });
+  finish_drain(d, layout::kConsoleCtrlTxQueue);
+}
+
+void ConsoleDevice::finish_drain(const ring::Drained& d, std::uint16_t q) {
+  if (d.end == ring::Drained::End::kBudget) backlog_ = true;
+  if (d.notify) h_->notify_driver();
+  if (d.end == ring::Drained::End::kBroken || d.end == ring::Drained::End::kStopped) broken(q);
 }
 
 void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
@@ -499,26 +491,18 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
 // Backend bytes -> the port's receiveq.
 void ConsoleDevice::flush_port(Port& p) {
   if (!h_ || !p.ready || p.to_driver.empty()) return;
-  ring::Vringh* q = h_->queue(layout::console_rx_queue(p.id));
+  const std::uint16_t qi = layout::console_rx_queue(p.id);
+  ring::Vringh* q = h_->queue(qi);
   if (q == nullptr) return;
-  bool completed = false;
   std::size_t taken = 0;
-  for (int budget = kBudget; budget > 0 && taken < p.to_driver.size(); --budget) {
-    auto c = q->pop();
-    if (!c) return broken(layout::console_rx_queue(p.id));
-    if (!*c) {
-      if (!q->notify_enable()) continue;
-      break;
-    }
-    const std::size_t n = ring::chain_write(**c, std::span{p.to_driver}.subspan(taken));
+  const auto d = p.rx.drain_while(*q, kBudget, [&] { return taken < p.to_driver.size(); }, [&](ring::Chain& c) {
+    const std::size_t n = ring::chain_write(c, std::span{p.to_driver}.subspan(taken));
     taken += n;
-    if (!q->complete((*c)->head, static_cast<std::uint32_t>(n))) return broken(layout::console_rx_queue(p.id));
-    completed = true;
-  }
+    return ring::Handled::used(static_cast<std::uint32_t>(n));
+  });
   stats_.to_driver_bytes += taken;
   p.to_driver.erase(p.to_driver.begin(), p.to_driver.begin() + static_cast<std::ptrdiff_t>(taken));
-  if (!p.to_driver.empty() && q->pending() > 0) backlog_ = true;
-  if (completed && q->need_notify()) h_->notify_driver();
+  finish_drain(d, qi);
   update_watch(p);
 }
 
@@ -528,25 +512,15 @@ void ConsoleDevice::process_port_tx(Port& p) {
   const std::uint16_t qi = layout::console_tx_queue(p.id);
   ring::Vringh* q = h_->queue(qi);
   if (q == nullptr) return;
-  bool completed = false;
-  for (int budget = kBudget; budget > 0 && p.to_backend.empty(); --budget) {
-    auto c = q->pop();
-    if (!c) return broken(qi);
-    if (!*c) {
-      if (!q->notify_enable()) continue;
-      break;
-    }
-    const ring::Chain& ch = **c;
-    if (ch.read_len > kMaxChain) return broken(qi);
-    p.to_backend.resize(ch.read_len);
-    p.to_backend.resize(ring::chain_read(ch, p.to_backend));
-    if (!q->complete(ch.head, 0)) return broken(qi);
-    completed = true;
+  const auto d = p.tx.drain_while(*q, kBudget, [&] { return p.to_backend.empty(); }, [&](ring::Chain& c) {
+    if (c.read_len > kMaxChain) return ring::Handled::stop();  // more than any console chain: broken
+    p.to_backend.resize(c.read_len);
+    p.to_backend.resize(ring::chain_read(c, p.to_backend));
     stats_.from_driver_bytes += p.to_backend.size();
     (void)drain_backend(p);  // drops the bytes when nothing is attached
-    if (budget == 1 && q->pending() > 0) backlog_ = true;
-  }
-  if (completed && q->need_notify()) h_->notify_driver();
+    return ring::Handled::used();
+  });
+  finish_drain(d, qi);
   update_watch(p);
 }
 

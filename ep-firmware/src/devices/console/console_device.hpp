@@ -33,6 +33,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/pty.hpp"
+#include "vepf/ring/consume.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace vepf::ep {
@@ -87,6 +88,7 @@ class ConsoleDevice final : public Device {
     std::vector<std::byte> to_driver;    // read from the backend, waiting for receive buffers
     std::vector<std::byte> to_backend;   // from the driver, waiting for the backend to take it
     std::size_t to_backend_off = 0;
+    ring::ChainConsumer rx, tx;          // the port's receiveq and transmitq
     os::WinSize size;                    // last size both sides agree on
     int io_fd() const noexcept;
   };
@@ -120,6 +122,8 @@ class ConsoleDevice final : public Device {
   void flush_control();
   void flush_port(Port& p);
   void process_port_tx(Port& p);
+  /// After a drain of queue q: backlog, the driver's interrupt, a broken queue.
+  void finish_drain(const ring::Drained& d, std::uint16_t q);
   void broken(std::uint16_t q);
 
   config::ConsoleConfig cfg_;
@@ -130,6 +134,7 @@ class ConsoleDevice final : public Device {
   std::vector<std::unique_ptr<Port>> ports_;  // by port id
   std::deque<std::vector<std::byte>> ctrl_out_;
   std::optional<transport::DeviceHandle> h_;
+  ring::ChainConsumer ctrl_rx_, ctrl_tx_;  // control receiveq (2), control transmitq (3)
   bool device_ready_ = false;  // the driver said DEVICE_READY 1
   bool backlog_ = false;
   ConsoleStats stats_;

@@ -12,7 +12,7 @@ namespace vepf::ep {
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 // Frames handled per call before returning to the event loop (fairness between directions).
-constexpr int kBudget = 256;
+constexpr std::uint32_t kBudget = 256;
 }  // namespace
 
 NetDevice::NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg,
@@ -70,8 +70,8 @@ void NetDevice::on_reset() {
   backlog_tx_ = backlog_rx_ = false;
   if (h_) spdlog::get("ep.net")->info("{}: driver reset, link down", backend_->name());
   h_.reset();
-  rx_chain_.reset();
-  tx_pending_.reset();
+  rx_.drop();
+  tx_.drop();
   backend_->set_link(false);
   to_device_ = to_driver_ = {};
   (void)backend_->set_offload({});  // the next driver may accept none
@@ -89,8 +89,7 @@ void NetDevice::broken(std::uint16_t q) {
   spdlog::get("ep.net")->error("{}: driver broke {} queue rules ({}); device needs reset", backend_->name(),
                                q == layout::kNetRxQueue ? "receive" : "transmit", vq ? vq->why() : "?");
   h_->queue_broken(q);
-  rx_chain_.reset();
-  tx_pending_.reset();
+  (q == layout::kNetRxQueue ? rx_ : tx_).drop();
 }
 
 bool NetDevice::send_chain(const ring::Chain& c) {
@@ -133,29 +132,37 @@ void NetDevice::process_tx() {
   if (!h_) return;
   ring::Vringh* q = h_->queue(layout::kNetTxQueue);
   if (q == nullptr) return;
-  bool completed = false;
-  backlog_tx_ = true;  // cleared when the loop ends for any reason but the budget
-  for (int budget = kBudget; budget > 0; --budget) {
-    if (!tx_pending_) {
-      auto c = q->pop();
-      if (!c) return broken(layout::kNetTxQueue);
-      if (!*c) {
-        if (!q->notify_enable()) continue;
-        backlog_tx_ = false;  // empty, and the driver will ring when it adds
-        break;
-      }
-      tx_pending_ = std::move(**c);
-    }
-    if (!send_chain(*tx_pending_)) {
-      backend_->set_tx_wait(true);  // resumes from the writable callback
-      backlog_tx_ = false;
-      break;
-    }
-    if (!q->complete(tx_pending_->head, 0)) return broken(layout::kNetTxQueue);
-    tx_pending_.reset();
-    completed = true;
+  const auto d = tx_.drain(*q, kBudget, [this](ring::Chain& c) {
+    if (send_chain(c)) return ring::Handled::used();
+    backend_->set_tx_wait(true);  // the backend is full: resumes from the writable callback
+    return ring::Handled::hold();
+  });
+  backlog_tx_ = d.end == ring::Drained::End::kBudget;
+  if (d.notify) h_->notify_driver();
+  if (d.end == ring::Drained::End::kBroken) broken(layout::kNetTxQueue);
+}
+
+ring::Handled NetDevice::fill_rx(ring::Chain& c) {
+  auto n = backend_->recv(buf_);
+  if (!n) return ring::Handled::hold();  // nothing waiting (kNoSpace) or a backend error: wait for readable
+  if (*n > c.write_len || *n < layout::kNetHdrSize) {
+    ++stats_.rx_dropped;
+    return ring::Handled::retry();  // the frame is gone, the buffer stays ours
   }
-  if (completed && q->need_notify()) h_->notify_driver();
+  // Our kernel wrote the header (VIRTIO 1.2 §5.1.6.4); it may use only what the driver
+  // accepted (TUNSETOFFLOAD says so), and a plain one is all a driver without offloads gets.
+  layout::VirtioNetHdr hdr{};
+  if (to_driver_.any()) std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+  if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_driver_, true) != nullptr) {
+    ++stats_.rx_dropped;
+    return ring::Handled::retry();
+  }
+  hdr.num_buffers = layout::le16::from_cpu(1);
+  std::memcpy(buf_.data(), &hdr, sizeof(hdr));
+  ring::chain_write(c, std::span{buf_}.first(*n));
+  ++stats_.rx_frames;
+  stats_.rx_bytes += *n - layout::kNetHdrSize;
+  return ring::Handled::used(static_cast<std::uint32_t>(*n));
 }
 
 void NetDevice::process_rx() {
@@ -165,48 +172,13 @@ void NetDevice::process_rx() {
   }
   ring::Vringh* q = h_->queue(layout::kNetRxQueue);
   if (q == nullptr) return backend_->set_rx_paused(true);
-  bool completed = false;
-  backlog_rx_ = true;  // cleared when the loop ends for any reason but the budget
-  for (int budget = kBudget; budget > 0; --budget) {
-    if (!rx_chain_) {
-      auto c = q->pop();
-      if (!c) return broken(layout::kNetRxQueue);
-      if (!*c) {
-        if (!q->notify_enable()) continue;  // buffers arrived meanwhile
-        backend_->set_rx_paused(true);       // no buffers: leave frames in the OS queue
-        backlog_rx_ = false;
-        break;
-      }
-      rx_chain_ = std::move(**c);
-      backend_->set_rx_paused(false);
-    }
-    auto n = backend_->recv(buf_);
-    if (!n) {  // nothing waiting (kNoSpace) or a backend error: wait for readable
-      backlog_rx_ = false;
-      break;
-    }
-    if (*n > rx_chain_->write_len || *n < layout::kNetHdrSize) {
-      ++stats_.rx_dropped;
-      continue;
-    }
-    // Our kernel wrote the header (VIRTIO 1.2 §5.1.6.4); it may use only what the driver
-    // accepted (TUNSETOFFLOAD says so), and a plain one is all a driver without offloads gets.
-    layout::VirtioNetHdr hdr{};
-    if (to_driver_.any()) std::memcpy(&hdr, buf_.data(), sizeof(hdr));
-    if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_driver_, true) != nullptr) {
-      ++stats_.rx_dropped;
-      continue;
-    }
-    hdr.num_buffers = layout::le16::from_cpu(1);
-    std::memcpy(buf_.data(), &hdr, sizeof(hdr));
-    ring::chain_write(*rx_chain_, std::span{buf_}.first(*n));
-    if (!q->complete(rx_chain_->head, static_cast<std::uint32_t>(*n))) return broken(layout::kNetRxQueue);
-    rx_chain_.reset();
-    ++stats_.rx_frames;
-    stats_.rx_bytes += *n - layout::kNetHdrSize;
-    completed = true;
-  }
-  if (completed && q->need_notify()) h_->notify_driver();
+  const auto d = rx_.drain(*q, kBudget, [this](ring::Chain& c) { return fill_rx(c); });
+  backlog_rx_ = d.end == ring::Drained::End::kBudget;
+  // Without a receive buffer, frames wait in the OS queue until the driver adds one (it rings);
+  // with one held, the backend's readable callback brings the next frame.
+  backend_->set_rx_paused(d.end == ring::Drained::End::kEmpty || d.end == ring::Drained::End::kBroken);
+  if (d.notify) h_->notify_driver();
+  if (d.end == ring::Drained::End::kBroken) broken(layout::kNetRxQueue);
 }
 
 void NetDevice::describe(nlohmann::json& out) const {

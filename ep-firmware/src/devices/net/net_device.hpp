@@ -2,7 +2,8 @@
 // virtio-net device (VIRTIO 1.2 §5.1), device ID 1, one queue pair: receiveq1 (0), transmitq1 (1).
 // Frames from the backend (TAP or socket) go to the driver through the receive queue; frames the
 // driver puts on the transmit queue go to the backend. Offers VERSION_1, EVENT_IDX,
-// INDIRECT_DESC, MAC, MTU, STATUS; no checksum or segmentation offloads.
+// INDIRECT_DESC, MAC, MTU, STATUS, and with a TAP backend the checksum and TCP segmentation
+// offloads (layout/net.hpp).
 
 #include <chrono>
 #include <cstdint>
@@ -13,8 +14,8 @@
 #include "devices/device.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/layout/net.hpp"
-#include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
+#include "vepf/ring/consume.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/transport/device_transport.hpp"
 
@@ -58,6 +59,7 @@ class NetDevice final : public Device {
   void process_tx();
   void process_rx();
   bool send_chain(const ring::Chain& c);  // false: backend busy, retry later
+  ring::Handled fill_rx(ring::Chain& c);  // the next frame from the backend into a receive buffer
   void broken(std::uint16_t q);
 
   std::unique_ptr<netback::FrameBackend> backend_;
@@ -65,8 +67,8 @@ class NetDevice final : public Device {
   std::uint16_t mtu_;
   std::uint16_t queue_size_;
   std::optional<transport::DeviceHandle> h_;   // between DRIVER_OK and reset
-  std::optional<ring::Chain> rx_chain_;        // popped receive buffer waiting for a frame
-  std::optional<ring::Chain> tx_pending_;      // popped frame the backend could not take yet
+  ring::ChainConsumer rx_;   // holds a receive buffer waiting for a frame
+  ring::ChainConsumer tx_;   // holds a frame the backend could not take yet
   std::vector<std::byte> buf_;
   bool offloads_;                   // offered: the config allows them and the backend is a TAP
   layout::NetOffloads to_device_;   // what the driver may send (negotiated at DRIVER_OK)

@@ -5,13 +5,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "vepf/ring/vringh.hpp"
 
 namespace vepf::ep {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr int kBudget = 256;          // messages per call before returning to the event loop
+constexpr std::uint32_t kBudget = 256;          // messages per call before returning to the event loop
 constexpr std::size_t kMaxOut = 256;  // queued messages before we stop reading the channels
 auto log() { return spdlog::get("ep.rpmsg"); }
 }  // namespace
@@ -39,6 +38,8 @@ void RpmsgDevice::on_reset() {
   if (h_) log()->info("{}: driver reset", dir_);
   h_.reset();
   out_.clear();
+  rx_.drop();
+  tx_.drop();
   backlog_ = false;
   channels_.link_down();  // the driver's channels go; ours are announced to the next driver
 }
@@ -70,34 +71,22 @@ void RpmsgDevice::flush_out() {
   if (!h_ || out_.empty()) return;
   ring::Vringh* q = h_->queue(layout::kRpmsgRxQueue);
   if (q == nullptr) return;
-  bool completed = false;
-  backlog_ = true;
-  for (int budget = kBudget; budget > 0; --budget) {
-    if (out_.empty()) {
-      backlog_ = false;
-      break;
-    }
-    auto c = q->pop();
-    if (!c) return broken(layout::kRpmsgRxQueue);
-    if (!*c) {
-      if (!q->notify_enable()) continue;  // buffers arrived meanwhile
-      backlog_ = false;                   // the driver rings when it adds buffers
-      break;
-    }
+  const auto d = rx_.drain_while(*q, kBudget, [this] { return !out_.empty(); }, [this](ring::Chain& c) {
     const auto& m = out_.front();
     std::uint32_t len = 0;
-    if ((*c)->write_len >= m.size()) {
-      len = static_cast<std::uint32_t>(ring::chain_write(**c, m));
+    if (c.write_len >= m.size()) {
+      len = static_cast<std::uint32_t>(ring::chain_write(c, m));
       ++stats_.to_driver;
       stats_.to_driver_bytes += m.size() - layout::kRpmsgHdrSize;
     } else {
       ++stats_.short_buffer;  // a receive buffer smaller than the message: the driver's choice
     }
-    if (!q->complete((*c)->head, len)) return broken(layout::kRpmsgRxQueue);
     out_.pop_front();
-    completed = true;
-  }
-  if (completed && q->need_notify()) h_->notify_driver();
+    return ring::Handled::used(len);
+  });
+  backlog_ = d.end == ring::Drained::End::kBudget;  // empty ring: the driver rings when it adds
+  if (d.notify) h_->notify_driver();
+  if (d.end == ring::Drained::End::kBroken) broken(layout::kRpmsgRxQueue);
 }
 
 // Driver -> device: the driver's transmit buffers (queue 1), each one rpmsg for the channels.
@@ -105,25 +94,17 @@ void RpmsgDevice::process_tx() {
   if (!h_) return;
   ring::Vringh* q = h_->queue(layout::kRpmsgTxQueue);
   if (q == nullptr) return;
-  bool completed = false;
-  for (int budget = kBudget; budget > 0; --budget) {
-    auto c = q->pop();
-    if (!c) return broken(layout::kRpmsgTxQueue);
-    if (!*c) {
-      if (!q->notify_enable()) continue;
-      break;
-    }
-    const ring::Chain& ch = **c;
-    if (ch.read_len < layout::kRpmsgHdrSize || ch.read_len > layout::kRpmsgBufSize) {
+  const auto d = tx_.drain(*q, kBudget, [this](ring::Chain& c) {
+    if (c.read_len < layout::kRpmsgHdrSize || c.read_len > layout::kRpmsgBufSize) {
       ++stats_.bad;
     } else {
-      const std::size_t n = ring::chain_read(ch, buf_);
+      const std::size_t n = ring::chain_read(c, buf_);
       channels_.on_message(std::span{buf_}.first(n));
     }
-    if (!q->complete(ch.head, 0)) return broken(layout::kRpmsgTxQueue);
-    completed = true;
-  }
-  if (completed && q->need_notify()) h_->notify_driver();
+    return ring::Handled::used();
+  });
+  if (d.notify) h_->notify_driver();
+  if (d.end == ring::Drained::End::kBroken) broken(layout::kRpmsgTxQueue);
 }
 
 void RpmsgDevice::describe(nlohmann::json& out) const {

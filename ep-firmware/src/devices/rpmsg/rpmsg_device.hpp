@@ -27,6 +27,7 @@
 #include "devices/device.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
+#include "vepf/ring/consume.hpp"
 #include "vepf/rpmsg/channels.hpp"
 #include "vepf/transport/device_transport.hpp"
 
@@ -82,6 +83,7 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
   rpmsg::Channels channels_;
   std::deque<std::vector<std::byte>> out_;  // messages waiting for a receive buffer
   std::optional<transport::DeviceHandle> h_;
+  ring::ChainConsumer rx_, tx_;  // queue 0 (our messages into the driver's buffers), queue 1
   std::array<std::byte, layout::kRpmsgBufSize> buf_{};
   RpmsgStats stats_;
   bool backlog_ = false;

@@ -306,19 +306,18 @@ void BlockDriver::complete(std::uint16_t tag) {
 
 void BlockDriver::on_interrupt() {
   if (!driver_ok_ || !vq_) return;
-  for (;;) {
-    auto u = vq_->get_used();
-    if (!u) {
-      log()->error("device {}: request queue: {}", info_.slot, u.error().what);
-      fail_all(EIO);
-      return;
-    }
-    if (!*u) {
-      if (vq_->enable_cb()) break;
-      continue;
-    }
-    complete(static_cast<std::uint16_t>((*u)->token));
+  Error err;
+  // A queue's worth per call: a device completing as fast as dispatch() adds cannot keep us here.
+  const auto d = used_.drain(*vq_, vq_->num(), [this](const ring::Vring::Used& u) {
+    complete(static_cast<std::uint16_t>(u.token));
     dispatch();  // a tag and a buffer came free
+    return ring::Handled::used();
+  }, &err);
+  backlog_ = d.end == ring::Drained::End::kBudget;
+  if (d.end == ring::Drained::End::kBroken) {
+    log()->error("device {}: request queue: {}", info_.slot, err.what);
+    fail_all(EIO);
+    return;
   }
   dispatch();
 }

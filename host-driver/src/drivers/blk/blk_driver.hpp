@@ -24,7 +24,7 @@
 #include "transport/window_space.hpp"
 #include "vepf/layout/blk.hpp"
 #include "vepf/os/event_loop.hpp"
-#include "vepf/ring/vring.hpp"
+#include "vepf/ring/consume.hpp"
 
 namespace vepf::host {
 
@@ -53,6 +53,7 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   /// (capacity 0, queue too small); the NBD server's listen errors.
   [[nodiscard]] Result<void> probe() override;
   void on_interrupt() override;
+  bool backlog() const override { return backlog_; }
   Counts counts() const override { return {stats_.writes, stats_.reads}; }
   void report(spdlog::level::level_enum lvl) const override;
   const BlkStats& stats() const noexcept { return stats_; }
@@ -105,6 +106,8 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   std::uint64_t capacity_ = 0;  // bytes
   WindowSpace space_;  // frees the window space when destroyed, after everything below
   std::unique_ptr<ring::Vring> vq_;
+  ring::UsedConsumer used_;  // the request queue's completions
+  bool backlog_ = false;
   transport::Allocation tags_ep_, tags_rc_, read_pool_, write_pool_;
   std::vector<std::optional<Part>> in_flight_;  // by tag
   std::vector<std::uint16_t> free_tags_, free_read_, free_write_;

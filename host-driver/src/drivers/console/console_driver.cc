@@ -15,7 +15,7 @@ namespace vepf::host {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr int kBudget = 64;  // buffers per queue per call
+constexpr std::uint32_t kBudget = 64;  // buffers per queue per call
 constexpr auto kSizePoll = std::chrono::milliseconds(250);
 auto log() { return spdlog::get("host.console"); }
 
@@ -125,9 +125,9 @@ void ConsoleDriver::remove_port(std::uint32_t id) {
   p.pty = {};  // whoever has the slave open sees a hangup
   p.added = p.device_open = false;
   p.watched = 0;
-  if (p.rx_token) {
-    p.q->refill_rx(*p.rx_token);
-    p.rx_token.reset();
+  if (auto u = p.rx.release()) {
+    p.q->refill_rx(u->token);
+    p.rx_off = 0;
     p.q->kick(p.q->rx());
   }
 }
@@ -161,7 +161,7 @@ void ConsoleDriver::update_watch(Port& p) {
   if (!p.added) return;
   std::uint32_t want = 0;
   if (driver_ok_ && !p.q->tx().broken() && !p.q->tx_full()) want |= EPOLLIN;
-  if (p.rx_token) want |= EPOLLOUT;
+  if (p.rx.holding()) want |= EPOLLOUT;
   if (want != p.watched && loop_.modify(p.pty.master.get(), want)) p.watched = want;
 }
 
@@ -193,43 +193,29 @@ void ConsoleDriver::transmit(Port& p) {
 
 // Device -> pty: completed receive buffers, written to the pty as far as it takes them.
 void ConsoleDriver::receive(Port& p) {
-  bool more = false;  // the budget ran out with buffers left
-  for (int budget = kBudget;; --budget) {
-    if (budget == 0) {
-      more = true;
-      break;
+  Error err;
+  const auto d = p.rx.drain(p.q->rx(), kBudget, [&](const ring::Vring::Used& u) {
+    if (p.rx_off == 0 && (u.len > kPortBufSize || !p.added)) {
+      ++stats_.bad;  // longer than the buffer, or data for a port the device never added
+      p.q->refill_rx(u.token);
+      return ring::Handled::used();
     }
-    if (!p.rx_token) {
-      auto u = p.q->rx().get_used();
-      if (!u) {
-        log()->error("device {}: port {} receive queue: {}", info_.slot, p.id, u.error().what);
-        break;
-      }
-      if (!*u) {
-        if (!p.q->rx().enable_cb()) continue;
-        break;
-      }
-      if ((*u)->len > kPortBufSize || !p.added) {
-        ++stats_.bad;  // longer than the buffer, or data for a port the device never added
-        p.q->refill_rx((*u)->token);
-        continue;
-      }
-      p.rx_token = (*u)->token;
-      p.rx_len = (*u)->len;
-      p.rx_off = 0;
-    }
-    const auto data = p.q->rx_view(*p.rx_token, p.rx_len).subspan(p.rx_off);
+    const auto data = p.q->rx_view(u.token, u.len).subspan(p.rx_off);
     const ssize_t n = data.empty() ? 0 : ::write(p.pty.master.get(), data.data(), data.size());
-    if (n < 0 && errno == EAGAIN) break;  // the pty is full: EPOLLOUT resumes us
+    if (n < 0 && errno == EAGAIN) return ring::Handled::hold();  // the pty is full: EPOLLOUT resumes us
     if (n > 0) {
       p.rx_off += static_cast<std::uint32_t>(n);
       stats_.received_bytes += static_cast<std::size_t>(n);
-      if (p.rx_off < p.rx_len) continue;
+      if (p.rx_off < u.len) return ring::Handled::retry();
     }
-    p.q->refill_rx(*p.rx_token);
-    p.rx_token.reset();
+    p.rx_off = 0;
+    p.q->refill_rx(u.token);
+    return ring::Handled::used();
+  }, &err);
+  if (d.end == ring::Drained::End::kBroken) {
+    log()->error("device {}: port {} receive queue: {}", info_.slot, p.id, err.what);
   }
-  backlog_ = backlog_ || more;
+  backlog_ = backlog_ || d.end == ring::Drained::End::kBudget;
   p.q->kick(p.q->rx());
   update_watch(p);
 }
@@ -255,28 +241,22 @@ void ConsoleDriver::flush_control() {
 
 void ConsoleDriver::receive_control() {
   if (!ctrl_) return;
-  std::byte msg[layout::kConsoleCtrlBufSize];
-  for (int budget = kBudget; budget > 0; --budget) {
-    auto u = ctrl_->rx().get_used();
-    if (!u) {
-      log()->error("device {}: control receive queue: {}", info_.slot, u.error().what);
-      break;
-    }
-    if (!*u) {
-      if (!ctrl_->rx().enable_cb()) continue;
-      break;
-    }
-    const std::uint32_t len = (*u)->len;
-    if (len > sizeof(msg)) {
+  Error err;
+  const auto d = ctrl_rx_.drain(ctrl_->rx(), kBudget, [this](const ring::Vring::Used& u) {
+    std::byte msg[layout::kConsoleCtrlBufSize];
+    if (u.len > sizeof(msg)) {
       ++stats_.bad;
     } else {
       // Our own window, but the device may still write it: parse a private copy.
-      const auto view = ctrl_->rx_view((*u)->token, len);
-      std::memcpy(msg, view.data(), len);
-      handle_control(std::span{msg, len});
+      const auto view = ctrl_->rx_view(u.token, u.len);
+      std::memcpy(msg, view.data(), u.len);
+      handle_control(std::span{msg, u.len});
     }
-    ctrl_->refill_rx((*u)->token);
-  }
+    ctrl_->refill_rx(u.token);
+    return ring::Handled::used();
+  }, &err);
+  if (d.end == ring::Drained::End::kBroken) log()->error("device {}: control receive queue: {}", info_.slot, err.what);
+  backlog_ = backlog_ || d.end == ring::Drained::End::kBudget;
   ctrl_->kick(ctrl_->rx());
 }
 

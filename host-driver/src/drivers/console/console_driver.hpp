@@ -31,6 +31,7 @@
 #include "vepf/layout/console.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/pty.hpp"
+#include "vepf/ring/consume.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -71,9 +72,10 @@ class ConsoleDriver final : public Driver {
     os::Pty pty;
     std::vector<std::string> links;
     std::uint32_t watched = 0;  // epoll events on the pty master
-    // A receive buffer only partly written to the pty (the pty is full): token, length, offset.
-    std::optional<std::uint64_t> rx_token;
-    std::uint32_t rx_len = 0, rx_off = 0;
+    // Holds a receive buffer only partly written to the pty (the pty is full); rx_off bytes of
+    // it are written.
+    ring::UsedConsumer rx;
+    std::uint32_t rx_off = 0;
     os::WinSize size;
   };
 
@@ -102,6 +104,7 @@ class ConsoleDriver final : public Driver {
   std::uint32_t max_ports_ = 0;
   std::vector<std::unique_ptr<Port>> ports_;  // by id
   std::unique_ptr<BufferQueues> ctrl_;        // MULTIPORT only
+  ring::UsedConsumer ctrl_rx_;                // the control receive queue's completions
   std::deque<std::vector<std::byte>> ctrl_out_;  // control messages waiting for a transmit buffer
   int size_timer_ = -1;
   bool backlog_ = false;

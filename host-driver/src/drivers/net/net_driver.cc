@@ -11,7 +11,7 @@ namespace vepf::host {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr int kBudget = 256;  // frames per callback before returning to the event loop
+constexpr std::uint32_t kBudget = 256;  // frames per callback before returning to the event loop
 auto log() { return spdlog::get("host.net"); }
 }  // namespace
 
@@ -49,6 +49,7 @@ Result<void> NetDriver::probe() {
   const bool segments = to_device_.tso4 || to_device_.tso6 || to_driver_.tso4 || to_driver_.tso6;
   buf_size_ = segments ? layout::kNetGsoBufferSize : layout::net_buffer_size(mtu_);
   buf_.resize(buf_size_);
+  rx_.drop();
   q_.emplace(t_, info_);
   // VIRTIO 1.2 §5.1.6.3: the receive queue is filled before DRIVER_OK.
   if (auto r = q_->setup(layout::kNetRxQueue, layout::kNetTxQueue, buf_size_, features_ & bit(VIRTIO_RING_F_EVENT_IDX));
@@ -136,57 +137,46 @@ void NetDriver::transmit() {
 // Device -> backend: completed receive buffers to the TAP, then back on the ring.
 void NetDriver::receive() {
   if (!driver_ok_) return;
-  backlog_ = true;  // cleared when the loop ends for any reason but the budget
-  for (int budget = kBudget; budget > 0; --budget) {
-    if (!rx_pending_) {
-      auto u = q_->rx().get_used();
-      if (!u) {
-        log()->error("device {}: receive queue: {}", info_.slot, u.error().what);
-        backlog_ = false;
-        break;
-      }
-      if (!*u) {
-        if (!q_->rx().enable_cb()) continue;
-        backlog_ = false;  // nothing more: wait for the interrupt
-        break;
-      }
-      rx_pending_ = (*u)->token;
-      rx_pending_len_ = (*u)->len;
-    }
-    const std::uint64_t token = *rx_pending_;
-    if (rx_pending_len_ < layout::kNetHdrSize) {
-      ++stats_.rx_errors;
-    } else {
-      // The receive buffer is in our own window: hand it to the backend without a copy, once
-      // the header the device wrote is one the negotiated offloads allow.
-      auto frame = q_->rx_view(token, rx_pending_len_);
-      layout::VirtioNetHdr hdr;
-      std::memcpy(&hdr, frame.data(), sizeof(hdr));
-      if (const char* why = layout::check_net_hdr(hdr, frame.size() - layout::kNetHdrSize, to_driver_, true)) {
-        ++stats_.rx_errors;
-        ++stats_.rx_bad_hdr;
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_bad_hdr_log_ >= std::chrono::seconds(1)) {  // a hostile device must not flood the log
-          last_bad_hdr_log_ = now;
-          log()->warn("device {}: frame from the device dropped: {} ({} so far)", info_.slot, why, stats_.rx_bad_hdr);
-        }
-        rx_pending_.reset();
-        q_->refill_rx(token);
-        continue;
-      }
-      auto r = backend_->send(frame);
-      if (!r && r.error().code == Errc::kNoSpace) {
-        backend_->set_tx_wait(true);  // resumes from the writable callback
-        backlog_ = false;
-        break;
-      }
-      ++stats_.rx_frames;
-      stats_.rx_bytes += rx_pending_len_ - layout::kNetHdrSize;
-    }
-    rx_pending_.reset();
-    q_->refill_rx(token);
-  }
+  Error err;
+  const auto d = rx_.drain(q_->rx(), kBudget, [this](const ring::Vring::Used& u) { return deliver(u); }, &err);
+  backlog_ = d.end == ring::Drained::End::kBudget;
+  if (d.end == ring::Drained::End::kBroken) log()->error("device {}: receive queue: {}", info_.slot, err.what);
   q_->kick(q_->rx());
+}
+
+ring::Handled NetDriver::deliver(const ring::Vring::Used& u) {
+  if (u.len < layout::kNetHdrSize) {
+    ++stats_.rx_errors;
+    q_->refill_rx(u.token);
+    return ring::Handled::used();
+  }
+  // The receive buffer is in our own window: hand it to the backend without a copy, once the
+  // header the device wrote is one the negotiated offloads allow.
+  auto frame = q_->rx_view(u.token, u.len);
+  layout::VirtioNetHdr hdr;
+  std::memcpy(&hdr, frame.data(), sizeof(hdr));
+  if (const char* why = layout::check_net_hdr(hdr, frame.size() - layout::kNetHdrSize, to_driver_, true)) {
+    ++stats_.rx_errors;
+    ++stats_.rx_bad_hdr;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_bad_hdr_log_ >= std::chrono::seconds(1)) {  // a hostile device must not flood the log
+      last_bad_hdr_log_ = now;
+      log()->warn("device {}: frame from the device dropped: {} ({} so far)", info_.slot, why, stats_.rx_bad_hdr);
+    }
+    q_->refill_rx(u.token);
+    return ring::Handled::used();
+  }
+  auto r = backend_->send(frame);
+  if (!r && r.error().code == Errc::kNoSpace) {
+    backend_->set_tx_wait(true);  // the TAP is full: resumes from the writable callback
+    return ring::Handled::hold();
+  }
+  if (r) {
+    ++stats_.rx_frames;
+    stats_.rx_bytes += u.len - layout::kNetHdrSize;
+  }
+  q_->refill_rx(u.token);
+  return ring::Handled::used();
 }
 
 void NetDriver::on_interrupt() {

@@ -15,6 +15,7 @@
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
+#include "vepf/ring/consume.hpp"
 #include "drivers/driver.hpp"
 #include "transport/buffer_queues.hpp"
 #include "vepf/transport/driver_transport.hpp"
@@ -64,6 +65,7 @@ class NetDriver final : public Driver {
   const char* logger() const override { return "host.net"; }
   void transmit();
   void receive();
+  ring::Handled deliver(const ring::Vring::Used& u);  // one received frame to the backend
   void reclaim_tx();
   void update_carrier();
 
@@ -71,8 +73,7 @@ class NetDriver final : public Driver {
   std::uint16_t mtu_ = 1500;
   std::size_t buf_size_ = 0;
   std::optional<BufferQueues> q_;                // from probe() on
-  std::optional<std::uint64_t> rx_pending_;      // received buffer the backend could not take yet
-  std::uint32_t rx_pending_len_ = 0;
+  ring::UsedConsumer rx_;                        // holds a frame the backend could not take yet
   netback::FrameBackend* backend_ = nullptr;
   os::EventLoop* loop_ = nullptr;
   std::vector<std::byte> buf_;

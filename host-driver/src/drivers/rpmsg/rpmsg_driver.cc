@@ -11,7 +11,7 @@ namespace vepf::host {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr int kBudget = 256;  // messages per callback before returning to the event loop
+constexpr std::uint32_t kBudget = 256;  // messages per callback before returning to the event loop
 constexpr std::size_t kBuf = layout::kRpmsgBufSize;
 auto log() { return spdlog::get("host.rpmsg"); }
 }  // namespace
@@ -73,32 +73,22 @@ void RpmsgDriver::flush() {
 
 // Device -> channels: completed receive buffers, then back on the ring.
 void RpmsgDriver::receive() {
-  backlog_ = true;
-  std::array<std::byte, kBuf> msg;
-  for (int budget = kBudget; budget > 0; --budget) {
-    auto u = q_->rx().get_used();
-    if (!u) {
-      log()->error("device {}: receive queue: {}", info_.slot, u.error().what);
-      backlog_ = false;
-      break;
-    }
-    if (!*u) {
-      if (!q_->rx().enable_cb()) continue;
-      backlog_ = false;
-      break;
-    }
-    const std::uint64_t token = (*u)->token;
-    const std::uint32_t len = (*u)->len;
-    if (len < layout::kRpmsgHdrSize || len > kBuf) {
+  Error err;
+  const auto d = rx_.drain(q_->rx(), kBudget, [this](const ring::Vring::Used& u) {
+    if (u.len < layout::kRpmsgHdrSize || u.len > kBuf) {
       ++stats_.bad;
     } else {
       // Our own window, but the device may still write it: validate a private copy.
-      const auto view = q_->rx_view(token, len);
-      std::memcpy(msg.data(), view.data(), len);
-      channels_.on_message(std::span{msg}.first(len));
+      std::array<std::byte, kBuf> msg;
+      const auto view = q_->rx_view(u.token, u.len);
+      std::memcpy(msg.data(), view.data(), u.len);
+      channels_.on_message(std::span{msg}.first(u.len));
     }
-    q_->refill_rx(token);
-  }
+    q_->refill_rx(u.token);
+    return ring::Handled::used();
+  }, &err);
+  backlog_ = d.end == ring::Drained::End::kBudget;
+  if (d.end == ring::Drained::End::kBroken) log()->error("device {}: receive queue: {}", info_.slot, err.what);
   q_->kick(q_->rx());
 }
 

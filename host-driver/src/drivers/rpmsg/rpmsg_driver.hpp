@@ -27,6 +27,7 @@
 #include "transport/buffer_queues.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
+#include "vepf/ring/consume.hpp"
 #include "vepf/rpmsg/channels.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
@@ -76,6 +77,7 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
   os::EventLoop& loop_;
   rpmsg::Channels channels_;
   std::optional<BufferQueues> q_;  // from probe() on
+  ring::UsedConsumer rx_;          // the receive queue's completions
   bool backlog_ = false;
   RpmsgStats stats_;
 };

@@ -1,0 +1,272 @@
+// The consume loops every device and driver uses (ring/consume.hpp): bursts published with one
+// index store, held chains offered again first, retries, budgets, notifications re-enabled
+// only on an empty ring, and broken rings.
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "support/link_windows.hpp"
+#include "support/ring_pair.hpp"
+#include "vepf/ring/consume.hpp"
+
+namespace vepf::test {
+namespace {
+
+using End = ring::Drained::End;
+
+// Adds `n` one-buffer chains (writable, 64 B) with tokens from `token` on, and publishes them.
+void offer(RingPair& r, int n, std::uint64_t token = 0) {
+  for (int k = 0; k < n; ++k) {
+    const ring::Buf b{rc_addr(r.rc_data_off + 0x40 * ((token + k) % 16)), 64};
+    ASSERT_TRUE(r.drv().add({}, {&b, 1}, token + k));
+  }
+  (void)r.drv().kick_prepare();
+}
+
+std::vector<std::uint64_t> tokens_used(RingPair& r) {
+  std::vector<std::uint64_t> t;
+  for (;;) {
+    auto u = r.drv().get_used();
+    if (!u || !*u) return t;
+    t.push_back((*u)->token);
+  }
+}
+
+TEST(ChainConsumer, ABurstGoesOutWithOneIndexStoreAndOneInterrupt) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 5);
+  ASSERT_TRUE(r.drv().enable_cb());  // the driver sleeps: it wants an interrupt
+  ring::ChainConsumer c;
+  std::vector<std::uint16_t> heads;
+  const auto before = w.dev_counters;
+  const auto d = c.drain(r.dev(), 64, [&](ring::Chain& ch) {
+    heads.push_back(ch.head);
+    return ring::Handled::used(static_cast<std::uint32_t>(heads.size()));
+  });
+  EXPECT_EQ(d.end, End::kEmpty);
+  EXPECT_EQ(d.used, 5u);
+  EXPECT_TRUE(d.notify);
+  EXPECT_EQ(heads.size(), 5u);
+  // Five used entries and one index store into the RC window, plus the avail_event store of
+  // the re-enable on the empty ring (in the device's own window).
+  EXPECT_EQ((w.dev_counters - before).posted_writes, 5u + 1u + 1u);
+  EXPECT_EQ(r.used_idx(), 5);
+  EXPECT_EQ(tokens_used(r), (std::vector<std::uint64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(ChainConsumer, AHeldChainIsOfferedFirstNextTimeAndNotCompletedMeanwhile) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 3);
+  ring::ChainConsumer c;
+  int calls = 0;
+  std::uint16_t held_head = 0;
+  auto d = c.drain(r.dev(), 64, [&](ring::Chain& ch) {
+    if (++calls == 2) {
+      held_head = ch.head;
+      return ring::Handled::hold();  // e.g. no frame for this receive buffer yet
+    }
+    return ring::Handled::used();
+  });
+  EXPECT_EQ(d.end, End::kHeld);
+  EXPECT_EQ(d.used, 1u);
+  EXPECT_TRUE(c.holding());
+  EXPECT_EQ(tokens_used(r), (std::vector<std::uint64_t>{0}));
+
+  std::vector<std::uint16_t> heads;
+  d = c.drain(r.dev(), 64, [&](ring::Chain& ch) {
+    heads.push_back(ch.head);
+    return ring::Handled::used();
+  });
+  EXPECT_EQ(d.end, End::kEmpty);
+  ASSERT_EQ(heads.size(), 2u);
+  EXPECT_EQ(heads[0], held_head) << "the held chain was not offered first";
+  EXPECT_FALSE(c.holding());
+  EXPECT_EQ(tokens_used(r), (std::vector<std::uint64_t>{1, 2}));
+}
+
+TEST(ChainConsumer, RetryOffersTheSameChainAgainAndSpendsBudget) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 2);
+  ring::ChainConsumer c;
+  std::vector<std::uint16_t> heads;
+  const auto d = c.drain(r.dev(), 3, [&](ring::Chain& ch) {
+    heads.push_back(ch.head);
+    return heads.size() == 1 ? ring::Handled::retry() : ring::Handled::used();  // a dropped input
+  });
+  ASSERT_EQ(heads.size(), 3u);
+  EXPECT_EQ(heads[0], heads[1]);
+  EXPECT_NE(heads[1], heads[2]);
+  EXPECT_EQ(d.used, 2u);
+  EXPECT_EQ(d.end, End::kBudget) << "three handler calls spend a budget of three";
+  EXPECT_EQ(tokens_used(r), (std::vector<std::uint64_t>{0, 1}));
+}
+
+TEST(ChainConsumer, TheBudgetEndsADrainAndTheRestWaits) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 6);
+  ring::ChainConsumer c;
+  auto used = [](ring::Chain&) { return ring::Handled::used(); };
+  auto d = c.drain(r.dev(), 4, used);
+  EXPECT_EQ(d.end, End::kBudget);
+  EXPECT_EQ(d.used, 4u);
+  EXPECT_EQ(r.dev().pending(), 2u);
+  d = c.drain(r.dev(), 4, used);
+  EXPECT_EQ(d.end, End::kEmpty);
+  EXPECT_EQ(d.used, 2u);
+}
+
+TEST(ChainConsumer, AnEmptyRingLeavesDoorbellsOnSoTheDriverKicksForTheNextChain) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 1);
+  ring::ChainConsumer c;
+  auto d = c.drain(r.dev(), 64, [](ring::Chain&) { return ring::Handled::used(); });
+  ASSERT_EQ(d.end, End::kEmpty);
+  const ring::Buf b{rc_addr(r.rc_data_off), 64};
+  ASSERT_TRUE(r.drv().add({}, {&b, 1}, 9));
+  EXPECT_TRUE(r.drv().kick_prepare()) << "the device sleeps but the driver was not asked to kick";
+}
+
+TEST(ChainConsumer, DrainWhileTakesNothingWithoutWork) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 3);
+  ring::ChainConsumer c;
+  int work = 1;
+  int calls = 0;
+  const auto d = c.drain_while(r.dev(), 64, [&] { return work > 0; }, [&](ring::Chain&) {
+    --work;
+    ++calls;
+    return ring::Handled::used();
+  });
+  EXPECT_EQ(d.end, End::kHeld);
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(c.holding());
+  EXPECT_EQ(r.dev().pending(), 2u) << "buffers were popped with nothing to put in them";
+}
+
+TEST(ChainConsumer, StopLeavesTheChainNeitherUsedNorHeld) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 2);
+  ring::ChainConsumer c;
+  const auto d = c.drain(r.dev(), 64, [](ring::Chain&) { return ring::Handled::stop(); });
+  EXPECT_EQ(d.end, End::kStopped);
+  EXPECT_EQ(d.used, 0u);
+  EXPECT_FALSE(c.holding());
+  EXPECT_EQ(r.used_idx(), 0);
+}
+
+TEST(ChainConsumer, TakenChainsAreLeftToTheHandler) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 2);
+  ring::ChainConsumer c;
+  std::vector<ring::Chain> kept;
+  const auto d = c.drain(r.dev(), 64, [&](ring::Chain& ch) {
+    kept.push_back(std::move(ch));  // completed later, as a block request is
+    return ring::Handled::taken();
+  });
+  EXPECT_EQ(d.end, End::kEmpty);
+  EXPECT_EQ(d.used, 0u);
+  EXPECT_EQ(r.used_idx(), 0);
+  ASSERT_EQ(kept.size(), 2u);
+  for (const auto& ch : kept) ASSERT_TRUE(r.dev().complete(ch.head, 0));
+  EXPECT_EQ(tokens_used(r), (std::vector<std::uint64_t>{0, 1}));
+}
+
+TEST(ChainConsumer, ABrokenRingEndsTheDrainAfterPublishingWhatWasDone) {
+  LinkWindows w;
+  RingOptions o;
+  o.num = 8;
+  o.make_driver = false;
+  RingPair r(w, o);
+  r.put_desc(0, rc_addr(r.rc_data_off), 64, VRING_DESC_F_WRITE);
+  r.put_desc(1, rc_addr(r.rc_data_off), 64, VRING_DESC_F_WRITE);
+  r.put_avail(0, 0);
+  r.put_avail(1, 1);
+  r.put_avail_idx(2);
+  ring::ChainConsumer c;
+  int calls = 0;
+  const auto d = c.drain(r.dev(), 64, [&](ring::Chain&) {
+    if (++calls == 2) r.put_avail_idx(2 + 9);  // the driver claims 9 more chains on a queue of 8
+    return ring::Handled::used();
+  });
+  EXPECT_EQ(d.end, End::kBroken);
+  EXPECT_EQ(d.used, 2u);
+  EXPECT_EQ(r.used_idx(), 2) << "the chains done before the breach were not published";
+  EXPECT_TRUE(r.dev().broken());
+}
+
+TEST(UsedConsumer, HoldKeepsACompletionForTheNextDrainAndReleaseGivesItBack) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 3);
+  for (int k = 0; k < 3; ++k) {
+    auto p = r.dev().pop();
+    ASSERT_TRUE(p && *p);
+    ASSERT_TRUE(r.dev().complete((*p)->head, 10u + k));
+  }
+  ring::UsedConsumer u;
+  std::vector<std::uint64_t> seen;
+  auto d = u.drain(r.drv(), 64, [&](const ring::Vring::Used& x) {
+    seen.push_back(x.token);
+    return x.token == 1 ? ring::Handled::hold() : ring::Handled::used();  // the sink is full
+  });
+  EXPECT_EQ(d.end, End::kHeld);
+  EXPECT_EQ(d.used, 1u);
+  EXPECT_TRUE(u.holding());
+  d = u.drain(r.drv(), 64, [&](const ring::Vring::Used& x) {
+    seen.push_back(x.token);
+    EXPECT_EQ(x.len, 10u + x.token);
+    return ring::Handled::used();
+  });
+  EXPECT_EQ(d.end, End::kEmpty);
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{0, 1, 1, 2}));
+
+  offer(r, 1, 7);
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+  (void)u.drain(r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::hold(); });
+  auto given = u.release();
+  ASSERT_TRUE(given);
+  EXPECT_EQ(given->token, 7u);
+  EXPECT_FALSE(u.holding());
+}
+
+TEST(UsedConsumer, AnEmptyUsedRingAsksForAnInterrupt) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 2);
+  ring::UsedConsumer u;
+  const auto d = u.drain(r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::used(); });
+  EXPECT_EQ(d.end, End::kEmpty);
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p && *p);
+  ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+  EXPECT_TRUE(r.dev().need_notify()) << "the driver sleeps but the device was not asked to interrupt";
+}
+
+TEST(UsedConsumer, AnImpossibleUsedEntryBreaksTheDrainWithTheRingsError) {
+  LinkWindows w;
+  RingPair r(w, traffic_ring());
+  offer(r, 1);
+  r.put_used(0, 15, 0);  // an id that is not a chain in flight
+  r.put_used_idx(1);
+  ring::UsedConsumer u;
+  Error err;
+  const auto d = u.drain(r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::used(); }, &err);
+  EXPECT_EQ(d.end, End::kBroken);
+  EXPECT_EQ(err.code, Errc::kBadRing);
+  EXPECT_TRUE(r.drv().broken());
+}
+
+}  // namespace
+}  // namespace vepf::test
