@@ -26,6 +26,7 @@
 #include "devices/rpmsg/rpmsg_device.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
+#include "vepf/app/spin.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
@@ -420,8 +421,14 @@ int EpProgram::run(int sfd) {
       }
     }
   });
+  app::Spinner spin(transport_->poll_group(), std::chrono::microseconds(cfg_.link.spin_us));
   while (!quit_) {
-    const bool backlog = this->backlog();
+    bool backlog = this->backlog();
+    if (!backlog) {
+      std::uint64_t moved = 0;
+      for (const auto& [slot, d] : devices_) moved += d->counts().to_driver + d->counts().from_driver;
+      backlog = spin.keep_polling(moved);
+    }
     if (backlog) transport_->poll();
     if (auto r = loop_.run_once(backlog ? 0 : 1000); !r) {
       spdlog::get("ep")->error("event loop: {}", r.error().what);

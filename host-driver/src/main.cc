@@ -24,6 +24,7 @@
 #include "drivers/rpmsg/rpmsg_driver.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
+#include "vepf/app/spin.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
@@ -367,13 +368,20 @@ HostProgram::End HostProgram::session() {
     on_interrupt();
   });
   if (timer) fds.push_back(*timer);
+  app::Spinner spin(transport_->poll_group(), std::chrono::microseconds(cfg_.link.spin_us));
   while (!quit_ && !link_down_) {
     bool backlog = false;
+    std::uint64_t moved = 0;
     for (auto& n : drivers_) {
+      moved += n->counts().sent + n->counts().received;
       if (n->backlog()) {
         n->on_interrupt();
         backlog = true;
       }
+    }
+    if (!backlog && spin.keep_polling(moved)) {
+      for (auto& n : drivers_) n->on_interrupt();
+      backlog = true;
     }
     if (auto r = loop_.run_once(backlog ? 0 : 1000); !r) {
       log->error("event loop: {}", r.error().what);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# scripts/bench/compare.sh --smoke runs every comparison once and writes its report: a Markdown
-# table with a row per comparison whose figures are all non-zero, the programs' checks (idle CPU,
-# non-posted reads under traffic), and a PNG. Figures are not checked against any target (a
-# smoke run is not a measurement).
+# scripts/bench/compare.sh --smoke runs every comparison once (ring, rtt, tcp, rpmsg, block) and
+# writes its report: a Markdown table with a row per comparison whose figures are all non-zero,
+# the programs' checks (idle CPU, non-posted reads under traffic), and a PNG. Figures are not
+# checked against any target (a smoke run is not a measurement).
 # usage: compare_smoke_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
 src=$1
@@ -17,7 +17,8 @@ records = [json.loads(l) for l in open(os.path.join(out, "compare.jsonl")) if l.
 rows = [r for r in records if not r.get("check")]
 checks = [r for r in records if r.get("check")]
 names = {r["name"] for r in rows}
-want = ["ring 64 B to-device", "RTT p50, 64 B, polling", "RTT p50, 64 B, notified", "TCP host->EP", "TCP EP->host"]
+want = ["ring 64 B to-device", "RTT p50, 64 B, polling", "RTT p50, 64 B, notified", "TCP host->EP", "TCP EP->host",
+        "rpmsg RTT p50, 64 B", "rpmsg one-way stream, 64 B", "NBD read", "NBD write"]
 fail = [w for w in want if not any(w in n for n in names)]
 fail += [f"{r['name']}: ours {r['ours']}, peer {r['peer']}" for r in rows if not (r["ours"] > 0 and r["peer"] > 0)]
 for what in ("vepf-ep CPU on an idle link", "vepf-host CPU on an idle link", "vepf-ep non-posted reads",

@@ -393,6 +393,7 @@ AckResult DeviceTransport::enable_queue(std::uint32_t slot, std::uint32_t q) {
   p.space = &space_;
   p.event_idx = s.features & (std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
   p.indirect = s.features & (std::uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC);
+  p.group = &group_;
   s.queues[q] = std::make_unique<ring::Vringh>(p);
   ep_.store<std::uint16_t>(layout::queue_block_off(slot, q) + sizeof(QueueDriverLine), 1);
   return AckResult::kOk;

@@ -208,7 +208,29 @@ Result<std::optional<Vring::Used>> Vring::get_used() {
   return Used{st.token, len};
 }
 
+Vring::~Vring() {
+  if (in_group_) p_.group->leave(this);
+}
+
 bool Vring::enable_cb() {
+  if (p_.group != nullptr && p_.group->polling()) {
+    if (!in_group_) {
+      p_.group->want(this);
+      in_group_ = true;
+    }
+    // Pairs with store_release of the used idx in Vringh::publish_used().
+    return broken_ ||
+           p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) == last_used_idx_;
+  }
+  return request_interrupt();
+}
+
+bool Vring::rearm() noexcept {
+  in_group_ = false;
+  return broken_ || request_interrupt();
+}
+
+bool Vring::request_interrupt() noexcept {
   if (p_.event_idx) {
     // Interrupt me once the device uses past what I have consumed (VIRTIO 1.2 §2.7.10).
     p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), last_used_idx_);

@@ -186,8 +186,28 @@ bool Vringh::need_notify() {
   return notify;
 }
 
+Vringh::~Vringh() {
+  if (in_group_) p_.group->leave(this);
+}
+
 bool Vringh::notify_enable() {
   if (broken_) return true;
+  if (p_.group != nullptr && p_.group->polling()) {
+    if (!in_group_) {
+      p_.group->want(this);
+      in_group_ = true;
+    }
+    return pending() == 0;
+  }
+  return request_doorbell();
+}
+
+bool Vringh::rearm() noexcept {
+  in_group_ = false;
+  return broken_ || request_doorbell();
+}
+
+bool Vringh::request_doorbell() noexcept {
   if (p_.event_idx) {
     // Doorbell me when the avail idx moves past what I have consumed (VIRTIO 1.2 §2.7.10).
     p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), last_avail_idx_);

@@ -28,6 +28,7 @@ Result<std::unique_ptr<ring::Vring>> WindowSpace::make_queue(std::uint16_t index
   p.avail = {&t_.link().ep_window(), avail->off, static_cast<std::uint32_t>(avail->len)};
   p.used = {&t_.link().rc_window(), used->off, static_cast<std::uint32_t>(used->len)};
   p.event_idx = event_idx;
+  p.group = &t_.poll_group();
   auto vq = std::make_unique<ring::Vring>(p);
   if (auto r = t_.enable_queue(info_.slot, index, num, desc->link_addr, avail->link_addr, used->link_addr); !r) {
     return tl::unexpected(r.error());

@@ -268,5 +268,107 @@ TEST(UsedConsumer, AnImpossibleUsedEntryBreaksTheDrainWithTheRingsError) {
   EXPECT_TRUE(r.drv().broken());
 }
 
+
+// ---- PollGroup: doorbells and interrupts left off while the program spins, asked at arm().
+
+// Rings with EVENT_IDX: what the group saves is the avail_event / used_event store.
+RingOptions grouped() { return traffic_ring(); }
+
+TEST(PollGroup, WhilePollingAnEmptyRingDoesNotAskForDoorbellsUntilArm) {
+  LinkWindows w;
+  RingPair r(w, grouped());
+  ring::PollGroup g;
+  ring::VringhParams hp = r.device_params();
+  hp.group = &g;
+  ring::Vringh dev(hp);
+  ring::ChainConsumer c;
+  auto used = [](ring::Chain&) { return ring::Handled::used(); };
+
+  offer(r, 1);
+  g.start_polling();
+  auto d = c.drain(dev, 64, used);
+  ASSERT_EQ(d.end, End::kEmpty);
+  // Without the group the drain would have asked for a doorbell at the next add (EVENT_IDX
+  // avail_event = 1); polling, it did not.
+  const ring::Buf b{rc_addr(r.rc_data_off), 64};
+  ASSERT_TRUE(r.drv().add({}, {&b, 1}, 1));
+  EXPECT_FALSE(r.drv().kick_prepare()) << "a polled ring asked the driver for a doorbell";
+
+  EXPECT_FALSE(g.arm()) << "arm() missed a chain waiting on the ring";
+  EXPECT_FALSE(g.polling());
+  d = c.drain(dev, 64, used);
+  EXPECT_EQ(d.end, End::kEmpty);
+  EXPECT_EQ(d.used, 1u);
+  ASSERT_TRUE(r.drv().add({}, {&b, 1}, 2));
+  EXPECT_TRUE(r.drv().kick_prepare()) << "after arm() the sleeping device was not rung";
+}
+
+TEST(PollGroup, ArmOnQuietRingsSaysSleepAndAsksForTheSignal) {
+  LinkWindows w;
+  RingPair r(w, grouped());
+  ring::PollGroup g;
+  ring::VringhParams hp = r.device_params();
+  hp.group = &g;
+  ring::Vringh dev(hp);
+  g.start_polling();
+  EXPECT_TRUE(dev.notify_enable());
+  EXPECT_TRUE(dev.notify_enable()) << "a second look while polling";
+  EXPECT_TRUE(g.arm()) << "nothing is pending: the program may sleep";
+  const ring::Buf b{rc_addr(r.rc_data_off), 64};
+  ASSERT_TRUE(r.drv().add({}, {&b, 1}, 0));
+  EXPECT_TRUE(r.drv().kick_prepare());
+  EXPECT_TRUE(g.arm()) << "arm() with no ring waiting";
+}
+
+TEST(PollGroup, TheDriverSideAsksForInterruptsOnlyAtArm) {
+  LinkWindows w;
+  RingOptions o = grouped();
+  o.make_driver = false;
+  RingPair r(w, o);
+  ring::PollGroup g;
+  ring::VringParams vp = r.driver_params();
+  vp.group = &g;
+  ring::Vring drv(vp);
+  const ring::Buf b[3] = {{rc_addr(r.rc_data_off), 64}, {rc_addr(r.rc_data_off + 64), 64},
+                         {rc_addr(r.rc_data_off + 128), 64}};
+  for (std::uint64_t k = 0; k < 3; ++k) ASSERT_TRUE(drv.add({}, {&b[k], 1}, k));
+  (void)drv.kick_prepare();
+  auto complete_one = [&] {
+    auto p = r.dev().pop();
+    ASSERT_TRUE(p && *p);
+    ASSERT_TRUE(r.dev().complete((*p)->head, 0));
+  };
+  complete_one();  // the first completion interrupts whatever the driver does (used_event 0)
+  (void)r.dev().need_notify();
+  auto u = drv.get_used();
+  ASSERT_TRUE(u && *u);
+
+  g.start_polling();
+  EXPECT_TRUE(drv.enable_cb());
+  complete_one();
+  // Without the group enable_cb() would have set used_event = 1 and this would interrupt.
+  EXPECT_FALSE(r.dev().need_notify()) << "a polling driver was interrupted";
+  EXPECT_FALSE(g.arm()) << "arm() missed a completion";
+  u = drv.get_used();
+  ASSERT_TRUE(u && *u);
+  EXPECT_TRUE(drv.enable_cb());
+  complete_one();
+  EXPECT_TRUE(r.dev().need_notify()) << "a sleeping driver was not interrupted";
+}
+
+TEST(PollGroup, ARingThatGoesAwayLeavesTheGroup) {
+  LinkWindows w;
+  RingPair r(w, grouped());
+  ring::PollGroup g;
+  g.start_polling();
+  {
+    ring::VringhParams hp = r.device_params();
+    hp.group = &g;
+    ring::Vringh dev(hp);
+    EXPECT_TRUE(dev.notify_enable());
+  }
+  EXPECT_TRUE(g.arm());  // under ASan: a use after free if the ring stayed in the group
+}
+
 }  // namespace
 }  // namespace vepf::test

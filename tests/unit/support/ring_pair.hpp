@@ -67,22 +67,26 @@ class RingPair {
     hp.event_idx = o.event_idx;
     hp.indirect = o.indirect;
 
-    if (o.make_driver) {
-      ring::VringParams vp;
-      vp.num = o.num;
-      vp.desc = ring::Segment{&w.drv_ep, desc_off, hp.desc.len};
-      vp.avail = ring::Segment{&w.drv_ep, avail_off, hp.avail.len};
-      vp.used = ring::Segment{&w.drv_rc, used_off, hp.used.len};
-      vp.event_idx = o.event_idx;
-      if (o.driver_indirect_pool) {
-        vp.indirect = ring::Segment{&w.drv_ep, pool_off, static_cast<std::uint32_t>(pool_bytes)};
-        vp.indirect_addr = ep_addr(pool_off);
-        vp.indirect_max = o.indirect_max;
-      }
-      drv_.emplace(vp);
+    ring::VringParams vp;
+    vp.num = o.num;
+    vp.desc = ring::Segment{&w.drv_ep, desc_off, hp.desc.len};
+    vp.avail = ring::Segment{&w.drv_ep, avail_off, hp.avail.len};
+    vp.used = ring::Segment{&w.drv_rc, used_off, hp.used.len};
+    vp.event_idx = o.event_idx;
+    if (o.driver_indirect_pool) {
+      vp.indirect = ring::Segment{&w.drv_ep, pool_off, static_cast<std::uint32_t>(pool_bytes)};
+      vp.indirect_addr = ep_addr(pool_off);
+      vp.indirect_max = o.indirect_max;
     }
+    if (o.make_driver) drv_.emplace(vp);
     dev_.emplace(hp);
+    hp_ = hp;
+    vp_ = vp;
   }
+  /// The parameters the pair's device and driver were built with (for a second one on the
+  /// same rings).
+  const ring::VringhParams& device_params() const { return hp_; }
+  const ring::VringParams& driver_params() const { return vp_; }
   RingPair(const RingPair&) = delete;
   RingPair& operator=(const RingPair&) = delete;
 
@@ -141,6 +145,8 @@ class RingPair {
   RingOptions o_;
   std::optional<ring::Vring> drv_;
   std::optional<ring::Vringh> dev_;
+  ring::VringhParams hp_;
+  ring::VringParams vp_;
 };
 
 }  // namespace vepf::test

@@ -40,7 +40,7 @@ void RpmsgDevice::on_reset() {
   out_.clear();
   rx_.drop();
   tx_.drop();
-  backlog_ = false;
+  backlog_ = backlog_tx_ = false;
   channels_.link_down();  // the driver's channels go; ours are announced to the next driver
 }
 
@@ -103,6 +103,9 @@ void RpmsgDevice::process_tx() {
     }
     return ring::Handled::used();
   });
+  // The budget can be the whole queue: what the driver added since comes without a doorbell
+  // (EVENT_IDX asked for none), so poll again before sleeping.
+  backlog_tx_ = d.end == ring::Drained::End::kBudget;
   if (d.notify) h_->notify_driver();
   if (d.end == ring::Drained::End::kBroken) broken(layout::kRpmsgTxQueue);
 }

@@ -58,7 +58,7 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
   void on_notify(transport::DeviceHandle& h) override;
 
   const char* type_name() const override { return "rpmsg"; }
-  bool backlog() const override { return backlog_; }
+  bool backlog() const override { return backlog_ || backlog_tx_; }
   void describe(nlohmann::json& out) const override;
   Counts counts() const override { return {stats_.to_driver, channels_.stats().received}; }
   void report(std::uint32_t slot, spdlog::level::level_enum lvl) const override;
@@ -86,7 +86,8 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
   ring::ChainConsumer rx_, tx_;  // queue 0 (our messages into the driver's buffers), queue 1
   std::array<std::byte, layout::kRpmsgBufSize> buf_{};
   RpmsgStats stats_;
-  bool backlog_ = false;
+  bool backlog_ = false;     // flush_out() ran out of budget
+  bool backlog_tx_ = false;  // process_tx() ran out of budget
 };
 
 }  // namespace vepf::ep

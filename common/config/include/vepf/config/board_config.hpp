@@ -107,6 +107,11 @@ struct LinkConfig {
   std::uint32_t ack_timeout_ms = 1000;     // 1..60000
   std::uint64_t ep_window_size = 4 << 20;  // bytes; multiple of 4096, 64 KiB..1 GiB
   std::uint64_t rc_window_size = 4 << 20;  // same rules
+  /// Adaptive spin-then-sleep, both programs: after moving data, keep polling the rings this
+  /// long (µs) before sleeping, with the peer's doorbells/interrupts left off meanwhile
+  /// (ring/poll_group.hpp). 0: sleep as soon as the rings are empty. An idle link never spins.
+  static constexpr std::uint32_t kMaxSpinUs = 100000;
+  std::uint32_t spin_us = 20;  // 0..kMaxSpinUs
 };
 
 /// What a window is to the CPU (LAYOUT.md §7): "cached", "device", "wc", "cached-noncoherent".

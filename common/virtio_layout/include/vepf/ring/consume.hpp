@@ -61,6 +61,11 @@ struct Drained {
 /// when the device is reset.
 class ChainConsumer {
  public:
+  /// A burst is published (one used-index store) at its end, and on the way every this many
+  /// entries or bytes written.
+  static constexpr std::uint32_t kPublishEntries = 32;
+  static constexpr std::uint64_t kPublishBytes = 128 * 1024;
+
   /// Drains up to `budget` chains from `q` through `h`, a callable `Handled(Chain&)`.
   template <class Handler>
   Drained drain(Vringh& q, std::uint32_t budget, Handler&& h) {
@@ -74,6 +79,8 @@ class ChainConsumer {
   Drained drain_while(Vringh& q, std::uint32_t budget, More&& more, Handler&& h) {
     Drained d;
     d.end = Drained::End::kBudget;
+    std::uint32_t unpublished = 0;        // entries pushed since the last publish_used()
+    std::uint64_t unpublished_bytes = 0;  // and the bytes they carry
     while (budget > 0) {
       if (!more()) {
         d.end = Drained::End::kHeld;
@@ -115,6 +122,15 @@ class ChainConsumer {
           break;
         }
         ++d.used;
+        ++unpublished;
+        unpublished_bytes += res.len;
+        // A long burst goes out in parts, so that a driver that is awake starts on the first
+        // buffers while we fill the rest.
+        if (unpublished == kPublishEntries || unpublished_bytes >= kPublishBytes) {
+          q.publish_used();
+          unpublished = 0;
+          unpublished_bytes = 0;
+        }
       }
       --budget;
     }

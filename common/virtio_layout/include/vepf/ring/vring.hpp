@@ -14,6 +14,7 @@
 #include "vepf/error.hpp"
 #include "vepf/layout/ring.hpp"
 #include "vepf/ring/access.hpp"
+#include "vepf/ring/poll_group.hpp"
 
 namespace vepf::ring {
 
@@ -35,9 +36,10 @@ struct VringParams {
   Segment indirect;
   std::uint64_t indirect_addr = 0;
   std::uint16_t indirect_max = 0;
+  PollGroup* group = nullptr;     // the program's spin-then-sleep group (none: always ask at once)
 };
 
-class Vring {
+class Vring final : private PollGroup::Member {
  public:
   struct Used {
     std::uint64_t token;  // what add() was given
@@ -47,6 +49,9 @@ class Vring {
   /// Params must name in-bounds, aligned ranges (the driver chose them). Initialises the avail
   /// ring's flags and index to 0 (VIRTIO 1.2 §2.7.6).
   explicit Vring(const VringParams& p);
+  ~Vring();
+  Vring(const Vring&) = delete;  // its PollGroup knows it by address
+  Vring& operator=(const Vring&) = delete;
 
   /// Adds one descriptor chain: `out` device-readable buffers, then `in` device-writable ones.
   /// Uses an indirect table when negotiated and the chain has more than one buffer. Returns the
@@ -67,7 +72,8 @@ class Vring {
   [[nodiscard]] Result<std::optional<Used>> get_used();
 
   /// Asks for an interrupt when the next buffer is used. Returns false if used buffers are
-  /// already pending (poll again instead of waiting). VIRTIO 1.2 §2.7.10.
+  /// already pending (poll again instead of waiting). VIRTIO 1.2 §2.7.10. While the ring's
+  /// PollGroup polls, only looks, and leaves the request to PollGroup::arm().
   [[nodiscard]] bool enable_cb();
   /// Asks the device not to interrupt (best effort; without EVENT_IDX sets NO_INTERRUPT).
   void disable_cb();
@@ -98,6 +104,8 @@ class Vring {
   Result<std::optional<Used>> bad_ring(const char* what) noexcept;
   void write_avail_entries(std::uint16_t from, std::uint16_t to) noexcept;
   void write_avail_flags() noexcept;
+  bool request_interrupt() noexcept;  // enable_cb()'s stores and the second look
+  bool rearm() noexcept override;
 
   std::uint16_t num_;
   VringParams p_;
@@ -114,6 +122,7 @@ class Vring {
   std::uint16_t used_idx_seen_ = 0;  // the used index at its last read (validated)
   std::uint16_t avail_flags_shadow_ = 0;
   bool broken_ = false;
+  bool in_group_ = false;  // waiting in p_.group for arm()
 };
 
 }  // namespace vepf::ring

@@ -18,6 +18,7 @@
 #include "vepf/error.hpp"
 #include "vepf/layout/ring.hpp"
 #include "vepf/ring/access.hpp"
+#include "vepf/ring/poll_group.hpp"
 
 namespace vepf::ring {
 
@@ -29,6 +30,7 @@ struct VringhParams {
   const AddressSpace* space = nullptr;  // translates buffer and indirect table addresses
   bool event_idx = false;       // VIRTIO_F_EVENT_IDX negotiated
   bool indirect = false;        // VIRTIO_F_INDIRECT_DESC negotiated
+  PollGroup* group = nullptr;   // the program's spin-then-sleep group (none: always ask at once)
 };
 
 /// One descriptor chain, translated: its segments in chain order, readable ones first.
@@ -126,11 +128,14 @@ class Chain {
   std::size_t nwrite_ = 0;
 };
 
-class Vringh {
+class Vringh final : private PollGroup::Member {
  public:
   /// Params were validated by the transport (sizes, alignment, in-window). Writes used flags
   /// and index 0.
   explicit Vringh(const VringhParams& p);
+  ~Vringh();
+  Vringh(const Vringh&) = delete;  // its PollGroup knows it by address
+  Vringh& operator=(const Vringh&) = delete;
 
   /// Takes the next available chain, or nullopt when none. The avail index is read (acquire)
   /// only when the chains seen at its last read are used up, so a burst costs one index read.
@@ -156,7 +161,8 @@ class Vringh {
   [[nodiscard]] bool need_notify();
 
   /// Asks the driver for doorbells again. Returns false when more chains arrived meanwhile:
-  /// pop again before waiting.
+  /// pop again before waiting. While the ring's PollGroup polls, only looks, and leaves the
+  /// request to PollGroup::arm().
   [[nodiscard]] bool notify_enable();
   /// Tells the driver doorbells are not needed (we are polling this queue).
   void notify_disable();
@@ -172,6 +178,8 @@ class Vringh {
   // Takes the next chain into `c` (found: whether there was one). Returns the rule the peer
   // broke, or nullptr.
   const char* next_chain(Chain& c, bool& found);
+  bool request_doorbell() noexcept;  // notify_enable()'s stores and the second look
+  bool rearm() noexcept override;
   void write_used_flags() noexcept;
   layout::VringDesc fetch_desc(const Segment& table, std::uint32_t i) const noexcept;
 
@@ -186,6 +194,7 @@ class Vringh {
   std::uint16_t signalled_used_ = 0;    // used idx at the last need_notify()
   std::uint16_t used_flags_shadow_ = 0;
   bool broken_ = false;
+  bool in_group_ = false;  // waiting in p_.group for arm()
   const char* why_ = "";
 };
 

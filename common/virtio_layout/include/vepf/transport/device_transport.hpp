@@ -97,6 +97,8 @@ class DeviceTransport {
   /// Device status of a slot as the device holds it.
   std::uint8_t status(std::uint32_t slot) const noexcept;
   const ring::AddressSpace& space() const noexcept { return space_; }
+  /// The spin-then-sleep group of every device's queues (VringhParams::group).
+  ring::PollGroup& poll_group() noexcept { return group_; }
 
  private:
   friend class DeviceHandle;
@@ -131,6 +133,7 @@ class DeviceTransport {
   ring::Window& ep_;
   ring::Window* rc_ = nullptr;
   ring::AddressSpace space_;
+  ring::PollGroup group_;  // before slots_: their queues leave it when destroyed
   std::uint32_t epoch_;
   std::uint32_t last_link_seq_ = 0;
   std::uint32_t table_generation_ = 0;

@@ -13,6 +13,7 @@
 
 #include "vepf/error.hpp"
 #include "vepf/layout/epf.hpp"
+#include "vepf/ring/poll_group.hpp"
 #include "vepf/transport/link.hpp"
 #include "vepf/transport/window_allocator.hpp"
 
@@ -79,6 +80,9 @@ class DriverTransport {
   WindowAllocator& rc_alloc() noexcept { return rc_alloc_; }
   DriverLink& link() noexcept { return link_; }
   std::chrono::milliseconds ack_timeout() const noexcept { return timeout_; }
+  /// The spin-then-sleep group of the drivers' queues (VringParams::group). Queues must go
+  /// before the transport.
+  ring::PollGroup& poll_group() noexcept { return group_; }
 
  private:
   struct AckValue {
@@ -91,6 +95,7 @@ class DriverTransport {
 
   DriverLink& link_;
   ring::Window& ep_;
+  ring::PollGroup group_;
   std::chrono::milliseconds timeout_;
   std::uint32_t epoch_ = 0;
   std::uint32_t link_seq_ = 0;
