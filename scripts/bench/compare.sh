@@ -14,9 +14,17 @@
 #         against TCP over a veth pair between two namespaces, each direction: bits per second;
 #         then the two programs alone: CPU over 30 s of an idle link, and the non-posted reads
 #         each makes over 60 s of iperf3 traffic both ways (their SIGUSR1 link-model reports)
+#   rpmsg scripts/bench/rpmsg_bench.py through an rpmsg channel of a loopback link of its own
+#         (its service registered with vepf-ep's announce socket, its client on vepf-host's
+#         channel socket) against the same program over a pair of connected unix SOCK_SEQPACKET
+#         sockets, 64 B messages: round-trip p50 of one message at a time, and messages per
+#         second of a one-way stream (counted where they arrive)
+#   block nbdcopy --no-extents reading the whole vepf-host NBD export of that link's virtio-blk
+#         device (a file of random bytes on the EP) to null:, and writing it from a file, against
+#         the same nbdcopy command on qemu-nbd serving the same file: MiB per second
 #
 # Writes build/bench/compare.{jsonl,md,png} (raw pairs, the Markdown table, a plot of the
-# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 14 minutes
+# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 16 minutes
 # with the defaults.
 set -euo pipefail
 
@@ -24,10 +32,11 @@ usage() {
   cat <<'USAGE'
 usage: scripts/bench/compare.sh [--pairs N] [--only LIST] [--build-dir DIR] [--out DIR] [--seconds S] [--smoke]
   --pairs N        pairs per comparison, at least 5 (default 5)
-  --only LIST      comma-separated subset of: ring,rtt,tcp (default: all)
+  --only LIST      comma-separated subset of: ring,rtt,tcp,rpmsg,block (default: all)
   --build-dir DIR  where the programs were built (default: build/default)
   --out DIR        where the report goes (default: build/bench)
-  --seconds S      length of each of our runs and each iperf3 run (default 3; DPDK runs take 9 s)
+  --seconds S      length of each of our runs, each iperf3 run, each rpmsg run and each series of
+                   nbdcopy runs (default 3; DPDK runs take 9 s)
   --smoke          one pair of 1 s runs per comparison, 64 B only: checks that every part runs
                    (CI); its figures are not a measurement
 USAGE
@@ -37,7 +46,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build="$top/build/default"
 out="$top/build/bench"
 pairs=5
-only=ring,rtt,tcp
+all=ring,rtt,tcp,rpmsg,block
+only=$all
 secs=3
 smoke=0
 dpdk_secs=9
@@ -57,8 +67,9 @@ case "$pairs$secs" in *[!0-9]*|"") echo "compare: --pairs and --seconds take who
 if [ "$smoke" = 1 ]; then pairs=1 secs=1 dpdk_secs=6; fi
 [ "$pairs" -ge 5 ] || [ "$smoke" = 1 ] || { echo "compare: --pairs must be at least 5 (a median of fewer pairs says little here)" >&2; exit 2; }
 [ "$secs" -ge 1 ] || { echo "compare: --seconds must be at least 1" >&2; exit 2; }
+[ "$only" = all ] && only=$all
 for s in ${only//,/ }; do
-  case "$s" in ring|rtt|tcp) ;; *) echo "compare: --only: unknown comparison '$s' (ring, rtt, tcp)" >&2; exit 2 ;; esac
+  case "$s" in ring|rtt|tcp|rpmsg|block) ;; *) echo "compare: --only: unknown comparison '$s' (${all//,/, })" >&2; exit 2 ;; esac
 done
 want() { [[ ",$only," == *",$1,"* ]]; }
 [ "$(id -u)" -eq 0 ] || { echo "compare: needs root (hugepages, network namespaces, TAP devices)" >&2; exit 2; }
@@ -67,6 +78,7 @@ bench_ring="$build/bench/vepf-bench-ring"
 need=(python3 gnuplot)
 want ring && need+=(dpdk-testpmd)
 want tcp && need+=(iperf3 ip)
+want block && need+=(nbdcopy qemu-nbd)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "compare: '$t' missing: run scripts/install-deps.sh" >&2; exit 2; }
 done
@@ -120,7 +132,7 @@ pairs_of() {
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d[0]$1)"; }
 
 # ---- ring: vepf-bench-ring against dpdk-testpmd
-ring_dir= ring_size=
+ring_dir='' ring_size=''
 ours_ring() {
   "$bench_ring" --json --mode poll --copies 1 --direction "$ring_dir" --size "$ring_size" --ms $((secs * 1000)) \
     | json_get '["messages_per_s"] / 1e6'
@@ -151,7 +163,7 @@ peer_ring() {
     --forward-mode=$vu_mode >"$work/vu.log" 2>&1 || true
   kill -INT "$vh" 2>/dev/null || true
   wait "$vh" 2>/dev/null || true
-  extra_pids=${extra_pids% $vh}
+  extra_pids=${extra_pids% "$vh"}
   python3 - "$rx_log" <<'PY'
 import re, statistics, sys
 v = [int(m.group(1)) for m in re.finditer(r"Rx-pps:\s+(\d+)", open(sys.argv[1]).read()) if int(m.group(1)) > 0]
@@ -195,7 +207,9 @@ peer_tcp() { iperf_gbit "$veth_a" 198.18.1.2; }
 if want tcp; then
   netns_setup
   trap compare_cleanup EXIT
+  # shellcheck disable=SC2119 # no extra arguments for the programs
   start_ep
+  # shellcheck disable=SC2119
   start_host
   if ! wait_carrier "$ns_ep" up 10 || ! wait_carrier "$ns_host" up 10; then
     show_logs
@@ -257,6 +271,135 @@ if want tcp; then
   report_now
   check "vepf-ep non-posted reads during $traffic_secs s of traffic" "$(( $(npr_after_setup "$work/ep.log") - ep_npr0 ))" "0"
   check "vepf-host non-posted reads during $traffic_secs s of traffic" "$(( $(npr_after_setup "$work/host.log") - host_npr0 ))" "0"
+fi
+
+# ---- rpmsg and block: a loopback link of their own, outside the namespaces: vepf-ep with an rpmsg
+# device and a virtio-blk device on a file of random bytes, vepf-host serving that as NBD. Every
+# process goes in extra_pids and every file under $work, for compare_cleanup.
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+wait_path() { local _; for _ in $(seq 100); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
+bench_board="$work/bench.toml"
+bench_rt="$work/rt"
+disk_img="$work/disk.img"
+src_img="$work/src.img"
+blk_sock="$work/blk.sock"
+disk_mib=256
+[ "$smoke" = 1 ] && disk_mib=32
+bench_link=0
+bench_link_fail() {
+  echo "--- vepf-ep log (rpmsg and block link)"; cat "$work/bench-ep.log" 2>/dev/null
+  echo "--- vepf-host log (rpmsg and block link)"; cat "$work/bench-host.log" 2>/dev/null
+  echo "compare: $1" >&2
+  exit 1
+}
+bench_link_up() {  # once, for whichever of rpmsg and block comes first
+  [ "$bench_link" = 0 ] || return 0
+  bench_link=1
+  if [ ! -x "$build/ep-firmware/vepf-ep" ] || [ ! -x "$build/host-driver/vepf-host" ]; then
+    echo "compare: no vepf-ep or vepf-host in $build: build first (cmake --build --preset default)" >&2
+    exit 2
+  fi
+  head -c $((disk_mib << 20)) /dev/urandom >"$disk_img"
+  cat >"$bench_board" <<TOML
+[board]
+name = "compare-rpmsg-block"
+platform = "loopback"
+[link]
+ep_window_size = 8388608
+rc_window_size = 8388608
+[loopback]
+socket = "$work/bench-link.sock"
+[[device]]
+type = "rpmsg"
+queue_size = 256
+[device.rpmsg]
+runtime_dir = "$bench_rt"
+[[device]]
+type = "block"
+queue_size = 128
+[device.block]
+path = "$disk_img"
+block_size = 4096
+nbd_socket = "$blk_sock"
+TOML
+  "$build/ep-firmware/vepf-ep" --board "$bench_board" >"$work/bench-ep.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  wait_path "$bench_rt/ep/announce.sock" || bench_link_fail "vepf-ep did not come up"
+  "$build/host-driver/vepf-host" --board "$bench_board" --once >"$work/bench-host.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  if ! wait_path "$blk_sock" || ! wait_path "$bench_rt/host/announce.sock"; then bench_link_fail "vepf-host did not come up"; fi
+}
+
+# ---- rpmsg: scripts/bench/rpmsg_bench.py through an rpmsg channel against a unix socket pair
+rpmsg_py="$top/scripts/bench/rpmsg_bench.py"
+rpmsg_ours_sock="$bench_rt/host/bench.sock"
+rpmsg_peer_sock="$work/peer-rpmsg.sock"
+rpmsg_run() {  # SOCKET rtt|stream: the client's JSON line
+  timeout $((secs + 30)) python3 "$rpmsg_py" "$2" --socket "$1" --seconds "$secs" --size 64
+}
+rpmsg_rtt() { rpmsg_run "$1" rtt | json_field p50_us; }
+rpmsg_stream() {  # SOCKET WHO: thousands of messages per second arrived; losses told on stderr
+  local j
+  j=$(rpmsg_run "$1" stream) || return 1
+  python3 - "$j" "$2" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1])
+if d["lost"]:
+    print(f"  ({sys.argv[2]}: {d['lost']} of {d['sent']} messages lost)", file=sys.stderr)
+print(d["msgs_per_s"] / 1e3)
+PY
+}
+ours_rpmsg_rtt() { rpmsg_rtt "$rpmsg_ours_sock"; }
+peer_rpmsg_rtt() { rpmsg_rtt "$rpmsg_peer_sock"; }
+ours_rpmsg_stream() { rpmsg_stream "$rpmsg_ours_sock" ours; }
+peer_rpmsg_stream() { rpmsg_stream "$rpmsg_peer_sock" peer; }
+if want rpmsg; then
+  bench_link_up
+  # The service of the channel on the EP side, and the same service on a socket of its own.
+  python3 "$rpmsg_py" serve --announce "$bench_rt/ep/announce.sock" --name bench >"$work/rpmsg-ours.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  python3 "$rpmsg_py" serve --listen "$rpmsg_peer_sock" >"$work/rpmsg-peer.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  wait_path "$rpmsg_ours_sock" || { cat "$work/rpmsg-ours.log"; bench_link_fail "the rpmsg channel did not reach vepf-host"; }
+  wait_path "$rpmsg_peer_sock" || { cat "$work/rpmsg-peer.log"; echo "compare: the peer rpmsg service did not start" >&2; exit 1; }
+  pairs_of "rpmsg RTT p50, 64 B" "µs" lower "—" "unix seqpacket pair" ours_rpmsg_rtt peer_rpmsg_rtt
+  pairs_of "rpmsg one-way stream, 64 B" "kmsg/s" higher "—" "unix seqpacket pair" ours_rpmsg_stream peer_rpmsg_stream
+fi
+
+# ---- block: nbdcopy on vepf-host's NBD export against nbdcopy on qemu-nbd, the same file
+ours_uri="nbd+unix:///?socket=$blk_sock"
+peer_uri="nbd+unix:///?socket=$work/qemu-nbd.sock"
+nbd_dir=
+nbd_mib_s() {  # URI: whole-export nbdcopy runs ($nbd_dir: read or write) for --seconds; MiB/s
+  local n=0 t0 t1
+  t0=$(date +%s%N)
+  while :; do
+    if [ "$nbd_dir" = read ]; then
+      timeout 120 nbdcopy --no-extents "$1" null: || return 1
+    else
+      timeout 120 nbdcopy --no-extents "$src_img" "$1" || return 1
+    fi
+    n=$((n + 1))
+    t1=$(date +%s%N)
+    [ $((t1 - t0)) -lt $((secs * 1000000000)) ] || break
+  done
+  python3 -c "print(round($n * $disk_mib * 1e9 / ($t1 - $t0), 1))"
+}
+ours_nbd() { nbd_mib_s "$ours_uri"; }
+peer_nbd() { nbd_mib_s "$peer_uri"; }
+if want block; then
+  bench_link_up
+  head -c $((disk_mib << 20)) /dev/urandom >"$src_img"
+  # qemu-nbd as vepf-host serves: persistent, any number of clients (it then offers multi-conn as
+  # vepf-host does, so nbdcopy opens as many connections to each), through the page cache.
+  qemu-nbd -f raw -t -e 0 --cache=writeback --aio=threads --socket="$work/qemu-nbd.sock" "$disk_img" \
+    >"$work/qemu-nbd.log" 2>&1 &
+  extra_pids="$extra_pids $!"
+  wait_path "$work/qemu-nbd.sock" || { cat "$work/qemu-nbd.log"; echo "compare: qemu-nbd did not start" >&2; exit 1; }
+  nbd_dir="read"
+  pairs_of "NBD read, nbdcopy to null" "MiB/s" higher "—" "qemu-nbd, same file" ours_nbd peer_nbd
+  nbd_dir="write"
+  pairs_of "NBD write, nbdcopy from a file" "MiB/s" higher "—" "qemu-nbd, same file" ours_nbd peer_nbd
 fi
 
 if [ "$smoke" = 1 ]; then
