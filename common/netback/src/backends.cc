@@ -94,6 +94,13 @@ class TapBackend final : public PolledBackend {
     return watch(tap_.fd());
   }
   Result<std::size_t> recv(std::span<std::byte> buf) override { return tap_.read(buf); }
+  bool vectored() const override { return true; }
+  Result<std::size_t> recvv(std::span<const iovec> iov) override { return tap_.readv(iov); }
+  Result<void> sendv(std::span<const iovec> iov) override {
+    auto n = tap_.writev(iov);
+    if (!n) return tl::unexpected(n.error());
+    return {};
+  }
   Result<void> send(std::span<const std::byte> frame) override {
     auto n = tap_.write(frame);
     if (!n) return tl::unexpected(n.error());
@@ -180,6 +187,14 @@ class SeqpacketBackend final : public PolledBackend {
 };
 
 }  // namespace
+
+Result<std::size_t> FrameBackend::recvv(std::span<const iovec>) {
+  return fail(Errc::kInvalidArgument, "this backend takes no scattered frames (see vectored())");
+}
+
+Result<void> FrameBackend::sendv(std::span<const iovec>) {
+  return fail(Errc::kInvalidArgument, "this backend takes no gathered frames (see vectored())");
+}
 
 Result<std::unique_ptr<FrameBackend>> make_backend(const config::Backend& cfg, const BackendOptions& opt) {
   if (cfg.kind == config::BackendKind::kSeqpacket) {

@@ -95,6 +95,10 @@ Result<std::size_t> Tap::write(std::span<const std::byte> frame) noexcept {
   return io_result(::write(fd_.get(), frame.data(), frame.size()), "write to tap");
 }
 
+Result<std::size_t> Tap::readv(std::span<const iovec> iov) noexcept {
+  return io_result(::readv(fd_.get(), iov.data(), static_cast<int>(iov.size())), "readv from tap");
+}
+
 Result<std::size_t> Tap::writev(std::span<const iovec> iov) noexcept {
   return io_result(::writev(fd_.get(), iov.data(), static_cast<int>(iov.size())), "writev to tap");
 }

@@ -256,4 +256,49 @@ std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept
   return done;
 }
 
+namespace {
+// Visits the parts of `segs` after the first `skip` bytes: fn(segment, offset in it, length).
+template <class Fn>
+bool for_each_after(std::span<const Segment> segs, std::size_t skip, Fn&& fn) {
+  if (segs.size() > kMaxChainIov) return false;
+  for (const Segment& s : segs) {
+    if (skip >= s.len) {
+      skip -= s.len;
+      continue;
+    }
+    if (!fn(s, skip, s.len - skip)) return false;
+    skip = 0;
+  }
+  return true;
+}
+}  // namespace
+
+bool chain_gather(const Chain& c, std::size_t skip, std::vector<iovec>& iov) {
+  return for_each_after(c.readable(), skip, [&](const Segment& s, std::size_t at, std::size_t len) {
+    if (s.window->remote() || !s.window->viewable()) return false;
+    const auto v = s.window->local_view(s.off + at, len);
+    iov.push_back({const_cast<std::byte*>(v.data()), v.size()});  // iovec has no const; only read
+    return true;
+  });
+}
+
+bool chain_scatter(const Chain& c, std::size_t skip, std::vector<iovec>& iov) {
+  return for_each_after(c.writable(), skip, [&](const Segment& s, std::size_t at, std::size_t len) {
+    if (!s.window->fillable()) return false;
+    const auto v = s.window->fill_view(s.off + at, len);
+    iov.push_back({v.data(), v.size()});
+    return true;
+  });
+}
+
+void chain_filled(const Chain& c, std::size_t skip, std::size_t bytes) noexcept {
+  (void)for_each_after(c.writable(), skip, [&](const Segment& s, std::size_t, std::size_t len) {
+    if (bytes == 0) return false;
+    const std::size_t n = std::min(len, bytes);
+    s.window->filled(n);
+    bytes -= n;
+    return true;
+  });
+}
+
 }  // namespace vepf::ring

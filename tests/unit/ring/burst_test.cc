@@ -268,3 +268,73 @@ TEST(DescriptorWrites, AnUnchangedDescriptorIsNotWrittenAgain) {
 
 }  // namespace
 }  // namespace vepf::test
+
+namespace vepf::test {
+namespace {
+
+// A chain built by hand over the device's windows: `read` readable segments of 100 B in the EP
+// window (ours), then `write` writable ones of 100 B in the RC window (the driver's).
+ring::Chain chain_over(LinkWindows& w, int read, int write) {
+  ring::Chain c;
+  for (int k = 0; k < read; ++k) {
+    c.add_readable({&w.dev_ep, 0x1000 + 0x100 * static_cast<std::size_t>(k), 100});
+    c.read_len += 100;
+  }
+  for (int k = 0; k < write; ++k) {
+    c.add_writable({&w.dev_rc, 0x1000 + 0x100 * static_cast<std::size_t>(k), 100});
+    c.write_len += 100;
+  }
+  return c;
+}
+
+TEST(ChainIov, GatherSkipsTheHeaderAndPointsIntoOurWindow) {
+  LinkWindows w;
+  const ring::Chain c = chain_over(w, 3, 0);
+  std::vector<iovec> iov;
+  ASSERT_TRUE(ring::chain_gather(c, 12, iov));
+  ASSERT_EQ(iov.size(), 3u);
+  EXPECT_EQ(static_cast<std::byte*>(iov[0].iov_base), w.ep().data() + 0x1000 + 12);
+  EXPECT_EQ(iov[0].iov_len, 88u);
+  EXPECT_EQ(static_cast<std::byte*>(iov[2].iov_base), w.ep().data() + 0x1200);
+  EXPECT_EQ(iov[2].iov_len, 100u);
+  iov.clear();
+  ASSERT_TRUE(ring::chain_gather(c, 150, iov)) << "a header spanning two segments";
+  ASSERT_EQ(iov.size(), 2u);
+  EXPECT_EQ(static_cast<std::byte*>(iov[0].iov_base), w.ep().data() + 0x1100 + 50);
+  EXPECT_EQ(iov[0].iov_len, 50u);
+}
+
+TEST(ChainIov, ScatterIntoTheDriversCachedWindowIsCountedWhenFilled) {
+  LinkWindows w;
+  const ring::Chain c = chain_over(w, 0, 2);
+  std::vector<iovec> iov;
+  ASSERT_TRUE(ring::chain_scatter(c, 12, iov));
+  ASSERT_EQ(iov.size(), 2u);
+  EXPECT_EQ(static_cast<std::byte*>(iov[0].iov_base), w.rc().data() + 0x1000 + 12);
+  EXPECT_EQ(iov[1].iov_len, 100u);
+  const auto before = w.dev_counters;
+  ring::chain_filled(c, 12, 120);  // 88 B in the first buffer, 32 in the second
+  EXPECT_EQ((w.dev_counters - before).posted_write_bytes, 120u);
+  EXPECT_EQ((w.dev_counters - before).posted_writes, 2u);
+}
+
+TEST(ChainIov, NoIovecsIntoThePeersWindowDeviceMemoryOrALongChain) {
+  LinkWindows w;
+  std::vector<iovec> iov;
+  ring::Chain theirs;  // readable bytes in the driver's window: a syscall would read across the link
+  theirs.add_readable({&w.dev_rc, 0x1000, 100});
+  EXPECT_FALSE(ring::chain_gather(theirs, 12, iov));
+
+  LinkWindows dev(kDefaultWindowSize, kDefaultWindowSize,
+                  ring::MemoryAccess{ring::MemoryType::kDevice, hw::AccessWidths::from_bits(4)});
+  iov.clear();
+  EXPECT_FALSE(ring::chain_scatter(chain_over(dev, 0, 1), 12, iov)) << "a kernel copy onto device memory";
+  iov.clear();
+  EXPECT_FALSE(ring::chain_gather(chain_over(dev, 1, 0), 12, iov)) << "a kernel copy from device memory";
+
+  iov.clear();
+  EXPECT_FALSE(ring::chain_gather(chain_over(w, static_cast<int>(ring::kMaxChainIov) + 1, 0), 0, iov));
+}
+
+}  // namespace
+}  // namespace vepf::test

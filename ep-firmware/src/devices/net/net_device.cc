@@ -21,6 +21,7 @@ NetDevice::NetDevice(std::unique_ptr<netback::FrameBackend> backend, const confi
       offloads_(cfg.offloads && backend_->carries_offloads()) {
   // With offloads a frame may be a 64 KiB TCP segment (GSO) in either direction.
   buf_.resize(offloads_ ? layout::kNetGsoBufferSize : layout::net_buffer_size(cfg.mtu));
+  iov_.reserve(ring::kMaxChainIov + 1);
   std::memcpy(cfg_.mac, cfg.mac.data(), sizeof(cfg_.mac));
   cfg_.status = layout::le16::from_cpu(VIRTIO_NET_S_LINK_UP);
   cfg_.max_virtqueue_pairs = layout::le16::from_cpu(1);
@@ -100,9 +101,19 @@ bool NetDevice::send_chain(const ring::Chain& c) {
     ++stats_.tx_errors;
     return true;
   }
-  const std::size_t n = ring::chain_read(c, buf_);
+  // The driver may rewrite its buffers until we complete the chain: the header is checked in
+  // a private copy and that copy is what the kernel gets. The frame goes to the kernel in place
+  // when the backend takes iovecs and the buffers are in our own cached window.
   layout::VirtioNetHdr hdr;
-  std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+  iov_.assign(1, iovec{});
+  const bool direct = backend_->vectored() && ring::chain_gather(c, layout::kNetHdrSize, iov_);
+  std::size_t n = c.read_len;
+  if (direct) {
+    ring::chain_read(c, std::as_writable_bytes(std::span{&hdr, 1}));
+  } else {
+    n = ring::chain_read(c, buf_);
+    std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+  }
   if (const char* why = layout::check_net_hdr(hdr, n - layout::kNetHdrSize, to_device_, false)) {
     ++stats_.tx_errors;
     ++stats_.tx_bad_hdr;
@@ -116,8 +127,14 @@ bool NetDevice::send_chain(const ring::Chain& c) {
     return true;
   }
   hdr.num_buffers = layout::le16::from_cpu(0);
-  std::memcpy(buf_.data(), &hdr, sizeof(hdr));
-  auto r = backend_->send(std::span{buf_}.first(n));
+  Result<void> r;
+  if (direct) {
+    iov_[0] = iovec{&hdr, sizeof(hdr)};
+    r = backend_->sendv(iov_);
+  } else {
+    std::memcpy(buf_.data(), &hdr, sizeof(hdr));
+    r = backend_->send(std::span{buf_}.first(n));
+  }
   if (!r && r.error().code == Errc::kNoSpace) return false;
   if (!r) {
     ++stats_.tx_errors;
@@ -143,23 +160,35 @@ void NetDevice::process_tx() {
 }
 
 ring::Handled NetDevice::fill_rx(ring::Chain& c) {
-  auto n = backend_->recv(buf_);
+  // Straight from the kernel into the driver's buffer when the backend takes iovecs, the
+  // buffer holds the largest frame we can get, and its window is cached memory; the header
+  // goes to a private copy first, to be checked (VIRTIO 1.2 §5.1.6.4).
+  layout::VirtioNetHdr got{};
+  iov_.assign(1, iovec{&got, sizeof(got)});
+  const bool direct = backend_->vectored() && c.write_len >= buf_.size() &&
+                      ring::chain_scatter(c, layout::kNetHdrSize, iov_);
+  auto n = direct ? backend_->recvv(iov_) : backend_->recv(buf_);
   if (!n) return ring::Handled::hold();  // nothing waiting (kNoSpace) or a backend error: wait for readable
   if (*n > c.write_len || *n < layout::kNetHdrSize) {
     ++stats_.rx_dropped;
     return ring::Handled::retry();  // the frame is gone, the buffer stays ours
   }
-  // Our kernel wrote the header (VIRTIO 1.2 §5.1.6.4); it may use only what the driver
-  // accepted (TUNSETOFFLOAD says so), and a plain one is all a driver without offloads gets.
+  // Our kernel wrote the header; it may use only what the driver accepted (TUNSETOFFLOAD says
+  // so), and a plain one is all a driver without offloads gets.
   layout::VirtioNetHdr hdr{};
-  if (to_driver_.any()) std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+  if (to_driver_.any()) std::memcpy(&hdr, direct ? static_cast<const void*>(&got) : buf_.data(), sizeof(hdr));
   if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_driver_, true) != nullptr) {
     ++stats_.rx_dropped;
     return ring::Handled::retry();
   }
   hdr.num_buffers = layout::le16::from_cpu(1);
-  std::memcpy(buf_.data(), &hdr, sizeof(hdr));
-  ring::chain_write(c, std::span{buf_}.first(*n));
+  if (direct) {
+    ring::chain_filled(c, layout::kNetHdrSize, *n - layout::kNetHdrSize);
+    ring::chain_write(c, std::as_bytes(std::span{&hdr, 1}));
+  } else {
+    std::memcpy(buf_.data(), &hdr, sizeof(hdr));
+    ring::chain_write(c, std::span{buf_}.first(*n));
+  }
   ++stats_.rx_frames;
   stats_.rx_bytes += *n - layout::kNetHdrSize;
   return ring::Handled::used(static_cast<std::uint32_t>(*n));

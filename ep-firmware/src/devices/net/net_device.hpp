@@ -69,7 +69,8 @@ class NetDevice final : public Device {
   std::optional<transport::DeviceHandle> h_;   // between DRIVER_OK and reset
   ring::ChainConsumer rx_;   // holds a receive buffer waiting for a frame
   ring::ChainConsumer tx_;   // holds a frame the backend could not take yet
-  std::vector<std::byte> buf_;
+  std::vector<std::byte> buf_;  // bounce buffer: frames whose buffers the kernel cannot use in place
+  std::vector<iovec> iov_;      // a private header, then the chain's buffers (kMaxChainIov + 1)
   bool offloads_;                   // offered: the config allows them and the backend is a TAP
   layout::NetOffloads to_device_;   // what the driver may send (negotiated at DRIVER_OK)
   layout::NetOffloads to_driver_;   // what the driver accepts from us

@@ -7,6 +7,8 @@
 // Frames cross this interface with a 12-byte virtio_net_hdr_v1 in front (VIRTIO 1.2 §5.1.6), the
 // layout a TAP with IFF_VNET_HDR uses natively.
 
+#include <sys/uio.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -38,6 +40,16 @@ class FrameBackend {
   /// Sends one frame (header + frame). Errors: kNoSpace when it would block (retry after the
   /// writable callback; ask for it with set_tx_wait(true)); kSystem on failure (frame dropped).
   [[nodiscard]] virtual Result<void> send(std::span<const std::byte> hdr_and_frame) = 0;
+  /// Whether recvv()/sendv() move frames straight between the OS and scattered buffers (the
+  /// ring's buffers, without a bounce copy). A TAP: yes.
+  virtual bool vectored() const { return false; }
+  /// As recv(), the frame scattered over `iov` (header first; at most IOV_MAX entries). A
+  /// frame longer than the iovecs is cut: give room for the largest frame. Errors: as recv();
+  /// kInvalidArgument when not vectored().
+  [[nodiscard]] virtual Result<std::size_t> recvv(std::span<const iovec> iov);
+  /// As send(), the frame gathered from `iov` (header first). Errors: as send();
+  /// kInvalidArgument when not vectored().
+  [[nodiscard]] virtual Result<void> sendv(std::span<const iovec> iov);
   /// Flow control: while paused, no readable callbacks (frames wait in the OS queue).
   virtual void set_rx_paused(bool paused) = 0;
   /// Asks for (or cancels) one writable callback.

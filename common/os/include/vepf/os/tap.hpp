@@ -40,6 +40,8 @@ class Tap {
   [[nodiscard]] Result<std::size_t> read(std::span<std::byte> buf) noexcept;
   /// Writes one frame (virtio-net header + packet). Errors: kNoSpace on EAGAIN, kSystem otherwise.
   [[nodiscard]] Result<std::size_t> write(std::span<const std::byte> frame) noexcept;
+  /// As read() / write(), the frame scattered over / gathered from `iov` (at most IOV_MAX).
+  [[nodiscard]] Result<std::size_t> readv(std::span<const iovec> iov) noexcept;
   [[nodiscard]] Result<std::size_t> writev(std::span<const iovec> iov) noexcept;
 
  private:

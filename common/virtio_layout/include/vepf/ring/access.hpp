@@ -191,6 +191,18 @@ class Window {
     if (access_.type == MemoryType::kCachedNoncoherent) hw::dcache_invalidate(p, len);
     return {p, len};
   }
+  /// Writable bytes of a window (ours or the peer's) for a syscall to fill without a copy of
+  /// ours (readv() from a TAP into a receive buffer): cached coherent memory only (fillable());
+  /// never device memory, whose accesses a kernel's copy does not keep to (write() instead;
+  /// the strict link model reports it). Not counted until filled().
+  std::span<std::byte> fill_view(std::size_t off, std::size_t len) noexcept {
+    if (!check_bulk(off, len)) return {};
+    if (!fillable()) violation(LinkViolation::Kind::kBulkForbidden, off, len);
+    return {at(off, len), len};
+  }
+  bool fillable() const noexcept { return access_.type == MemoryType::kCached; }
+  /// Counts `bytes` written through fill_view() as one posted write burst (the link model).
+  void filled(std::size_t bytes) noexcept { count_write(bytes); }
   /// Typed bulk copies of a layout struct.
   /// On cached memory these are one fixed-size memcpy the compiler inlines (a descriptor, a
   /// used element: the ring's hot path).

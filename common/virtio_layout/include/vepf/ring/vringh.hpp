@@ -8,6 +8,8 @@
 // writable buffers only after readable ones, total length < 2^32, every range inside a window.
 // The first violation breaks the queue: every later call fails with kBadRing.
 
+#include <sys/uio.h>
+
 #include <cassert>
 #include <cstdint>
 #include <optional>
@@ -203,5 +205,20 @@ std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept;
 /// Copies `src` into a chain's writable segments; returns bytes copied (< src.size() when the
 /// chain is too short).
 std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept;
+
+/// Most iovecs chain_gather()/chain_scatter() produce (a longer chain takes the copies).
+inline constexpr std::size_t kMaxChainIov = 64;
+/// Appends the chain's readable bytes after the first `skip` as iovecs into our own cached
+/// windows, for a syscall to read in place (writev() to a TAP): no copy of ours. Returns false
+/// (and `iov` is to be discarded) when a segment is in the peer's window or in memory that is
+/// not viewable(), or the chain has more than kMaxChainIov segments: chain_read() instead.
+/// The bytes stay the peer's to rewrite: only hand over what needs no validation.
+bool chain_gather(const Chain& c, std::size_t skip, std::vector<iovec>& iov);
+/// Appends the chain's writable bytes after the first `skip` as iovecs for a syscall to fill
+/// (readv() from a TAP), in windows that are fillable() (cached memory): false otherwise (as
+/// chain_gather()): chain_write() instead. Report what was filled with chain_filled().
+bool chain_scatter(const Chain& c, std::size_t skip, std::vector<iovec>& iov);
+/// Counts the `bytes` a syscall wrote through chain_scatter()'s iovecs (link model).
+void chain_filled(const Chain& c, std::size_t skip, std::size_t bytes) noexcept;
 
 }  // namespace vepf::ring
