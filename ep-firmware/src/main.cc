@@ -302,6 +302,18 @@ Result<void> EpProgram::setup() {
       return r;
     }
   }
+  if (loopback_) {
+    // A kick on a device's own doorbell wakes that device alone.
+    for (std::uint32_t slot = 0; slot < layout::kMaxDevices; ++slot) {
+      if (auto r = loop_.add(loopback_->device_doorbell_fd(slot), EPOLLIN, [this, slot](std::uint32_t) {
+            (void)loopback_->drain_device_doorbell(slot);
+            transport_->notify(slot);
+          });
+          !r) {
+        return r;
+      }
+    }
+  }
   // Requests whose doorbell was lost, and the polled mode of platforms without a doorbell IRQ.
   const auto period = std::chrono::milliseconds(doorbell >= 0 ? 10 : 1);
   if (auto r = loop_.add_timer(period, [this] { on_poll(); }); !r) return tl::unexpected(r.error());

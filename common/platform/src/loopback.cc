@@ -20,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kConnectRetry{50};
-constexpr std::size_t kHelloFds = 2;
+constexpr std::size_t kHostHelloFds = 2;                         // RC window, interrupt
+constexpr std::size_t kEpHelloFds = 2 + layout::kMaxDevices;     // EP window, doorbells
 
 /// Milliseconds left until `deadline`, for poll() (0 once it passed).
 int ms_left(Clock::time_point deadline) noexcept {
@@ -32,31 +33,32 @@ int ms_left(Clock::time_point deadline) noexcept {
 /// work in aligned containers of up to 8 bytes: LAYOUT.md §7).
 bool window_size_ok(std::uint64_t size) noexcept { return size != 0 && size <= kLoopbackMaxWindow && size % 8 == 0; }
 
-/// Sends our hello, passing the window's memfd and our signal's eventfd.
-Result<void> send_hello(int sock, LoopbackRole role, const os::SharedMemory& window,
-                        const os::EventFd& signal) {
+/// Sends our hello, passing the window's memfd and our signals' eventfds.
+Result<void> send_hello(int sock, LoopbackRole role, const os::SharedMemory& window, std::span<const int> signals) {
   LoopbackHello hello;
   hello.role = static_cast<std::uint16_t>(role);
   hello.window_size = window.size();
-  const std::array<int, kHelloFds> fds{window.fd(), signal.fd()};
+  std::vector<int> fds{window.fd()};
+  fds.insert(fds.end(), signals.begin(), signals.end());
   return os::send_with_fds(sock, std::as_bytes(std::span{&hello, 1}), fds);
 }
 
-/// What a peer's hello brings: a window memfd of `window_size` bytes and an eventfd.
+/// What a peer's hello brings: a window memfd of `window_size` bytes and its eventfds.
 struct PeerHello {
   std::uint64_t window_size = 0;
   os::Fd mem;
-  os::Fd event;
+  std::vector<os::Fd> events;
 };
 
 /// Waits up to `timeout` for the peer's hello and validates it (everything in it is peer input).
 Result<PeerHello> recv_hello(int sock, LoopbackRole from, milliseconds timeout) {
+  const std::size_t want_fds = from == LoopbackRole::kEp ? kEpHelloFds : kHostHelloFds;
   auto ready = os::poll_one(sock, POLLIN, timeout);
   if (!ready) return tl::unexpected(ready.error());
   if (*ready == 0) return fail(Errc::kTimeout, "no hello from the peer in time");
   LoopbackHello hello;
   std::vector<os::Fd> fds;
-  auto n = os::recv_with_fds(sock, std::as_writable_bytes(std::span{&hello, 1}), fds, kHelloFds);
+  auto n = os::recv_with_fds(sock, std::as_writable_bytes(std::span{&hello, 1}), fds, want_fds);
   if (!n) return tl::unexpected(n.error());
   if (*n == 0) return fail(Errc::kLinkDown, "peer closed the connection before its hello");
   if (*n != sizeof hello) return fail(Errc::kBadLayout, "hello has the wrong size");
@@ -65,10 +67,15 @@ Result<PeerHello> recv_hello(int sock, LoopbackRole from, milliseconds timeout) 
     return fail(Errc::kBadLayout, "hello has an unknown version");
   if (hello.role != static_cast<std::uint16_t>(from))
     return fail(Errc::kBadLayout, "hello from the wrong role");
-  if (fds.size() != kHelloFds) return fail(Errc::kBadLayout, "hello must carry two descriptors");
+  if (fds.size() != want_fds) {
+    return fail(Errc::kBadLayout, from == LoopbackRole::kEp ? "EP hello must carry its window and every doorbell"
+                                                            : "host hello must carry two descriptors");
+  }
   if (!window_size_ok(hello.window_size))
     return fail(Errc::kOutOfRange, "hello announces a bad window size");
-  return PeerHello{hello.window_size, std::move(fds[0]), std::move(fds[1])};
+  PeerHello h{hello.window_size, std::move(fds[0]), {}};
+  for (std::size_t i = 1; i < fds.size(); ++i) h.events.push_back(std::move(fds[i]));
+  return h;
 }
 
 /// Connects to the EP, retrying while its socket is missing (ENOENT), stale (ECONNREFUSED)
@@ -91,10 +98,11 @@ Result<os::Fd> connect_retrying(const std::string& path, Clock::time_point deadl
 
 // ---- EP side ----
 
-LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, os::Fd listen,
-                       ring::MemoryAccess access) noexcept
+LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells,
+                       os::Fd listen, ring::MemoryAccess access) noexcept
     : ep_mem_(std::move(ep_mem)),
       doorbell_(std::move(doorbell)),
+      device_doorbells_(std::move(device_doorbells)),
       listen_(std::move(listen)),
       access_(access),
       ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), nullptr, access) {}
@@ -106,10 +114,16 @@ Result<std::unique_ptr<LoopbackEp>> LoopbackEp::create(const std::string& socket
   if (!mem) return tl::unexpected(mem.error());
   auto doorbell = os::EventFd::create();
   if (!doorbell) return tl::unexpected(doorbell.error());
+  DeviceDoorbells device_doorbells;
+  for (auto& d : device_doorbells) {
+    auto e = os::EventFd::create();
+    if (!e) return tl::unexpected(e.error());
+    d = std::move(*e);
+  }
   auto listen = os::listen_seqpacket(socket_path);
   if (!listen) return tl::unexpected(listen.error());
-  return std::unique_ptr<LoopbackEp>(
-      new LoopbackEp(std::move(*mem), std::move(*doorbell), std::move(*listen), access));
+  return std::unique_ptr<LoopbackEp>(new LoopbackEp(std::move(*mem), std::move(*doorbell), std::move(device_doorbells),
+                                                    std::move(*listen), access));
 }
 
 Result<void> LoopbackEp::accept_peer() {
@@ -125,9 +139,11 @@ Result<void> LoopbackEp::handshake(os::Fd conn) {
   if (!hello) return tl::unexpected(hello.error());
   auto rc_mem = os::SharedMemory::map(std::move(hello->mem), hello->window_size);
   if (!rc_mem) return tl::unexpected(rc_mem.error());
-  auto interrupt = os::EventFd::adopt(std::move(hello->event));
+  auto interrupt = os::EventFd::adopt(std::move(hello->events[0]));
   if (!interrupt) return tl::unexpected(interrupt.error());
-  auto sent = send_hello(conn.get(), LoopbackRole::kEp, ep_mem_, doorbell_);
+  std::vector<int> signals{doorbell_.fd()};
+  for (const auto& d : device_doorbells_) signals.push_back(d.fd());
+  auto sent = send_hello(conn.get(), LoopbackRole::kEp, ep_mem_, signals);
   if (!sent) return sent;
   // Commit only after the whole exchange worked: on any error above, conn and the received
   // descriptors are closed by their owners and the host sees EOF.
@@ -147,6 +163,12 @@ void LoopbackEp::drop_peer() noexcept {
 
 Result<std::uint64_t> LoopbackEp::drain_doorbell() {
   auto n = doorbell_.drain();
+  if (n && *n > 0) ++counters_.signals_received;
+  return n;
+}
+
+Result<std::uint64_t> LoopbackEp::drain_device_doorbell(std::uint32_t slot) {
+  auto n = device_doorbells_[slot].drain();
   if (n && *n > 0) ++counters_.signals_received;
   return n;
 }
@@ -172,12 +194,14 @@ Result<void> LoopbackEp::raise_interrupt() {
 // ---- host side ----
 
 LoopbackHost::LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer,
-                           os::SharedMemory ep_mem, os::EventFd doorbell, ring::MemoryAccess access) noexcept
+                           os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells,
+                           ring::MemoryAccess access) noexcept
     : rc_mem_(std::move(rc_mem)),
       interrupt_(std::move(interrupt)),
       peer_(std::move(peer)),
       ep_mem_(std::move(ep_mem)),
       doorbell_(std::move(doorbell)),
+      device_doorbells_(std::move(device_doorbells)),
       ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), &counters_, access),
       rc_window_(layout::WindowId::kRc, rc_mem_.bytes(), nullptr, access) {}
 
@@ -192,21 +216,36 @@ Result<std::unique_ptr<LoopbackHost>> LoopbackHost::connect(const std::string& s
   if (!interrupt) return tl::unexpected(interrupt.error());
   auto sock = connect_retrying(socket_path, deadline);
   if (!sock) return tl::unexpected(sock.error());
-  auto sent = send_hello(sock->get(), LoopbackRole::kHost, *rc_mem, *interrupt);
+  const int interrupt_fd = interrupt->fd();
+  auto sent = send_hello(sock->get(), LoopbackRole::kHost, *rc_mem, std::span{&interrupt_fd, 1});
   if (!sent) return tl::unexpected(sent.error());
   auto hello = recv_hello(sock->get(), LoopbackRole::kEp, milliseconds{ms_left(deadline)});
   if (!hello) return tl::unexpected(hello.error());
   auto ep_mem = os::SharedMemory::map(std::move(hello->mem), hello->window_size);
   if (!ep_mem) return tl::unexpected(ep_mem.error());
-  auto doorbell = os::EventFd::adopt(std::move(hello->event));
+  auto doorbell = os::EventFd::adopt(std::move(hello->events[0]));
   if (!doorbell) return tl::unexpected(doorbell.error());
-  return std::unique_ptr<LoopbackHost>(new LoopbackHost(std::move(*rc_mem), std::move(*interrupt),
-                                                        std::move(*sock), std::move(*ep_mem),
-                                                        std::move(*doorbell), access));
+  DeviceDoorbells device_doorbells;
+  for (std::size_t i = 0; i < device_doorbells.size(); ++i) {
+    auto d = os::EventFd::adopt(std::move(hello->events[1 + i]));
+    if (!d) return tl::unexpected(d.error());
+    device_doorbells[i] = std::move(*d);
+  }
+  return std::unique_ptr<LoopbackHost>(new LoopbackHost(std::move(*rc_mem), std::move(*interrupt), std::move(*sock),
+                                                        std::move(*ep_mem), std::move(*doorbell),
+                                                        std::move(device_doorbells), access));
 }
 
 Result<void> LoopbackHost::ring_doorbell() {
   auto r = doorbell_.signal();
+  if (!r) return r;
+  ++counters_.signals_sent;
+  return {};
+}
+
+Result<void> LoopbackHost::ring_device_doorbell(std::uint32_t slot) {
+  if (slot >= device_doorbells_.size()) return ring_doorbell();
+  auto r = device_doorbells_[slot].signal();
   if (!r) return r;
   ++counters_.signals_sent;
   return {};

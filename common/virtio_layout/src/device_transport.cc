@@ -252,6 +252,14 @@ void DeviceTransport::poll() {
   }
 }
 
+void DeviceTransport::notify(std::uint32_t slot) {
+  if (slot >= slots_.size()) return;
+  Slot& s = slots_[slot];
+  if (s.dev == nullptr || !s.started) return;
+  DeviceHandle h(this, slot);
+  s.dev->on_notify(h);
+}
+
 void DeviceTransport::poll_link() {
   // The request's arguments after its sequence number; pairs with store_release of req_seq in
   // DriverTransport::attach().

@@ -60,7 +60,7 @@ Result<void> BufferQueues::send(std::span<const std::byte> data) {
 }
 
 void BufferQueues::kick(ring::Vring& vq) {
-  if (vq.kick_prepare()) (void)t_.link().ring_doorbell();
+  if (vq.kick_prepare()) (void)t_.link().ring_device_doorbell(info_.slot);
 }
 
 }  // namespace vepf::host

@@ -195,6 +195,34 @@ TEST_F(Loopback, DoorbellAndInterrupt) {
   EXPECT_EQ(host_->counters().signals_received, 2u);
 }
 
+TEST_F(Loopback, ADeviceDoorbellWakesThatDeviceAlone) {
+  link_up();
+  ASSERT_TRUE(host_);
+  ASSERT_TRUE(host_->ring_device_doorbell(3));
+  ASSERT_TRUE(host_->ring_device_doorbell(3));
+  EXPECT_EQ(host_->counters().signals_sent, 2u);
+  auto ready = os::poll_one(ep_->device_doorbell_fd(3), POLLIN, kTimeout);
+  ASSERT_TRUE(ready && (*ready & POLLIN));
+  for (std::uint32_t slot = 0; slot < layout::kMaxDevices; ++slot) {
+    if (slot == 3) continue;
+    auto other = ep_->drain_device_doorbell(slot);
+    ASSERT_TRUE(other);
+    EXPECT_EQ(*other, 0u) << "slot " << slot << " was rung for slot 3";
+  }
+  auto control = ep_->drain_doorbell();
+  ASSERT_TRUE(control);
+  EXPECT_EQ(*control, 0u) << "the control doorbell rang for a device kick";
+  auto rung = ep_->drain_device_doorbell(3);
+  ASSERT_TRUE(rung);
+  EXPECT_EQ(*rung, 2u);
+  EXPECT_EQ(ep_->counters().signals_received, 1u);
+
+  ASSERT_TRUE(host_->ring_device_doorbell(layout::kMaxDevices));  // no such slot: the control doorbell
+  auto fallback = ep_->drain_doorbell();
+  ASSERT_TRUE(fallback);
+  EXPECT_EQ(*fallback, 1u);
+}
+
 TEST_F(Loopback, AttachNeedsThePeerAndTheExactWindow) {
   make_ep();
   auto early = ep_->attach_rc_window(0, kRcSize);
@@ -345,6 +373,27 @@ TEST_F(BadHello, GoodHelloIsAccepted) {  // the fixture itself can produce a val
   ASSERT_TRUE(rc);
   (*rc)->store<std::uint32_t>(0, 77);
   EXPECT_EQ(mem_.bytes()[0], std::byte{77});
+}
+
+TEST_F(Loopback, HostRefusesAnEpHelloWithoutTheDeviceDoorbells) {
+  auto lfd = os::listen_seqpacket(path_);  // a fake EP of protocol version 1's shape
+  ASSERT_TRUE(lfd);
+  Result<std::unique_ptr<LoopbackHost>> host = fail(Errc::kNotReady, "not run");
+  std::jthread t([&] { host = LoopbackHost::connect(path_, kRcSize, kTimeout); });
+  ASSERT_TRUE(os::poll_one(lfd->get(), POLLIN, kTimeout));
+  auto conn = os::accept_seqpacket(lfd->get());
+  ASSERT_TRUE(conn);
+  auto mem = os::SharedMemory::create("vepf-test-ep", kEpSize);
+  auto ev = os::EventFd::create();
+  ASSERT_TRUE(mem && ev);
+  LoopbackHello h;
+  h.role = static_cast<std::uint16_t>(LoopbackRole::kEp);
+  h.window_size = kEpSize;
+  const std::array<int, 2> fds{mem->fd(), ev->fd()};
+  ASSERT_TRUE(os::send_with_fds(conn->get(), std::as_bytes(std::span{&h, 1}), fds));
+  t.join();
+  ASSERT_FALSE(host);
+  EXPECT_EQ(host.error().code, Errc::kBadLayout) << host.error().what;
 }
 
 TEST_F(Loopback, HostRefusesABadEpHello) {

@@ -336,6 +336,20 @@ TEST_F(TransportTest, RegressionFuzzRefusedFeaturesDoNotLeaveDriverOk) {
 
 // Fuzz finding (crash-notify-after-failed): after the driver sets FAILED the device is reset and
 // must not be notified again until a new DRIVER_OK.
+TEST_F(TransportTest, ADeviceDoorbellLetsThatDeviceAloneLookAtItsQueues) {
+  bring_up();
+  auto other = dev.add_device(&fdev2);  // present, not started
+  ASSERT_TRUE(other);
+  const int before = fdev.notify_calls;
+  dev.notify(*other);
+  EXPECT_EQ(fdev.notify_calls, before) << "another device's doorbell woke this one";
+  EXPECT_EQ(fdev2.notify_calls, 0) << "a device that is not started was notified";
+  dev.notify(slot);
+  EXPECT_EQ(fdev.notify_calls, before + 1);
+  dev.notify(layout::kMaxDevices);  // no such slot: nothing
+  EXPECT_EQ(fdev.notify_calls, before + 1);
+}
+
 TEST_F(TransportTest, RegressionFuzzNoNotifyAfterFailed) {
   bring_up();
   auto r = drv.set_status(slot, kAck | kDriver | kFeaturesOk | kDriverOk | VIRTIO_CONFIG_S_FAILED);

@@ -211,7 +211,7 @@ void BlockDriver::dispatch() {
     waiting_.pop_front();
     added = true;
   }
-  if (added && vq_->kick_prepare()) (void)t_.link().ring_doorbell();
+  if (added && vq_->kick_prepare()) (void)t_.link().ring_device_doorbell(info_.slot);
 }
 
 bool BlockDriver::start(Part& p, std::uint16_t tag) {

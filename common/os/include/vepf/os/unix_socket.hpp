@@ -13,7 +13,7 @@
 namespace vepf::os {
 
 /// Most descriptors one message may carry (send and receive).
-inline constexpr std::size_t kMaxPassedFds = 8;
+inline constexpr std::size_t kMaxPassedFds = 32;  // the loopback EP hello carries 18
 
 /// Listens on `path` (nonblocking, close-on-exec). Creates the parent directory if missing and
 /// unlinks a stale socket file first (but refuses to remove anything that is not a socket).

@@ -3,12 +3,14 @@
 // PCIe link (ARCHITECTURE.md §1):
 //   EP window        memfd created by the EP, mapped by both (the host's accesses are counted)
 //   RC window        memfd created by the host, mapped by both (the EP's accesses are counted)
-//   doorbell RC->EP  eventfd created by the EP; the host writes it
+//   doorbells RC->EP eventfds created by the EP; the host writes them: one for the control path
+//                    (requests) and one per device slot, so that a queue kick wakes only the
+//                    device it is for (layout::kMaxDevices of them)
 //   interrupt EP->RC eventfd created by the host; the EP writes it
 // The programs meet on a SOCK_SEQPACKET unix socket the EP listens on. The host connects
 // (retrying, so either may start first) and sends a LoopbackHello with its RC window memfd and
 // the interrupt eventfd; the EP validates it and answers with its own hello carrying the EP
-// window memfd and the doorbell eventfd. Nothing else is sent: the socket stays open only so
+// window memfd and the doorbell eventfds. Nothing else is sent: the socket stays open only so
 // each side sees the other go away (EOF/HUP).
 //
 // Both windows are ordinary cache-coherent shared memory: no CACHE: flushes and no posted-write
@@ -16,6 +18,7 @@
 // memory type the windows are treated as ([loopback] memory, default cached), so that the
 // copies and checks of device memory can be exercised on one machine.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -23,6 +26,7 @@
 #include <string>
 
 #include "vepf/error.hpp"
+#include "vepf/layout/epf.hpp"
 #include "vepf/os/eventfd.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/memfd.hpp"
@@ -32,7 +36,7 @@
 namespace vepf::platform {
 
 inline constexpr std::uint32_t kLoopbackMagic = 0x4c504556;  // "VEPL" as little-endian bytes
-inline constexpr std::uint16_t kLoopbackVersion = 1;
+inline constexpr std::uint16_t kLoopbackVersion = 2;  // 2: a doorbell per device slot
 /// Largest window either side accepts from the other.
 inline constexpr std::uint64_t kLoopbackMaxWindow = std::uint64_t{1} << 32;
 /// How long the EP waits for the host's hello after accepting its connection (the host sends
@@ -41,8 +45,12 @@ inline constexpr std::chrono::milliseconds kLoopbackHelloTimeout{1000};
 
 enum class LoopbackRole : std::uint16_t { kHost = 1, kEp = 2 };
 
-/// The one message each side sends, with exactly two descriptors: the host's carries
-/// {RC window memfd, interrupt eventfd}, the EP's {EP window memfd, doorbell eventfd}.
+/// One doorbell eventfd per device slot.
+using DeviceDoorbells = std::array<os::EventFd, layout::kMaxDevices>;
+
+/// The one message each side sends, with its descriptors: the host's carries exactly
+/// {RC window memfd, interrupt eventfd}, the EP's {EP window memfd, control doorbell eventfd,
+/// the doorbell eventfds of device slots 0 .. layout::kMaxDevices - 1}.
 /// Native byte order: both ends run on the same machine.
 struct LoopbackHello {
   std::uint32_t magic = kLoopbackMagic;
@@ -81,9 +89,14 @@ class LoopbackEp final : public transport::DeviceLink {
   /// the RC window. Stop using the Window* attach_rc_window() returned first.
   void drop_peer() noexcept;
 
+  /// The control-path doorbell (requests, and kicks of a host that rings one doorbell).
   int doorbell_fd() const noexcept { return doorbell_.fd(); }
   /// Reads and clears the doorbell count (0: none rung); counts signals_received when > 0.
   [[nodiscard]] Result<std::uint64_t> drain_doorbell();
+  /// The doorbell of device `slot`'s queues (slot < layout::kMaxDevices).
+  int device_doorbell_fd(std::uint32_t slot) const noexcept { return device_doorbells_[slot].fd(); }
+  /// As drain_doorbell(), for device `slot`'s doorbell.
+  [[nodiscard]] Result<std::uint64_t> drain_device_doorbell(std::uint32_t slot);
 
   // DeviceLink
   ring::Window& ep_window() override { return ep_window_; }
@@ -97,11 +110,13 @@ class LoopbackEp final : public transport::DeviceLink {
   ring::LinkCounters& counters() override { return counters_; }
 
  private:
-  LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, os::Fd listen, ring::MemoryAccess access) noexcept;
+  LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells, os::Fd listen,
+             ring::MemoryAccess access) noexcept;
   Result<void> handshake(os::Fd conn);
 
   os::SharedMemory ep_mem_;
   os::EventFd doorbell_;
+  DeviceDoorbells device_doorbells_;
   os::Fd listen_;
   os::Fd peer_;
   os::SharedMemory rc_mem_;
@@ -132,6 +147,8 @@ class LoopbackHost final : public transport::DriverLink {
   ring::Window& rc_window() override { return rc_window_; }
   std::uint64_t rc_window_bus_addr() const override { return 0; }
   [[nodiscard]] Result<void> ring_doorbell() override;
+  /// Rings device `slot`'s own doorbell (the control doorbell for a slot out of range).
+  [[nodiscard]] Result<void> ring_device_doorbell(std::uint32_t slot) override;
   /// Polls the interrupt eventfd and the connection. Returns true after draining an interrupt,
   /// false on timeout. Errors: kLinkDown once the EP closed the connection (checked first).
   [[nodiscard]] Result<bool> wait_interrupt(std::chrono::milliseconds timeout) override;
@@ -144,13 +161,14 @@ class LoopbackHost final : public transport::DriverLink {
 
  private:
   LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer, os::SharedMemory ep_mem,
-               os::EventFd doorbell, ring::MemoryAccess access) noexcept;
+               os::EventFd doorbell, DeviceDoorbells device_doorbells, ring::MemoryAccess access) noexcept;
 
   os::SharedMemory rc_mem_;
   os::EventFd interrupt_;
   os::Fd peer_;
   os::SharedMemory ep_mem_;
   os::EventFd doorbell_;
+  DeviceDoorbells device_doorbells_;
   ring::LinkCounters counters_;
   ring::Window ep_window_;
   ring::Window rc_window_;

@@ -82,6 +82,9 @@ class DeviceTransport {
 
   /// Handles pending link and device requests, then lets every live device look at its queues.
   void poll();
+  /// A doorbell for device `slot`'s queues alone (a platform with a doorbell per device): lets
+  /// that device look at its queues, if it is live. Requests wait for poll().
+  void notify(std::uint32_t slot);
   /// Bumps the RC mailbox's heartbeat (one posted write; nothing while no RC window is
   /// attached). Call every layout::kHeartbeatPeriodMs (LAYOUT.md §2.6).
   void heartbeat() noexcept;

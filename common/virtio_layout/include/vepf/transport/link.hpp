@@ -40,6 +40,12 @@ class DriverLink {
   virtual std::uint64_t rc_window_bus_addr() const = 0;
   /// Raises the RC->EP doorbell.
   [[nodiscard]] virtual Result<void> ring_doorbell() = 0;
+  /// Raises the doorbell of device `slot`'s queues (a kick). A platform that can tell devices
+  /// apart (loopback: an eventfd each) wakes that device alone; the others ring_doorbell().
+  [[nodiscard]] virtual Result<void> ring_device_doorbell(std::uint32_t slot) {
+    (void)slot;
+    return ring_doorbell();
+  }
   /// Waits up to `timeout` for the EP->RC interrupt and consumes it. Returns true if one came.
   /// Errors: kLinkDown when the peer went away, kSystem on a failed wait.
   [[nodiscard]] virtual Result<bool> wait_interrupt(std::chrono::milliseconds timeout) = 0;
