@@ -375,44 +375,38 @@ TEST_F(BadHello, GoodHelloIsAccepted) {  // the fixture itself can produce a val
   EXPECT_EQ(mem_.bytes()[0], std::byte{77});
 }
 
-TEST_F(Loopback, HostRefusesAnEpHelloWithoutTheDeviceDoorbells) {
-  auto lfd = os::listen_seqpacket(path_);  // a fake EP of protocol version 1's shape
-  ASSERT_TRUE(lfd);
+/// A fake EP answers LoopbackHost::connect() with a hello of `role` carrying an EP window and
+/// one eventfd (version 1's shape); returns what connect() made of it.
+Result<std::unique_ptr<LoopbackHost>> connect_to_fake_ep(const std::string& path, LoopbackRole role) {
   Result<std::unique_ptr<LoopbackHost>> host = fail(Errc::kNotReady, "not run");
-  std::jthread t([&] { host = LoopbackHost::connect(path_, kRcSize, kTimeout); });
-  ASSERT_TRUE(os::poll_one(lfd->get(), POLLIN, kTimeout));
+  auto lfd = os::listen_seqpacket(path);
+  EXPECT_TRUE(lfd);
+  if (!lfd) return host;
+  std::jthread t([&] { host = LoopbackHost::connect(path, kRcSize, kTimeout); });
+  EXPECT_TRUE(os::poll_one(lfd->get(), POLLIN, kTimeout));
   auto conn = os::accept_seqpacket(lfd->get());
-  ASSERT_TRUE(conn);
   auto mem = os::SharedMemory::create("vepf-test-ep", kEpSize);
   auto ev = os::EventFd::create();
-  ASSERT_TRUE(mem && ev);
-  LoopbackHello h;
-  h.role = static_cast<std::uint16_t>(LoopbackRole::kEp);
-  h.window_size = kEpSize;
-  const std::array<int, 2> fds{mem->fd(), ev->fd()};
-  ASSERT_TRUE(os::send_with_fds(conn->get(), std::as_bytes(std::span{&h, 1}), fds));
+  EXPECT_TRUE(conn && mem && ev);
+  if (conn && mem && ev) {
+    LoopbackHello h;
+    h.role = static_cast<std::uint16_t>(role);
+    h.window_size = kEpSize;
+    const std::array<int, 2> fds{mem->fd(), ev->fd()};
+    EXPECT_TRUE(os::send_with_fds(conn->get(), std::as_bytes(std::span{&h, 1}), fds));
+  }
   t.join();
+  return host;
+}
+
+TEST_F(Loopback, HostRefusesAnEpHelloWithoutTheDeviceDoorbells) {
+  auto host = connect_to_fake_ep(path_, LoopbackRole::kEp);
   ASSERT_FALSE(host);
   EXPECT_EQ(host.error().code, Errc::kBadLayout) << host.error().what;
 }
 
 TEST_F(Loopback, HostRefusesABadEpHello) {
-  auto lfd = os::listen_seqpacket(path_);  // a fake EP
-  ASSERT_TRUE(lfd);
-  Result<std::unique_ptr<LoopbackHost>> host = fail(Errc::kNotReady, "not run");
-  std::jthread t([&] { host = LoopbackHost::connect(path_, kRcSize, kTimeout); });
-  ASSERT_TRUE(os::poll_one(lfd->get(), POLLIN, kTimeout));
-  auto conn = os::accept_seqpacket(lfd->get());
-  ASSERT_TRUE(conn);
-  auto mem = os::SharedMemory::create("vepf-test-ep", kEpSize);
-  auto ev = os::EventFd::create();
-  ASSERT_TRUE(mem && ev);
-  LoopbackHello h;
-  h.role = static_cast<std::uint16_t>(LoopbackRole::kHost);  // an EP must say kEp
-  h.window_size = kEpSize;
-  const std::array<int, 2> fds{mem->fd(), ev->fd()};
-  ASSERT_TRUE(os::send_with_fds(conn->get(), std::as_bytes(std::span{&h, 1}), fds));
-  t.join();
+  auto host = connect_to_fake_ep(path_, LoopbackRole::kHost);  // an EP must say kEp
   ASSERT_FALSE(host);
   EXPECT_EQ(host.error().code, Errc::kBadLayout);
 }
