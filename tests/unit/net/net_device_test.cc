@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "devices/net/net_device.hpp"
+#include "net/recording_backend.hpp"
 #include "support/fake_links.hpp"
 #include "support/link_windows.hpp"
 #include "vepf/layout/net.hpp"
@@ -27,28 +28,6 @@ namespace {
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 constexpr std::uint16_t kQueueSize = 16;
-
-/// A TAP as far as NetDevice can tell (it carries offloads): keeps every frame sent to it,
-/// has nothing to receive.
-class RecordingBackend final : public netback::FrameBackend {
- public:
-  Result<void> start(os::EventLoop&, Callbacks) override { return {}; }
-  Result<std::size_t> recv(std::span<std::byte>) override { return fail(Errc::kNoSpace, "nothing waiting"); }
-  Result<void> send(std::span<const std::byte> f) override {
-    sent.emplace_back(f.begin(), f.end());
-    return {};
-  }
-  void set_rx_paused(bool) override {}
-  void set_tx_wait(bool) override {}
-  void set_link(bool) override {}
-  bool carries_offloads() const override { return true; }
-  const std::string& name() const override { return name_; }
-
-  std::vector<std::vector<std::byte>> sent;
-
- private:
-  std::string name_ = "recording";
-};
 
 class NetDeviceHostileDriver : public ::testing::Test {
  protected:
