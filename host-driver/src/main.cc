@@ -177,10 +177,11 @@ std::unique_ptr<host::Driver> HostProgram::probe_net(const transport::DeviceInfo
   config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[info.slot].host : config::Backend{};
   if (bc.kind == config::BackendKind::kTap && bc.ifname.empty()) bc.ifname = fmt::format("vepf-host{}", info.slot);
   auto& backend = backends_[info.slot];
-  // Offloads need a backend that carries the virtio_net_hdr (a TAP) and a config that allows them.
+  // Offloads need a backend that carries the virtio_net_hdr (a TAP, a seqpacket socket with
+  // vnet_hdr) and a config that allows them.
   const auto* d = configured(info.slot, config::DeviceType::kNet);
   const bool offloads = (d == nullptr || d->net.offloads) &&
-                        (backend ? backend->carries_offloads() : bc.kind == config::BackendKind::kTap);
+                        (backend ? backend->carries_offloads() : bc.kind == config::BackendKind::kTap || bc.vnet_hdr);
   auto drv = std::make_unique<host::NetDriver>(*transport_, info, offloads);
   if (auto r = drv->probe(); !r) {
     log->error("device {}: virtio-net setup failed: {}", info.slot, describe(r.error()));

@@ -94,17 +94,41 @@ inline int stop(pid_t pid) {
   return -1;
 }
 
+/// What the backends' messages carry in front of each frame (seqpacket `vnet_hdr`).
+enum class Hdr {
+  kNone,   // bare frames
+  kPlain,  // a 12-byte virtio_net_hdr_v1, all zero
+  kCsum,   // a virtio_net_hdr_v1; every third frame asks for a partial checksum (NEEDS_CSUM)
+};
+constexpr std::size_t kVnetHdr = 12;  // sizeof(virtio_net_hdr_v1)
+
+/// The virtio_net_hdr_v1 that goes with frame `seq` (num_buffers 0).
+inline std::vector<std::uint8_t> make_vnet_hdr(std::uint64_t seq, Hdr mode) {
+  std::vector<std::uint8_t> h(kVnetHdr, 0);
+  if (mode == Hdr::kCsum && seq % 3 == 0) {
+    h[0] = 1;       // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    h[6] = kHdr;    // csum_start: after our header, inside every frame (>= 60 bytes)
+    h[8] = 16;      // csum_offset: csum_start + 16 + 2 <= 60
+  }
+  return h;
+}
+
 /// One direction's bookkeeping.
 struct Stream {
   int tx_fd, rx_fd, dir;
   std::uint64_t next_send = 0, next_expect = 0;
   std::uint64_t corrupt = 0, out_of_order = 0;
   std::vector<std::uint8_t> pending;
+  Hdr hdr = Hdr::kNone;
 };
 
 inline void pump_send(Stream& s, std::uint64_t n) {
   while (s.next_send < n) {
-    if (s.pending.empty()) s.pending = make_frame(s.next_send, s.dir);
+    if (s.pending.empty()) {
+      if (s.hdr != Hdr::kNone) s.pending = make_vnet_hdr(s.next_send, s.hdr);
+      const auto f = make_frame(s.next_send, s.dir);
+      s.pending.insert(s.pending.end(), f.begin(), f.end());
+    }
     if (::send(s.tx_fd, s.pending.data(), s.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return;
     s.pending.clear();
     ++s.next_send;
@@ -112,15 +136,23 @@ inline void pump_send(Stream& s, std::uint64_t n) {
 }
 
 inline void pump_recv(Stream& s) {
-  std::uint8_t buf[2048];
+  std::uint8_t msg[2048];
+  const std::size_t skip = s.hdr == Hdr::kNone ? 0 : kVnetHdr;
   for (;;) {
-    const ssize_t n = ::recv(s.rx_fd, buf, sizeof(buf), MSG_DONTWAIT);
+    const ssize_t n = ::recv(s.rx_fd, msg, sizeof(msg), MSG_DONTWAIT);
     if (n <= 0) return;
+    if (static_cast<std::size_t>(n) < skip + kHdr) {
+      ++s.corrupt;
+      continue;
+    }
+    const std::uint8_t* buf = msg + skip;
     std::uint64_t seq = 0;
     std::memcpy(&seq, buf + 16, 8);
     if (seq != s.next_expect) ++s.out_of_order;
     const auto want = make_frame(seq, s.dir);
-    if (static_cast<std::size_t>(n) != want.size() || std::memcmp(buf, want.data(), want.size()) != 0) ++s.corrupt;
+    if (static_cast<std::size_t>(n) - skip != want.size() || std::memcmp(buf, want.data(), want.size()) != 0) ++s.corrupt;
+    // The header arrives as sent, but for num_buffers (bytes 10-11), which the device sets.
+    if (skip != 0 && std::memcmp(msg, make_vnet_hdr(seq, s.hdr).data(), 10) != 0) ++s.corrupt;
     s.next_expect = seq + 1;
   }
 }
@@ -184,16 +216,19 @@ inline Ran run(const std::vector<std::string>& argv) {
 
 /// Writes a loopback board config with seqpacket backends: device i uses <dir>/ep<i>.sock and
 /// <dir>/host<i>.sock. `loopback_keys`: more lines of [loopback] (e.g. memory = "device").
-inline void write_board(const fs::path& file, const fs::path& dir, int devices, const std::string& loopback_keys = "") {
+/// `net_keys` go into each [device.net], `backend_keys` into each [device.ep] and [device.host].
+inline void write_board(const fs::path& file, const fs::path& dir, int devices, const std::string& loopback_keys = "",
+                        const std::string& net_keys = "", const std::string& backend_keys = "") {
   std::ofstream f(file);
   f << "[board]\nname = \"it\"\nplatform = \"loopback\"\n"
     << "[loopback]\nsocket = \"" << (dir / "link.sock").string() << "\"\n" << loopback_keys;
   for (int i = 0; i < devices; ++i) {
     f << "[[device]]\ntype = \"net\"\nqueue_size = 256\n"
-      << "[device.net]\nmac = \"02:76:65:70:66:1" << i << "\"\nmtu = 1500\n"
+      << "[device.net]\nmac = \"02:76:65:70:66:1" << i << "\"\nmtu = 1500\n" << net_keys
       << "[device.ep]\nbackend = \"seqpacket\"\npath = \"" << (dir / ("ep" + std::to_string(i) + ".sock")).string() << "\"\n"
+      << backend_keys
       << "[device.host]\nbackend = \"seqpacket\"\npath = \"" << (dir / ("host" + std::to_string(i) + ".sock")).string()
-      << "\"\n";
+      << "\"\n" << backend_keys;
   }
 }
 

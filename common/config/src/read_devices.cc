@@ -43,7 +43,7 @@ Expected<Backend> Reader::read_backend(const toml::table& device, const std::str
   VEPF_CONFIG_TRY(tbl, get_table(device, device_where, side));
   if (tbl == nullptr) return backend;
   const std::string where = child(device_where, side);
-  VEPF_CONFIG_CHECK(check_keys(*tbl, where, {"backend", "ifname", "path"}));
+  VEPF_CONFIG_CHECK(check_keys(*tbl, where, {"backend", "ifname", "path", "vnet_hdr"}));
   VEPF_CONFIG_TRY(kind_name, get_string(*tbl, where, "backend"));
   if (kind_name) {
     VEPF_CONFIG_TRY(kind, choose(where + ".backend", *kind_name, kBackendKinds, "backend"));
@@ -51,11 +51,15 @@ Expected<Backend> Reader::read_backend(const toml::table& device, const std::str
   }
   VEPF_CONFIG_TRY(ifname, get_string(*tbl, where, "ifname"));
   VEPF_CONFIG_TRY(path, get_string(*tbl, where, "path"));
+  VEPF_CONFIG_TRY(vnet_hdr, get_bool(*tbl, where, "vnet_hdr", false));
   if (backend.kind == BackendKind::kTap) {
     if (path) {
       return fail(where +
                   ".path is only for backend = \"seqpacket\": drop path, or set "
                   "backend = \"seqpacket\"");
+    }
+    if (tbl->contains("vnet_hdr")) {
+      return fail(where + ".vnet_hdr is only for backend = \"seqpacket\" (a TAP always carries the header): drop it");
     }
     if (ifname) {
       VEPF_CONFIG_CHECK(check_ifname(where + ".ifname", *ifname));
@@ -72,6 +76,7 @@ Expected<Backend> Reader::read_backend(const toml::table& device, const std::str
   VEPF_CONFIG_CHECK(check_socket_path(where + ".path", *path));
   backend.ifname.clear();
   backend.path = std::move(*path);
+  backend.vnet_hdr = vnet_hdr;
   return backend;
 }
 

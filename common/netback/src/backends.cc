@@ -117,13 +117,15 @@ class TapBackend final : public PolledBackend {
   os::Tap tap_;
 };
 
-/// One listening socket; one client at a time. Messages are bare Ethernet frames: the header
-/// is added on recv and stripped on send. Lossless: without a client (or while it does not
-/// read), send() says kNoSpace and the frame waits.
+/// One listening socket; one client at a time. Messages are bare Ethernet frames (the header
+/// is added on recv and stripped on send), or with `vnet_hdr` the header and the frame as a TAP
+/// with IFF_VNET_HDR has them. Lossless: without a client (or while it does not read), send()
+/// says kNoSpace and the frame waits.
 class SeqpacketBackend final : public PolledBackend {
  public:
-  SeqpacketBackend(os::Fd listener, const std::string& path)
-      : PolledBackend("seqpacket " + path), listener_(std::move(listener)), path_(path) {}
+  SeqpacketBackend(os::Fd listener, const std::string& path, bool vnet_hdr)
+      : PolledBackend("seqpacket " + path), listener_(std::move(listener)), path_(path),
+        hdr_(vnet_hdr ? 0 : layout::kNetHdrSize) {}
   ~SeqpacketBackend() override {
     drop_client();
     if (loop_) loop_->remove(listener_.get());
@@ -136,8 +138,8 @@ class SeqpacketBackend final : public PolledBackend {
   }
   Result<std::size_t> recv(std::span<std::byte> buf) override {
     if (!client_.valid() || buf.size() < layout::kNetHdrSize) return fail(Errc::kNoSpace, "no client");
-    const ssize_t n = ::recv(client_.get(), buf.data() + layout::kNetHdrSize, buf.size() - layout::kNetHdrSize,
-                             MSG_DONTWAIT | MSG_TRUNC);
+    // hdr_: the bytes of header we add (bare frames) rather than receive (vnet_hdr).
+    const ssize_t n = ::recv(client_.get(), buf.data() + hdr_, buf.size() - hdr_, MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       if (errno == EAGAIN) return fail(Errc::kNoSpace, "no frame waiting");
       return fail(Errc::kSystem, "recv from seqpacket client", errno);
@@ -146,16 +148,15 @@ class SeqpacketBackend final : public PolledBackend {
       drop_client();
       return fail(Errc::kNoSpace, "client closed");
     }
-    if (static_cast<std::size_t>(n) > buf.size() - layout::kNetHdrSize) return fail(Errc::kOutOfRange, "frame larger than the MTU");
-    std::memset(buf.data(), 0, layout::kNetHdrSize);
-    return layout::kNetHdrSize + static_cast<std::size_t>(n);
+    if (static_cast<std::size_t>(n) > buf.size() - hdr_) return fail(Errc::kOutOfRange, "frame larger than the MTU");
+    std::memset(buf.data(), 0, hdr_);
+    return hdr_ + static_cast<std::size_t>(n);  // with vnet_hdr, maybe shorter than a header: the caller drops it
   }
   Result<void> send(std::span<const std::byte> frame) override {
     // No client yet: hold the frame (lossless backpressure); accept_client() resumes the sender.
     if (!client_.valid()) return fail(Errc::kNoSpace, "no client connected yet");
     if (frame.size() < layout::kNetHdrSize) return fail(Errc::kInvalidArgument, "frame shorter than its header");
-    const ssize_t n = ::send(client_.get(), frame.data() + layout::kNetHdrSize, frame.size() - layout::kNetHdrSize,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    const ssize_t n = ::send(client_.get(), frame.data() + hdr_, frame.size() - hdr_, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN) return fail(Errc::kNoSpace, "client not reading");
       const int e = errno;
@@ -165,6 +166,7 @@ class SeqpacketBackend final : public PolledBackend {
     return {};
   }
   void set_link(bool) override {}
+  bool carries_offloads() const override { return hdr_ == 0; }
 
  private:
   int data_fd() const override { return client_.valid() ? client_.get() : -1; }
@@ -184,6 +186,7 @@ class SeqpacketBackend final : public PolledBackend {
   os::Fd listener_;
   os::Fd client_;
   std::string path_;
+  std::size_t hdr_;  // 0 with vnet_hdr, else kNetHdrSize
 };
 
 }  // namespace
@@ -200,7 +203,7 @@ Result<std::unique_ptr<FrameBackend>> make_backend(const config::Backend& cfg, c
   if (cfg.kind == config::BackendKind::kSeqpacket) {
     auto l = os::listen_seqpacket(cfg.path);
     if (!l) return tl::unexpected(l.error());
-    return std::make_unique<SeqpacketBackend>(std::move(*l), cfg.path);
+    return std::make_unique<SeqpacketBackend>(std::move(*l), cfg.path, cfg.vnet_hdr);
   }
   auto tap = os::Tap::open(cfg.ifname);
   if (!tap) return tl::unexpected(tap.error());

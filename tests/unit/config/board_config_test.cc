@@ -108,7 +108,23 @@ TEST(BoardConfig, SeqpacketBackendParses) {
   EXPECT_EQ(host.kind, BackendKind::kSeqpacket);
   EXPECT_EQ(host.path, "/run/vepf/net0.sock");
   EXPECT_EQ(host.ifname, "");
+  EXPECT_FALSE(host.vnet_hdr);
   EXPECT_EQ(cfg->devices[0].ep.kind, BackendKind::kTap);
+}
+
+TEST(BoardConfig, SeqpacketBackendMayCarryTheVirtioNetHeader) {
+  const auto cfg = parse_board_config(
+      board("", "", "[device.host]\nbackend = \"seqpacket\"\npath = \"/run/vepf/net0.sock\"\nvnet_hdr = true\n"),
+      kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_TRUE(cfg->devices[0].host.vnet_hdr);
+}
+
+TEST(BoardConfigError, VnetHdrIsOnlyForSeqpacket) {
+  EXPECT_TRUE(has(error_of(board("", "", "[device.host]\nvnet_hdr = true\n")),
+                  "device[0].host.vnet_hdr is only for backend = \"seqpacket\""));
+  EXPECT_TRUE(has(error_of(board("", "", "[device.host]\nbackend = \"seqpacket\"\npath = \"/x.sock\"\nvnet_hdr = 1\n")),
+                  "vnet_hdr"));
 }
 
 TEST(BoardConfig, ToStringNamesMatchToml) {

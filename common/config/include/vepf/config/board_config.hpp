@@ -35,13 +35,18 @@ struct Backend {
   std::string
       ifname;  // kTap: interface name (1..15 chars, IFNAMSIZ-1; letters, digits, '-', '_', '.')
   std::string path;  // kSeqpacket: unix SOCK_SEQPACKET socket path the program listens on (1..107)
+  /// kSeqpacket: each message carries the 12-byte virtio_net_hdr_v1 in front of the frame, as a
+  /// TAP with IFF_VNET_HDR does, so the client sees and may use the negotiated offloads.
+  /// false: bare Ethernet frames (no offloads).
+  bool vnet_hdr = false;
 };
 
 struct NetConfig {
   std::array<std::uint8_t, 6> mac{};  // VIRTIO_NET_F_MAC; unicast (bit 0 of the first octet clear)
   std::uint16_t mtu = 1500;           // VIRTIO_NET_F_MTU; 68..65535
   // Checksum and TCP segmentation offloads (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6), offered
-  // by vepf-ep and accepted by vepf-host where their backend is a TAP. false masks them off.
+  // by vepf-ep and accepted by vepf-host where their backend carries the virtio_net_hdr (a TAP,
+  // or a seqpacket socket with vnet_hdr = true). false masks them off.
   bool offloads = true;
 };
 
