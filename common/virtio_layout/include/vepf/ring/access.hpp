@@ -266,7 +266,10 @@ class Window {
     return false;
   }
   bool check_typed(std::size_t off, std::size_t width) const noexcept {
-    if (strict_link() == nullptr) return true;
+    if (strict_link() == nullptr) [[likely]] return true;  // inlined: every typed access passes here
+    return check_typed_strictly(off, width);
+  }
+  [[gnu::noinline]] bool check_typed_strictly(std::size_t off, std::size_t width) const noexcept {
     if (!contains(off, width)) {
       violation(LinkViolation::Kind::kOutOfBounds, off, width);
     } else if (off % width != 0) {
