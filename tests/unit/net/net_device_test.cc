@@ -158,5 +158,37 @@ TEST_F(NetDeviceHostileDriver, AFrameShorterThanTheHeaderIsAnErrorNotACrash) {
   EXPECT_FALSE(queue_broken());
 }
 
+// Polling the rings (a doorbell, each spin turn of the main loop) with a receive buffer held
+// must not read an empty backend again and again: one read finds it empty, and the next comes
+// from the backend's readable callback, which then brings the frame to the driver.
+TEST_F(NetDeviceHostileDriver, AnEmptyBackendIsReadAgainOnlyOnceItIsReadable) {
+  os::EventLoop loop;
+  ASSERT_TRUE(net->start(loop));
+  const std::size_t len = layout::kNetGsoBufferSize;
+  const auto in = drv.rc_alloc().alloc(len, 64);
+  ASSERT_TRUE(in);
+  const ring::Buf b{in->link_addr, static_cast<std::uint32_t>(len)};
+  ring::Vring& rx = *vq[layout::kNetRxQueue];
+  ASSERT_TRUE(rx.add({}, {&b, 1}, 9));
+  (void)rx.kick_prepare();
+  for (int i = 0; i < 5; ++i) (void)drl.ring_doorbell();
+  EXPECT_EQ(backend->reads, 1);
+  auto u = rx.get_used();
+  ASSERT_TRUE(u);
+  EXPECT_FALSE(*u);
+
+  std::vector<std::byte> frame(layout::kNetHdrSize + kFrame, std::byte{0x5a});
+  std::memset(frame.data(), 0, layout::kNetHdrSize);  // a plain header
+  backend->incoming.push_back(frame);
+  ASSERT_TRUE(backend->callbacks.readable);
+  backend->callbacks.readable();
+  EXPECT_EQ(backend->reads, 2);
+  u = rx.get_used();
+  ASSERT_TRUE(u && *u);
+  EXPECT_EQ((*u)->token, 9u);
+  EXPECT_EQ((*u)->len, frame.size());
+  EXPECT_EQ(net->stats().rx_frames, 1u);
+}
+
 }  // namespace
 }  // namespace vepf::test

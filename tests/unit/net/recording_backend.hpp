@@ -1,7 +1,11 @@
 #pragma once
 // A frame backend for the net device and driver tests: a TAP as far as they can tell (it
-// carries offloads), keeping every frame sent to it, with nothing to receive.
+// carries offloads), keeping every frame sent to it, handing out the frames a test queues for
+// it to receive, and counting its reads.
 
+#include <algorithm>
+#include <cstring>
+#include <deque>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,8 +16,18 @@ namespace vepf::test {
 
 class RecordingBackend final : public netback::FrameBackend {
  public:
-  Result<void> start(os::EventLoop&, Callbacks) override { return {}; }
-  Result<std::size_t> recv(std::span<std::byte>) override { return fail(Errc::kNoSpace, "nothing waiting"); }
+  Result<void> start(os::EventLoop&, Callbacks cb) override {
+    callbacks = std::move(cb);
+    return {};
+  }
+  Result<std::size_t> recv(std::span<std::byte> out) override {
+    ++reads;
+    if (incoming.empty()) return fail(Errc::kNoSpace, "nothing waiting");
+    const std::size_t n = std::min(out.size(), incoming.front().size());
+    std::memcpy(out.data(), incoming.front().data(), n);
+    incoming.pop_front();
+    return n;
+  }
   Result<void> send(std::span<const std::byte> f) override {
     sent.emplace_back(f.begin(), f.end());
     return {};
@@ -24,7 +38,10 @@ class RecordingBackend final : public netback::FrameBackend {
   bool carries_offloads() const override { return true; }
   const std::string& name() const override { return name_; }
 
-  std::vector<std::vector<std::byte>> sent;  // header + frame, in order
+  std::vector<std::vector<std::byte>> sent;        // header + frame, in order
+  std::deque<std::vector<std::byte>> incoming;     // header + frame, for recv() to hand out
+  int reads = 0;                                   // recv() calls, frames or not
+  Callbacks callbacks;                             // what start() was given
 
  private:
   std::string name_ = "recording";

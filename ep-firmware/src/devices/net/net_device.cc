@@ -29,7 +29,10 @@ NetDevice::NetDevice(std::unique_ptr<netback::FrameBackend> backend, const confi
 }
 
 Result<void> NetDevice::start(os::EventLoop& loop) {
-  return backend_->start(loop, {[this] { process_rx(); },
+  return backend_->start(loop, {[this] {
+                                  rx_maybe_ = true;
+                                  process_rx();
+                                },
                                 [this] {
                                   backend_->set_tx_wait(false);
                                   process_tx();
@@ -63,6 +66,7 @@ void NetDevice::on_driver_ok(transport::DeviceHandle& h) {
     to_driver_ = {};
   }
   backend_->set_link(true);
+  rx_maybe_ = true;
   backend_->set_rx_paused(false);
   spdlog::get("ep.net")->info("{}: driver ready, link up", backend_->name());
 }
@@ -163,12 +167,16 @@ ring::Handled NetDevice::fill_rx(ring::Chain& c) {
   // Straight from the kernel into the driver's buffer when the backend takes iovecs, the
   // buffer holds the largest frame we can get, and its window is cached memory; the header
   // goes to a private copy first, to be checked (VIRTIO 1.2 §5.1.6.4).
+  if (!rx_maybe_) return ring::Handled::hold();  // the readable callback brings the next frame
   layout::VirtioNetHdr got{};
   iov_.assign(1, iovec{&got, sizeof(got)});
   const bool direct = backend_->vectored() && c.write_len >= buf_.size() &&
                       ring::chain_scatter(c, layout::kNetHdrSize, iov_);
   auto n = direct ? backend_->recvv(iov_) : backend_->recv(buf_);
-  if (!n) return ring::Handled::hold();  // nothing waiting (kNoSpace) or a backend error: wait for readable
+  if (!n) {  // nothing waiting (kNoSpace) or a backend error: wait for readable
+    rx_maybe_ = false;
+    return ring::Handled::hold();
+  }
   if (*n > c.write_len || *n < layout::kNetHdrSize) {
     ++stats_.rx_dropped;
     return ring::Handled::retry();  // the frame is gone, the buffer stays ours

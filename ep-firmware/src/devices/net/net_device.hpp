@@ -77,6 +77,9 @@ class NetDevice final : public Device {
   std::chrono::steady_clock::time_point last_bad_hdr_log_{};
   NetStats stats_;
   bool backlog_tx_ = false, backlog_rx_ = false;
+  // The backend may have a frame: false from a read that found none until its readable
+  // callback, so polling the rings (a doorbell, a spin turn) costs no read of an empty backend.
+  bool rx_maybe_ = true;
 };
 
 }  // namespace vepf::ep
