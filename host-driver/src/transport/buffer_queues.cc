@@ -50,10 +50,29 @@ Result<void> BufferQueues::reclaim_tx() {
 Result<void> BufferQueues::send(std::span<const std::byte> data) {
   if (tx_free_.empty()) return fail(Errc::kNoSpace, "every transmit buffer is in flight");
   if (data.size() > buf_size_) return fail(Errc::kInvalidArgument, "larger than a transmit buffer");
+  tx_viewed_ = false;
+  t_.link().ep_window().write(tx_pool_.off + std::size_t{tx_free_.back()} * buf_size_, data);  // one posted write burst
+  return add_tx(data.size());
+}
+
+std::span<std::byte> BufferQueues::tx_fill_view() {
+  ring::Window& ep = t_.link().ep_window();
+  if (tx_free_.empty() || !ep.fillable()) return {};
+  tx_viewed_ = true;
+  return ep.fill_view(tx_pool_.off + std::size_t{tx_free_.back()} * buf_size_, buf_size_);
+}
+
+Result<void> BufferQueues::send_filled(std::size_t len) {
+  if (!tx_viewed_ || tx_free_.empty()) return fail(Errc::kInvalidArgument, "no transmit buffer was handed out");
+  if (len > buf_size_) return fail(Errc::kInvalidArgument, "larger than a transmit buffer");
+  tx_viewed_ = false;
+  t_.link().ep_window().filled(len);
+  return add_tx(len);
+}
+
+Result<void> BufferQueues::add_tx(std::size_t len) {
   const std::uint16_t slot = tx_free_.back();
-  const std::size_t off = std::size_t{slot} * buf_size_;
-  t_.link().ep_window().write(tx_pool_.off + off, data);  // one posted write burst
-  const ring::Buf b{tx_pool_.link_addr + off, static_cast<std::uint32_t>(data.size())};
+  const ring::Buf b{tx_pool_.link_addr + std::size_t{slot} * buf_size_, static_cast<std::uint32_t>(len)};
   if (auto r = tx_->add(std::span{&b, 1}, {}, slot); !r) return tl::make_unexpected(r.error());
   tx_free_.pop_back();
   return {};

@@ -47,10 +47,20 @@ class BufferQueues {
   /// Copies `data` (at most buf_size() bytes) into a free transmit buffer (posted writes) and
   /// adds it to the transmit queue. Errors: kNoSpace when every buffer is in flight.
   [[nodiscard]] Result<void> send(std::span<const std::byte> data);
+  /// A free transmit buffer for a syscall to fill in place (readv() from a TAP): its buf_size()
+  /// bytes in the EP window, when that window is fillable() (cached memory: the loopback
+  /// platform's memfd) and a buffer is free; empty otherwise (fill one of yours and send() it:
+  /// a kernel's copy must not write device memory). Valid until send_filled() or send().
+  std::span<std::byte> tx_fill_view();
+  /// Adds the first `len` bytes of the buffer tx_fill_view() gave to the transmit queue, counted
+  /// as one posted write burst. Errors: kInvalidArgument (no view taken, `len` > buf_size()).
+  [[nodiscard]] Result<void> send_filled(std::size_t len);
   /// Publishes what was added and rings the doorbell if the device asked for it.
   void kick(ring::Vring& vq);
 
  private:
+  Result<void> add_tx(std::size_t len);  // the last free transmit buffer, filled with `len` bytes, onto the queue
+
   transport::DriverTransport& t_;
   const transport::DeviceInfo& info_;
   WindowSpace space_;  // frees the window space when destroyed
@@ -58,6 +68,7 @@ class BufferQueues {
   std::size_t buf_size_ = 0;
   transport::Allocation rx_pool_, tx_pool_;
   std::vector<std::uint16_t> tx_free_;
+  bool tx_viewed_ = false;  // tx_free_.back() was handed out by tx_fill_view()
   mutable std::vector<std::byte> rx_copy_;  // rx_view()'s copy on a window that is not viewable
 };
 

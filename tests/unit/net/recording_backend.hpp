@@ -28,6 +28,22 @@ class RecordingBackend final : public netback::FrameBackend {
     incoming.pop_front();
     return n;
   }
+  bool vectored() const override { return vector_io; }
+  Result<std::size_t> recvv(std::span<const iovec> iov) override {
+    ++vectored_reads;
+    if (!vector_io) return fail(Errc::kInvalidArgument, "not vectored");
+    ++reads;
+    if (incoming.empty()) return fail(Errc::kNoSpace, "nothing waiting");
+    const auto& f = incoming.front();
+    std::size_t n = 0;
+    for (const iovec& v : iov) {
+      const std::size_t k = std::min(v.iov_len, f.size() - n);
+      std::memcpy(v.iov_base, f.data() + n, k);
+      n += k;
+    }
+    incoming.pop_front();
+    return n;
+  }
   Result<void> send(std::span<const std::byte> f) override {
     sent.emplace_back(f.begin(), f.end());
     return {};
@@ -40,7 +56,9 @@ class RecordingBackend final : public netback::FrameBackend {
 
   std::vector<std::vector<std::byte>> sent;        // header + frame, in order
   std::deque<std::vector<std::byte>> incoming;     // header + frame, for recv() to hand out
-  int reads = 0;                                   // recv() calls, frames or not
+  int reads = 0;                                   // recv() and recvv() calls, frames or not
+  bool vector_io = false;                          // vectored(): recvv() takes frames
+  int vectored_reads = 0;                          // recvv() calls
   Callbacks callbacks;                             // what start() was given
 
  private:

@@ -110,21 +110,27 @@ void NetDriver::transmit() {
       if (q_->tx().enable_cb()) break;
       continue;
     }
-    auto n = backend_->recv(buf_);
+    // Straight from the kernel into a transmit buffer when the backend takes iovecs and the EP
+    // window is cached memory (loopback); through buf_ and posted writes otherwise.
+    std::span<std::byte> frame = backend_->vectored() ? q_->tx_fill_view() : std::span<std::byte>{};
+    const bool direct = !frame.empty();
+    if (!direct) frame = buf_;
+    const iovec iov{frame.data(), frame.size()};
+    auto n = direct ? backend_->recvv(std::span{&iov, 1}) : backend_->recv(frame);
     if (!n) break;
     if (*n < layout::kNetHdrSize) continue;
     // Our kernel wrote the header; it may use only what the device accepted (TUNSETOFFLOAD),
     // and DATA_VALID does not go towards a device (VIRTIO 1.2 §5.1.6.2).
     layout::VirtioNetHdr hdr{};
-    if (to_device_.any()) std::memcpy(&hdr, buf_.data(), sizeof(hdr));
+    if (to_device_.any()) std::memcpy(&hdr, frame.data(), sizeof(hdr));
     hdr.flags &= static_cast<std::uint8_t>(~VIRTIO_NET_HDR_F_DATA_VALID);
     hdr.num_buffers = layout::le16::from_cpu(0);
     if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_device_, false) != nullptr) {
       ++stats_.tx_dropped;
       continue;
     }
-    std::memcpy(buf_.data(), &hdr, sizeof(hdr));
-    if (!q_->send(std::span{buf_}.first(*n))) {
+    std::memcpy(frame.data(), &hdr, sizeof(hdr));
+    if (!(direct ? q_->send_filled(*n) : q_->send(frame.first(*n)))) {
       ++stats_.tx_dropped;
       continue;
     }
