@@ -6,8 +6,8 @@
 // the budget passes without more data it arms the group and sleeps. A link without traffic
 // never spins, so an idle program sleeps in epoll_wait. A turn that found nothing yields the
 // CPU (sched_yield): on a board or VM with fewer cores than busy threads, a spinning program
-// must not take the CPU from the applications whose traffic it carries (on 2 vCPUs the EP's
-// CPU per GB of TCP dropped by a fifth); with nothing else runnable it keeps running at once.
+// must not take the CPU from the applications whose traffic it carries (or from its peer);
+// with nothing else runnable it keeps running at once.
 
 #include <sched.h>
 
