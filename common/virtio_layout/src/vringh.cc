@@ -245,13 +245,20 @@ std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept {
   return done;
 }
 
-std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept {
+std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept { return chain_write_at(c, 0, src); }
+
+std::size_t chain_write_at(const Chain& c, std::uint64_t off, std::span<const std::byte> src) noexcept {
   std::size_t done = 0;
   for (const Segment& s : c.writable()) {
     if (done == src.size()) break;
-    const std::size_t n = std::min<std::size_t>(s.len, src.size() - done);
-    s.window->write(s.off, src.subspan(done, n));
+    if (off >= s.len) {
+      off -= s.len;
+      continue;
+    }
+    const std::size_t n = std::min<std::size_t>(s.len - off, src.size() - done);
+    s.window->write(s.off + off, src.subspan(done, n));
     done += n;
+    off = 0;
   }
   return done;
 }

@@ -110,18 +110,20 @@ void BlockDevice::broken() {
 void BlockDevice::finish(Job& job, std::uint8_t status, std::uint32_t written) {
   ring::Vringh* q = h_ ? h_->queue(layout::kBlkRequestQueue) : nullptr;
   if (q == nullptr) return;
-  // Data (IN, GET_ID) then the status byte, which is the last writable byte (VIRTIO 1.2 §5.2.6).
-  const std::size_t n = written + layout::kBlkStatusSize;
-  if (job.buf.size() < n) job.buf.resize(n);
-  job.buf[written] = std::byte{status};
-  if (job.chain.write_len > n) {
-    // More writable room than data + status: the status still goes to the last byte.
-    job.buf.resize(job.chain.write_len, std::byte{0});
-    job.buf.back() = std::byte{status};
-    written = static_cast<std::uint32_t>(job.chain.write_len - layout::kBlkStatusSize);
+  // Data (IN, GET_ID), then the status byte, which is the last writable byte (VIRTIO 1.2
+  // §5.2.6) however much room the driver gave. The room between is not written: a driver's
+  // gigabytes of writable descriptors cost us nothing. The used length counts the bytes
+  // written from the start (§2.7.8.1): the status too only when no gap is left before it.
+  const std::uint64_t room = job.chain.write_len;  // >= 1: parse_blk_request() refuses less
+  std::uint32_t len = 0;
+  if (room > 0) {
+    written = static_cast<std::uint32_t>(std::min<std::uint64_t>({written, room - 1, job.buf.size()}));
+    ring::chain_write(job.chain, std::span{job.buf}.first(written));
+    const std::byte s{status};
+    ring::chain_write_at(job.chain, room - 1, std::span{&s, 1});
+    len = written + (written == room - 1 ? static_cast<std::uint32_t>(layout::kBlkStatusSize) : 0u);
   }
-  ring::chain_write(job.chain, std::span{job.buf}.first(written + layout::kBlkStatusSize));
-  if (!q->complete(job.chain.head, written + static_cast<std::uint32_t>(layout::kBlkStatusSize))) return broken();
+  if (!q->complete(job.chain.head, len)) return broken();
   need_notify_ = true;
 }
 
@@ -163,7 +165,7 @@ ring::Handled BlockDevice::take(ring::Chain& c) {
     ring::chain_read(ch, job->buf);
     job->data_bytes = job->req.length;
   } else if (job->req.type == VIRTIO_BLK_T_IN) {
-    job->buf.resize(job->req.length + layout::kBlkStatusSize);
+    job->buf.resize(job->req.length);
     job->data_bytes = job->req.length;
   } else if (job->req.type == VIRTIO_BLK_T_GET_ID) {
     ++stats_.get_ids;

@@ -205,6 +205,9 @@ std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept;
 /// Copies `src` into a chain's writable segments; returns bytes copied (< src.size() when the
 /// chain is too short).
 std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept;
+/// As chain_write(), starting `off` bytes into the chain's writable bytes (a status byte at the
+/// end of whatever room the driver gave, without writing the room before it).
+std::size_t chain_write_at(const Chain& c, std::uint64_t off, std::span<const std::byte> src) noexcept;
 
 /// Most iovecs chain_gather()/chain_scatter() produce (a longer chain takes the copies).
 inline constexpr std::size_t kMaxChainIov = 64;

@@ -1,0 +1,149 @@
+// The EP's virtio-blk device (BlockDevice) against a hostile driver played by the test through
+// the real transports: the writable room a driver gives costs the device nothing beyond what it
+// writes (data, then the status byte at the room's last byte, VIRTIO 1.2 §5.2.6).
+
+#include <gtest/gtest.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "devices/blk/blk_device.hpp"
+#include "support/fake_links.hpp"
+#include "support/link_windows.hpp"
+#include "support/temp_dir.hpp"
+#include "vepf/layout/blk.hpp"
+#include "vepf/ring/vring.hpp"
+#include "vepf/transport/device_transport.hpp"
+#include "vepf/transport/driver_transport.hpp"
+
+namespace vepf::test {
+namespace {
+
+constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
+constexpr std::uint16_t kQueueSize = 16;
+constexpr std::byte kUntouched{0xaa};
+
+class BlockDeviceHostileDriver : public ::testing::Test {
+ protected:
+  BlockDeviceHostileDriver() : dl(w), drl(w, dl), dev(dl, 0x5eed0004), drv(drl, std::chrono::milliseconds(20)) {
+    drl.set_device(&dev);
+    if (!spdlog::get("ep.blk")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.blk");
+  }
+
+  void SetUp() override {
+    auto f = ep::BlockFile::open(tmp.path() + "/disk.img", 1 << 20, false);
+    ASSERT_TRUE(f) << f.error().what;
+    config::BlockConfig cfg;
+    cfg.path = tmp.path() + "/disk.img";
+    blk.emplace(std::move(*f), cfg, kQueueSize, 1);
+    ASSERT_TRUE(dev.init());
+    auto s = dev.add_device(&*blk);
+    ASSERT_TRUE(s);
+    slot = *s;
+    ASSERT_TRUE(drv.attach());
+    auto devs = drv.scan();
+    ASSERT_TRUE(devs && !devs->empty());
+    auto n = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1));
+    ASSERT_TRUE(n) << n.error().what;
+    const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(kQueueSize), layout::kDescAlign);
+    const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(kQueueSize), layout::kAvailAlign);
+    const auto used = drv.rc_alloc().alloc(layout::used_ring_size(kQueueSize), layout::kUsedAlign);
+    ASSERT_TRUE(desc && avail && used);
+    ring::VringParams p;
+    p.num = kQueueSize;
+    p.desc = {&w.drv_ep, desc->off, static_cast<std::uint32_t>(desc->len)};
+    p.avail = {&w.drv_ep, avail->off, static_cast<std::uint32_t>(avail->len)};
+    p.used = {&w.drv_rc, used->off, static_cast<std::uint32_t>(used->len)};
+    vq.emplace(p);
+    auto r = drv.enable_queue(slot, layout::kBlkRequestQueue, kQueueSize, desc->link_addr, avail->link_addr,
+                              used->link_addr);
+    ASSERT_TRUE(r) << r.error().what;
+    ASSERT_TRUE(drv.driver_ok(slot));
+  }
+
+  /// Posts a request of `type` whose writable part is `copies` descriptors, all on the same
+  /// `room`-byte range of the RC window (filled with kUntouched first); returns the used entry.
+  std::optional<ring::Vring::Used> request(std::uint32_t type, std::size_t room, unsigned copies) {
+    const auto hdr_at = drv.ep_alloc().alloc(sizeof(layout::VirtioBlkReqHdr), 64);
+    const auto in = drv.rc_alloc().alloc(room, 64);
+    if (!hdr_at || !in) return std::nullopt;
+    layout::VirtioBlkReqHdr hdr{};
+    hdr.type = layout::le32::from_cpu(type);
+    w.drv_ep.write(hdr_at->off, std::as_bytes(std::span{&hdr, 1}));
+    in_off = in->off;
+    std::vector<std::byte> fill(room, kUntouched);
+    w.drv_rc.write(in->off, fill);
+    const ring::Buf out{hdr_at->link_addr, sizeof(hdr)};
+    const std::vector<ring::Buf> ins(copies, ring::Buf{in->link_addr, static_cast<std::uint32_t>(room)});
+    if (!vq->add({&out, 1}, ins, ++token)) return std::nullopt;
+    (void)vq->kick_prepare();
+    (void)drl.ring_doorbell();  // the fake link polls the device at once
+    auto u = vq->get_used();
+    if (!u || !*u) return std::nullopt;
+    return **u;
+  }
+  std::vector<std::byte> room_bytes(std::size_t room) {
+    std::vector<std::byte> b(room);
+    w.drv_rc.read(in_off, b);
+    return b;
+  }
+
+  TempDir tmp{"vepf-blkdev"};
+  LinkWindows w;
+  std::optional<ep::BlockDevice> blk;  // before dev: dev's destructor resets it
+  FakeDeviceLink dl;
+  FakeDriverLink drl;
+  transport::DeviceTransport dev;
+  transport::DriverTransport drv;
+  std::uint32_t slot = 0;
+  std::optional<ring::Vring> vq;
+  std::uint64_t token = 0;
+  std::size_t in_off = 0;
+};
+
+// GET_ID with 8 descriptors of 64 KiB on one range (512 KiB of room): the id, then the status at
+// the room's last byte; nothing between is written (the device used to allocate and zero-fill
+// the whole room: up to 4 GiB for one request), and the used length counts only the id.
+TEST_F(BlockDeviceHostileDriver, GetIdWithHugeRoomWritesOnlyTheIdAndTheStatus) {
+  constexpr std::size_t kRoom = 64 * 1024;
+  auto u = request(VIRTIO_BLK_T_GET_ID, kRoom, 8);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->token, token);
+  EXPECT_EQ(u->len, VIRTIO_BLK_ID_BYTES);
+  const auto b = room_bytes(kRoom);
+  const std::string id(reinterpret_cast<const char*>(b.data()), 13);
+  EXPECT_EQ(id, "vepf:disk.img");
+  EXPECT_EQ(b[kRoom - 1], std::byte{VIRTIO_BLK_S_OK});  // the last byte of the last descriptor
+  for (std::size_t i = VIRTIO_BLK_ID_BYTES; i < kRoom - 1; ++i) ASSERT_EQ(b[i], kUntouched) << "byte " << i;
+}
+
+// An unknown type with the same room: only the status byte, VIRTIO_BLK_S_UNSUPP, and a used
+// length of 0 (no byte written from the start).
+TEST_F(BlockDeviceHostileDriver, UnknownTypeWithHugeRoomWritesOnlyTheStatus) {
+  constexpr std::size_t kRoom = 64 * 1024;
+  auto u = request(0x7777, kRoom, 8);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->len, 0u);
+  const auto b = room_bytes(kRoom);
+  EXPECT_EQ(b[kRoom - 1], std::byte{VIRTIO_BLK_S_UNSUPP});
+  for (std::size_t i = 0; i < kRoom - 1; ++i) ASSERT_EQ(b[i], kUntouched) << "byte " << i;
+}
+
+// Room of exactly the id and the status: no gap, so the used length counts the status too.
+TEST_F(BlockDeviceHostileDriver, GetIdWithExactRoomCountsTheStatus) {
+  auto u = request(VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_ID_BYTES + 1, 1);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->len, VIRTIO_BLK_ID_BYTES + 1);
+  EXPECT_EQ(room_bytes(VIRTIO_BLK_ID_BYTES + 1).back(), std::byte{VIRTIO_BLK_S_OK});
+}
+
+}  // namespace
+}  // namespace vepf::test
