@@ -363,9 +363,11 @@ std::string EpProgram::handle_control(std::string_view request) {
   }
   if (op == "remove") {
     if (!req.contains("slot") || !req["slot"].is_number_unsigned()) return error(R"("remove" needs "slot": N)");
-    const auto slot = req["slot"].get<std::uint32_t>();
-    if (!devices_.count(slot)) {
-      return error(fmt::format("no device in slot {}: see `vepf-ep ctl list`", slot));
+    // Read whole: a narrowing read would take slot 2^32 for slot 0.
+    const auto wide = req["slot"].get<std::uint64_t>();
+    const auto slot = static_cast<std::uint32_t>(wide);
+    if (wide >= layout::kMaxDevices || !devices_.count(slot)) {
+      return error(fmt::format("no device in slot {}: see `vepf-ep ctl list`", wide));
     }
     transport_->remove_device(slot);
     devices_.erase(slot);

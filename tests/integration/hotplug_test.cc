@@ -3,11 +3,19 @@
 //  - `ctl add` puts a second virtio-net device in the table; vepf-host notices it and brings
 //    it up (the time it takes is printed); frames cross it both ways;
 //  - `ctl remove` takes it away; vepf-host tears it down (its socket disappears);
+//  - `remove` of slot 2^32, sent raw on the control socket, is refused (it used to be read as
+//    slot 0 and removed device 0);
 //  - device 0 carries numbered, checksummed frames throughout: none lost, none corrupted.
 
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstring>
+#include <string>
 
 #include "frame_pump.hpp"
 
@@ -15,6 +23,25 @@ namespace {
 
 using namespace vepf::it;
 
+
+/// One raw request on vepf-ep's control socket (SOCK_SEQPACKET, one JSON message each way), as
+/// any local program may send it; returns the reply, or "" when the socket could not be used.
+std::string control(const fs::path& path, const std::string& request) {
+  const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  std::string reply(65536, '\0');
+  ssize_t n = -1;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+    n = ::recv(fd, reply.data(), reply.size(), 0);
+  }
+  ::close(fd);
+  reply.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return reply;
+}
 
 bool connectable(const fs::path& path) {
   const int fd = connect_retry(path.string(), std::chrono::seconds(0));
@@ -77,6 +104,10 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
   EXPECT_EQ(again.rc, 2) << "removing an empty slot is the caller's error";
   const Ran bad = run({ep_bin, "ctl", "--board", board, "add", "type = \"net\"", "net = { mac = \"01:00:00:00:00:01\" }"});
   EXPECT_EQ(bad.rc, 2);
+  // Past the slot range: refused, and device 0 (checked below) keeps its traffic.
+  const std::string wide = control(dir / "link.sock.ctl", R"({"op": "remove", "slot": 4294967296})");
+  EXPECT_NE(wide.find("\"ok\":false"), std::string::npos) << wide;
+  EXPECT_NE(wide.find("no device in slot 4294967296"), std::string::npos) << wide;
 
   traffic.join();
   ::close(ep1);
