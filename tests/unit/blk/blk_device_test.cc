@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -20,6 +21,7 @@
 #include "support/link_windows.hpp"
 #include "support/temp_dir.hpp"
 #include "vepf/layout/blk.hpp"
+#include "vepf/layout/ring.hpp"
 #include "vepf/ring/vring.hpp"
 #include "vepf/transport/device_transport.hpp"
 #include "vepf/transport/driver_transport.hpp"
@@ -51,7 +53,7 @@ class BlockDeviceHostileDriver : public ::testing::Test {
     ASSERT_TRUE(drv.attach());
     auto devs = drv.scan();
     ASSERT_TRUE(devs && !devs->empty());
-    auto n = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1));
+    auto n = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_BLK_F_FLUSH));
     ASSERT_TRUE(n) << n.error().what;
     const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(kQueueSize), layout::kDescAlign);
     const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(kQueueSize), layout::kAvailAlign);
@@ -63,6 +65,7 @@ class BlockDeviceHostileDriver : public ::testing::Test {
     p.avail = {&w.drv_ep, avail->off, static_cast<std::uint32_t>(avail->len)};
     p.used = {&w.drv_rc, used->off, static_cast<std::uint32_t>(used->len)};
     vq.emplace(p);
+    avail_off = avail->off;
     auto r = drv.enable_queue(slot, layout::kBlkRequestQueue, kQueueSize, desc->link_addr, avail->link_addr,
                               used->link_addr);
     ASSERT_TRUE(r) << r.error().what;
@@ -107,6 +110,7 @@ class BlockDeviceHostileDriver : public ::testing::Test {
   std::optional<ring::Vring> vq;
   std::uint64_t token = 0;
   std::size_t in_off = 0;
+  std::size_t avail_off = 0;
 };
 
 // GET_ID with 8 descriptors of 64 KiB on one range (512 KiB of room): the id, then the status at
@@ -143,6 +147,39 @@ TEST_F(BlockDeviceHostileDriver, GetIdWithExactRoomCountsTheStatus) {
   ASSERT_TRUE(u);
   EXPECT_EQ(u->len, VIRTIO_BLK_ID_BYTES + 1);
   EXPECT_EQ(room_bytes(VIRTIO_BLK_ID_BYTES + 1).back(), std::byte{VIRTIO_BLK_S_OK});
+}
+
+// A driver re-posting one FLUSH head while it is still in flight (the I/O threads are not
+// started here, so nothing completes): the device takes at most a queue's worth of requests,
+// whatever the avail ring says (it used to take every entry: a job queue without bound). A
+// driver running further ahead breaks the queue's rules, which is its own loss.
+TEST_F(BlockDeviceHostileDriver, RequestsOfEveryTypeCountAgainstTheInFlightLimit) {
+  const auto hdr_at = drv.ep_alloc().alloc(sizeof(layout::VirtioBlkReqHdr), 64);
+  const auto st = drv.rc_alloc().alloc(1, 64);
+  ASSERT_TRUE(hdr_at && st);
+  layout::VirtioBlkReqHdr hdr{};
+  hdr.type = layout::le32::from_cpu(VIRTIO_BLK_T_FLUSH);
+  w.drv_ep.write(hdr_at->off, std::as_bytes(std::span{&hdr, 1}));
+  const ring::Buf out{hdr_at->link_addr, sizeof(hdr)}, in{st->link_addr, 1};
+  ASSERT_TRUE(vq->add({&out, 1}, {&in, 1}, 1));
+  (void)vq->kick_prepare();
+  (void)drl.ring_doorbell();
+  // The head the ring layer used, then the same head again and again: ten queues' worth.
+  const std::size_t idx_off = avail_off + layout::kRingIdxOff;
+  std::uint16_t idx = w.drv_ep.load_acquire<std::uint16_t>(idx_off);
+  const std::uint16_t head = w.drv_ep.load_acquire<std::uint16_t>(avail_off + layout::avail_entry_offset(0));
+  for (int round = 0; round < 10; ++round) {
+    for (std::uint16_t k = 0; k < kQueueSize; ++k) {
+      w.drv_ep.store_release<std::uint16_t>(avail_off + layout::avail_entry_offset(idx % kQueueSize), head);
+      ++idx;
+    }
+    w.drv_ep.store_release<std::uint16_t>(idx_off, idx);
+    (void)drl.ring_doorbell();
+  }
+  nlohmann::json d;
+  blk->describe(d);
+  EXPECT_LE(d["in_flight"].get<std::uint64_t>(), kQueueSize);
+  EXPECT_GE(d["in_flight"].get<std::uint64_t>(), 1u);
 }
 
 }  // namespace

@@ -131,9 +131,13 @@ void BlockDevice::process() {
   if (!h_) return;
   ring::Vringh* q = h_->queue(layout::kBlkRequestQueue);
   if (q == nullptr) return;
-  // While kMaxInFlightData is in flight no chain is taken: on_completions() resumes us.
-  const auto d = consumer_.drain_while(*q, kBudget, [this] { return in_flight_bytes_ < kMaxInFlightData; },
-                                       [this](ring::Chain& c) { return take(c); });
+  // While kMaxInFlightData or a queue's worth of requests is in flight no chain is taken:
+  // on_completions() resumes us. Every request type counts: a driver that re-posts a FLUSH
+  // head still in flight (its avail entries are its own to write) cannot grow the job queue.
+  const std::uint64_t most = q->num();
+  const auto d = consumer_.drain_while(
+      *q, kBudget, [this, most] { return in_flight_bytes_ < kMaxInFlightData && in_flight_ < most; },
+      [this](ring::Chain& c) { return take(c); });
   backlog_ = d.end == ring::Drained::End::kBudget;
   if (d.end == ring::Drained::End::kBroken || d.end == ring::Drained::End::kStopped) return broken();
   if (need_notify_ && q->need_notify()) h_->notify_driver();

@@ -41,7 +41,8 @@ class BlockDevice final : public Device {
  public:
   /// Requests carrying more data than this are refused (bytes).
   static constexpr std::uint64_t kMaxRequestData = 16u << 20;
-  /// The loop stops taking requests while this much data is in flight (bytes).
+  /// The loop stops taking requests while this much data is in flight (bytes), or as many
+  /// requests of any type as the queue has entries.
   static constexpr std::uint64_t kMaxInFlightData = 64u << 20;
 
   BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::uint16_t queue_size, unsigned io_threads = 2);
