@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
+#include <string_view>
 
 namespace vepf::os {
 
@@ -15,8 +18,23 @@ Result<EventFd> EventFd::create() noexcept {
   return EventFd(std::move(fd));
 }
 
+namespace {
+/// Whether `fd` is an eventfd: the kernel names it "anon_inode:[eventfd]" under /proc/self/fd.
+/// Without /proc (a small root filesystem), only that it is an anonymous inode (no file type).
+bool is_eventfd(int fd) noexcept {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[64];
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target);
+  if (n > 0) return std::string_view(target, static_cast<std::size_t>(n)) == "anon_inode:[eventfd]";
+  struct stat st {};
+  if (errno != ENOENT || ::fstat(fd, &st) < 0) return false;
+  return (st.st_mode & S_IFMT) == 0;
+}
+}  // namespace
+
 Result<EventFd> EventFd::adopt(Fd fd) noexcept {
   if (!fd.valid()) return fail(Errc::kInvalidArgument, "eventfd: no descriptor");
+  if (!is_eventfd(fd.get())) return fail(Errc::kInvalidArgument, "the peer passed a descriptor that is not an eventfd");
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0) return fail(Errc::kSystem, "fcntl(F_GETFL) on eventfd", errno);
   if (::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) {

@@ -1,8 +1,10 @@
 #include "vepf/platform/loopback.hpp"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <array>
 #include <filesystem>
@@ -356,6 +358,27 @@ TEST_F(BadHello, WindowSizeDifferentFromTheMemfdIsRefused) {
   // Not whole 8-byte words (device-memory copies work in aligned containers of up to 8 bytes).
   h.window_size = kRcSize - 4;
   expect_refused(h, 2, Errc::kOutOfRange);
+}
+
+// A signal descriptor that is not an eventfd (here a pipe, which a writer can fill and block
+// on) is refused; the EP takes the next host as usual.
+TEST_F(BadHello, ASignalThatIsNotAnEventfdIsRefused) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  os::Fd r(p[0]), w(p[1]);
+  {
+    const std::array<int, 2> fds{mem_.fd(), w.get()};
+    os::Fd sock = send_raw_hello(good_hello(), fds);
+    auto a = accept_one();
+    ASSERT_FALSE(a);
+    EXPECT_EQ(a.error().code, Errc::kInvalidArgument) << a.error().what;
+    EXPECT_FALSE(ep_->connected());
+    expect_closed_by_ep(sock.get());
+  }
+  const std::array<int, 2> fds{mem_.fd(), ev_.fd()};
+  os::Fd sock = send_raw_hello(good_hello(), fds);
+  EXPECT_TRUE(accept_one());
+  EXPECT_TRUE(ep_->connected());
 }
 
 TEST(LoopbackWindows, SizesInWholeWordsOnly) {

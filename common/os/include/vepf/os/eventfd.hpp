@@ -18,7 +18,9 @@ class EventFd {
   /// Creates a nonblocking, close-on-exec eventfd with counter 0.
   [[nodiscard]] static Result<EventFd> create() noexcept;
   /// Wraps a descriptor received from a peer and sets O_NONBLOCK on it, so a peer that passed a
-  /// blocking descriptor cannot stall us.
+  /// blocking descriptor cannot stall us. Errors: kInvalidArgument when it is not an eventfd
+  /// (a pipe or socket could block or fill up: /proc/self/fd names an eventfd
+  /// "anon_inode:[eventfd]"; without /proc, any anonymous inode passes), kSystem (fcntl).
   [[nodiscard]] static Result<EventFd> adopt(Fd fd) noexcept;
 
   int fd() const noexcept { return fd_.get(); }
