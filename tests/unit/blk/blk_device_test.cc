@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "devices/blk/blk_device.hpp"
+#include "support/driver_queue.hpp"
 #include "support/fake_links.hpp"
 #include "support/link_windows.hpp"
 #include "support/temp_dir.hpp"
@@ -55,20 +56,10 @@ class BlockDeviceHostileDriver : public ::testing::Test {
     ASSERT_TRUE(devs && !devs->empty());
     auto n = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_BLK_F_FLUSH));
     ASSERT_TRUE(n) << n.error().what;
-    const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(kQueueSize), layout::kDescAlign);
-    const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(kQueueSize), layout::kAvailAlign);
-    const auto used = drv.rc_alloc().alloc(layout::used_ring_size(kQueueSize), layout::kUsedAlign);
-    ASSERT_TRUE(desc && avail && used);
-    ring::VringParams p;
-    p.num = kQueueSize;
-    p.desc = {&w.drv_ep, desc->off, static_cast<std::uint32_t>(desc->len)};
-    p.avail = {&w.drv_ep, avail->off, static_cast<std::uint32_t>(avail->len)};
-    p.used = {&w.drv_rc, used->off, static_cast<std::uint32_t>(used->len)};
-    vq.emplace(p);
-    avail_off = avail->off;
-    auto r = drv.enable_queue(slot, layout::kBlkRequestQueue, kQueueSize, desc->link_addr, avail->link_addr,
-                              used->link_addr);
-    ASSERT_TRUE(r) << r.error().what;
+    const auto p = enable_driver_queue(drv, w, slot, layout::kBlkRequestQueue, kQueueSize);
+    ASSERT_TRUE(p);
+    vq.emplace(*p);
+    avail_off = p->avail.off;
     ASSERT_TRUE(drv.driver_ok(slot));
   }
 

@@ -16,6 +16,7 @@
 
 #include "devices/net/net_device.hpp"
 #include "net/recording_backend.hpp"
+#include "support/driver_queue.hpp"
 #include "support/fake_links.hpp"
 #include "support/link_windows.hpp"
 #include "vepf/layout/net.hpp"
@@ -56,18 +57,9 @@ class NetDeviceHostileDriver : public ::testing::Test {
   }
 
   void enable(std::uint16_t q) {
-    const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(kQueueSize), layout::kDescAlign);
-    const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(kQueueSize), layout::kAvailAlign);
-    const auto used = drv.rc_alloc().alloc(layout::used_ring_size(kQueueSize), layout::kUsedAlign);
-    ASSERT_TRUE(desc && avail && used);
-    ring::VringParams p;
-    p.num = kQueueSize;
-    p.desc = {&w.drv_ep, desc->off, static_cast<std::uint32_t>(desc->len)};
-    p.avail = {&w.drv_ep, avail->off, static_cast<std::uint32_t>(avail->len)};
-    p.used = {&w.drv_rc, used->off, static_cast<std::uint32_t>(used->len)};
-    vq[q].emplace(p);
-    auto r = drv.enable_queue(slot, q, kQueueSize, desc->link_addr, avail->link_addr, used->link_addr);
-    ASSERT_TRUE(r) << r.error().what;
+    const auto p = enable_driver_queue(drv, w, slot, q, kQueueSize);
+    ASSERT_TRUE(p);
+    vq[q].emplace(*p);
   }
 
   /// The driver transmits `hdr` and a 60-byte frame; returns whether the device completed it.
