@@ -32,6 +32,7 @@
 #include "vepf/os/signals.hpp"
 #include "vepf/gpio/gpio.hpp"
 #include "vepf/layout/epf.hpp"
+#include "vepf/log/limit.hpp"
 #include "vepf/platform/loopback.hpp"
 #include "vepf/platform/pci.hpp"
 #include "vepf/platform/window_memory.hpp"
@@ -105,6 +106,8 @@ class EpProgram {
   std::string handle_control(std::string_view request);
   json list() const;
   void on_peer();
+  /// Forgets the loopback host: its connection, the RC window, every device's state.
+  void drop_host();
   void on_poll();
   void print_report(spdlog::level::level_enum lvl);
 
@@ -122,6 +125,8 @@ class EpProgram {
   std::unique_ptr<gpio::Sideband> sideband_;  // after the transport: "ready" drops before the link goes
   app::LinkReport report_;
   std::chrono::steady_clock::time_point last_heartbeat_{};
+  std::chrono::steady_clock::time_point host_since_{};  // when the loopback host connected
+  log::Limit peer_log_;  // what a host can make us say: refusals, repairs
   bool quit_ = false;
 };
 
@@ -377,20 +382,34 @@ std::string EpProgram::handle_control(std::string_view request) {
   return error("unknown op '" + op + "': use list, add or remove");
 }
 
+/// How long a loopback host may stay connected without attaching before the next host that
+/// connects takes its place (a host that read a header it could not use, a hung one).
+constexpr std::chrono::seconds kUnattachedHost{2};
+
 void EpProgram::on_peer() {
   auto log = spdlog::get("ep");
+  if (loopback_->connected() && !transport_->attached() &&
+      std::chrono::steady_clock::now() - host_since_ >= kUnattachedHost) {
+    log->warn("the connected host has not attached in {} s: dropping it for the host now connecting",
+              kUnattachedHost.count());
+    drop_host();
+  }
   if (auto r = loopback_->accept_peer(); !r) {
-    log->warn("host connection refused: {}", r.error().what);
+    log::limited(peer_log_, log, spdlog::level::warn, "host connection refused: {}", r.error().what);
     return;
   }
   log->info("host connected");
-  const int fd = loopback_->peer_fd();
-  (void)loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd, log](std::uint32_t) {
+  host_since_ = std::chrono::steady_clock::now();
+  (void)loop_.add(loopback_->peer_fd(), EPOLLIN | EPOLLRDHUP, [this, log](std::uint32_t) {
     log->info("host went away: resetting devices");
-    loop_.remove(fd);
-    transport_->link_down();
-    loopback_->drop_peer();
+    drop_host();
   });
+}
+
+void EpProgram::drop_host() {
+  loop_.remove(loopback_->peer_fd());
+  transport_->link_down();
+  loopback_->drop_peer();
 }
 
 void EpProgram::on_poll() {
@@ -399,6 +418,12 @@ void EpProgram::on_poll() {
   if (now - last_heartbeat_ >= std::chrono::milliseconds(layout::kHeartbeatPeriodMs)) {
     last_heartbeat_ = now;
     transport_->heartbeat();  // one posted write: the host watches it instead of our header
+    // Local reads of our own window: whatever a host wrote over what we own is put back.
+    if (const std::uint32_t n = transport_->audit()) {
+      log::limited(peer_log_, spdlog::get("ep"), spdlog::level::warn,
+                   "the host overwrote {} line(s) of the control region that vepf-ep writes: re-published ({} so far)",
+                   n, transport_->repairs());
+    }
   }
   if (!report_.link_up_marked()) {
     for (const auto& [slot, d] : devices_) {

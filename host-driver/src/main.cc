@@ -3,6 +3,7 @@
 // when the link goes down it waits for the EP to come back. main() only wires.
 
 #include <linux/virtio_ids.h>
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include <csignal>
@@ -29,6 +30,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
 #include "vepf/layout/epf.hpp"
+#include "vepf/log/limit.hpp"
 #include "vepf/platform/loopback.hpp"
 #include "vepf/platform/pci.hpp"
 #include "vepf/platform/window_memory.hpp"
@@ -79,7 +81,13 @@ class HostProgram {
   }
   void reconcile();
   void on_interrupt();
+  /// The transport's wait hook: while a request waits for the EP's ack (a probe), the other
+  /// devices keep moving data and signals are seen. False once the program stops or the link
+  /// went down: the wait is given up.
+  bool while_waiting();
   void check_signals();
+  /// Sleeps up to `d`, waking early for a signal. False when the program is to stop.
+  bool pause(std::chrono::milliseconds d);
   void print_report(spdlog::level::level_enum lvl);
 
   const config::BoardConfig& cfg_;
@@ -97,8 +105,29 @@ class HostProgram {
   std::set<std::uint32_t> known_unsupported_;  // slots already reported as having no driver
   app::LinkReport report_;
   std::uint64_t tx_total_ = 0, rx_total_ = 0;  // frames of ended sessions
+  log::Limit peer_log_;  // what the EP can make us say again and again: failed attaches
   bool quit_ = false, link_down_ = false;
+  bool waiting_ = false;  // inside while_waiting(): the control path waits for the outer wait
 };
+
+bool HostProgram::while_waiting() {
+  if (waiting_) return !quit_ && !link_down_;
+  waiting_ = true;
+  check_signals();
+  if (!quit_) {
+    (void)loop_.run_once(0);  // TAPs, NBD clients, ptys, rpmsg sockets of the devices already up
+    for (auto& n : drivers_) n->on_interrupt();  // the wait may have taken their interrupt
+  }
+  waiting_ = false;
+  return !quit_ && !link_down_;
+}
+
+bool HostProgram::pause(std::chrono::milliseconds d) {
+  pollfd p{sfd_, POLLIN, 0};
+  (void)::poll(&p, 1, static_cast<int>(d.count()));
+  check_signals();
+  return !quit_;
+}
 
 void HostProgram::check_signals() {
   while (auto sig = os::read_signal(sfd_)) {
@@ -266,6 +295,7 @@ std::unique_ptr<host::Driver> HostProgram::probe(const transport::DeviceInfo& in
 
 Result<void> HostProgram::bring_up() {
   transport_ = std::make_unique<transport::DriverTransport>(*link_, milliseconds(cfg_.link.ack_timeout_ms));
+  transport_->set_wait_hook([this] { return while_waiting(); });
   if (auto r = transport_->attach(); !r) return r;
   table_generation_ = transport_->table_generation();
   known_unsupported_.clear();
@@ -308,7 +338,9 @@ void HostProgram::reconcile() {
 void HostProgram::on_interrupt() {
   drain_interrupt();
   const std::uint32_t seq = transport_->mailbox_seq();  // a local read
-  if (seq != mailbox_seen_) {
+  // During a wait (a probe in progress, maybe of this very news) only the data path runs: the
+  // control path looks at the mailbox once the wait is over.
+  if (seq != mailbox_seen_ && !waiting_) {
     mailbox_seen_ = seq;
     if (const auto gen = transport_->table_generation(); gen != table_generation_) {
       table_generation_ = gen;
@@ -337,8 +369,13 @@ void HostProgram::on_interrupt() {
 HostProgram::End HostProgram::session() {
   auto log = spdlog::get("host");
   if (auto r = bring_up(); !r) {
-    log->error("bringing up the link failed: {}", describe(r.error()));
-    return End::kFailed;
+    if (!quit_) log::limited(peer_log_, log, spdlog::level::err, "bringing up the link failed: {}", describe(r.error()));
+    // Let the EP go: it takes the next host (us, after a pause) only once this one is gone.
+    drivers_.clear();
+    transport_.reset();
+    loopback_.reset();
+    if (!pci_) link_ = nullptr;
+    return quit_ ? End::kQuit : End::kFailed;
   }
   link_down_ = false;
   std::vector<int> fds;
@@ -365,6 +402,7 @@ HostProgram::End HostProgram::session() {
         link_down_ = true;
         return;
       }
+      for (auto& n : drivers_) n->on_tick();
     }
     on_interrupt();
   });
@@ -414,11 +452,21 @@ void HostProgram::print_report(spdlog::level::level_enum lvl) {
 
 int HostProgram::run() {
   (void)loop_.add(sfd_, EPOLLIN, [this](std::uint32_t) { check_signals(); });
+  // After a failed attach (an EP whose header we could not use, one that did not answer) we
+  // wait before trying again, longer each time up to kMaxRetry; a session that ran resets it.
+  constexpr milliseconds kFirstRetry{50}, kMaxRetry{2000};
+  milliseconds retry = kFirstRetry;
   for (;;) {
     if (!connect()) return quit_ ? app::kExitOk : app::kExitFailure;
     const End end = session();
-    if (end == End::kQuit) return app::kExitOk;
+    if (end == End::kQuit || quit_) return app::kExitOk;
     if (o_.once) return app::kExitFailure;
+    if (end == End::kFailed) {
+      if (!pause(retry)) return app::kExitOk;
+      retry = std::min(retry * 2, kMaxRetry);
+      continue;
+    }
+    retry = kFirstRetry;
     spdlog::get("host")->warn("link down: waiting for the EP to come back");
   }
 }

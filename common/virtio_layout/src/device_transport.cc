@@ -17,6 +17,8 @@ using layout::DeviceSlot;
 using layout::DriverLine;
 using layout::EpfHeader;
 using layout::LinkDriverLine;
+using layout::QueueBlock;
+using layout::QueueDeviceLine;
 using layout::QueueDriverLine;
 
 namespace {
@@ -51,7 +53,16 @@ void DeviceHandle::queue_broken(std::uint16_t q) noexcept {
 // ---- DeviceTransport
 
 DeviceTransport::DeviceTransport(DeviceLink& link, std::uint32_t epoch)
-    : link_(link), ep_(link.ep_window()), space_(&link.ep_window(), nullptr), epoch_(epoch ? epoch : 1) {
+    : link_(link), ep_(link.ep_window()), space_(&link.ep_window(), nullptr), epoch_(epoch ? epoch : 1),
+      header_(&ep_, layout::header_off(0)) {
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    s.line = OwnedBytes<sizeof(DeviceLine)>(&ep_, layout::device_line_off(i, 0));
+    s.config = OwnedBytes<layout::kConfigSpaceSize>(&ep_, layout::device_slot_off(i) + offsetof(DeviceSlot, config));
+    for (std::uint32_t q = 0; q < layout::kMaxQueuesPerDevice; ++q) {
+      s.queue_lines[q] = OwnedBytes<sizeof(QueueDeviceLine)>(&ep_, layout::queue_block_off(i, q) + offsetof(QueueBlock, device));
+    }
+  }
   // Rings and buffers never overlap the control region: a driver cannot make the device
   // overwrite its own header or acks through a descriptor.
   space_.set_ep_floor(layout::kControlRegionSize);
@@ -67,27 +78,33 @@ Result<void> DeviceTransport::init() {
   if (ep_.size() < layout::kControlRegionSize) return fail(Errc::kInvalidArgument, "EP window smaller than the control region");
   // A stale request left in memory from a previous run must not be replayed.
   last_link_seq_ = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
-  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, version)), layout::kEpfVersion);
-  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, max_devices)), layout::kMaxDevices);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch)), epoch_);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, region_size)), layout::kControlRegionSize);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, device_table_off)), offsetof(ControlRegion, devices));
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, device_stride)), sizeof(DeviceSlot));
-  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, max_queues)), layout::kMaxQueuesPerDevice);
-  ep_.store<std::uint16_t>(layout::header_off(offsetof(EpfHeader, queue_stride)), sizeof(layout::QueueBlock));
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), table_generation_);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, ep_window_size_lo)), static_cast<std::uint32_t>(ep_.size()));
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, ep_window_size_hi)), static_cast<std::uint32_t>(ep_.size() >> 32));
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq)), last_link_seq_);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_result)), 0);
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, doorbell_off)), offsetof(ControlRegion, doorbell));
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, mailbox_off)), 0);
+  // All zero first (the image's start), magic included: a driver never takes a previous run's
+  // header, half rewritten, for ours.
+  header_.publish();
+  header_.store<std::uint16_t>(offsetof(EpfHeader, version), layout::kEpfVersion);
+  header_.store<std::uint16_t>(offsetof(EpfHeader, max_devices), layout::kMaxDevices);
+  header_.store<std::uint32_t>(offsetof(EpfHeader, epoch), epoch_);
+  header_.store<std::uint32_t>(offsetof(EpfHeader, region_size), layout::kControlRegionSize);
+  header_.store<std::uint32_t>(offsetof(EpfHeader, device_table_off), offsetof(ControlRegion, devices));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, device_stride), sizeof(DeviceSlot));
+  header_.store<std::uint16_t>(offsetof(EpfHeader, max_queues), layout::kMaxQueuesPerDevice);
+  header_.store<std::uint16_t>(offsetof(EpfHeader, queue_stride), sizeof(layout::QueueBlock));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, table_generation), table_generation_);
+  header_.store<std::uint32_t>(offsetof(EpfHeader, ep_window_size_lo), static_cast<std::uint32_t>(ep_.size()));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, ep_window_size_hi), static_cast<std::uint32_t>(ep_.size() >> 32));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_seq), last_link_seq_);
+  header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_result), 0);
+  header_.store<std::uint32_t>(offsetof(EpfHeader, doorbell_off), offsetof(ControlRegion, doorbell));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, mailbox_off), 0);
   for (std::uint32_t i = 0; i < layout::kMaxDevices; ++i) {
-    ep_.store<std::uint32_t>(layout::device_line_off(i, offsetof(DeviceLine, device_id)), 0);
+    // An empty slot; what a previous run left in the rest of its line (slot_generation, the
+    // last ack) carries on, so that a driver never sees them go back.
+    slots_[i].line.adopt();
+    slots_[i].line.store<std::uint32_t>(offsetof(DeviceLine, device_id), 0);
   }
   // Magic last: a driver that sees it sees a complete header. Pairs with load_acquire of magic
   // in DriverTransport::validate_header().
-  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, magic)), layout::kEpfMagic);
+  header_.store_release<std::uint32_t>(offsetof(EpfHeader, magic), layout::kEpfMagic);
   return {};
 }
 
@@ -115,14 +132,15 @@ Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
   s.last_req_seq = ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
   write_slot_header(slot);
   write_config(slot);
+  for (std::uint32_t q = 0; q < dev->num_queues(); ++q) s.queue_lines[q].publish();  // none enabled
   write_status(slot);
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), s.last_req_seq);
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, ack_seq), s.last_req_seq);
   // device_id last: the driver reads a complete entry once it is non-zero. Pairs with
   // load_acquire of device_id in DriverTransport::scan().
-  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)), dev->device_id());
+  slots_[slot].line.store_release<std::uint32_t>(offsetof(DeviceLine, device_id), dev->device_id());
   // The filled slot before the new table generation; pairs with load_acquire of
   // table_generation in DriverTransport::table_generation().
-  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  header_.store_release<std::uint32_t>(offsetof(EpfHeader, table_generation), ++table_generation_);
   bump_mailbox();
   interrupt();
   return slot;
@@ -134,24 +152,24 @@ void DeviceTransport::remove_device(std::uint32_t slot) {
   slots_[slot].dev = nullptr;
   // The reset status before the empty slot; pairs with load_acquire of device_id in
   // DriverTransport::scan().
-  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_id)), 0);
-  const auto gen = ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)));
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
+  slots_[slot].line.store_release<std::uint32_t>(offsetof(DeviceLine, device_id), 0);
+  const auto gen = slots_[slot].line.get<std::uint32_t>(offsetof(DeviceLine, slot_generation));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, slot_generation), gen + 1);
   // Pairs with load_acquire of table_generation in DriverTransport::table_generation().
-  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, table_generation)), ++table_generation_);
+  header_.store_release<std::uint32_t>(offsetof(EpfHeader, table_generation), ++table_generation_);
   bump_mailbox();
   interrupt();
 }
 
 void DeviceTransport::write_slot_header(std::uint32_t slot) {
   const VirtioDevice& d = *slots_[slot].dev;
-  ep_.store<std::uint16_t>(layout::device_line_off(slot, offsetof(DeviceLine, num_queues)), d.num_queues());
-  ep_.store<std::uint16_t>(layout::device_line_off(slot, offsetof(DeviceLine, max_queue_size)), d.max_queue_size());
+  slots_[slot].line.store<std::uint16_t>(offsetof(DeviceLine, num_queues), d.num_queues());
+  slots_[slot].line.store<std::uint16_t>(offsetof(DeviceLine, max_queue_size), d.max_queue_size());
   const std::uint64_t f = d.device_features();
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_feature_lo)), static_cast<std::uint32_t>(f));
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, device_feature_hi)), static_cast<std::uint32_t>(f >> 32));
-  const auto gen = ep_.load<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)));
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, slot_generation)), gen + 1);
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, device_feature_lo), static_cast<std::uint32_t>(f));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, device_feature_hi), static_cast<std::uint32_t>(f >> 32));
+  const auto gen = slots_[slot].line.get<std::uint32_t>(offsetof(DeviceLine, slot_generation));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, slot_generation), gen + 1);
 }
 
 void DeviceTransport::write_config(std::uint32_t slot) {
@@ -159,10 +177,12 @@ void DeviceTransport::write_config(std::uint32_t slot) {
   const auto cfg = s.dev->config();
   // Seqlock-style generation (LAYOUT.md §2.4): odd while the config is being rewritten, so a
   // driver that reads an odd or changed generation around its read retries.
-  const std::size_t gen_off = layout::device_line_off(slot, offsetof(DeviceLine, config_generation));
+  const std::size_t gen_off = offsetof(DeviceLine, config_generation);
+  // Odd, whatever the line held (a previous run's value, or one a host overwrote it with).
+  const std::uint32_t odd = s.line.get<std::uint32_t>(gen_off) | 1u;
   // Earlier config stores before the odd generation; pairs with load_acquire of the first
   // generation read in DriverTransport::read_config().
-  ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
+  s.line.store_release<std::uint32_t>(gen_off, odd);
   // The odd generation before any byte of the new config: a store-release orders only what
   // precedes it, so without this barrier the config stores could become visible first and a
   // driver could read a torn config between two equal even generations. Pairs with the
@@ -172,18 +192,18 @@ void DeviceTransport::write_config(std::uint32_t slot) {
   std::array<std::byte, layout::kConfigSpaceSize> buf{};
   std::copy(cfg.begin(), cfg.end(), buf.begin());
   // Word by word (single-copy atomic): the driver may be reading it right now.
-  ep_.write_atomic(layout::device_slot_off(slot) + offsetof(DeviceSlot, config), buf);
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, config_size)), static_cast<std::uint32_t>(cfg.size()));
+  s.config.assign(buf);
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, config_size), static_cast<std::uint32_t>(cfg.size()));
   // The new config before the even generation; pairs with load_acquire of the first
   // generation read in DriverTransport::read_config().
-  ep_.store_release<std::uint32_t>(gen_off, ++s.config_generation);
+  s.line.store_release<std::uint32_t>(gen_off, odd + 1);
 }
 
 void DeviceTransport::write_status(std::uint32_t slot) {
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, broken_queues)), slots_[slot].broken_queues);
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, broken_queues), slots_[slot].broken_queues);
   // broken_queues before status; pairs with load_acquire of status in
   // DriverTransport::device_status().
-  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, status)), slots_[slot].status);
+  slots_[slot].line.store_release<std::uint32_t>(offsetof(DeviceLine, status), slots_[slot].status);
 }
 
 void DeviceTransport::bump_mailbox() noexcept {
@@ -211,7 +231,7 @@ void DeviceTransport::reset_slot(std::uint32_t slot) {
   Slot& s = slots_[slot];
   if (s.dev) s.dev->on_reset();
   for (std::uint32_t q = 0; q < s.queues.size(); ++q) {
-    if (s.queues[q]) ep_.store<std::uint16_t>(layout::queue_block_off(slot, q) + sizeof(QueueDriverLine), 0);
+    if (s.queues[q]) s.queue_lines[q].store<std::uint16_t>(offsetof(QueueDeviceLine, enabled), 0);
     s.queues[q].reset();
   }
   s.status = 0;
@@ -235,7 +255,7 @@ void DeviceTransport::restart(std::uint32_t new_epoch) {
   epoch_ = new_epoch;
   // The reset slots before the new epoch; pairs with load_acquire of epoch in
   // DriverTransport::epoch_changed().
-  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, epoch)), epoch_);
+  header_.store_release<std::uint32_t>(offsetof(EpfHeader, epoch), epoch_);
 }
 
 void DeviceTransport::poll() {
@@ -272,6 +292,9 @@ void DeviceTransport::poll_link() {
     if (rc_) link_down();  // a new attach starts from a clean state
   }
   if (op == layout::LinkOp::kAttach) {
+    // Whatever a host wrote over our lines (a crashed or hostile one, a stray DMA), the host
+    // attaching now reads what we hold.
+    republish();
     const auto addr = join(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo))),
                            ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi))));
     const auto size = join(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo))),
@@ -293,12 +316,60 @@ void DeviceTransport::poll_link() {
   } else if (op != layout::LinkOp::kDetach) {
     result = AckResult::kBadOp;
   }
-  ep_.store<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_result)), static_cast<std::uint32_t>(result));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_result), static_cast<std::uint32_t>(result));
   // The result before the ack; pairs with load_acquire of the ack in DriverTransport::wait_ack().
-  ep_.store_release<std::uint32_t>(layout::header_off(offsetof(EpfHeader, link_ack_seq)), seq);
+  header_.store_release<std::uint32_t>(offsetof(EpfHeader, link_ack_seq), seq);
   bump_mailbox();
   // The attach ack must reach a driver waiting for it, even though rc_ may be unset.
   (void)link_.raise_interrupt();
+}
+
+void DeviceTransport::republish() {
+  // Each line's committing word last: magic pairs with load_acquire of magic in
+  // DriverTransport::validate_header(), device_id with load_acquire of device_id in
+  // DriverTransport::scan().
+  header_.publish(offsetof(EpfHeader, magic));
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    s.line.publish(offsetof(DeviceLine, device_id));
+    if (s.dev == nullptr) continue;
+    write_config(i);
+    for (std::uint32_t q = 0; q < s.dev->num_queues(); ++q) s.queue_lines[q].publish();
+  }
+}
+
+std::uint32_t DeviceTransport::audit() {
+  std::uint32_t repaired = 0;
+  if (!header_.intact()) {
+    // Pairs with load_acquire of magic in DriverTransport::validate_header().
+    header_.publish(offsetof(EpfHeader, magic));
+    ++repaired;
+  }
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    if (!s.line.intact()) {
+      // Pairs with load_acquire of device_id in DriverTransport::scan().
+      s.line.publish(offsetof(DeviceLine, device_id));
+      ++repaired;
+    }
+    if (s.dev == nullptr) continue;
+    if (!s.config.intact()) {
+      write_config(i);  // under a new generation: a driver that read the overwrite reads again
+      ++repaired;
+    }
+    for (std::uint32_t q = 0; q < s.dev->num_queues(); ++q) {
+      if (!s.queue_lines[q].intact()) {
+        s.queue_lines[q].publish();
+        ++repaired;
+      }
+    }
+  }
+  if (repaired) {
+    repairs_ += repaired;
+    bump_mailbox();  // the driver re-reads status and config
+    interrupt();
+  }
+  return repaired;
 }
 
 void DeviceTransport::poll_device(std::uint32_t slot) {
@@ -311,11 +382,11 @@ void DeviceTransport::poll_device(std::uint32_t slot) {
   const auto op = static_cast<layout::DeviceOp>(ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op))));
   const auto arg = ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)));
   const Ack ack = rc_ ? handle_request(slot, op, arg) : Ack{AckResult::kNoLink, 0};
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_result)), static_cast<std::uint32_t>(ack.result));
-  ep_.store<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_value)), ack.value);
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, ack_result), static_cast<std::uint32_t>(ack.result));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, ack_value), ack.value);
   // Result and value before the ack; pairs with load_acquire of the ack in
   // DriverTransport::wait_ack().
-  ep_.store_release<std::uint32_t>(layout::device_line_off(slot, offsetof(DeviceLine, ack_seq)), seq);
+  slots_[slot].line.store_release<std::uint32_t>(offsetof(DeviceLine, ack_seq), seq);
   bump_mailbox();
   interrupt();
 }
@@ -333,7 +404,7 @@ DeviceTransport::Ack DeviceTransport::handle_request(std::uint32_t slot, layout:
       Slot& s = slots_[slot];
       if (arg >= s.dev->num_queues() || (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) return {AckResult::kBadState, 0};
       s.queues[arg].reset();
-      ep_.store<std::uint16_t>(layout::queue_block_off(slot, arg) + sizeof(QueueDriverLine), 0);
+      s.queue_lines[arg].store<std::uint16_t>(offsetof(QueueDeviceLine, enabled), 0);
       return {AckResult::kOk, 0};
     }
     case layout::DeviceOp::kNone:
@@ -403,7 +474,7 @@ AckResult DeviceTransport::enable_queue(std::uint32_t slot, std::uint32_t q) {
   p.indirect = s.features & (std::uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC);
   p.group = &group_;
   s.queues[q] = std::make_unique<ring::Vringh>(p);
-  ep_.store<std::uint16_t>(layout::queue_block_off(slot, q) + sizeof(QueueDriverLine), 1);
+  s.queue_lines[q].store<std::uint16_t>(offsetof(QueueDeviceLine, enabled), 1);
   return AckResult::kOk;
 }
 

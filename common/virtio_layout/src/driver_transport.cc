@@ -20,6 +20,9 @@ namespace {
 // How often a waiting driver re-reads the ack when no interrupt comes (a lost interrupt, or a
 // platform whose EP cannot interrupt before the link is attached).
 constexpr std::chrono::milliseconds kAckPoll{5};
+// How often read_config() reads a config whose generation moved or was odd before it says
+// kNotReady: a device rewrites 256 bytes in well under a microsecond of its own time.
+constexpr int kConfigReadTries = 8;
 
 }  // namespace
 
@@ -113,6 +116,7 @@ Result<void> DriverTransport::wait_ack(std::size_t ack_seq_off, std::uint32_t se
     if (ep_.load_acquire<std::uint32_t>(ack_seq_off) == seq) return {};
     const auto now = Clock::now();
     if (now >= deadline) return fail(Errc::kTimeout, "device did not acknowledge the request in time");
+    if (wait_hook_ && !wait_hook_()) return fail(Errc::kCancelled, "gave up waiting for the device's ack");
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1);
     auto r = link_.wait_interrupt(std::min(left, kAckPoll));
     if (!r) return tl::unexpected(r.error());
@@ -197,8 +201,7 @@ Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byt
   if (slot >= layout::kMaxDevices) return fail(Errc::kInvalidArgument, "slot out of range");
   if (out.size() > layout::kConfigSpaceSize) return fail(Errc::kOutOfRange, "config read beyond the config space");
   const std::size_t gen_off = layout::device_line_off(slot, offsetof(DeviceLine, config_generation));
-  const auto deadline = Clock::now() + timeout_;
-  do {
+  for (int i = 0; i < kConfigReadTries; ++i) {
     // VIRTIO 1.2 §4.1.4.3.1 (and DPDK modern_read_dev_config): read until the generation holds.
     // The config after the first generation; pairs with the even generation's store_release in
     // DeviceTransport::write_config().
@@ -210,8 +213,19 @@ Result<void> DriverTransport::read_config(std::uint32_t slot, std::span<std::byt
     hw::dma_rmb();
     const auto g2 = ep_.load_acquire<std::uint32_t>(gen_off);
     if (g1 == g2 && (g1 & 1) == 0) return {};
-  } while (Clock::now() < deadline);
-  return fail(Errc::kTimeout, "device config kept changing");
+  }
+  return fail(Errc::kNotReady, "device config is being rewritten (config_generation odd or moving)");
+}
+
+Result<void> DriverTransport::read_config_wait(std::uint32_t slot, std::span<std::byte> out) {
+  const auto deadline = Clock::now() + timeout_;
+  for (;;) {
+    auto r = read_config(slot, out);
+    if (r || r.error().code != Errc::kNotReady) return r;
+    if (Clock::now() >= deadline) return fail(Errc::kTimeout, "device config kept changing");
+    if (wait_hook_ && !wait_hook_()) return fail(Errc::kCancelled, "gave up waiting for a stable device config");
+    if (auto w = link_.wait_interrupt(std::chrono::milliseconds(1)); !w) return tl::unexpected(w.error());
+  }
 }
 
 std::uint8_t DriverTransport::device_status(std::uint32_t slot) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/common.h>
 
+#include "vepf/log/limit.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace vepf::ep {
@@ -32,6 +33,11 @@ class Device : public transport::VirtioDevice {
   virtual Counts counts() const = 0;
   /// Logs this device's statistics at `lvl`.
   virtual void report(std::uint32_t slot, spdlog::level::level_enum lvl) const = 0;
+
+ protected:
+  /// Every message the driver can trigger goes through this (log::limited): a broken or
+  /// hostile driver must not flood the log.
+  mutable log::Limit peer_log_;
 };
 
 }  // namespace vepf::ep

@@ -4,11 +4,13 @@
 // DEVICE_NEEDS_RESET (VIRTIO 1.2 §2.1.2). HostProgram holds drivers only through this interface.
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include <spdlog/common.h>
 
 #include "vepf/error.hpp"
+#include "vepf/log/limit.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -37,6 +39,9 @@ class Driver {
   /// Control-path event (the mailbox moved): returns false when the device reports
   /// DEVICE_NEEDS_RESET and this driver must be torn down (the caller probes it again).
   [[nodiscard]] bool on_control_event();
+  /// The poll tick (every heartbeat period): a config read that found the device rewriting
+  /// its config is tried again here.
+  void on_tick();
   /// A budget ran out with work left: call on_interrupt() again before sleeping.
   virtual bool backlog() const { return false; }
   virtual Counts counts() const = 0;
@@ -57,6 +62,10 @@ class Driver {
   virtual void on_needs_reset() {}
   /// The device's config may have changed (control-path event without NEEDS_RESET).
   virtual void on_config_event() {}
+  /// Reads the device config into `out` without waiting (DriverTransport::read_config()).
+  /// False when it could not: the device is rewriting it (tried again at the next on_tick(),
+  /// which calls on_config_event() again) or another error (logged).
+  bool read_config_or_retry(std::span<std::byte> out);
   /// The logger of this device type ("host.net", ...).
   virtual const char* logger() const = 0;
 
@@ -64,6 +73,12 @@ class Driver {
   transport::DeviceInfo info_;
   std::uint64_t features_ = 0;
   bool driver_ok_ = false;
+  /// Every message the device can trigger goes through this (log::limited): a broken or
+  /// hostile device must not flood the log.
+  mutable log::Limit peer_log_;
+
+ private:
+  bool config_retry_ = false;  // on_config_event() found the config being rewritten
 };
 
 }  // namespace vepf::host

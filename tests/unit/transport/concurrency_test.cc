@@ -87,7 +87,7 @@ TEST(Concurrency, ConfigSeqlockNeverShowsATornConfig) {
   while (!done.load(std::memory_order_acquire) || reads == 0) {
     auto r = drv.read_config(*slot, cfg);
     if (!r) {
-      ++timeouts;  // the device kept rewriting it for the whole timeout: allowed, not torn
+      ++timeouts;  // the device kept rewriting it (kNotReady): allowed, not torn
       continue;
     }
     ++reads;

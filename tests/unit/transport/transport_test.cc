@@ -79,15 +79,52 @@ TEST_F(TransportTest, ReadConfigMatchesTheDevice) {
   EXPECT_EQ(big.error().code, Errc::kOutOfRange);
 }
 
-TEST_F(TransportTest, ReadConfigTimesOutWhileTheGenerationIsOdd) {
+TEST_F(TransportTest, ReadConfigSaysNotReadyWhileTheGenerationIsOddAndNeverWaits) {
   bring_up();
-  // An odd config_generation means the device is rewriting the config (seqlock).
+  int hook_calls = 0;
+  drv.set_wait_hook([&] { return ++hook_calls > 0; });
+  // An odd config_generation means the device is rewriting the config (seqlock); a broken or
+  // hostile device may hold it odd for ever.
   const std::size_t gen = dev_line_off(slot, offsetof(DeviceLine, config_generation));
   poke<std::uint32_t>(w.ep(), gen, peek<std::uint32_t>(w.ep(), gen) | 1);
   std::array<std::byte, 8> cfg{};
+  const auto waits = drl.waits;
   auto r = drv.read_config(slot, cfg);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, Errc::kTimeout);
+  EXPECT_EQ(r.error().code, Errc::kNotReady);
+  EXPECT_EQ(drl.waits, waits) << "read_config() waited for the device";
+  EXPECT_EQ(hook_calls, 0);
+  // The probe-time read waits, with the hook running, for up to the ack timeout.
+  auto w8 = drv.read_config_wait(slot, cfg);
+  ASSERT_FALSE(w8);
+  EXPECT_EQ(w8.error().code, Errc::kTimeout);
+  EXPECT_GT(hook_calls, 0);
+  // And gives up when the hook says so.
+  hook_calls = 0;
+  drv.set_wait_hook([&] { return ++hook_calls < 3; });
+  auto c = drv.read_config_wait(slot, cfg);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, Errc::kCancelled);
+  EXPECT_EQ(hook_calls, 3);
+  // A stable config again: read at once.
+  poke<std::uint32_t>(w.ep(), gen, (peek<std::uint32_t>(w.ep(), gen) | 1) + 1);
+  EXPECT_TRUE(drv.read_config(slot, cfg));
+}
+
+TEST_F(TransportTest, AnAckWaitRunsTheWaitHookAndEndsWhenItGivesUp) {
+  bring_up();
+  drl.set_mode(PeerMode::kNeverAck);
+  int hook_calls = 0;
+  drv.set_wait_hook([&] { return ++hook_calls < 4; });
+  auto r = drv.set_status(slot, kAck);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kCancelled);
+  EXPECT_EQ(hook_calls, 4);
+  // Without a hook that gives up, the wait ends at the ack timeout.
+  drv.set_wait_hook([&] { return ++hook_calls > 0; });
+  auto t = drv.set_status(slot, kAck);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, Errc::kTimeout);
 }
 
 TEST_F(TransportTest, ConfigChangeBumpsTheGeneration) {

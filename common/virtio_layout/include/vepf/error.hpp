@@ -20,6 +20,7 @@ enum class Errc : std::uint16_t {
   kNotReady,          // the peer is not (yet) in the state the operation needs
   kLinkDown,          // the other side went away
   kSystem,            // a syscall failed: see sys_errno
+  kCancelled,         // a wait was given up by its caller (e.g. the program is stopping)
 };
 
 /// Name of an Errc for messages ("bad-ring", ...).
@@ -36,6 +37,7 @@ constexpr std::string_view errc_name(Errc c) noexcept {
     case Errc::kNotReady: return "not-ready";
     case Errc::kLinkDown: return "link-down";
     case Errc::kSystem: return "system";
+    case Errc::kCancelled: return "cancelled";
   }
   return "unknown";
 }

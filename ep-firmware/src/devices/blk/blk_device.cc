@@ -102,7 +102,7 @@ void BlockDevice::on_notify(transport::DeviceHandle&) { process(); }
 
 void BlockDevice::broken() {
   auto* vq = h_->queue(layout::kBlkRequestQueue);
-  log()->error("{}: driver broke the request queue's rules ({}); device needs reset", file_.path(), vq ? vq->why() : "?");
+  log::limited(peer_log_, log(), spdlog::level::err, "{}: driver broke the request queue's rules ({}); device needs reset", file_.path(), vq ? vq->why() : "?");
   h_->queue_broken(layout::kBlkRequestQueue);
   backlog_ = false;
 }
@@ -154,7 +154,7 @@ ring::Handled BlockDevice::take(ring::Chain& c) {
   ring::chain_read(ch, std::span{hdr_buf_}.first(head));
   auto p = layout::parse_blk_request(std::span{hdr_buf_}.first(head), ch.read_len, ch.write_len, lim_);
   if (p.kind == layout::BlkParse::Kind::kMalformed) {
-    log()->error("{}: request chain without room for header and status ({} B readable, {} B writable)", file_.path(),
+    log::limited(peer_log_, log(), spdlog::level::err, "{}: request chain without room for header and status ({} B readable, {} B writable)", file_.path(),
                  ch.read_len, ch.write_len);
     return ring::Handled::stop();
   }
@@ -257,7 +257,7 @@ void BlockDevice::on_completions() {
     const auto& r = job->req;
     if (job->err != 0) {
       ++stats_.io_errors;
-      log()->warn("{}: request type {} at byte {} failed: {}", file_.path(), r.type, r.offset, std::strerror(job->err));
+      log::limited(peer_log_, log(), spdlog::level::warn, "{}: request type {} at byte {} failed: {}", file_.path(), r.type, r.offset, std::strerror(job->err));
       finish(*job, VIRTIO_BLK_S_IOERR, 0);
       continue;
     }

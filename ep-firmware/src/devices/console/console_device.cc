@@ -353,7 +353,7 @@ void ConsoleDevice::shutdown() {
 
 void ConsoleDevice::broken(std::uint16_t q) {
   auto* vq = h_->queue(q);
-  log()->error("driver broke queue {}'s rules ({}); device needs reset", q, vq ? vq->why() : "?");
+  log::limited(peer_log_, log(), spdlog::level::err, "driver broke queue {}'s rules ({}); device needs reset", q, vq ? vq->why() : "?");
   h_->queue_broken(q);
 }
 
@@ -388,7 +388,7 @@ void ConsoleDevice::flush_control() {
     if (c.write_len >= m.size()) {
       len = static_cast<std::uint32_t>(ring::chain_write(c, m));
     } else {
-      log()->warn("control buffer of {} bytes is too small for a {}-byte message: dropped", c.write_len, m.size());
+      log::limited(peer_log_, log(), spdlog::level::warn, "control buffer of {} bytes is too small for a {}-byte message: dropped", c.write_len, m.size());
     }
     ctrl_out_.pop_front();
     return ring::Handled::used(len);
@@ -424,16 +424,16 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
   auto m = layout::parse_console_control(msg, static_cast<std::uint32_t>(ports_.size()));
   if (!m) {
     ++stats_.bad_control;
-    log()->warn("control message from the driver dropped: {}", m.error());
+    log::limited(peer_log_, log(), spdlog::level::warn, "control message from the driver dropped: {}", m.error());
     return;
   }
   auto bad = [&](const char* why) {
     ++stats_.bad_control;
-    log()->warn("control event {} for port {} dropped: {}", m->event, m->id, why);
+    log::limited(peer_log_, log(), spdlog::level::warn, "control event {} for port {} dropped: {}", m->event, m->id, why);
   };
   switch (m->event) {
     case VIRTIO_CONSOLE_DEVICE_READY:
-      if (m->value != 1) return log()->error("driver could not set the device up (DEVICE_READY 0)");
+      if (m->value != 1) return log::limited(peer_log_, log(), spdlog::level::err, "driver could not set the device up (DEVICE_READY 0)");
       if (device_ready_) return bad("DEVICE_READY again");
       device_ready_ = true;
       for (auto& p : ports_) {
@@ -446,7 +446,7 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
       if (!p.added) return bad("port not added");
       if (m->value != 1) {
         p.ready = false;
-        log()->error("port {}: the driver could not set it up (PORT_READY 0)", p.id);
+        log::limited(peer_log_, log(), spdlog::level::err, "port {}: the driver could not set it up (PORT_READY 0)", p.id);
         return update_watch(p);
       }
       if (p.ready) return bad("PORT_READY again");
@@ -472,7 +472,7 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
         return;
       }
       if (auto r = os::set_winsize(p.pty.master.get(), ws); !r) {
-        log()->warn("port {}: cannot set size {}x{}: {}", p.id, ws.cols, ws.rows, errno_text(r.error()));
+        log::limited(peer_log_, log(), spdlog::level::warn, "port {}: cannot set size {}x{}: {}", p.id, ws.cols, ws.rows, errno_text(r.error()));
         return;
       }
       p.size = ws;

@@ -91,7 +91,7 @@ void NetDevice::on_notify(transport::DeviceHandle&) {
 
 void NetDevice::broken(std::uint16_t q) {
   auto* vq = h_->queue(q);
-  spdlog::get("ep.net")->error("{}: driver broke {} queue rules ({}); device needs reset", backend_->name(),
+  log::limited(peer_log_, spdlog::get("ep.net"), spdlog::level::err, "{}: driver broke {} queue rules ({}); device needs reset", backend_->name(),
                                q == layout::kNetRxQueue ? "receive" : "transmit", vq ? vq->why() : "?");
   h_->queue_broken(q);
   (q == layout::kNetRxQueue ? rx_ : tx_).drop();
@@ -121,13 +121,8 @@ bool NetDevice::send_chain(const ring::Chain& c) {
   if (const char* why = layout::check_net_hdr(hdr, n - layout::kNetHdrSize, to_device_, false)) {
     ++stats_.tx_errors;
     ++stats_.tx_bad_hdr;
-    // Rate-limited: a hostile driver must not flood the log.
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_bad_hdr_log_ >= std::chrono::seconds(1)) {
-      last_bad_hdr_log_ = now;
-      spdlog::get("ep.net")->warn("{}: frame from the driver dropped: {} ({} so far)", backend_->name(), why,
-                                  stats_.tx_bad_hdr);
-    }
+    log::limited(peer_log_, spdlog::get("ep.net"), spdlog::level::warn, "{}: frame from the driver dropped: {} ({} so far)",
+                 backend_->name(), why, stats_.tx_bad_hdr);
     return true;
   }
   hdr.num_buffers = layout::le16::from_cpu(0);

@@ -74,7 +74,6 @@ class NetDevice final : public Device {
   bool offloads_;                   // offered: the config allows them and the backend is a TAP
   layout::NetOffloads to_device_;   // what the driver may send (negotiated at DRIVER_OK)
   layout::NetOffloads to_driver_;   // what the driver accepts from us
-  std::chrono::steady_clock::time_point last_bad_hdr_log_{};
   NetStats stats_;
   bool backlog_tx_ = false, backlog_rx_ = false;
   // The backend may have a frame: false from a read that found none until its readable

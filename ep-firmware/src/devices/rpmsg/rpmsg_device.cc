@@ -60,7 +60,7 @@ void RpmsgDevice::send(std::uint32_t src, std::uint32_t dst, std::span<const std
 
 void RpmsgDevice::broken(std::uint16_t q) {
   auto* vq = h_->queue(q);
-  log()->error("{}: driver broke {} queue rules ({}); device needs reset", dir_, q == layout::kRpmsgRxQueue ? "rx" : "tx",
+  log::limited(peer_log_, log(), spdlog::level::err, "{}: driver broke {} queue rules ({}); device needs reset", dir_, q == layout::kRpmsgRxQueue ? "rx" : "tx",
                vq ? vq->why() : "?");
   h_->queue_broken(q);
   out_.clear();

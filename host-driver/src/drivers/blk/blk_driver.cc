@@ -36,7 +36,7 @@ BlockDriver::~BlockDriver() {
 
 Result<void> BlockDriver::probe() {
   if (auto r = negotiate(wanted_features()); !r) return r;
-  if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
+  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
   capacity_ = cfg_.capacity.to_cpu() * layout::kSectorSize;
   if (capacity_ == 0) return fail(Errc::kRejected, "device reports capacity 0");
   const std::uint16_t num = info_.max_queue_size;
@@ -315,7 +315,7 @@ void BlockDriver::on_interrupt() {
   }, &err);
   backlog_ = d.end == ring::Drained::End::kBudget;
   if (d.end == ring::Drained::End::kBroken) {
-    log()->error("device {}: request queue: {}", info_.slot, err.what);
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: request queue: {}", info_.slot, err.what);
     fail_all(EIO);
     return;
   }

@@ -44,7 +44,7 @@ bool ConsoleDriver::multiport() const noexcept { return has(VIRTIO_CONSOLE_F_MUL
 
 Result<void> ConsoleDriver::probe() {
   if (auto r = negotiate(wanted_features()); !r) return r;
-  if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
+  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
   max_ports_ = multiport() ? cfg_.max_nr_ports.to_cpu() : 1;
   if (max_ports_ == 0 || max_ports_ > layout::kConsoleMaxPorts ||
       layout::console_num_queues(max_ports_) > info_.num_queues) {
@@ -91,7 +91,7 @@ void ConsoleDriver::add_port(std::uint32_t id) {
   Port& p = *ports_[id];
   if (p.added) {
     ++stats_.bad;
-    return log()->warn("device {}: PORT_ADD for port {} again; ignored", info_.slot, id);
+    return log::limited(peer_log_, log(), spdlog::level::warn, "device {}: PORT_ADD for port {} again; ignored", info_.slot, id);
   }
   auto pty = os::open_pty(/*raw=*/true, /*hold_slave=*/true);
   auto link = dir_ + "/port" + std::to_string(id);
@@ -137,12 +137,12 @@ void ConsoleDriver::name_port(Port& p, std::string_view name) {
   for (const auto& o : ports_) {
     if (o.get() != &p && std::find(o->links.begin(), o->links.end(), link) != o->links.end()) {
       ++stats_.bad;
-      return log()->warn("device {}: port {} named '{}' like port {}; not linked", info_.slot, p.id, name, o->id);
+      return log::limited(peer_log_, log(), spdlog::level::warn, "device {}: port {} named '{}' like port {}; not linked", info_.slot, p.id, name, o->id);
     }
   }
   if (std::find(p.links.begin(), p.links.end(), link) != p.links.end()) return;
   if (auto r = os::replace_symlink(p.pty.slave_path, link); !r) {
-    return log()->error("device {}: port {}: cannot link {}: {}", info_.slot, p.id, link, errno_text(r.error()));
+    return log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {}: cannot link {}: {}", info_.slot, p.id, link, errno_text(r.error()));
   }
   p.links.push_back(link);
   log()->info("device {}: port {} is '{}' ({})", info_.slot, p.id, name, link);
@@ -153,7 +153,7 @@ void ConsoleDriver::set_size(Port& p, os::WinSize ws) {
   ++stats_.resizes_received;
   if (!p.added) return;
   if (auto r = os::set_winsize(p.pty.master.get(), ws); !r) {
-    log()->warn("device {}: port {}: cannot set size: {}", info_.slot, p.id, errno_text(r.error()));
+    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: port {}: cannot set size: {}", info_.slot, p.id, errno_text(r.error()));
   }
 }
 
@@ -176,7 +176,7 @@ void ConsoleDriver::transmit(Port& p) {
   std::byte buf[kPortBufSize];
   for (int budget = kBudget; budget > 0; --budget) {
     if (p.q->tx_full()) {
-      if (auto r = p.q->reclaim_tx(); !r) log()->error("device {}: port {} transmit queue: {}", info_.slot, p.id, r.error().what);
+      if (auto r = p.q->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {} transmit queue: {}", info_.slot, p.id, r.error().what);
     }
     if (p.q->tx_full()) {
       if (p.q->tx().enable_cb()) break;  // the interrupt resumes us
@@ -213,7 +213,7 @@ void ConsoleDriver::receive(Port& p) {
     return ring::Handled::used();
   }, &err);
   if (d.end == ring::Drained::End::kBroken) {
-    log()->error("device {}: port {} receive queue: {}", info_.slot, p.id, err.what);
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {} receive queue: {}", info_.slot, p.id, err.what);
   }
   backlog_ = backlog_ || d.end == ring::Drained::End::kBudget;
   p.q->kick(p.q->rx());
@@ -228,7 +228,7 @@ void ConsoleDriver::send_control(std::uint32_t id, std::uint16_t event, std::uin
 
 void ConsoleDriver::flush_control() {
   if (!ctrl_ || !driver_ok_) return;
-  if (auto r = ctrl_->reclaim_tx(); !r) log()->error("device {}: control transmit queue: {}", info_.slot, r.error().what);
+  if (auto r = ctrl_->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: control transmit queue: {}", info_.slot, r.error().what);
   bool sent = false;
   while (!ctrl_out_.empty() && !ctrl_->tx_full()) {
     if (!ctrl_->send(ctrl_out_.front())) break;
@@ -255,7 +255,7 @@ void ConsoleDriver::receive_control() {
     ctrl_->refill_rx(u.token);
     return ring::Handled::used();
   }, &err);
-  if (d.end == ring::Drained::End::kBroken) log()->error("device {}: control receive queue: {}", info_.slot, err.what);
+  if (d.end == ring::Drained::End::kBroken) log::limited(peer_log_, log(), spdlog::level::err, "device {}: control receive queue: {}", info_.slot, err.what);
   backlog_ = backlog_ || d.end == ring::Drained::End::kBudget;
   ctrl_->kick(ctrl_->rx());
 }
@@ -264,13 +264,13 @@ void ConsoleDriver::handle_control(std::span<const std::byte> msg) {
   auto m = layout::parse_console_control(msg, max_ports_);
   if (!m) {
     ++stats_.bad;
-    return log()->warn("device {}: control message dropped: {}", info_.slot, m.error());
+    return log::limited(peer_log_, log(), spdlog::level::warn, "device {}: control message dropped: {}", info_.slot, m.error());
   }
   Port& p = *ports_[m->event == VIRTIO_CONSOLE_DEVICE_READY ? 0 : m->id];
   auto need_port = [&] {
     if (p.added) return true;
     ++stats_.bad;
-    log()->warn("device {}: control event {} for port {}, which was not added; dropped", info_.slot, m->event, m->id);
+    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: control event {} for port {}, which was not added; dropped", info_.slot, m->event, m->id);
     return false;
   };
   switch (m->event) {
@@ -295,7 +295,7 @@ void ConsoleDriver::handle_control(std::span<const std::byte> msg) {
       return;
     default:
       ++stats_.bad;
-      log()->warn("device {}: control event {} is not one a device sends; dropped", info_.slot, m->event);
+      log::limited(peer_log_, log(), spdlog::level::warn, "device {}: control event {} is not one a device sends; dropped", info_.slot, m->event);
   }
 }
 
@@ -338,7 +338,7 @@ void ConsoleDriver::on_needs_reset() {
 
 void ConsoleDriver::on_config_event() {
   if (!has(VIRTIO_CONSOLE_F_SIZE) || ports_.empty()) return;
-  if (!t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1}))) return;
+  if (!read_config_or_retry(std::as_writable_bytes(std::span{&cfg_, 1}))) return;
   const os::WinSize ws{cfg_.rows.to_cpu(), cfg_.cols.to_cpu()};
   // VIRTIO 1.2 §5.3.4: cols/rows are port 0's size; with MULTIPORT a RESIZE usually says it too.
   if (ws.rows != 0 && ws.cols != 0 && ws != ports_[0]->size) set_size(*ports_[0], ws);

@@ -43,7 +43,7 @@ Result<void> NetDriver::probe() {
   if (auto r = negotiate(wanted_features(offloads_, gso)); !r) return r;
   to_device_ = layout::offloads_to_device(features_);
   to_driver_ = layout::offloads_to_driver(features_);
-  if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
+  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
   mtu_ = (features_ & bit(VIRTIO_NET_F_MTU)) ? cfg_.mtu.to_cpu() : 1500;
   if (mtu_ < 68) return fail(Errc::kRejected, "device reports an MTU below 68");
   const bool segments = to_device_.tso4 || to_device_.tso6 || to_driver_.tso4 || to_driver_.tso6;
@@ -95,7 +95,7 @@ void NetDriver::update_carrier() {
 }
 
 void NetDriver::reclaim_tx() {
-  if (auto r = q_->reclaim_tx(); !r) log()->error("device {}: transmit queue: {}", info_.slot, r.error().what);
+  if (auto r = q_->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: transmit queue: {}", info_.slot, r.error().what);
 }
 
 // Backend -> device: frames from the TAP onto the transmit queue.
@@ -146,7 +146,7 @@ void NetDriver::receive() {
   Error err;
   const auto d = rx_.drain(q_->rx(), kBudget, [this](const ring::Vring::Used& u) { return deliver(u); }, &err);
   backlog_ = d.end == ring::Drained::End::kBudget;
-  if (d.end == ring::Drained::End::kBroken) log()->error("device {}: receive queue: {}", info_.slot, err.what);
+  if (d.end == ring::Drained::End::kBroken) log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot, err.what);
   q_->kick(q_->rx());
 }
 
@@ -164,11 +164,8 @@ ring::Handled NetDriver::deliver(const ring::Vring::Used& u) {
   if (const char* why = layout::check_net_hdr(hdr, frame.size() - layout::kNetHdrSize, to_driver_, true)) {
     ++stats_.rx_errors;
     ++stats_.rx_bad_hdr;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_bad_hdr_log_ >= std::chrono::seconds(1)) {  // a hostile device must not flood the log
-      last_bad_hdr_log_ = now;
-      log()->warn("device {}: frame from the device dropped: {} ({} so far)", info_.slot, why, stats_.rx_bad_hdr);
-    }
+    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: frame from the device dropped: {} ({} so far)",
+                 info_.slot, why, stats_.rx_bad_hdr);
     q_->refill_rx(u.token);
     return ring::Handled::used();
   }
@@ -206,7 +203,7 @@ void NetDriver::on_needs_reset() {
 
 void NetDriver::on_config_event() {
   const auto old = cfg_.status.to_cpu();
-  if (auto r = t_.read_config(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return;
+  if (!read_config_or_retry(std::as_writable_bytes(std::span{&cfg_, 1}))) return;
   if (old != cfg_.status.to_cpu()) {
     log()->info("device {}: link {}", info_.slot, (cfg_.status.to_cpu() & VIRTIO_NET_S_LINK_UP) ? "up" : "down");
   }

@@ -82,7 +82,6 @@ class NetDriver final : public Driver {
   bool offloads_;
   layout::NetOffloads to_device_;  // negotiated: what our frames to the device may use
   layout::NetOffloads to_driver_;  // negotiated: what the device's frames to us may use
-  std::chrono::steady_clock::time_point last_bad_hdr_log_{};
 };
 
 }  // namespace vepf::host

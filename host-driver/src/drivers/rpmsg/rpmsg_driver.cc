@@ -47,7 +47,7 @@ Result<void> RpmsgDriver::probe() {
 }
 
 void RpmsgDriver::reclaim_tx() {
-  if (auto r = q_->reclaim_tx(); !r) log()->error("device {}: transmit queue: {}", info_.slot, r.error().what);
+  if (auto r = q_->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: transmit queue: {}", info_.slot, r.error().what);
 }
 
 bool RpmsgDriver::can_send() {
@@ -88,7 +88,7 @@ void RpmsgDriver::receive() {
     return ring::Handled::used();
   }, &err);
   backlog_ = d.end == ring::Drained::End::kBudget;
-  if (d.end == ring::Drained::End::kBroken) log()->error("device {}: receive queue: {}", info_.slot, err.what);
+  if (d.end == ring::Drained::End::kBroken) log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot, err.what);
   q_->kick(q_->rx());
 }
 

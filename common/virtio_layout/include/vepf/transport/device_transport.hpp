@@ -13,6 +13,7 @@
 #include "vepf/layout/epf.hpp"
 #include "vepf/ring/vringh.hpp"
 #include "vepf/transport/link.hpp"
+#include "vepf/transport/owned_line.hpp"
 
 namespace vepf::transport {
 
@@ -95,6 +96,13 @@ class DeviceTransport {
   /// device table stays.
   void restart(std::uint32_t new_epoch);
 
+  /// Compares every line the device owns in the EP window (header, device lines, config spaces,
+  /// queue device lines) with what it last published, with local reads only, and re-publishes
+  /// what a host overwrote; then bumps the mailbox and interrupts, so that the driver re-reads.
+  /// Returns the number of lines repaired (0: all intact). Call every heartbeat period.
+  std::uint32_t audit();
+  /// Lines audit() repaired since start.
+  std::uint64_t repairs() const noexcept { return repairs_; }
   bool attached() const noexcept { return rc_ != nullptr; }
   std::uint32_t epoch() const noexcept { return epoch_; }
   /// Device status of a slot as the device holds it.
@@ -110,7 +118,10 @@ class DeviceTransport {
     std::uint8_t status = 0;
     std::uint64_t features = 0;
     std::uint32_t last_req_seq = 0;
-    std::uint32_t config_generation = 0;
+    // The EP-window bytes this slot owns, as last published (OwnedBytes).
+    OwnedBytes<sizeof(layout::DeviceLine)> line;
+    OwnedBytes<layout::kConfigSpaceSize> config;
+    std::array<OwnedBytes<sizeof(layout::QueueDeviceLine)>, layout::kMaxQueuesPerDevice> queue_lines;
     std::uint32_t broken_queues = 0;
     bool started = false;  // on_driver_ok() ran and neither reset nor FAILED followed
     std::array<std::unique_ptr<ring::Vringh>, layout::kMaxQueuesPerDevice> queues;
@@ -129,6 +140,8 @@ class DeviceTransport {
   void write_slot_header(std::uint32_t slot);
   void write_config(std::uint32_t slot);
   void write_status(std::uint32_t slot);
+  /// Writes every line the device owns from its image (an attach starts from them).
+  void republish();
   void bump_mailbox() noexcept;
   void interrupt() noexcept;
 
@@ -142,6 +155,8 @@ class DeviceTransport {
   std::uint32_t table_generation_ = 0;
   std::uint32_t mailbox_seq_ = 0;
   std::uint32_t heartbeat_ = 0;
+  std::uint64_t repairs_ = 0;
+  OwnedBytes<sizeof(layout::EpfHeader)> header_;
   std::array<Slot, layout::kMaxDevices> slots_{};
 };
 

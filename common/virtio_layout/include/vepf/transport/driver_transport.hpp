@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -51,9 +52,20 @@ class DriverTransport {
                                           std::uint64_t desc, std::uint64_t avail, std::uint64_t used);
   /// Sets DRIVER_OK (VIRTIO 1.2 §3.1.1 step 8).
   [[nodiscard]] Result<void> driver_ok(std::uint32_t slot);
-  /// Reads the device config under config_generation (retries while it changes).
-  /// Errors: kTimeout when it keeps changing, kOutOfRange when `out` exceeds the config space.
+  /// Reads the device config under config_generation (VIRTIO 1.2 §4.1.4.3.1), a few times
+  /// back to back when it changes meanwhile; never waits. Errors: kNotReady when the generation
+  /// stayed odd or kept moving (the device is rewriting its config, or a broken device holds it
+  /// odd: try again later), kOutOfRange when `out` exceeds the config space.
   [[nodiscard]] Result<void> read_config(std::uint32_t slot, std::span<std::byte> out);
+  /// As read_config(), retrying every millisecond (through the wait hook) for up to the ack
+  /// timeout: for a probe, which needs the config to go on. Errors: kTimeout, kCancelled (the
+  /// wait hook gave up), kOutOfRange.
+  [[nodiscard]] Result<void> read_config_wait(std::uint32_t slot, std::span<std::byte> out);
+  /// Called at least every 5 ms while a request waits for its ack and while read_config_wait()
+  /// waits, so that the program keeps serving its other devices and sees its signals: a
+  /// device that does not answer costs the others nothing. Returning false gives the wait up
+  /// (kCancelled). Without a hook the waits only sleep.
+  void set_wait_hook(std::function<bool()> hook) { wait_hook_ = std::move(hook); }
   /// Device status and broken-queue mask as the device reports them (non-posted reads);
   /// 0 for a slot out of range.
   std::uint8_t device_status(std::uint32_t slot);
@@ -102,6 +114,7 @@ class DriverTransport {
   std::uint32_t heartbeat_seen_ = 0;
   std::uint32_t heartbeat_misses_ = 0;
   bool gone_ = false;  // epoch_changed() saw another epoch: write nothing until attach()
+  std::function<bool()> wait_hook_;
   std::uint32_t req_seq_[layout::kMaxDevices] = {};
   WindowAllocator ep_alloc_;
   WindowAllocator rc_alloc_;
