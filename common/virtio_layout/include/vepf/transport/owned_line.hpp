@@ -38,6 +38,7 @@ class OwnedBytes {
   template <class T>
   void store_release(std::size_t field, T v) noexcept {
     put(field, v);
+    // A forwarder: it pairs with whatever load_acquire the call site names.
     w_->store_release<T>(off_ + field, v);
   }
   /// The field's value as this side last published it (the image, not the window).
@@ -67,8 +68,8 @@ class OwnedBytes {
     for (std::size_t i = 0; i < N; i += 4) {
       if (i != last) w_->store<std::uint32_t>(off_ + i, word(i));
     }
-    // Every word of the line before the one that commits it; the pairing load_acquire is
-    // the caller's (named where publish() is called).
+    // Every word of the line before the one that commits it; it pairs with the load_acquire
+    // named where publish() is called.
     if (last < N) w_->store_release<std::uint32_t>(off_ + last, word(last));
   }
   /// True when the window still holds the image (N bytes of local reads).
