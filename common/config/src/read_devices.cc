@@ -101,7 +101,7 @@ Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::s
   if (table == nullptr) {
     return fail("missing required table [" + in + "] (type = \"block\"): add path = \"/path/to/disk.img\"");
   }
-  VEPF_CONFIG_CHECK(check_keys(*table, in, {"path", "size", "read_only", "block_size", "nbd_socket"}));
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"path", "size", "read_only", "block_size", "max_range_bytes", "nbd_socket"}));
   BlockConfig block;
   VEPF_CONFIG_TRY(path, required_string(*table, in, "path"));
   if (path.empty() || path.find('\0') != std::string::npos) {
@@ -122,6 +122,14 @@ Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::s
     return fail(in + ".block_size = " + std::to_string(bs) + " is not a power of 2: use 512, 1024, ..., 65536");
   }
   block.block_size = static_cast<std::uint32_t>(bs);
+  // num_sectors is 32 bits: the largest block-aligned range below 4 GiB for every block size.
+  constexpr std::int64_t kMaxRange = (std::int64_t{1} << 32) - 65536;
+  VEPF_CONFIG_TRY(range, get_integer(*table, in, "max_range_bytes", std::int64_t{256} << 20, bs, kMaxRange));
+  if (range % bs != 0) {
+    return fail(in + ".max_range_bytes = " + std::to_string(range) + " is not a multiple of block_size (" +
+                std::to_string(bs) + "): use e.g. " + std::to_string(range / bs * bs) + " (bytes)");
+  }
+  block.max_range_bytes = static_cast<std::uint64_t>(range);
   VEPF_CONFIG_TRY(sock, get_string(*table, in, "nbd_socket"));
   block.nbd_socket = sock ? std::move(*sock) : "/run/vepf/block" + std::to_string(index) + ".sock";
   VEPF_CONFIG_CHECK(check_socket_path(in + ".nbd_socket", block.nbd_socket));

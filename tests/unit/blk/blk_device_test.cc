@@ -44,9 +44,8 @@ class BlockDeviceHostileDriver : public ::testing::Test {
   void SetUp() override {
     auto f = ep::BlockFile::open(tmp.path() + "/disk.img", 1 << 20, false);
     ASSERT_TRUE(f) << f.error().what;
-    config::BlockConfig cfg;
-    cfg.path = tmp.path() + "/disk.img";
-    blk.emplace(std::move(*f), cfg, kQueueSize, 1);
+    bcfg.path = tmp.path() + "/disk.img";
+    blk.emplace(std::move(*f), bcfg, kQueueSize, 1);
     ASSERT_TRUE(dev.init());
     auto s = dev.add_device(&*blk);
     ASSERT_TRUE(s);
@@ -54,7 +53,8 @@ class BlockDeviceHostileDriver : public ::testing::Test {
     ASSERT_TRUE(drv.attach());
     auto devs = drv.scan();
     ASSERT_TRUE(devs && !devs->empty());
-    auto n = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_BLK_F_FLUSH));
+    auto n = drv.negotiate(slot, (*devs)[0].device_features,
+                           bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_WRITE_ZEROES));
     ASSERT_TRUE(n) << n.error().what;
     const auto p = enable_driver_queue(drv, w, slot, layout::kBlkRequestQueue, kQueueSize);
     ASSERT_TRUE(p);
@@ -91,6 +91,7 @@ class BlockDeviceHostileDriver : public ::testing::Test {
   }
 
   TempDir tmp{"vepf-blkdev"};
+  config::BlockConfig bcfg;
   LinkWindows w;
   std::optional<ep::BlockDevice> blk;  // before dev: dev's destructor resets it
   FakeDeviceLink dl;
@@ -171,6 +172,59 @@ TEST_F(BlockDeviceHostileDriver, RequestsOfEveryTypeCountAgainstTheInFlightLimit
   blk->describe(d);
   EXPECT_LE(d["in_flight"].get<std::uint64_t>(), kQueueSize);
   EXPECT_GE(d["in_flight"].get<std::uint64_t>(), 1u);
+}
+
+class BlockDeviceRangeLimit : public BlockDeviceHostileDriver {
+ protected:
+  BlockDeviceRangeLimit() { bcfg.max_range_bytes = 64 << 10; }
+
+  /// A WRITE_ZEROES with `segs` segments of `sectors` each; returns the status byte, or -1
+  /// when the device did not complete the request.
+  int write_zeroes(unsigned segs, std::uint32_t sectors) {
+    std::vector<std::byte> out(sizeof(layout::VirtioBlkReqHdr) + segs * sizeof(layout::VirtioBlkDiscardWz));
+    layout::VirtioBlkReqHdr hdr{};
+    hdr.type = layout::le32::from_cpu(VIRTIO_BLK_T_WRITE_ZEROES);
+    std::memcpy(out.data(), &hdr, sizeof(hdr));
+    for (unsigned i = 0; i < segs; ++i) {
+      layout::VirtioBlkDiscardWz seg{};
+      seg.sector = layout::le64::from_cpu(std::uint64_t{i} * sectors);
+      seg.num_sectors = layout::le32::from_cpu(sectors);
+      std::memcpy(out.data() + sizeof(hdr) + i * sizeof(seg), &seg, sizeof(seg));
+    }
+    const auto o = drv.ep_alloc().alloc(out.size(), 64);
+    const auto st = drv.rc_alloc().alloc(1, 64);
+    if (!o || !st) return -2;
+    w.drv_ep.write(o->off, out);
+    const ring::Buf ob{o->link_addr, static_cast<std::uint32_t>(out.size())}, ib{st->link_addr, 1};
+    if (!vq->add({&ob, 1}, {&ib, 1}, ++token)) return -2;
+    (void)vq->kick_prepare();
+    (void)drl.ring_doorbell();
+    auto u = vq->get_used();
+    if (!u || !*u) return -1;
+    std::byte status{};
+    w.drv_rc.read(st->off, std::span{&status, 1});
+    return static_cast<int>(status);
+  }
+};
+
+// The device's limits come from the board config (block.max_range_bytes) and hold: a
+// WRITE_ZEROES may name one range of at most that many bytes. It used to take 16 ranges of
+// 4 GiB each, all of which the EP writes itself on a file system that cannot zero a range.
+TEST_F(BlockDeviceRangeLimit, AWriteZeroesBeyondTheConfiguredRangeIsRefusedUnexecuted) {
+  layout::VirtioBlkConfig cfg{};
+  ASSERT_TRUE(drv.read_config(slot, std::as_writable_bytes(std::span{&cfg, 1})));
+  EXPECT_EQ(cfg.max_write_zeroes_sectors.to_cpu(), (64u << 10) / 512);
+  EXPECT_EQ(cfg.max_write_zeroes_seg.to_cpu(), 1u);
+  EXPECT_EQ(cfg.max_discard_sectors.to_cpu(), (64u << 10) / 512);
+  EXPECT_EQ(write_zeroes(1, (128u << 10) / 512), VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(write_zeroes(2, (32u << 10) / 512), VIRTIO_BLK_S_IOERR);
+  nlohmann::json d;
+  blk->describe(d);
+  EXPECT_EQ(d["in_flight"].get<std::uint64_t>(), 0u) << "a refused request went to the I/O threads";
+  // Within the limit it is taken (the I/O threads are not started here: it stays in flight).
+  EXPECT_EQ(write_zeroes(1, (64u << 10) / 512), -1);
+  blk->describe(d);
+  EXPECT_EQ(d["in_flight"].get<std::uint64_t>(), 1u);
 }
 
 }  // namespace

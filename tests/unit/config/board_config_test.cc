@@ -487,6 +487,7 @@ TEST(BoardConfig, BlockDeviceParsesWithDefaults) {
   EXPECT_EQ(b.size, 0u);
   EXPECT_FALSE(b.read_only);
   EXPECT_EQ(b.block_size, 512u);
+  EXPECT_EQ(b.max_range_bytes, 256u << 20);
   EXPECT_EQ(b.nbd_socket, "/run/vepf/block1.sock");
   EXPECT_EQ(to_string(DeviceType::kBlock), "block");
 }
@@ -494,12 +495,13 @@ TEST(BoardConfig, BlockDeviceParsesWithDefaults) {
 TEST(BoardConfig, BlockDeviceTakesEveryKey) {
   const auto d = parse_device_config(
       "type = \"block\"\nqueue_size = 64\nblock = { path = \"/dev/vdb\", size = 1048576, read_only = true, "
-      "block_size = 4096, nbd_socket = \"/tmp/b.sock\" }\n",
+      "block_size = 4096, max_range_bytes = 1048576, nbd_socket = \"/tmp/b.sock\" }\n",
       "ctl add", 3);
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->block.size, 1048576u);
   EXPECT_TRUE(d->block.read_only);
   EXPECT_EQ(d->block.block_size, 4096u);
+  EXPECT_EQ(d->block.max_range_bytes, 1048576u);
   EXPECT_EQ(d->block.nbd_socket, "/tmp/b.sock");
   EXPECT_EQ(d->queue_size, 64);
 }
@@ -526,6 +528,9 @@ TEST(BoardConfig, BlockRejectsBadTables) {
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nsize = -512\n"), "out of range"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 1000\n"), "not a power of 2"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 256\n"), "out of range"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 4096\nmax_range_bytes = 6144\n"),
+                  "max_range_bytes = 6144 is not a multiple of block_size (4096): use e.g. 4096"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nmax_range_bytes = 4294967296\n"), "out of range"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nread_only = 1\n"), "must be true or false"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\ncolour = 1\n"), "unknown key 'colour'"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nnbd_socket = \"\"\n"), "nbd_socket is empty"));

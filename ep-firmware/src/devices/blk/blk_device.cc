@@ -14,10 +14,11 @@ namespace vepf::ep {
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 constexpr std::uint32_t kBudget = 256;  // chains per call before returning to the event loop
-// One DISCARD/WRITE_ZEROES segment may cover up to 4 GiB - 512 (num_sectors is 32 bits); the
-// request may carry this many segments.
-constexpr std::uint32_t kMaxRangeSectors = 0xffffffffu / layout::kSectorSize;
-constexpr std::uint32_t kMaxRangeSegments = 16;
+// A DISCARD may carry this many segments of up to BlockConfig::max_range_bytes each (a hint the
+// file system answers by deallocating); a WRITE_ZEROES one: on a file system that cannot zero a
+// range, the EP writes it.
+constexpr std::uint32_t kMaxDiscardSegments = 16;
+constexpr std::uint32_t kMaxWriteZeroesSegments = 1;
 auto log() { return spdlog::get("ep.blk"); }
 }  // namespace
 
@@ -27,13 +28,14 @@ BlockDevice::BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::ui
   // Linux's virtio_blk needs seg_max <= queue size - 2 for requests without indirect tables.
   cfg_.seg_max = layout::le32::from_cpu(std::max(1, std::min<int>(queue_size_ - 2, 254)));
   cfg_.blk_size = layout::le32::from_cpu(cfg.block_size);
-  cfg_.max_discard_sectors = layout::le32::from_cpu(kMaxRangeSectors);
-  cfg_.max_discard_seg = layout::le32::from_cpu(kMaxRangeSegments);
+  range_sectors_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(cfg.max_range_bytes, 0xffffffffu) / layout::kSectorSize);
+  cfg_.max_discard_sectors = layout::le32::from_cpu(range_sectors_);
+  cfg_.max_discard_seg = layout::le32::from_cpu(kMaxDiscardSegments);
   cfg_.discard_sector_alignment = layout::le32::from_cpu(cfg.block_size / layout::kSectorSize);
-  cfg_.max_write_zeroes_sectors = layout::le32::from_cpu(kMaxRangeSectors);
-  cfg_.max_write_zeroes_seg = layout::le32::from_cpu(kMaxRangeSegments);
+  cfg_.max_write_zeroes_sectors = layout::le32::from_cpu(range_sectors_);
+  cfg_.max_write_zeroes_seg = layout::le32::from_cpu(kMaxWriteZeroesSegments);
   cfg_.write_zeroes_may_unmap = 1;
-  hdr_buf_.resize(sizeof(layout::VirtioBlkReqHdr) + kMaxRangeSegments * sizeof(layout::VirtioBlkDiscardWz));
+  hdr_buf_.resize(sizeof(layout::VirtioBlkReqHdr) + kMaxDiscardSegments * sizeof(layout::VirtioBlkDiscardWz));
 }
 
 BlockDevice::~BlockDevice() {
@@ -74,8 +76,9 @@ void BlockDevice::on_driver_ok(transport::DeviceHandle& h) {
   lim_.flush = f & bit(VIRTIO_BLK_F_FLUSH);
   lim_.discard = f & bit(VIRTIO_BLK_F_DISCARD);
   lim_.write_zeroes = f & bit(VIRTIO_BLK_F_WRITE_ZEROES);
-  lim_.max_discard_sectors = lim_.max_write_zeroes_sectors = kMaxRangeSectors;
-  lim_.max_discard_seg = lim_.max_write_zeroes_seg = kMaxRangeSegments;
+  lim_.max_discard_sectors = lim_.max_write_zeroes_sectors = range_sectors_;
+  lim_.max_discard_seg = kMaxDiscardSegments;
+  lim_.max_write_zeroes_seg = kMaxWriteZeroesSegments;
   lim_.max_data = kMaxRequestData;
   log()->info("{}: driver ready, {} sectors{}", file_.path(), lim_.capacity, read_only_ ? ", read-only" : "");
 }

@@ -91,6 +91,7 @@ class BlockDevice final : public Device {
   bool read_only_;
   std::uint16_t queue_size_;
   unsigned io_threads_;
+  std::uint32_t range_sectors_ = 0;  // max_discard_sectors = max_write_zeroes_sectors (sectors of 512 B)
   std::optional<transport::DeviceHandle> h_;
   ring::ChainConsumer consumer_;
   layout::BlkLimits lim_{};

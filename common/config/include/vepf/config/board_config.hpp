@@ -69,6 +69,11 @@ struct BlockConfig {
   std::uint64_t size = 0;          // bytes; 0: use the existing file's size. Multiple of 512.
   bool read_only = false;          // VIRTIO_BLK_F_RO
   std::uint32_t block_size = 512;  // VIRTIO_BLK_F_BLK_SIZE, bytes: power of 2, 512..65536
+  /// Largest range one DISCARD or WRITE_ZEROES segment may name (the config's
+  /// max_discard_sectors / max_write_zeroes_sectors, VIRTIO 1.2 §5.2.4), bytes: a multiple of
+  /// block_size, block_size..4 GiB - 64 KiB. A WRITE_ZEROES carries one segment: on a file
+  /// system that cannot zero a range, this is what one request may make the EP write.
+  std::uint64_t max_range_bytes = std::uint64_t{256} << 20;
   /// Where vepf-host serves the device as NBD (unix stream socket, 1..107 chars).
   /// Default "/run/vepf/block<N>.sock" (N = device index).
   std::string nbd_socket;
