@@ -368,6 +368,7 @@ void HostProgram::on_interrupt() {
 
 HostProgram::End HostProgram::session() {
   auto log = spdlog::get("host");
+  link_down_ = false;  // the last session's end; the wait hook gives up on a link that is down
   if (auto r = bring_up(); !r) {
     if (!quit_) log::limited(peer_log_, log, spdlog::level::err, "bringing up the link failed: {}", describe(r.error()));
     // Let the EP go: it takes the next host (us, after a pause) only once this one is gone.
@@ -377,7 +378,6 @@ HostProgram::End HostProgram::session() {
     if (!pci_) link_ = nullptr;
     return quit_ ? End::kQuit : End::kFailed;
   }
-  link_down_ = false;
   std::vector<int> fds;
   if (interrupt_fd() >= 0) {
     fds.push_back(interrupt_fd());
