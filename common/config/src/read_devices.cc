@@ -207,8 +207,10 @@ Expected<ConsoleConfig> Reader::read_console(const toml::table& device, const st
   if (table == nullptr) {
     return fail("missing required table [" + in + "] (type = \"console\"): add [[" + in + ".port]] with backend = \"pty\"");
   }
-  VEPF_CONFIG_CHECK(check_keys(*table, in, {"host_dir", "port"}));
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"host_dir", "max_control_queued", "port"}));
   ConsoleConfig console;
+  VEPF_CONFIG_TRY(queued, get_integer(*table, in, "max_control_queued", 256, 8, 4096));
+  console.max_control_queued = static_cast<std::uint32_t>(queued);
   // <host_dir>/<63-character name> must fit PATH_MAX comfortably; 4095 - 64 is the real bound.
   VEPF_CONFIG_TRY(dir, read_dir(*table, in, "host_dir", "/run/vepf/console" + std::to_string(index), 1024));
   console.host_dir = std::move(dir);

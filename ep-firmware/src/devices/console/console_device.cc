@@ -37,7 +37,7 @@ int ConsoleDevice::Port::io_fd() const noexcept {
 }
 
 ConsoleDevice::ConsoleDevice(config::ConsoleConfig cfg, std::uint16_t queue_size)
-    : cfg_(std::move(cfg)), queue_size_(queue_size) {
+    : cfg_(std::move(cfg)), queue_size_(queue_size), max_control_queued_(cfg_.max_control_queued) {
   for (std::size_t i = 0; i < cfg_.ports.size(); ++i) {
     auto p = std::make_unique<Port>();
     p->cfg = cfg_.ports[i];
@@ -359,6 +359,15 @@ void ConsoleDevice::broken(std::uint16_t q) {
 
 void ConsoleDevice::send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
                                  std::span<const std::byte> payload) {
+  // A driver that keeps asking (PORT_READY 0/1 again and again) without giving control buffers
+  // must not grow this without bound.
+  if (ctrl_out_.size() >= max_control_queued_) {
+    ++stats_.control_dropped;
+    log::limited(peer_log_, log(), spdlog::level::warn,
+                 "control event {} for port {} dropped: {} messages already wait for the driver's buffers", event, id,
+                 ctrl_out_.size());
+    return;
+  }
   ctrl_out_.push_back(layout::console_control(id, event, value, payload));
   flush_control();
 }
@@ -458,7 +467,7 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
       Port& p = *ports_[m->id];
       if (!p.ready) return bad("port not ready");
       p.driver_open = m->value != 0;
-      log()->info("port {}: driver side {}", p.id, p.driver_open ? "open" : "closed");
+      log::limited(peer_log_, log(), spdlog::level::info, "port {}: driver side {}", p.id, p.driver_open ? "open" : "closed");
       flush_port(p);
       return update_watch(p);
     }
@@ -545,13 +554,16 @@ void ConsoleDevice::describe(nlohmann::json& out) const {
   out["bytes_to_driver"] = stats_.to_driver_bytes;
   out["bytes_from_driver"] = stats_.from_driver_bytes;
   out["bad_control"] = stats_.bad_control;
+  out["control_dropped"] = stats_.control_dropped;
+  out["control_queued"] = ctrl_out_.size();
 }
 
 void ConsoleDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
-  log()->log(lvl, "slot {}: {} ports, to driver {} B, from driver {} B (dropped {}), resizes {} out {} in, bad control {}",
+  log()->log(lvl, "slot {}: {} ports, to driver {} B, from driver {} B (dropped {}), resizes {} out {} in, bad control {}, "
+             "control messages dropped {}",
              slot, ports_.size(), s.to_driver_bytes, s.from_driver_bytes, s.dropped_bytes, s.resizes_to_driver,
-             s.resizes_from_driver, s.bad_control);
+             s.resizes_from_driver, s.bad_control, s.control_dropped);
 }
 
 }  // namespace vepf::ep

@@ -43,6 +43,7 @@ struct ConsoleStats {
   std::uint64_t from_driver_bytes = 0;  // port data taken from transmit buffers
   std::uint64_t dropped_bytes = 0;      // from the driver while nothing was attached
   std::uint64_t bad_control = 0;        // malformed or out-of-place control messages
+  std::uint64_t control_dropped = 0;    // to the driver, past ConsoleConfig::max_control_queued
   std::uint64_t resizes_to_driver = 0, resizes_from_driver = 0;
 };
 
@@ -133,6 +134,7 @@ class ConsoleDevice final : public Device {
   int size_timer_ = -1;
   std::vector<std::unique_ptr<Port>> ports_;  // by port id
   std::deque<std::vector<std::byte>> ctrl_out_;
+  std::size_t max_control_queued_;
   std::optional<transport::DeviceHandle> h_;
   ring::ChainConsumer ctrl_rx_, ctrl_tx_;  // control receiveq (2), control transmitq (3)
   bool device_ready_ = false;  // the driver said DEVICE_READY 1

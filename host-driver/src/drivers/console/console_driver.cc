@@ -144,8 +144,14 @@ void ConsoleDriver::name_port(Port& p, std::string_view name) {
   if (auto r = os::replace_symlink(p.pty.slave_path, link); !r) {
     return log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {}: cannot link {}: {}", info_.slot, p.id, link, errno_text(r.error()));
   }
+  // One name per port (links = {port<P>, name}): a device that renames its port replaces the
+  // name's link; one that sent a new name each time used to leave a link per name in host_dir.
+  if (p.links.size() > 1) {
+    os::remove_symlink(p.pty.slave_path, p.links.back());
+    p.links.pop_back();
+  }
   p.links.push_back(link);
-  log()->info("device {}: port {} is '{}' ({})", info_.slot, p.id, name, link);
+  log::limited(peer_log_, log(), spdlog::level::info, "device {}: port {} is '{}' ({})", info_.slot, p.id, name, link);
 }
 
 void ConsoleDriver::set_size(Port& p, os::WinSize ws) {

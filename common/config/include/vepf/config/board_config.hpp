@@ -100,6 +100,9 @@ struct ConsoleConfig {
   /// Default "/run/vepf/console<N>" (N = device index).
   std::string host_dir;
   std::vector<ConsolePort> ports;  // 1..32 (max_nr_ports); port 0 is the console port
+  /// Control messages (VIRTIO 1.2 §5.3.6.2) vepf-ep holds for a driver that has not given
+  /// buffers on control receiveq: 8..4096 messages. Past it new ones are dropped and counted.
+  std::uint32_t max_control_queued = 256;
 };
 
 struct DeviceConfig {
@@ -194,6 +197,15 @@ struct GpioConfig {
   std::optional<GpioLine> reset;  // input: an active-going edge resets every device (a new epoch)
 };
 
+/// [control], optional: who may use vepf-ep's control socket (`vepf-ep ctl`), whose `add` can
+/// open files and start programs.
+struct ControlConfig {
+  /// Besides root and vepf-ep's own user, members of this group (SO_PEERCRED / SO_PEERGROUPS);
+  /// empty: nobody else. A name of /etc/group, resolved when vepf-ep starts.
+  std::string group;
+  std::uint32_t max_clients = 16;  // connections at once, 1..1024; more are refused
+};
+
 struct BoardConfig {
   std::string name;
   Platform platform = Platform::kLoopback;
@@ -202,6 +214,7 @@ struct BoardConfig {
   PciSide host;             // [host]: every other platform
   PciSide ep;               // [ep]: every other platform
   GpioConfig gpio;          // [gpio], optional
+  ControlConfig control;    // [control], optional
   std::vector<DeviceConfig> devices;  // 1..kMaxDevices entries
 };
 
