@@ -2,6 +2,7 @@
 // virtio devices the board config names; devices can be added and removed while the link is up
 // through the control socket (`vepf-ep ctl`). main() only wires: CLI -> config -> objects -> loop.
 
+#include <grp.h>
 #include <linux/virtio_config.h>
 #include <sys/epoll.h>
 
@@ -291,7 +292,19 @@ Result<void> EpProgram::setup() {
       return fail(Errc::kInvalidArgument, "a device of the board config could not be set up");
     }
   }
-  auto ctl = ep::ControlServer::listen(ctl_path(cfg_, o_), loop_, [this](std::string_view r) { return handle_control(r); });
+  ep::ControlServer::Policy policy;
+  policy.max_clients = cfg_.control.max_clients;
+  if (!cfg_.control.group.empty()) {
+    const group* g = ::getgrnam(cfg_.control.group.c_str());
+    if (g == nullptr) {
+      log->error("control.group = \"{}\" is not a group of this system: create it (groupadd {}) or remove the key",
+                 cfg_.control.group, cfg_.control.group);
+      return fail(Errc::kInvalidArgument, "the control socket's group does not exist");
+    }
+    policy.group = g->gr_gid;
+  }
+  auto ctl = ep::ControlServer::listen(ctl_path(cfg_, o_), loop_, [this](std::string_view r) { return handle_control(r); },
+                                       policy);
   if (!ctl) return tl::unexpected(ctl.error());
   control_ = std::move(*ctl);
   if (loopback_) {

@@ -5,12 +5,18 @@
 //  - `ctl remove` takes it away; vepf-host tears it down (its socket disappears);
 //  - `remove` of slot 2^32, sent raw on the control socket, is refused (it used to be read as
 //    slot 0 and removed device 0);
+//  - a local user other than root and vepf-ep's own is refused on its credentials;
 //  - device 0 carries numbered, checksummed frames throughout: none lost, none corrupted.
 
 #include <gtest/gtest.h>
 
+#include <grp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -34,13 +40,51 @@ std::string control(const fs::path& path, const std::string& request) {
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
   std::string reply(65536, '\0');
   ssize_t n = -1;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+  const timeval limit{5, 0};  // a test must not hang on a server that never answers
+  (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+    // A refused client gets its reply at once and the connection closed: the send may fail
+    // (EPIPE), the reply is still there to read.
+    (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
     n = ::recv(fd, reply.data(), reply.size(), 0);
   }
   ::close(fd);
   reply.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
   return reply;
+}
+
+/// What a child process running as `uid`/`gid` (the test runs as root) reads from the control
+/// socket right after connecting, without asking: what an unprivileged local user gets when the
+/// socket file lets it connect.
+std::string first_reply_as(const fs::path& path, uid_t uid, gid_t gid) {
+  int p[2];
+  if (::pipe(p) != 0) return "";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(p[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) std::_Exit(3);
+    // Only async-signal-safe calls here: the parent has threads (no malloc after fork).
+    const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    const timeval limit{5, 0};
+    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    static char buf[4096];
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) (void)!::write(p[1], buf, static_cast<std::size_t>(n));
+    }
+    std::_Exit(0);
+  }
+  ::close(p[1]);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  int st = 0;
+  ::waitpid(child, &st, 0);
+  return out;
 }
 
 bool connectable(const fs::path& path) {
@@ -108,6 +152,40 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
   const std::string wide = control(dir / "link.sock.ctl", R"({"op": "remove", "slot": 4294967296})");
   EXPECT_NE(wide.find("\"ok\":false"), std::string::npos) << wide;
   EXPECT_NE(wide.find("no device in slot 4294967296"), std::string::npos) << wide;
+  // Another local user, with the socket file opened to everyone: refused on its credentials
+  // (SO_PEERCRED), not just on the file's mode; root still gets in.
+  ASSERT_EQ(::chmod((dir / "link.sock.ctl").c_str(), 0666), 0);
+  const std::string nobody = first_reply_as(dir / "link.sock.ctl", 65534, 65534);
+  EXPECT_NE(nobody.find("permission denied for uid 65534"), std::string::npos) << "reply: '" << nobody << "'";
+  EXPECT_NE(control(dir / "link.sock.ctl", R"({"op": "list"})").find("\"ok\":true"), std::string::npos);
+  // vepf-ep out of descriptors: the control socket refuses the connection with a reason instead
+  // of spinning on accept(), and serves again once descriptors are free.
+  {
+    std::size_t open_fds = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/" + std::to_string(ep) + "/fd")) ++open_fds;
+    rlimit old{};
+    ASSERT_EQ(::prlimit(ep, RLIMIT_NOFILE, nullptr, &old), 0);
+    const rlimit low{open_fds + 1, old.rlim_max};  // the soft limit only: raised again below
+    ASSERT_EQ(::prlimit(ep, RLIMIT_NOFILE, &low, nullptr), 0);
+    std::vector<int> held;
+    for (int i = 0; i < 4; ++i) held.push_back(connect_retry((dir / "link.sock.ctl").string(), std::chrono::seconds(0)));
+    bool paused = false;
+    for (int i = 0; i < 100 && !paused; ++i) {
+      paused = slurp(dir / "ep.log").find("control socket: out of file descriptors") != std::string::npos;
+      if (!paused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(paused) << slurp(dir / "ep.log");
+    EXPECT_EQ(::prlimit(ep, RLIMIT_NOFILE, &old, nullptr), 0) << std::strerror(errno);
+    for (int fd : held) {
+      if (fd >= 0) ::close(fd);
+    }
+    std::string after;
+    for (int i = 0; i < 50 && after.find("\"ok\":true") == std::string::npos; ++i) {
+      after = control(dir / "link.sock.ctl", R"({"op": "list"})");
+      if (after.find("\"ok\":true") == std::string::npos) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_NE(after.find("\"ok\":true"), std::string::npos) << "the control socket did not come back: " << after;
+  }
 
   traffic.join();
   ::close(ep1);

@@ -1,6 +1,7 @@
 // The board-config reader: [board], [link], [loopback], [gpio], the PCI platforms' [host]/[ep]
 // tables, and the whole BoardConfig.
 #include <algorithm>
+#include <cctype>
 #include <limits>
 
 #include "reader.hpp"
@@ -288,8 +289,27 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
   return out;
 }
 
+Expected<ControlConfig> Reader::read_control(const toml::table& root) const {
+  ControlConfig control;
+  VEPF_CONFIG_TRY(tbl, get_table(root, "", "control"));
+  if (tbl == nullptr) return control;
+  VEPF_CONFIG_CHECK(check_keys(*tbl, "control", {"group", "max_clients"}));
+  VEPF_CONFIG_TRY(group, get_string(*tbl, "control", "group"));
+  if (group) {
+    const bool ok = !group->empty() && group->size() <= 32 &&
+                    std::all_of(group->begin(), group->end(), [](char c) {
+                      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+                    });
+    if (!ok) return fail("control.group must be a group name of /etc/group such as \"vepf\" (1..32 of a-z 0-9 _ - .)");
+    control.group = std::move(*group);
+  }
+  VEPF_CONFIG_TRY(clients, get_integer(*tbl, "control", "max_clients", 16, 1, 1024));
+  control.max_clients = static_cast<std::uint32_t>(clients);
+  return control;
+}
+
 Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
-  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "host", "ep", "gpio", "device"}));
+  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "host", "ep", "gpio", "control", "device"}));
   BoardConfig config;
   VEPF_CONFIG_TRY(section, read_board_section(root));
   config.name = std::move(section.name);
@@ -315,6 +335,8 @@ Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
   }
   VEPF_CONFIG_TRY(gpio, read_gpio(root));
   config.gpio = std::move(gpio);
+  VEPF_CONFIG_TRY(control, read_control(root));
+  config.control = std::move(control);
   VEPF_CONFIG_TRY(device_configs, read_devices(root));
   config.devices = std::move(device_configs);
   return config;

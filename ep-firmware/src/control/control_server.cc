@@ -1,5 +1,6 @@
 #include "control/control_server.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -8,6 +9,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "vepf/os/unix_socket.hpp"
 
@@ -18,18 +25,23 @@ constexpr std::size_t kMaxMessage = 64 * 1024;  // bytes of one request or reply
 }
 
 Result<std::unique_ptr<ControlServer>> ControlServer::listen(const std::string& path, os::EventLoop& loop,
-                                                             Handler handler) {
+                                                             Handler handler, Policy policy) {
   auto l = os::listen_seqpacket(path);
   if (!l) return tl::unexpected(l.error());
-  std::unique_ptr<ControlServer> s(new ControlServer(std::move(*l), path, loop, std::move(handler)));
+  std::unique_ptr<ControlServer> s(new ControlServer(std::move(*l), path, loop, std::move(handler), policy));
   if (auto r = loop.add(s->listener_.get(), EPOLLIN, [p = s.get()](std::uint32_t) { p->accept_client(); }); !r) {
     return tl::unexpected(r.error());
   }
   return s;
 }
 
-ControlServer::ControlServer(os::Fd listener, std::string path, os::EventLoop& loop, Handler handler)
-    : listener_(std::move(listener)), path_(std::move(path)), loop_(loop), handler_(std::move(handler)) {}
+ControlServer::ControlServer(os::Fd listener, std::string path, os::EventLoop& loop, Handler handler, Policy policy)
+    : listener_(std::move(listener)),
+      spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      path_(std::move(path)),
+      loop_(loop),
+      handler_(std::move(handler)),
+      policy_(policy) {}
 
 ControlServer::~ControlServer() {
   for (const auto& c : clients_) loop_.remove(c.get());
@@ -39,10 +51,70 @@ ControlServer::~ControlServer() {
 
 void ControlServer::accept_client() {
   auto c = os::accept_seqpacket(listener_.get());
-  if (!c) return;
+  if (!c) {
+    const int e = c.error().sys_errno;
+    if (e != EMFILE && e != ENFILE) return;
+    // Out of descriptors: the waiting connection would keep the listener readable, and the
+    // loop would spin on it. Give up the spare descriptor kept for this, take the connection,
+    // tell it why, close it and take the spare again.
+    ++counts_.refused_no_fds;
+    log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn,
+                 "control socket: out of file descriptors ({}): a connection was refused", std::strerror(e));
+    spare_ = os::Fd();
+    if (auto c2 = os::accept_seqpacket(listener_.get())) {
+      const std::string reply =
+          nlohmann::json{{"ok", false}, {"error", "vepf-ep is out of file descriptors: try again later"}}.dump();
+      (void)::send(c2->get(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    spare_ = os::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return;
+  }
   const int fd = c->get();
+  std::string who;
+  if (!allowed(fd, who)) {
+    ++counts_.refused_credentials;
+    return refuse(fd, "permission denied for " + who +
+                          ": the control socket takes root, vepf-ep's own user and the members of [control] group");
+  }
+  if (clients_.size() >= policy_.max_clients) {
+    ++counts_.refused_full;
+    return refuse(fd, "too many control connections (" + std::to_string(clients_.size()) +
+                          "): close one, or raise [control] max_clients");
+  }
   if (!loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { serve(fd); })) return;
   clients_.push_back(std::move(*c));
+}
+
+bool ControlServer::allowed(int fd, std::string& who) const {
+  ucred cr{};
+  socklen_t len = sizeof cr;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+    who = "a peer whose credentials cannot be read";
+    return false;
+  }
+  who = "uid " + std::to_string(cr.uid) + " gid " + std::to_string(cr.gid);
+  if (cr.uid == 0 || cr.uid == ::geteuid()) return true;
+  if (!policy_.group) return false;
+  if (cr.gid == *policy_.group) return true;
+  std::vector<gid_t> groups(64);
+  len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+    groups.resize(len / sizeof(gid_t));
+    return std::find(groups.begin(), groups.end(), *policy_.group) != groups.end();
+  }
+  return false;
+}
+
+void ControlServer::refuse(int fd, const std::string& why) {
+  log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn, "control socket: {}", why);
+  const std::string reply = nlohmann::json{{"ok", false}, {"error", why}}.dump();
+  (void)::send(fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  // A request already queued would make the close reset the connection (ECONNRESET) before the
+  // client reads the reply: drop it first.
+  std::array<char, 256> sink;
+  while (::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT | MSG_TRUNC) > 0) {
+  }
+  // `fd` belongs to the os::Fd that goes out of scope in accept_client(): closed there.
 }
 
 void ControlServer::serve(int fd) {

@@ -5,13 +5,20 @@
 //   {"op": "add", "device": "<the keys of a [[device]] table, as TOML>"}
 //   {"op": "remove", "slot": N}
 // Replies: {"ok": true, ...} or {"ok": false, "error": "<what is wrong and what to do>"}.
+// Who may connect is checked on the peer's credentials (SO_PEERCRED, SO_PEERGROUPS), not only on
+// the socket file's mode: root, vepf-ep's own user, and the members of one configured group.
+// A client refused is told why in one reply and closed.
+
+#include <sys/types.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "vepf/error.hpp"
+#include "vepf/log/limit.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 
@@ -21,25 +28,43 @@ class ControlServer {
  public:
   /// Maps a request message to its reply message.
   using Handler = std::function<std::string(std::string_view request)>;
+  struct Policy {
+    std::optional<gid_t> group;   // its members may connect too (root and our own user always)
+    std::size_t max_clients = 16; // connections at once; more are refused
+  };
+  /// What was refused, for the report and the tests.
+  struct Counts {
+    std::uint64_t refused_credentials = 0;
+    std::uint64_t refused_full = 0;
+    std::uint64_t refused_no_fds = 0;  // accept() ran out of descriptors (EMFILE/ENFILE)
+  };
 
   /// Listens on `path` and serves requests from `loop`. Errors: as os::listen_seqpacket().
   [[nodiscard]] static Result<std::unique_ptr<ControlServer>> listen(const std::string& path, os::EventLoop& loop,
-                                                                     Handler handler);
+                                                                     Handler handler, Policy policy);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
   const std::string& path() const noexcept { return path_; }
+  const Counts& counts() const noexcept { return counts_; }
 
  private:
-  ControlServer(os::Fd listener, std::string path, os::EventLoop& loop, Handler handler);
+  ControlServer(os::Fd listener, std::string path, os::EventLoop& loop, Handler handler, Policy policy);
   void accept_client();
+  /// Whether the peer of `fd` may use the socket; `who` says who it is.
+  bool allowed(int fd, std::string& who) const;
+  void refuse(int fd, const std::string& why);
   void serve(int fd);
 
   os::Fd listener_;
+  os::Fd spare_;  // /dev/null, given up to take and refuse a connection when out of descriptors
   std::string path_;
   os::EventLoop& loop_;
   Handler handler_;
+  Policy policy_;
+  Counts counts_;
+  log::Limit log_limit_;
   std::vector<os::Fd> clients_;
 };
 

@@ -608,3 +608,33 @@ TEST(BoardConfig, ConsoleRejectsBadTables) {
 
 }  // namespace
 }  // namespace vepf::config
+
+namespace vepf::config {
+namespace {
+
+TEST(BoardConfigControl, DefaultsAndKeys) {
+  const std::string dev = "[[device]]\ntype = \"block\"\n[device.block]\npath = \"/d\"\n";
+  auto plain = parse_board_config(std::string(kBoard) + dev, "b.toml");
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_TRUE(plain->control.group.empty());
+  EXPECT_EQ(plain->control.max_clients, 16u);
+  auto set = parse_board_config(std::string(kBoard) + "[control]\ngroup = \"vepf\"\nmax_clients = 4\n" + dev, "b.toml");
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ(set->control.group, "vepf");
+  EXPECT_EQ(set->control.max_clients, 4u);
+}
+
+TEST(BoardConfigControl, BadValuesNameTheFieldAndTheFix) {
+  const std::string dev = "[[device]]\ntype = \"block\"\n[device.block]\npath = \"/d\"\n";
+  auto err = [&](const std::string& control) {
+    auto r = parse_board_config(std::string(kBoard) + control + dev, "b.toml");
+    return r ? std::string() : r.error().message;
+  };
+  EXPECT_NE(err("[control]\ngroup = \"a b\"\n").find("control.group must be a group name"), std::string::npos);
+  EXPECT_NE(err("[control]\ngroup = \"\"\n").find("control.group must be a group name"), std::string::npos);
+  EXPECT_NE(err("[control]\nmax_clients = 0\n").find("out of range"), std::string::npos);
+  EXPECT_NE(err("[control]\nusers = 1\n").find("unknown key 'users'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vepf::config
