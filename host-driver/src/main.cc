@@ -67,6 +67,9 @@ class HostProgram {
   int interrupt_fd() const { return loopback_ ? loopback_->interrupt_fd() : pci_->interrupt_fd(); }
   void drain_interrupt() { (void)(loopback_ ? loopback_->drain_interrupt() : pci_->drain_interrupt()); }
   End session();
+  /// Drops the session's drivers, transport and loopback connection (the EP is free for the
+  /// next host); the PCI function stays open.
+  void end_session();
   Result<void> bring_up();
   /// Creates, probes and hands to the host OS the driver for one device; nullptr when the
   /// device has no driver here or its setup failed (logged).
@@ -371,11 +374,7 @@ HostProgram::End HostProgram::session() {
   link_down_ = false;  // the last session's end; the wait hook gives up on a link that is down
   if (auto r = bring_up(); !r) {
     if (!quit_) log::limited(peer_log_, log, spdlog::level::err, "bringing up the link failed: {}", describe(r.error()));
-    // Let the EP go: it takes the next host (us, after a pause) only once this one is gone.
-    drivers_.clear();
-    transport_.reset();
-    loopback_.reset();
-    if (!pci_) link_ = nullptr;
+    end_session();  // the EP takes the next host (us, after a pause) only once this one is gone
     return quit_ ? End::kQuit : End::kFailed;
   }
   std::vector<int> fds;
@@ -433,11 +432,15 @@ HostProgram::End HostProgram::session() {
     tx_total_ += n->counts().sent;
     rx_total_ += n->counts().received;
   }
+  end_session();
+  return quit_ ? End::kQuit : End::kLinkDown;
+}
+
+void HostProgram::end_session() {
   drivers_.clear();
   transport_.reset();
   loopback_.reset();  // the PCI function stays open for the next session
   if (!pci_) link_ = nullptr;
-  return quit_ ? End::kQuit : End::kLinkDown;
 }
 
 void HostProgram::print_report(spdlog::level::level_enum lvl) {
