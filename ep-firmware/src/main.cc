@@ -285,6 +285,7 @@ Result<void> EpProgram::setup() {
   if (!open_link()) return fail(Errc::kInvalidArgument, "the link could not be set up");
   if (!open_gpio()) return fail(Errc::kInvalidArgument, "the GPIO lines could not be set up");
   transport_ = std::make_unique<transport::DeviceTransport>(*link_, new_epoch());
+  transport_->set_max_chain(cfg_.link.max_chain_segments);
   if (auto r = transport_->init(); !r) return r;
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
     if (auto s = add_device(cfg_.devices[i]); !s) {
@@ -355,7 +356,8 @@ json EpProgram::list() const {
            {"type", d->type_name()},
            {"status", st},
            {"driver_ok", (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0},
-           {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0}};
+           {"needs_reset", (st & VIRTIO_CONFIG_S_NEEDS_RESET) != 0},
+           {"chain_limit_hits", transport_->chain_limit_hits(slot)}};
     d->describe(e);
     devs.push_back(std::move(e));
   }

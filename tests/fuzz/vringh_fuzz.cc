@@ -27,7 +27,8 @@
 // Both windows are "remote" so every access of Vringh is counted: that bounds the work of a pop.
 //
 // Checks (abort on violation): a pop ends within 2 + num + (largest window)/16 reads (one that
-// never returns is a libFuzzer timeout, or a hang in the replay); it agrees
+// never returns is a libFuzzer timeout, or a hang in the replay); a chain has at most num
+// descriptors, an indirect table's included, and no table more entries than that; it agrees
 // with a straightforward reference walk of the same memory (same verdict, same head, same
 // segments); every segment of a chain lies inside its window (and above the floor) and
 // read_len + write_len <= 2^32 - 1; after kBadRing every pop/complete fails without touching memory
@@ -144,7 +145,7 @@ struct Harness {
     std::uint8_t twin = 1;
     std::uint64_t toff = kDescOff;
     std::uint64_t tlen = num;
-    std::uint64_t i = head, steps = 0, total = 0;
+    std::uint64_t i = head, steps = 0, total = 0, descs = 0;
     bool in_ind = false, seen_w = false;
     for (;;) {
       if (++steps > tlen) return r;
@@ -160,6 +161,7 @@ struct Harness {
         std::uint8_t w;
         std::uint64_t o;
         if (!ref_translate(addr, len, w, o) || o % 16 != 0) return r;
+        if (len / 16 > num) return r;  // no chain may be longer than the queue (§2.7.5.3.1)
         twin = w;
         toff = o;
         tlen = len / 16;
@@ -168,6 +170,7 @@ struct Harness {
         in_ind = true;
         continue;
       }
+      if (++descs > num) return r;  // descriptors of the chain, the indirect table's included
       std::uint8_t w;
       std::uint64_t o;
       if (!ref_translate(addr, len, w, o)) return r;

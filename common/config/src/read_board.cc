@@ -42,7 +42,7 @@ Expected<LinkConfig> Reader::read_link(const toml::table& root) const {
   VEPF_CONFIG_TRY(tbl, get_table(root, "", "link"));
   if (tbl == nullptr) return link;
   VEPF_CONFIG_CHECK(
-      check_keys(*tbl, "link", {"ack_timeout_ms", "ep_window_size", "rc_window_size", "spin_us"}));
+      check_keys(*tbl, "link", {"ack_timeout_ms", "ep_window_size", "rc_window_size", "spin_us", "max_chain_segments"}));
   VEPF_CONFIG_TRY(ack, get_integer(*tbl, "link", "ack_timeout_ms", link.ack_timeout_ms, 1, 60000));
   link.ack_timeout_ms = static_cast<std::uint32_t>(ack);
   VEPF_CONFIG_TRY(ep, read_window_size(*tbl, "ep_window_size", link.ep_window_size));
@@ -51,6 +51,9 @@ Expected<LinkConfig> Reader::read_link(const toml::table& root) const {
   link.rc_window_size = rc;
   VEPF_CONFIG_TRY(spin, get_integer(*tbl, "link", "spin_us", link.spin_us, 0, LinkConfig::kMaxSpinUs));
   link.spin_us = static_cast<std::uint32_t>(spin);
+  VEPF_CONFIG_TRY(segs, get_integer(*tbl, "link", "max_chain_segments", link.max_chain_segments, 1,
+                                    LinkConfig::kMaxChainSegments));
+  link.max_chain_segments = static_cast<std::uint32_t>(segs);
   return link;
 }
 

@@ -43,6 +43,9 @@ void DeviceHandle::config_changed() noexcept {
 }
 void DeviceHandle::queue_broken(std::uint16_t q) noexcept {
   auto& s = t_->slots_[slot_];
+  if (q < s.queues.size() && s.queues[q] && s.queues[q]->limit_hit() && !(s.broken_queues & (1u << q))) {
+    ++s.chain_limit_hits;
+  }
   s.broken_queues |= 1u << q;
   s.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
   t_->write_status(slot_);
@@ -150,6 +153,7 @@ void DeviceTransport::remove_device(std::uint32_t slot) {
   if (slot >= slots_.size() || slots_[slot].dev == nullptr) return;
   reset_slot(slot);
   slots_[slot].dev = nullptr;
+  slots_[slot].chain_limit_hits = 0;
   // The reset status before the empty slot; pairs with load_acquire of device_id in
   // DriverTransport::scan().
   slots_[slot].line.store_release<std::uint32_t>(offsetof(DeviceLine, device_id), 0);
@@ -225,6 +229,10 @@ void DeviceTransport::interrupt() noexcept {
 
 std::uint8_t DeviceTransport::status(std::uint32_t slot) const noexcept {
   return slot < slots_.size() ? slots_[slot].status : 0;
+}
+
+std::uint64_t DeviceTransport::chain_limit_hits(std::uint32_t slot) const noexcept {
+  return slot < slots_.size() ? slots_[slot].chain_limit_hits : 0;
 }
 
 void DeviceTransport::reset_slot(std::uint32_t slot) {
@@ -472,6 +480,7 @@ AckResult DeviceTransport::enable_queue(std::uint32_t slot, std::uint32_t q) {
   p.space = &space_;
   p.event_idx = s.features & (std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
   p.indirect = s.features & (std::uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC);
+  p.max_chain = max_chain_;
   p.group = &group_;
   s.queues[q] = std::make_unique<ring::Vringh>(p);
   s.queue_lines[q].store<std::uint16_t>(offsetof(QueueDeviceLine, enabled), 1);

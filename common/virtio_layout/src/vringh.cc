@@ -10,7 +10,8 @@ namespace vepf::ring {
 using layout::VringDesc;
 
 Vringh::Vringh(const VringhParams& p)
-    : num_(p.num), p_(p), used_shadow_(p.num),
+    : num_(p.num), p_(p), chain_max_(p.max_chain == 0 ? p.num : std::min<std::uint32_t>(p.max_chain, p.num)),
+      used_shadow_(p.num),
       used_pairs_(p.used.window->access().widths.container_for(2) == 4 && p.used.off % 4 == 0) {
   assert(layout::queue_size_valid(p.num) && p.space != nullptr);
   p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, 0);
@@ -73,6 +74,7 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
   std::uint32_t table_len = num_;  // descriptors in the current table
   std::uint32_t i = head;
   std::uint32_t steps = 0;
+  std::uint32_t descs = 0;  // buffer descriptors so far, the indirect table's included
   bool in_indirect = false;
   std::uint64_t total = 0;
   bool seen_writable = false;  // zero-length writables are not kept, so track them apart
@@ -92,6 +94,10 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
       if (len == 0 || len % sizeof(VringDesc) != 0) return "indirect table length not a multiple of 16";
       auto t = p_.space->translate_aligned(addr, len, layout::kDescAlign);
       if (!t) return "indirect table outside the windows";
+      if (len / sizeof(VringDesc) > chain_max_) {
+        limit_hit_ = true;
+        return "indirect table longer than a chain may be (max_chain_segments, queue size)";
+      }
       table = *t;
       table_len = len / sizeof(VringDesc);
       i = 0;
@@ -100,6 +106,10 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
       continue;
     }
 
+    if (++descs > chain_max_) {
+      limit_hit_ = true;
+      return "descriptor chain longer than a chain may be (max_chain_segments, queue size)";
+    }
     const Segment seg = p_.space->lookup(addr, len);
     if (seg.window == nullptr) return "buffer outside the windows";
     total += len;

@@ -42,6 +42,7 @@ TEST(BoardConfig, ShippedLoopbackBoardParses) {
   EXPECT_EQ(cfg->platform, Platform::kLoopback);
   EXPECT_EQ(cfg->link.ack_timeout_ms, 1000u);
   EXPECT_EQ(cfg->link.spin_us, 20u);
+  EXPECT_EQ(cfg->link.max_chain_segments, 1024u);
   EXPECT_EQ(cfg->link.ep_window_size, 64u << 20);  // 64 KiB buffers for TCP segmentation offload
   EXPECT_EQ(cfg->link.rc_window_size, 64u << 20);
   EXPECT_EQ(cfg->loopback.socket, "/run/vepf/loopback.sock");
@@ -87,11 +88,12 @@ TEST(BoardConfig, ExplicitValuesParse) {
   const auto cfg = parse_board_config(
       board("queue_size = 1024\n", "mtu = 9000\n", "[device.ep]\nifname = \"e.0_x-y\"\n") +
           "[link]\nack_timeout_ms = 60000\nep_window_size = 65536\nrc_window_size = 1073741824\n"
-          "spin_us = 0\n",
+          "spin_us = 0\nmax_chain_segments = 19\n",
       kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   EXPECT_EQ(cfg->link.ack_timeout_ms, 60000u);
   EXPECT_EQ(cfg->link.spin_us, 0u);
+  EXPECT_EQ(cfg->link.max_chain_segments, 19u);
   EXPECT_EQ(cfg->link.ep_window_size, 65536u);
   EXPECT_EQ(cfg->link.rc_window_size, 1u << 30);
   EXPECT_EQ(cfg->devices[0].queue_size, 1024);
@@ -250,6 +252,12 @@ TEST(BoardConfigError, SpinBudgetRange) {
   EXPECT_TRUE(has(error_of(board() + "[link]\nspin_us = -1\n"), "link.spin_us = -1 is out"));
   EXPECT_TRUE(has(error_of(board() + "[link]\nspin_us = 100001\n"), "link.spin_us = 100001"));
   EXPECT_EQ(error_of(board() + "[link]\nspin_us = 100000\n"), "<parsed>");
+}
+
+TEST(BoardConfigError, ChainSegmentLimitRange) {
+  EXPECT_TRUE(has(error_of(board() + "[link]\nmax_chain_segments = 0\n"), "link.max_chain_segments = 0 is out"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nmax_chain_segments = 32769\n"), "link.max_chain_segments = 32769"));
+  EXPECT_EQ(error_of(board() + "[link]\nmax_chain_segments = 32768\n"), "<parsed>");
 }
 
 TEST(BoardConfigError, WindowSizeRules) {

@@ -66,10 +66,11 @@ TEST_P(VringhBad, PopBreaksTheQueue) {
   EXPECT_TRUE(w.guards_intact()) << "bytes outside the windows changed";
 }
 
-RingOptions opts(std::uint16_t num = 8, bool indirect = false) {
+RingOptions opts(std::uint16_t num = 8, bool indirect = false, std::uint32_t max_chain = 0) {
   RingOptions o;
   o.num = num;
   o.indirect = indirect;
+  o.max_chain = max_chain;
   o.make_driver = false;  // the test is the driver
   return o;
 }
@@ -224,6 +225,43 @@ std::vector<BadCase> bad_cases() {
                },
                "readable descriptor after a writable"});
 
+  // ---- limits: how long a chain may be (VIRTIO 1.2 §2.7.5.3.1 and [link] max_chain_segments)
+  v.push_back({"indirect_table_longer_than_the_queue", opts(8, true),
+               [](RingPair& r, LinkWindows&) {
+                 // 4096 entries, the chain uses one: a table no chain may fill is refused
+                 // before it is walked.
+                 r.put_desc_at(table_off(r), 0, rd_buf(r), 16, 0, 0);
+                 r.put_desc(0, ep_addr(table_off(r)), 4096 * 16, kI);
+                 r.offer(0);
+               },
+               "indirect table longer than a chain may be"});
+  v.push_back({"indirect_table_past_max_chain", opts(64, true, 4),
+               [](RingPair& r, LinkWindows&) {
+                 r.put_desc_at(table_off(r), 0, rd_buf(r), 16, 0, 0);
+                 r.put_desc(0, ep_addr(table_off(r)), 5 * 16, kI);
+                 r.offer(0);
+               },
+               "indirect table longer than a chain may be"});
+  v.push_back({"indirect_chain_past_the_queue_size", opts(8, true),
+               [](RingPair& r, LinkWindows&) {
+                 // 2 direct descriptors, then an 8-entry table filled: 10 descriptors.
+                 r.put_desc(0, rd_buf(r), 16, kN, 1);
+                 r.put_desc(1, ep_addr(table_off(r)), 8 * 16, kI);
+                 for (std::uint16_t i = 0; i < 7; ++i)
+                   r.put_desc_at(table_off(r), i, rd_buf(r), 1, kN, static_cast<std::uint16_t>(i + 1));
+                 r.put_desc_at(table_off(r), 7, rd_buf(r), 1, 0, 0);
+                 r.offer(0);
+               },
+               "descriptor chain longer than a chain may be"});
+  v.push_back({"direct_chain_past_max_chain", opts(64, false, 4),
+               [](RingPair& r, LinkWindows&) {
+                 for (std::uint16_t i = 0; i < 4; ++i)
+                   r.put_desc(i, rd_buf(r), 1, kN, static_cast<std::uint16_t>(i + 1));
+                 r.put_desc(4, rd_buf(r), 1, 0);
+                 r.offer(0);
+               },
+               "descriptor chain longer than a chain may be"});
+
   // ---- buffer addresses (LAYOUT.md §4: window id + offset, bounds-checked)
   auto bad_buf = [](std::string name, std::uint64_t addr, std::uint32_t len, std::uint16_t flags) {
     return BadCase{std::move(name), opts(),
@@ -264,9 +302,10 @@ std::vector<BadCase> bad_cases() {
                  r.offer(0);
                },
                "2^32"});
-  v.push_back({"total_len_past_4g_indirect", opts(8, true),
+  v.push_back({"total_len_past_4g_indirect", opts(8192, true),
                [](RingPair& r, LinkWindows&) {
                  // The loop cap restarts in the table (its own length); the byte cap must not.
+                 // (A queue of 8192: a chain may have 4097 descriptors.)
                  const std::size_t t = r.ep_data_off;
                  for (std::uint32_t i = 0; i + 1 < kPast4G; ++i) {
                    r.put_desc_at(t, i, rc_addr(0), kMiB, kW | kN,
@@ -354,6 +393,46 @@ TEST_F(VringhHandWritten, ChainOfExactlyNumDescriptorsIsNotALoop) {
   ASSERT_TRUE(p) << p.error().what;
   ASSERT_TRUE(*p);
   EXPECT_EQ((*p)->readable().size(), 8u);
+}
+
+TEST_F(VringhHandWritten, ChainOfExactlyMaxChainDescriptorsPops) {
+  RingPair r(w, opts(64, true, 4));
+  EXPECT_EQ(r.dev().chain_max(), 4u);
+  r.put_desc(0, rd_buf(r), 1, kN, 1);
+  r.put_desc(1, ep_addr(table_off(r)), 3 * 16, kI);
+  for (std::uint16_t i = 0; i < 2; ++i)
+    r.put_desc_at(table_off(r), i, rd_buf(r), 1, kN, static_cast<std::uint16_t>(i + 1));
+  r.put_desc_at(table_off(r), 2, wr_buf(r), 1, kW, 0);
+  r.offer(0);
+  auto p = r.dev().pop();
+  ASSERT_TRUE(p) << p.error().what;
+  ASSERT_TRUE(*p);
+  EXPECT_EQ((*p)->readable().size(), 3u);
+  EXPECT_EQ((*p)->writable().size(), 1u);
+  EXPECT_FALSE(r.dev().limit_hit());
+}
+
+TEST_F(VringhHandWritten, TheLimitIsTheSmallerOfMaxChainAndTheQueueSize) {
+  EXPECT_EQ(RingPair(w, opts(8, false, 1024)).dev().chain_max(), 8u);
+  EXPECT_EQ(RingPair(w, opts(8, false, 0)).dev().chain_max(), 8u);
+  EXPECT_EQ(RingPair(w, opts(256, false, 19)).dev().chain_max(), 19u);
+}
+
+TEST_F(VringhHandWritten, APastLimitChainSaysSoAndOtherBreaksDoNot) {
+  RingPair over(w, opts(64, false, 2));
+  over.put_desc(0, rd_buf(over), 1, kN, 1);
+  over.put_desc(1, rd_buf(over), 1, kN, 2);
+  over.put_desc(2, rd_buf(over), 1, 0);
+  over.offer(0);
+  EXPECT_FALSE(over.dev().pop());
+  EXPECT_TRUE(over.dev().limit_hit());
+
+  LinkWindows w2;
+  RingPair loop(w2, opts(8));
+  loop.put_desc(0, rd_buf(loop), 1, kN, 0);
+  loop.offer(0);
+  EXPECT_FALSE(loop.dev().pop());
+  EXPECT_FALSE(loop.dev().limit_hit()) << loop.dev().why();
 }
 
 TEST_F(VringhHandWritten, ValidIndirectChainPops) {

@@ -22,6 +22,7 @@ struct RingOptions {
   bool indirect = false;              // negotiated on the device side
   bool driver_indirect_pool = false;  // the driver gets a pool and uses indirect tables
   std::uint16_t indirect_max = 4;     // entries per indirect table in the pool
+  std::uint32_t max_chain = 0;        // VringhParams::max_chain (0: the queue size)
   std::size_t ep_base = 0x1000;       // where the queue starts in the EP window
   std::size_t rc_base = 0x1000;       // where the used ring starts in the RC window
   bool make_driver = true;  // construct a Vring (false: the test plays the driver by hand)
@@ -66,6 +67,7 @@ class RingPair {
     hp.space = &w.dev_space;
     hp.event_idx = o.event_idx;
     hp.indirect = o.indirect;
+    hp.max_chain = o.max_chain;
 
     ring::VringParams vp;
     vp.num = o.num;

@@ -592,6 +592,37 @@ TEST_F(TransportTest, CorruptAvailRingBreaksOnlyThatQueue) {
   EXPECT_NE(fdev.handle->queue(1), nullptr);
 }
 
+// [link] max_chain_segments: a chain longer than the limit breaks its queue, the others keep
+// running, and the transport counts it apart from other breaks.
+TEST_F(TransportTest, ChainPastTheSegmentLimitBreaksItsQueueAndIsCounted) {
+  dev.set_max_chain(2);
+  bring_up();
+  EXPECT_EQ(echo(0, "two"), "two") << "a chain of 2 (one out, one in) is within the limit";
+  ring::Vring& v = *queues[0].vring;
+  const auto out = drv.ep_alloc().alloc(64, 64);
+  ASSERT_TRUE(out);
+  const ring::Buf three[3] = {{out->link_addr, 8}, {out->link_addr + 8, 8}, {out->link_addr + 16, 8}};
+  ASSERT_TRUE(v.add(three, {}, 7));
+  (void)v.kick_prepare();
+  ASSERT_TRUE(drl.ring_doorbell());
+  EXPECT_EQ(fdev.bad_ring[0], 1);
+  EXPECT_TRUE(drv.device_status(slot) & kNeedsReset);
+  EXPECT_EQ(drv.broken_queues(slot), 1u);
+  EXPECT_EQ(dev.chain_limit_hits(slot), 1u);
+  EXPECT_EQ(echo(1, "after"), "after");
+  // Removing the device forgets its count.
+  dev.remove_device(slot);
+  EXPECT_EQ(dev.chain_limit_hits(slot), 0u);
+}
+
+TEST_F(TransportTest, OtherBreaksAreNotCountedAsChainLimitHits) {
+  bring_up();
+  poke<std::uint16_t>(w.ep(), queues[0].avail.off + layout::kRingIdxOff, kQueueSize + 3);
+  ASSERT_TRUE(drl.ring_doorbell());
+  ASSERT_EQ(drv.broken_queues(slot), 1u);
+  EXPECT_EQ(dev.chain_limit_hits(slot), 0u);
+}
+
 // device_transport.hpp: queue_broken() "Other queues and devices keep running."
 TEST_F(TransportTest, OtherQueueKeepsWorkingAfterAQueueBroke) {
   bring_up();

@@ -125,6 +125,13 @@ struct LinkConfig {
   /// (ring/poll_group.hpp). 0: sleep as soon as the rings are empty. An idle link never spins.
   static constexpr std::uint32_t kMaxSpinUs = 100000;
   std::uint32_t spin_us = 20;  // 0..kMaxSpinUs
+  /// Descriptors one descriptor chain may have (an indirect table's included), and the most
+  /// entries an indirect table may have; the queue size caps it as well (VIRTIO 1.2
+  /// §2.7.5.3.1). A chain past it breaks its queue (DEVICE_NEEDS_RESET) and is counted
+  /// (`chain_limit_hits` in vepf-ep ctl list). Linux's drivers use at most seg_max + 2 (blk)
+  /// and MAX_SKB_FRAGS + 2 (net).
+  static constexpr std::uint32_t kMaxChainSegments = 32768;
+  std::uint32_t max_chain_segments = 1024;  // 1..kMaxChainSegments
 };
 
 /// What a window is to the CPU (LAYOUT.md §7): "cached", "device", "wc", "cached-noncoherent".

@@ -5,8 +5,10 @@
 // Everything in the descriptor table and avail ring is written by an untrusted peer. Each
 // descriptor is copied exactly once and the copy validated: head and next in range, at most
 // `num` steps (no loops), indirect tables only when negotiated, 16-byte multiple, never nested,
-// writable buffers only after readable ones, total length < 2^32, every range inside a window.
-// The first violation breaks the queue: every later call fails with kBadRing.
+// writable buffers only after readable ones, total length < 2^32, every range inside a window,
+// at most max_chain descriptors per chain and per indirect table (the walk and the Chain it
+// fills stay bounded whatever the driver writes). The first violation breaks the queue: every
+// later call fails with kBadRing.
 
 #include <sys/uio.h>
 
@@ -32,6 +34,10 @@ struct VringhParams {
   const AddressSpace* space = nullptr;  // translates buffer and indirect table addresses
   bool event_idx = false;       // VIRTIO_F_EVENT_IDX negotiated
   bool indirect = false;        // VIRTIO_F_INDIRECT_DESC negotiated
+  /// Descriptors one chain may have, those of its indirect table included, and the longest
+  /// indirect table taken (board config [link] max_chain_segments; 0: the queue size). The
+  /// queue size caps it either way (VIRTIO 1.2 §2.7.5.3.1: no chain longer than the queue).
+  std::uint32_t max_chain = 0;
   PollGroup* group = nullptr;   // the program's spin-then-sleep group (none: always ask at once)
 };
 
@@ -174,7 +180,12 @@ class Vringh final : private PollGroup::Member {
   bool broken() const noexcept { return broken_; }
   /// The rule the peer broke, when broken().
   const char* why() const noexcept { return why_; }
+  /// Whether the rule broken was the chain or indirect table limit (max_chain): counted by the
+  /// transport apart from the other breaks, as the board config sets it.
+  bool limit_hit() const noexcept { return limit_hit_; }
   std::uint16_t num() const noexcept { return num_; }
+  /// Descriptors a chain may have here (max_chain capped by the queue size).
+  std::uint32_t chain_max() const noexcept { return chain_max_; }
 
  private:
   // Takes the next chain into `c` (found: whether there was one). Returns the rule the peer
@@ -187,6 +198,7 @@ class Vringh final : private PollGroup::Member {
 
   std::uint16_t num_;
   VringhParams p_;
+  std::uint32_t chain_max_;
   std::uint16_t last_avail_idx_ = 0;
   std::uint16_t avail_idx_seen_ = 0;    // the avail index at its last read (validated)
   std::uint16_t used_idx_ = 0;          // private copy: never read back from the used ring
@@ -196,6 +208,7 @@ class Vringh final : private PollGroup::Member {
   std::uint16_t signalled_used_ = 0;    // used idx at the last need_notify()
   std::uint16_t used_flags_shadow_ = 0;
   bool broken_ = false;
+  bool limit_hit_ = false;
   bool in_group_ = false;  // waiting in p_.group for arm()
   const char* why_ = "";
 };

@@ -103,6 +103,12 @@ class DeviceTransport {
   std::uint32_t audit();
   /// Lines audit() repaired since start.
   std::uint64_t repairs() const noexcept { return repairs_; }
+  /// Descriptors a chain may have, an indirect table's included (board config [link]
+  /// max_chain_segments; VringhParams::max_chain): for queues enabled from now on.
+  void set_max_chain(std::uint32_t descriptors) noexcept { max_chain_ = descriptors; }
+  /// Queues of device `slot` broken by a chain or indirect table past that limit, since the
+  /// device was added.
+  std::uint64_t chain_limit_hits(std::uint32_t slot) const noexcept;
   bool attached() const noexcept { return rc_ != nullptr; }
   std::uint32_t epoch() const noexcept { return epoch_; }
   /// Device status of a slot as the device holds it.
@@ -123,6 +129,7 @@ class DeviceTransport {
     OwnedBytes<layout::kConfigSpaceSize> config;
     std::array<OwnedBytes<sizeof(layout::QueueDeviceLine)>, layout::kMaxQueuesPerDevice> queue_lines;
     std::uint32_t broken_queues = 0;
+    std::uint64_t chain_limit_hits = 0;
     bool started = false;  // on_driver_ok() ran and neither reset nor FAILED followed
     std::array<std::unique_ptr<ring::Vringh>, layout::kMaxQueuesPerDevice> queues;
   };
@@ -156,6 +163,7 @@ class DeviceTransport {
   std::uint32_t mailbox_seq_ = 0;
   std::uint32_t heartbeat_ = 0;
   std::uint64_t repairs_ = 0;
+  std::uint32_t max_chain_ = 0;  // 0: the queue size
   OwnedBytes<sizeof(layout::EpfHeader)> header_;
   std::array<Slot, layout::kMaxDevices> slots_{};
 };
