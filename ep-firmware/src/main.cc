@@ -29,6 +29,7 @@
 #include "vepf/app/cli.hpp"
 #include "vepf/app/spin.hpp"
 #include "vepf/config/board_config.hpp"
+#include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
 #include "vepf/gpio/gpio.hpp"
@@ -106,7 +107,10 @@ class EpProgram {
   bool backlog() const;
   std::string handle_control(std::string_view request);
   json list() const;
-  void on_peer();
+  /// Loopback hosts connected (0 or 1), after dropping one that never attached in
+  /// kUnattachedHost when another one is waiting.
+  std::size_t on_peer_waiting();
+  void on_peer(os::Fd conn);
   /// Forgets the loopback host: its connection, the RC window, every device's state.
   void drop_host();
   void on_poll();
@@ -122,6 +126,7 @@ class EpProgram {
   std::map<std::uint32_t, std::unique_ptr<ep::Device>> devices_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;
   std::unique_ptr<ep::ControlServer> control_;
+  std::unique_ptr<os::Acceptor> host_acceptor_;  // loopback: the link's listening socket
   std::unique_ptr<gpio::Chips> chips_;
   std::unique_ptr<gpio::Sideband> sideband_;  // after the transport: "ready" drops before the link goes
   app::LinkReport report_;
@@ -151,7 +156,7 @@ EpProgram::Made EpProgram::make_net(const config::DeviceConfig& d) {
 }
 
 EpProgram::Made EpProgram::make_rpmsg(const config::DeviceConfig& d) {
-  auto dev = std::make_unique<ep::RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size);
+  auto dev = std::make_unique<ep::RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size, d.rpmsg.max_connections);
   if (auto r = dev->start(loop_); !r) {
     return tl::unexpected(fmt::format("cannot listen on {}/ep/announce.sock: {}{}", d.rpmsg.runtime_dir, r.error().what,
                                       r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : ""));
@@ -309,7 +314,18 @@ Result<void> EpProgram::setup() {
   if (!ctl) return tl::unexpected(ctl.error());
   control_ = std::move(*ctl);
   if (loopback_) {
-    if (auto r = loop_.add(loopback_->listen_fd(), EPOLLIN, [this](std::uint32_t) { on_peer(); }); !r) return r;
+    // One host at a time; out of descriptors, a host is refused rather than the loop spinning.
+    // open() first lets a host that never attached give way (on_peer_waiting()).
+    os::Acceptor::Handlers h;
+    h.open = [this] { return on_peer_waiting(); };
+    h.take = [this](os::Fd c) { on_peer(std::move(c)); };
+    h.refuse = [this](int, os::Acceptor::Refusal why) {
+      log::limited(peer_log_, spdlog::get("ep"), spdlog::level::warn, "host connection refused: {}",
+                   why == os::Acceptor::Refusal::kFull ? "a host is already connected" : "out of file descriptors");
+    };
+    auto a = os::Acceptor::create(loop_, loopback_->take_listener(), 1, std::move(h));
+    if (!a) return tl::unexpected(a.error());
+    host_acceptor_ = std::move(*a);
   }
   const int doorbell = loopback_ ? loopback_->doorbell_fd() : pci_->doorbell_fd();
   if (doorbell >= 0) {
@@ -401,15 +417,19 @@ std::string EpProgram::handle_control(std::string_view request) {
 /// connects takes its place (a host that read a header it could not use, a hung one).
 constexpr std::chrono::seconds kUnattachedHost{2};
 
-void EpProgram::on_peer() {
-  auto log = spdlog::get("ep");
+std::size_t EpProgram::on_peer_waiting() {
   if (loopback_->connected() && !transport_->attached() &&
       std::chrono::steady_clock::now() - host_since_ >= kUnattachedHost) {
-    log->warn("the connected host has not attached in {} s: dropping it for the host now connecting",
-              kUnattachedHost.count());
+    spdlog::get("ep")->warn("the connected host has not attached in {} s: dropping it for the host now connecting",
+                            kUnattachedHost.count());
     drop_host();
   }
-  if (auto r = loopback_->accept_peer(); !r) {
+  return loopback_->connected() ? 1 : 0;
+}
+
+void EpProgram::on_peer(os::Fd conn) {
+  auto log = spdlog::get("ep");
+  if (auto r = loopback_->accept_peer(std::move(conn)); !r) {
     log::limited(peer_log_, log, spdlog::level::warn, "host connection refused: {}", r.error().what);
     return;
   }

@@ -245,7 +245,8 @@ std::unique_ptr<host::Driver> HostProgram::probe_rpmsg(const transport::DeviceIn
   // Slot n takes device[n]'s runtime_dir when the board config says it is an rpmsg device.
   const auto* d = configured(info.slot, config::DeviceType::kRpmsg);
   std::string dir = d ? d->rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
-  auto drv = std::make_unique<host::RpmsgDriver>(*transport_, info, std::move(dir), loop_);
+  const std::size_t conns = d ? d->rpmsg.max_connections : config::RpmsgConfig{}.max_connections;
+  auto drv = std::make_unique<host::RpmsgDriver>(*transport_, info, std::move(dir), loop_, conns);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.rpmsg")->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));
     return nullptr;
@@ -257,7 +258,8 @@ std::unique_ptr<host::Driver> HostProgram::probe_block(const transport::DeviceIn
   // Slot n takes device[n]'s NBD socket when the board config says it is a block device.
   const auto* d = configured(info.slot, config::DeviceType::kBlock);
   std::string sock = d ? d->block.nbd_socket : fmt::format("/run/vepf/block{}.sock", info.slot);
-  auto drv = std::make_unique<host::BlockDriver>(*transport_, info, std::move(sock), loop_);
+  const std::size_t clients = d ? d->block.max_nbd_clients : config::BlockConfig{}.max_nbd_clients;
+  auto drv = std::make_unique<host::BlockDriver>(*transport_, info, std::move(sock), loop_, clients);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.blk")->error("device {}: virtio-blk setup failed: {}", info.slot, describe(r.error()));
     return nullptr;

@@ -87,9 +87,11 @@ Expected<RpmsgConfig> Reader::read_rpmsg(const toml::table& device, const std::s
   VEPF_CONFIG_TRY(table, get_table(device, where, "rpmsg"));
   if (table == nullptr) return rpmsg;
   const std::string in = where + ".rpmsg";
-  VEPF_CONFIG_CHECK(check_keys(*table, in, {"runtime_dir"}));
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"runtime_dir", "max_connections"}));
   VEPF_CONFIG_TRY(dir, read_dir(*table, in, "runtime_dir", rpmsg.runtime_dir, kMaxRpmsgRuntimeDirLen));
   rpmsg.runtime_dir = std::move(dir);
+  VEPF_CONFIG_TRY(conns, get_integer(*table, in, "max_connections", rpmsg.max_connections, 1, 4096));
+  rpmsg.max_connections = static_cast<std::uint32_t>(conns);
   return rpmsg;
 }
 
@@ -101,7 +103,7 @@ Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::s
   if (table == nullptr) {
     return fail("missing required table [" + in + "] (type = \"block\"): add path = \"/path/to/disk.img\"");
   }
-  VEPF_CONFIG_CHECK(check_keys(*table, in, {"path", "size", "read_only", "block_size", "max_range_bytes", "nbd_socket"}));
+  VEPF_CONFIG_CHECK(check_keys(*table, in, {"path", "size", "read_only", "block_size", "max_range_bytes", "nbd_socket", "max_nbd_clients"}));
   BlockConfig block;
   VEPF_CONFIG_TRY(path, required_string(*table, in, "path"));
   if (path.empty() || path.find('\0') != std::string::npos) {
@@ -133,6 +135,8 @@ Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::s
   VEPF_CONFIG_TRY(sock, get_string(*table, in, "nbd_socket"));
   block.nbd_socket = sock ? std::move(*sock) : "/run/vepf/block" + std::to_string(index) + ".sock";
   VEPF_CONFIG_CHECK(check_socket_path(in + ".nbd_socket", block.nbd_socket));
+  VEPF_CONFIG_TRY(clients, get_integer(*table, in, "max_nbd_clients", block.max_nbd_clients, 1, 1024));
+  block.max_nbd_clients = static_cast<std::uint32_t>(clients);
   return block;
 }
 

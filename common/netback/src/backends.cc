@@ -13,6 +13,7 @@
 
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
+#include "vepf/os/acceptor.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/tap.hpp"
 #include "vepf/os/unix_socket.hpp"
@@ -128,13 +129,21 @@ class SeqpacketBackend final : public PolledBackend {
         hdr_(vnet_hdr ? 0 : layout::kNetHdrSize) {}
   ~SeqpacketBackend() override {
     drop_client();
-    if (loop_) loop_->remove(listener_.get());
+    acceptor_.reset();
     ::unlink(path_.c_str());  // the device is gone: so is its socket
   }
 
   Result<void> start(os::EventLoop& loop, Callbacks cb) override {
     if (!bind(loop, std::move(cb))) return {};  // already registered: callbacks replaced
-    return loop.add(listener_.get(), EPOLLIN, [this](std::uint32_t) { accept_client(); });
+    // One client at a time; a second one is closed at once (os::Acceptor: also when out of
+    // descriptors, without spinning on the listener).
+    os::Acceptor::Handlers h;
+    h.open = [this] { return std::size_t{client_.valid() ? 1u : 0u}; };
+    h.take = [this](os::Fd c) { take_client(std::move(c)); };
+    auto a = os::Acceptor::create(loop, std::move(listener_), 1, std::move(h));
+    if (!a) return tl::unexpected(a.error());
+    acceptor_ = std::move(*a);
+    return {};
   }
   Result<std::size_t> recv(std::span<std::byte> buf) override {
     if (!client_.valid() || buf.size() < layout::kNetHdrSize) return fail(Errc::kNoSpace, "no client");
@@ -153,7 +162,7 @@ class SeqpacketBackend final : public PolledBackend {
     return hdr_ + static_cast<std::size_t>(n);  // with vnet_hdr, maybe shorter than a header: the caller drops it
   }
   Result<void> send(std::span<const std::byte> frame) override {
-    // No client yet: hold the frame (lossless backpressure); accept_client() resumes the sender.
+    // No client yet: hold the frame (lossless backpressure); take_client() resumes the sender.
     if (!client_.valid()) return fail(Errc::kNoSpace, "no client connected yet");
     if (frame.size() < layout::kNetHdrSize) return fail(Errc::kInvalidArgument, "frame shorter than its header");
     const ssize_t n = ::send(client_.get(), frame.data() + hdr_, frame.size() - hdr_, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -170,10 +179,8 @@ class SeqpacketBackend final : public PolledBackend {
 
  private:
   int data_fd() const override { return client_.valid() ? client_.get() : -1; }
-  void accept_client() {
-    auto c = os::accept_seqpacket(listener_.get());
-    if (!c || client_.valid()) return;  // one client at a time: a second one is closed
-    client_ = std::move(*c);
+  void take_client(os::Fd c) {
+    client_ = std::move(c);
     if (!watch(client_.get())) return client_.reset();
     if (tx_waiting() && writable_cb()) writable_cb()();  // frames held for want of a client
   }
@@ -183,7 +190,8 @@ class SeqpacketBackend final : public PolledBackend {
     client_.reset();
   }
 
-  os::Fd listener_;
+  os::Fd listener_;  // until start() hands it to acceptor_
+  std::unique_ptr<os::Acceptor> acceptor_;
   os::Fd client_;
   std::string path_;
   std::size_t hdr_;  // 0 with vnet_hdr, else kNetHdrSize

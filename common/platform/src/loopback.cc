@@ -129,9 +129,13 @@ Result<std::unique_ptr<LoopbackEp>> LoopbackEp::create(const std::string& socket
 Result<void> LoopbackEp::accept_peer() {
   auto conn = os::accept_seqpacket(listen_.get());
   if (!conn) return tl::unexpected(conn.error());
+  return accept_peer(std::move(*conn));
+}
+
+Result<void> LoopbackEp::accept_peer(os::Fd conn) {
   // One host per link, as one RC per PCIe function: the newcomer is closed here.
   if (peer_.valid()) return fail(Errc::kRejected, "a host is already connected");
-  return handshake(std::move(*conn));
+  return handshake(std::move(conn));
 }
 
 Result<void> LoopbackEp::handshake(os::Fd conn) {

@@ -41,34 +41,52 @@ std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t ds
   return sizeof(hdr) + payload.size();
 }
 
-Channels::Channels(std::string dir, Port& port, std::string logger, std::string who)
-    : dir_(std::move(dir)), port_(port), logger_(std::move(logger)), who_(std::move(who)), buf_(kRecvBuf) {}
+Channels::Channels(std::string dir, Port& port, std::string logger, std::string who, std::size_t max_connections)
+    : dir_(std::move(dir)), port_(port), logger_(std::move(logger)), who_(std::move(who)),
+      max_conns_(max_connections ? max_connections : 1), buf_(kRecvBuf) {}
 
 Channels::~Channels() {
   if (loop_ != nullptr) {
     for (const auto& [fd, c] : conns_) loop_->remove(fd);
-    for (const auto& [name, p] : peers_) {
-      if (p.listen.valid()) loop_->remove(p.listen.get());
+  }
+  for (auto& [name, p] : peers_) {
+    if (p.listen) {
+      p.listen.reset();
+      ::unlink(p.path.c_str());
     }
-    if (listen_fd_.valid()) loop_->remove(listen_fd_.get());
   }
-  for (const auto& [name, p] : peers_) {
-    if (p.listen.valid()) ::unlink(p.path.c_str());
+  if (announce_) {
+    announce_.reset();
+    ::unlink((dir_ + "/announce.sock").c_str());
   }
-  if (listen_fd_.valid()) ::unlink((dir_ + "/announce.sock").c_str());
+}
+
+Result<std::unique_ptr<os::Acceptor>> Channels::listen(const std::string& path, const std::string& channel) {
+  auto l = os::listen_seqpacket(path);
+  if (!l) return tl::unexpected(l.error());
+  os::Acceptor::Handlers h;
+  h.open = [this] { return conns_.size(); };
+  h.take = [this, channel](os::Fd fd) { on_accept(channel, std::move(fd)); };
+  h.refuse = [this, channel](int, os::Acceptor::Refusal why) {
+    ++stats_.refused_connections;
+    log::limited(client_log_, log_of(logger_), spdlog::level::warn, "{}: {} refused a connection: {} ({} so far)", who_,
+                 channel.empty() ? std::string("announce.sock") : "channel '" + channel + "'",
+                 why == os::Acceptor::Refusal::kFull
+                     ? std::to_string(max_conns_) + " open, the limit ([device.rpmsg] max_connections)"
+                     : std::string("out of file descriptors"),
+                 stats_.refused_connections);
+  };
+  auto a = os::Acceptor::create(*loop_, std::move(*l), max_conns_, std::move(h));
+  if (!a) ::unlink(path.c_str());
+  return a;
 }
 
 Result<void> Channels::start(os::EventLoop& loop) {
-  if (listen_fd_.valid()) return {};
+  if (announce_) return {};
   loop_ = &loop;
-  const std::string path = dir_ + "/announce.sock";
-  auto l = os::listen_seqpacket(path);
-  if (!l) return tl::unexpected(l.error());
-  if (auto r = loop.add(l->get(), EPOLLIN, [this](std::uint32_t) { on_accept({}); }); !r) {
-    ::unlink(path.c_str());
-    return r;
-  }
-  listen_fd_ = std::move(*l);
+  auto a = listen(dir_ + "/announce.sock", {});
+  if (!a) return tl::unexpected(a.error());
+  announce_ = std::move(*a);
   return {};
 }
 
@@ -132,42 +150,28 @@ void Channels::bad(const char* what) {
 }
 
 // `channel` empty: the announce socket; else a peer channel's socket.
-void Channels::on_accept(const std::string& channel) {
-  int lfd = listen_fd_.get();
-  if (!channel.empty()) {
-    auto p = peers_.find(channel);
-    if (p == peers_.end() || !p->second.listen.valid()) return;
-    lfd = p->second.listen.get();
+void Channels::on_accept(const std::string& channel, os::Fd fd_owned) {
+  if (!channel.empty() && peers_.find(channel) == peers_.end()) return;  // gone meanwhile: closed
+  Conn c;
+  c.fd = std::move(fd_owned);
+  c.name = channel;
+  c.local = channel.empty();
+  if (!c.local) {
+    c.addr = alloc_addr();
+    c.peer = peers_.at(channel).addr;
+    c.reading = room();
   }
-  for (;;) {
-    auto s = os::accept_seqpacket(lfd);
-    if (!s) {
-      if (s.error().code != Errc::kNoSpace) {
-        log_of(logger_)->warn("{}: accept: {}", who_, std::strerror(s.error().sys_errno));
-      }
-      return;
-    }
-    Conn c;
-    c.fd = std::move(*s);
-    c.name = channel;
-    c.local = channel.empty();
-    if (!c.local) {
-      c.addr = alloc_addr();
-      c.peer = peers_.at(channel).addr;
-      c.reading = room();
-    }
-    const int fd = c.fd.get();
-    auto cb = [this, fd](std::uint32_t ev) { on_conn(fd, ev); };
-    if (auto r = loop_->add(fd, c.reading ? kReadEvents : EPOLLRDHUP, std::move(cb)); !r) {
-      log_of(logger_)->warn("{}: cannot poll a new connection", who_);
-      continue;
-    }
-    if (!c.local) {
-      by_addr_[c.addr] = fd;
-      log_of(logger_)->debug("{}: channel '{}': client at addr {}", who_, channel, c.addr);
-    }
-    conns_.emplace(fd, std::move(c));
+  const int fd = c.fd.get();
+  auto cb = [this, fd](std::uint32_t ev) { on_conn(fd, ev); };
+  if (auto r = loop_->add(fd, c.reading ? kReadEvents : EPOLLRDHUP, std::move(cb)); !r) {
+    log_of(logger_)->warn("{}: cannot poll a new connection", who_);
+    return;
   }
+  if (!c.local) {
+    by_addr_[c.addr] = fd;
+    log_of(logger_)->debug("{}: channel '{}': client at addr {}", who_, channel, c.addr);
+  }
+  conns_.emplace(fd, std::move(c));
 }
 
 // A local connection's first message: its channel name. Returns why it is refused, or nullptr.
@@ -334,13 +338,10 @@ void Channels::open_peer(const std::string& name, std::uint32_t addr) {
     p.path = dir_ + "/" + name + ".sock";
     const auto log = log_of(logger_);
     if (loop_ != nullptr) {
-      auto l = os::listen_seqpacket(p.path);
+      auto l = listen(p.path, name);
       if (!l) {
         log->error("{}: channel '{}': cannot listen on {}: {}{}", who_, name, p.path, l.error().what,
                    l.error().sys_errno ? std::string(": ") + std::strerror(l.error().sys_errno) : "");
-      } else if (auto r = loop_->add(l->get(), EPOLLIN, [this, name](std::uint32_t) { on_accept(name); }); !r) {
-        log->error("{}: channel '{}': cannot poll {}", who_, name, p.path);
-        ::unlink(p.path.c_str());
       } else {
         p.listen = std::move(*l);
       }
@@ -357,9 +358,9 @@ void Channels::open_peer(const std::string& name, std::uint32_t addr) {
 void Channels::close_peer(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end()) return;  // DESTROY for a name never announced: nothing to do
-  const Peer& p = it->second;
-  if (p.listen.valid()) {
-    loop_->remove(p.listen.get());
+  Peer& p = it->second;
+  if (p.listen) {
+    p.listen.reset();
     ::unlink(p.path.c_str());
   }
   log_of(logger_)->info("{}: peer channel '{}' gone", who_, name);

@@ -27,48 +27,40 @@ Result<std::unique_ptr<ControlServer>> ControlServer::listen(const std::string& 
                                                              Handler handler, Policy policy) {
   auto l = os::listen_seqpacket(path);
   if (!l) return tl::unexpected(l.error());
-  std::unique_ptr<ControlServer> s(new ControlServer(std::move(*l), path, loop, std::move(handler), policy));
-  if (auto r = loop.add(s->listener_.get(), EPOLLIN, [p = s.get()](std::uint32_t) { p->accept_client(); }); !r) {
-    return tl::unexpected(r.error());
+  std::unique_ptr<ControlServer> s(new ControlServer(path, loop, std::move(handler), policy));
+  ControlServer* raw = s.get();
+  os::Acceptor::Handlers h;
+  // The limit is checked here, after the credentials (take()): the acceptor's own is not used.
+  h.open = [] { return std::size_t{0}; };
+  h.take = [raw](os::Fd c) { raw->take(std::move(c)); };
+  h.refuse = [raw](int fd, os::Acceptor::Refusal why) { raw->refused(fd, why); };
+  auto a = os::Acceptor::create(loop, std::move(*l), 1, std::move(h));
+  if (!a) {
+    ::unlink(path.c_str());
+    return tl::unexpected(a.error());
   }
+  s->acceptor_ = std::move(*a);
   return s;
 }
 
-ControlServer::ControlServer(os::Fd listener, std::string path, os::EventLoop& loop, Handler handler, Policy policy)
-    : listener_(std::move(listener)),
-      spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
-      path_(std::move(path)),
-      loop_(loop),
-      handler_(std::move(handler)),
-      policy_(policy) {}
+ControlServer::ControlServer(std::string path, os::EventLoop& loop, Handler handler, Policy policy)
+    : path_(std::move(path)), loop_(loop), handler_(std::move(handler)), policy_(policy) {}
 
 ControlServer::~ControlServer() {
   for (const auto& c : clients_) loop_.remove(c.get());
-  loop_.remove(listener_.get());
+  acceptor_.reset();
   ::unlink(path_.c_str());
 }
 
-void ControlServer::accept_client() {
-  auto c = os::accept_seqpacket(listener_.get());
-  if (!c) {
-    const int e = c.error().sys_errno;
-    if (e != EMFILE && e != ENFILE) return;
-    // Out of descriptors: the waiting connection would keep the listener readable, and the
-    // loop would spin on it. Give up the spare descriptor kept for this, take the connection,
-    // tell it why, close it and take the spare again.
-    ++counts_.refused_no_fds;
-    log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn,
-                 "control socket: out of file descriptors ({}): a connection was refused", std::strerror(e));
-    spare_ = os::Fd();
-    if (auto c2 = os::accept_seqpacket(listener_.get())) {
-      const std::string reply =
-          nlohmann::json{{"ok", false}, {"error", "vepf-ep is out of file descriptors: try again later"}}.dump();
-      (void)::send(c2->get(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    }
-    spare_ = os::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    return;
-  }
-  const int fd = c->get();
+void ControlServer::refused(int fd, os::Acceptor::Refusal) {
+  // Out of descriptors (the only refusal of the acceptor's here).
+  ++counts_.refused_no_fds;
+  refuse(fd, "vepf-ep is out of file descriptors: try again later",
+         "out of file descriptors (EMFILE/ENFILE): a connection was refused");
+}
+
+void ControlServer::take(os::Fd c) {
+  const int fd = c.get();
   std::string who;
   if (!allowed(fd, who)) {
     ++counts_.refused_credentials;
@@ -81,7 +73,7 @@ void ControlServer::accept_client() {
                           "): close one, or raise [control] max_clients");
   }
   if (!loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { serve(fd); })) return;
-  clients_.push_back(std::move(*c));
+  clients_.push_back(std::move(c));
 }
 
 bool ControlServer::allowed(int fd, std::string& who) const {
@@ -104,8 +96,8 @@ bool ControlServer::allowed(int fd, std::string& who) const {
   return false;
 }
 
-void ControlServer::refuse(int fd, const std::string& why) {
-  log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn, "control socket: {}", why);
+void ControlServer::refuse(int fd, const std::string& why, const std::string& log_why) {
+  log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn, "control socket: {}", log_why.empty() ? why : log_why);
   const std::string reply = nlohmann::json{{"ok", false}, {"error", why}}.dump();
   (void)::send(fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   // A request already queued would make the close reset the connection (ECONNRESET) before the
@@ -113,7 +105,7 @@ void ControlServer::refuse(int fd, const std::string& why) {
   std::array<char, 256> sink;
   while (::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT | MSG_TRUNC) > 0) {
   }
-  // `fd` belongs to the os::Fd that goes out of scope in accept_client(): closed there.
+  // `fd` belongs to the os::Fd that goes out of scope in take() or the acceptor: closed there.
 }
 
 void ControlServer::serve(int fd) {

@@ -19,6 +19,7 @@
 
 #include "vepf/error.hpp"
 #include "vepf/log/limit.hpp"
+#include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 
@@ -50,15 +51,15 @@ class ControlServer {
   const Counts& counts() const noexcept { return counts_; }
 
  private:
-  ControlServer(os::Fd listener, std::string path, os::EventLoop& loop, Handler handler, Policy policy);
-  void accept_client();
+  ControlServer(std::string path, os::EventLoop& loop, Handler handler, Policy policy);
+  void take(os::Fd c);
+  void refused(int fd, os::Acceptor::Refusal why);
   /// Whether the peer of `fd` may use the socket; `who` says who it is.
   bool allowed(int fd, std::string& who) const;
-  void refuse(int fd, const std::string& why);
+  /// Tells the client `why` (and logs `log_why`, or `why`), for it to be closed.
+  void refuse(int fd, const std::string& why, const std::string& log_why = {});
   void serve(int fd);
 
-  os::Fd listener_;
-  os::Fd spare_;  // /dev/null, given up to take and refuse a connection when out of descriptors
   std::string path_;
   os::EventLoop& loop_;
   Handler handler_;
@@ -66,6 +67,7 @@ class ControlServer {
   Counts counts_;
   log::Limit log_limit_;
   std::vector<os::Fd> clients_;
+  std::unique_ptr<os::Acceptor> acceptor_;  // last: gone first, with the listener
 };
 
 /// Client side: sends `request` to the control socket at `path` and returns the reply.

@@ -38,6 +38,8 @@ class Device : public transport::VirtioDevice {
   /// Every message the driver can trigger goes through this (log::limited): a broken or
   /// hostile driver must not flood the log.
   mutable log::Limit peer_log_;
+  /// The same for what a local client of the device's sockets can trigger (refusals).
+  mutable log::Limit client_log_;
 };
 
 }  // namespace vepf::ep

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -25,7 +26,6 @@ namespace {
 constexpr std::size_t kReadChunk = 64u << 10;  // bytes per read(2)
 constexpr int kMaxReadsPerEvent = 16;          // then let other connections run
 constexpr std::size_t kMaxIov = 16;            // output chunks per sendmsg(2)
-constexpr std::chrono::milliseconds kAcceptBackoff{100};  // out of descriptors: retry after
 
 }  // namespace
 
@@ -39,13 +39,11 @@ struct NbdServer::Client {
   bool broken = false;       // a send from a completion failed: close at the next event
 };
 
-NbdServer::NbdServer(std::string path, os::EventLoop& loop, BlockTarget& target, Options options,
-                     os::Fd lfd)
+NbdServer::NbdServer(std::string path, os::EventLoop& loop, BlockTarget& target, Options options)
     : path_(std::move(path)),
       loop_(loop),
       target_(target),
       options_(options),
-      lfd_(std::move(lfd)),
       rbuf_(kReadChunk),
       log_(spdlog::get("host.blk")) {}
 
@@ -61,20 +59,24 @@ Result<std::unique_ptr<NbdServer>> NbdServer::listen(const std::string& path, os
     ::unlink(path.c_str());
     return fail(Errc::kSystem, "stat of the nbd socket", err);
   }
-  std::unique_ptr<NbdServer> s(new NbdServer(path, loop, target, options, std::move(fd)));
+  std::unique_ptr<NbdServer> s(new NbdServer(path, loop, target, options));
   s->sock_dev_ = st.st_dev;
   s->sock_ino_ = st.st_ino;
   // From here on ~NbdServer unlinks the path on failure.
   NbdServer* raw = s.get();
-  if (auto r = loop.add(s->lfd_.get(), EPOLLIN, [raw](std::uint32_t) { raw->on_accept(); }); !r)
-    return tl::unexpected(r.error());
+  os::Acceptor::Handlers h;
+  h.open = [raw] { return raw->clients_.size(); };
+  h.take = [raw](os::Fd c) { raw->on_accept(std::move(c)); };
+  h.refuse = [raw](int, os::Acceptor::Refusal why) { raw->refused(why); };
+  auto a = os::Acceptor::create(loop, std::move(fd), std::max<std::size_t>(options.max_clients, 1), std::move(h));
+  if (!a) return tl::unexpected(a.error());
+  s->acceptor_ = std::move(*a);
   if (s->log_) s->log_->info("nbd: serving on {}", path);
   return Result<std::unique_ptr<NbdServer>>(std::move(s));
 }
 
 NbdServer::~NbdServer() {
-  if (accept_timer_ >= 0) loop_.remove(accept_timer_);
-  loop_.remove(lfd_.get());
+  acceptor_.reset();
   // Move the table out first: nothing can reach a connection while it is torn down.
   auto clients = std::move(clients_);
   clients_.clear();
@@ -92,6 +94,7 @@ NbdServer::~NbdServer() {
 
 NbdServer::Stats NbdServer::stats() const noexcept {
   Stats s = retired_;
+  s.refused = refused_;
   for (const auto& [id, c] : clients_) {
     const SessionStats& t = c->session.stats();
     s.requests += t.requests;
@@ -111,51 +114,33 @@ void NbdServer::retire(const Client& c, bool protocol_error) noexcept {
   if (protocol_error) ++retired_.protocol_errors;
 }
 
-void NbdServer::on_accept() {
-  for (;;) {
-    os::Fd fd(::accept4(lfd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd.valid()) {
-      const int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
-      if (log_) log_->warn("nbd {}: accept: {}", path_, std::strerror(err));
-      // Out of descriptors or memory: the connection stays queued and the socket readable.
-      // Stop watching it for a while rather than spin.
-      pause_accept();
-      return;
-    }
-    auto session = NbdSession::create(target_, options_.limits);
-    if (!session) {
-      if (log_) log_->warn("nbd {}: refusing a client: {}", path_, session.error().what);
-      continue;
-    }
-    const std::uint64_t id = next_id_++;
-    auto c = std::make_unique<Client>(id, std::move(fd), std::move(*session));
-    Client* raw = c.get();
-    c->session.set_on_completion([this, raw] { on_completion(*raw); });
-    c->events = EPOLLIN | EPOLLOUT;  // the greeting is queued
-    if (auto r = loop_.add(c->fd.get(), c->events,
-                           [this, id](std::uint32_t ev) { on_client_event(id, ev); });
-        !r) {
-      if (log_) log_->warn("nbd {}: cannot watch a client: {}", path_, r.error().what);
-      continue;
-    }
-    clients_.emplace(id, std::move(c));
-    ++retired_.connections;
-    if (log_) log_->info("nbd {}: client {} connected ({} open)", path_, id, clients_.size());
-  }
+void NbdServer::refused(os::Acceptor::Refusal why) {
+  ++refused_;
+  log::limited(client_log_, log_, spdlog::level::warn, "nbd {}: refused a client: {} ({} so far)", path_,
+               why == os::Acceptor::Refusal::kFull
+                   ? std::to_string(clients_.size()) + " connected, the limit ([device.block] max_nbd_clients)"
+                   : std::string("out of file descriptors"),
+               refused_);
 }
 
-void NbdServer::pause_accept() {
-  if (accept_timer_ >= 0) return;
-  auto t = loop_.add_timer(kAcceptBackoff, [this] {
-    loop_.remove(accept_timer_);  // one shot (removing the running timer is allowed)
-    accept_timer_ = -1;
-    (void)loop_.modify(lfd_.get(), EPOLLIN);
-  });
-  if (!t) return;  // keep watching: spinning beats never accepting again
-  accept_timer_ = *t;
-  (void)loop_.modify(lfd_.get(), 0);
+void NbdServer::on_accept(os::Fd fd) {
+  auto session = NbdSession::create(target_, options_.limits);
+  if (!session) {
+    if (log_) log_->warn("nbd {}: refusing a client: {}", path_, session.error().what);
+    return;
+  }
+  const std::uint64_t id = next_id_++;
+  auto c = std::make_unique<Client>(id, std::move(fd), std::move(*session));
+  Client* raw = c.get();
+  c->session.set_on_completion([this, raw] { on_completion(*raw); });
+  c->events = EPOLLIN | EPOLLOUT;  // the greeting is queued
+  if (auto r = loop_.add(c->fd.get(), c->events, [this, id](std::uint32_t ev) { on_client_event(id, ev); }); !r) {
+    if (log_) log_->warn("nbd {}: cannot watch a client: {}", path_, r.error().what);
+    return;
+  }
+  clients_.emplace(id, std::move(c));
+  ++retired_.connections;
+  if (log_) log_->info("nbd {}: client {} connected ({} open)", path_, id, clients_.size());
 }
 
 void NbdServer::on_client_event(std::uint64_t id, std::uint32_t revents) {

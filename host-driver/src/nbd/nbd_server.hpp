@@ -20,6 +20,8 @@
 
 #include "nbd/nbd_session.hpp"
 #include "vepf/error.hpp"
+#include "vepf/log/limit.hpp"
+#include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 
@@ -33,6 +35,9 @@ namespace vepf::host::nbd {
 struct NbdServerOptions {
   SessionLimits limits;  ///< per connection
   int backlog = 16;      ///< listen(2) backlog
+  /// Connections served at once ([device.block] max_nbd_clients); more are accepted and closed
+  /// at once, counted in Stats::refused.
+  std::size_t max_clients = 16;
 };
 
 class NbdServer {
@@ -47,6 +52,7 @@ class NbdServer {
     std::uint64_t bytes_written = 0;    ///< bytes of successful writes
     std::uint64_t errors = 0;           ///< error replies
     std::uint64_t protocol_errors = 0;  ///< connections dropped for breaking the protocol
+    std::uint64_t refused = 0;          ///< not served: max_clients open, or out of descriptors
   };
 
   /// Listens on the unix stream socket `path` (nonblocking, close-on-exec, mode 0660), creating
@@ -72,11 +78,10 @@ class NbdServer {
  private:
   struct Client;
 
-  NbdServer(std::string path, os::EventLoop& loop, BlockTarget& target, Options options,
-            os::Fd lfd);
+  NbdServer(std::string path, os::EventLoop& loop, BlockTarget& target, Options options);
 
-  void on_accept();
-  void pause_accept();
+  void on_accept(os::Fd fd);
+  void refused(os::Acceptor::Refusal why);
   void on_client_event(std::uint64_t id, std::uint32_t revents);
   void on_completion(Client& c);
   /// Sends queued output. Returns false when the connection is broken.
@@ -92,15 +97,16 @@ class NbdServer {
   os::EventLoop& loop_;
   BlockTarget& target_;
   Options options_;
-  os::Fd lfd_;
+  std::unique_ptr<os::Acceptor> acceptor_;  // the listening socket
   dev_t sock_dev_ = 0;  // identity of the socket file we created, checked before unlinking it
   ino_t sock_ino_ = 0;
-  int accept_timer_ = -1;  // backoff timer after accept(2) ran out of descriptors
+  std::uint64_t refused_ = 0;
   std::uint64_t next_id_ = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Client>> clients_;
   std::vector<std::byte> rbuf_;  // read buffer shared by all connections (one thread)
   Stats retired_;                // totals of closed connections
   std::shared_ptr<spdlog::logger> log_;
+  log::Limit client_log_;  // refusals
 };
 
 }  // namespace vepf::host::nbd

@@ -444,6 +444,7 @@ TEST(BoardConfig, RpmsgDeviceDefaultsRuntimeDir) {
   ASSERT_EQ(cfg->devices.size(), 1u);
   EXPECT_EQ(cfg->devices[0].type, DeviceType::kRpmsg);
   EXPECT_EQ(cfg->devices[0].rpmsg.runtime_dir, "/run/vepf/rpmsg0");
+  EXPECT_EQ(cfg->devices[0].rpmsg.max_connections, 64u);
   EXPECT_EQ(to_string(DeviceType::kRpmsg), "rpmsg");
 }
 
@@ -473,13 +474,17 @@ TEST(BoardConfig, RpmsgRejectsBadTables) {
   EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/r\"\n[[device]]\ntype = \"rpmsg\"\n"
                                  "[device.rpmsg]\nruntime_dir = \"/r\"\n"),
                   "already used by device[0]"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nmax_connections = 0\n"), "device[0].rpmsg.max_connections = 0 is out"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nmax_connections = 4097\n"), "max_connections = 4097"));
 }
 
 TEST(BoardConfig, RpmsgDeviceParsesAlone) {
-  const auto d = parse_device_config("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/q\" }\n", "ctl add", 5);
+  const auto d = parse_device_config("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/q\", max_connections = 4 }\n",
+                                     "ctl add", 5);
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->type, DeviceType::kRpmsg);
   EXPECT_EQ(d->rpmsg.runtime_dir, "/tmp/q");
+  EXPECT_EQ(d->rpmsg.max_connections, 4u);
 }
 
 // ---- type = "block" ----
@@ -497,13 +502,14 @@ TEST(BoardConfig, BlockDeviceParsesWithDefaults) {
   EXPECT_EQ(b.block_size, 512u);
   EXPECT_EQ(b.max_range_bytes, 256u << 20);
   EXPECT_EQ(b.nbd_socket, "/run/vepf/block1.sock");
+  EXPECT_EQ(b.max_nbd_clients, 16u);
   EXPECT_EQ(to_string(DeviceType::kBlock), "block");
 }
 
 TEST(BoardConfig, BlockDeviceTakesEveryKey) {
   const auto d = parse_device_config(
       "type = \"block\"\nqueue_size = 64\nblock = { path = \"/dev/vdb\", size = 1048576, read_only = true, "
-      "block_size = 4096, max_range_bytes = 1048576, nbd_socket = \"/tmp/b.sock\" }\n",
+      "block_size = 4096, max_range_bytes = 1048576, nbd_socket = \"/tmp/b.sock\", max_nbd_clients = 2 }\n",
       "ctl add", 3);
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->block.size, 1048576u);
@@ -511,7 +517,12 @@ TEST(BoardConfig, BlockDeviceTakesEveryKey) {
   EXPECT_EQ(d->block.block_size, 4096u);
   EXPECT_EQ(d->block.max_range_bytes, 1048576u);
   EXPECT_EQ(d->block.nbd_socket, "/tmp/b.sock");
+  EXPECT_EQ(d->block.max_nbd_clients, 2u);
   EXPECT_EQ(d->queue_size, 64);
+  EXPECT_NE(parse_device_config("type = \"block\"\nblock = { path = \"/x\", max_nbd_clients = 0 }\n", "ctl add", 3)
+                .error()
+                .message.find("max_nbd_clients = 0 is out"),
+            std::string::npos);
 }
 
 TEST(BoardConfig, ShippedAllDevicesBoardLoads) {

@@ -153,7 +153,7 @@ class NbdServerTest : public ::testing::Test {
   /// false (then the test completes them through runner_->call()).
   void Start(ExportInfo info = test_info(), Mode mode = Mode::kInline, bool auto_complete = true) {
     target_ = std::make_unique<MemTarget>(std::move(info), mode);
-    auto s = NbdServer::listen(path_, loop_, *target_);
+    auto s = NbdServer::listen(path_, loop_, *target_, options_);
     ASSERT_TRUE(s) << s.error().what;
     server_ = std::move(*s);
     if (mode == Mode::kDeferred) {
@@ -214,6 +214,7 @@ class NbdServerTest : public ::testing::Test {
   std::unique_ptr<NbdServer> server_;
   std::atomic<bool> auto_complete_{true};
   int timer_ = -1;
+  NbdServerOptions options_;
 };
 
 struct Param {
@@ -521,6 +522,43 @@ bool send_bad_client_flags(const std::string& path) {
                   ::recv(fd, &c, 1, 0) == 0;
   ::close(fd);
   return ok;
+}
+
+/// Connects without libnbd; returns true when the server closed the connection without a
+/// greeting (end of file first).
+bool closed_without_greeting(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  timeval tv{5, 0};
+  (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char c = 0;
+  const bool ok = ::connect(fd, static_cast<const sockaddr*>(static_cast<const void*>(&addr)), sizeof addr) == 0 &&
+                  ::recv(fd, &c, 1, 0) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// [device.block] max_nbd_clients: past it a client is closed at once and counted; the served ones
+// keep working (before, every connection took a session and a descriptor).
+TEST_F(NbdServerTest, ClientsPastTheLimitAreClosedAndCounted) {
+  options_.max_clients = 1;
+  Start();
+  Handle a = Connect();
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(closed_without_greeting(path_));
+  EXPECT_TRUE(closed_without_greeting(path_));
+  EXPECT_EQ(runner_->call([this] { return server_->stats().refused; }), 2u);
+  EXPECT_EQ(clients(), 1u);
+  std::vector<std::byte> got(16);
+  EXPECT_EQ(nbd_pread(a.get(), got.data(), got.size(), 0, 0), 0);
+  a.reset();
+  ASSERT_TRUE(wait_for([this] { return clients() == 0; }));
+  Handle b = Connect();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(nbd_pread(b.get(), got.data(), got.size(), 0, 0), 0);
 }
 
 TEST_F(NbdServerTest, ProtocolErrorDropsOnlyThatClient) {

@@ -90,7 +90,7 @@ class RpmsgChannels : public ::testing::Test {
     ASSERT_TRUE(ch_->start(loop_));
   }
   void TearDown() override {
-    for (int fd : fds_) ::close(fd);
+    for (int fd : fds_) if (fd >= 0) ::close(fd);
     ch_.reset();
     fs::remove_all(dir_);
   }
@@ -399,6 +399,40 @@ TEST_F(RpmsgChannels, DestructorRemovesSocketFiles) {
   ch_.reset();
   EXPECT_FALSE(fs::exists(dir_ / "gone.sock"));
   EXPECT_FALSE(fs::exists(dir_ / "announce.sock"));
+}
+
+// [device.rpmsg] max_connections: connections on all the sockets together are bounded; a client
+// past it is closed at once and counted (before, each one took a descriptor and an address).
+TEST_F(RpmsgChannels, ConnectionsPastTheLimitAreClosedAndCounted) {
+  ch_ = std::make_unique<Channels>(dir_.string(), port_, "test.rpmsg", "test", 3);
+  ASSERT_TRUE(ch_->start(loop_));
+  ch_->link_up(true);
+  const int a = open_local("a");
+  (void)a;
+  receive(ns_msg("peer", 1030, layout::kRpmsgNsCreate));
+  ASSERT_TRUE(pump([&] { return fs::exists(dir_ / "peer.sock"); }));
+  const int p = connect("peer.sock");
+  const int b = open_local("b");
+  (void)p;
+  (void)b;
+  ASSERT_EQ(ch_->local_channels(), 2u);
+
+  // A fourth connection, on either socket, is refused: end of file at once.
+  const int over = connect("announce.sock");
+  EXPECT_EQ(get(over), "");
+  const int over2 = connect("peer.sock");
+  EXPECT_EQ(get(over2), "");
+  EXPECT_EQ(ch_->stats().refused_connections, 2u);
+  EXPECT_EQ(ch_->local_channels(), 2u);
+
+  // One closes: a new client is taken again.
+  ::close(fds_[0]);
+  fds_[0] = -1;
+  ASSERT_TRUE(pump([&] { return ch_->local_channels() == 1; }));
+  const int c = open_local("c");
+  (void)c;
+  EXPECT_EQ(ch_->local_channels(), 2u);
+  EXPECT_EQ(ch_->stats().refused_connections, 2u);
 }
 
 }  // namespace

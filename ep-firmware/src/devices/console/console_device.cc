@@ -54,11 +54,14 @@ ConsoleDevice::~ConsoleDevice() {
     if (p->respawn_timer >= 0) loop_->remove(p->respawn_timer);
     if (p->child.pidfd.valid()) loop_->remove(p->child.pidfd.get());
     os::terminate(p->child, 200);
-    for (int fd : {p->pty.master.get(), p->listen.get(), p->conn.get()}) {
+    for (int fd : {p->pty.master.get(), p->conn.get()}) {
       if (fd >= 0) loop_->remove(fd);
     }
     if (p->cfg.backend == config::ConsoleBackend::kPty) os::remove_symlink(p->pty.slave_path, p->cfg.link);
-    if (p->listen.valid()) ::unlink(p->cfg.socket.c_str());
+    if (p->listen) {
+      p->listen.reset();
+      ::unlink(p->cfg.socket.c_str());
+    }
   }
 }
 
@@ -92,8 +95,16 @@ Result<void> ConsoleDevice::open_port(Port& p) {
     case config::ConsoleBackend::kSocket: {
       auto l = os::listen_stream(p.cfg.socket, 4);
       if (!l) return tl::unexpected(l.error());
-      p.listen = std::move(*l);
-      if (auto r = loop_->add(p.listen.get(), EPOLLIN, [this, pp = &p](std::uint32_t) { on_accept(*pp); }); !r) return r;
+      os::Acceptor::Handlers h;
+      h.open = [pp = &p] { return std::size_t{pp->conn.valid() ? 1u : 0u}; };
+      h.take = [this, pp = &p](os::Fd c) { on_accept(*pp, std::move(c)); };
+      h.refuse = [this, pp = &p](int, os::Acceptor::Refusal why) { refused(*pp, why); };
+      auto a = os::Acceptor::create(*loop_, std::move(*l), 1, std::move(h));
+      if (!a) {
+        ::unlink(p.cfg.socket.c_str());
+        return tl::unexpected(a.error());
+      }
+      p.listen = std::move(*a);
       log()->info("port {}: listening on {}", p.id, p.cfg.socket);
       break;
     }
@@ -154,23 +165,23 @@ void ConsoleDevice::schedule_program(Port& p) {
   if (t) p.respawn_timer = *t;
 }
 
-void ConsoleDevice::on_accept(Port& p) {
-  for (;;) {
-    auto s = os::accept_seqpacket(p.listen.get());
-    if (!s) return;
-    if (p.conn.valid()) {
-      log()->warn("port {}: refused a second client on {} (one at a time)", p.id, p.cfg.socket);
-      continue;  // closed when s goes out of scope
-    }
-    const int fd = s->get();
-    if (!loop_->add(fd, EPOLLRDHUP, [this, pp = &p](std::uint32_t ev) { on_io(*pp, ev); })) continue;
-    p.conn = std::move(*s);
-    p.watched = EPOLLRDHUP;
-    p.attached = true;
-    log()->info("port {}: client connected on {}", p.id, p.cfg.socket);
-    send_open(p);
-    update_watch(p);
-  }
+void ConsoleDevice::refused(Port& p, os::Acceptor::Refusal why) {
+  ++stats_.refused_clients;
+  log::limited(client_log_, log(), spdlog::level::warn, "port {}: refused a client on {} ({}; {} so far)", p.id,
+               p.cfg.socket,
+               why == os::Acceptor::Refusal::kFull ? "one at a time" : "out of file descriptors",
+               stats_.refused_clients);
+}
+
+void ConsoleDevice::on_accept(Port& p, os::Fd c) {
+  const int fd = c.get();
+  if (!loop_->add(fd, EPOLLRDHUP, [this, pp = &p](std::uint32_t ev) { on_io(*pp, ev); })) return;
+  p.conn = std::move(c);
+  p.watched = EPOLLRDHUP;
+  p.attached = true;
+  log()->info("port {}: client connected on {}", p.id, p.cfg.socket);
+  send_open(p);
+  update_watch(p);
 }
 
 void ConsoleDevice::detach(Port& p, const char* why) {
@@ -555,6 +566,7 @@ void ConsoleDevice::describe(nlohmann::json& out) const {
   out["bytes_from_driver"] = stats_.from_driver_bytes;
   out["bad_control"] = stats_.bad_control;
   out["control_dropped"] = stats_.control_dropped;
+  out["refused_clients"] = stats_.refused_clients;
   out["control_queued"] = ctrl_out_.size();
 }
 

@@ -30,6 +30,7 @@
 #include "devices/device.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/layout/console.hpp"
+#include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/pty.hpp"
@@ -44,6 +45,7 @@ struct ConsoleStats {
   std::uint64_t dropped_bytes = 0;      // from the driver while nothing was attached
   std::uint64_t bad_control = 0;        // malformed or out-of-place control messages
   std::uint64_t control_dropped = 0;    // to the driver, past ConsoleConfig::max_control_queued
+  std::uint64_t refused_clients = 0;    // "socket" ports: a second client, or none for want of descriptors
   std::uint64_t resizes_to_driver = 0, resizes_from_driver = 0;
 };
 
@@ -80,7 +82,8 @@ class ConsoleDevice final : public Device {
     os::Pty pty;            // "pty", "program"
     os::Child child;        // "program"
     int respawn_timer = -1;
-    os::Fd listen, conn;    // "socket"
+    std::unique_ptr<os::Acceptor> listen;  // "socket": one client at a time
+    os::Fd conn;                           // "socket"
     bool attached = false;  // a program runs / a client is connected / a pty exists
     bool added = false;     // PORT_ADD sent
     bool ready = false;     // the driver said PORT_READY 1 (or no MULTIPORT: port 0)
@@ -102,7 +105,8 @@ class ConsoleDevice final : public Device {
   /// start_program() again after kRespawnDelay.
   void schedule_program(Port& p);
   void on_program_exit(Port& p);
-  void on_accept(Port& p);
+  void on_accept(Port& p, os::Fd c);
+  void refused(Port& p, os::Acceptor::Refusal why);
   void detach(Port& p, const char* why);
   void on_io(Port& p, std::uint32_t events);
   void update_watch(Port& p);

@@ -15,8 +15,9 @@ constexpr std::size_t kMaxOut = 256;  // queued messages before we stop reading 
 auto log() { return spdlog::get("ep.rpmsg"); }
 }  // namespace
 
-RpmsgDevice::RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size)
-    : dir_(std::move(runtime_dir)), queue_size_(queue_size), channels_(dir_ + "/ep", *this, "ep.rpmsg", dir_) {}
+RpmsgDevice::RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size, std::size_t max_connections)
+    : dir_(std::move(runtime_dir)), queue_size_(queue_size),
+      channels_(dir_ + "/ep", *this, "ep.rpmsg", dir_, max_connections) {}
 
 RpmsgDevice::~RpmsgDevice() = default;
 
@@ -116,6 +117,7 @@ void RpmsgDevice::describe(nlohmann::json& out) const {
   out["driver_channels"] = channels_.peer_channels();
   out["messages_to_driver"] = stats_.to_driver;
   out["messages_from_driver"] = channels_.stats().received;
+  out["refused_connections"] = channels_.stats().refused_connections;
 }
 
 void RpmsgDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {

@@ -42,7 +42,8 @@ struct RpmsgStats {
 
 class RpmsgDevice final : public Device, private rpmsg::Port {
  public:
-  RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size);
+  /// `max_connections`: [device.rpmsg] max_connections (rpmsg::Channels).
+  RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size, std::size_t max_connections = 64);
   ~RpmsgDevice() override;
 
   /// Listens on <runtime_dir>/ep/announce.sock. Errors: as os::listen_seqpacket(), EventLoop::add().

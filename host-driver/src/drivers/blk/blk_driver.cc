@@ -25,8 +25,8 @@ std::uint64_t BlockDriver::wanted_features() noexcept {
 }
 
 BlockDriver::BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string nbd_socket,
-                         os::EventLoop& loop)
-    : Driver(t, info), socket_(std::move(nbd_socket)), loop_(loop), space_(t, info_) {}
+                         os::EventLoop& loop, std::size_t max_clients)
+    : Driver(t, info), socket_(std::move(nbd_socket)), max_clients_(max_clients), loop_(loop), space_(t, info_) {}
 
 BlockDriver::~BlockDriver() {
   server_.reset();  // closes the clients first: nothing asks us for more
@@ -63,7 +63,9 @@ Result<void> BlockDriver::probe() {
   if (auto r = set_driver_ok(); !r) return r;
   (void)vq_->enable_cb();
 
-  auto server = nbd::NbdServer::listen(socket_, loop_, *this);
+  nbd::NbdServerOptions o;
+  o.max_clients = max_clients_;
+  auto server = nbd::NbdServer::listen(socket_, loop_, *this, o);
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
   log()->info("device {}: virtio-blk up: {} bytes ({} sectors){}, block size {}; NBD export on {}", info_.slot,

@@ -43,9 +43,10 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
 
   static std::uint64_t wanted_features() noexcept;
 
-  /// `nbd_socket`: where the NBD server listens (unix stream socket).
+  /// `nbd_socket`: where the NBD server listens (unix stream socket); `max_clients`: NBD
+  /// connections served at once ([device.block] max_nbd_clients).
   BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string nbd_socket,
-              os::EventLoop& loop);
+              os::EventLoop& loop, std::size_t max_clients = 16);
   ~BlockDriver() override;
 
   /// Negotiates, reads the config, sets up the queue and buffers, DRIVER_OK, starts the NBD
@@ -101,6 +102,7 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   void fail_all(int err);
 
   std::string socket_;
+  std::size_t max_clients_;
   os::EventLoop& loop_;
   layout::VirtioBlkConfig cfg_{};
   std::uint64_t capacity_ = 0;  // bytes

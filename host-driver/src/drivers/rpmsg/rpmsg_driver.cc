@@ -21,11 +21,11 @@ std::uint64_t RpmsgDriver::wanted_features() noexcept {
 }
 
 RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
-                         os::EventLoop& loop)
+                         os::EventLoop& loop, std::size_t max_connections)
     : Driver(t, info),
       dir_(std::move(runtime_dir)),
       loop_(loop),
-      channels_(dir_ + "/host", *this, "host.rpmsg", "device " + std::to_string(info.slot)) {}
+      channels_(dir_ + "/host", *this, "host.rpmsg", "device " + std::to_string(info.slot), max_connections) {}
 
 RpmsgDriver::~RpmsgDriver() = default;
 

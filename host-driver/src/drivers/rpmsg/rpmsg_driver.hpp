@@ -42,9 +42,10 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
  public:
   static std::uint64_t wanted_features() noexcept;
 
-  /// `runtime_dir`: where the channel sockets go (<runtime_dir>/host/...).
+  /// `runtime_dir`: where the channel sockets go (<runtime_dir>/host/...); `max_connections`:
+  /// [device.rpmsg] max_connections (rpmsg::Channels).
   RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
-              os::EventLoop& loop);
+              os::EventLoop& loop, std::size_t max_connections = 64);
   ~RpmsgDriver() override;
 
   /// Listens on <runtime_dir>/host/announce.sock, negotiates, sets up both queues and their

@@ -57,6 +57,9 @@ struct RpmsgConfig {
   /// Default "/run/vepf/rpmsg<N>" (N = device index).
   /// 1..kMaxRpmsgRuntimeDirLen characters, so that every socket path fits sun_path.
   std::string runtime_dir;
+  /// Connections one side's channel sockets (announce.sock and every <name>.sock together) take
+  /// at once, 1..4096; more are accepted and closed at once, counted (refused_full).
+  std::uint32_t max_connections = 64;
 };
 /// sun_path (107) - "/host/" - a 31-character channel name - ".sock".
 inline constexpr std::size_t kMaxRpmsgRuntimeDirLen = 107 - 6 - 31 - 5;
@@ -77,6 +80,8 @@ struct BlockConfig {
   /// Where vepf-host serves the device as NBD (unix stream socket, 1..107 chars).
   /// Default "/run/vepf/block<N>.sock" (N = device index).
   std::string nbd_socket;
+  /// NBD clients vepf-host serves at once on nbd_socket, 1..1024; more are closed at once.
+  std::uint32_t max_nbd_clients = 16;
 };
 
 /// One [[device.console.port]]: where vepf-ep attaches a virtio-console port.

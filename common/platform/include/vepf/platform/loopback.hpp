@@ -81,6 +81,12 @@ class LoopbackEp final : public transport::DeviceLink {
   /// connected: the new one is closed), kBadLayout (bad hello), kOutOfRange (bad window),
   /// kTimeout, kLinkDown, kSystem.
   [[nodiscard]] Result<void> accept_peer();
+  /// As accept_peer(), for a connection accepted elsewhere (an os::Acceptor over
+  /// take_listener()). Errors: as accept_peer() but kNoSpace.
+  [[nodiscard]] Result<void> accept_peer(os::Fd conn);
+  /// Hands the listening socket over (to an os::Acceptor: connection limits and EMFILE
+  /// handling); listen_fd() is -1 from then on and accept_peer() without a connection fails.
+  os::Fd take_listener() noexcept { return std::move(listen_); }
   /// The connection to the host (-1 without one). Poll it for EPOLLIN/EPOLLHUP: the host never
   /// sends anything after its hello, so readability means it went away (call drop_peer()).
   int peer_fd() const noexcept { return peer_.valid() ? peer_.get() : -1; }

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +36,8 @@
 
 #include "vepf/error.hpp"
 #include "vepf/layout/rpmsg.hpp"
+#include "vepf/log/limit.hpp"
+#include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 
@@ -67,6 +70,7 @@ struct ChannelStats {
   std::uint64_t no_endpoint = 0;  // rpmsg for an address no connection holds: dropped
   std::uint64_t dropped = 0;      // the local program's socket was full (or an empty payload): dropped
   std::uint64_t refused = 0;      // local connections closed: bad or duplicate name, oversize message
+  std::uint64_t refused_connections = 0;  // not taken: max_connections open, or out of descriptors
 };
 
 class Channels {
@@ -79,7 +83,9 @@ class Channels {
 
   /// `dir`: this side's socket directory (<runtime_dir>/ep or <runtime_dir>/host), created when
   /// missing. `logger`: the spdlog logger name ("ep.rpmsg"); `who`: a prefix for its messages.
-  Channels(std::string dir, Port& port, std::string logger, std::string who);
+  /// `max_connections`: connections open at once on all of this side's sockets together (board
+  /// config [device.rpmsg] max_connections); more are closed at once (os::Acceptor).
+  Channels(std::string dir, Port& port, std::string logger, std::string who, std::size_t max_connections = 64);
   /// Closes every connection and listener; removes announce.sock and the peer channels' socket
   /// files. Sends nothing (the link is going away with its owner).
   ~Channels();
@@ -122,7 +128,7 @@ class Channels {
   };
   struct Peer {  // a channel the peer announced
     std::uint32_t addr = 0;
-    os::Fd listen;  // invalid when listening failed (the address is still used)
+    std::unique_ptr<os::Acceptor> listen;  // none when listening failed (the address is still used)
     std::string path;
   };
   struct PendingNs {
@@ -130,7 +136,10 @@ class Channels {
     layout::RpmsgNsMsg msg;
   };
 
-  void on_accept(const std::string& channel);
+  /// Listens on `path` for connections to `channel` (empty: announce.sock). Errors: as
+  /// os::listen_seqpacket(), os::Acceptor::create().
+  Result<std::unique_ptr<os::Acceptor>> listen(const std::string& path, const std::string& channel);
+  void on_accept(const std::string& channel, os::Fd fd);
   void on_conn(int fd, std::uint32_t events);
   const char* name_conn(Conn& c, std::span<const std::byte> msg);
   void close_conn(int fd, const char* why);
@@ -152,7 +161,9 @@ class Channels {
   Port& port_;
   std::string logger_, who_;
   os::EventLoop* loop_ = nullptr;
-  os::Fd listen_fd_;
+  std::size_t max_conns_;
+  std::unique_ptr<os::Acceptor> announce_;  // announce.sock
+  log::Limit client_log_;                    // refusals of local clients
   std::map<int, Conn> conns_;               // by socket
   std::map<std::uint32_t, int> by_addr_;    // local address -> socket
   std::map<std::string, Peer> peers_;       // by name
