@@ -393,6 +393,10 @@ std::string EpProgram::handle_control(std::string_view request) {
     const std::uint32_t slot = transport_->first_free_slot().value_or(layout::kMaxDevices);
     auto d = config::parse_device_config(req["device"].get<std::string>(), "ctl add", slot);
     if (!d) return error(d.error().message);
+    // A client may name files and programs only where the board config lets it.
+    if (auto e = config::check_allowed_dirs(*d, cfg_.control.allowed_dirs, fmt::format("device[{}]", slot))) {
+      return error(e->message);
+    }
     auto s = add_device(*d);
     if (!s) return error(s.error());
     return json{{"ok", true}, {"slot", *s}}.dump();

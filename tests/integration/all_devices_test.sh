@@ -34,6 +34,8 @@ socket = "$sock"
 # through the aligned copies, and the 16-bit ring fields through read-modify-writes of their words.
 memory = "device"
 widths = [4]
+[control]
+allowed_dirs = ["$work"]              # where ctl add below may put files
 [[device]]
 type = "net"
 [device.net]

@@ -217,11 +217,13 @@ inline Ran run(const std::vector<std::string>& argv) {
 /// Writes a loopback board config with seqpacket backends: device i uses <dir>/ep<i>.sock and
 /// <dir>/host<i>.sock. `loopback_keys`: more lines of [loopback] (e.g. memory = "device").
 /// `net_keys` go into each [device.net], `backend_keys` into each [device.ep] and [device.host].
+/// `ctl add` may create files under <dir> ([control] allowed_dirs).
 inline void write_board(const fs::path& file, const fs::path& dir, int devices, const std::string& loopback_keys = "",
                         const std::string& net_keys = "", const std::string& backend_keys = "") {
   std::ofstream f(file);
   f << "[board]\nname = \"it\"\nplatform = \"loopback\"\n"
-    << "[loopback]\nsocket = \"" << (dir / "link.sock").string() << "\"\n" << loopback_keys;
+    << "[loopback]\nsocket = \"" << (dir / "link.sock").string() << "\"\n" << loopback_keys
+    << "[control]\nallowed_dirs = [\"" << dir.string() << "\"]\n";
   for (int i = 0; i < devices; ++i) {
     f << "[[device]]\ntype = \"net\"\nqueue_size = 256\n"
       << "[device.net]\nmac = \"02:76:65:70:66:1" << i << "\"\nmtu = 1500\n" << net_keys

@@ -148,6 +148,29 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
   EXPECT_EQ(again.rc, 2) << "removing an empty slot is the caller's error";
   const Ran bad = run({ep_bin, "ctl", "--board", board, "add", "type = \"net\"", "net = { mac = \"01:00:00:00:00:01\" }"});
   EXPECT_EQ(bad.rc, 2);
+  // Files and programs only under [control] allowed_dirs (here: the test's directory). Outside
+  // it, through a symbolic link out of it, or a program: refused, nothing created.
+  char out_tmpl[] = "/tmp/vepf-hotplug-out-XXXXXX";
+  ASSERT_NE(::mkdtemp(out_tmpl), nullptr);
+  const std::string elsewhere = out_tmpl;
+  ASSERT_EQ(::symlink(elsewhere.c_str(), (dir / "escape").c_str()), 0);
+  for (const std::string& img : {elsewhere + "/a.img", (dir / "escape" / "b.img").string()}) {
+    const Ran out = run({ep_bin, "ctl", "--board", board, "add", "type = \"block\"",
+                         "block = { path = \"" + img + "\", size = 1048576 }"});
+    EXPECT_EQ(out.rc, 2) << out.out;
+    const std::string why = control(dir / "link.sock.ctl", R"({"op": "add", "device": "type = \"block\"\nblock = { path = \")" +
+                                                              img + R"(\", size = 1048576 }"})");
+    EXPECT_NE(why.find("is outside [control] allowed_dirs"), std::string::npos) << why;
+    EXPECT_NE(why.find(img), std::string::npos) << why;
+    EXPECT_FALSE(fs::exists(img)) << img;
+  }
+  const Ran prog = run({ep_bin, "ctl", "--board", board, "add", "type = \"console\"",
+                        "console = { port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }"});
+  EXPECT_EQ(prog.rc, 2) << prog.out;
+  const std::string why = control(dir / "link.sock.ctl", R"({"op": "add", "device": "type = \"console\"\nconsole = )"
+                                                          R"({ port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }"})");
+  EXPECT_NE(why.find(R"(program[0] = \"/bin/sh\" is outside)"), std::string::npos) << why;
+  fs::remove_all(elsewhere);
   // Past the slot range: refused, and device 0 (checked below) keeps its traffic.
   const std::string wide = control(dir / "link.sock.ctl", R"({"op": "remove", "slot": 4294967296})");
   EXPECT_NE(wide.find("\"ok\":false"), std::string::npos) << wide;

@@ -296,7 +296,7 @@ Expected<ControlConfig> Reader::read_control(const toml::table& root) const {
   ControlConfig control;
   VEPF_CONFIG_TRY(tbl, get_table(root, "", "control"));
   if (tbl == nullptr) return control;
-  VEPF_CONFIG_CHECK(check_keys(*tbl, "control", {"group", "max_clients"}));
+  VEPF_CONFIG_CHECK(check_keys(*tbl, "control", {"group", "max_clients", "allowed_dirs"}));
   VEPF_CONFIG_TRY(group, get_string(*tbl, "control", "group"));
   if (group) {
     const bool ok = !group->empty() && group->size() <= 32 &&
@@ -308,6 +308,22 @@ Expected<ControlConfig> Reader::read_control(const toml::table& root) const {
   }
   VEPF_CONFIG_TRY(clients, get_integer(*tbl, "control", "max_clients", 16, 1, 1024));
   control.max_clients = static_cast<std::uint32_t>(clients);
+  if (const toml::node* node = tbl->get("allowed_dirs")) {
+    const toml::array* list = node->as_array();
+    const std::string fix = "write e.g. allowed_dirs = [\"/run/vepf\", \"/var/lib/vepf\"] (1..32 absolute directories)";
+    if (list == nullptr || list->empty() || list->size() > 32) return fail("control.allowed_dirs must be a list: " + fix);
+    control.allowed_dirs.clear();
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const auto* dir = list->get(i)->as_string();
+      const std::string at = "control.allowed_dirs[" + std::to_string(i) + "]";
+      if (dir == nullptr) return fail(at + " must be a string: " + fix);
+      const std::string& d = dir->get();
+      if (d.empty() || d.front() != '/' || d.size() > 4095 || d.find('\0') != std::string::npos) {
+        return fail(at + " = \"" + d + "\" is not an absolute path: " + fix);
+      }
+      control.allowed_dirs.push_back(d);
+    }
+  }
   return control;
 }
 

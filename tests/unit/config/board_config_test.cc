@@ -641,6 +641,10 @@ TEST(BoardConfigControl, DefaultsAndKeys) {
   ASSERT_TRUE(set) << set.error().message;
   EXPECT_EQ(set->control.group, "vepf");
   EXPECT_EQ(set->control.max_clients, 4u);
+  EXPECT_EQ(plain->control.allowed_dirs, (std::vector<std::string>{"/run/vepf", "/var/lib/vepf"}));
+  auto dirs = parse_board_config(std::string(kBoard) + "[control]\nallowed_dirs = [\"/srv/a\", \"/b/\"]\n" + dev, "b.toml");
+  ASSERT_TRUE(dirs) << dirs.error().message;
+  EXPECT_EQ(dirs->control.allowed_dirs, (std::vector<std::string>{"/srv/a", "/b/"}));
 }
 
 TEST(BoardConfigControl, BadValuesNameTheFieldAndTheFix) {
@@ -653,6 +657,56 @@ TEST(BoardConfigControl, BadValuesNameTheFieldAndTheFix) {
   EXPECT_NE(err("[control]\ngroup = \"\"\n").find("control.group must be a group name"), std::string::npos);
   EXPECT_NE(err("[control]\nmax_clients = 0\n").find("out of range"), std::string::npos);
   EXPECT_NE(err("[control]\nusers = 1\n").find("unknown key 'users'"), std::string::npos);
+  EXPECT_NE(err("[control]\nallowed_dirs = \"/run\"\n").find("control.allowed_dirs must be a list"), std::string::npos);
+  EXPECT_NE(err("[control]\nallowed_dirs = []\n").find("control.allowed_dirs must be a list"), std::string::npos);
+  EXPECT_NE(err("[control]\nallowed_dirs = [\"run\"]\n").find("control.allowed_dirs[0] = \"run\" is not an absolute path"),
+            std::string::npos);
+  EXPECT_NE(err("[control]\nallowed_dirs = [\"/a\", 3]\n").find("control.allowed_dirs[1] must be a string"),
+            std::string::npos);
+}
+
+// `ctl add`: files and programs only under [control] allowed_dirs.
+std::string outside(const std::string& device_toml, const std::vector<std::string>& dirs) {
+  auto d = parse_device_config(device_toml, "ctl add", 2);
+  if (!d) return "parse: " + d.error().message;
+  auto e = check_allowed_dirs(*d, dirs, "device[2]");
+  return e ? e->message : std::string();
+}
+
+TEST(BoardConfigControl, AddedDevicesStayUnderTheAllowedDirectories) {
+  const std::vector<std::string> dirs{"/run/vepf", "/var/lib/vepf"};
+  const std::string net = "type = \"net\"\nnet = { mac = \"02:00:00:00:00:02\" }\n";
+  EXPECT_EQ(outside(net, dirs), "");  // a TAP: no file
+  EXPECT_EQ(outside("type = \"rpmsg\"\n", dirs), "");  // the default runtime_dir, /run/vepf/rpmsg2
+  EXPECT_EQ(outside("type = \"block\"\nblock = { path = \"/var/lib/vepf/d.img\" }\n", dirs), "");
+  EXPECT_EQ(outside("type = \"console\"\nconsole = { port = [ { backend = \"pty\" } ] }\n", dirs), "");
+
+  const std::string etc = outside("type = \"block\"\nblock = { path = \"/etc/shadow\" }\n", dirs);
+  EXPECT_NE(etc.find("device[2].block.path = \"/etc/shadow\" is outside [control] allowed_dirs (/run/vepf, /var/lib/vepf)"),
+            std::string::npos)
+      << etc;
+  EXPECT_NE(etc.find("add its directory to allowed_dirs"), std::string::npos) << etc;
+  // A name that only starts like an allowed directory, and a way up out of one.
+  EXPECT_NE(outside("type = \"block\"\nblock = { path = \"/run/vepfx/d.img\" }\n", dirs), "");
+  EXPECT_NE(outside("type = \"block\"\nblock = { path = \"/run/vepf/../../etc/d.img\" }\n", dirs), "");
+  EXPECT_NE(outside("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/r\" }\n", dirs).find("rpmsg.runtime_dir"),
+            std::string::npos);
+  EXPECT_NE(outside(net + "ep = { backend = \"seqpacket\", path = \"/tmp/s.sock\" }\n", dirs).find("ep.path"),
+            std::string::npos);
+  EXPECT_NE(outside("type = \"console\"\nconsole = { port = [ { backend = \"socket\", socket = \"/tmp/c.sock\" } ] }\n",
+                    dirs)
+                .find("console.port[0].socket"),
+            std::string::npos);
+  EXPECT_NE(outside("type = \"console\"\nconsole = { port = [ { backend = \"pty\", link = \"/dev/tty9\" } ] }\n", dirs)
+                .find("console.port[0].link"),
+            std::string::npos);
+  // Programs: absolute, and under the list too.
+  const std::string sh = "type = \"console\"\nconsole = { port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }\n";
+  EXPECT_NE(outside(sh, dirs).find("program[0] = \"/bin/sh\" is outside"), std::string::npos);
+  EXPECT_EQ(outside(sh, {"/bin"}), "");
+  EXPECT_EQ(outside(sh, {"/"}), "");
+  const std::string rel = "type = \"console\"\nconsole = { port = [ { backend = \"program\", program = [\"sh\"] } ] }\n";
+  EXPECT_NE(outside(rel, {"/"}).find("absolute path"), std::string::npos);
 }
 
 }  // namespace

@@ -216,6 +216,11 @@ struct ControlConfig {
   /// empty: nobody else. A name of /etc/group, resolved when vepf-ep starts.
   std::string group;
   std::uint32_t max_clients = 16;  // connections at once, 1..1024; more are refused
+  /// Where `ctl add` may make vepf-ep create or open files (block path, sockets, rpmsg
+  /// runtime_dir, pty links) and start programs (a console port's program[0], an absolute path):
+  /// absolute directories, 1..32 of them; symbolic links are resolved before the check. The
+  /// board config itself is not limited by them.
+  std::vector<std::string> allowed_dirs = {"/run/vepf", "/var/lib/vepf"};
 };
 
 struct BoardConfig {
@@ -249,6 +254,14 @@ tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::
 /// `index` names it in messages ("device[3]") and picks default interface names. Never throws.
 tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
                                                             std::size_t index);
+
+/// For `ctl add`: whether every file `d` makes vepf-ep create or open (block path, seqpacket
+/// socket, console sockets and pty links, rpmsg runtime_dir) and every program it starts (a
+/// console port's program[0], which must be absolute) lies under one of `allowed_dirs`, after
+/// resolving symbolic links of the parts that exist. Returns a ConfigError naming the field,
+/// the directories and the fix, or nothing. Never throws.
+std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d, const std::vector<std::string>& allowed_dirs,
+                                              std::string_view where);
 
 /// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net", "rpmsg", "block", "console",
 /// "tap", "seqpacket", "pty", "program", "socket", "cached", "device", "wc", "cached-noncoherent").
