@@ -180,14 +180,17 @@ const char* Channels::name_conn(Conn& c, std::span<const std::byte> msg) {
   std::memcpy(name.data(), msg.data(), msg.size());
   const auto log = log_of(logger_);
   if (!layout::rpmsg_name_valid(name.data(), name.size()) || name == kAnnounceName) {
-    log->error("{}: refused a channel: name must be 1..31 letters, digits, '-', '_' or '.', not \"{}\"", who_,
-               kAnnounceName);
+    // The name itself is not logged: it may hold any bytes.
     ++stats_.refused;
+    log::limited(client_log_, log, spdlog::level::err,
+                 "{}: refused a channel: its name ({} bytes) must be 1..31 letters, digits, '-', '_' or '.', "
+                 "and not \"{}\" ({} refused so far)",
+                 who_, name.size(), kAnnounceName, stats_.refused);
     return "bad name";
   }
   for (const auto& [fd, o] : conns_) {
     if (o.local && o.addr != 0 && o.name == name) {
-      log->error("{}: refused a second channel named '{}'", who_, name);
+      log::limited(client_log_, log, spdlog::level::err, "{}: refused a second channel named '{}'", who_, name);
       ++stats_.refused;
       return "duplicate name";
     }
