@@ -6,6 +6,8 @@ set -euo pipefail
 pkgs=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # scripts/fuzz.sh: the coverage report of the fuzz corpora (llvm-profdata-14, llvm-cov-14)
+  llvm-14
   # libraries (DEVELOPERS.md: the rest comes from well-kept libraries)
   libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libexpected-dev
   nlohmann-json3-dev linux-libc-dev

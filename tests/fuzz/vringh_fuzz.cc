@@ -26,6 +26,8 @@
 // ring at kUsedOff).
 // Both windows are "remote" so every access of Vringh is counted: that bounds the work of a pop.
 //
+// The avail idx is read once per burst: a driver that moves it back after the device read it
+// does not take back the chains it named (the model keeps the index last read, as Vringh does).
 // Checks (abort on violation): a pop ends within 2 + num + (largest window)/16 reads (one that
 // never returns is a libFuzzer timeout, or a hang in the replay); a chain has at most num
 // descriptors, an indirect table's included, and no table more entries than that; it agrees
@@ -104,6 +106,8 @@ struct Harness {
 
   // What the harness knows of the device's state.
   std::uint16_t pops = 0;       // successful pops (last_avail_idx)
+  std::uint16_t seen = 0;       // the avail idx at the device's last read of it (Vringh reads it
+                                // again only once the chains it named are popped)
   std::uint16_t completes = 0;  // used idx
   std::uint16_t signalled = 0;  // used idx at the last need_notify()
   bool broken = false;
@@ -133,11 +137,15 @@ struct Harness {
   RefResult ref_pop() {
     RefResult r;
     auto ep_b = ep_mem.bytes();
-    const auto avail_idx = test::peek<std::uint16_t>(ep_b, kAvailOff + 2);
-    const auto avail = static_cast<std::uint16_t>(avail_idx - pops);
-    if (avail == 0) return r;
+    if (pops == seen) {
+      const auto avail_idx = test::peek<std::uint16_t>(ep_b, kAvailOff + 2);
+      const auto avail = static_cast<std::uint16_t>(avail_idx - pops);
+      if (avail == 0) return r;
+      r.kind = RefResult::kBad;
+      if (avail > num) return r;
+      seen = avail_idx;
+    }
     r.kind = RefResult::kBad;
-    if (avail > num) return r;
     const auto head = test::peek<std::uint16_t>(ep_b, kAvailOff + 4 + 2 * (pops & (num - 1)));
     if (head >= num) return r;
     r.head = head;

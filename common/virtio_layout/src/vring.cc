@@ -51,6 +51,11 @@ Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> 
   const std::size_t needed = indirect ? 1 : total;
   if (needed > num_) return fail(Errc::kInvalidArgument, "chain longer than the queue");
   if (needed > num_free_) return fail(Errc::kNoSpace, "no free descriptors");
+  // A device that completes chains not yet made available frees descriptors before the kick:
+  // one burst past the queue size would overwrite its own unpublished avail entries.
+  if (static_cast<std::uint16_t>(avail_idx_shadow_ - avail_idx_published_) >= num_) {
+    return fail(Errc::kNoSpace, "a queue's worth of chains waits for kick_prepare()");
+  }
 
   const std::uint16_t head = free_head_;
   std::uint64_t in_len = 0;

@@ -75,6 +75,33 @@ class VringTest : public ::testing::Test {
   std::optional<RingPair> q;
 };
 
+// Found by vring_used_fuzz: a device that completes chains the driver has not made available yet
+// frees their descriptors before the kick, and the driver then added more than a queue's worth
+// of chains in one burst, overwriting its own unpublished avail entries (chains lost for good).
+TEST_F(VringTest, ABurstNeverHoldsMoreThanAQueueOfChains) {
+  RingOptions o;
+  o.num = 4;
+  RingPair& r = make(o);
+  const ring::Buf out{ep_addr(r.ep_data_off), 16};
+  std::uint16_t used = 0;
+  for (int k = 0; k < 4; ++k) {
+    auto h = r.drv().add({&out, 1}, {}, 100 + k);
+    ASSERT_TRUE(h) << h.error().what;
+    // The hostile device returns it at once, before it was ever published.
+    r.put_used(used, *h, 0);
+    r.put_used_idx(++used);
+    auto u = r.drv().get_used();
+    ASSERT_TRUE(u && *u);
+  }
+  EXPECT_EQ(r.drv().num_free(), 4);
+  auto fifth = r.drv().add({&out, 1}, {}, 104);
+  ASSERT_FALSE(fifth) << "a fifth chain in a burst on a queue of 4";
+  EXPECT_EQ(fifth.error().code, Errc::kNoSpace);
+  (void)r.drv().kick_prepare();
+  EXPECT_EQ(r.avail_idx(), 4);
+  EXPECT_TRUE(r.drv().add({&out, 1}, {}, 105)) << "after the kick the burst starts again";
+}
+
 TEST_F(VringTest, SingleOutBufferReachesTheDevice) {
   auto& r = make({.num = 8});
   const auto data = pattern(32, 1);

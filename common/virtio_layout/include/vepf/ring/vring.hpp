@@ -57,7 +57,8 @@ class Vring final : private PollGroup::Member {
   /// Uses an indirect table when negotiated and the chain has more than one buffer. Returns the
   /// chain's head descriptor (the id the device will put on the used ring); the chain becomes
   /// visible to the device at the next kick_prepare().
-  /// Errors: kNoSpace (not enough free descriptors), kInvalidArgument (empty chain or too long
+  /// Errors: kNoSpace (not enough free descriptors, or num chains already wait for
+  /// kick_prepare(): a device may complete chains it was never given), kInvalidArgument (empty chain or too long
   /// for the queue), kBadRing (queue broken).
   [[nodiscard]] Result<std::uint16_t> add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token);
 
