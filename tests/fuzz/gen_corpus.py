@@ -352,7 +352,69 @@ def gen_console():
     write(t, "truncated", console(4, 0, 1, 0)[:6])
 
 
+# ---------------------------------------------------------------- rpmsg_channels_fuzz
+NS_ADDR = 53
+FIRST_DYNAMIC = 1024
+
+
+def r_ns(name, addr, flags):  # op 2: a name-service message
+    return bytes([2, len(name)]) + name + struct.pack("<II", addr, flags)
+
+
+def r_msg(src, kind, dst, payload):  # op 1: a well-formed rpmsg; kind 0: ours, 1: NS, 2: raw dst
+    return bytes([1]) + struct.pack("<IBIH", src, kind, dst, len(payload)) + payload
+
+
+def r_raw(data):  # op 0: bytes as the peer left them
+    return bytes([0]) + struct.pack("<H", len(data)) + data
+
+
+def gen_rpmsg_channels():
+    t = "rpmsg_channels_fuzz"
+    ns_svc = 0x01 | 0x02  # name service, a local channel "svc"
+    write(t, "create-deliver-destroy", bytes([ns_svc]) + r_ns(b"echo", 1030, 0) + r_msg(1030, 0, 0, b"hi")
+          + bytes([7, 0]) + r_msg(1031, 2, FIRST_DYNAMIC + 1, b"to the client") + r_ns(b"echo", 1030, 1) + bytes([6]))
+    write(t, "bad-names", bytes([0x01]) + r_ns(b"../x", 1030, 0) + r_ns(b"announce", 1031, 0) + r_ns(b"a/b", 1032, 0)
+          + r_ns(b".", 1033, 0) + r_ns(b"x" * 32, 1034, 0) + r_ns(b"ok", NS_ADDR, 0) + r_ns(b"ok", 0xffffffff, 0))
+    write(t, "no-name-service", bytes([0x02]) + r_ns(b"echo", 1030, 0) + r_msg(5, 0, 0, b"x"))
+    write(t, "no-room-then-resume", bytes([0x01 | 0x02 | 0x04]) + r_ns(b"a", 1030, 0) + bytes([5]) + bytes([3])
+          + bytes([4, 1]) + r_ns(b"a", 1040, 0))
+    write(t, "malformed", bytes([0x01]) + r_raw(b"\x00" * 10) + r_raw(struct.pack("<IIIHH", 1, 53, 0, 600, 0))
+          + r_raw(b""))
+    write(t, "empty-payload-to-ours", bytes([ns_svc]) + r_msg(9, 0, 0, b"") + r_msg(9, 1, 0, b""))
+
+
+# ---------------------------------------------------------------- driver_transport_fuzz
+# ops: 0 attach, 1 scan, 2 negotiate, 3 enable_queue, 4 driver_ok, 5 reset, 6 set_status,
+# 7/8 read_config(_wait), 9 looks, 10 epoch_changed, 11 EP word, 12 mailbox word.
+# While a request waits: hook action 0 (answer: result, value), 1 (EP word), 2 (give up).
+def d_answer(result=0, value=0):
+    return bytes([0]) + struct.pack("<II", result, value)
+
+
+def gen_driver_transport():
+    t = "driver_transport_fuzz"
+    first = 0x80  # slot argument: the first device scan() saw
+    attach = bytes([0]) + d_answer()
+    write(t, "attach-scan-negotiate", bytes([0]) + attach + bytes([1])
+          + bytes([2, first]) + struct.pack("<IIII", 0xffffffff, 1, 0xffffffff, 1)
+          + d_answer(0, 1) + d_answer(0, 3) + d_answer(0, 0xb)
+          + bytes([3, first, 0]) + struct.pack("<HIII", 8, 0xb000, 0xb100, 0x1000) + d_answer()
+          + bytes([4, first]) + d_answer(0, 0xf) + bytes([7, first]) + struct.pack("<H", 16) + bytes([1]))
+    write(t, "refusals", bytes([1]) + attach + bytes([1]) + bytes([6, first, 1]) + d_answer(1, 0)
+          + bytes([5, first]) + d_answer(0, 1) + bytes([4, 3]) + bytes([2])
+          + bytes([3, first, 16]) + struct.pack("<HIII", 3, 0, 0, 0) + d_answer(2, 0))
+    write(t, "epoch-gone", bytes([0]) + attach + bytes([11]) + struct.pack("<II", 8, 0x12345678)
+          + bytes([10, 5, first, 6, 0, 1]) + attach)
+    write(t, "odd-generation", bytes([0]) + attach + bytes([1]) + bytes([11]) + struct.pack("<II", 0x10000, 1)
+          + bytes([7, first]) + struct.pack("<H", 300) + bytes([0]) + bytes([8, first]) + struct.pack("<H", 8) + bytes([1, 1]))
+    write(t, "bad-header", bytes([0, 11]) + struct.pack("<II", 0, 0) + bytes([0, 11]) + struct.pack("<II", 4, 0xffff)
+          + bytes([0, 9, 0, 12]) + struct.pack("<HI", 4, 7) + bytes([9, 0]))
+
+
 if __name__ == "__main__":
+    gen_driver_transport()
+    gen_rpmsg_channels()
     gen_console()
     gen_blk()
     gen_vringh()
