@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -76,6 +77,23 @@ tl::expected<vfio::PciAddress, std::string> find_ep_function(const vfio::PciMatc
   return tl::unexpected("this vepf-ep is built without libpci (the static build): name the function " + m.str() +
                         " by its PCI address in ep.device, e.g. \"0000:01:00.0\"");
 #endif
+}
+
+/// The id of group `name` as /etc/group lists it. Read with fgetgrent(3), not getgrnam(3): a
+/// static vepf-ep then needs no NSS modules (whose shared libraries a static binary cannot load);
+/// groups from other sources (LDAP) are not seen.
+std::optional<gid_t> group_id(const std::string& name) {
+  std::FILE* f = std::fopen("/etc/group", "re");
+  if (f == nullptr) return std::nullopt;
+  std::optional<gid_t> id;
+  while (const group* g = ::fgetgrent(f)) {
+    if (name == g->gr_name) {
+      id = g->gr_gid;
+      break;
+    }
+  }
+  std::fclose(f);
+  return id;
 }
 
 class EpProgram {
@@ -301,13 +319,13 @@ Result<void> EpProgram::setup() {
   ep::ControlServer::Policy policy;
   policy.max_clients = cfg_.control.max_clients;
   if (!cfg_.control.group.empty()) {
-    const group* g = ::getgrnam(cfg_.control.group.c_str());
-    if (g == nullptr) {
+    const auto gid = group_id(cfg_.control.group);
+    if (!gid) {
       log->error("control.group = \"{}\" is not a group of this system: create it (groupadd {}) or remove the key",
                  cfg_.control.group, cfg_.control.group);
       return fail(Errc::kInvalidArgument, "the control socket's group does not exist");
     }
-    policy.group = g->gr_gid;
+    policy.group = *gid;
   }
   auto ctl = ep::ControlServer::listen(ctl_path(cfg_, o_), loop_, [this](std::string_view r) { return handle_control(r); },
                                        policy);

@@ -18,8 +18,10 @@ for t in ip ping iperf3 nbdinfo nbdcopy python3; do
 done
 # shellcheck source=../../scripts/lib/netns.sh
 . "$top/scripts/lib/netns.sh"
+# shellcheck source=../../scripts/lib/all_devices.sh
+. "$top/scripts/lib/all_devices.sh"
 board="$work/board.toml"
-rt="$work/rt"
+rt="$work/rt"  # all_devices_tables puts the rpmsg runtime_dir here
 size=$((64 << 20))
 cat >"$board" <<TOML
 [board]
@@ -36,34 +38,11 @@ memory = "device"
 widths = [4]
 [control]
 allowed_dirs = ["$work"]              # where ctl add below may put files
-[[device]]
-type = "net"
-[device.net]
-mac = "02:76:65:70:66:41"
-[[device]]
-type = "rpmsg"
-[device.rpmsg]
-runtime_dir = "$rt"
-[[device]]
-type = "block"
-[device.block]
-path = "$work/disk.img"
-size = $size
-nbd_socket = "$work/blk.sock"
-[[device]]
-type = "console"
-queue_size = 64
-[device.console]
-host_dir = "$work/console"
-[[device.console.port]]
-name = "data"
-backend = "socket"
-socket = "$work/console-data.sock"
 TOML
+all_devices_tables "$size" >>"$board"
 
 fail() { echo "FAIL: $*"; show_logs; exit 1; }
 check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
-wait_path() { for _ in $(seq "$((${2:-10} * 10))"); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
 wait_gone() { for _ in $(seq 50); do [ -e "$1" ] || return 0; sleep 0.1; done; return 1; }
 ctl() { "$build/ep-firmware/vepf-ep" ctl --board "$board" --ctl-socket "$sock.ctl" "$@"; }
 add_device() {  # what config-lines...: `ctl add`, prints the slot
@@ -76,18 +55,9 @@ add_device() {  # what config-lines...: `ctl add`, prints the slot
 netns_setup
 start_ep
 start_host
-check "net: both TAPs have carrier" wait_carrier "$ns_host" up 10
-wait_carrier "$ns_ep" up 10
-ip -n "$ns_ep" addr add "$ep_ip/24" dev "$(carrier "$ns_ep")"
-ip -n "$ns_host" addr add "$host_ip/24" dev "$(carrier "$ns_host")"
-check "block: NBD export up" wait_path "$work/blk.sock"
-check "rpmsg: EP announce socket up" wait_path "$rt/ep/announce.sock"
-check "console: host pty linked" wait_path "$work/console/data"
+check "all four devices up (TAP carrier, NBD export, console pty, rpmsg echo announced to the host)" all_devices_up
 
-# Traffic on all three, in the background.
-"$build/tools/vepf-rpmsg/vepf-rpmsg" echo --announce "$rt/ep/announce.sock" --name echo >"$work/echo.log" 2>&1 &
-extra_pids="$extra_pids $!"
-check "rpmsg: channel 'echo' announced to the host" wait_path "$rt/host/echo.sock"
+# Traffic on all four, in the background.
 ip netns exec "$ns_ep" iperf3 -s -1 -B "$ep_ip" >"$work/iperf-server.log" 2>&1 &
 extra_pids="$extra_pids $!"
 sleep 0.3

@@ -503,20 +503,31 @@ TEST_F(NbdServerTest, DestroyedWithClientsConnected) {
   EXPECT_EQ(nbd_pread(b.get(), got.data(), got.size(), 0, 0), -1);  // the server hung up
 }
 
-/// Connects without libnbd, reads the greeting and answers with client flags that lack
-/// NBD_FLAG_C_FIXED_NEWSTYLE. Returns true when the server then closed the connection.
-bool send_bad_client_flags(const std::string& path) {
+/// A unix stream socket connected to `path` without libnbd (receives time out after 5 s), or -1.
+int connect_raw(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return -1;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  timeval tv{5, 0};
+  (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, static_cast<const sockaddr*>(static_cast<const void*>(&addr)), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// Connects without libnbd, reads the greeting and answers with client flags that lack
+/// NBD_FLAG_C_FIXED_NEWSTYLE. Returns true when the server then closed the connection.
+bool send_bad_client_flags(const std::string& path) {
+  const int fd = connect_raw(path);
+  if (fd < 0) return false;
   std::array<char, 18> greeting{};
   const std::array<unsigned char, 4> no_fixed_newstyle{0, 0, 0, 0};
   char c = 0;
-  const bool ok = ::connect(fd, static_cast<const sockaddr*>(static_cast<const void*>(&addr)),
-                            sizeof addr) == 0 &&
-                  ::recv(fd, greeting.data(), greeting.size(), MSG_WAITALL) == 18 &&
+  const bool ok = ::recv(fd, greeting.data(), greeting.size(), MSG_WAITALL) == 18 &&
                   std::memcmp(greeting.data(), "NBDMAGICIHAVEOPT", 16) == 0 &&
                   ::send(fd, no_fixed_newstyle.data(), 4, MSG_NOSIGNAL) == 4 &&
                   ::recv(fd, &c, 1, 0) == 0;
@@ -527,16 +538,10 @@ bool send_bad_client_flags(const std::string& path) {
 /// Connects without libnbd; returns true when the server closed the connection without a
 /// greeting (end of file first).
 bool closed_without_greeting(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = connect_raw(path);
   if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  timeval tv{5, 0};
-  (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char c = 0;
-  const bool ok = ::connect(fd, static_cast<const sockaddr*>(static_cast<const void*>(&addr)), sizeof addr) == 0 &&
-                  ::recv(fd, &c, 1, 0) == 0;
+  const bool ok = ::recv(fd, &c, 1, 0) == 0;
   ::close(fd);
   return ok;
 }
