@@ -102,6 +102,11 @@ TEST_F(AcceptorTest, ConnectionsPastTheLimitAreToldAndClosed) {
 }
 
 TEST_F(AcceptorTest, OutOfDescriptorsTheConnectionIsRefusedAndTheLoopGoesQuiet) {
+#if defined(VEPF_SANITIZED)
+  // The sanitizers' runtime needs descriptors of its own (UBSan's vptr check tests memory
+  // through a pipe, and reports a false "invalid vptr" without one): the default build runs it.
+  GTEST_SKIP() << "runs the process out of descriptors, which the sanitizer runtime needs too";
+#endif
   ASSERT_NO_FATAL_FAILURE(make(16));
   Fd c1 = client_socket(), c2 = client_socket();
   ASSERT_TRUE(c1.valid() && c2.valid());
