@@ -64,7 +64,7 @@ for t in "${targets[@]}"; do
   LLVM_PROFILE_FILE=/dev/null "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$w/" "$w/corpus" >"$w/fuzz.log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$w/fuzz.log" | tail -1)
-  edges=$(grep -o 'cov: [0-9]*' "$w/fuzz.log" | tail -1 | cut -d' ' -f2)
+  edges=$(grep -o 'cov: [0-9]*' "$w/fuzz.log" | tail -1 | cut -d' ' -f2 || true)  # none when it failed at once
   found=$(( $(find "$w/corpus" -type f | wc -l) - seeds ))
   if [ "$rc" -ne 0 ]; then
     failed=1
@@ -73,7 +73,7 @@ for t in "${targets[@]}"; do
     tail -40 "$w/fuzz.log" >&2
   fi
   # Coverage: every corpus input once, through the same binary (-runs=0 replays and exits).
-  LLVM_PROFILE_FILE="$w/cov.profraw" "$bin/$t" -runs=0 "$w/corpus" >"$w/replay.log" 2>&1 || true
+  LLVM_PROFILE_FILE="$w/cov.profraw" "$bin/$t" -runs=0 -artifact_prefix="$w/replay-" "$w/corpus" >"$w/replay.log" 2>&1 || true
   objects+=("$bin/$t")
   rows+=("| $t | ${execs:-?} | $(( ${execs:-0} / (secs > 0 ? secs : 1) )) | ${edges:-?} | $seeds | $found | $([ "$rc" -eq 0 ] && echo ok || echo "**failed**") |")
   echo "   ${execs:-?} executions, ${edges:-?} edges, $found new inputs, exit $rc"

@@ -41,18 +41,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// The scratch directory, made once per process and removed at exit.
-const std::string& scratch() {
-  static const std::string dir = [] {
-    char tmpl[] = "/tmp/vepf-rpmsg-fuzz-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) std::abort();
+/// The scratch directory, made once per process and removed at exit (by an atexit handler, which
+/// runs after static destructors of objects made later: so the name lives in a static array).
+const char* scratch() {
+  static char dir[] = "/tmp/vepf-rpmsg-fuzz-XXXXXX";
+  static const bool made = [] {
+    if (::mkdtemp(dir) == nullptr) std::abort();
     std::atexit([] {
       std::error_code ec;
-      fs::remove_all(scratch(), ec);
+      fs::remove_all(dir, ec);
     });
     spdlog::set_level(spdlog::level::off);  // Channels logs every refusal: not what is measured
-    return std::string(tmpl);
+    return true;
   }();
+  (void)made;
   return dir;
 }
 
@@ -70,7 +72,7 @@ class FakePort final : public rpmsg::Port {
 };
 
 struct Harness {
-  std::string dir = scratch() + "/side";
+  std::string dir = std::string(scratch()) + "/side";
   os::EventLoop loop;
   FakePort port;
   std::optional<rpmsg::Channels> ch;
@@ -199,6 +201,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     h.ch.reset();
   }
   // Destroyed: every socket file it made is gone (the side's directory stays, empty).
-  FUZZ_CHECK(std::filesystem::is_empty(scratch() + "/side"));
+  FUZZ_CHECK(std::filesystem::is_empty(std::string(scratch()) + "/side"));
   return 0;
 }

@@ -94,7 +94,10 @@ Result<void> EventLoop::run_once(int timeout_ms) {
     return fail(Errc::kSystem, "epoll_wait", errno);
   }
   for (int i = 0; i < n; ++i) {
-    const auto it = by_id_.find(events[i].data.u64);
+    // A copy: struct epoll_event is packed on x86-64, its u64 is not 8-byte aligned, and find()
+    // takes a reference (UBSan: misaligned reference binding).
+    const std::uint64_t id = events[i].data.u64;
+    const auto it = by_id_.find(id);
     if (it == by_id_.end()) continue;  // removed by an earlier callback of this batch
     // Keep the entry alive while its callback runs: the callback may remove() itself.
     const std::shared_ptr<Entry> entry = it->second;

@@ -57,7 +57,6 @@ Result<void> DriverTransport::validate_header() {
 
 Result<void> DriverTransport::attach() {
   if (auto r = validate_header(); !r) return r;
-  gone_ = false;
   ring::Window& rc = link_.rc_window();
   // Our mailbox starts clean: the device bumps event_seq and the heartbeat from here.
   rc.store<std::uint32_t>(offsetof(layout::RcMailbox, event_seq), 0);
@@ -82,6 +81,7 @@ Result<void> DriverTransport::attach() {
   }
   ep_alloc_ = WindowAllocator(layout::WindowId::kEp, layout::kControlRegionSize, ep_.size());
   rc_alloc_ = WindowAllocator(layout::WindowId::kRc, layout::kRcMailboxSize, rc.size());
+  gone_ = false;  // only now: a failed attach leaves requests refused (driver_transport_fuzz)
   return {};
 }
 

@@ -298,6 +298,27 @@ TEST_F(TransportTest, AfterANewEpochTheDriverWritesNothingUntilItAttachesAgain) 
   EXPECT_EQ(*s, kAck);
 }
 
+// Found by driver_transport_fuzz: an attach that failed after reading a valid header used to
+// clear the "EP restarted" state, and the next requests wrote into a region never attached to.
+TEST_F(TransportTest, AFailedAttachKeepsRequestsRefused) {
+  bring_up();
+  dev.restart(kEpoch + 1);
+  ASSERT_TRUE(drv.epoch_changed());
+  drl.set_mode(PeerMode::kNeverAck);  // the new EP does not answer the attach
+  auto a = drv.attach();
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code, Errc::kTimeout);
+  const std::size_t seq_off = layout::driver_line_off(slot, offsetof(layout::DriverLine, req_seq));
+  const auto seq = peek<std::uint32_t>(w.ep(), seq_off);
+  auto r = drv.reset(slot);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kLinkDown);
+  EXPECT_EQ(peek<std::uint32_t>(w.ep(), seq_off), seq);
+  drl.set_mode(PeerMode::kSync);
+  attach();
+  EXPECT_TRUE(drv.set_status(slot, kAck));
+}
+
 TEST_F(TransportTest, RequestsBeforeAttachAreRefused) {
   // No RC window yet: the device acks with kNoLink.
   scan();

@@ -84,7 +84,7 @@ class DriverTransport {
   /// Whether the EP firmware restarted or stopped (header epoch differs from the attached one,
   /// or the magic is gone). Once it said so, every request and queue line fails with kLinkDown
   /// without writing: the teardown of our drivers must not write into a new EP's control region
-  /// (its slots belong to the next session). attach() clears it.
+  /// (its slots belong to the next session). A successful attach() clears it.
   bool epoch_changed();
   std::uint32_t epoch() const noexcept { return epoch_; }
 
