@@ -601,6 +601,7 @@ int main(int argc, char** argv) {
     const std::string op = ctl->get_subcommands().front()->get_name();
     return run_ctl(*cfg, o, op);
   }
+  if (const int rc = vepf::app::apply_affinity("vepf-ep", "affinity.ep", cfg->affinity.ep, "ep"); rc != 0) return rc;
   auto rt = vepf::app::make_runtime();
   if (!rt) {
     std::fprintf(stderr, "vepf-ep: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));

@@ -495,6 +495,9 @@ int main(int argc, char** argv) {
   cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
   auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk", "host.console"});
   if (!cfg) return cfg.error();
+  if (const int rc = vepf::app::apply_affinity("vepf-host", "affinity.host", cfg->affinity.host, "host"); rc != 0) {
+    return rc;
+  }
   auto rt = vepf::app::make_runtime();
   if (!rt) {
     std::fprintf(stderr, "vepf-host: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));

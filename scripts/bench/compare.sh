@@ -11,7 +11,10 @@
 #   rtt   vepf-bench-ring --pingpong, polling against a cache-line ping-pong and notified
 #         (EVENT_IDX + eventfd) against an eventfd ping-pong: round-trip p50
 #   tcp   iperf3 TCP through the loopback demo's TAPs (vepf-ep <-> virtio-net <-> vepf-host)
-#         against TCP over a veth pair between two namespaces, each direction: bits per second;
+#         against TCP over a veth pair between two namespaces, each direction: bits per second,
+#         with the demo board plus [affinity] putting both programs on one CPU (every signal
+#         across the link then wakes a thread on the CPU that sent it, not on the other vCPU),
+#         then again with them unpinned (taskset back to every CPU), for reference;
 #         then the two programs alone: CPU over 30 s of an idle link, and the non-posted reads
 #         each makes over 60 s of iperf3 traffic both ways (their SIGUSR1 link-model reports)
 #   rpmsg scripts/bench/rpmsg_bench.py through an rpmsg channel of a loopback link of its own
@@ -24,7 +27,7 @@
 #         the same nbdcopy command on qemu-nbd serving the same file: MiB per second
 #
 # Writes build/bench/compare.{jsonl,md,png} (raw pairs, the Markdown table, a plot of the
-# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 16 minutes
+# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 18 minutes
 # with the defaults.
 set -euo pipefail
 
@@ -77,7 +80,7 @@ bench_ring="$build/bench/vepf-bench-ring"
 [ -x "$bench_ring" ] || { echo "compare: no $bench_ring: build first (cmake --build --preset default)" >&2; exit 2; }
 need=(python3 gnuplot)
 want ring && need+=(dpdk-testpmd)
-want tcp && need+=(iperf3 ip)
+want tcp && need+=(iperf3 ip taskset)
 want block && need+=(nbdcopy qemu-nbd)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "compare: '$t' missing: run scripts/install-deps.sh" >&2; exit 2; }
@@ -207,6 +210,12 @@ peer_tcp() { iperf_gbit "$veth_a" 198.18.1.2; }
 if want tcp; then
   netns_setup
   trap compare_cleanup EXIT
+  # The demo board, both programs on the first CPU this script may use.
+  tcp_cpu=$(python3 -c "import os; print(min(os.sched_getaffinity(0)))")
+  all_cpus=$(python3 -c "import os; print(','.join(map(str, sorted(os.sched_getaffinity(0)))))")
+  board="$work/tcp.toml"
+  printf '%s\n[affinity]\nep = [%s]\nhost = [%s]\n' "$(cat "$top/board-configs/loopback.toml")" "$tcp_cpu" "$tcp_cpu" \
+    >"$board"
   # shellcheck disable=SC2119 # no extra arguments for the programs
   start_ep
   # shellcheck disable=SC2119
@@ -234,10 +243,22 @@ if want tcp; then
     ip netns exec "$ns_ep" ss -ltn | grep -q ":5201 " && ip netns exec "$veth_b" ss -ltn | grep -q ":5201 " && break
     sleep 0.1
   done
+  for pid in "$ep_pid" "$host_pid"; do
+    if [ "$(awk '/^Cpus_allowed_list:/ {print $2}' "/proc/$pid/status")" != "$tcp_cpu" ]; then
+      echo "compare: [affinity] did not put process $pid on CPU $tcp_cpu" >&2
+      exit 1
+    fi
+  done
   tcp_reverse=
   pairs_of "iperf3 TCP host->EP" "Gbit/s" higher "≥ 0.6×" "TCP over a veth pair" ours_tcp peer_tcp
   tcp_reverse=-R
   pairs_of "iperf3 TCP EP->host" "Gbit/s" higher "≥ 0.6×" "TCP over a veth pair" ours_tcp peer_tcp
+  taskset -a -c -p "$all_cpus" "$ep_pid" >/dev/null
+  taskset -a -c -p "$all_cpus" "$host_pid" >/dev/null
+  tcp_reverse=
+  pairs_of "iperf3 TCP host->EP, programs unpinned" "Gbit/s" higher "—" "TCP over a veth pair" ours_tcp peer_tcp
+  tcp_reverse=-R
+  pairs_of "iperf3 TCP EP->host, programs unpinned" "Gbit/s" higher "—" "TCP over a veth pair" ours_tcp peer_tcp
 
   # ---- the programs themselves: CPU of an idle link, non-posted reads after setup under traffic
   idle_secs=30 traffic_secs=60

@@ -4,13 +4,17 @@
 #  2. vepf-ep stops (SIGTERM): the host TAP loses carrier, vepf-host keeps running;
 #  3. vepf-ep starts again (new epoch): the host re-attaches by itself, carrier returns, ping passes;
 #  4. vepf-host stops: the EP TAP loses carrier (the driver went away), vepf-ep keeps running.
+# Both run with the board's [affinity] on one CPU (the last this script may use), and each must
+# run on exactly it; a board naming a CPU this machine lacks stops vepf-ep with exit code 2.
 # usage: link_status_test.sh BUILD_DIR
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$top/build/default}" && pwd)
-board="$top/board-configs/loopback.toml"
 # shellcheck source=../../scripts/lib/netns.sh
 . "$top/scripts/lib/netns.sh"
+cpu=$(python3 -c "import os; print(max(os.sched_getaffinity(0)))")
+board="$work/board.toml"
+printf '%s\n[affinity]\nep = [%s]\nhost = [%s]\n' "$(cat "$top/board-configs/loopback.toml")" "$cpu" "$cpu" >"$board"
 
 check() {  # description command...
   local what=$1; shift
@@ -26,6 +30,9 @@ check "host TAP has carrier while the device reports LINK_UP" wait_carrier "$ns_
 ip -n "$ns_ep" addr add "$ep_ip/24" dev "$(carrier "$ns_ep")"
 ip -n "$ns_host" addr add "$host_ip/24" dev "$(carrier "$ns_host")"
 check "ping across the link" ping_ok
+runs_on() { test "$(awk '/^Cpus_allowed_list:/ {print $2}' "/proc/$1/status")" = "$cpu"; }
+check "vepf-ep runs on CPU $cpu only ([affinity] ep)" runs_on "$ep_pid"
+check "vepf-host runs on CPU $cpu only ([affinity] host)" runs_on "$host_pid"
 
 check "vepf-ep exits 0 on SIGTERM" stop_pid "$ep_pid"
 ep_pid=
@@ -42,4 +49,10 @@ check "vepf-host exits 0 on SIGTERM" stop_pid "$host_pid"
 host_pid=
 check "EP TAP loses carrier when the driver goes away" wait_carrier "$ns_ep" down 3
 check "vepf-ep keeps running without the host" kill -0 "$ep_pid"
+bad="$work/bad-affinity.toml"
+printf '%s\n[affinity]\nep = [1023]\n' "$(cat "$top/board-configs/loopback.toml")" >"$bad"
+rc=0
+"$build/ep-firmware/vepf-ep" --board "$bad" --socket "$work/bad.sock" 2>"$work/bad.err" || rc=$?
+check "a CPU this machine lacks: exit code 2 (got $rc)" test "$rc" -eq 2
+check "... and a message naming affinity.ep" grep -q "affinity.ep = \[1023\]: this machine has no CPU 1023" "$work/bad.err"
 echo "link status test passed"

@@ -1,8 +1,17 @@
 #include "vepf/app/cli.hpp"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include "vepf/app/app.hpp"
 #include "vepf/os/signals.hpp"
@@ -46,6 +55,33 @@ tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, c
   }
   if (!o.socket.empty()) cfg->loopback.socket = o.socket;
   return std::move(*cfg);
+}
+
+int apply_affinity(std::string_view prog, std::string_view field, const std::vector<std::uint32_t>& cpus,
+                   std::string_view logger) {
+  if (cpus.empty()) return kExitOk;
+  const std::string list = fmt::format("[{}]", fmt::join(cpus, ", "));
+  const char* fix = "name CPUs of this machine (lscpu, /sys/devices/system/cpu/online), or remove the list";
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const std::uint32_t cpu : cpus) {
+    const std::string dir = fmt::format("/sys/devices/system/cpu/cpu{}", cpu);
+    if (cpu >= CPU_SETSIZE || ::access(dir.c_str(), F_OK) != 0) {
+      std::fprintf(stderr, "%.*s: %.*s = %s: this machine has no CPU %u: %s\n", static_cast<int>(prog.size()),
+                   prog.data(), static_cast<int>(field.size()), field.data(), list.c_str(), cpu, fix);
+      return kExitUsage;
+    }
+    CPU_SET(cpu, &set);
+  }
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+    const int err = errno;
+    std::fprintf(stderr, "%.*s: %.*s = %s: sched_setaffinity: %s%s\n", static_cast<int>(prog.size()), prog.data(),
+                 static_cast<int>(field.size()), field.data(), list.c_str(), std::strerror(err),
+                 err == EINVAL ? ": none of them is online or in this process's cpuset; name others" : "");
+    return err == EINVAL ? kExitUsage : kExitFailure;
+  }
+  if (auto log = spdlog::get(std::string(logger))) log->info("running on CPUs {} ({})", list, field);
+  return kExitOk;
 }
 
 Result<Runtime> make_runtime() {

@@ -327,8 +327,41 @@ Expected<ControlConfig> Reader::read_control(const toml::table& root) const {
   return control;
 }
 
+/// [affinity]: ep = [...] and host = [...], lists of CPU numbers.
+Expected<AffinityConfig> Reader::read_affinity(const toml::table& root) const {
+  AffinityConfig affinity;
+  VEPF_CONFIG_TRY(tbl, get_table(root, "", "affinity"));
+  if (tbl == nullptr) return affinity;
+  VEPF_CONFIG_CHECK(check_keys(*tbl, "affinity", {"ep", "host"}));
+  for (const char* side : {"ep", "host"}) {
+    const toml::node* node = tbl->get(side);
+    if (node == nullptr) continue;
+    const std::string path = child("affinity", side);
+    const std::string fix = "write e.g. " + std::string(side) + " = [0] or " + side + " = [2, 3] (CPU numbers 0.." +
+                            std::to_string(AffinityConfig::kMaxCpu) + ", as in /sys/devices/system/cpu), or remove it";
+    const toml::array* list = node->as_array();
+    if (list == nullptr || list->empty()) return fail(path + " must be a non-empty list of CPUs: " + fix);
+    std::vector<std::uint32_t>& cpus = std::string_view(side) == "ep" ? affinity.ep : affinity.host;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const std::string at = path + "[" + std::to_string(i) + "]";
+      const auto cpu = list->get(i)->value_exact<std::int64_t>();
+      if (!cpu) return fail(at + " must be an integer: " + fix);
+      if (*cpu < 0 || *cpu > AffinityConfig::kMaxCpu) {
+        return fail(at + " = " + std::to_string(*cpu) + " is out of range: " + fix);
+      }
+      const auto n = static_cast<std::uint32_t>(*cpu);
+      if (std::find(cpus.begin(), cpus.end(), n) != cpus.end()) {
+        return fail(at + " = " + std::to_string(n) + " repeats a CPU: name each CPU once");
+      }
+      cpus.push_back(n);
+    }
+  }
+  return affinity;
+}
+
 Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
-  VEPF_CONFIG_CHECK(check_keys(root, "", {"board", "link", "loopback", "host", "ep", "gpio", "control", "device"}));
+  VEPF_CONFIG_CHECK(
+      check_keys(root, "", {"board", "link", "loopback", "host", "ep", "gpio", "control", "affinity", "device"}));
   BoardConfig config;
   VEPF_CONFIG_TRY(section, read_board_section(root));
   config.name = std::move(section.name);
@@ -356,6 +389,8 @@ Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
   config.gpio = std::move(gpio);
   VEPF_CONFIG_TRY(control, read_control(root));
   config.control = std::move(control);
+  VEPF_CONFIG_TRY(affinity, read_affinity(root));
+  config.affinity = std::move(affinity);
   VEPF_CONFIG_TRY(device_configs, read_devices(root));
   config.devices = std::move(device_configs);
   return config;

@@ -123,6 +123,7 @@ class Reader {
   Expected<LoopbackConfig> read_loopback(const toml::table& root) const;
   Expected<GpioConfig> read_gpio(const toml::table& root) const;
   Expected<ControlConfig> read_control(const toml::table& root) const;
+  Expected<AffinityConfig> read_affinity(const toml::table& root) const;
   Expected<PciSide> read_pci_side(const toml::table& root, std::string_view side, Platform platform,
                                   const LinkConfig& link) const;
   /// Where a window's memory comes from, for read_window_memory()'s rules.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config_test_support.hpp"
 
@@ -252,6 +253,34 @@ TEST(BoardConfigError, SpinBudgetRange) {
   EXPECT_TRUE(has(error_of(board() + "[link]\nspin_us = -1\n"), "link.spin_us = -1 is out"));
   EXPECT_TRUE(has(error_of(board() + "[link]\nspin_us = 100001\n"), "link.spin_us = 100001"));
   EXPECT_EQ(error_of(board() + "[link]\nspin_us = 100000\n"), "<parsed>");
+}
+
+TEST(BoardConfig, AffinityListsParse) {
+  const auto none = parse_board_config(board(), kSource);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_TRUE(none->affinity.ep.empty());
+  EXPECT_TRUE(none->affinity.host.empty());
+  const auto cfg = parse_board_config(board() + "[affinity]\nep = [3, 0]\nhost = [1023]\n", kSource);
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->affinity.ep, (std::vector<std::uint32_t>{3, 0}));
+  EXPECT_EQ(cfg->affinity.host, (std::vector<std::uint32_t>{1023}));
+  const auto one = parse_board_config(board() + "[affinity]\nhost = [2]\n", kSource);
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_TRUE(one->affinity.ep.empty());
+  EXPECT_EQ(one->affinity.host, (std::vector<std::uint32_t>{2}));
+}
+
+TEST(BoardConfigError, AffinityListsAreChecked) {
+  const auto affinity = [](std::string_view lines) { return error_of(board() + "[affinity]\n" + std::string(lines)); };
+  EXPECT_TRUE(has(affinity("ep = []\n"), "affinity.ep must be a non-empty list of CPUs: write e.g. ep = [0]"));
+  EXPECT_TRUE(has(affinity("host = 1\n"), "affinity.host must be a non-empty list"));
+  EXPECT_TRUE(has(affinity("ep = [-1]\n"), "affinity.ep[0] = -1 is out of range"));
+  EXPECT_TRUE(has(affinity("ep = [0, 1024]\n"), "affinity.ep[1] = 1024 is out of range"));
+  EXPECT_TRUE(has(affinity("host = [\"0\"]\n"), "affinity.host[0] must be an integer"));
+  EXPECT_TRUE(has(affinity("host = [1.0]\n"), "affinity.host[0] must be an integer"));
+  EXPECT_TRUE(has(affinity("host = [1, 2, 1]\n"), "affinity.host[2] = 1 repeats a CPU"));
+  EXPECT_TRUE(has(affinity("cpus = [0]\n"), "unknown key 'cpus'"));
+  EXPECT_EQ(affinity("ep = [0]\nhost = [0]\n"), "<parsed>");
 }
 
 TEST(BoardConfigError, ChainSegmentLimitRange) {

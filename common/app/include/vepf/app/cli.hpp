@@ -2,9 +2,11 @@
 // Command-line start-up shared by vepf-ep and vepf-host: the common options, logging, the board
 // config, the event loop and signals. Prints to stderr (it stands in for main()).
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <tl/expected.hpp>
@@ -34,6 +36,15 @@ void add_common_options(CLI::App& cli, CommonOptions& o);
 /// kExitUsage for a bad command line or config).
 tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, char** argv, const CommonOptions& o,
                                                       std::initializer_list<std::string_view> loggers);
+
+/// Board config [affinity]: runs the calling process on `cpus` (sched_setaffinity(2) on its
+/// thread; call it before starting any thread, which inherits it) and logs them to `logger`.
+/// `field` ("affinity.ep", "affinity.host") names the list in messages. Empty `cpus`: nothing.
+/// Returns kExitOk, or prints why to stderr and returns kExitUsage when a CPU does not exist on
+/// this machine (/sys/devices/system/cpu/cpuN) or the kernel refuses the set (EINVAL: none of
+/// them online or allowed by the process's cpuset), kExitFailure for any other error.
+int apply_affinity(std::string_view prog, std::string_view field, const std::vector<std::uint32_t>& cpus,
+                   std::string_view logger);
 
 /// The loop a program runs on: SIGINT, SIGTERM, SIGUSR1 and SIGHUP arrive through `signals`
 /// (a signalfd), SIGPIPE is ignored. Errors: kSystem.

@@ -2,6 +2,8 @@
 // The board description: a plain struct parsed from board-configs/<board>.toml and validated once.
 // Nothing outside board_config.cc sees TOML; main() loads this and wires objects from it.
 
+#include <sched.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -223,6 +225,20 @@ struct ControlConfig {
   std::vector<std::string> allowed_dirs = {"/run/vepf", "/var/lib/vepf"};
 };
 
+/// [affinity], optional: the CPUs each program runs on (sched_setaffinity(2), applied at start
+/// to the whole process before it starts any thread; threads inherit it). Empty: wherever the
+/// scheduler puts it (or what taskset/cgroups already set).
+/// On one machine (loopback), both programs on one CPU spare the link's every signal a wake-up
+/// across CPUs; on a VM whose vCPUs the host moves between cores that is the costly part of a
+/// frame (README.md, Performance). On a real board each side names CPUs of its own machine.
+struct AffinityConfig {
+  /// CPU numbers as the kernel counts them (/sys/devices/system/cpu/cpuN), 0..kMaxCpu,
+  /// at least one, no repeats.
+  static constexpr std::uint32_t kMaxCpu = CPU_SETSIZE - 1;  // glibc <sched.h>: 1023
+  std::vector<std::uint32_t> ep;    // vepf-ep
+  std::vector<std::uint32_t> host;  // vepf-host
+};
+
 struct BoardConfig {
   std::string name;
   Platform platform = Platform::kLoopback;
@@ -232,6 +248,7 @@ struct BoardConfig {
   PciSide ep;               // [ep]: every other platform
   GpioConfig gpio;          // [gpio], optional
   ControlConfig control;    // [control], optional
+  AffinityConfig affinity;  // [affinity], optional
   std::vector<DeviceConfig> devices;  // 1..kMaxDevices entries
 };
 
