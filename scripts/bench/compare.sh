@@ -27,7 +27,7 @@
 #         the same nbdcopy command on qemu-nbd serving the same file: MiB per second
 #
 # Writes build/bench/compare.{jsonl,md,png} (raw pairs, the Markdown table, a plot of the
-# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 18 minutes
+# ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 13 minutes
 # with the defaults.
 set -euo pipefail
 
