@@ -412,7 +412,33 @@ def gen_driver_transport():
           + bytes([0, 9, 0, 12]) + struct.pack("<HI", 4, 7) + bytes([9, 0]))
 
 
+# ---------------------------------------------------------------- loopback_hello_fuzz
+# side (0: vepf-ep takes a host's hello, 1: vepf-host takes an EP's), fix bits (1 magic, 2 version,
+# 4 role, 8 window_size), 16 hello bytes, len, nfds, (kind, size selector) each, after.
+# Kinds: 0 sealed memfd, 1 unsealed memfd, 2 shrunk memfd, 3 eventfd, 4 pipe, 5 /dev/null,
+# 6 socket, 7 O_PATH directory. Size selector 0: 64 KiB.
+def hello(side, fds, fix=0x0f, raw=bytes(16), length=0, after=0):
+    return bytes([side, fix]) + raw + bytes([length, len(fds)]) + b"".join(bytes(f) for f in fds) + bytes([after])
+
+
+def gen_loopback_hello():
+    t = "loopback_hello_fuzz"
+    ev = (3, 0)
+    write(t, "host-valid", hello(0, [(0, 0), ev]))
+    write(t, "ep-valid", hello(1, [(0, 0)] + [ev] * 17))
+    write(t, "host-valid-twice", hello(0, [(0, 1), ev], after=2))
+    write(t, "host-closes-before-the-answer", hello(0, [(0, 0), ev], after=1))
+    write(t, "host-shrunk-window-and-pipe", hello(0, [(2, 0), (4, 0)]))
+    write(t, "ep-unsealed-window", hello(1, [(1, 0)] + [ev] * 17))
+    write(t, "ep-one-doorbell-a-socket", hello(1, [(0, 0)] + [ev] * 16 + [(6, 0)]))
+    write(t, "host-short-hello", hello(0, [(0, 0), ev], length=7))
+    write(t, "ep-too-many", hello(1, [(0, 0)] + [ev] * 22))
+    write(t, "host-odd-size", hello(0, [(0, 4), ev]))
+    write(t, "host-raw-fields", hello(0, [(0, 0), (5, 0)], fix=0, raw=struct.pack("<IHHQ", 0x4c504556, 2, 1, 65536)))
+
+
 if __name__ == "__main__":
+    gen_loopback_hello()
     gen_driver_transport()
     gen_rpmsg_channels()
     gen_console()
