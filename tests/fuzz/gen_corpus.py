@@ -437,7 +437,50 @@ def gen_loopback_hello():
     write(t, "host-raw-fields", hello(0, [(0, 0), (5, 0)], fix=0, raw=struct.pack("<IHHQ", 0x4c504556, 2, 1, 65536)))
 
 
+# ---------------------------------------------------------------- nbd_server_fuzz
+# cfg (bit 0 deferred, bit 1 read-only, bits 4-5 max_clients - 1, bit 6 small budget), then ops:
+# 0 connect, 1 send (client, u16 len, bytes), 2 read (client, u16 max), 3 shutdown (client),
+# 4 close (client), 5 loop turns (n), 6 complete (bit 0 all). Client conversations come from the
+# NbdSession seeds (a config byte, then what a client sends).
+def n_send(client, data):
+    out = b""
+    for i in range(0, len(data), 2047):
+        part = data[i:i + 2047]
+        out += bytes([1, client]) + struct.pack("<H", len(part)) + part
+    return out
+
+
+def n_read(client):
+    return bytes([2, client]) + struct.pack("<H", 0xffff)
+
+
+def n_turns(n=7):
+    return bytes([5, n])
+
+
+def gen_nbd_server():
+    t = "nbd_server_fuzz"
+    sessions = os.path.join(HERE, "corpus", "nbd_session_fuzz")
+    for name in ("seed-go-read", "seed-structured-io", "seed-deferred-many", "seed-errors"):
+        with open(os.path.join(sessions, name), "rb") as f:
+            conv = f.read()
+        cfg = (conv[0] & 1) | ((conv[0] >> 1) & 2) | (1 << 4)  # deferred, read-only; 2 clients
+        ops = bytes([0]) + n_turns() + n_send(0, conv[1:]) + n_turns() + n_read(0) + bytes([6, 1]) + n_turns() + n_read(0)
+        ops += bytes([0]) + n_turns() + n_send(1, conv[1:]) + bytes([4, 1]) + n_turns() + bytes([6, 1]) + n_turns()
+        if len(ops) + 1 < 4096:
+            write(t, name[len("seed-"):], bytes([cfg]) + ops)
+    with open(os.path.join(sessions, "seed-go-read"), "rb") as f:
+        conv = f.read()[1:]
+    # One client allowed, three come; the first vanishes with requests in flight (deferred).
+    write(t, "refused-and-vanished", bytes([0x01]) + bytes([0, 0, 0]) + n_turns() + n_send(0, conv) + n_turns()
+          + bytes([4, 0]) + n_turns() + bytes([6, 1]) + bytes([0]) + n_turns() + n_send(0, conv) + n_turns() + n_read(0))
+    # A client that never reads its replies, then shuts down its side.
+    write(t, "never-reads", bytes([0x40]) + bytes([0]) + n_turns() + n_send(0, conv) + n_send(0, conv[-200:] * 8)
+          + n_turns() + bytes([3, 0]) + n_turns())
+
+
 if __name__ == "__main__":
+    gen_nbd_server()
     gen_loopback_hello()
     gen_driver_transport()
     gen_rpmsg_channels()

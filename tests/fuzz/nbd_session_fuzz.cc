@@ -38,95 +38,13 @@
 
 #include "fuzz_support.hpp"
 #include "nbd/nbd_session.hpp"
+#include "nbd_fuzz_target.hpp"
 
 namespace vepf::fuzz {
 namespace {
 
-using host::nbd::BlockTarget;
-using host::nbd::ExportInfo;
 using host::nbd::NbdSession;
 using host::nbd::SessionLimits;
-
-constexpr std::uint64_t kSize = 64u << 10;
-constexpr std::uint32_t kMaxBlock = 16u << 10;
-
-class FuzzTarget final : public BlockTarget {
- public:
-  FuzzTarget(bool deferred, bool read_only) : deferred_(deferred), data_(kSize) {
-    info_.size = kSize;
-    info_.read_only = read_only;
-    info_.can_flush = info_.can_fua = info_.can_trim = info_.can_write_zeroes =
-        info_.can_multi_conn = true;
-    info_.max_block = kMaxBlock;
-    info_.description = "fuzz";
-  }
-
-  ExportInfo info() const override { return info_; }
-  void read(std::uint64_t offset, std::span<std::byte> dst, Done done) override {
-    check(offset, dst.size(), true, false);
-    submit([this, offset, dst] { std::memcpy(dst.data(), data_.data() + offset, dst.size()); },
-           std::move(done));
-  }
-  void write(std::uint64_t offset, std::span<const std::byte> src, bool, Done done) override {
-    check(offset, src.size(), true, true);
-    submit([this, offset, src] { std::memcpy(data_.data() + offset, src.data(), src.size()); },
-           std::move(done));
-  }
-  void flush(Done done) override {
-    submit([] {}, std::move(done));
-  }
-  void trim(std::uint64_t offset, std::uint32_t length, Done done) override {
-    check(offset, length, false, true);
-    submit([this, offset, length] { std::memset(data_.data() + offset, 0, length); },
-           std::move(done));
-  }
-  void write_zeroes(std::uint64_t offset, std::uint32_t length, bool, Done done) override {
-    check(offset, length, true, true);
-    submit([this, offset, length] { std::memset(data_.data() + offset, 0, length); },
-           std::move(done));
-  }
-
-  /// Completes every other pending call (or all), newest first. Returns how many.
-  std::size_t complete(bool all) {
-    std::size_t n = 0;
-    auto batch = std::exchange(pending_, {});
-    for (std::size_t i = batch.size(); i-- > 0;) {
-      if (all || i % 2 == 0) {
-        batch[i].work();
-        batch[i].done(0);
-        ++n;
-      } else {
-        pending_.push_back(std::move(batch[i]));
-      }
-    }
-    return n;
-  }
-  bool idle() const { return pending_.empty(); }
-
- private:
-  struct Pending {
-    std::function<void()> work;
-    Done done;
-  };
-  void check(std::uint64_t offset, std::uint64_t len, bool bounded, bool writes) const {
-    FUZZ_EXPECT("target-range", offset <= kSize && len <= kSize - offset);
-    FUZZ_EXPECT("target-max-block", !bounded || len <= kMaxBlock);
-    FUZZ_EXPECT("target-read-only", !writes || !info_.read_only);
-  }
-  void submit(std::function<void()> work, Done done) {
-    if (!deferred_) {
-      work();
-      done(0);
-      return;
-    }
-    pending_.push_back({std::move(work), std::move(done)});
-  }
-
-  bool deferred_;
-  ExportInfo info_;
-  std::vector<std::byte> data_;
-  std::vector<Pending> pending_;
-};
 
 /// Consumes up to `max` bytes of output, chunk by chunk. Returns how many.
 std::size_t drain(NbdSession& s, std::size_t max) {
