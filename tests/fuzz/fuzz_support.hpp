@@ -3,12 +3,16 @@
 // fuzzer's bytes into values, and window memory with guard bytes that AddressSanitizer also
 // poisons (so an out-of-window read is caught too, not only a write).
 
+#include <dirent.h>
+#include <stdlib.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <span>
 #include <string_view>
 
@@ -67,6 +71,33 @@ inline bool ignored(std::string_view name) {
     if (!(cond) && !::vepf::fuzz::ignored(name))                                            \
       ::vepf::fuzz::check_failed(__FILE__, __LINE__, "[" name "] " #cond);                  \
   } while (0)
+
+/// A directory under /tmp for the target's sockets and files, made on first use and removed at
+/// exit (by an atexit handler, which runs after the static destructors of objects made later:
+/// so the name lives in a static array).
+inline const char* scratch_dir() {
+  static char dir[] = "/tmp/vepf-fuzz-XXXXXX";
+  static const bool made = [] {
+    if (::mkdtemp(dir) == nullptr) std::abort();
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    });
+    return true;
+  }();
+  (void)made;
+  return dir;
+}
+
+/// Descriptors this process has open (/proc/self/fd), for leak checks around an input.
+inline std::size_t open_fds() {
+  std::size_t n = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) std::abort();
+  while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+  ::closedir(d);
+  return n - 1;  // the directory stream's own
+}
 
 /// True when VEPF_FUZZ_VERBOSE is set: the targets then print a summary line per input (for
 /// whoever writes seeds: did the input get where it meant to?).

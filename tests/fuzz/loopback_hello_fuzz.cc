@@ -10,7 +10,7 @@
 //             version, bit 2 role, bit 3 window_size = the size of the first descriptor's memfd
 //   16 bytes  the hello (LoopbackHello) as the peer wrote it
 //   u8 len    0: the 16 bytes are sent; else len % 40 bytes of them (zero-padded)
-//   u8 nfds   % 24 descriptors, each: u8 kind (see make_fd) and u8 size selector
+//   u8 nfds   % 32 descriptors, each: u8 kind (see make_fd) and u8 size selector
 //   u8 after  0: the peer keeps the connection; 1: closes it right after its hello (EP side:
 //             before vepf-ep answers); 2: sends its hello twice
 //
@@ -30,7 +30,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -51,38 +50,13 @@
 namespace vepf::fuzz {
 namespace {
 
-namespace fs = std::filesystem;
 using platform::LoopbackHello;
 using platform::LoopbackRole;
 
 constexpr std::size_t kEpWindow = 64 * 1024;  // the smallest window a board may have
 constexpr std::size_t kHostFds = 2;
 constexpr std::size_t kEpFds = 2 + layout::kMaxDevices;
-constexpr std::size_t kMaxFds = 24;
-
-/// The scratch directory for the EP's socket, made once and removed at exit.
-const char* scratch() {
-  static char dir[] = "/tmp/vepf-hello-fuzz-XXXXXX";
-  static const bool made = [] {
-    if (::mkdtemp(dir) == nullptr) std::abort();
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    });
-    return true;
-  }();
-  (void)made;
-  return dir;
-}
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) std::abort();
-  while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
-  ::closedir(d);
-  return n;
-}
+constexpr std::size_t kMaxFds = os::kMaxPassedFds;  // 32: what os::send_with_fds takes
 
 /// What the peer passes: the kinds of descriptor a hostile peer could send.
 enum Kind : std::uint8_t {
@@ -182,22 +156,7 @@ Message build(ByteReader& in, LoopbackRole from) {
 void send_message(int sock, const Message& m) {
   std::vector<int> fds;
   for (const Sent& f : m.fds) fds.push_back(make_fd(f.kind, f.size));
-  iovec iov{const_cast<std::byte*>(m.bytes.data()), m.bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * kMaxFds));
-  if (!fds.empty()) {
-    msg.msg_control = ctrl.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  const int times = m.after == 2 ? 2 : 1;
-  for (int i = 0; i < times; ++i) (void)::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  for (int i = 0; i < (m.after == 2 ? 2 : 1); ++i) (void)os::send_with_fds(sock, m.bytes, fds);
   for (int fd : fds) ::close(fd);
 }
 
@@ -219,7 +178,7 @@ std::uint64_t announced(const Message& m) {
 /// vepf-ep takes the hostile host's hello.
 void ep_side(ByteReader& in) {
   static std::unique_ptr<platform::LoopbackEp> ep = [] {
-    auto e = platform::LoopbackEp::create(std::string(scratch()) + "/ep.sock", kEpWindow);
+    auto e = platform::LoopbackEp::create(std::string(scratch_dir()) + "/ep.sock", kEpWindow);
     if (!e) std::abort();
     return std::move(*e);
   }();
@@ -245,7 +204,7 @@ void ep_side(ByteReader& in) {
 
 /// vepf-host takes the hostile EP's hello.
 void host_side(ByteReader& in) {
-  static const std::string path = std::string(scratch()) + "/host.sock";
+  static const std::string path = std::string(scratch_dir()) + "/host.sock";
   static const int listener = [] {
     auto l = os::listen_seqpacket(path);
     if (!l) std::abort();
@@ -289,7 +248,7 @@ void host_side(ByteReader& in) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace vepf::fuzz;
-  (void)scratch();
+  (void)scratch_dir();
   ByteReader in(data, size);
   const bool host = in.u8() & 1;
   const std::size_t before = open_fds();

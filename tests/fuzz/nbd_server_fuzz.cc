@@ -22,7 +22,6 @@
 // none is left; after the server is destroyed (late completions included) this process has the
 // descriptors it had before the input, and the socket file is gone.
 
-#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -52,31 +51,6 @@ using host::nbd::NbdServer;
 
 constexpr std::size_t kClients = 6;
 
-/// The scratch directory for the server's socket, made once and removed at exit.
-const char* scratch() {
-  static char dir[] = "/tmp/vepf-nbd-server-fuzz-XXXXXX";
-  static const bool made = [] {
-    if (::mkdtemp(dir) == nullptr) std::abort();
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    });
-    spdlog::set_level(spdlog::level::off);
-    return true;
-  }();
-  (void)made;
-  return dir;
-}
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) std::abort();
-  while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
-  ::closedir(d);
-  return n;
-}
-
 int connect_to(const std::string& path) {
   const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s < 0) std::abort();
@@ -98,7 +72,7 @@ void run(const std::uint8_t* data, std::size_t size) {
   options.max_clients = 1 + ((cfg >> 4) & 3);
   options.backlog = 4;
   if ((cfg & 0x40) != 0) options.limits.max_in_flight_bytes = 8u << 10;
-  const std::string path = std::string(scratch()) + "/nbd.sock";
+  const std::string path = std::string(scratch_dir()) + "/nbd.sock";
 
   auto target = std::make_unique<FuzzTarget>(deferred, (cfg & 2) != 0);
   auto loop = os::EventLoop::create();
@@ -179,7 +153,9 @@ void run(const std::uint8_t* data, std::size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace vepf::fuzz;
-  (void)scratch();
+  static const bool quiet = (spdlog::set_level(spdlog::level::off), true);  // refusals are logged
+  (void)quiet;
+  (void)scratch_dir();
   const std::size_t before = open_fds();
   run(data, size);
   FUZZ_EXPECT("no-descriptor-leak", open_fds() == before);
