@@ -479,7 +479,45 @@ def gen_nbd_server():
           + n_turns() + bytes([3, 0]) + n_turns())
 
 
+# ---------------------------------------------------------------- net_device_fuzz
+# cfg (bits 0-5 CSUM, GUEST_CSUM, HOST_TSO4, HOST_TSO6, GUEST_TSO4, GUEST_TSO6; bit 6 vectored
+# backend; bit 7 queues of 4), then ops: 0 transmit (segments, (place, u16 len) each, 12 header
+# bytes), 1 receive buffer (segments, (place, u16 len) each), 2 backend frame (u16 len, 12 header
+# bytes), 3 EP word (u32 off, u32 value), 4 take used, 5 doorbell, 6 reset and bring up again.
+def nd_tx(segs, hdr=bytes(12)):
+    return bytes([0, len(segs) - 1]) + b"".join(bytes([p]) + struct.pack("<H", n - 1) for p, n in segs) + hdr
+
+
+def nd_rx(segs):
+    return bytes([1, len(segs) - 1]) + b"".join(bytes([p]) + struct.pack("<H", n - 1) for p, n in segs)
+
+
+def nd_frame(n, hdr=bytes(12)):
+    return bytes([2]) + struct.pack("<H", n) + hdr
+
+
+def net_hdr(flags=0, gso=0, hdr_len=0, gso_size=0, start=0, off=0):
+    return struct.pack("<BBHHHHH", flags, gso, hdr_len, gso_size, start, off, 0)
+
+
+def gen_net_device():
+    t = "net_device_fuzz"
+    offl = 0x3f
+    write(t, "traffic-both-ways", bytes([offl]) + nd_rx([(0, 2048)]) + nd_tx([(0, 100)]) + nd_frame(60) + bytes([4, 5])
+          + nd_tx([(0, 12), (0, 60)]) + nd_rx([(0, 12), (0, 1500)]) + nd_frame(1400, net_hdr(1, 0, 0, 0, 34, 16)) + bytes([4]))
+    write(t, "bad-headers", bytes([0x05]) + nd_tx([(0, 80)], net_hdr(1, 0, 0, 0, 70, 16))
+          + nd_tx([(0, 80)], net_hdr(1, 3, 54, 1400, 34, 6)) + nd_tx([(0, 200)], net_hdr(2)) + nd_rx([(0, 100)])
+          + nd_frame(90, net_hdr(1, 1, 54, 0, 34, 16)) + bytes([4]))
+    write(t, "wild-addresses", bytes([0x01]) + bytes([0, 1, 1]) + struct.pack("<H", 99) + struct.pack("<Q", 0xfffffffffffff000)
+          + bytes([2]) + struct.pack("<H", 4000) + bytes(12) + nd_rx([(2, 4000)]) + bytes([1, 0, 1]) + struct.pack("<H", 7)
+          + struct.pack("<Q", (2 << 56) | 0x3ffffc) + nd_frame(60) + bytes([4]))
+    write(t, "scribble-and-reset", bytes([0x87]) + nd_rx([(0, 2048)]) + bytes([3]) + struct.pack("<II", 0x1000, 0xffff0001)
+          + bytes([5]) + nd_tx([(0, 64)]) + bytes([6]) + nd_rx([(0, 2048)]) + nd_frame(64) + bytes([4]))
+    write(t, "small-queue-overflow", bytes([0xc0]) + nd_rx([(0, 256)]) * 6 + nd_frame(60) * 8 + bytes([4]) + nd_tx([(0, 64)]) * 6)
+
+
 if __name__ == "__main__":
+    gen_net_device()
     gen_nbd_server()
     gen_loopback_hello()
     gen_driver_transport()

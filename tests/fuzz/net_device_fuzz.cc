@@ -1,0 +1,261 @@
+// Fuzz target: a rogue driver against the EP's real virtio-net device (ep::NetDevice, through the
+// real DeviceTransport and DriverTransport over the fake links). The driver negotiates any subset
+// of the offered features, then transmits chains of any shape (buffers in its windows, at
+// addresses of its choosing, with any virtio_net_hdr), posts receive buffers of any shape,
+// scribbles on its own rings and resets the device, while the backend (a TAP as far as the device
+// can tell) hands frames with any header to the device.
+//
+// Input (missing bytes read as zero):
+//   u8 cfg    the driver's features: bits 0-5 pick VIRTIO_NET_F_CSUM, GUEST_CSUM, HOST_TSO4,
+//             HOST_TSO6, GUEST_TSO4, GUEST_TSO6 (of what the device offers); bit 6: the backend
+//             takes vectored reads; bit 7: queues of 4 entries instead of 16
+//   then operations until the input ends, u8 opcode % 7:
+//     0 transmit: u8 segments (1..4), each u8 place, u16 length; 12 header bytes; kick
+//     1 post a receive buffer: u8 segments (1..4), each u8 place, u16 length; kick
+//     2 the backend has a frame: u16 length, 12 header bytes (then a patterned frame)
+//     3 the driver writes a 32-bit word of its EP-window space: u32 offset, u32 value
+//     4 the driver takes every used entry of both queues
+//     5 doorbell
+//     6 device reset, then the same bring-up again
+//   place: 0 a buffer the driver allocates; 1 a link address from the input (u64); 2 the last
+//   bytes of the window (crossing its end when long).
+//
+// Checks (abort on violation): strict link model (the device reads and writes the windows only
+// as device memory allows, and only inside them); what the device gives the backend passes
+// check_net_hdr() against the offloads towards the device that were negotiated, and is never
+// larger than a GSO buffer.
+
+#include <linux/virtio_config.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "devices/net/net_device.hpp"
+#include "fuzz_support.hpp"
+#include "net/recording_backend.hpp"
+#include "support/fake_links.hpp"
+#include "vepf/layout/epf.hpp"
+#include "vepf/layout/net.hpp"
+#include "vepf/layout/ring.hpp"
+#include "vepf/os/event_loop.hpp"
+#include "vepf/ring/vring.hpp"
+#include "vepf/transport/device_transport.hpp"
+#include "vepf/transport/driver_transport.hpp"
+
+namespace vepf::fuzz {
+namespace {
+
+using test::FakeDeviceLink;
+using test::FakeDriverLink;
+using test::RecordingBackend;
+
+constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
+constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,      VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
+                                  VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6};
+
+constexpr std::size_t kWindow = 256 * 1024;  // bytes of each window: room for queues and 4 KiB buffers
+
+struct Rig {
+  explicit Rig(bool vectored, std::uint16_t qsize)
+      : w(kWindow, kWindow), dl(w), drl(w, dl), dev(dl, 0x5eed0003), drv(drl, std::chrono::milliseconds(5)), queue_size(qsize) {
+    drl.set_device(&dev);
+    auto b = std::make_unique<RecordingBackend>();
+    b->vector_io = vectored;
+    backend = b.get();
+    net.emplace(std::move(b), config::NetConfig{}, qsize);
+  }
+
+  /// Attach, negotiate `want` (of what the device offers), enable both queues, DRIVER_OK.
+  bool bring_up(std::uint64_t want) {
+    auto devs = drv.scan();
+    if (!devs || devs->empty()) return false;
+    auto f = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1) | want);
+    if (!f) return false;
+    features = *f;
+    for (std::uint16_t q = 0; q < 2; ++q) {
+      const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(queue_size), layout::kDescAlign);
+      const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(queue_size), layout::kAvailAlign);
+      const auto used = drv.rc_alloc().alloc(layout::used_ring_size(queue_size), layout::kUsedAlign);
+      if (!desc || !avail || !used) return false;
+      if (!drv.enable_queue(slot, q, queue_size, desc->link_addr, avail->link_addr, used->link_addr)) return false;
+      ring::VringParams p;
+      p.num = queue_size;
+      p.desc = {&w.drv_ep, desc->off, static_cast<std::uint32_t>(desc->len)};
+      p.avail = {&w.drv_ep, avail->off, static_cast<std::uint32_t>(avail->len)};
+      p.used = {&w.drv_rc, used->off, static_cast<std::uint32_t>(used->len)};
+      p.event_idx = (features & bit(VIRTIO_RING_F_EVENT_IDX)) != 0;
+      vq[q].emplace(p);
+    }
+    return drv.driver_ok(slot).has_value();
+  }
+
+  test::LinkWindows w;
+  std::optional<ep::NetDevice> net;  // before dev: dev's destructor resets it
+  RecordingBackend* backend = nullptr;
+  FakeDeviceLink dl;
+  FakeDriverLink drl;
+  transport::DeviceTransport dev;
+  transport::DriverTransport drv;
+  std::uint16_t queue_size;
+  std::uint32_t slot = 0;
+  std::uint64_t features = 0;
+  std::optional<ring::Vring> vq[2];
+  std::uint64_t token = 0;
+};
+
+/// A buffer of `len` bytes where the input says: allocated in `mine` (the driver's share of a
+/// window; `off` is then where it lies in the window), an address from the input, or the
+/// window's last bytes.
+struct Placed {
+  ring::Buf buf;
+  std::optional<std::size_t> off;
+};
+std::optional<Placed> place(ByteReader& in, transport::WindowAllocator& mine, std::uint64_t window_base,
+                            std::uint64_t window_size) {
+  const std::uint8_t how = in.u8() % 3;
+  const std::uint32_t len = 1 + in.u16() % 4096;
+  if (how == 0) {
+    const auto a = mine.alloc(len, 8);
+    if (!a) return std::nullopt;
+    return Placed{{a->link_addr, len}, a->off};
+  }
+  if (how == 1) return Placed{{in.u64(), len}, std::nullopt};
+  return Placed{{window_base + window_size - (len < 64 ? len : 64), len}, std::nullopt};
+}
+
+void check_sent(Rig& r, std::size_t& seen) {
+  const layout::NetOffloads allowed = layout::offloads_to_device(r.features);
+  for (; seen < r.backend->sent.size(); ++seen) {
+    const auto& f = r.backend->sent[seen];
+    FUZZ_CHECK(f.size() >= layout::kNetHdrSize && f.size() <= layout::kNetGsoBufferSize);
+    layout::VirtioNetHdr h;
+    std::memcpy(&h, f.data(), sizeof h);
+    FUZZ_EXPECT("backend-gets-checked-header", layout::check_net_hdr(h, f.size() - layout::kNetHdrSize, allowed, false) == nullptr);
+  }
+  r.backend->sent.clear();
+  seen = 0;
+}
+
+void run(const std::uint8_t* data, std::size_t size) {
+  static const bool quiet = [] {
+    spdlog::set_level(spdlog::level::off);
+    if (!spdlog::get("ep.net")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.net");
+    return true;
+  }();
+  (void)quiet;
+  ByteReader in(data, size);
+  const std::uint8_t cfg = in.u8();
+  std::uint64_t want = 0;
+  for (unsigned i = 0; i < 6; ++i) {
+    if (cfg & (1u << i)) want |= bit(kOptional[i]);
+  }
+  want |= bit(VIRTIO_RING_F_EVENT_IDX);  // the driver here makes no indirect tables
+  Rig r((cfg & 0x40) != 0, (cfg & 0x80) != 0 ? 4 : 16);
+  FUZZ_CHECK(r.dev.init().has_value());
+  auto s = r.dev.add_device(&*r.net);
+  FUZZ_CHECK(s.has_value());
+  r.slot = *s;
+  os::EventLoop loop;
+  FUZZ_CHECK(r.net->start(loop).has_value());
+  FUZZ_CHECK(r.drv.attach().has_value());
+  if (!r.bring_up(want)) return;
+  std::size_t seen = 0;
+  const std::uint64_t ep_base = layout::link_addr(layout::WindowId::kEp, 0), ep_size = r.w.drv_ep.size();
+  const std::uint64_t rc_base = layout::link_addr(layout::WindowId::kRc, 0), rc_size = r.w.drv_rc.size();
+
+  while (!in.empty()) {
+    switch (in.u8() % 7) {
+      case 0: {  // transmit
+        const unsigned n = 1 + in.u8() % 4;
+        std::vector<ring::Buf> out;
+        std::optional<std::size_t> first_off;
+        for (unsigned i = 0; i < n; ++i) {
+          if (auto b = place(in, r.drv.ep_alloc(), ep_base, ep_size)) {
+            if (out.empty()) first_off = b->off;
+            out.push_back(b->buf);
+          }
+        }
+        std::byte hdr[layout::kNetHdrSize] = {};
+        const auto given = in.bytes(sizeof hdr);
+        if (!given.empty()) std::memcpy(hdr, given.data(), given.size());
+        // The header goes at the start of the first buffer when the driver allocated it (the
+        // rest of an allocated buffer holds whatever the window held).
+        if (first_off && out[0].len >= sizeof hdr) r.w.drv_ep.write(*first_off, hdr);
+        if (!out.empty() && r.vq[layout::kNetTxQueue]->add(out, {}, ++r.token)) {
+          (void)r.vq[layout::kNetTxQueue]->kick_prepare();
+          (void)r.drl.ring_doorbell();
+        }
+        break;
+      }
+      case 1: {  // post a receive buffer
+        const unsigned n = 1 + in.u8() % 4;
+        std::vector<ring::Buf> inb;
+        for (unsigned i = 0; i < n; ++i) {
+          if (auto b = place(in, r.drv.rc_alloc(), rc_base, rc_size)) inb.push_back(b->buf);
+        }
+        if (!inb.empty() && r.vq[layout::kNetRxQueue]->add({}, inb, ++r.token)) {
+          (void)r.vq[layout::kNetRxQueue]->kick_prepare();
+          (void)r.drl.ring_doorbell();
+        }
+        break;
+      }
+      case 2: {  // the backend has a frame
+        const std::size_t len = in.u16() % 2048;
+        std::vector<std::byte> f(layout::kNetHdrSize + len, std::byte{0x5a});
+        const auto given = in.bytes(layout::kNetHdrSize);
+        if (!given.empty()) std::memcpy(f.data(), given.data(), given.size());
+        r.backend->incoming.push_back(std::move(f));
+        if (r.backend->callbacks.readable) r.backend->callbacks.readable();
+        break;
+      }
+      case 3: {  // the driver scribbles on its own share of the EP window (its rings included)
+        const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(ep_size) & ~3u;
+        r.w.drv_ep.store<std::uint32_t>(off, in.u32());
+        break;
+      }
+      case 4:  // the driver takes what was used, and looks at what it received
+        for (std::uint16_t q = 0; q < 2; ++q) {
+          for (int k = 0; k < 64; ++k) {
+            auto u = r.vq[q]->get_used();
+            if (!u || !*u) break;
+          }
+        }
+        break;
+      case 5: (void)r.drl.ring_doorbell(); break;
+      default:
+        (void)r.drv.reset(r.slot);
+        r.vq[0].reset();
+        r.vq[1].reset();
+        if (!r.bring_up(want)) return;
+        break;
+    }
+    check_sent(r, seen);
+  }
+  if (verbose()) {
+    const ep::NetStats& st = r.net->stats();
+    std::fprintf(stderr,
+                 "net_device_fuzz: features %#llx, tx %llu (errors %llu, bad headers %llu), rx %llu (dropped %llu), "
+                 "status %#x\n",
+                 static_cast<unsigned long long>(r.features), static_cast<unsigned long long>(st.tx_frames),
+                 static_cast<unsigned long long>(st.tx_errors), static_cast<unsigned long long>(st.tx_bad_hdr),
+                 static_cast<unsigned long long>(st.rx_frames), static_cast<unsigned long long>(st.rx_dropped),
+                 r.drv.device_status(r.slot));
+  }
+}
+
+}  // namespace
+}  // namespace vepf::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  vepf::fuzz::run(data, size);
+  return 0;
+}
