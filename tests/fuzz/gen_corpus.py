@@ -516,7 +516,30 @@ def gen_net_device():
     write(t, "small-queue-overflow", bytes([0xc0]) + nd_rx([(0, 256)]) * 6 + nd_frame(60) * 8 + bytes([4]) + nd_tx([(0, 64)]) * 6)
 
 
+# ---------------------------------------------------------------- net_driver_fuzz
+# feat (bits 0-7: CSUM, GUEST_CSUM, HOST_TSO4, HOST_TSO6, GUEST_TSO4, GUEST_TSO6, MTU, STATUS),
+# u16 mtu, u16 status, then ops: 0 fill a receive buffer (12 header bytes, u16 len, u8 claim[, u32]),
+# 1 complete transmit chains (u32 length each), 2 RC word (u32 off, u32 value), 3 backend frame
+# (u16 len), 4 interrupt, 5 DEVICE_NEEDS_RESET and probe again.
+def dv_rx(n, hdr=bytes(12), claim=None):
+    return bytes([0]) + hdr + struct.pack("<H", n) + (bytes([0]) if claim is None else bytes([1]) + struct.pack("<I", claim))
+
+
+def gen_net_driver():
+    t = "net_driver_fuzz"
+    head = bytes([0xff]) + struct.pack("<HH", 1500, 1)
+    write(t, "traffic", head + bytes([4]) + dv_rx(60) + bytes([4, 3]) + struct.pack("<H", 100) + bytes([1])
+          + struct.pack("<I", 0) * 4 + bytes([4]) + dv_rx(1400, net_hdr(1, 0, 0, 0, 34, 16)) + bytes([4]))
+    write(t, "bad-headers-and-lengths", head + dv_rx(60, net_hdr(1, 0, 0, 0, 70, 16)) + dv_rx(60, net_hdr(0x80))
+          + dv_rx(60, claim=4) + dv_rx(60, claim=0xffffffff) + dv_rx(90, net_hdr(1, 3, 54, 1400, 34, 6)) + bytes([4]))
+    write(t, "scribble-and-reset", bytes([0x03]) + struct.pack("<HH", 9000, 0) + dv_rx(60) + bytes([2])
+          + struct.pack("<II", 0x1000, 0xffffffff) + bytes([4, 5]) + dv_rx(60) + bytes([4]))
+    write(t, "odd-config", bytes([0xc0]) + struct.pack("<HH", 0, 0xffff) + bytes([4, 3]) + struct.pack("<H", 1400)
+          + bytes([1]) + struct.pack("<I", 70000) + bytes([4]))
+
+
 if __name__ == "__main__":
+    gen_net_driver()
     gen_net_device()
     gen_nbd_server()
     gen_loopback_hello()
