@@ -30,6 +30,7 @@
 #include "vepf/os/eventfd.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/memfd.hpp"
+#include "vepf/platform/peer_connections.hpp"
 #include "vepf/ring/access.hpp"
 #include "vepf/transport/link.hpp"
 
@@ -61,7 +62,7 @@ struct LoopbackHello {
 static_assert(sizeof(LoopbackHello) == 16);
 
 /// The EP side: owns the EP window and the doorbell, listens for the host.
-class LoopbackEp final : public transport::DeviceLink {
+class LoopbackEp final : public transport::DeviceLink, public PeerConnections {
  public:
   /// Creates the EP window (zero-filled), the doorbell eventfd and the listening socket. Both
   /// windows are accessed as `access` says.
@@ -83,26 +84,26 @@ class LoopbackEp final : public transport::DeviceLink {
   [[nodiscard]] Result<void> accept_peer();
   /// As accept_peer(), for a connection accepted elsewhere (an os::Acceptor over
   /// take_listener()). Errors: as accept_peer() but kNoSpace.
-  [[nodiscard]] Result<void> accept_peer(os::Fd conn);
+  [[nodiscard]] Result<void> accept_peer(os::Fd conn) override;
   /// Hands the listening socket over (to an os::Acceptor: connection limits and EMFILE
   /// handling); listen_fd() is -1 from then on and accept_peer() without a connection fails.
-  os::Fd take_listener() noexcept { return std::move(listen_); }
+  os::Fd take_listener() noexcept override { return std::move(listen_); }
   /// The connection to the host (-1 without one). Poll it for EPOLLIN/EPOLLHUP: the host never
   /// sends anything after its hello, so readability means it went away (call drop_peer()).
-  int peer_fd() const noexcept { return peer_.valid() ? peer_.get() : -1; }
-  bool connected() const noexcept { return peer_.valid(); }
+  int peer_fd() const noexcept override { return peer_.valid() ? peer_.get() : -1; }
+  bool connected() const noexcept override { return peer_.valid(); }
   /// Forgets the host: closes the connection and the interrupt eventfd, detaches and unmaps
   /// the RC window. Stop using the Window* attach_rc_window() returned first.
-  void drop_peer() noexcept;
+  void drop_peer() noexcept override;
 
   /// The control-path doorbell (requests, and kicks of a host that rings one doorbell).
-  int doorbell_fd() const noexcept { return doorbell_.fd(); }
+  int doorbell_fd() const noexcept override { return doorbell_.fd(); }
   /// Reads and clears the doorbell count (0: none rung); counts signals_received when > 0.
-  [[nodiscard]] Result<std::uint64_t> drain_doorbell();
+  [[nodiscard]] Result<std::uint64_t> drain_doorbell() override;
   /// The doorbell of device `slot`'s queues (slot < layout::kMaxDevices).
-  int device_doorbell_fd(std::uint32_t slot) const noexcept { return device_doorbells_[slot].fd(); }
+  int device_doorbell_fd(std::uint32_t slot) const noexcept override { return device_doorbells_[slot].fd(); }
   /// As drain_doorbell(), for device `slot`'s doorbell.
-  [[nodiscard]] Result<std::uint64_t> drain_device_doorbell(std::uint32_t slot);
+  [[nodiscard]] Result<std::uint64_t> drain_device_doorbell(std::uint32_t slot) override;
 
   // DeviceLink
   ring::Window& ep_window() override { return ep_window_; }
@@ -160,10 +161,13 @@ class LoopbackHost final : public transport::DriverLink {
   [[nodiscard]] Result<bool> wait_interrupt(std::chrono::milliseconds timeout) override;
   ring::LinkCounters& counters() override { return counters_; }
 
-  int interrupt_fd() const noexcept { return interrupt_.fd(); }
+  int interrupt_fd() const noexcept override { return interrupt_.fd(); }
   int peer_fd() const noexcept { return peer_.get(); }
+  /// The connection to the EP: the EP never sends after its hello, so readability means it
+  /// went away.
+  int hangup_fd() const noexcept override { return peer_.get(); }
   /// Reads and clears the interrupt count (0: none); counts signals_received when > 0.
-  [[nodiscard]] Result<std::uint64_t> drain_interrupt();
+  [[nodiscard]] Result<std::uint64_t> drain_interrupt() override;
 
  private:
   LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer, os::SharedMemory ep_mem,

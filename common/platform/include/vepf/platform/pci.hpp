@@ -103,9 +103,11 @@ class PciEp final : public transport::DeviceLink {
 
   const std::string& description() const noexcept { return p_.description; }
   /// The doorbell eventfd, -1 without one (then poll).
-  int doorbell_fd() const noexcept { return p_.irq.valid() ? p_.irq.fd() : -1; }
+  int doorbell_fd() const noexcept override { return p_.irq.valid() ? p_.irq.fd() : -1; }
   /// Reads and clears the doorbell count (0: none); counts signals_received when > 0.
-  [[nodiscard]] Result<std::uint64_t> drain_doorbell();
+  [[nodiscard]] Result<std::uint64_t> drain_doorbell() override;
+  /// BAR memory: it stays after vepf-ep exits.
+  bool window_outlives_process() const noexcept override { return true; }
 
   // DeviceLink
   ring::Window& ep_window() override { return ep_window_; }
@@ -133,9 +135,9 @@ class PciHost final : public transport::DriverLink {
 
   const std::string& description() const noexcept { return p_.description; }
   /// The interrupt eventfd, -1 without one (then poll).
-  int interrupt_fd() const noexcept { return p_.irq.valid() ? p_.irq.fd() : -1; }
+  int interrupt_fd() const noexcept override { return p_.irq.valid() ? p_.irq.fd() : -1; }
   /// Reads and clears the interrupt count (0: none); counts signals_received when > 0.
-  [[nodiscard]] Result<std::uint64_t> drain_interrupt();
+  [[nodiscard]] Result<std::uint64_t> drain_interrupt() override;
 
   // DriverLink
   ring::Window& ep_window() override { return ep_window_; }

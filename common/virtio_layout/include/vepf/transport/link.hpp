@@ -26,6 +26,29 @@ class DeviceLink {
   [[nodiscard]] virtual Result<void> raise_interrupt() = 0;
   /// Link-model counters of this side.
   virtual ring::LinkCounters& counters() = 0;
+
+  // What a program waits on (epoll). A platform without incoming signals keeps the defaults:
+  // -1, and the program polls its rings on a timer instead.
+  /// A file descriptor that becomes readable when the RC rings the control-path doorbell
+  /// (requests, and kicks of an RC that rings one doorbell); -1 when there is none.
+  virtual int doorbell_fd() const noexcept { return -1; }
+  /// Reads and clears the doorbell count (0: none rung); counts signals_received when > 0.
+  /// Errors: kSystem on a failed read.
+  [[nodiscard]] virtual Result<std::uint64_t> drain_doorbell() { return std::uint64_t{0}; }
+  /// The doorbell of device `slot`'s queues alone (slot < layout::kMaxDevices), on platforms
+  /// that tell devices apart (loopback); -1 when kicks come through doorbell_fd().
+  virtual int device_doorbell_fd(std::uint32_t slot) const noexcept {
+    (void)slot;
+    return -1;
+  }
+  /// As drain_doorbell(), for device `slot`'s doorbell.
+  [[nodiscard]] virtual Result<std::uint64_t> drain_device_doorbell(std::uint32_t slot) {
+    (void)slot;
+    return std::uint64_t{0};
+  }
+  /// True when ep_window() outlives the process (BAR memory): a stopping EP then clears the
+  /// header's magic so that no RC takes the window for a serving EP.
+  virtual bool window_outlives_process() const noexcept { return false; }
 };
 
 /// The RC side of a link.
@@ -50,6 +73,17 @@ class DriverLink {
   /// Errors: kLinkDown when the peer went away, kSystem on a failed wait.
   [[nodiscard]] virtual Result<bool> wait_interrupt(std::chrono::milliseconds timeout) = 0;
   virtual ring::LinkCounters& counters() = 0;
+
+  /// A file descriptor that becomes readable on the EP->RC interrupt; -1 when there is none
+  /// (the program then polls its rings on a timer).
+  virtual int interrupt_fd() const noexcept { return -1; }
+  /// Reads and clears the interrupt count (0: none); counts signals_received when > 0.
+  /// Errors: kSystem on a failed read.
+  [[nodiscard]] virtual Result<std::uint64_t> drain_interrupt() { return std::uint64_t{0}; }
+  /// A file descriptor that becomes readable (EPOLLIN/EPOLLRDHUP) when the EP went away, on
+  /// platforms that see it (loopback: the connection); -1 elsewhere, where the EP's heartbeat
+  /// and header tell (LAYOUT.md §2.6).
+  virtual int hangup_fd() const noexcept { return -1; }
 };
 
 }  // namespace vepf::transport
