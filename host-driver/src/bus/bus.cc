@@ -32,7 +32,7 @@ std::string describe(const Error& e) {
 
 Bus::Bus(const config::BoardConfig& cfg, std::unique_ptr<platform::HostLinkSource> source, os::EventLoop& loop,
          Options o)
-    : cfg_(cfg), source_(std::move(source)), loop_(loop), o_(o) {}
+    : cfg_(cfg), source_(std::move(source)), loop_(loop), o_(o), retry_(o.first_retry) {}
 
 Bus::~Bus() {
   if (state_ == State::kSession) end_session();
@@ -217,7 +217,7 @@ void Bus::needs_reset(std::uint32_t slot) {
   const auto now = Clock::now();
   // A device that breaks again soon after its last reset waits longer each time.
   if (r.last_reset != Clock::time_point{} && now - r.last_reset < kReprobeWindow) {
-    r.delay = r.delay.count() == 0 ? kFirstRetry : std::min(r.delay * 2, kMaxRetry);
+    r.delay = r.delay.count() == 0 ? o_.first_retry : std::min(r.delay * 2, o_.max_retry);
   } else {
     r.delay = milliseconds(0);
   }
@@ -365,7 +365,7 @@ bool Bus::step(int max_wait_ms) {
           return false;
         }
         retry_at_ = Clock::now() + retry_;
-        retry_ = std::min(retry_ * 2, kMaxRetry);
+        retry_ = std::min(retry_ * 2, o_.max_retry);
         state_ = State::kRetryWait;
         return true;
       }
@@ -389,7 +389,7 @@ bool Bus::step(int max_wait_ms) {
       const bool failed = exit_code_ != app::kExitOk;
       print_report(spdlog::level::info);
       end_session();
-      retry_ = kFirstRetry;
+      retry_ = o_.first_retry;
       if (quit_ || failed || o_.once) {
         if (!quit_ && o_.once) exit_code_ = app::kExitFailure;
         state_ = State::kDone;

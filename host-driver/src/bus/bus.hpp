@@ -36,7 +36,7 @@ namespace vepf::host {
 inline constexpr std::chrono::milliseconds kFirstRetry{50};
 inline constexpr std::chrono::milliseconds kMaxRetry{2000};
 /// A device that needs a reset again within kReprobeWindow of its last reset is probed again
-/// only after a wait (kFirstRetry, doubling up to kMaxRetry): a device that breaks at once on
+/// only after a wait (Options::first_retry, doubling up to Options::max_retry): a device that breaks at once on
 /// every probe costs a few probes a second, not a busy loop.
 inline constexpr std::chrono::seconds kReprobeWindow{10};
 
@@ -45,6 +45,8 @@ class Bus {
   struct Options {
     std::chrono::milliseconds connect_timeout{30000};  // how long to wait for the EP each time
     bool once = false;                                 // give up (exit 1) when the link goes down
+    std::chrono::milliseconds first_retry = kFirstRetry;  // back-off of attaches and re-probes
+    std::chrono::milliseconds max_retry = kMaxRetry;
   };
   enum class State { kConnect, kSession, kRetryWait, kDone };
 
@@ -129,7 +131,7 @@ class Bus {
   app::LinkReport report_{"vepf-host"};
   std::uint64_t tx_total_ = 0, rx_total_ = 0;  // units of ended sessions
   std::uint64_t sessions_ = 0, reprobes_ = 0;
-  std::chrono::milliseconds retry_ = kFirstRetry;
+  std::chrono::milliseconds retry_;
   std::chrono::steady_clock::time_point retry_at_{};
   unsigned ticks_ = 0;
   log::Limit peer_log_;  // what the EP can make us say again and again: failed attaches

@@ -60,6 +60,26 @@ class FakeDeviceLink final : public transport::DeviceLink {
   LinkWindows& w_;
 };
 
+/// A DeviceLink that forwards to one the test keeps: for code that takes ownership of its link
+/// (ep::Server), so that the test's FakeDeviceLink outlives one server and serves the next (an
+/// EP restart in-process).
+class BorrowedDeviceLink final : public transport::DeviceLink {
+ public:
+  explicit BorrowedDeviceLink(transport::DeviceLink& l) : l_(l) {}
+  ring::Window& ep_window() override { return l_.ep_window(); }
+  Result<ring::Window*> attach_rc_window(std::uint64_t bus_addr, std::uint64_t size) override {
+    return l_.attach_rc_window(bus_addr, size);
+  }
+  void detach_rc_window() override { l_.detach_rc_window(); }
+  Result<void> raise_interrupt() override { return l_.raise_interrupt(); }
+  ring::LinkCounters& counters() override { return l_.counters(); }
+  /// The test's windows outlive the server, as BAR memory outlives vepf-ep.
+  bool window_outlives_process() const noexcept override { return true; }
+
+ private:
+  transport::DeviceLink& l_;
+};
+
 enum class PeerMode { kSync, kNeverAck };
 
 class FakeDriverLink final : public transport::DriverLink {

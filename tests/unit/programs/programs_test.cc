@@ -1,0 +1,239 @@
+// vepf-ep's ep::Server and vepf-host's host::Bus in one process, one thread and one event loop,
+// over the fake links (support/fake_links.hpp: the device transport answers each request at
+// once; neither side has signals, so both poll on their timers). What the programs do between
+// their CLI and their exit, without a process or a socket for the link:
+//  - hot-plug: a device added through the control protocol is probed by the bus; a removed one
+//    is torn down;
+//  - an EP restart (a new server, a new epoch) makes the bus attach again and probe again;
+//  - DEVICE_NEEDS_RESET: the bus probes the device again at once, and after a back-off when it
+//    breaks again soon after.
+
+#include <gtest/gtest.h>
+
+#include <linux/virtio_config.h>
+
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "bus/bus.hpp"
+#include "server/server.hpp"
+#include "support/fake_links.hpp"
+#include "support/link_windows.hpp"
+#include "support/temp_dir.hpp"
+#include "vepf/config/board_config.hpp"
+#include "vepf/layout/epf.hpp"
+#include "vepf/layout/ring.hpp"
+#include "vepf/os/event_loop.hpp"
+
+namespace {
+
+using namespace vepf;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+constexpr std::size_t kWindow = std::size_t{4} << 20;
+constexpr auto kWait = 10s;  // how long a test waits for what must happen (it fails, not hangs)
+
+/// Hands the bus the test's FakeDriverLink every time it connects.
+class FakeSource final : public platform::HostLinkSource {
+ public:
+  explicit FakeSource(transport::DriverLink& l) : l_(l) {}
+  tl::expected<transport::DriverLink*, std::string> open(std::chrono::milliseconds,
+                                                         const std::function<bool()>&) override {
+    ++opens;
+    return &l_;
+  }
+  void close() noexcept override { ++closes; }
+  std::string description() const override { return "the fake link"; }
+  int opens = 0, closes = 0;
+
+ private:
+  transport::DriverLink& l_;
+};
+
+std::string rpmsg_device(const std::string& dir) {
+  return "type = \"rpmsg\"\nqueue_size = 16\nrpmsg = { runtime_dir = \"" + dir + "\" }\n";
+}
+
+class ProgramsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* n : {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net", "host.rpmsg",
+                          "host.blk", "host.console"}) {
+      if (!spdlog::get(n)) spdlog::create<spdlog::sinks::null_sink_mt>(n);
+    }
+    ASSERT_FALSE(tmp.path().empty());
+    const std::string toml = "[board]\nname = \"in-process\"\nplatform = \"loopback\"\n"
+                             "[link]\nep_window_size = " + std::to_string(kWindow) +
+                             "\nrc_window_size = " + std::to_string(kWindow) +
+                             "\n[loopback]\nsocket = \"" + tmp.path() + "/unused.sock\"\n[control]\nallowed_dirs = [\"" + tmp.path() + "\"]\n"
+                             "[[device]]\n" + rpmsg_device(tmp.path() + "/r0");
+    auto c = config::parse_board_config(toml, "test.toml");
+    ASSERT_TRUE(c) << c.error().message;
+    cfg = *c;
+    auto l = os::EventLoop::create();
+    ASSERT_TRUE(l);
+    loop = std::move(*l);
+  }
+
+  void TearDown() override {
+    bus.reset();
+    drv_link.set_device(nullptr);
+    server.reset();
+  }
+
+  /// A server on the test's device link (a new epoch each time).
+  void start_server() {
+    platform::EpLink link{std::make_unique<test::BorrowedDeviceLink>(dev_link), nullptr, "fake link"};
+    server = std::make_unique<ep::Server>(cfg, std::move(link), loop, ep::Server::Options{});
+    ASSERT_TRUE(server->start());
+    drv_link.set_device(&server->transport());
+  }
+
+  void start_bus(host::Bus::Options o = {}) {
+    auto src = std::make_unique<FakeSource>(drv_link);
+    source = src.get();
+    bus = std::make_unique<host::Bus>(cfg, std::move(src), loop, o);
+  }
+
+  /// Steps the bus (which runs the shared loop, so the server's callbacks too) until `done`.
+  bool step_until(const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + kWait;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      if (!bus->step(5)) return done();
+    }
+    return true;
+  }
+
+  bool driver_ok_on_ep(std::uint32_t slot) {
+    const std::uint8_t st = server->transport().status(slot);
+    return (st & VIRTIO_CONFIG_S_DRIVER_OK) != 0 && (st & VIRTIO_CONFIG_S_NEEDS_RESET) == 0;
+  }
+
+  /// Plays a broken driver: moves the avail index of device `slot`'s queue `q` far beyond what
+  /// the queue holds (in the EP window, where the driver writes it), then kicks the device.
+  void break_queue(std::uint32_t slot, std::uint16_t q) {
+    const std::size_t line = layout::queue_block_off(slot, q) + offsetof(layout::QueueBlock, driver);
+    const auto lo = test::peek<std::uint32_t>(w.ep(), line + offsetof(layout::QueueDriverLine, queue_driver_lo));
+    const auto hi = test::peek<std::uint32_t>(w.ep(), line + offsetof(layout::QueueDriverLine, queue_driver_hi));
+    const std::uint64_t avail = layout::link_addr_offset((std::uint64_t{hi} << 32) | lo);
+    ASSERT_LT(avail + 4, w.ep().size());
+    const auto idx = test::peek<std::uint16_t>(w.ep(), avail + layout::kRingIdxOff);
+    test::poke<std::uint16_t>(w.ep(), avail + layout::kRingIdxOff, static_cast<std::uint16_t>(idx + 0x4000));
+    server->transport().notify(slot);
+  }
+
+  test::TempDir tmp{"vepf-programs"};
+  config::BoardConfig cfg;
+  os::EventLoop loop;
+  test::LinkWindows w{kWindow, kWindow};
+  test::FakeDeviceLink dev_link{w};
+  test::FakeDriverLink drv_link{w, dev_link};
+  std::unique_ptr<ep::Server> server;
+  FakeSource* source = nullptr;
+  std::unique_ptr<host::Bus> bus;
+};
+
+TEST_F(ProgramsTest, BusProbesTheBoardsDevicesAndFollowsHotPlug) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  start_bus();
+  ASSERT_TRUE(step_until([&] { return bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  EXPECT_EQ(bus->state(), host::Bus::State::kSession);
+  EXPECT_EQ(bus->epoch(), server->transport().epoch());
+
+  // `vepf-ep ctl add`, as the control socket hands it to the server.
+  const json added = json::parse(server->handle_control(
+      json{{"op", "add"}, {"device", rpmsg_device(tmp.path() + "/r1")}}.dump()));
+  ASSERT_TRUE(added.value("ok", false)) << added.dump();
+  const std::uint32_t slot = added["slot"];
+  EXPECT_EQ(slot, 1u);
+  ASSERT_TRUE(step_until([&] { return bus->driver(slot) != nullptr && driver_ok_on_ep(slot); }));
+  EXPECT_EQ(bus->driver_count(), 2u);
+  const json listed = json::parse(server->handle_control(R"({"op":"list"})"));
+  ASSERT_EQ(listed["devices"].size(), 2u);
+  EXPECT_TRUE(listed["devices"][1]["driver_ok"].get<bool>());
+
+  // A directory the board config does not allow is refused, and nothing is added.
+  const json refused =
+      json::parse(server->handle_control(json{{"op", "add"}, {"device", rpmsg_device("/var/tmp/elsewhere")}}.dump()));
+  EXPECT_FALSE(refused.value("ok", true));
+  EXPECT_EQ(server->device(2), nullptr);
+
+  const json removed = json::parse(server->handle_control(json{{"op", "remove"}, {"slot", slot}}.dump()));
+  ASSERT_TRUE(removed.value("ok", false)) << removed.dump();
+  ASSERT_TRUE(step_until([&] { return bus->driver(slot) == nullptr; }));
+  EXPECT_NE(bus->driver(0), nullptr);  // the other device stays up
+  EXPECT_TRUE(driver_ok_on_ep(0));
+  EXPECT_EQ(bus->sessions(), 1u);
+}
+
+TEST_F(ProgramsTest, BusAttachesAgainWhenTheEpRestarts) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  start_bus();
+  ASSERT_TRUE(step_until([&] { return bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  const std::uint32_t first = bus->epoch();
+
+  // vepf-ep restarts: the old server goes, a new one publishes a new epoch on the same window.
+  drv_link.set_device(nullptr);
+  server.reset();
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  const std::uint32_t second = server->transport().epoch();
+  ASSERT_NE(second, first);
+
+  ASSERT_TRUE(step_until([&] { return bus->sessions() == 2 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  EXPECT_EQ(bus->epoch(), second);
+  EXPECT_EQ(source->closes, 1);  // the first session let go of its link before the second
+  EXPECT_EQ(source->opens, 2);
+}
+
+TEST_F(ProgramsTest, BusProbesADeviceAgainAfterNeedsResetWithBackOff) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  host::Bus::Options o;
+  o.first_retry = 300ms;  // long enough that the step which saw the break ends before it
+  start_bus(o);
+  ASSERT_TRUE(step_until([&] { return bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+
+  // The first break: probed again at once.
+  ASSERT_NO_FATAL_FAILURE(break_queue(0, 1));
+  EXPECT_NE(server->transport().status(0) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+  ASSERT_TRUE(step_until([&] { return bus->reprobes() == 1 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+
+  // Broken again right after: the bus lets go of it and waits before probing it again.
+  ASSERT_NO_FATAL_FAILURE(break_queue(0, 1));
+  ASSERT_TRUE(step_until([&] { return bus->driver(0) == nullptr; }));
+  EXPECT_EQ(bus->reprobes(), 1u);
+  ASSERT_TRUE(step_until([&] { return bus->reprobes() == 2 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  EXPECT_EQ(bus->sessions(), 1u);  // the link stayed up throughout
+}
+
+TEST_F(ProgramsTest, BusStopsOnRequestAndWithOnceWhenTheLinkGoes) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  host::Bus::Options o;
+  o.once = true;
+  start_bus(o);
+  ASSERT_TRUE(step_until([&] { return bus->driver(0) != nullptr; }));
+  // The EP goes away and does not come back: with `once` the bus gives up with exit code 1.
+  drv_link.set_device(nullptr);
+  server.reset();
+  ASSERT_TRUE(step_until([&] { return bus->state() == host::Bus::State::kDone; }));
+  EXPECT_EQ(bus->exit_code(), 1);
+
+  // stop() ends a running session with exit code 0.
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  start_bus();
+  ASSERT_TRUE(step_until([&] { return bus->driver(0) != nullptr; }));
+  bus->stop();
+  ASSERT_TRUE(step_until([&] { return bus->state() == host::Bus::State::kDone; }));
+  EXPECT_EQ(bus->exit_code(), 0);
+  EXPECT_FALSE(bus->step(0));
+}
+
+}  // namespace
