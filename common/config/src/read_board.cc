@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "reader.hpp"
-#include "vepf/vfio/pci.hpp"
+#include "vepf/pci_address.hpp"
 
 namespace vepf::config::detail {
 
@@ -213,7 +213,7 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
   VEPF_CONFIG_TRY(device, get_string(*tbl, s, "device"));
   if (phys && device) {
     // devmem: the function whose BARs hold the ranges, to be enabled (sysfs) before mapping.
-    if (!vfio::PciAddress::parse(*device)) {
+    if (!PciAddress::parse(*device)) {
       return fail(s + ".device = " + in_quotes(*device) +
                   " is not a PCI address: with board.platform = \"devmem\" name the function whose BARs hold "
                   "the ranges by BDF, e.g. \"0000:00:05.0\", or remove it");
@@ -226,7 +226,7 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
                       "(\"0000:01:00.0\")");
     }
     const std::string& d = *device;
-    if (!vfio::PciMatch::parse(d)) {
+    if (!PciMatch::parse(d)) {
       return fail(s + ".device = " + in_quotes(d) +
                   " is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or \"0000:01:00.0\"");
     }

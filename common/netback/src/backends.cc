@@ -207,17 +207,18 @@ Result<void> FrameBackend::sendv(std::span<const iovec>) {
   return fail(Errc::kInvalidArgument, "this backend takes no gathered frames (see vectored())");
 }
 
-Result<std::unique_ptr<FrameBackend>> make_backend(const config::Backend& cfg, const BackendOptions& opt) {
-  if (cfg.kind == config::BackendKind::kSeqpacket) {
-    auto l = os::listen_seqpacket(cfg.path);
-    if (!l) return tl::unexpected(l.error());
-    return std::make_unique<SeqpacketBackend>(std::move(*l), cfg.path, cfg.vnet_hdr);
-  }
-  auto tap = os::Tap::open(cfg.ifname);
+Result<std::unique_ptr<FrameBackend>> listen_seqpacket(const std::string& path, bool vnet_hdr) {
+  auto l = os::listen_seqpacket(path);
+  if (!l) return tl::unexpected(l.error());
+  return std::make_unique<SeqpacketBackend>(std::move(*l), path, vnet_hdr);
+}
+
+Result<std::unique_ptr<FrameBackend>> open_tap(const std::string& ifname, const BackendOptions& opt) {
+  auto tap = os::Tap::open(ifname, static_cast<int>(layout::kNetHdrSize));
   if (!tap) return tl::unexpected(tap.error());
   if (auto r = tap->set_mtu(opt.mtu); !r) return tl::unexpected(r.error());
   if (opt.mac) {
-    if (auto r = set_hwaddr(cfg.ifname, *opt.mac); !r) return tl::unexpected(r.error());
+    if (auto r = set_hwaddr(ifname, *opt.mac); !r) return tl::unexpected(r.error());
   }
   if (auto r = tap->set_carrier(false); !r) return tl::unexpected(r.error());
   if (auto r = tap->set_up(true); !r) return tl::unexpected(r.error());

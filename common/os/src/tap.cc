@@ -10,14 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vepf/layout/net.hpp"
-
 namespace vepf::os {
 namespace {
-
-// sizeof(struct virtio_net_hdr_v1) (VIRTIO 1.2 §5.1.6), through layout/net.hpp, which includes
-// <linux/virtio_net.h> in a C++-safe way.
-constexpr int kVnetHdrSize = static_cast<int>(layout::kNetHdrSize);
 
 ifreq make_ifreq(const std::string& name) noexcept {
   ifreq ifr{};
@@ -41,7 +35,7 @@ Result<std::size_t> io_result(ssize_t n, const char* what) noexcept {
 
 }  // namespace
 
-Result<Tap> Tap::open(const std::string& ifname) noexcept {
+Result<Tap> Tap::open(const std::string& ifname, int vnet_hdr_size) noexcept {
   if (ifname.empty() || ifname.size() >= IFNAMSIZ)
     return fail(Errc::kInvalidArgument, "tap name empty or too long");
   Fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
@@ -49,7 +43,7 @@ Result<Tap> Tap::open(const std::string& ifname) noexcept {
   ifreq ifr = make_ifreq(ifname);
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) return fail(Errc::kSystem, "ioctl(TUNSETIFF)", errno);
-  int hdr_size = kVnetHdrSize;
+  int hdr_size = vnet_hdr_size;
   if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr_size) < 0)
     return fail(Errc::kSystem, "ioctl(TUNSETVNETHDRSZ)", errno);
   return Tap(std::move(fd), std::string(ifr.ifr_name, ::strnlen(ifr.ifr_name, IFNAMSIZ)));

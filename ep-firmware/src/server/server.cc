@@ -85,7 +85,8 @@ Server::Made Server::make_net(const config::DeviceConfig& d) {
   // stays valid when the EP firmware restarts.
   std::array<std::uint8_t, 6> ep_mac = d.net.mac;
   ep_mac[5] ^= 0x01;
-  auto backend = netback::make_backend(d.ep, {d.net.mtu, &ep_mac});
+  auto backend = d.ep.kind == config::BackendKind::kTap ? netback::open_tap(d.ep.ifname, {d.net.mtu, &ep_mac})
+                                                        : netback::listen_seqpacket(d.ep.path, d.ep.vnet_hdr);
   const std::string& where = d.ep.kind == config::BackendKind::kTap ? d.ep.ifname : d.ep.path;
   if (!backend) {
     return tl::unexpected(fmt::format("cannot set up backend {} {}: {}{}", config::to_string(d.ep.kind), where,

@@ -1,6 +1,8 @@
 #include "vepf/os/tap.hpp"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,6 +10,8 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+
+#include "vepf/layout/net.hpp"
 
 namespace vepf::os {
 namespace {
@@ -19,6 +23,9 @@ std::string read_sysfs(const std::string& ifname, const char* attr) {
   return v;
 }
 
+/// sizeof(virtio_net_hdr_v1), VIRTIO 1.2 §5.1.6 (what netback asks for).
+constexpr int kHdr = static_cast<int>(layout::kNetHdrSize);
+
 /// Opens a tap or says why the test cannot run here.
 Result<Tap> open_tap_or_skip_reason(std::string& reason) {
   Fd probe(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
@@ -26,7 +33,7 @@ Result<Tap> open_tap_or_skip_reason(std::string& reason) {
     reason = "cannot open /dev/net/tun: " + std::string(std::strerror(errno));
     return fail(Errc::kNotReady, "no tun");
   }
-  auto tap = Tap::open("vepf-t%d");
+  auto tap = Tap::open("vepf-t%d", kHdr);
   if (!tap && (tap.error().sys_errno == EPERM || tap.error().sys_errno == EACCES)) {
     reason = "not allowed to create a tap (needs CAP_NET_ADMIN)";
   }
@@ -42,6 +49,9 @@ TEST(Tap, OpensConfiguresAndCloses) {
   EXPECT_EQ(name.rfind("vepf-t", 0), 0u) << name;
   EXPECT_EQ(name.find('%'), std::string::npos) << name;  // the kernel chose the number
   EXPECT_TRUE(::fcntl(tap->fd(), F_GETFL) & O_NONBLOCK);
+  int hdr = 0;
+  ASSERT_EQ(::ioctl(tap->fd(), TUNGETVNETHDRSZ, &hdr), 0);
+  EXPECT_EQ(hdr, kHdr);  // the size the caller gave
 
   ASSERT_TRUE(tap->set_mtu(1400));
   EXPECT_EQ(read_sysfs(name, "mtu"), "1400");
@@ -66,7 +76,7 @@ TEST(Tap, OpensConfiguresAndCloses) {
 }
 
 TEST(Tap, OverlongNameIsRefused) {
-  auto tap = Tap::open("a-name-longer-than-ifnamsiz");
+  auto tap = Tap::open("a-name-longer-than-ifnamsiz", kHdr);
   ASSERT_FALSE(tap);
   EXPECT_EQ(tap.error().code, Errc::kInvalidArgument);
 }

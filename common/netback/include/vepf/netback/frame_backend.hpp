@@ -16,7 +16,6 @@
 #include <span>
 #include <string>
 
-#include "vepf/config/board_config.hpp"
 #include "vepf/error.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/os/event_loop.hpp"
@@ -67,14 +66,17 @@ class FrameBackend {
   virtual const std::string& name() const = 0;
 };
 
-/// Per-side settings a backend needs beyond the board config.
+/// How a TAP backend's interface is set up.
 struct BackendOptions {
-  std::uint16_t mtu = 1500;
+  std::uint16_t mtu = 1500;                          // bytes, the interface's MTU
   const std::array<std::uint8_t, 6>* mac = nullptr;  // give the TAP this MAC (driver side)
 };
 
-/// Creates a backend from the board config. Errors: kSystem (TAP or socket could not be set up:
-/// the Error's sys_errno says why).
-[[nodiscard]] Result<std::unique_ptr<FrameBackend>> make_backend(const config::Backend& cfg, const BackendOptions& opt);
+/// Opens (or creates) the TAP interface `ifname` with `opt`'s MTU and MAC, carrier off, up.
+/// Errors: kInvalidArgument (name too long), kSystem (the Error's sys_errno says why).
+[[nodiscard]] Result<std::unique_ptr<FrameBackend>> open_tap(const std::string& ifname, const BackendOptions& opt);
+/// Listens on the SOCK_SEQPACKET socket `path`; with `vnet_hdr` each message carries the
+/// virtio_net_hdr_v1 in front of the frame. Errors: those of os::listen_seqpacket().
+[[nodiscard]] Result<std::unique_ptr<FrameBackend>> listen_seqpacket(const std::string& path, bool vnet_hdr);
 
 }  // namespace vepf::netback

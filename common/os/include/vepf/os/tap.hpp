@@ -19,9 +19,10 @@ class Tap {
   Tap() noexcept = default;
 
   /// Opens (or creates) the TAP interface `ifname` ("vepf%d" lets the kernel pick the number),
-  /// nonblocking, with IFF_NO_PI and a 12-byte virtio-net header on every frame.
-  /// Errors: kInvalidArgument when the name does not fit IFNAMSIZ; kSystem otherwise.
-  [[nodiscard]] static Result<Tap> open(const std::string& ifname) noexcept;
+  /// nonblocking, with IFF_NO_PI and a virtio-net header of `vnet_hdr_size` bytes on every
+  /// frame (TUNSETVNETHDRSZ; the caller knows the header: 12 for virtio_net_hdr_v1, VIRTIO 1.2
+  /// §5.1.6). Errors: kInvalidArgument when the name does not fit IFNAMSIZ; kSystem otherwise.
+  [[nodiscard]] static Result<Tap> open(const std::string& ifname, int vnet_hdr_size) noexcept;
 
   int fd() const noexcept { return fd_.get(); }
   /// The name the kernel gave the interface.

@@ -1,5 +1,5 @@
 #pragma once
-// Error values of libvepf. Everything that can fail returns Result<T>; nothing below main() throws.
+// Error values of virtio-epf (vepf_base): every layer returns Result<T>; nothing below main() throws.
 
 #include <cstdint>
 #include <string_view>
