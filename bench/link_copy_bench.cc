@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "vepf/os/memfd.hpp"
@@ -65,12 +65,17 @@ double run(vepf::ring::Window& win, const Case& c, std::vector<std::byte>& buf, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli("Device-memory copies against memcpy on the loopback windows, in A B B A pairs", "vepf-bench-copy");
+  CLI::App cli("Device-memory copies against memcpy on the loopback windows, in A B B A pairs",
+               "vepf-bench-copy");
   int pairs = 6;
   int ms = 20;
   bool json = false;
-  cli.add_option("--pairs", pairs, "pairs per case (A B B A counts as two)")->check(CLI::Range(2, 1000))->capture_default_str();
-  cli.add_option("--ms", ms, "milliseconds per run")->check(CLI::Range(1, 10000))->capture_default_str();
+  cli.add_option("--pairs", pairs, "pairs per case (A B B A counts as two)")
+      ->check(CLI::Range(2, 1000))
+      ->capture_default_str();
+  cli.add_option("--ms", ms, "milliseconds per run")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
   cli.add_flag("--json", json, "one JSON document instead of the table");
   CLI11_PARSE(cli, argc, argv);
 
@@ -94,12 +99,16 @@ int main(int argc, char** argv) {
 
   nlohmann::json out = nlohmann::json::array();
   if (!json) {
-    std::printf("Window copies on device memory against memcpy (cached), loopback memfd, %d pairs of %d ms runs\n", pairs, ms);
-    std::printf("%-7s %-5s %-6s %-20s %12s %18s %14s\n", "bytes", "skew", "dir", "type", "median B/A", "spread (min-max)",
-                "memcpy GB/s");
+    std::printf(
+        "Window copies on device memory against memcpy (cached), loopback memfd, %d pairs of %d ms "
+        "runs\n",
+        pairs, ms);
+    std::printf("%-7s %-5s %-6s %-20s %12s %18s %14s\n", "bytes", "skew", "dir", "type",
+                "median B/A", "spread (min-max)", "memcpy GB/s");
   }
   for (const Case& c : cases) {
-    vepf::ring::Window a(vepf::layout::WindowId::kEp, mem->bytes(), nullptr, {MemoryType::kCached, {}});
+    vepf::ring::Window a(vepf::layout::WindowId::kEp, mem->bytes(), nullptr,
+                         {MemoryType::kCached, {}});
     vepf::ring::Window b(vepf::layout::WindowId::kEp, mem->bytes(), nullptr, c.b);
     std::vector<double> ratios, a_rates;
     for (int p = 0; p < pairs; ++p) {
@@ -117,17 +126,25 @@ int main(int argc, char** argv) {
     }
     std::vector<double> sorted = ratios;
     std::sort(sorted.begin(), sorted.end());
-    const double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
-                                            : (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
+    const double median = sorted.size() % 2
+                              ? sorted[sorted.size() / 2]
+                              : (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
     std::sort(a_rates.begin(), a_rates.end());
     const char* dir = c.to_window ? "write" : "read";
     if (json) {
-      out.push_back({{"bytes", c.size}, {"skew", c.skew}, {"direction", dir}, {"type", c.label}, {"median_ratio", median},
-                     {"min_ratio", sorted.front()}, {"max_ratio", sorted.back()}, {"ratios", ratios},
+      out.push_back({{"bytes", c.size},
+                     {"skew", c.skew},
+                     {"direction", dir},
+                     {"type", c.label},
+                     {"median_ratio", median},
+                     {"min_ratio", sorted.front()},
+                     {"max_ratio", sorted.back()},
+                     {"ratios", ratios},
                      {"memcpy_median_bytes_per_s", a_rates[a_rates.size() / 2]}});
     } else {
-      std::printf("%-7zu %-5zu %-6s %-20s %11.2fx %8.2fx - %5.2fx %14.2f\n", c.size, c.skew, dir, c.label.c_str(), median,
-                  sorted.front(), sorted.back(), a_rates[a_rates.size() / 2] / 1e9);
+      std::printf("%-7zu %-5zu %-6s %-20s %11.2fx %8.2fx - %5.2fx %14.2f\n", c.size, c.skew, dir,
+                  c.label.c_str(), median, sorted.front(), sorted.back(),
+                  a_rates[a_rates.size() / 2] / 1e9);
     }
   }
   if (json) std::printf("%s\n", out.dump(2).c_str());

@@ -103,7 +103,8 @@ void report(benchmark::State& state, std::size_t allocations) {
   const auto chains = static_cast<double>(state.iterations()) * kBurst;
   state.SetItemsProcessed(static_cast<std::int64_t>(chains));
   state.counters["allocs_per_chain"] = static_cast<double>(allocations) / chains;
-  state.counters["ns_per_chain"] = benchmark::Counter(chains, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_chain"] =
+      benchmark::Counter(chains, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // Vring: add + kick_prepare, then get_used, per chain (the device's pop/complete paused).

@@ -18,12 +18,14 @@
 
 namespace vepf::bench {
 
-constexpr std::size_t round_up(std::size_t v, std::size_t a) noexcept { return (v + a - 1) / a * a; }
+constexpr std::size_t round_up(std::size_t v, std::size_t a) noexcept {
+  return (v + a - 1) / a * a;
+}
 
 struct RingPlacement {
-  std::uint16_t num = 0;     // queue size, entries
-  std::size_t msg = 0;       // bytes per buffer
-  std::size_t stride = 0;    // bytes between buffers (msg rounded up to 64)
+  std::uint16_t num = 0;   // queue size, entries
+  std::size_t msg = 0;     // bytes per buffer
+  std::size_t stride = 0;  // bytes between buffers (msg rounded up to 64)
   std::size_t desc_off = 0, avail_off = 0, ep_buf_off = 0, ep_size = 0;  // EP window, bytes
   std::size_t used_off = 0, rc_buf_off = 0, rc_size = 0;                 // RC window, bytes
 

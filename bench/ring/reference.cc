@@ -41,7 +41,8 @@ Rtt fork_pair(int cpu_a, int cpu_b, Parent parent, Child child) {
   int status = 0;
   (void)waitpid(pid, &status, 0);
   pin_to_cpu(-1);
-  if (r.error.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) r.error = "the child failed";
+  if (r.error.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    r.error = "the child failed";
   return r;
 }
 
@@ -55,7 +56,8 @@ Rtt rtt_of(std::vector<std::uint32_t>& ns) {
     return r;
   }
   auto at = [&](double q) {
-    const std::size_t k = std::min(ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())));
+    const std::size_t k =
+        std::min(ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())));
     std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
     return ns[k];
   };
@@ -79,7 +81,8 @@ Rtt cacheline_pingpong(int ms, int cpu_a, int cpu_b) {
           if (t0 >= deadline || ns.size() == ns.capacity()) break;
           line->seq.store(s, std::memory_order_release);
           while (line->seq.load(std::memory_order_acquire) != s + 1) hw::cpu_relax();
-          ns.push_back(static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+          ns.push_back(static_cast<std::uint32_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
         }
         line->stop.store(1);
         return rtt_of(ns);
@@ -102,7 +105,8 @@ Rtt cacheline_pingpong(int ms, int cpu_a, int cpu_b) {
 
 Rtt eventfd_pingpong(int ms, int cpu_a, int cpu_b) {
   const int to_child = eventfd(0, EFD_CLOEXEC), to_parent = eventfd(0, EFD_CLOEXEC);
-  if (to_child < 0 || to_parent < 0) return Rtt{0, 0, 0, std::string("eventfd: ") + std::strerror(errno)};
+  if (to_child < 0 || to_parent < 0)
+    return Rtt{0, 0, 0, std::string("eventfd: ") + std::strerror(errno)};
   constexpr std::uint64_t kStop = 2;  // a count of 2 tells the child to stop
   Rtt r = fork_pair(
       cpu_a, cpu_b,
@@ -115,10 +119,12 @@ Rtt eventfd_pingpong(int ms, int cpu_a, int cpu_b) {
           const auto t0 = Clock::now();
           if (t0 >= deadline || ns.size() == ns.capacity()) break;
           v = 1;
-          if (write(to_child, &v, sizeof v) != sizeof v || read(to_parent, &v, sizeof v) != sizeof v) {
+          if (write(to_child, &v, sizeof v) != sizeof v ||
+              read(to_parent, &v, sizeof v) != sizeof v) {
             return Rtt{0, 0, 0, std::string("eventfd: ") + std::strerror(errno)};
           }
-          ns.push_back(static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+          ns.push_back(static_cast<std::uint32_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
         }
         v = kStop;
         (void)!write(to_child, &v, sizeof v);

@@ -104,9 +104,12 @@ void percentiles(std::vector<std::uint32_t>& ns, SideStats& st) {
 
 std::string to_string(Mode m) {
   switch (m) {
-    case Mode::kPoll: return "poll";
-    case Mode::kNotify: return "notify";
-    case Mode::kAdaptive: return "adaptive";
+    case Mode::kPoll:
+      return "poll";
+    case Mode::kNotify:
+      return "notify";
+    case Mode::kAdaptive:
+      return "adaptive";
   }
   return "?";
 }
@@ -225,9 +228,15 @@ class SlotFifo {
 class Driver {
  public:
   Driver(const Case& c, platform::LoopbackHost& host, Control& ctl)
-      : c_(c), host_(host), ctl_(ctl), st_(ctl.driver), pl_(RingPlacement::make(c.num, c.size)),
-        q_(pl_.driver(host.ep_window(), host.rc_window(), c.event_idx)), buf_(c.size, std::byte{0x5a}),
-        idle_(c), free_(c.num) {
+      : c_(c),
+        host_(host),
+        ctl_(ctl),
+        st_(ctl.driver),
+        pl_(RingPlacement::make(c.num, c.size)),
+        q_(pl_.driver(host.ep_window(), host.rc_window(), c.event_idx)),
+        buf_(c.size, std::byte{0x5a}),
+        idle_(c),
+        free_(c.num) {
     for (std::uint16_t s = 0; s < c.num; ++s) free_.put(s);
   }
 
@@ -316,7 +325,9 @@ class Driver {
       int n = 0;
       for (int s; n < c_.burst && (s = take()) >= 0; ++n) {
         const auto slot = static_cast<std::uint16_t>(s);
-        if (c_.copies >= 2) host_.rc_window().read(pl_.rc_buf(slot), std::span{buf_}.first(std::min<std::size_t>(last_len_, buf_.size())));
+        if (c_.copies >= 2)
+          host_.rc_window().read(pl_.rc_buf(slot), std::span{buf_}.first(std::min<std::size_t>(
+                                                       last_len_, buf_.size())));
         if (!add_in(slot)) return;
       }
       if (n > 0) {
@@ -350,8 +361,10 @@ class Driver {
       }
       if (s < 0) break;
       idle_.busy();
-      const auto rtt = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-      if (ns.size() < ns.capacity()) ns.push_back(static_cast<std::uint32_t>(std::min<long long>(rtt, UINT32_MAX)));
+      const auto rtt =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+      if (ns.size() < ns.capacity())
+        ns.push_back(static_cast<std::uint32_t>(std::min<long long>(rtt, UINT32_MAX)));
       ++st_.messages;
     }
     ctl_.stop.store(1);

@@ -21,16 +21,16 @@ enum class Direction { kToDevice, kToDriver };
 struct Case {
   Mode mode = Mode::kPoll;
   Direction dir = Direction::kToDevice;
-  std::size_t size = 64;            // bytes per message
-  int copies = 1;                   // 0: descriptors only; 1: the producer copies the message
-                                    // across the link; 2: the consumer also copies it out
-  bool pingpong = false;            // one message in flight, RTT samples (driver -> device)
-  std::uint16_t num = 256;          // queue size, entries
-  int burst = 32;                   // messages per publish (avail or used index store)
-  int ms = 1000;                    // run time, milliseconds
-  int spin_us = 50;                 // adaptive: microseconds of spinning before sleeping
-  bool event_idx = true;            // VIRTIO_F_EVENT_IDX
-  ring::MemoryAccess access;        // how both windows are treated (memory type, widths)
+  std::size_t size = 64;                 // bytes per message
+  int copies = 1;                        // 0: descriptors only; 1: the producer copies the message
+                                         // across the link; 2: the consumer also copies it out
+  bool pingpong = false;                 // one message in flight, RTT samples (driver -> device)
+  std::uint16_t num = 256;               // queue size, entries
+  int burst = 32;                        // messages per publish (avail or used index store)
+  int ms = 1000;                         // run time, milliseconds
+  int spin_us = 50;                      // adaptive: microseconds of spinning before sleeping
+  bool event_idx = true;                 // VIRTIO_F_EVENT_IDX
+  ring::MemoryAccess access;             // how both windows are treated (memory type, widths)
   int device_cpu = -1, driver_cpu = -1;  // CPU to pin each side to (-1: not pinned)
 };
 
@@ -39,16 +39,16 @@ std::string to_string(Direction d);
 
 /// What one side measured. Written by that side only, before it sets its bit in Control::done.
 struct SideStats {
-  std::uint64_t messages = 0;    // consumed (the measuring side) or produced
-  double elapsed_s = 0;          // wall time of the measured loop
-  double cpu_s = 0;              // CPU time of the side's thread over the loop
-  ring::LinkCounters link;       // link-model counts over the loop
-  std::uint64_t sleeps = 0;      // times the side slept waiting for a signal
-  std::uint64_t idle_rounds = 0; // rounds that found nothing to do (spins included)
-  std::uint64_t rtt_p50_ns = 0;  // pingpong only (driver)
+  std::uint64_t messages = 0;     // consumed (the measuring side) or produced
+  double elapsed_s = 0;           // wall time of the measured loop
+  double cpu_s = 0;               // CPU time of the side's thread over the loop
+  ring::LinkCounters link;        // link-model counts over the loop
+  std::uint64_t sleeps = 0;       // times the side slept waiting for a signal
+  std::uint64_t idle_rounds = 0;  // rounds that found nothing to do (spins included)
+  std::uint64_t rtt_p50_ns = 0;   // pingpong only (driver)
   std::uint64_t rtt_p99_ns = 0;
   std::uint64_t rtt_samples = 0;
-  char error[96] = {};           // empty: the side ran to the end
+  char error[96] = {};  // empty: the side ran to the end
 };
 
 /// Shared between the two sides (MAP_SHARED anonymous memory, or one process's memory).

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "control/control_server.hpp"
 #include "server/server.hpp"
@@ -31,9 +31,9 @@ using nlohmann::json;
 
 struct Options {
   app::CommonOptions common;
-  std::string ctl_socket;          // --ctl-socket; default: the link socket + ".ctl"
+  std::string ctl_socket;               // --ctl-socket; default: the link socket + ".ctl"
   std::vector<std::string> ctl_device;  // ctl add: TOML lines of a [[device]] table
-  std::uint32_t ctl_slot = 0;      // ctl remove
+  std::uint32_t ctl_slot = 0;           // ctl remove
 };
 
 /// vendor:device lookup for the vfio platform: libpci, except in the static build (Debian ships
@@ -42,8 +42,9 @@ tl::expected<vfio::PciAddress, std::string> find_ep_function(const vfio::PciMatc
 #ifdef VEPF_HAVE_LIBPCI
   return vfio::find_function(m);
 #else
-  return tl::unexpected("this vepf-ep is built without libpci (the static build): name the function " + m.str() +
-                        " by its PCI address in ep.device, e.g. \"0000:01:00.0\"");
+  return tl::unexpected(
+      "this vepf-ep is built without libpci (the static build): name the function " + m.str() +
+      " by its PCI address in ep.device, e.g. \"0000:01:00.0\"");
 #endif
 }
 
@@ -56,8 +57,9 @@ int serve(const config::BoardConfig& cfg, const Options& o, app::Runtime& rt) {
   }
   ep::Server server(cfg, std::move(*link), rt.loop, {ep::control_socket_path(cfg, o.ctl_socket)});
   if (auto r = server.start(); !r) {
-    spdlog::get("ep")->error("setup failed: {} ({}{})", r.error().what, errc_name(r.error().code),
-                             r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : "");
+    spdlog::get("ep")->error(
+        "setup failed: {} ({}{})", r.error().what, errc_name(r.error().code),
+        r.error().sys_errno ? std::string(": ") + std::strerror(r.error().sys_errno) : "");
     return app::kExitFailure;
   }
   bool quit = false;
@@ -102,15 +104,18 @@ int run_ctl(const config::BoardConfig& cfg, const Options& o, const std::string&
   const std::string path = ep::control_socket_path(cfg, o.ctl_socket);
   auto reply = ep::control_request(path, req.dump());
   if (!reply) {
-    std::fprintf(stderr, "vepf-ep ctl: cannot reach vepf-ep at %s: %s%s%s; is it running with this board config?\n",
-                 path.c_str(), reply.error().what, reply.error().sys_errno ? ": " : "",
-                 reply.error().sys_errno ? std::strerror(reply.error().sys_errno) : "");
+    std::fprintf(
+        stderr,
+        "vepf-ep ctl: cannot reach vepf-ep at %s: %s%s%s; is it running with this board config?\n",
+        path.c_str(), reply.error().what, reply.error().sys_errno ? ": " : "",
+        reply.error().sys_errno ? std::strerror(reply.error().sys_errno) : "");
     return app::kExitFailure;
   }
   const json r = json::parse(*reply, nullptr, false);
   if (!r.is_object() || !r.value("ok", false)) {
     std::fprintf(stderr, "vepf-ep ctl %s: %s\n", op.c_str(),
-                 r.is_object() ? r.value("error", std::string("malformed reply")).c_str() : "malformed reply");
+                 r.is_object() ? r.value("error", std::string("malformed reply")).c_str()
+                               : "malformed reply");
     return app::kExitUsage;
   }
   std::printf("%s\n", r.dump(2).c_str());
@@ -122,33 +127,42 @@ int run_ctl(const config::BoardConfig& cfg, const Options& o, const std::string&
 int main(int argc, char** argv) {
   Options o;
   CLI::App cli{
-      "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net, rpmsg, console, block) behind the\n"
+      "vepf-ep: the PCIe endpoint side of virtio-epf. Serves virtio devices (net, rpmsg, console, "
+      "block) behind the\n"
       "virtio-pci-epf register layout in the EP window, for vepf-host on the root complex.\n"
       "Example: vepf-ep --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.\n"
       "While it runs, `vepf-ep ctl --board FILE list|add|remove` changes its devices.",
       "vepf-ep"};
   vepf::app::add_common_options(cli, o.common);
-  cli.add_option("--ctl-socket", o.ctl_socket, "Control socket path (default: the [loopback] socket + \".ctl\", or /run/vepf/vepf-ep.ctl on PCI platforms)");
+  cli.add_option("--ctl-socket", o.ctl_socket,
+                 "Control socket path (default: the [loopback] socket + \".ctl\", or "
+                 "/run/vepf/vepf-ep.ctl on PCI platforms)");
   cli.fallthrough();
   auto* ctl = cli.add_subcommand("ctl", "Talk to a running vepf-ep: list, add or remove devices");
   ctl->require_subcommand(1);
   ctl->add_subcommand("list", "Print the device table as JSON");
-  auto* add = ctl->add_subcommand("add", "Add a device; give the keys of a [[device]] table as TOML lines, e.g.\n"
-                                         "  vepf-ep ctl --board B add 'type = \"net\"' 'net = { mac = \"02:00:00:00:00:02\" }'");
+  auto* add = ctl->add_subcommand(
+      "add",
+      "Add a device; give the keys of a [[device]] table as TOML lines, e.g.\n"
+      "  vepf-ep ctl --board B add 'type = \"net\"' 'net = { mac = \"02:00:00:00:00:02\" }'");
   add->add_option("device", o.ctl_device, "TOML lines of the device")->required();
   auto* rm = ctl->add_subcommand("remove", "Remove the device in a slot");
   rm->add_option("slot", o.ctl_slot, "Slot number (see ctl list)")->required();
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console"});
+  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common,
+                                       {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console"});
   if (!cfg) return cfg.error();
   if (ctl->parsed()) {
     const std::string op = ctl->get_subcommands().front()->get_name();
     return run_ctl(*cfg, o, op);
   }
-  if (const int rc = vepf::app::apply_affinity("vepf-ep", "affinity.ep", cfg->affinity.ep, "ep"); rc != 0) return rc;
+  if (const int rc = vepf::app::apply_affinity("vepf-ep", "affinity.ep", cfg->affinity.ep, "ep");
+      rc != 0)
+    return rc;
   auto rt = vepf::app::make_runtime();
   if (!rt) {
-    std::fprintf(stderr, "vepf-ep: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));
+    std::fprintf(stderr, "vepf-ep: cannot set up the event loop: %s\n",
+                 std::strerror(rt.error().sys_errno));
     return vepf::app::kExitFailure;
   }
   return serve(*cfg, o, *rt);

@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "bus/bus.hpp"
 #include "vepf/app/app.hpp"
@@ -36,27 +36,34 @@ int main(int argc, char** argv) {
       "vepf-host: the root-complex side of virtio-epf. Attaches to the EP's virtio-pci-epf layout\n"
       "and drives its virtio devices; each virtio-net device becomes a TAP interface with the\n"
       "device's MAC and MTU; each virtio-rpmsg device's channels become unix sockets; each\n"
-      "virtio-console port a pty (linked in the device's host_dir); each virtio-blk device an NBD export.\n"
+      "virtio-console port a pty (linked in the device's host_dir); each virtio-blk device an NBD "
+      "export.\n"
       "Example: vepf-host --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
       "vepf-host"};
   vepf::app::add_common_options(cli, o.common);
-  cli.add_option("--connect-timeout-ms", o.connect_timeout_ms, "How long to wait for the EP to appear")
+  cli.add_option("--connect-timeout-ms", o.connect_timeout_ms,
+                 "How long to wait for the EP to appear")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
-  cli.add_flag("--once", o.once, "Exit (status 1) when the link goes down instead of waiting for the EP");
-  auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk", "host.console"});
+  cli.add_flag("--once", o.once,
+               "Exit (status 1) when the link goes down instead of waiting for the EP");
+  auto cfg = vepf::app::parse_and_load(
+      cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk", "host.console"});
   if (!cfg) return cfg.error();
-  if (const int rc = vepf::app::apply_affinity("vepf-host", "affinity.host", cfg->affinity.host, "host"); rc != 0) {
+  if (const int rc =
+          vepf::app::apply_affinity("vepf-host", "affinity.host", cfg->affinity.host, "host");
+      rc != 0) {
     return rc;
   }
   auto rt = vepf::app::make_runtime();
   if (!rt) {
-    std::fprintf(stderr, "vepf-host: cannot set up the event loop: %s\n", std::strerror(rt.error().sys_errno));
+    std::fprintf(stderr, "vepf-host: cannot set up the event loop: %s\n",
+                 std::strerror(rt.error().sys_errno));
     return vepf::app::kExitFailure;
   }
-  vepf::host::Bus bus(*cfg, vepf::platform::make_host_link_source(*cfg, vepf::vfio::find_function), rt->loop,
-                      {std::chrono::milliseconds(o.connect_timeout_ms), o.once});
+  vepf::host::Bus bus(*cfg, vepf::platform::make_host_link_source(*cfg, vepf::vfio::find_function),
+                      rt->loop, {std::chrono::milliseconds(o.connect_timeout_ms), o.once});
   const int sfd = rt->signals.get();
   (void)rt->loop.add(sfd, EPOLLIN, [&bus, sfd](std::uint32_t) {
     while (auto sig = vepf::os::read_signal(sfd)) {

@@ -60,19 +60,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::span<const std::byte> readable{reinterpret_cast<const std::byte*>(p), n};
 
   const BlkParse r = parse_blk_request(readable, read_len, write_len, lim);
-  const bool no_room = read_len < sizeof(VirtioBlkReqHdr) || readable.size() < sizeof(VirtioBlkReqHdr) || write_len < 1;
+  const bool no_room = read_len < sizeof(VirtioBlkReqHdr) ||
+                       readable.size() < sizeof(VirtioBlkReqHdr) || write_len < 1;
   check((r.kind == BlkParse::Kind::kMalformed) == no_room);
   if (r.kind == BlkParse::Kind::kStatus) {
     check(r.status == VIRTIO_BLK_S_IOERR || r.status == VIRTIO_BLK_S_UNSUPP);
   }
   if (r.kind != BlkParse::Kind::kRequest) return 0;
   const auto& q = r.request;
-  const std::uint64_t cap = lim.capacity * kSectorSize;  // capacity < 2^55 in practice; guard the check
+  const std::uint64_t cap =
+      lim.capacity * kSectorSize;  // capacity < 2^55 in practice; guard the check
   switch (q.type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT:
       check(q.length % kSectorSize == 0 && q.length <= lim.max_data);
-      check(q.offset / kSectorSize <= lim.capacity && q.length / kSectorSize <= lim.capacity - q.offset / kSectorSize);
+      check(q.offset / kSectorSize <= lim.capacity &&
+            q.length / kSectorSize <= lim.capacity - q.offset / kSectorSize);
       check(q.type == VIRTIO_BLK_T_IN ? q.length == write_len - 1 && read_len == 16
                                       : q.length == read_len - 16 && write_len == 1);
       check(!(q.type == VIRTIO_BLK_T_OUT && lim.read_only));
@@ -92,7 +95,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const auto& g : q.ranges) {
         check(g.length <= std::uint64_t{lim.max_discard_sectors} * kSectorSize);
         check(g.offset % kSectorSize == 0 && g.length % kSectorSize == 0);
-        check(g.offset / kSectorSize <= lim.capacity && g.length / kSectorSize <= lim.capacity - g.offset / kSectorSize);
+        check(g.offset / kSectorSize <= lim.capacity &&
+              g.length / kSectorSize <= lim.capacity - g.offset / kSectorSize);
         check(!(discard && g.unmap));
       }
       break;

@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(msg.size() >= sizeof(VirtioConsoleControl));
   check(m->event <= VIRTIO_CONSOLE_PORT_NAME);
   check(m->event == VIRTIO_CONSOLE_DEVICE_READY || m->id < max_ports);
-  if (m->event == VIRTIO_CONSOLE_RESIZE) check(msg.size() >= sizeof(VirtioConsoleControl) + sizeof(VirtioConsoleResize));
+  if (m->event == VIRTIO_CONSOLE_RESIZE)
+    check(msg.size() >= sizeof(VirtioConsoleControl) + sizeof(VirtioConsoleResize));
   if (m->event == VIRTIO_CONSOLE_PORT_NAME) {
     check(console_name_valid(m->name));
     const auto* begin = reinterpret_cast<const char*>(msg.data());

@@ -81,14 +81,21 @@ struct Harness {
     switch (in.u8() % 3) {
       case 0: {  // answer whatever waits: u32 result, u32 value
         const std::uint32_t result = in.u32(), value = in.u32();
-        const auto seq = test::peek<std::uint32_t>(w.ep(), layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
-        test::poke<std::uint32_t>(w.ep(), layout::header_off(offsetof(EpfHeader, link_ack_result)), result);
-        test::poke<std::uint32_t>(w.ep(), layout::header_off(offsetof(EpfHeader, link_ack_seq)), seq);
+        const auto seq = test::peek<std::uint32_t>(
+            w.ep(), layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
+        test::poke<std::uint32_t>(w.ep(), layout::header_off(offsetof(EpfHeader, link_ack_result)),
+                                  result);
+        test::poke<std::uint32_t>(w.ep(), layout::header_off(offsetof(EpfHeader, link_ack_seq)),
+                                  seq);
         for (std::uint32_t s = 0; s < layout::kMaxDevices; ++s) {
-          const auto rs = test::peek<std::uint32_t>(w.ep(), layout::driver_line_off(s, offsetof(DriverLine, req_seq)));
-          test::poke<std::uint32_t>(w.ep(), layout::device_line_off(s, offsetof(DeviceLine, ack_result)), result);
-          test::poke<std::uint32_t>(w.ep(), layout::device_line_off(s, offsetof(DeviceLine, ack_value)), value);
-          test::poke<std::uint32_t>(w.ep(), layout::device_line_off(s, offsetof(DeviceLine, ack_seq)), rs);
+          const auto rs = test::peek<std::uint32_t>(
+              w.ep(), layout::driver_line_off(s, offsetof(DriverLine, req_seq)));
+          test::poke<std::uint32_t>(
+              w.ep(), layout::device_line_off(s, offsetof(DeviceLine, ack_result)), result);
+          test::poke<std::uint32_t>(
+              w.ep(), layout::device_line_off(s, offsetof(DeviceLine, ack_value)), value);
+          test::poke<std::uint32_t>(w.ep(),
+                                    layout::device_line_off(s, offsetof(DeviceLine, ack_seq)), rs);
         }
         return true;
       }
@@ -116,7 +123,8 @@ struct Harness {
     const auto writes = w.drv_counters.posted_writes;
     auto r = f();
     if (gone) {
-      FUZZ_CHECK(!r && (r.error().code == Errc::kLinkDown || r.error().code == Errc::kInvalidArgument));
+      FUZZ_CHECK(!r &&
+                 (r.error().code == Errc::kLinkDown || r.error().code == Errc::kInvalidArgument));
       FUZZ_CHECK(w.drv_counters.posted_writes == writes);
     }
   }
@@ -157,7 +165,8 @@ struct Harness {
         const std::uint32_t s = slot_arg();
         const std::uint16_t q = in.u8() % (layout::kMaxQueuesPerDevice + 1);
         const std::uint16_t size = in.u16();
-        const std::uint64_t a = test::ep_addr(in.u32() % kEpSize), b = test::ep_addr(in.u32() % kEpSize),
+        const std::uint64_t a = test::ep_addr(in.u32() % kEpSize),
+                            b = test::ep_addr(in.u32() % kEpSize),
                             c = test::rc_addr(in.u32() % kRcSize);
         request([&] { return drv->enable_queue(s, q, size, a, b, c); });
         break;

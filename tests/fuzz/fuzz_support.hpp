@@ -38,9 +38,9 @@ namespace vepf::fuzz {
 }
 
 /// Invariant of the code under test. Aborts (SIGILL), which libFuzzer reports as a crash.
-#define FUZZ_CHECK(cond)                                                   \
-  do {                                                                     \
-    if (!(cond)) ::vepf::fuzz::check_failed(__FILE__, __LINE__, #cond);    \
+#define FUZZ_CHECK(cond)                                                \
+  do {                                                                  \
+    if (!(cond)) ::vepf::fuzz::check_failed(__FILE__, __LINE__, #cond); \
   } while (0)
 
 /// The strict link model is on in every fuzz target (LAYOUT.md §7): whatever the peer wrote, an
@@ -66,10 +66,10 @@ inline bool ignored(std::string_view name) {
 }
 
 /// A named invariant (a known finding can be skipped with VEPF_FUZZ_IGNORE=name).
-#define FUZZ_EXPECT(name, cond)                                                             \
-  do {                                                                                      \
-    if (!(cond) && !::vepf::fuzz::ignored(name))                                            \
-      ::vepf::fuzz::check_failed(__FILE__, __LINE__, "[" name "] " #cond);                  \
+#define FUZZ_EXPECT(name, cond)                                            \
+  do {                                                                     \
+    if (!(cond) && !::vepf::fuzz::ignored(name))                           \
+      ::vepf::fuzz::check_failed(__FILE__, __LINE__, "[" name "] " #cond); \
   } while (0)
 
 /// A directory under /tmp for the target's sockets and files, made on first use and removed at
@@ -132,7 +132,8 @@ class ByteReader {
  private:
   std::uint64_t take(std::size_t width) noexcept {
     std::uint64_t v = 0;
-    for (std::size_t i = 0; i < width && n_ > 0; ++i, ++p_, --n_) v |= std::uint64_t{*p_} << (8 * i);
+    for (std::size_t i = 0; i < width && n_ > 0; ++i, ++p_, --n_)
+      v |= std::uint64_t{*p_} << (8 * i);
     return v;
   }
 
@@ -159,7 +160,9 @@ class GuardedMemory {
  public:
   static constexpr std::size_t kGuard = 4096;
 
-  explicit GuardedMemory(std::size_t size) : size_(size), storage_(kGuard + size + kGuard) { reset(); }
+  explicit GuardedMemory(std::size_t size) : size_(size), storage_(kGuard + size + kGuard) {
+    reset();
+  }
   ~GuardedMemory() { unpoison_raw(storage_.data(), storage_.size()); }
   GuardedMemory(const GuardedMemory&) = delete;
   GuardedMemory& operator=(const GuardedMemory&) = delete;
@@ -177,8 +180,12 @@ class GuardedMemory {
   std::size_t size() const noexcept { return size_; }
 
   /// Marks [off, off+len) of the window unreachable (ASan builds) or reachable again.
-  void poison(std::size_t off, std::size_t len) noexcept { poison_raw(storage_.data() + kGuard + off, len); }
-  void unpoison(std::size_t off, std::size_t len) noexcept { unpoison_raw(storage_.data() + kGuard + off, len); }
+  void poison(std::size_t off, std::size_t len) noexcept {
+    poison_raw(storage_.data() + kGuard + off, len);
+  }
+  void unpoison(std::size_t off, std::size_t len) noexcept {
+    unpoison_raw(storage_.data() + kGuard + off, len);
+  }
 
   /// True when no guard byte changed.
   bool guards_intact() noexcept {
@@ -211,7 +218,8 @@ class GuardedMemory {
 };
 
 /// Copies raw input bytes into window memory at `off`, clipped to the window.
-inline void put_bytes(std::span<std::byte> mem, std::size_t off, std::span<const std::uint8_t> src) noexcept {
+inline void put_bytes(std::span<std::byte> mem, std::size_t off,
+                      std::span<const std::uint8_t> src) noexcept {
   if (off >= mem.size()) return;
   const std::size_t n = src.size() < mem.size() - off ? src.size() : mem.size() - off;
   if (n) std::memcpy(mem.data() + off, src.data(), n);

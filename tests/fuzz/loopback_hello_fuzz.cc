@@ -88,24 +88,28 @@ int make_fd(Kind k, std::uint64_t size) {
     case kShrunkMemfd: {
       const int fd = ::memfd_create("fuzz-window", MFD_CLOEXEC | MFD_ALLOW_SEALING);
       if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0) std::abort();
-      if (k != kUnsealedMemfd && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) std::abort();
+      if (k != kUnsealedMemfd && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0)
+        std::abort();
       return fd;
     }
-    case kEventFd: return ::eventfd(0, EFD_CLOEXEC);
+    case kEventFd:
+      return ::eventfd(0, EFD_CLOEXEC);
     case kPipe: {
       int p[2];
       if (::pipe2(p, O_CLOEXEC) != 0) std::abort();
       ::close(p[1]);
       return p[0];
     }
-    case kDevNull: return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    case kDevNull:
+      return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     case kSocket: {
       int s[2];
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) != 0) std::abort();
       ::close(s[1]);
       return s[0];
     }
-    default: return ::open("/tmp", O_PATH | O_CLOEXEC);
+    default:
+      return ::open("/tmp", O_PATH | O_CLOEXEC);
   }
 }
 
@@ -138,15 +142,18 @@ Message build(ByteReader& in, LoopbackRole from) {
   if (fix & 1) h.magic = platform::kLoopbackMagic;
   if (fix & 2) h.version = platform::kLoopbackVersion;
   if (fix & 4) h.role = static_cast<std::uint16_t>(from);
-  if ((fix & 8) && first_is_memfd) h.window_size = m.fds[0].kind == kShrunkMemfd ? m.fds[0].size + 8 : m.fds[0].size;
+  if ((fix & 8) && first_is_memfd)
+    h.window_size = m.fds[0].kind == kShrunkMemfd ? m.fds[0].size + 8 : m.fds[0].size;
   const std::size_t n = len == 0 ? sizeof h : len % 40;
-  m.bytes.resize(std::max<std::size_t>(n, 1));  // a message of no bytes is no message on SOCK_SEQPACKET
+  m.bytes.resize(
+      std::max<std::size_t>(n, 1));  // a message of no bytes is no message on SOCK_SEQPACKET
   std::memcpy(m.bytes.data(), &h, std::min(n, sizeof h));
   const std::size_t want_fds = from == LoopbackRole::kEp ? kEpFds : kHostFds;
-  bool ok = n == sizeof h && h.magic == platform::kLoopbackMagic && h.version == platform::kLoopbackVersion &&
-            h.role == static_cast<std::uint16_t>(from) && m.fds.size() == want_fds &&
-            m.fds[0].kind == kSealedMemfd && h.window_size == m.fds[0].size && h.window_size != 0 &&
-            h.window_size % 8 == 0 && h.window_size <= platform::kLoopbackMaxWindow;
+  bool ok = n == sizeof h && h.magic == platform::kLoopbackMagic &&
+            h.version == platform::kLoopbackVersion && h.role == static_cast<std::uint16_t>(from) &&
+            m.fds.size() == want_fds && m.fds[0].kind == kSealedMemfd &&
+            h.window_size == m.fds[0].size && h.window_size != 0 && h.window_size % 8 == 0 &&
+            h.window_size <= platform::kLoopbackMaxWindow;
   for (std::size_t i = 1; ok && i < m.fds.size(); ++i) ok = m.fds[i].kind == kEventFd;
   m.valid = ok;
   return m;
@@ -160,7 +167,8 @@ void send_message(int sock, const Message& m) {
   for (int fd : fds) ::close(fd);
 }
 
-/// The first and last 8 bytes of `w` written and read back (SIGBUS if the mapping ran past its memfd).
+/// The first and last 8 bytes of `w` written and read back (SIGBUS if the mapping ran past its
+/// memfd).
 void touch(ring::Window& w, std::uint64_t size) {
   FUZZ_CHECK(w.size() == size);
   w.store<std::uint64_t>(0, 0x1122334455667788ull);
@@ -189,7 +197,9 @@ void ep_side(ByteReader& in) {
   if (m.after == 1) ::close(s[0]);
   const auto r = ep->accept_peer(os::Fd(s[1]));
   const bool taken = r.has_value();
-  if (verbose()) std::fprintf(stderr, "ep side: valid %d taken %d (%s)\n", m.valid, taken, taken ? "" : r.error().what);
+  if (verbose())
+    std::fprintf(stderr, "ep side: valid %d taken %d (%s)\n", m.valid, taken,
+                 taken ? "" : r.error().what);
   FUZZ_EXPECT("taken-implies-valid", !taken || m.valid);
   FUZZ_EXPECT("valid-implies-taken", taken || !m.valid || m.after == 1);
   if (taken) {
@@ -218,7 +228,8 @@ void host_side(ByteReader& in) {
     if (c < 0) std::abort();
     std::byte hello[64];
     std::vector<os::Fd> theirs;
-    (void)os::recv_with_fds(c, hello, theirs, kHostFds);  // the host's hello; its descriptors closed here
+    (void)os::recv_with_fds(c, hello, theirs,
+                            kHostFds);  // the host's hello; its descriptors closed here
     send_message(c, m);
     if (m.after == 1) {
       ::close(c);
@@ -234,7 +245,8 @@ void host_side(ByteReader& in) {
     auto host = platform::LoopbackHost::connect(path, kEpWindow, std::chrono::milliseconds(2000));
     const bool taken = host.has_value();
     if (verbose()) {
-      std::fprintf(stderr, "host side: valid %d taken %d (%s)\n", m.valid, taken, taken ? "" : host.error().what);
+      std::fprintf(stderr, "host side: valid %d taken %d (%s)\n", m.valid, taken,
+                   taken ? "" : host.error().what);
     }
     FUZZ_EXPECT("taken-implies-valid", !taken || m.valid);
     FUZZ_EXPECT("valid-implies-taken", taken || !m.valid);
@@ -258,7 +270,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ep_side(in);
   }
   static bool warmed[2] = {false, false};
-  if (warmed[host]) FUZZ_CHECK(open_fds() == before);  // the first input of a side makes its statics
+  if (warmed[host])
+    FUZZ_CHECK(open_fds() == before);  // the first input of a side makes its statics
   warmed[host] = true;
   return 0;
 }

@@ -20,7 +20,7 @@ namespace vepf::fuzz {
 using host::nbd::BlockTarget;
 using host::nbd::ExportInfo;
 
-inline constexpr std::uint64_t kSize = 64u << 10;  // bytes of the export
+inline constexpr std::uint64_t kSize = 64u << 10;      // bytes of the export
 inline constexpr std::uint32_t kMaxBlock = 16u << 10;  // bytes, the export's max_block
 
 class FuzzTarget final : public BlockTarget {

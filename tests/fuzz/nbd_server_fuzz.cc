@@ -101,7 +101,8 @@ void run(const std::uint8_t* data, std::size_t size) {
       case 1: {
         int& fd = clients[in.u8() % kClients];
         const auto bytes = in.bytes(in.u16() % 2048);
-        if (fd >= 0 && !bytes.empty()) (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (fd >= 0 && !bytes.empty())
+          (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         break;
       }
       case 2: {
@@ -119,11 +120,15 @@ void run(const std::uint8_t* data, std::size_t size) {
         if (fd >= 0) ::shutdown(fd, SHUT_WR);
         break;
       }
-      case 4: close_client(clients[in.u8() % kClients]); break;
+      case 4:
+        close_client(clients[in.u8() % kClients]);
+        break;
       case 5:
         for (unsigned t = in.u8() % 8; t > 0; --t) (void)loop->run_once(0);
         break;
-      default: target->complete((in.u8() & 1) != 0); break;
+      default:
+        target->complete((in.u8() & 1) != 0);
+        break;
     }
     (void)loop->run_once(0);
     FUZZ_EXPECT("max-clients", (*server)->clients() <= options.max_clients);
@@ -141,8 +146,11 @@ void run(const std::uint8_t* data, std::size_t size) {
   target->complete(true);
   FUZZ_EXPECT("socket-removed", !fs::exists(path));
   if (verbose()) {
-    std::fprintf(stderr, "nbd_server_fuzz: %zu ops, %llu connections, %llu refused, %llu requests, %llu protocol errors\n",
-                 ops, static_cast<unsigned long long>(stats.connections), static_cast<unsigned long long>(stats.refused),
+    std::fprintf(stderr,
+                 "nbd_server_fuzz: %zu ops, %llu connections, %llu refused, %llu requests, %llu "
+                 "protocol errors\n",
+                 ops, static_cast<unsigned long long>(stats.connections),
+                 static_cast<unsigned long long>(stats.refused),
                  static_cast<unsigned long long>(stats.requests),
                  static_cast<unsigned long long>(stats.protocol_errors));
   }

@@ -59,14 +59,21 @@ using test::FakeDriverLink;
 using test::RecordingBackend;
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,      VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
-                                  VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6};
+constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,       VIRTIO_NET_F_GUEST_CSUM,
+                                  VIRTIO_NET_F_HOST_TSO4,  VIRTIO_NET_F_HOST_TSO6,
+                                  VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6};
 
-constexpr std::size_t kWindow = 256 * 1024;  // bytes of each window: room for queues and 4 KiB buffers
+constexpr std::size_t kWindow =
+    256 * 1024;  // bytes of each window: room for queues and 4 KiB buffers
 
 struct Rig {
   explicit Rig(bool vectored, std::uint16_t qsize)
-      : w(kWindow, kWindow), dl(w), drl(w, dl), dev(dl, 0x5eed0003), drv(drl, std::chrono::milliseconds(5)), queue_size(qsize) {
+      : w(kWindow, kWindow),
+        dl(w),
+        drl(w, dl),
+        dev(dl, 0x5eed0003),
+        drv(drl, std::chrono::milliseconds(5)),
+        queue_size(qsize) {
     drl.set_device(&dev);
     auto b = std::make_unique<RecordingBackend>();
     b->vector_io = vectored;
@@ -82,11 +89,16 @@ struct Rig {
     if (!f) return false;
     features = *f;
     for (std::uint16_t q = 0; q < 2; ++q) {
-      const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(queue_size), layout::kDescAlign);
-      const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(queue_size), layout::kAvailAlign);
-      const auto used = drv.rc_alloc().alloc(layout::used_ring_size(queue_size), layout::kUsedAlign);
+      const auto desc =
+          drv.ep_alloc().alloc(layout::desc_table_size(queue_size), layout::kDescAlign);
+      const auto avail =
+          drv.ep_alloc().alloc(layout::avail_ring_size(queue_size), layout::kAvailAlign);
+      const auto used =
+          drv.rc_alloc().alloc(layout::used_ring_size(queue_size), layout::kUsedAlign);
       if (!desc || !avail || !used) return false;
-      if (!drv.enable_queue(slot, q, queue_size, desc->link_addr, avail->link_addr, used->link_addr)) return false;
+      if (!drv.enable_queue(slot, q, queue_size, desc->link_addr, avail->link_addr,
+                            used->link_addr))
+        return false;
       ring::VringParams p;
       p.num = queue_size;
       p.desc = {&w.drv_ep, desc->off, static_cast<std::uint32_t>(desc->len)};
@@ -119,8 +131,8 @@ struct Placed {
   ring::Buf buf;
   std::optional<std::size_t> off;
 };
-std::optional<Placed> place(ByteReader& in, transport::WindowAllocator& mine, std::uint64_t window_base,
-                            std::uint64_t window_size) {
+std::optional<Placed> place(ByteReader& in, transport::WindowAllocator& mine,
+                            std::uint64_t window_base, std::uint64_t window_size) {
   const std::uint8_t how = in.u8() % 3;
   const std::uint32_t len = 1 + in.u16() % 4096;
   if (how == 0) {
@@ -139,7 +151,9 @@ void check_sent(Rig& r, std::size_t& seen) {
     FUZZ_CHECK(f.size() >= layout::kNetHdrSize && f.size() <= layout::kNetGsoBufferSize);
     layout::VirtioNetHdr h;
     std::memcpy(&h, f.data(), sizeof h);
-    FUZZ_EXPECT("backend-gets-checked-header", layout::check_net_hdr(h, f.size() - layout::kNetHdrSize, allowed, false) == nullptr);
+    FUZZ_EXPECT(
+        "backend-gets-checked-header",
+        layout::check_net_hdr(h, f.size() - layout::kNetHdrSize, allowed, false) == nullptr);
   }
   r.backend->sent.clear();
   seen = 0;
@@ -169,8 +183,10 @@ void run(const std::uint8_t* data, std::size_t size) {
   FUZZ_CHECK(r.drv.attach().has_value());
   if (!r.bring_up(want)) return;
   std::size_t seen = 0;
-  const std::uint64_t ep_base = layout::link_addr(layout::WindowId::kEp, 0), ep_size = r.w.drv_ep.size();
-  const std::uint64_t rc_base = layout::link_addr(layout::WindowId::kRc, 0), rc_size = r.w.drv_rc.size();
+  const std::uint64_t ep_base = layout::link_addr(layout::WindowId::kEp, 0),
+                      ep_size = r.w.drv_ep.size();
+  const std::uint64_t rc_base = layout::link_addr(layout::WindowId::kRc, 0),
+                      rc_size = r.w.drv_rc.size();
 
   while (!in.empty()) {
     switch (in.u8() % 7) {
@@ -230,7 +246,9 @@ void run(const std::uint8_t* data, std::size_t size) {
           }
         }
         break;
-      case 5: (void)r.drl.ring_doorbell(); break;
+      case 5:
+        (void)r.drl.ring_doorbell();
+        break;
       default:
         (void)r.drv.reset(r.slot);
         r.vq[0].reset();
@@ -243,12 +261,15 @@ void run(const std::uint8_t* data, std::size_t size) {
   if (verbose()) {
     const ep::NetStats& st = r.net->stats();
     std::fprintf(stderr,
-                 "net_device_fuzz: features %#llx, tx %llu (errors %llu, bad headers %llu), rx %llu (dropped %llu), "
+                 "net_device_fuzz: features %#llx, tx %llu (errors %llu, bad headers %llu), rx "
+                 "%llu (dropped %llu), "
                  "status %#x\n",
-                 static_cast<unsigned long long>(r.features), static_cast<unsigned long long>(st.tx_frames),
-                 static_cast<unsigned long long>(st.tx_errors), static_cast<unsigned long long>(st.tx_bad_hdr),
-                 static_cast<unsigned long long>(st.rx_frames), static_cast<unsigned long long>(st.rx_dropped),
-                 r.drv.device_status(r.slot));
+                 static_cast<unsigned long long>(r.features),
+                 static_cast<unsigned long long>(st.tx_frames),
+                 static_cast<unsigned long long>(st.tx_errors),
+                 static_cast<unsigned long long>(st.tx_bad_hdr),
+                 static_cast<unsigned long long>(st.rx_frames),
+                 static_cast<unsigned long long>(st.rx_dropped), r.drv.device_status(r.slot));
   }
 }
 

@@ -52,14 +52,16 @@ using test::FakeDriverLink;
 using test::RecordingBackend;
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,      VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
-                                  VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
-                                  VIRTIO_NET_F_MTU,       VIRTIO_NET_F_STATUS};
+constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,       VIRTIO_NET_F_GUEST_CSUM,
+                                  VIRTIO_NET_F_HOST_TSO4,  VIRTIO_NET_F_HOST_TSO6,
+                                  VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+                                  VIRTIO_NET_F_MTU,        VIRTIO_NET_F_STATUS};
 
 /// The rogue device: what it offers and writes comes from the input.
 class RogueNetDevice final : public transport::VirtioDevice {
  public:
-  RogueNetDevice(std::uint64_t features, std::uint16_t mtu, std::uint16_t status) : features_(features) {
+  RogueNetDevice(std::uint64_t features, std::uint16_t mtu, std::uint16_t status)
+      : features_(features) {
     cfg_.status = layout::le16::from_cpu(status);
     cfg_.max_virtqueue_pairs = layout::le16::from_cpu(1);
     cfg_.mtu = layout::le16::from_cpu(mtu);
@@ -148,8 +150,12 @@ void run(const std::uint8_t* data, std::size_t size) {
 
   while (!in.empty()) {
     switch (in.u8() % 6) {
-      case 0: rogue.fill_rx(in); break;
-      case 1: rogue.take_tx(in); break;
+      case 0:
+        rogue.fill_rx(in);
+        break;
+      case 1:
+        rogue.take_tx(in);
+        break;
       case 2: {
         const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(w.dev_rc.size()) & ~3u;
         w.dev_rc.store<std::uint32_t>(off, in.u32());
@@ -162,7 +168,9 @@ void run(const std::uint8_t* data, std::size_t size) {
         if (backend.callbacks.readable) backend.callbacks.readable();
         break;
       }
-      case 4: net->on_interrupt(); break;
+      case 4:
+        net->on_interrupt();
+        break;
       default:
         rogue.needs_reset();
         if (!net->on_control_event()) {
@@ -176,17 +184,22 @@ void run(const std::uint8_t* data, std::size_t size) {
       FUZZ_CHECK(f.size() >= layout::kNetHdrSize && f.size() <= layout::kNetGsoBufferSize);
       layout::VirtioNetHdr h;
       std::memcpy(&h, f.data(), sizeof h);
-      FUZZ_EXPECT("backend-gets-checked-header",
-                  layout::check_net_hdr(h, f.size() - layout::kNetHdrSize, allowed, true) == nullptr);
+      FUZZ_EXPECT(
+          "backend-gets-checked-header",
+          layout::check_net_hdr(h, f.size() - layout::kNetHdrSize, allowed, true) == nullptr);
     }
     backend.sent.clear();
   }
   if (verbose()) {
     const host::NetStats& st = net->stats();
-    std::fprintf(stderr, "net_driver_fuzz: features %#llx, rx %llu (errors %llu, bad headers %llu), tx %llu\n",
-                 static_cast<unsigned long long>(net->features()), static_cast<unsigned long long>(st.rx_frames),
-                 static_cast<unsigned long long>(st.rx_errors), static_cast<unsigned long long>(st.rx_bad_hdr),
-                 static_cast<unsigned long long>(st.tx_frames));
+    std::fprintf(
+        stderr,
+        "net_driver_fuzz: features %#llx, rx %llu (errors %llu, bad headers %llu), tx %llu\n",
+        static_cast<unsigned long long>(net->features()),
+        static_cast<unsigned long long>(st.rx_frames),
+        static_cast<unsigned long long>(st.rx_errors),
+        static_cast<unsigned long long>(st.rx_bad_hdr),
+        static_cast<unsigned long long>(st.tx_frames));
   }
 }
 

@@ -51,7 +51,9 @@ std::string run_forked(const std::vector<char>& bytes, unsigned timeout) {
   }
   if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return {};
   if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) return "timed out (a hang)";
-  if (WIFSIGNALED(st)) return std::string("killed by signal ") + std::to_string(WTERMSIG(st)) + " (" + strsignal(WTERMSIG(st)) + ")";
+  if (WIFSIGNALED(st))
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(st)) + " (" +
+           strsignal(WTERMSIG(st)) + ")";
   return "exit status " + std::to_string(WEXITSTATUS(st));
 }
 
@@ -96,7 +98,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s: cannot read\n", p.c_str());
       return 2;
     }
-    const std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::vector<char> bytes((std::istreambuf_iterator<char>(f)),
+                                  std::istreambuf_iterator<char>());
     std::printf("%s (%zu bytes)\n", p.c_str(), bytes.size());
     if (nofork) {
       run_one(bytes);

@@ -18,11 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -109,7 +109,8 @@ struct Harness {
     FUZZ_CHECK(socks == ch->peer_channels());
     FUZZ_CHECK(ch->peer_channels() <= rpmsg::Channels::kMaxPeerChannels);
     // Nothing beside the side's directory in the scratch directory: no name escaped it.
-    for (const auto& e : fs::directory_iterator(scratch())) FUZZ_CHECK(e.path().filename() == "side");
+    for (const auto& e : fs::directory_iterator(scratch()))
+      FUZZ_CHECK(e.path().filename() == "side");
   }
 
   void message(std::span<const std::byte> m) {
@@ -154,13 +155,19 @@ struct Harness {
         rpmsg(ns.addr.to_cpu(), layout::kRpmsgNsAddr, std::as_bytes(std::span{&ns, 1}));
         break;
       }
-      case 3: ch->link_down(); break;
-      case 4: ch->link_up(in.u8() & 1); break;
+      case 3:
+        ch->link_down();
+        break;
+      case 4:
+        ch->link_up(in.u8() & 1);
+        break;
       case 5:
         port.room = !port.room;
         if (port.room) ch->resume();
         break;
-      case 6: (void)loop.run_once(0); break;
+      case 6:
+        (void)loop.run_once(0);
+        break;
       case 7: {  // a local client connects to a peer channel, if there is one: u8 which
         const std::uint8_t which = in.u8();
         std::vector<std::string> socks;
@@ -168,7 +175,8 @@ struct Harness {
           if (e.path().filename() != "announce.sock") socks.push_back(e.path().string());
         }
         if (socks.empty()) break;
-        if (auto c = os::connect_seqpacket(socks[which % socks.size()])) clients.push_back(std::move(*c));
+        if (auto c = os::connect_seqpacket(socks[which % socks.size()]))
+          clients.push_back(std::move(*c));
         (void)loop.run_once(0);
         break;
       }

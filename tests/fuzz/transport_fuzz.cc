@@ -3,8 +3,8 @@
 // rings and buffers in the EP window (and its own RC window) between poll() calls.
 //
 // Run (clang 14, libFuzzer):
-//   cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
-//   cmake --build build/fuzz --target transport_fuzz
+//   cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++
+//   -DCMAKE_BUILD_TYPE=RelWithDebInfo cmake --build build/fuzz --target transport_fuzz
 //   build/fuzz/tests/fuzz/transport_fuzz tests/fuzz/corpus/transport_fuzz
 // Replay only (any compiler; ctest fuzz.transport_fuzz.corpus does this):
 //   build/default/tests/fuzz/transport_fuzz_replay tests/fuzz/corpus/transport_fuzz
@@ -60,7 +60,7 @@ using layout::QueueDriverLine;
 
 constexpr std::size_t kDrvSpace = 0x4000;  // driver-managed EP space after the control region
 constexpr std::size_t kEpSize = layout::kControlRegionSize + kDrvSpace;
-constexpr std::size_t kRcCap = 0x4000;  // most the RC window can be
+constexpr std::size_t kRcCap = 0x4000;             // most the RC window can be
 constexpr std::uint64_t kRcBusAddr = 0x8000'0000;  // as test::kRcBusAddr
 constexpr std::uint64_t kFeatures = (std::uint64_t{1} << VIRTIO_F_VERSION_1) |
                                     (std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX) |
@@ -79,7 +79,8 @@ class FuzzLink final : public transport::DeviceLink {
   ring::Window& ep_window() override { return ep_; }
   Result<ring::Window*> attach_rc_window(std::uint64_t bus_addr, std::uint64_t size) override {
     FUZZ_CHECK(!attached);  // the transport drops the old window first
-    if (bus_addr != kRcBusAddr || size > rc_mem_.size()) return fail(Errc::kOutOfRange, "fuzz link: not reachable");
+    if (bus_addr != kRcBusAddr || size > rc_mem_.size())
+      return fail(Errc::kOutOfRange, "fuzz link: not reachable");
     attached = true;
     rc_size = static_cast<std::size_t>(size);
     rc_ = ring::Window(layout::WindowId::kRc, rc_mem_.bytes().first(rc_size), &counters_);
@@ -203,7 +204,8 @@ struct QueueCfg {
 };
 
 struct Harness {
-  Harness(GuardedMemory& ep_m, GuardedMemory& rc_m) : ep_mem((ep_m.reset(), ep_m)), rc_mem((rc_m.reset(), rc_m)) {}
+  Harness(GuardedMemory& ep_m, GuardedMemory& rc_m)
+      : ep_mem((ep_m.reset(), ep_m)), rc_mem((rc_m.reset(), rc_m)) {}
 
   GuardedMemory& ep_mem;
   GuardedMemory& rc_mem;
@@ -245,7 +247,8 @@ struct Harness {
     for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
     if (w == static_cast<std::uint8_t>(layout::WindowId::kEp) && off + sizeof(T) <= kEpSize) {
       ep_write(static_cast<std::size_t>(off), b);
-    } else if (w == static_cast<std::uint8_t>(layout::WindowId::kRc) && off + sizeof(T) <= link.rc_size) {
+    } else if (w == static_cast<std::uint8_t>(layout::WindowId::kRc) &&
+               off + sizeof(T) <= link.rc_size) {
       rc_write(static_cast<std::size_t>(off), b);
     }
   }
@@ -256,7 +259,8 @@ struct Harness {
     if (w == static_cast<std::uint8_t>(layout::WindowId::kEp) && off + sizeof(T) <= kEpSize) {
       return test::peek<T>(ep(), static_cast<std::size_t>(off));
     }
-    if (link.attached && w == static_cast<std::uint8_t>(layout::WindowId::kRc) && off + sizeof(T) <= link.rc_size) {
+    if (link.attached && w == static_cast<std::uint8_t>(layout::WindowId::kRc) &&
+        off + sizeof(T) <= link.rc_size) {
       return test::peek<T>(rc(), static_cast<std::size_t>(off));
     }
     return 0;
@@ -269,9 +273,12 @@ struct Harness {
     std::uint64_t off = in.u16();
     if (m & 4) off &= ~std::uint64_t{align - 1};
     switch (m & 3) {
-      case 0: return ep_addr(layout::kControlRegionSize + off % kDrvSpace);
-      case 1: return rc_addr(off % kRcCap);
-      default: return ep_addr(off);  // anywhere, the control region included
+      case 0:
+        return ep_addr(layout::kControlRegionSize + off % kDrvSpace);
+      case 1:
+        return rc_addr(off % kRcCap);
+      default:
+        return ep_addr(off);  // anywhere, the control region included
     }
   }
 
@@ -283,16 +290,22 @@ struct Harness {
     std::uint32_t op = sel & 3;
     if (op == 3) op = in.u32();
     const std::uint32_t epoch =
-        (mode & 1) ? in.u32() : test::peek<std::uint32_t>(ep(), layout::header_off(offsetof(EpfHeader, epoch)));
+        (mode & 1)
+            ? in.u32()
+            : test::peek<std::uint32_t>(ep(), layout::header_off(offsetof(EpfHeader, epoch)));
     const std::uint64_t addr = (mode & 2) ? in.u64() : kRcBusAddr;
     const std::uint64_t size = (mode & 4) ? in.u64() : 4096 + in.u16() % (kRcCap - 4096 + 1);
     const std::size_t seq_off = layout::link_line_off(offsetof(LinkDriverLine, req_seq));
     const std::uint32_t seq = (mode & 8) ? in.u32() : test::peek<std::uint32_t>(ep(), seq_off) + 1;
     ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_op)), op);
-    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo)), static_cast<std::uint32_t>(addr));
-    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi)), static_cast<std::uint32_t>(addr >> 32));
-    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo)), static_cast<std::uint32_t>(size));
-    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_hi)), static_cast<std::uint32_t>(size >> 32));
+    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo)),
+                          static_cast<std::uint32_t>(addr));
+    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi)),
+                          static_cast<std::uint32_t>(addr >> 32));
+    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo)),
+                          static_cast<std::uint32_t>(size));
+    ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_hi)),
+                          static_cast<std::uint32_t>(size >> 32));
     ep_put<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)), epoch);
     ep_put<std::uint32_t>(seq_off, seq);
   }
@@ -319,8 +332,10 @@ struct Harness {
       if (fsel & 4) df |= std::uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC;
       if (fsel & 8) df |= 1;  // not offered
     }
-    ep_put<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_lo)), static_cast<std::uint32_t>(df));
-    ep_put<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_hi)), static_cast<std::uint32_t>(df >> 32));
+    ep_put<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_lo)),
+                          static_cast<std::uint32_t>(df));
+    ep_put<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_hi)),
+                          static_cast<std::uint32_t>(df >> 32));
     ep_put<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op)), op);
     ep_put<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)), arg);
     bump_req_seq();
@@ -334,7 +349,8 @@ struct Harness {
   void op_queue_line(ByteReader& in) {
     const std::uint32_t q = in.u8() % layout::kMaxQueuesPerDevice;
     const std::uint8_t ssel = in.u8();
-    const std::uint16_t size = (ssel & 0x80) ? in.u16() : static_cast<std::uint16_t>(1u << (ssel % 10));
+    const std::uint16_t size =
+        (ssel & 0x80) ? in.u16() : static_cast<std::uint16_t>(1u << (ssel % 10));
     QueueCfg& c = qcfg[q];
     c.size = size;
     c.desc = addr_from(in, layout::kDescAlign);
@@ -342,12 +358,18 @@ struct Harness {
     const std::uint64_t used = addr_from(in, layout::kUsedAlign);
     const std::size_t b = layout::queue_block_off(slot, q);
     ep_put<std::uint16_t>(b + offsetof(QueueDriverLine, queue_size), size);
-    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_desc_lo), static_cast<std::uint32_t>(c.desc));
-    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_desc_hi), static_cast<std::uint32_t>(c.desc >> 32));
-    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_driver_lo), static_cast<std::uint32_t>(c.avail));
-    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_driver_hi), static_cast<std::uint32_t>(c.avail >> 32));
-    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_device_lo), static_cast<std::uint32_t>(used));
-    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_device_hi), static_cast<std::uint32_t>(used >> 32));
+    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_desc_lo),
+                          static_cast<std::uint32_t>(c.desc));
+    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_desc_hi),
+                          static_cast<std::uint32_t>(c.desc >> 32));
+    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_driver_lo),
+                          static_cast<std::uint32_t>(c.avail));
+    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_driver_hi),
+                          static_cast<std::uint32_t>(c.avail >> 32));
+    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_device_lo),
+                          static_cast<std::uint32_t>(used));
+    ep_put<std::uint32_t>(b + offsetof(QueueDriverLine, queue_device_hi),
+                          static_cast<std::uint32_t>(used >> 32));
   }
 
   /// Offers one descriptor on queue q: u8 q, u8 head, addr, u16 len, u8 flags, u8 next.
@@ -377,12 +399,15 @@ struct Harness {
     const std::uint8_t s = t->status(slot);
     FUZZ_EXPECT("driver-ok-without-features-ok",
                 !(s & VIRTIO_CONFIG_S_DRIVER_OK) || (s & VIRTIO_CONFIG_S_FEATURES_OK));
-    if (dev.started) FUZZ_CHECK((s & VIRTIO_CONFIG_S_DRIVER_OK) && (s & VIRTIO_CONFIG_S_FEATURES_OK));
+    if (dev.started)
+      FUZZ_CHECK((s & VIRTIO_CONFIG_S_DRIVER_OK) && (s & VIRTIO_CONFIG_S_FEATURES_OK));
     FUZZ_CHECK(t->attached() == link.attached);
     if (!ctrl_dirty) {
-      const auto mem_status = test::peek<std::uint32_t>(ep(), layout::device_line_off(slot, offsetof(DeviceLine, status)));
+      const auto mem_status = test::peek<std::uint32_t>(
+          ep(), layout::device_line_off(slot, offsetof(DeviceLine, status)));
       FUZZ_CHECK(mem_status == s);  // a byte, and the byte the device holds
-      const auto bq = test::peek<std::uint32_t>(ep(), layout::device_line_off(slot, offsetof(DeviceLine, broken_queues)));
+      const auto bq = test::peek<std::uint32_t>(
+          ep(), layout::device_line_off(slot, offsetof(DeviceLine, broken_queues)));
       FUZZ_CHECK((bq & ~((1u << FuzzDevice::kQueues) - 1)) == 0);
       if (bq) FUZZ_CHECK(s & VIRTIO_CONFIG_S_NEEDS_RESET);
     }
@@ -390,10 +415,13 @@ struct Harness {
 
   void check_acked() {
     if (ctrl_dirty) return;
-    FUZZ_CHECK(test::peek<std::uint32_t>(ep(), layout::device_line_off(slot, offsetof(DeviceLine, ack_seq))) ==
-               test::peek<std::uint32_t>(ep(), layout::driver_line_off(slot, offsetof(DriverLine, req_seq))));
-    FUZZ_CHECK(test::peek<std::uint32_t>(ep(), layout::header_off(offsetof(EpfHeader, link_ack_seq))) ==
-               test::peek<std::uint32_t>(ep(), layout::link_line_off(offsetof(LinkDriverLine, req_seq))));
+    FUZZ_CHECK(test::peek<std::uint32_t>(
+                   ep(), layout::device_line_off(slot, offsetof(DeviceLine, ack_seq))) ==
+               test::peek<std::uint32_t>(
+                   ep(), layout::driver_line_off(slot, offsetof(DriverLine, req_seq))));
+    FUZZ_CHECK(
+        test::peek<std::uint32_t>(ep(), layout::header_off(offsetof(EpfHeader, link_ack_seq))) ==
+        test::peek<std::uint32_t>(ep(), layout::link_line_off(offsetof(LinkDriverLine, req_seq))));
   }
 
   static constexpr unsigned kOps = 14;
@@ -406,10 +434,18 @@ struct Harness {
         t->poll();
         check_acked();
         break;
-      case 1: op_link_request(in); break;
-      case 2: op_device_request(in); break;
-      case 3: op_queue_line(in); break;
-      case 4: op_offer(in); break;
+      case 1:
+        op_link_request(in);
+        break;
+      case 2:
+        op_device_request(in);
+        break;
+      case 3:
+        op_queue_line(in);
+        break;
+      case 4:
+        op_offer(in);
+        break;
       case 5: {  // raw write anywhere in the EP window: u16 offset, u8 length, bytes
         const std::size_t off = in.u16() % kEpSize;
         const std::size_t n = in.u8() % 33;
@@ -444,12 +480,15 @@ struct Harness {
       case 10:  // the device's config changes
         if (dev.handle) dev.handle->config_changed();
         break;
-      case 11: bump_req_seq(); break;  // the same request again
+      case 11:
+        bump_req_seq();
+        break;    // the same request again
       case 12: {  // raw write into the driver line: u8 offset, u8 length, bytes
         const std::size_t off = in.u8() % sizeof(DriverLine);
         const std::size_t n = in.u8() % 9;
         const auto b = in.bytes(n);
-        ep_write(layout::driver_line_off(slot, off), b.first(std::min(b.size(), sizeof(DriverLine) - off)));
+        ep_write(layout::driver_line_off(slot, off),
+                 b.first(std::min(b.size(), sizeof(DriverLine) - off)));
         break;
       }
       case 13: {  // raw write into a queue's driver line: u8 queue, u8 offset, u8 length, bytes
@@ -483,7 +522,8 @@ struct Harness {
     check_acked();
     check_state();
     if (verbose()) {
-      std::fprintf(stderr, "transport: status %#x attached %d started %d chains %d broken %d irqs %llu\n",
+      std::fprintf(stderr,
+                   "transport: status %#x attached %d started %d chains %d broken %d irqs %llu\n",
                    t->status(slot), link.attached, dev.started, dev.chains, dev.broken,
                    static_cast<unsigned long long>(link.irqs));
     }

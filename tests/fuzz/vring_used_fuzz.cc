@@ -2,8 +2,8 @@
 // the used ring (idx and entries) as it likes, interleaved with add()/get_used()/enable_cb().
 //
 // Run (clang 14, libFuzzer):
-//   cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
-//   cmake --build build/fuzz --target vring_used_fuzz
+//   cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++
+//   -DCMAKE_BUILD_TYPE=RelWithDebInfo cmake --build build/fuzz --target vring_used_fuzz
 //   build/fuzz/tests/fuzz/vring_used_fuzz tests/fuzz/corpus/vring_used_fuzz
 // Replay only (any compiler; ctest fuzz.vring_used_fuzz.corpus does this):
 //   build/default/tests/fuzz/vring_used_fuzz_replay tests/fuzz/corpus/vring_used_fuzz
@@ -55,7 +55,7 @@ constexpr std::byte kFill{0xCC};
 struct InFlight {
   bool busy = false;
   std::uint64_t token = 0;
-  std::uint32_t in_len = 0;   // device-writable bytes (fits: add() refuses chains over 2^32 - 1)
+  std::uint32_t in_len = 0;  // device-writable bytes (fits: add() refuses chains over 2^32 - 1)
   std::vector<std::uint16_t> descs;  // descriptors of the main table the chain owns
 };
 
@@ -79,12 +79,12 @@ struct Harness {
   std::size_t pool_bytes = 0;
 
   // Model of the driver.
-  std::vector<InFlight> heads;      // by head
-  std::vector<bool> desc_busy;      // by descriptor
+  std::vector<InFlight> heads;  // by head
+  std::vector<bool> desc_busy;  // by descriptor
   std::uint16_t free_descs = 0;
   std::uint16_t in_flight = 0;
-  std::uint16_t adds = 0;           // avail idx shadow
-  std::uint16_t published = 0;      // avail idx published by kick_prepare()
+  std::uint16_t adds = 0;       // avail idx shadow
+  std::uint16_t published = 0;  // avail idx published by kick_prepare()
   std::uint16_t last_used = 0;
   std::uint16_t used_seen = 0;  // the used idx at the driver's last read (Vring reads it again
                                 // only once the entries it named are taken)
@@ -104,7 +104,8 @@ struct Harness {
   }
 
   /// Reads back the chain Vring wrote for `head` and records the descriptors it owns.
-  void learn_chain(std::uint16_t head, const std::vector<ring::Buf>& bufs, std::size_t nout, bool indirect) {
+  void learn_chain(std::uint16_t head, const std::vector<ring::Buf>& bufs, std::size_t nout,
+                   bool indirect) {
     auto ep_b = ep_mem.bytes();
     InFlight& f = heads[head];
     FUZZ_CHECK(!f.busy);
@@ -132,7 +133,8 @@ struct Harness {
         desc_at(kPoolOff + head * slot_bytes, k, addr, len, flags, next);
         FUZZ_CHECK(addr == bufs[k].addr && len == bufs[k].len);
         const bool last = k + 1 == bufs.size();
-        FUZZ_CHECK(flags == ((k >= nout ? VRING_DESC_F_WRITE : 0) | (last ? 0 : VRING_DESC_F_NEXT)));
+        FUZZ_CHECK(flags ==
+                   ((k >= nout ? VRING_DESC_F_WRITE : 0) | (last ? 0 : VRING_DESC_F_NEXT)));
         if (!last) FUZZ_CHECK(next == k + 1);
       }
     } else {
@@ -146,7 +148,8 @@ struct Harness {
         desc_at(kDescOff, i, addr, len, flags, next);
         FUZZ_CHECK(addr == bufs[k].addr && len == bufs[k].len);
         const bool last = k + 1 == bufs.size();
-        FUZZ_CHECK(flags == ((k >= nout ? VRING_DESC_F_WRITE : 0) | (last ? 0 : VRING_DESC_F_NEXT)));
+        FUZZ_CHECK(flags ==
+                   ((k >= nout ? VRING_DESC_F_WRITE : 0) | (last ? 0 : VRING_DESC_F_NEXT)));
         i = next;
       }
     }
@@ -211,15 +214,17 @@ struct Harness {
     bool want;
     auto rc_b = rc_mem.bytes();
     if (event_idx) {
-      want = layout::need_event(test::peek<std::uint16_t>(rc_b, kUsedOff + layout::avail_event_offset(num)), adds,
-                                published);
+      want = layout::need_event(
+          test::peek<std::uint16_t>(rc_b, kUsedOff + layout::avail_event_offset(num)), adds,
+          published);
     } else {
       want = !(test::peek<std::uint16_t>(rc_b, kUsedOff) & VRING_USED_F_NO_NOTIFY);
     }
     FUZZ_CHECK(k == want);
     // Every chain added since the last kick is on the avail ring now, in order.
     for (std::uint16_t i = published, k2 = 0; i != adds; ++i, ++k2) {
-      FUZZ_CHECK(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (i & (num - 1))) == pending_heads[k2]);
+      FUZZ_CHECK(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (i & (num - 1))) ==
+                 pending_heads[k2]);
     }
     pending_heads.clear();
     published = adds;
@@ -275,9 +280,11 @@ struct Harness {
   void op_enable_cb() {
     const bool r = vr->enable_cb();
     if (event_idx) {
-      FUZZ_CHECK(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + layout::used_event_offset(num)) == last_used);
+      FUZZ_CHECK(test::peek<std::uint16_t>(
+                     ep_mem.bytes(), kAvailOff + layout::used_event_offset(num)) == last_used);
     } else {
-      FUZZ_CHECK(!(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff) & VRING_AVAIL_F_NO_INTERRUPT));
+      FUZZ_CHECK(
+          !(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff) & VRING_AVAIL_F_NO_INTERRUPT));
     }
     FUZZ_CHECK(r == (used_idx() == last_used));
   }
@@ -293,17 +300,28 @@ struct Harness {
   void run_op(ByteReader& in) {
     auto rc_b = rc_mem.bytes();
     switch (in.u8() % kOps) {
-      case 0: op_add(in); break;
-      case 1: op_kick(); break;
-      case 2: op_get_used(); break;
-      case 3: op_enable_cb(); break;
-      case 4: vr->disable_cb(); break;
+      case 0:
+        op_add(in);
+        break;
+      case 1:
+        op_kick();
+        break;
+      case 2:
+        op_get_used();
+        break;
+      case 3:
+        op_enable_cb();
+        break;
+      case 4:
+        vr->disable_cb();
+        break;
       case 5: {  // hostile: used idx := u16
         test::poke<std::uint16_t>(rc_b, kUsedOff + 2, in.u16());
         break;
       }
       case 6: {  // hostile: used idx += u8
-        test::poke<std::uint16_t>(rc_b, kUsedOff + 2, static_cast<std::uint16_t>(used_idx() + in.u8()));
+        test::poke<std::uint16_t>(rc_b, kUsedOff + 2,
+                                  static_cast<std::uint16_t>(used_idx() + in.u8()));
         break;
       }
       case 7: {  // hostile: used entry: u8 slot, u32 id, u32 len
@@ -320,7 +338,8 @@ struct Harness {
       case 9: {  // honest device: completes the next avail entry in order: u32 len (clamped)
         const std::uint32_t len = in.u32();
         if (dev_cursor == published) break;
-        const auto head = test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (dev_cursor & (num - 1)));
+        const auto head =
+            test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 4 + 2 * (dev_cursor & (num - 1)));
         ++dev_cursor;
         const std::uint32_t max = head < num ? heads[head].in_len : 0;
         const std::uint16_t u = used_idx();
@@ -346,8 +365,10 @@ struct Harness {
       }
       case 11: {  // hostile: the device returns a head twice (replays the last used entry)
         const std::uint16_t u = used_idx();
-        const std::size_t prev = kUsedOff + layout::used_entry_offset(static_cast<std::uint16_t>(u - 1) & (num - 1));
-        put_used(u, test::peek<std::uint32_t>(rc_b, prev), test::peek<std::uint32_t>(rc_b, prev + 4));
+        const std::size_t prev =
+            kUsedOff + layout::used_entry_offset(static_cast<std::uint16_t>(u - 1) & (num - 1));
+        put_used(u, test::peek<std::uint32_t>(rc_b, prev),
+                 test::peek<std::uint32_t>(rc_b, prev + 4));
         test::poke<std::uint16_t>(rc_b, kUsedOff + 2, static_cast<std::uint16_t>(u + 1));
         break;
       }
@@ -370,7 +391,8 @@ struct Harness {
     ring::VringParams p;
     p.num = num;
     p.desc = ring::Segment{&ep, kDescOff, static_cast<std::uint32_t>(layout::desc_table_size(num))};
-    p.avail = ring::Segment{&ep, kAvailOff, static_cast<std::uint32_t>(layout::avail_ring_size(num))};
+    p.avail =
+        ring::Segment{&ep, kAvailOff, static_cast<std::uint32_t>(layout::avail_ring_size(num))};
     p.used = ring::Segment{&rc, kUsedOff, static_cast<std::uint32_t>(layout::used_ring_size(num))};
     p.event_idx = event_idx;
     if (pool) {
@@ -395,8 +417,8 @@ struct Harness {
     FUZZ_CHECK(ep_mem.guards_intact());
     FUZZ_CHECK(rc_mem.guards_intact());
     if (verbose()) {
-      std::fprintf(stderr, "vring: num %u adds %u returned %u in flight %u free %u broken %d\n", num, adds, last_used,
-                   in_flight, free_descs, broken);
+      std::fprintf(stderr, "vring: num %u adds %u returned %u in flight %u free %u broken %d\n",
+                   num, adds, last_used, in_flight, free_descs, broken);
     }
   }
 };

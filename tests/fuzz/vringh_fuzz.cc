@@ -1,8 +1,8 @@
 // Fuzz target: Vringh (the device side of a split virtqueue) against a hostile driver.
 //
 // Run (clang 14, libFuzzer):
-//   cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
-//   cmake --build build/fuzz --target vringh_fuzz
+//   cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++
+//   -DCMAKE_BUILD_TYPE=RelWithDebInfo cmake --build build/fuzz --target vringh_fuzz
 //   build/fuzz/tests/fuzz/vringh_fuzz tests/fuzz/corpus/vringh_fuzz
 // Replay only (any compiler; ctest fuzz.vringh_fuzz.corpus does this):
 //   build/default/tests/fuzz/vringh_fuzz_replay tests/fuzz/corpus/vringh_fuzz
@@ -10,8 +10,9 @@
 //
 // Input (all little-endian; missing bytes read as zero):
 //   u8  cfg      bits 0-3: log2(num) % 9 (num 1..256); bit 4 EVENT_IDX; bit 5 INDIRECT_DESC;
-//                bit 6: EP offsets below kFloor are not translatable (the transport's control region)
-//                bit 7: big EP window (kBigEpSize, 1 MiB): room for a chain of more than 2^32 bytes
+//                bit 6: EP offsets below kFloor are not translatable (the transport's control
+//                region) bit 7: big EP window (kBigEpSize, 1 MiB): room for a chain of more than
+//                2^32 bytes
 //   u8  nd       descriptors given (table entries 0..min(nd,num)-1; the rest stay zero)
 //   u8  na       avail ring entries given (0..min(na,num)-1)
 //   u8  ni       descriptors of the indirect area given (at EP kIndOff, 16-aligned)
@@ -61,12 +62,12 @@ using layout::VringDesc;
 constexpr std::size_t kEpSize = 0x8000;
 constexpr std::size_t kBigEpSize = 0x100000;
 constexpr std::size_t kRcSize = 0x4000;
-constexpr std::size_t kFloor = 0x1000;    // optional untranslatable prefix of the EP window
-constexpr std::size_t kDescOff = 0x1000;  // EP: up to 256 x 16 B
-constexpr std::size_t kAvailOff = 0x2000; // EP: up to 6 + 512 B
-constexpr std::size_t kIndOff = 0x2400;   // EP: up to 255 x 16 B
-constexpr std::size_t kUsedOff = 0x1000;  // RC: up to 6 + 2048 B
-constexpr std::size_t kMaxChains = 64;    // popped chains kept for chain_read/write and complete
+constexpr std::size_t kFloor = 0x1000;     // optional untranslatable prefix of the EP window
+constexpr std::size_t kDescOff = 0x1000;   // EP: up to 256 x 16 B
+constexpr std::size_t kAvailOff = 0x2000;  // EP: up to 6 + 512 B
+constexpr std::size_t kIndOff = 0x2400;    // EP: up to 255 x 16 B
+constexpr std::size_t kUsedOff = 0x1000;   // RC: up to 6 + 2048 B
+constexpr std::size_t kMaxChains = 64;     // popped chains kept for chain_read/write and complete
 
 // ---- reference walk (VIRTIO 1.2 §2.7.5, the rules listed in vringh.hpp), straight from memory
 
@@ -85,7 +86,10 @@ struct RefResult {
 
 struct Harness {
   Harness(GuardedMemory& ep_m, GuardedMemory& rc_m)
-      : ep_size(ep_m.size()), ep_mem(ep_m), rc_mem(rc_m), ep(layout::WindowId::kEp, ep_mem.bytes(), &ctr) {
+      : ep_size(ep_m.size()),
+        ep_mem(ep_m),
+        rc_mem(rc_m),
+        ep(layout::WindowId::kEp, ep_mem.bytes(), &ctr) {
     ep_mem.reset();
     rc_mem.reset();
   }
@@ -114,12 +118,14 @@ struct Harness {
   std::vector<ring::Chain> chains;
 
   std::span<std::byte> mem(std::uint8_t win) {
-    return win == static_cast<std::uint8_t>(layout::WindowId::kEp) ? ep_mem.bytes() : rc_mem.bytes();
+    return win == static_cast<std::uint8_t>(layout::WindowId::kEp) ? ep_mem.bytes()
+                                                                   : rc_mem.bytes();
   }
 
   /// translate() as LAYOUT.md §4 states it: window 1 = EP, 2 = RC, the range inside the window,
   /// not below the floor of the EP window.
-  bool ref_translate(std::uint64_t addr, std::uint64_t len, std::uint8_t& win, std::uint64_t& off) const {
+  bool ref_translate(std::uint64_t addr, std::uint64_t len, std::uint8_t& win,
+                     std::uint64_t& off) const {
     win = static_cast<std::uint8_t>(addr >> 56);
     off = addr & ((std::uint64_t{1} << 56) - 1);
     std::uint64_t size = 0;
@@ -226,8 +232,9 @@ struct Harness {
     FUZZ_CHECK(c.head == ref.head);
     std::size_t r = 0, w = 0;
     for (const RefSeg& s : ref.segs) {
-      const ring::Segment& got = s.writable ? (w < c.writable().size() ? c.writable()[w] : ring::Segment{})
-                                            : (r < c.readable().size() ? c.readable()[r] : ring::Segment{});
+      const ring::Segment& got =
+          s.writable ? (w < c.writable().size() ? c.writable()[w] : ring::Segment{})
+                     : (r < c.readable().size() ? c.readable()[r] : ring::Segment{});
       (s.writable ? w : r)++;
       FUZZ_CHECK(got.window != nullptr);
       FUZZ_CHECK(static_cast<std::uint8_t>(got.window->id()) == s.win);
@@ -284,7 +291,8 @@ struct Harness {
     ++completes;
     auto rc_b = rc_mem.bytes();
     FUZZ_CHECK(test::peek<std::uint16_t>(rc_b, kUsedOff + 2) == completes);
-    const std::size_t e = kUsedOff + layout::used_entry_offset(static_cast<std::uint16_t>(completes - 1) & (num - 1));
+    const std::size_t e =
+        kUsedOff + layout::used_entry_offset(static_cast<std::uint16_t>(completes - 1) & (num - 1));
     FUZZ_CHECK(test::peek<std::uint32_t>(rc_b, e) == head);
     FUZZ_CHECK(test::peek<std::uint32_t>(rc_b, e + 4) == len);
   }
@@ -296,7 +304,8 @@ struct Harness {
       return;
     }
     if (event_idx) {
-      FUZZ_CHECK(test::peek<std::uint16_t>(rc_mem.bytes(), kUsedOff + layout::avail_event_offset(num)) == pops);
+      FUZZ_CHECK(test::peek<std::uint16_t>(rc_mem.bytes(),
+                                           kUsedOff + layout::avail_event_offset(num)) == pops);
     }
     FUZZ_CHECK(r == (test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 2) == pops));
   }
@@ -305,10 +314,12 @@ struct Harness {
     auto ep_b = ep_mem.bytes();
     bool want;
     if (event_idx) {
-      const auto used_event = test::peek<std::uint16_t>(ep_b, kAvailOff + layout::used_event_offset(num));
+      const auto used_event =
+          test::peek<std::uint16_t>(ep_b, kAvailOff + layout::used_event_offset(num));
       want = layout::need_event(used_event, completes, signalled);
     } else {
-      want = completes != signalled && !(test::peek<std::uint16_t>(ep_b, kAvailOff) & VRING_AVAIL_F_NO_INTERRUPT);
+      want = completes != signalled &&
+             !(test::peek<std::uint16_t>(ep_b, kAvailOff) & VRING_AVAIL_F_NO_INTERRUPT);
     }
     FUZZ_CHECK(vh->need_notify() == want);
     signalled = completes;
@@ -319,7 +330,8 @@ struct Harness {
     if (broken) {
       FUZZ_CHECK(p == 0);
     } else {
-      FUZZ_CHECK(p == static_cast<std::uint16_t>(test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 2) - pops));
+      FUZZ_CHECK(p == static_cast<std::uint16_t>(
+                          test::peek<std::uint16_t>(ep_mem.bytes(), kAvailOff + 2) - pops));
     }
   }
 
@@ -338,7 +350,9 @@ struct Harness {
 
   void run_op(ByteReader& in) {
     switch (in.u8() % kOps) {
-      case 0: op_pop(); break;
+      case 0:
+        op_pop();
+        break;
       case 1: {  // complete a chain we popped: u8 which, u32 len
         const std::uint8_t which = in.u8();
         const std::uint32_t len = in.u32();
@@ -351,10 +365,18 @@ struct Harness {
         op_complete(head, in.u32());
         break;
       }
-      case 3: op_notify_enable(); break;
-      case 4: vh->notify_disable(); break;
-      case 5: op_need_notify(); break;
-      case 6: op_pending(); break;
+      case 3:
+        op_notify_enable();
+        break;
+      case 4:
+        vh->notify_disable();
+        break;
+      case 5:
+        op_need_notify();
+        break;
+      case 6:
+        op_pending();
+        break;
       case 7: {  // the driver moves the avail idx: u8 delta
         auto ep_b = ep_mem.bytes();
         const auto idx = test::peek<std::uint16_t>(ep_b, kAvailOff + 2);
@@ -388,7 +410,8 @@ struct Harness {
         auto ep_b = ep_mem.bytes();
         for (std::size_t k = 0; k < count && off + 16 * (k + 1) <= ep_size; ++k) {
           put_bytes(ep_b, off + 16 * k, d);
-          if (chain) test::poke<std::uint16_t>(ep_b, off + 16 * k + 14, static_cast<std::uint16_t>(k + 1));
+          if (chain)
+            test::poke<std::uint16_t>(ep_b, off + 16 * k + 14, static_cast<std::uint16_t>(k + 1));
         }
         break;
       }
@@ -410,7 +433,8 @@ struct Harness {
 
     auto ep_b = ep_mem.bytes();
     put_bytes(ep_b, kDescOff, in.bytes(16 * (nd < num ? nd : num)));
-    for (std::size_t k = 0; k < na && k < num; ++k) test::poke<std::uint16_t>(ep_b, kAvailOff + 4 + 2 * k, in.u16());
+    for (std::size_t k = 0; k < na && k < num; ++k)
+      test::poke<std::uint16_t>(ep_b, kAvailOff + 4 + 2 * k, in.u16());
     put_bytes(ep_b, kIndOff, in.bytes(16 * ni));
     test::poke<std::uint16_t>(ep_b, kAvailOff, avail_flags);
     test::poke<std::uint16_t>(ep_b, kAvailOff + 2, avail_idx);
@@ -419,7 +443,8 @@ struct Harness {
     ring::VringhParams p;
     p.num = num;
     p.desc = ring::Segment{&ep, kDescOff, static_cast<std::uint32_t>(layout::desc_table_size(num))};
-    p.avail = ring::Segment{&ep, kAvailOff, static_cast<std::uint32_t>(layout::avail_ring_size(num))};
+    p.avail =
+        ring::Segment{&ep, kAvailOff, static_cast<std::uint32_t>(layout::avail_ring_size(num))};
     p.used = ring::Segment{&rc, kUsedOff, static_cast<std::uint32_t>(layout::used_ring_size(num))};
     p.space = &space;
     p.event_idx = event_idx;
@@ -434,8 +459,8 @@ struct Harness {
     FUZZ_CHECK(ep_mem.guards_intact());
     FUZZ_CHECK(rc_mem.guards_intact());
     if (verbose()) {
-      std::fprintf(stderr, "vringh: num %u pops %u completes %u broken %d (%s)\n", num, pops, completes, broken,
-                   vh->why());
+      std::fprintf(stderr, "vringh: num %u pops %u completes %u broken %d (%s)\n", num, pops,
+                   completes, broken, vh->why());
     }
   }
 };
@@ -447,7 +472,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   vepf::fuzz::ByteReader in(data, size);
   const std::uint8_t cfg = in.u8();
   // Allocated once: see GuardedMemory.
-  static vepf::fuzz::GuardedMemory ep(vepf::fuzz::kEpSize), big_ep(vepf::fuzz::kBigEpSize), rc(vepf::fuzz::kRcSize);
+  static vepf::fuzz::GuardedMemory ep(vepf::fuzz::kEpSize), big_ep(vepf::fuzz::kBigEpSize),
+      rc(vepf::fuzz::kRcSize);
   vepf::fuzz::Harness h((cfg & 0x80) ? big_ep : ep, rc);
   h.run(in, cfg);
   return 0;

@@ -16,14 +16,16 @@ namespace {
 using namespace vepf::it;
 
 std::uint64_t frames(std::uint64_t fallback) {
-  return std::getenv("VEPF_FRAMES") ? std::strtoull(std::getenv("VEPF_FRAMES"), nullptr, 10) : fallback;
+  return std::getenv("VEPF_FRAMES") ? std::strtoull(std::getenv("VEPF_FRAMES"), nullptr, 10)
+                                    : fallback;
 }
 
 /// n frames each way through one net device; `loopback_keys` are added to [loopback],
 /// `net_keys` to [device.net], `backend_keys` to both sides' backend tables; `hdr`: what the
 /// messages carry in front of each frame.
-void pump_frames(std::uint64_t n, const std::string& loopback_keys, const std::string& net_keys = "",
-                 const std::string& backend_keys = "", Hdr hdr = Hdr::kNone) {
+void pump_frames(std::uint64_t n, const std::string& loopback_keys,
+                 const std::string& net_keys = "", const std::string& backend_keys = "",
+                 Hdr hdr = Hdr::kNone) {
   const fs::path dir = fs::temp_directory_path() / ("vepf-it-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const fs::path board = dir / "board.toml";
@@ -41,15 +43,17 @@ void pump_frames(std::uint64_t n, const std::string& loopback_keys, const std::s
   Stream to_ep{host_fd, ep_fd, 1, 0, 0, 0, 0, {}};    // host backend -> transmitq -> EP backend
   to_host.hdr = to_ep.hdr = hdr;
   const double secs = pump_both(to_host, to_ep, n);
-  std::printf("frames: EP->host %llu/%llu, host->EP %llu/%llu in %.2f s (%.0f frames/s)\n",
-              static_cast<unsigned long long>(to_host.next_expect), static_cast<unsigned long long>(n),
-              static_cast<unsigned long long>(to_ep.next_expect), static_cast<unsigned long long>(n), secs,
-              (to_host.next_expect + to_ep.next_expect) / secs);
+  std::printf(
+      "frames: EP->host %llu/%llu, host->EP %llu/%llu in %.2f s (%.0f frames/s)\n",
+      static_cast<unsigned long long>(to_host.next_expect), static_cast<unsigned long long>(n),
+      static_cast<unsigned long long>(to_ep.next_expect), static_cast<unsigned long long>(n), secs,
+      (to_host.next_expect + to_ep.next_expect) / secs);
   ::close(ep_fd);
   ::close(host_fd);
   const int host_rc = stop(host);
   const int ep_rc = stop(ep);
-  const std::string logs = "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
+  const std::string logs =
+      "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
   EXPECT_EQ(to_host.next_expect, n) << logs;
   EXPECT_EQ(to_ep.next_expect, n) << logs;
   EXPECT_EQ(to_host.corrupt + to_ep.corrupt, 0u);
@@ -63,7 +67,9 @@ void pump_frames(std::uint64_t n, const std::string& loopback_keys, const std::s
   fs::remove_all(dir);
 }
 
-TEST(LoopbackIntegration, MillionFramesBothWaysArriveIntactAndInOrder) { pump_frames(frames(500000), ""); }
+TEST(LoopbackIntegration, MillionFramesBothWaysArriveIntactAndInOrder) {
+  pump_frames(frames(500000), "");
+}
 
 // The backends carry the virtio_net_hdr (seqpacket vnet_hdr = true, as a TAP): with the
 // offloads negotiated every third frame asks for a partial checksum, which must cross the link
@@ -78,7 +84,8 @@ TEST(LoopbackIntegration, MillionFramesWithOffloadsMaskedOffArriveIntact) {
   pump_frames(frames(500000), "", "offloads = false\n", "vnet_hdr = true\n", Hdr::kPlain);
 }
 
-// Device memory: aligned copies of every width (hw::copy_to_io), no memcpy; still posted writes only.
+// Device memory: aligned copies of every width (hw::copy_to_io), no memcpy; still posted writes
+// only.
 TEST(LoopbackIntegration, FramesOverDeviceMemoryWindowsArriveIntact) {
   pump_frames(frames(100000), "memory = \"device\"\n");
 }

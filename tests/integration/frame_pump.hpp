@@ -26,7 +26,7 @@ namespace vepf::it {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::size_t kHdr = 24;      // eth header (14) + pad (2) + seq (8)
+constexpr std::size_t kHdr = 24;  // eth header (14) + pad (2) + seq (8)
 constexpr std::size_t kMinFrame = 60, kMaxFrame = 1514;
 
 inline std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n) {
@@ -86,7 +86,8 @@ inline int stop(pid_t pid) {
   ::kill(pid, SIGTERM);
   int st = 0;
   for (int i = 0; i < 100; ++i) {
-    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (::waitpid(pid, &st, WNOHANG) == pid)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ::kill(pid, SIGKILL);
@@ -106,9 +107,9 @@ constexpr std::size_t kVnetHdr = 12;  // sizeof(virtio_net_hdr_v1)
 inline std::vector<std::uint8_t> make_vnet_hdr(std::uint64_t seq, Hdr mode) {
   std::vector<std::uint8_t> h(kVnetHdr, 0);
   if (mode == Hdr::kCsum && seq % 3 == 0) {
-    h[0] = 1;       // VIRTIO_NET_HDR_F_NEEDS_CSUM
-    h[6] = kHdr;    // csum_start: after our header, inside every frame (>= 60 bytes)
-    h[8] = 16;      // csum_offset: csum_start + 16 + 2 <= 60
+    h[0] = 1;     // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    h[6] = kHdr;  // csum_start: after our header, inside every frame (>= 60 bytes)
+    h[8] = 16;    // csum_offset: csum_start + 16 + 2 <= 60
   }
   return h;
 }
@@ -129,7 +130,8 @@ inline void pump_send(Stream& s, std::uint64_t n) {
       const auto f = make_frame(s.next_send, s.dir);
       s.pending.insert(s.pending.end(), f.begin(), f.end());
     }
-    if (::send(s.tx_fd, s.pending.data(), s.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return;
+    if (::send(s.tx_fd, s.pending.data(), s.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+      return;
     s.pending.clear();
     ++s.next_send;
   }
@@ -150,7 +152,9 @@ inline void pump_recv(Stream& s) {
     std::memcpy(&seq, buf + 16, 8);
     if (seq != s.next_expect) ++s.out_of_order;
     const auto want = make_frame(seq, s.dir);
-    if (static_cast<std::size_t>(n) - skip != want.size() || std::memcmp(buf, want.data(), want.size()) != 0) ++s.corrupt;
+    if (static_cast<std::size_t>(n) - skip != want.size() ||
+        std::memcmp(buf, want.data(), want.size()) != 0)
+      ++s.corrupt;
     // The header arrives as sent, but for num_buffers (bytes 10-11), which the device sets.
     if (skip != 0 && std::memcmp(msg, make_vnet_hdr(seq, s.hdr).data(), 10) != 0) ++s.corrupt;
     s.next_expect = seq + 1;
@@ -207,7 +211,8 @@ inline Ran run(const std::vector<std::string>& argv) {
   ::close(p[1]);
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
   ::close(p[0]);
   int st = 0;
   ::waitpid(pid, &st, 0);
@@ -218,19 +223,21 @@ inline Ran run(const std::vector<std::string>& argv) {
 /// <dir>/host<i>.sock. `loopback_keys`: more lines of [loopback] (e.g. memory = "device").
 /// `net_keys` go into each [device.net], `backend_keys` into each [device.ep] and [device.host].
 /// `ctl add` may create files under <dir> ([control] allowed_dirs).
-inline void write_board(const fs::path& file, const fs::path& dir, int devices, const std::string& loopback_keys = "",
-                        const std::string& net_keys = "", const std::string& backend_keys = "") {
+inline void write_board(const fs::path& file, const fs::path& dir, int devices,
+                        const std::string& loopback_keys = "", const std::string& net_keys = "",
+                        const std::string& backend_keys = "") {
   std::ofstream f(file);
   f << "[board]\nname = \"it\"\nplatform = \"loopback\"\n"
-    << "[loopback]\nsocket = \"" << (dir / "link.sock").string() << "\"\n" << loopback_keys
-    << "[control]\nallowed_dirs = [\"" << dir.string() << "\"]\n";
+    << "[loopback]\nsocket = \"" << (dir / "link.sock").string() << "\"\n"
+    << loopback_keys << "[control]\nallowed_dirs = [\"" << dir.string() << "\"]\n";
   for (int i = 0; i < devices; ++i) {
     f << "[[device]]\ntype = \"net\"\nqueue_size = 256\n"
-      << "[device.net]\nmac = \"02:76:65:70:66:1" << i << "\"\nmtu = 1500\n" << net_keys
-      << "[device.ep]\nbackend = \"seqpacket\"\npath = \"" << (dir / ("ep" + std::to_string(i) + ".sock")).string() << "\"\n"
-      << backend_keys
-      << "[device.host]\nbackend = \"seqpacket\"\npath = \"" << (dir / ("host" + std::to_string(i) + ".sock")).string()
-      << "\"\n" << backend_keys;
+      << "[device.net]\nmac = \"02:76:65:70:66:1" << i << "\"\nmtu = 1500\n"
+      << net_keys << "[device.ep]\nbackend = \"seqpacket\"\npath = \""
+      << (dir / ("ep" + std::to_string(i) + ".sock")).string() << "\"\n"
+      << backend_keys << "[device.host]\nbackend = \"seqpacket\"\npath = \""
+      << (dir / ("host" + std::to_string(i) + ".sock")).string() << "\"\n"
+      << backend_keys;
   }
 }
 

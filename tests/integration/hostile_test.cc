@@ -52,7 +52,8 @@ bool map_window(pid_t pid, const std::string& name, Mapped& out) {
       ::close(fd);
       return false;
     }
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE,
+                     MAP_SHARED, fd, 0);
     ::close(fd);
     if (p == MAP_FAILED) return false;
     out.base = static_cast<std::uint8_t*>(p);
@@ -65,12 +66,18 @@ bool map_window(pid_t pid, const std::string& name, Mapped& out) {
 /// A value a hostile peer would try: anything, or the edges parsers get wrong.
 std::uint64_t hostile_value(std::mt19937_64& rng) {
   switch (rng() % 6) {
-    case 0: return 0;
-    case 1: return ~std::uint64_t{0};
-    case 2: return rng() % 4096;                       // small counts, indices, lengths
-    case 3: return std::uint64_t{1} << (rng() % 64);   // one bit: flags, sizes
-    case 4: return 0x8000000000000000ull | rng() % 65536;
-    default: return rng();
+    case 0:
+      return 0;
+    case 1:
+      return ~std::uint64_t{0};
+    case 2:
+      return rng() % 4096;  // small counts, indices, lengths
+    case 3:
+      return std::uint64_t{1} << (rng() % 64);  // one bit: flags, sizes
+    case 4:
+      return 0x8000000000000000ull | rng() % 65536;
+    default:
+      return rng();
   }
 }
 
@@ -81,10 +88,20 @@ void scribble(const Mapped& w, std::mt19937_64& rng) {
   const std::uint64_t v = hostile_value(rng);
   auto* p = w.base + off;
   switch (width) {
-    case 1: __atomic_store_n(p, static_cast<std::uint8_t>(v), __ATOMIC_RELAXED); break;
-    case 2: __atomic_store_n(reinterpret_cast<std::uint16_t*>(p), static_cast<std::uint16_t>(v), __ATOMIC_RELAXED); break;
-    case 4: __atomic_store_n(reinterpret_cast<std::uint32_t*>(p), static_cast<std::uint32_t>(v), __ATOMIC_RELAXED); break;
-    default: __atomic_store_n(reinterpret_cast<std::uint64_t*>(p), v, __ATOMIC_RELAXED); break;
+    case 1:
+      __atomic_store_n(p, static_cast<std::uint8_t>(v), __ATOMIC_RELAXED);
+      break;
+    case 2:
+      __atomic_store_n(reinterpret_cast<std::uint16_t*>(p), static_cast<std::uint16_t>(v),
+                       __ATOMIC_RELAXED);
+      break;
+    case 4:
+      __atomic_store_n(reinterpret_cast<std::uint32_t*>(p), static_cast<std::uint32_t>(v),
+                       __ATOMIC_RELAXED);
+      break;
+    default:
+      __atomic_store_n(reinterpret_cast<std::uint64_t*>(p), v, __ATOMIC_RELAXED);
+      break;
   }
 }
 
@@ -153,7 +170,9 @@ TEST(LoopbackHostile, RandomWritesIntoBothWindowsUnderTrafficThenAResetBringsThe
   write_board(board, dir, 1);
   const pid_t ep = spawn({VEPF_EP_BIN, "--board", board.string()}, dir / "ep.log");
   pid_t host = spawn({VEPF_HOST_BIN, "--board", board.string()}, dir / "host.log");
-  auto logs = [&] { return "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log"); };
+  auto logs = [&] {
+    return "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
+  };
   int ep0 = connect_retry((dir / "ep0.sock").string(), std::chrono::seconds(10));
   int host0 = connect_retry((dir / "host0.sock").string(), std::chrono::seconds(10));
   ASSERT_GE(ep0, 0) << logs();
@@ -188,16 +207,19 @@ TEST(LoopbackHostile, RandomWritesIntoBothWindowsUnderTrafficThenAResetBringsThe
   const std::uint64_t writes = writes_wanted();
   std::mt19937_64 rng(0x14);
   // VEPF_HOSTILE_WINDOW=ep or rc: one window only (to tell which side's parsing a failure is in).
-  const std::string only = std::getenv("VEPF_HOSTILE_WINDOW") ? std::getenv("VEPF_HOSTILE_WINDOW") : "";
+  const std::string only =
+      std::getenv("VEPF_HOSTILE_WINDOW") ? std::getenv("VEPF_HOSTILE_WINDOW") : "";
   for (std::uint64_t i = 0; i < writes; ++i) {
     const bool ep_side = only == "ep" || (only != "rc" && rng() % 2 == 0);
     scribble(ep_side ? ep_window : rc_window, rng);
-    if (i % 20 == 19) std::this_thread::sleep_for(std::chrono::microseconds(500));  // let traffic run
+    if (i % 20 == 19)
+      std::this_thread::sleep_for(std::chrono::microseconds(500));  // let traffic run
   }
   done = true;
   traffic.join();
   std::printf("%llu random writes into both windows; %llu frames arrived meanwhile\n",
-              static_cast<unsigned long long>(writes), static_cast<unsigned long long>(moved.load()));
+              static_cast<unsigned long long>(writes),
+              static_cast<unsigned long long>(moved.load()));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_TRUE(running(ep)) << "vepf-ep did not survive the hostile writes\n" << logs();
   EXPECT_TRUE(running(host)) << "vepf-host did not survive the hostile writes\n" << logs();
@@ -212,7 +234,8 @@ TEST(LoopbackHostile, RandomWritesIntoBothWindowsUnderTrafficThenAResetBringsThe
   // The attach resets every device, and the EP's backend lets go of its client then: connect
   // once the new host has brought the device up.
   const auto t0 = Clock::now();
-  while (slurp(dir / "host2.log").find("virtio-net up") == std::string::npos && Clock::now() - t0 < std::chrono::seconds(15)) {
+  while (slurp(dir / "host2.log").find("virtio-net up") == std::string::npos &&
+         Clock::now() - t0 < std::chrono::seconds(15)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ep0 = connect_retry((dir / "ep0.sock").string(), std::chrono::seconds(10));
@@ -222,10 +245,11 @@ TEST(LoopbackHostile, RandomWritesIntoBothWindowsUnderTrafficThenAResetBringsThe
   Checked a{ep0, host0, 4}, b{host0, ep0, 5};
   const std::uint64_t n = 5000;
   checked_pump(a, b, n);
-  std::printf("after the reset: EP->host %llu/%llu, host->EP %llu/%llu (stale frames skipped: %llu)\n",
-              static_cast<unsigned long long>(a.received), static_cast<unsigned long long>(n),
-              static_cast<unsigned long long>(b.received), static_cast<unsigned long long>(n),
-              static_cast<unsigned long long>(a.stale + b.stale));
+  std::printf(
+      "after the reset: EP->host %llu/%llu, host->EP %llu/%llu (stale frames skipped: %llu)\n",
+      static_cast<unsigned long long>(a.received), static_cast<unsigned long long>(n),
+      static_cast<unsigned long long>(b.received), static_cast<unsigned long long>(n),
+      static_cast<unsigned long long>(a.stale + b.stale));
   const std::string all = logs() + "--- host2.log\n" + slurp(dir / "host2.log");
   // What the programs noticed (their logs): the writes reached them, or the test tested nothing.
   auto count = [&all](const std::string& what) {
@@ -234,9 +258,12 @@ TEST(LoopbackHostile, RandomWritesIntoBothWindowsUnderTrafficThenAResetBringsThe
     return k;
   };
   const std::size_t resets = count("DEVICE_NEEDS_RESET"), republished = count("re-published");
-  std::printf("noticed: DEVICE_NEEDS_RESET reported to the host %zu times, EP control region re-published %zu times\n",
-              resets, republished);
-  EXPECT_GT(resets + republished, 0u) << "neither program noticed " << writes << " hostile writes\n" << all;
+  std::printf(
+      "noticed: DEVICE_NEEDS_RESET reported to the host %zu times, EP control region re-published "
+      "%zu times\n",
+      resets, republished);
+  EXPECT_GT(resets + republished, 0u) << "neither program noticed " << writes << " hostile writes\n"
+                                      << all;
   EXPECT_EQ(a.received, n) << all;
   EXPECT_EQ(b.received, n) << all;
   EXPECT_EQ(a.bad + b.bad, 0u) << all;

@@ -29,7 +29,6 @@ namespace {
 
 using namespace vepf::it;
 
-
 /// One raw request on vepf-ep's control socket (SOCK_SEQPACKET, one JSON message each way), as
 /// any local program may send it; returns the reply, or "" when the socket could not be used.
 std::string control(const fs::path& path, const std::string& request) {
@@ -80,7 +79,8 @@ std::string first_reply_as(const fs::path& path, uid_t uid, gid_t gid) {
   ::close(p[1]);
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
   ::close(p[0]);
   int st = 0;
   ::waitpid(child, &st, 0);
@@ -100,7 +100,8 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
   write_board(dir / "ep.toml", dir, 1);
   write_board(dir / "host.toml", dir, 2);
   const pid_t ep = spawn({VEPF_EP_BIN, "--board", (dir / "ep.toml").string()}, dir / "ep.log");
-  const pid_t host = spawn({VEPF_HOST_BIN, "--board", (dir / "host.toml").string(), "--once"}, dir / "host.log");
+  const pid_t host =
+      spawn({VEPF_HOST_BIN, "--board", (dir / "host.toml").string(), "--once"}, dir / "host.log");
   const int ep0 = connect_retry((dir / "ep0.sock").string(), std::chrono::seconds(10));
   const int host0 = connect_retry((dir / "host0.sock").string(), std::chrono::seconds(10));
   ASSERT_GE(ep0, 0);
@@ -114,8 +115,10 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
 
   const std::string ep_bin = VEPF_EP_BIN, board = (dir / "ep.toml").string();
   const auto t0 = Clock::now();
-  const Ran add = run({ep_bin, "ctl", "--board", board, "add", "type = \"net\"", "net = { mac = \"02:76:65:70:66:11\" }",
-                       "ep = { backend = \"seqpacket\", path = \"" + (dir / "ep1.sock").string() + "\" }"});
+  const Ran add =
+      run({ep_bin, "ctl", "--board", board, "add", "type = \"net\"",
+           "net = { mac = \"02:76:65:70:66:11\" }",
+           "ep = { backend = \"seqpacket\", path = \"" + (dir / "ep1.sock").string() + "\" }"});
   EXPECT_EQ(add.rc, 0) << add.out;
   EXPECT_NE(add.out.find("\"slot\": 1"), std::string::npos) << add.out;
   const int host1 = connect_retry((dir / "host1.sock").string(), std::chrono::seconds(5));
@@ -146,7 +149,8 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
   EXPECT_TRUE(gone) << "the host kept the removed device\n" << slurp(dir / "host.log");
   const Ran again = run({ep_bin, "ctl", "--board", board, "remove", "1"});
   EXPECT_EQ(again.rc, 2) << "removing an empty slot is the caller's error";
-  const Ran bad = run({ep_bin, "ctl", "--board", board, "add", "type = \"net\"", "net = { mac = \"01:00:00:00:00:01\" }"});
+  const Ran bad = run({ep_bin, "ctl", "--board", board, "add", "type = \"net\"",
+                       "net = { mac = \"01:00:00:00:00:01\" }"});
   EXPECT_EQ(bad.rc, 2);
   // Files and programs only under [control] allowed_dirs (here: the test's directory). Outside
   // it, through a symbolic link out of it, or a program: refused, nothing created.
@@ -158,43 +162,54 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
     const Ran out = run({ep_bin, "ctl", "--board", board, "add", "type = \"block\"",
                          "block = { path = \"" + img + "\", size = 1048576 }"});
     EXPECT_EQ(out.rc, 2) << out.out;
-    const std::string why = control(dir / "link.sock.ctl", R"({"op": "add", "device": "type = \"block\"\nblock = { path = \")" +
-                                                              img + R"(\", size = 1048576 }"})");
+    const std::string why = control(
+        dir / "link.sock.ctl", R"({"op": "add", "device": "type = \"block\"\nblock = { path = \")" +
+                                   img + R"(\", size = 1048576 }"})");
     EXPECT_NE(why.find("is outside [control] allowed_dirs"), std::string::npos) << why;
     EXPECT_NE(why.find(img), std::string::npos) << why;
     EXPECT_FALSE(fs::exists(img)) << img;
   }
-  const Ran prog = run({ep_bin, "ctl", "--board", board, "add", "type = \"console\"",
-                        "console = { port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }"});
+  const Ran prog =
+      run({ep_bin, "ctl", "--board", board, "add", "type = \"console\"",
+           "console = { port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }"});
   EXPECT_EQ(prog.rc, 2) << prog.out;
-  const std::string why = control(dir / "link.sock.ctl", R"({"op": "add", "device": "type = \"console\"\nconsole = )"
-                                                          R"({ port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }"})");
+  const std::string why =
+      control(dir / "link.sock.ctl",
+              R"({"op": "add", "device": "type = \"console\"\nconsole = )"
+              R"({ port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }"})");
   EXPECT_NE(why.find(R"(program[0] = \"/bin/sh\" is outside)"), std::string::npos) << why;
   fs::remove_all(elsewhere);
   // Past the slot range: refused, and device 0 (checked below) keeps its traffic.
-  const std::string wide = control(dir / "link.sock.ctl", R"({"op": "remove", "slot": 4294967296})");
+  const std::string wide =
+      control(dir / "link.sock.ctl", R"({"op": "remove", "slot": 4294967296})");
   EXPECT_NE(wide.find("\"ok\":false"), std::string::npos) << wide;
   EXPECT_NE(wide.find("no device in slot 4294967296"), std::string::npos) << wide;
   // Another local user, with the socket file opened to everyone: refused on its credentials
   // (SO_PEERCRED), not just on the file's mode; root still gets in.
   ASSERT_EQ(::chmod((dir / "link.sock.ctl").c_str(), 0666), 0);
   const std::string nobody = first_reply_as(dir / "link.sock.ctl", 65534, 65534);
-  EXPECT_NE(nobody.find("permission denied for uid 65534"), std::string::npos) << "reply: '" << nobody << "'";
-  EXPECT_NE(control(dir / "link.sock.ctl", R"({"op": "list"})").find("\"ok\":true"), std::string::npos);
+  EXPECT_NE(nobody.find("permission denied for uid 65534"), std::string::npos)
+      << "reply: '" << nobody << "'";
+  EXPECT_NE(control(dir / "link.sock.ctl", R"({"op": "list"})").find("\"ok\":true"),
+            std::string::npos);
   // vepf-ep out of descriptors: the control socket refuses the connection with a reason instead
   // of spinning on accept(), and serves again once descriptors are free.
   {
     std::size_t open_fds = 0;
-    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/" + std::to_string(ep) + "/fd")) ++open_fds;
+    for ([[maybe_unused]] const auto& e :
+         fs::directory_iterator("/proc/" + std::to_string(ep) + "/fd"))
+      ++open_fds;
     rlimit old{};
     ASSERT_EQ(::prlimit(ep, RLIMIT_NOFILE, nullptr, &old), 0);
     const rlimit low{open_fds + 1, old.rlim_max};  // the soft limit only: raised again below
     ASSERT_EQ(::prlimit(ep, RLIMIT_NOFILE, &low, nullptr), 0);
     std::vector<int> held;
-    for (int i = 0; i < 4; ++i) held.push_back(connect_retry((dir / "link.sock.ctl").string(), std::chrono::seconds(0)));
+    for (int i = 0; i < 4; ++i)
+      held.push_back(connect_retry((dir / "link.sock.ctl").string(), std::chrono::seconds(0)));
     bool paused = false;
     for (int i = 0; i < 100 && !paused; ++i) {
-      paused = slurp(dir / "ep.log").find("control socket: out of file descriptors") != std::string::npos;
+      paused = slurp(dir / "ep.log").find("control socket: out of file descriptors") !=
+               std::string::npos;
       if (!paused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     EXPECT_TRUE(paused) << slurp(dir / "ep.log");
@@ -205,9 +220,11 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
     std::string after;
     for (int i = 0; i < 50 && after.find("\"ok\":true") == std::string::npos; ++i) {
       after = control(dir / "link.sock.ctl", R"({"op": "list"})");
-      if (after.find("\"ok\":true") == std::string::npos) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (after.find("\"ok\":true") == std::string::npos)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    EXPECT_NE(after.find("\"ok\":true"), std::string::npos) << "the control socket did not come back: " << after;
+    EXPECT_NE(after.find("\"ok\":true"), std::string::npos)
+        << "the control socket did not come back: " << after;
   }
 
   traffic.join();
@@ -215,10 +232,12 @@ TEST(LoopbackHotplug, AddAndRemoveWhileAnotherDeviceCarriesTraffic) {
   ::close(host1);
   ::close(ep0);
   ::close(host0);
-  const std::string logs = "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
+  const std::string logs =
+      "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
   EXPECT_EQ(a.next_expect, n) << logs;
   EXPECT_EQ(b.next_expect, n) << logs;
-  EXPECT_EQ(a.corrupt + b.corrupt + a.out_of_order + b.out_of_order, 0u) << "device 0 was disturbed";
+  EXPECT_EQ(a.corrupt + b.corrupt + a.out_of_order + b.out_of_order, 0u)
+      << "device 0 was disturbed";
   EXPECT_EQ(stop(host), 0) << logs;
   EXPECT_EQ(stop(ep), 0) << logs;
   fs::remove_all(dir);

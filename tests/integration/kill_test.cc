@@ -91,12 +91,12 @@ struct Nbd {
 /// What a block may hold: its last acknowledged write, or (after a kill) also the one in flight.
 struct Model {
   std::mutex m;
-  std::map<std::size_t, std::uint64_t> acked;      // block -> write number
+  std::map<std::size_t, std::uint64_t> acked;  // block -> write number
   std::optional<std::pair<std::size_t, std::uint64_t>> in_flight;
 };
 
-void writer(const std::string& sock, Model& model, std::atomic<bool>& stop, std::uint64_t& next, std::uint64_t& acks,
-            std::uint32_t seed) {
+void writer(const std::string& sock, Model& model, std::atomic<bool>& stop, std::uint64_t& next,
+            std::uint64_t& acks, std::uint32_t seed) {
   Nbd c;
   if (!c.connect(sock)) return;
   std::mt19937 rng(seed);
@@ -108,7 +108,8 @@ void writer(const std::string& sock, Model& model, std::atomic<bool>& stop, std:
       std::lock_guard<std::mutex> l(model.m);
       model.in_flight = {b, n};
     }
-    if (nbd_pwrite(c.h, v.data(), v.size(), b * kBlock, 0) == -1) return;  // the link went: in flight stays
+    if (nbd_pwrite(c.h, v.data(), v.size(), b * kBlock, 0) == -1)
+      return;  // the link went: in flight stays
     std::lock_guard<std::mutex> l(model.m);
     model.acked[b] = n;
     model.in_flight.reset();
@@ -121,7 +122,8 @@ void writer(const std::string& sock, Model& model, std::atomic<bool>& stop, std:
 /// that outlives vepf-ep restarts would.
 class EchoService {
  public:
-  explicit EchoService(fs::path announce) : announce_(std::move(announce)), thread_([this] { run(); }) {}
+  explicit EchoService(fs::path announce)
+      : announce_(std::move(announce)), thread_([this] { run(); }) {}
   ~EchoService() {
     stop_ = true;
     thread_.join();
@@ -200,7 +202,8 @@ struct RpmsgClient {
         continue;
       }
       bool intact = got[1] == echoed;
-      for (int i = 2; i < 8; ++i) intact = intact && got[i] == tag * 31 + got[1] * 7 + static_cast<std::uint64_t>(i);
+      for (int i = 2; i < 8; ++i)
+        intact = intact && got[i] == tag * 31 + got[1] * 7 + static_cast<std::uint64_t>(i);
       if (!intact) ++gaps;
       echoed = got[1] + 1;
     }
@@ -219,12 +222,16 @@ class LoopbackKill : public ::testing::Test {
       << "[control]\nallowed_dirs = [\"" << dir.string() << "\"]\n"
       << "[[device]]\ntype = \"net\"\nqueue_size = 256\n[device.net]\nmac = \"02:76:65:70:66:31\"\n"
       << "[device.ep]\nbackend = \"seqpacket\"\npath = \"" << (dir / "ep0.sock").string() << "\"\n"
-      << "[device.host]\nbackend = \"seqpacket\"\npath = \"" << (dir / "host0.sock").string() << "\"\n"
-      << "[[device]]\ntype = \"block\"\nqueue_size = 64\n[device.block]\npath = \"" << (dir / "disk.img").string()
-      << "\"\nsize = " << kDisk << "\nnbd_socket = \"" << (dir / "blk.sock").string() << "\"\n"
-      << "[[device]]\ntype = \"rpmsg\"\n[device.rpmsg]\nruntime_dir = \"" << (dir / "rt").string() << "\"\n"
+      << "[device.host]\nbackend = \"seqpacket\"\npath = \"" << (dir / "host0.sock").string()
+      << "\"\n"
+      << "[[device]]\ntype = \"block\"\nqueue_size = 64\n[device.block]\npath = \""
+      << (dir / "disk.img").string() << "\"\nsize = " << kDisk << "\nnbd_socket = \""
+      << (dir / "blk.sock").string() << "\"\n"
+      << "[[device]]\ntype = \"rpmsg\"\n[device.rpmsg]\nruntime_dir = \"" << (dir / "rt").string()
+      << "\"\n"
       << "[[device]]\ntype = \"console\"\nqueue_size = 64\n[device.console]\nhost_dir = \""
-      << (dir / "console").string() << "\"\n[[device.console.port]]\nname = \"data\"\nbackend = \"socket\"\n"
+      << (dir / "console").string()
+      << "\"\n[[device.console.port]]\nname = \"data\"\nbackend = \"socket\"\n"
       << "socket = \"" << (dir / "console-data.sock").string() << "\"\n";
   }
   void TearDown() override {
@@ -234,8 +241,12 @@ class LoopbackKill : public ::testing::Test {
     if (!HasFailure()) fs::remove_all(dir);
   }
 
-  pid_t start_ep() { return spawn({VEPF_EP_BIN, "--board", (dir / "board.toml").string()}, dir / "ep.log"); }
-  pid_t start_host() { return spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log"); }
+  pid_t start_ep() {
+    return spawn({VEPF_EP_BIN, "--board", (dir / "board.toml").string()}, dir / "ep.log");
+  }
+  pid_t start_host() {
+    return spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
+  }
 
   /// Seconds until a frame arrived each way through both backends, or -1. A backend the restart
   /// replaces (the survivor re-creates its devices too) closes our connection: connect again.
@@ -250,7 +261,9 @@ class LoopbackKill : public ::testing::Test {
     while (!(got[0] && got[1]) && Clock::now() - t0 < 20s) {
       for (int i = 0; i < 2; ++i) {
         if (fd[i] < 0) fd[i] = connect_retry(path[i].string(), 0s);
-        if (fd[i] >= 0 && ::send(fd[i], f[i].data(), f[i].size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN) {
+        if (fd[i] >= 0 &&
+            ::send(fd[i], f[i].data(), f[i].size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+            errno != EAGAIN) {
           ::close(fd[i]);
           fd[i] = -1;
         }
@@ -279,7 +292,8 @@ class LoopbackKill : public ::testing::Test {
     std::vector<std::uint8_t> got(kBlock);
     while (Clock::now() - t0 < 20s) {
       Nbd c;
-      if (c.connect((dir / "blk.sock").string()) && nbd_pwrite(c.h, v.data(), kBlock, (kBlocks - 1) * kBlock, 0) == 0 &&
+      if (c.connect((dir / "blk.sock").string()) &&
+          nbd_pwrite(c.h, v.data(), kBlock, (kBlocks - 1) * kBlock, 0) == 0 &&
           nbd_pread(c.h, got.data(), kBlock, (kBlocks - 1) * kBlock, 0) == 0 && got == v) {
         return std::chrono::duration<double>(Clock::now() - t0).count();
       }
@@ -297,7 +311,8 @@ class LoopbackKill : public ::testing::Test {
       std::this_thread::sleep_for(1ms);
     }
     if (!old.closed && old.echoed < old.sent) {
-      ADD_FAILURE() << (old.sent - old.echoed) << " rpmsg messages neither came back nor was their socket closed";
+      ADD_FAILURE() << (old.sent - old.echoed)
+                    << " rpmsg messages neither came back nor was their socket closed";
     }
     old.close();
     while (Clock::now() - t0 < 20s) {
@@ -339,7 +354,8 @@ class LoopbackKill : public ::testing::Test {
         }
       }
       if (pty < 0) {
-        pty = ::open((dir / "console" / "data").c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        pty =
+            ::open((dir / "console" / "data").c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
         termios t{};
         if (pty >= 0 && ::tcgetattr(pty, &t) == 0) {
           ::cfmakeraw(&t);
@@ -372,7 +388,8 @@ class LoopbackKill : public ::testing::Test {
 
   /// Seconds until a marker written into each end of the console port arrived at the other, or -1.
   double console_back(Clock::time_point t0, int cycle) {
-    const std::string to_host = "<ep-" + std::to_string(cycle) + ">", to_ep = "<host-" + std::to_string(cycle) + ">";
+    const std::string to_host = "<ep-" + std::to_string(cycle) + ">",
+                      to_ep = "<host-" + std::to_string(cycle) + ">";
     std::string at_host, at_ep;
     ConsoleEnds c;
     while (Clock::now() - t0 < 20s) {
@@ -400,9 +417,12 @@ class LoopbackKill : public ::testing::Test {
       ASSERT_EQ(nbd_pread(c.h, got.data(), kBlock, b * kBlock, 0), 0) << nbd_get_error();
       const auto it = model.acked.find(b);
       const bool is_new = got == content(b, n);
-      const bool is_old = it != model.acked.end() ? got == content(b, it->second)
-                                                  : std::all_of(got.begin(), got.end(), [](std::uint8_t x) { return x == 0; });
-      EXPECT_TRUE(is_new || is_old) << "block " << b << ": neither the write in flight nor the one before";
+      const bool is_old =
+          it != model.acked.end()
+              ? got == content(b, it->second)
+              : std::all_of(got.begin(), got.end(), [](std::uint8_t x) { return x == 0; });
+      EXPECT_TRUE(is_new || is_old)
+          << "block " << b << ": neither the write in flight nor the one before";
       if (is_new) model.acked[b] = n;
       model.in_flight.reset();
     }
@@ -430,7 +450,8 @@ TEST_F(LoopbackKill, TrafficComesBackAndNoAcknowledgedWriteIsLost) {
   ASSERT_GE(blk_back(Clock::now()), 0) << slurp(dir / "host.log");
   {
     RpmsgClient none;
-    ASSERT_GE(rpmsg_back(Clock::now(), none), 0) << slurp(dir / "ep.log") << slurp(dir / "host.log");
+    ASSERT_GE(rpmsg_back(Clock::now(), none), 0)
+        << slurp(dir / "ep.log") << slurp(dir / "host.log");
   }
   ASSERT_GE(console_back(Clock::now(), -1), 0) << slurp(dir / "ep.log") << slurp(dir / "host.log");
   std::uint64_t rpmsg_sent = 0, rpmsg_echoed = 0, rpmsg_gaps = 0, rpmsg_told = 0;
@@ -444,10 +465,11 @@ TEST_F(LoopbackKill, TrafficComesBackAndNoAcknowledgedWriteIsLost) {
     const bool kill_ep = i % 2 == 0;
     // Traffic: block writes in a thread, frames both ways here, for 150..400 ms.
     std::atomic<bool> stop_w{false};
-    std::thread w(writer, (dir / "blk.sock").string(), std::ref(model), std::ref(stop_w), std::ref(next),
-                  std::ref(acks), rng());
+    std::thread w(writer, (dir / "blk.sock").string(), std::ref(model), std::ref(stop_w),
+                  std::ref(next), std::ref(acks), rng());
     {
-      const int e = connect_retry((dir / "ep0.sock").string(), 5s), h = connect_retry((dir / "host0.sock").string(), 5s);
+      const int e = connect_retry((dir / "ep0.sock").string(), 5s),
+                h = connect_retry((dir / "host0.sock").string(), 5s);
       ASSERT_TRUE(e >= 0 && h >= 0);
       Stream a{e, h, 0, 0, 0, 0, 0, {}}, b{h, e, 1, 0, 0, 0, 0, {}};
       RpmsgClient r;
@@ -485,13 +507,17 @@ TEST_F(LoopbackKill, TrafficComesBackAndNoAcknowledgedWriteIsLost) {
       const double tb = blk_back(t0);
       const double tr = rpmsg_back(t0, r);
       const double tc = console_back(t0, i);
-      ASSERT_GE(tn, 0) << "frames did not come back after killing " << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
+      ASSERT_GE(tn, 0) << "frames did not come back after killing "
+                       << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
                        << slurp(dir / "host.log");
-      ASSERT_GE(tb, 0) << "block I/O did not come back after killing " << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
+      ASSERT_GE(tb, 0) << "block I/O did not come back after killing "
+                       << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
                        << slurp(dir / "host.log");
-      ASSERT_GE(tr, 0) << "rpmsg did not come back after killing " << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
+      ASSERT_GE(tr, 0) << "rpmsg did not come back after killing "
+                       << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
                        << slurp(dir / "ep.log") << slurp(dir / "host.log");
-      ASSERT_GE(tc, 0) << "the console did not come back after killing " << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
+      ASSERT_GE(tc, 0) << "the console did not come back after killing "
+                       << (kill_ep ? "vepf-ep" : "vepf-host") << "\n"
                        << slurp(dir / "ep.log") << slurp(dir / "host.log");
       rpmsg_s[kill_ep].push_back(tr);
       console_s[kill_ep].push_back(tc);
@@ -513,24 +539,32 @@ TEST_F(LoopbackKill, TrafficComesBackAndNoAcknowledgedWriteIsLost) {
     auto& b = blk_s[side];
     std::sort(n.begin(), n.end());
     std::sort(b.begin(), b.end());
-    std::printf("kill -9 %s x%zu: frames back after median %.3f s (max %.3f s), block I/O after median %.3f s (max %.3f s)\n",
-                side ? "vepf-ep" : "vepf-host", n.size(), n[n.size() / 2], n.back(), b[b.size() / 2], b.back());
+    std::printf(
+        "kill -9 %s x%zu: frames back after median %.3f s (max %.3f s), block I/O after median "
+        "%.3f s (max %.3f s)\n",
+        side ? "vepf-ep" : "vepf-host", n.size(), n[n.size() / 2], n.back(), b[b.size() / 2],
+        b.back());
   }
   for (int side = 1; side >= 0; --side) {
     auto& r = rpmsg_s[side];
     auto& c = console_s[side];
     std::sort(r.begin(), r.end());
     std::sort(c.begin(), c.end());
-    std::printf("kill -9 %s x%zu: rpmsg echo back after median %.3f s (max %.3f s), console both ways after median %.3f s (max %.3f s)\n",
-                side ? "vepf-ep" : "vepf-host", r.size(), r[r.size() / 2], r.back(), c[c.size() / 2], c.back());
+    std::printf(
+        "kill -9 %s x%zu: rpmsg echo back after median %.3f s (max %.3f s), console both ways "
+        "after median %.3f s (max %.3f s)\n",
+        side ? "vepf-ep" : "vepf-host", r.size(), r[r.size() / 2], r.back(), c[c.size() / 2],
+        c.back());
   }
-  std::printf("block writes acknowledged: %llu over %zu blocks, lost: %d\n", static_cast<unsigned long long>(acks),
-              model.acked.size(), lost);
-  std::printf("rpmsg messages: %llu sent, %llu echoed in order, %llu out when their connection closed (told), "
-              "%llu missing on a live connection; the echo service registered %d times\n",
-              static_cast<unsigned long long>(rpmsg_sent), static_cast<unsigned long long>(rpmsg_echoed),
-              static_cast<unsigned long long>(rpmsg_told), static_cast<unsigned long long>(rpmsg_gaps),
-              echo.registrations.load());
+  std::printf("block writes acknowledged: %llu over %zu blocks, lost: %d\n",
+              static_cast<unsigned long long>(acks), model.acked.size(), lost);
+  std::printf(
+      "rpmsg messages: %llu sent, %llu echoed in order, %llu out when their connection closed "
+      "(told), "
+      "%llu missing on a live connection; the echo service registered %d times\n",
+      static_cast<unsigned long long>(rpmsg_sent), static_cast<unsigned long long>(rpmsg_echoed),
+      static_cast<unsigned long long>(rpmsg_told), static_cast<unsigned long long>(rpmsg_gaps),
+      echo.registrations.load());
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ namespace platform = vepf::platform;
 constexpr std::size_t kWindow = std::size_t{4} << 20;  // the board default of both windows
 
 fs::path make_dir(const char* name) {
-  const fs::path dir = fs::temp_directory_path() / (std::string(name) + "-" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / (std::string(name) + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -76,22 +77,27 @@ TEST(LoopbackOwnership, AHostAttachesAfterAnotherOverwroteTheControlRegionAndHun
   // The hostile host: connects, writes random values over every word the EP writes in its
   // control region (the header, device 0's line and config space), and stays connected
   // without ever attaching.
-  auto hostile = platform::LoopbackHost::connect((dir / "link.sock").string(), kWindow, std::chrono::seconds(5));
+  auto hostile = platform::LoopbackHost::connect((dir / "link.sock").string(), kWindow,
+                                                 std::chrono::seconds(5));
   ASSERT_TRUE(hostile) << hostile.error().what;
   vepf::ring::Window& epw = (*hostile)->ep_window();
   std::mt19937 rng(14);
   auto scribble = [&](std::size_t off, std::size_t len) {
-    for (std::size_t i = 0; i < len; i += 4) epw.store<std::uint32_t>(off + i, static_cast<std::uint32_t>(rng()));
+    for (std::size_t i = 0; i < len; i += 4)
+      epw.store<std::uint32_t>(off + i, static_cast<std::uint32_t>(rng()));
   };
   scribble(layout::header_off(0), sizeof(layout::EpfHeader));
   scribble(layout::device_line_off(0, 0), sizeof(layout::DeviceLine));
-  scribble(layout::device_slot_off(0) + offsetof(layout::DeviceSlot, config), layout::kConfigSpaceSize);
+  scribble(layout::device_slot_off(0) + offsetof(layout::DeviceSlot, config),
+           layout::kConfigSpaceSize);
 
   // A real host now. The EP takes it once the hostile one has sat unattached long enough, and
   // it reads what the EP owns, not what the hostile host wrote.
-  const pid_t host = spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
+  const pid_t host =
+      spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
   const int host0 = connect_retry((dir / "host0.sock").string(), std::chrono::seconds(15));
-  const std::string logs0 = "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
+  const std::string logs0 =
+      "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
   ASSERT_GE(host0, 0) << "no host could attach after the overwrite\n" << logs0;
   const std::uint64_t n = 3000;
   Stream a{ep0, host0, 0, 0, 0, 0, 0, {}}, b{host0, ep0, 1, 0, 0, 0, 0, {}};
@@ -99,7 +105,8 @@ TEST(LoopbackOwnership, AHostAttachesAfterAnotherOverwroteTheControlRegionAndHun
   hostile->reset();
   ::close(host0);
   ::close(ep0);
-  const std::string logs = "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
+  const std::string logs =
+      "--- ep.log\n" + slurp(dir / "ep.log") + "--- host.log\n" + slurp(dir / "host.log");
   EXPECT_EQ(a.next_expect, n) << logs;
   EXPECT_EQ(b.next_expect, n) << logs;
   EXPECT_EQ(a.corrupt + b.corrupt + a.out_of_order + b.out_of_order, 0u) << logs;
@@ -152,8 +159,10 @@ TEST(LoopbackOwnership, TheHostStopsOnSigtermWhileTheEpNeverAcknowledges) {
   std::ofstream(dir / "board.toml", std::ios::app) << "[link]\nack_timeout_ms = 60000\n";
   SilentEp silent(dir / "link.sock");
   ASSERT_TRUE(silent.ok());
-  const pid_t host = spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
-  for (int i = 0; i < 500 && silent.accepted == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const pid_t host =
+      spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
+  for (int i = 0; i < 500 && silent.accepted == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_GT(silent.accepted, 0) << slurp(dir / "host.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // well inside the attach's ack wait
   ::kill(host, SIGTERM);
@@ -173,10 +182,14 @@ TEST(LoopbackOwnership, TheHostStopsOnSigtermWhileRetryingAnEpWithABadHeader) {
   ASSERT_TRUE(silent.ok());
   // A header of another layout version: the host cannot attach and tries again, and again.
   silent.window().store<std::uint16_t>(layout::header_off(offsetof(layout::EpfHeader, version)), 9);
-  const pid_t host = spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
-  ASSERT_TRUE(log_has(dir / "host.log", "bringing up the link failed", std::chrono::seconds(10))) << slurp(dir / "host.log");
-  for (int i = 0; i < 300 && silent.accepted < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_GE(silent.accepted, 3) << "the host did not let go of the EP between attempts\n" << slurp(dir / "host.log");
+  const pid_t host =
+      spawn({VEPF_HOST_BIN, "--board", (dir / "board.toml").string()}, dir / "host.log");
+  ASSERT_TRUE(log_has(dir / "host.log", "bringing up the link failed", std::chrono::seconds(10)))
+      << slurp(dir / "host.log");
+  for (int i = 0; i < 300 && silent.accepted < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GE(silent.accepted, 3) << "the host did not let go of the EP between attempts\n"
+                                << slurp(dir / "host.log");
   ::kill(host, SIGTERM);
   double took = 0;
   const int rc = wait_exit(host, std::chrono::seconds(10), &took);

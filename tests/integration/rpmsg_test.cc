@@ -57,7 +57,9 @@ class LoopbackRpmsg : public ::testing::Test {
     }
     const std::string board = (dir_ / "board.toml").string();
     ep_ = spawn({VEPF_EP_BIN, "--board", board}, dir_ / "ep.log");
-    ASSERT_TRUE(wait_for([&] { return fs::exists(rt_ / "ep" / "announce.sock"); }, std::chrono::seconds(10))) << logs();
+    ASSERT_TRUE(wait_for([&] { return fs::exists(rt_ / "ep" / "announce.sock"); },
+                         std::chrono::seconds(10)))
+        << logs();
     host_ = spawn({VEPF_HOST_BIN, "--board", board, "--once"}, dir_ / "host.log");
   }
   void TearDown() override {
@@ -69,7 +71,8 @@ class LoopbackRpmsg : public ::testing::Test {
 
   /// Starts `vepf-rpmsg echo` on `announce` with channel `name`.
   void start_echo(const fs::path& announce, const std::string& name) {
-    echo_ = spawn({VEPF_RPMSG_BIN, "echo", "--announce", announce.string(), "--name", name}, dir_ / "echo.log");
+    echo_ = spawn({VEPF_RPMSG_BIN, "echo", "--announce", announce.string(), "--name", name},
+                  dir_ / "echo.log");
   }
   /// Stops a program started here; its exit status.
   static int stop_once(pid_t& p) {
@@ -78,7 +81,8 @@ class LoopbackRpmsg : public ::testing::Test {
     return rc;
   }
   static Ran bench(const fs::path& sock, std::uint64_t count, const std::string& size) {
-    return run({VEPF_RPMSG_BIN, "bench", "--socket", sock.string(), "--count", std::to_string(count), "--size", size});
+    return run({VEPF_RPMSG_BIN, "bench", "--socket", sock.string(), "--count",
+                std::to_string(count), "--size", size});
   }
   /// Asserts a bench report: exit 0, `n` messages, no mismatch, no loss.
   static void expect_clean(const Ran& r, std::uint64_t n, const std::string& logs) {
@@ -105,8 +109,8 @@ class LoopbackRpmsg : public ::testing::Test {
     EXPECT_EQ(stop_once(ep_), 0) << logs();
   }
   std::string logs() const {
-    return "--- ep.log\n" + slurp(dir_ / "ep.log") + "--- host.log\n" + slurp(dir_ / "host.log") + "--- echo.log\n" +
-           slurp(dir_ / "echo.log");
+    return "--- ep.log\n" + slurp(dir_ / "ep.log") + "--- host.log\n" + slurp(dir_ / "host.log") +
+           "--- echo.log\n" + slurp(dir_ / "echo.log");
   }
 
   fs::path dir_, rt_;
@@ -117,14 +121,16 @@ TEST_F(LoopbackRpmsg, EchoThroughNameServiceChannel) {
   start_echo(rt_ / "ep" / "announce.sock", "echo");
   const fs::path sock = rt_ / "host" / "echo.sock";
   ASSERT_TRUE(wait_for([&] { return fs::exists(sock); }, std::chrono::seconds(10)))
-      << "name-service CREATE not seen on the host\n" << logs();
+      << "name-service CREATE not seen on the host\n"
+      << logs();
 
   // Random sizes: a short probe sizes the long run so that it stays under about 60 s.
   const Ran probe = bench(sock, 2000, "random");
   ASSERT_EQ(probe.rc, 0) << probe.out << logs();
   const double probe_rate = field(probe.out, "msgs_per_s");
   std::uint64_t n = 100000;
-  if (probe_rate > 0 && probe_rate * 55 < static_cast<double>(n)) n = static_cast<std::uint64_t>(probe_rate * 55);
+  if (probe_rate > 0 && probe_rate * 55 < static_cast<double>(n))
+    n = static_cast<std::uint64_t>(probe_rate * 55);
   const Ran random = bench(sock, n, "random");
   std::printf("random 1..496 B: %s", random.out.c_str());
   expect_clean(random, n, logs());
@@ -139,18 +145,21 @@ TEST_F(LoopbackRpmsg, EchoThroughNameServiceChannel) {
   // Stopping the echo service closes its channel: DESTROY reaches the host.
   EXPECT_EQ(stop_once(echo_), 0);
   EXPECT_TRUE(wait_for([&] { return !fs::exists(sock); }, std::chrono::seconds(5)))
-      << "name-service DESTROY not seen on the host\n" << logs();
+      << "name-service DESTROY not seen on the host\n"
+      << logs();
   stop_all();
 }
 
 TEST_F(LoopbackRpmsg, EchoAnnouncedByTheHost) {
   const fs::path announce = rt_ / "host" / "announce.sock";
   ASSERT_TRUE(wait_for([&] { return fs::exists(announce); }, std::chrono::seconds(10)))
-      << "vepf-host has no announce socket\n" << logs();
+      << "vepf-host has no announce socket\n"
+      << logs();
   start_echo(announce, "hecho");
   const fs::path sock = rt_ / "ep" / "hecho.sock";
   ASSERT_TRUE(wait_for([&] { return fs::exists(sock); }, std::chrono::seconds(10)))
-      << "name-service CREATE from the host not seen on the EP\n" << logs();
+      << "name-service CREATE from the host not seen on the EP\n"
+      << logs();
 
   const std::uint64_t n = 3000;
   const Ran r = bench(sock, n, "random");
@@ -160,7 +169,8 @@ TEST_F(LoopbackRpmsg, EchoAnnouncedByTheHost) {
 
   EXPECT_EQ(stop_once(echo_), 0);
   EXPECT_TRUE(wait_for([&] { return !fs::exists(sock); }, std::chrono::seconds(5)))
-      << "name-service DESTROY from the host not seen on the EP\n" << logs();
+      << "name-service DESTROY from the host not seen on the EP\n"
+      << logs();
   EXPECT_TRUE(fs::exists(announce)) << "the announce socket outlives its channels";
   stop_all();
   EXPECT_FALSE(fs::exists(announce)) << "vepf-host removes its announce socket when it exits";

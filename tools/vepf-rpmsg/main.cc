@@ -59,11 +59,13 @@ int run_echo(const std::string& announce, const std::string& name) {
   ::sigaction(SIGTERM, &sa, nullptr);
   const int s = connect_to(announce);
   if (s < 0) {
-    std::fprintf(stderr, "vepf-rpmsg echo: cannot connect to %s: %s\n", announce.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "vepf-rpmsg echo: cannot connect to %s: %s\n", announce.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   if (::send(s, name.data(), name.size(), MSG_NOSIGNAL) < 0) {
-    std::fprintf(stderr, "vepf-rpmsg echo: cannot register '%s': %s\n", name.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "vepf-rpmsg echo: cannot register '%s': %s\n", name.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   std::fprintf(stderr, "vepf-rpmsg echo: channel '%s' registered\n", name.c_str());
@@ -76,16 +78,19 @@ int run_echo(const std::string& announce, const std::string& name) {
     if (::send(s, buf.data(), static_cast<std::size_t>(r), MSG_NOSIGNAL) < 0) break;
     ++n;
   }
-  std::fprintf(stderr, "vepf-rpmsg echo: channel closed after %llu messages\n", static_cast<unsigned long long>(n));
+  std::fprintf(stderr, "vepf-rpmsg echo: channel closed after %llu messages\n",
+               static_cast<unsigned long long>(n));
   return 0;
 }
 
-std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n, std::uint64_t h = 1469598103934665603ull) {
+std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n,
+                    std::uint64_t h = 1469598103934665603ull) {
   for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }
 
-int run_bench(const std::string& path, std::uint64_t count, const std::string& size_arg, unsigned timeout_ms) {
+int run_bench(const std::string& path, std::uint64_t count, const std::string& size_arg,
+              unsigned timeout_ms) {
   std::size_t fixed = 0;
   if (size_arg != "random") {
     try {
@@ -100,7 +105,8 @@ int run_bench(const std::string& path, std::uint64_t count, const std::string& s
   }
   const int s = connect_to(path);
   if (s < 0) {
-    std::fprintf(stderr, "vepf-rpmsg bench: cannot connect to %s: %s\n", path.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "vepf-rpmsg bench: cannot connect to %s: %s\n", path.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   std::mt19937_64 rng(0x76657066);
@@ -130,7 +136,8 @@ int run_bench(const std::string& path, std::uint64_t count, const std::string& s
     const ssize_t r = ::recv(s, in.data(), in.size(), 0);
     const auto b = std::chrono::steady_clock::now();
     if (r <= 0) {
-      std::fprintf(stderr, "vepf-rpmsg bench: channel closed at message %llu\n", static_cast<unsigned long long>(i));
+      std::fprintf(stderr, "vepf-rpmsg bench: channel closed at message %llu\n",
+                   static_cast<unsigned long long>(i));
       lost += count - i;
       break;
     }
@@ -147,36 +154,52 @@ int run_bench(const std::string& path, std::uint64_t count, const std::string& s
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ::close(s);
   std::sort(rtt.begin(), rtt.end());
-  auto pct = [&](double q) { return rtt.empty() ? 0.0 : rtt[std::min(rtt.size() - 1, static_cast<std::size_t>(q * rtt.size()))]; };
-  if (sent_sum != recv_sum && mismatches == 0 && lost == 0) ++mismatches;  // cannot happen; belt and braces
-  std::printf("messages %zu size %s p50_us %.1f p99_us %.1f msgs_per_s %.0f mismatches %llu lost %llu checksum %s\n",
-              rtt.size(), size_arg.c_str(), pct(0.50), pct(0.99), secs > 0 ? static_cast<double>(rtt.size()) / secs : 0.0,
-              static_cast<unsigned long long>(mismatches), static_cast<unsigned long long>(lost),
-              sent_sum == recv_sum ? "ok" : "BAD");
+  auto pct = [&](double q) {
+    return rtt.empty() ? 0.0
+                       : rtt[std::min(rtt.size() - 1, static_cast<std::size_t>(q * rtt.size()))];
+  };
+  if (sent_sum != recv_sum && mismatches == 0 && lost == 0)
+    ++mismatches;  // cannot happen; belt and braces
+  std::printf(
+      "messages %zu size %s p50_us %.1f p99_us %.1f msgs_per_s %.0f mismatches %llu lost %llu "
+      "checksum %s\n",
+      rtt.size(), size_arg.c_str(), pct(0.50), pct(0.99),
+      secs > 0 ? static_cast<double>(rtt.size()) / secs : 0.0,
+      static_cast<unsigned long long>(mismatches), static_cast<unsigned long long>(lost),
+      sent_sum == recv_sum ? "ok" : "BAD");
   return mismatches == 0 && lost == 0 ? 0 : 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli{"vepf-rpmsg: echo service and round-trip benchmark for virtio-rpmsg channels (either side)",
-               "vepf-rpmsg"};
+  CLI::App cli{
+      "vepf-rpmsg: echo service and round-trip benchmark for virtio-rpmsg channels (either side)",
+      "vepf-rpmsg"};
   cli.require_subcommand(1);
   std::string announce, name = "echo", path, size = "random";
   std::uint64_t count = 10000;
   unsigned timeout_ms = 5000;
-  auto* echo = cli.add_subcommand("echo", "Register a channel with vepf-ep or vepf-host and echo every message");
+  auto* echo = cli.add_subcommand(
+      "echo", "Register a channel with vepf-ep or vepf-host and echo every message");
   echo->add_option("--announce", announce,
-                   "An announce socket: <runtime_dir>/ep/announce.sock (vepf-ep) or <runtime_dir>/host/announce.sock "
+                   "An announce socket: <runtime_dir>/ep/announce.sock (vepf-ep) or "
+                   "<runtime_dir>/host/announce.sock "
                    "(vepf-host)")
       ->required();
-  echo->add_option("--name", name, "Channel name (1..31 letters, digits, '-', '_', '.')")->capture_default_str();
-  auto* bench = cli.add_subcommand("bench", "Round trips through an echo channel the other side announced");
-  bench->add_option("--socket", path,
-                    "A channel socket: <runtime_dir>/host/<name>.sock (vepf-host) or <runtime_dir>/ep/<name>.sock "
-                    "(vepf-ep)")
+  echo->add_option("--name", name, "Channel name (1..31 letters, digits, '-', '_', '.')")
+      ->capture_default_str();
+  auto* bench =
+      cli.add_subcommand("bench", "Round trips through an echo channel the other side announced");
+  bench
+      ->add_option("--socket", path,
+                   "A channel socket: <runtime_dir>/host/<name>.sock (vepf-host) or "
+                   "<runtime_dir>/ep/<name>.sock "
+                   "(vepf-ep)")
       ->required();
-  bench->add_option("--count", count, "Messages, sent one at a time")->capture_default_str()->check(CLI::PositiveNumber);
+  bench->add_option("--count", count, "Messages, sent one at a time")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   bench->add_option("--size", size, "Payload bytes, 1..496, or \"random\"")->capture_default_str();
   bench->add_option("--timeout-ms", timeout_ms, "Longest wait for one echo")->capture_default_str();
   CLI11_PARSE(cli, argc, argv);

@@ -32,7 +32,8 @@ using namespace vepf::vfio;
 using Clock = std::chrono::steady_clock;
 
 // edu registers (BAR0), bytes.
-constexpr std::uint32_t kId = 0x00, kLive = 0x04, kIrqStatus = 0x24, kIrqRaise = 0x60, kIrqAck = 0x64;
+constexpr std::uint32_t kId = 0x00, kLive = 0x04, kIrqStatus = 0x24, kIrqRaise = 0x60,
+                        kIrqAck = 0x64;
 constexpr std::uint32_t kDmaSrc = 0x80, kDmaDst = 0x88, kDmaCount = 0x90, kDmaCmd = 0x98;
 constexpr std::uint64_t kEduBuffer = 0x40000;
 constexpr std::uint32_t kDmaStart = 1, kDmaToRam = 2, kDmaIrq = 4, kDmaIrqBit = 0x100;
@@ -41,9 +42,15 @@ constexpr std::size_t kDmaBytes = 4000;    // QEMU 7.2 aborts on a DMA ending at
 
 struct Mmio {
   volatile std::byte* base;
-  std::uint32_t r32(std::uint32_t off) const { return *reinterpret_cast<volatile std::uint32_t*>(base + off); }
-  void w32(std::uint32_t off, std::uint32_t v) const { *reinterpret_cast<volatile std::uint32_t*>(base + off) = v; }
-  void w64(std::uint32_t off, std::uint64_t v) const { *reinterpret_cast<volatile std::uint64_t*>(base + off) = v; }
+  std::uint32_t r32(std::uint32_t off) const {
+    return *reinterpret_cast<volatile std::uint32_t*>(base + off);
+  }
+  void w32(std::uint32_t off, std::uint32_t v) const {
+    *reinterpret_cast<volatile std::uint32_t*>(base + off) = v;
+  }
+  void w64(std::uint32_t off, std::uint64_t v) const {
+    *reinterpret_cast<volatile std::uint64_t*>(base + off) = v;
+  }
 };
 
 bool fail(const std::string& what) {
@@ -54,14 +61,16 @@ bool fail(const std::string& what) {
 // pci-testdev: the header at the start of BAR0 and BAR1 (little-endian): test (u8, write: select a
 // test), width_type (u8: 1, 2 or 4; anything else: no such test), offset (u32: where the test's
 // write goes), data (u32: what to write), count (u32: writes seen), name (NUL-terminated).
-constexpr std::uint32_t kTdTest = 0, kTdWidth = 1, kTdOffset = 4, kTdData = 8, kTdCount = 12, kTdName = 16;
+constexpr std::uint32_t kTdTest = 0, kTdWidth = 1, kTdOffset = 4, kTdData = 8, kTdCount = 12,
+                        kTdName = 16;
 constexpr unsigned kTdMaxTests = 64, kTdWrites = 3;
 
 /// One BAR of pci-testdev, reached either through its mmap (memory BARs) or through the VFIO
 /// region (I/O BARs). Accesses of 1, 2 or 4 bytes, little-endian values.
 class TestdevBar {
  public:
-  TestdevBar(Device& d, unsigned bar, volatile std::byte* mapped) : d_(d), bar_(bar), mapped_(mapped) {}
+  TestdevBar(Device& d, unsigned bar, volatile std::byte* mapped)
+      : d_(d), bar_(bar), mapped_(mapped) {}
   bool read(std::uint32_t off, unsigned width, std::uint32_t& v) const {
     v = 0;
     if (mapped_ != nullptr) {
@@ -78,8 +87,10 @@ class TestdevBar {
   }
   bool write(std::uint32_t off, unsigned width, std::uint32_t v) const {
     if (mapped_ != nullptr) {
-      if (width == 1) *reinterpret_cast<volatile std::uint8_t*>(mapped_ + off) = static_cast<std::uint8_t>(v);
-      if (width == 2) *reinterpret_cast<volatile std::uint16_t*>(mapped_ + off) = static_cast<std::uint16_t>(v);
+      if (width == 1)
+        *reinterpret_cast<volatile std::uint8_t*>(mapped_ + off) = static_cast<std::uint8_t>(v);
+      if (width == 2)
+        *reinterpret_cast<volatile std::uint16_t*>(mapped_ + off) = static_cast<std::uint16_t>(v);
       if (width == 4) *reinterpret_cast<volatile std::uint32_t*>(mapped_ + off) = v;
       return true;
     }
@@ -112,7 +123,8 @@ int run_testdev_bar(Device& d, unsigned bar) {
     std::uint32_t width, offset, data, before, after;
     if (!b.write(kTdTest, 1, t) || !b.read(kTdWidth, 1, width)) return -1;
     if (width != 1 && width != 2 && width != 4) break;  // past the last test of this BAR
-    if (!b.read(kTdOffset, 4, offset) || !b.read(kTdData, 4, data) || !b.read(kTdCount, 4, before)) return -1;
+    if (!b.read(kTdOffset, 4, offset) || !b.read(kTdData, 4, data) || !b.read(kTdCount, 4, before))
+      return -1;
     std::string name;
     for (std::uint32_t i = 0, c = 1; i < 48 && c != 0; ++i) {
       if (!b.read(kTdName + i, 1, c)) return -1;
@@ -127,12 +139,14 @@ int run_testdev_bar(Device& d, unsigned bar) {
     const bool eventfd = name.find("no-eventfd") == std::string::npos;
     const bool counted = after == before + kTdWrites;
     if (!counted && !(eventfd && after == before)) {
-      return fail("BAR" + std::to_string(bar) + " test " + std::to_string(t) + " (" + name + "): count " +
-                  std::to_string(before) + " -> " + std::to_string(after) + " after " + std::to_string(kTdWrites) +
-                  " writes"), -1;
+      return fail("BAR" + std::to_string(bar) + " test " + std::to_string(t) + " (" + name +
+                  "): count " + std::to_string(before) + " -> " + std::to_string(after) +
+                  " after " + std::to_string(kTdWrites) + " writes"),
+             -1;
     }
-    std::printf("vfio-check: BAR%u (%s) test %u %s: %u %u-byte writes at 0x%x %s\n", bar, how, t, name.c_str(), kTdWrites,
-                width, offset, counted ? "counted" : "taken by QEMU's eventfd");
+    std::printf("vfio-check: BAR%u (%s) test %u %s: %u %u-byte writes at 0x%x %s\n", bar, how, t,
+                name.c_str(), kTdWrites, width, offset,
+                counted ? "counted" : "taken by QEMU's eventfd");
     ++passed;
   }
   if (passed == 0) return fail("BAR" + std::to_string(bar) + " offers no pci-testdev test"), -1;
@@ -162,9 +176,11 @@ bool run_edu(Device& d) {
   if (!bar) return fail(bar.error());
   const Mmio m{bar->base};
   const std::uint32_t id = m.r32(kId);
-  if ((id & 0xff) != 0xed) return fail("BAR0 identification register reads " + std::to_string(id) + ", not edu's");
+  if ((id & 0xff) != 0xed)
+    return fail("BAR0 identification register reads " + std::to_string(id) + ", not edu's");
   m.w32(kLive, 0x12345678);
-  if (m.r32(kLive) != ~0x12345678u) return fail("liveness register did not invert the value written");
+  if (m.r32(kLive) != ~0x12345678u)
+    return fail("liveness register did not invert the value written");
   std::printf("vfio-check: edu %u.%u, MMIO read and write ok\n", id >> 24, (id >> 16) & 0xff);
   if (auto r = d.enable_bus_master(); !r) return fail(r.error());
   auto irqs = d.enable_msi(1);
@@ -174,15 +190,19 @@ bool run_edu(Device& d) {
   const auto t0 = Clock::now();
   for (int i = 0; i < kRounds; ++i) {
     m.w32(kIrqRaise, 1);
-    if (!wait_irq(efd, 2000)) return fail(std::string(d.irq_kind()) + " interrupt did not arrive (round " + std::to_string(i) + ")");
+    if (!wait_irq(efd, 2000))
+      return fail(std::string(d.irq_kind()) + " interrupt did not arrive (round " +
+                  std::to_string(i) + ")");
     m.w32(kIrqAck, m.r32(kIrqStatus));
   }
   const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / kRounds;
-  std::printf("vfio-check: %s: %d interrupt round trips, %.1f us each\n", d.irq_kind(), kRounds, us);
+  std::printf("vfio-check: %s: %d interrupt round trips, %.1f us each\n", d.irq_kind(), kRounds,
+              us);
 
   const long page = ::sysconf(_SC_PAGESIZE);
   const std::size_t len = static_cast<std::size_t>(page) * 2;
-  void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (mem == MAP_FAILED) return fail("mmap for the DMA buffer");
   auto* buf = static_cast<std::byte*>(mem);
   if (auto r = d.map_dma({buf, len}, kIova); !r) return fail(r.error());
@@ -199,10 +219,12 @@ bool run_edu(Device& d) {
     return ok;
   };
   if (!dma(kIova, kEduBuffer, 0)) return fail("DMA RAM -> edu: no completion interrupt");
-  if (!dma(kEduBuffer, kIova + static_cast<std::uint64_t>(page), kDmaToRam)) return fail("DMA edu -> RAM: no completion interrupt");
-  if (std::memcmp(buf, buf + page, kDmaBytes) != 0) return fail("DMA round trip through the IOMMU changed the bytes");
-  std::printf("vfio-check: DMA %zu bytes to the device and back through IOVA 0x%llx: identical\n", kDmaBytes,
-              static_cast<unsigned long long>(kIova));
+  if (!dma(kEduBuffer, kIova + static_cast<std::uint64_t>(page), kDmaToRam))
+    return fail("DMA edu -> RAM: no completion interrupt");
+  if (std::memcmp(buf, buf + page, kDmaBytes) != 0)
+    return fail("DMA round trip through the IOMMU changed the bytes");
+  std::printf("vfio-check: DMA %zu bytes to the device and back through IOVA 0x%llx: identical\n",
+              kDmaBytes, static_cast<unsigned long long>(kIova));
   d.unmap_dma(kIova, len);
   ::munmap(mem, len);
   return true;
@@ -211,17 +233,21 @@ bool run_edu(Device& d) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli{"vepf-vfio-check: find a PCI function, check that VFIO can take it, list its BARs; with --edu, "
-               "exercise MMIO, MSI and DMA against QEMU's edu device; with --testdev, memory and I/O BAR "
-               "accesses against QEMU's pci-testdev",
-               "vepf-vfio-check"};
+  CLI::App cli{
+      "vepf-vfio-check: find a PCI function, check that VFIO can take it, list its BARs; with "
+      "--edu, "
+      "exercise MMIO, MSI and DMA against QEMU's edu device; with --testdev, memory and I/O BAR "
+      "accesses against QEMU's pci-testdev",
+      "vepf-vfio-check"};
   std::string ids, bdf;
   bool edu = false, testdev = false;
   auto* o1 = cli.add_option("--device", ids, "Vendor:device IDs in hex, e.g. 1234:11e8");
   auto* o2 = cli.add_option("--bdf", bdf, "PCI address, e.g. 0000:00:05.0");
   o1->excludes(o2);
-  auto* o3 = cli.add_flag("--edu", edu, "The function is QEMU's edu device: run its MMIO, MSI and DMA checks");
-  cli.add_flag("--testdev", testdev, "The function is QEMU's pci-testdev: run the tests of its memory and I/O BARs")
+  auto* o3 = cli.add_flag("--edu", edu,
+                          "The function is QEMU's edu device: run its MMIO, MSI and DMA checks");
+  cli.add_flag("--testdev", testdev,
+               "The function is QEMU's pci-testdev: run the tests of its memory and I/O BARs")
       ->excludes(o3);
   try {
     cli.parse(argc, argv);
@@ -233,13 +259,18 @@ int main(int argc, char** argv) {
   if (!bdf.empty()) {
     match.address = PciAddress::parse(bdf);
     if (!match.address) {
-      std::fprintf(stderr, "vepf-vfio-check: --bdf %s is not a PCI address: write DDDD:BB:DD.F, e.g. 0000:00:05.0\n", bdf.c_str());
+      std::fprintf(
+          stderr,
+          "vepf-vfio-check: --bdf %s is not a PCI address: write DDDD:BB:DD.F, e.g. 0000:00:05.0\n",
+          bdf.c_str());
       return 2;
     }
   } else {
     auto m = PciMatch::parse(ids);
     if (!m || m->address) {
-      std::fprintf(stderr, "vepf-vfio-check: --device '%s' is not VVVV:DDDD in hex: write e.g. --device 1234:11e8 (or use --bdf)\n",
+      std::fprintf(stderr,
+                   "vepf-vfio-check: --device '%s' is not VVVV:DDDD in hex: write e.g. --device "
+                   "1234:11e8 (or use --bdf)\n",
                    ids.c_str());
       return 2;
     }
@@ -260,12 +291,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vepf-vfio-check: %s\n", dev.error().c_str());
     return 1;
   }
-  std::printf("vfio-check: %s in IOMMU group %d, held through VFIO\n", addr->str().c_str(), target->group);
+  std::printf("vfio-check: %s in IOMMU group %d, held through VFIO\n", addr->str().c_str(),
+              target->group);
   for (unsigned i = 0; i < 6; ++i) {
     if (const auto n = (*dev)->region_size(i)) {
       auto io = (*dev)->bar_is_io(i);
       std::printf("vfio-check: BAR%u %llu bytes%s\n", i, static_cast<unsigned long long>(n),
-                  io && *io ? " (I/O space)" : (*dev)->bar_size(i) ? "" : " (not mappable)");
+                  io && *io             ? " (I/O space)"
+                  : (*dev)->bar_size(i) ? ""
+                                        : " (not mappable)");
     }
   }
   if (edu && !run_edu(**dev)) return 1;

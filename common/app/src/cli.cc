@@ -19,17 +19,22 @@
 namespace vepf::app {
 
 void add_common_options(CLI::App& cli, CommonOptions& o) {
-  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")->required();
-  cli.add_option("--socket", o.socket, "Loopback platform: override [loopback] socket (unix socket path)");
-  cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
-  cli.add_flag("--strict-link", o.strict_link,
-               "Abort on any access to a link window that real device memory would fault on (unaligned, "
-               "too wide, memcpy on device memory); the tests run with it")
+  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")
+      ->required();
+  cli.add_option("--socket", o.socket,
+                 "Loopback platform: override [loopback] socket (unix socket path)");
+  cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  cli.add_flag(
+         "--strict-link", o.strict_link,
+         "Abort on any access to a link window that real device memory would fault on (unaligned, "
+         "too wide, memcpy on device memory); the tests run with it")
       ->envname("VEPF_STRICT_LINK");
 }
 
-tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, char** argv, const CommonOptions& o,
-                                                      std::initializer_list<std::string_view> loggers) {
+tl::expected<config::BoardConfig, int> parse_and_load(
+    CLI::App& cli, int argc, char** argv, const CommonOptions& o,
+    std::initializer_list<std::string_view> loggers) {
   const std::string prog = cli.get_name();
   try {
     cli.parse(argc, argv);
@@ -38,7 +43,8 @@ tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, c
     return tl::unexpected(rc == 0 ? kExitOk : kExitUsage);
   }
   if (!setup_logging(loggers, o.log_level)) {
-    std::fprintf(stderr, "%s: --log-level %s: unknown level; use trace, debug, info, warn, error or off\n",
+    std::fprintf(stderr,
+                 "%s: --log-level %s: unknown level; use trace, debug, info, warn, error or off\n",
                  prog.c_str(), o.log_level.c_str());
     return tl::unexpected(kExitUsage);
   }
@@ -57,30 +63,34 @@ tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, c
   return std::move(*cfg);
 }
 
-int apply_affinity(std::string_view prog, std::string_view field, const std::vector<std::uint32_t>& cpus,
-                   std::string_view logger) {
+int apply_affinity(std::string_view prog, std::string_view field,
+                   const std::vector<std::uint32_t>& cpus, std::string_view logger) {
   if (cpus.empty()) return kExitOk;
   const std::string list = fmt::format("[{}]", fmt::join(cpus, ", "));
-  const char* fix = "name CPUs of this machine (lscpu, /sys/devices/system/cpu/online), or remove the list";
+  const char* fix =
+      "name CPUs of this machine (lscpu, /sys/devices/system/cpu/online), or remove the list";
   cpu_set_t set;
   CPU_ZERO(&set);
   for (const std::uint32_t cpu : cpus) {
     const std::string dir = fmt::format("/sys/devices/system/cpu/cpu{}", cpu);
     if (cpu >= CPU_SETSIZE || ::access(dir.c_str(), F_OK) != 0) {
-      std::fprintf(stderr, "%.*s: %.*s = %s: this machine has no CPU %u: %s\n", static_cast<int>(prog.size()),
-                   prog.data(), static_cast<int>(field.size()), field.data(), list.c_str(), cpu, fix);
+      std::fprintf(stderr, "%.*s: %.*s = %s: this machine has no CPU %u: %s\n",
+                   static_cast<int>(prog.size()), prog.data(), static_cast<int>(field.size()),
+                   field.data(), list.c_str(), cpu, fix);
       return kExitUsage;
     }
     CPU_SET(cpu, &set);
   }
   if (::sched_setaffinity(0, sizeof set, &set) != 0) {
     const int err = errno;
-    std::fprintf(stderr, "%.*s: %.*s = %s: sched_setaffinity: %s%s\n", static_cast<int>(prog.size()), prog.data(),
-                 static_cast<int>(field.size()), field.data(), list.c_str(), std::strerror(err),
-                 err == EINVAL ? ": none of them is online or in this process's cpuset; name others" : "");
+    std::fprintf(
+        stderr, "%.*s: %.*s = %s: sched_setaffinity: %s%s\n", static_cast<int>(prog.size()),
+        prog.data(), static_cast<int>(field.size()), field.data(), list.c_str(), std::strerror(err),
+        err == EINVAL ? ": none of them is online or in this process's cpuset; name others" : "");
     return err == EINVAL ? kExitUsage : kExitFailure;
   }
-  if (auto log = spdlog::get(std::string(logger))) log->info("running on CPUs {} ({})", list, field);
+  if (auto log = spdlog::get(std::string(logger)))
+    log->info("running on CPUs {} ({})", list, field);
   return kExitOk;
 }
 

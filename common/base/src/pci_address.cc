@@ -17,7 +17,10 @@ bool parse_hex(std::string_view s, std::uint32_t max, std::uint32_t& out) {
   if (s.empty() || s.size() > 8) return false;
   std::uint32_t v = 0;
   for (char c : s) {
-    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+    int d = (c >= '0' && c <= '9')   ? c - '0'
+            : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+            : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                     : -1;
     if (d < 0) return false;
     v = v * 16 + static_cast<std::uint32_t>(d);
   }
@@ -55,7 +58,9 @@ std::string PciAddress::str() const {
   return b;
 }
 
-std::string PciMatch::str() const { return address ? address->str() : hex4(vendor) + ":" + hex4(device); }
+std::string PciMatch::str() const {
+  return address ? address->str() : hex4(vendor) + ":" + hex4(device);
+}
 
 std::optional<PciMatch> PciMatch::parse(std::string_view s) noexcept {
   PciMatch m;

@@ -36,21 +36,26 @@ std::string list(const std::vector<std::string>& dirs) {
 
 }  // namespace
 
-std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d, const std::vector<std::string>& allowed_dirs,
+std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d,
+                                              const std::vector<std::string>& allowed_dirs,
                                               std::string_view where) {
   const std::string at(where);
-  auto check = [&](const std::string& field, const std::string& path, bool program) -> std::optional<ConfigError> {
+  auto check = [&](const std::string& field, const std::string& path,
+                   bool program) -> std::optional<ConfigError> {
     if (program && (path.empty() || path.front() != '/')) {
-      return ConfigError{at + "." + field + " = \"" + path +
-                         "\": a program started through the control socket is named by its absolute path, "
-                         "under [control] allowed_dirs (" + list(allowed_dirs) + ")"};
+      return ConfigError{
+          at + "." + field + " = \"" + path +
+          "\": a program started through the control socket is named by its absolute path, "
+          "under [control] allowed_dirs (" +
+          list(allowed_dirs) + ")"};
     }
     const fs::path p = resolved(path.empty() || path.front() == '/' ? path : "/" + path);
     for (const auto& dir : allowed_dirs) {
       if (under(p, resolved(dir))) return std::nullopt;
     }
-    return ConfigError{at + "." + field + " = \"" + path + "\" is outside [control] allowed_dirs (" +
-                       list(allowed_dirs) + "): use a path under one of them, or add its directory to " +
+    return ConfigError{at + "." + field + " = \"" + path +
+                       "\" is outside [control] allowed_dirs (" + list(allowed_dirs) +
+                       "): use a path under one of them, or add its directory to " +
                        "allowed_dirs in vepf-ep's board config"};
   };
   std::optional<ConfigError> e;
@@ -73,7 +78,9 @@ std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d, const std::
             if ((e = check(port + ".link", p.link, false))) return e;
             break;
           case ConsoleBackend::kProgram:
-            if ((e = check(port + ".program[0]", p.program.empty() ? std::string() : p.program[0], true))) return e;
+            if ((e = check(port + ".program[0]", p.program.empty() ? std::string() : p.program[0],
+                           true)))
+              return e;
             break;
           case ConsoleBackend::kSocket:
             if ((e = check(port + ".socket", p.socket, false))) return e;

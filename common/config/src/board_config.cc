@@ -13,8 +13,8 @@
 namespace vepf::config {
 
 using detail::Expected;
-using detail::Reader;
 using detail::kMaxFileSize;
+using detail::Reader;
 
 namespace {
 
@@ -74,13 +74,15 @@ tl::expected<T, ConfigError> parse_with(std::string_view toml, std::string_view 
 
 tl::expected<BoardConfig, ConfigError> parse_board_config(std::string_view toml,
                                                           std::string_view source) {
-  return parse_with<BoardConfig>(toml, source, [&](const toml::table& root) { return Reader(source).board_config(root); });
+  return parse_with<BoardConfig>(
+      toml, source, [&](const toml::table& root) { return Reader(source).board_config(root); });
 }
 
-tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
+tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml,
+                                                            std::string_view source,
                                                             std::size_t index) {
-  return parse_with<DeviceConfig>(toml, source,
-                                  [&](const toml::table& root) { return Reader(source).device(root, index); });
+  return parse_with<DeviceConfig>(
+      toml, source, [&](const toml::table& root) { return Reader(source).device(root, index); });
 }
 
 tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::path& file) {

@@ -41,15 +41,17 @@ Expected<LinkConfig> Reader::read_link(const toml::table& root) const {
   LinkConfig link;
   VEPF_CONFIG_TRY(tbl, get_table(root, "", "link"));
   if (tbl == nullptr) return link;
-  VEPF_CONFIG_CHECK(
-      check_keys(*tbl, "link", {"ack_timeout_ms", "ep_window_size", "rc_window_size", "spin_us", "max_chain_segments"}));
+  VEPF_CONFIG_CHECK(check_keys(
+      *tbl, "link",
+      {"ack_timeout_ms", "ep_window_size", "rc_window_size", "spin_us", "max_chain_segments"}));
   VEPF_CONFIG_TRY(ack, get_integer(*tbl, "link", "ack_timeout_ms", link.ack_timeout_ms, 1, 60000));
   link.ack_timeout_ms = static_cast<std::uint32_t>(ack);
   VEPF_CONFIG_TRY(ep, read_window_size(*tbl, "ep_window_size", link.ep_window_size));
   link.ep_window_size = ep;
   VEPF_CONFIG_TRY(rc, read_window_size(*tbl, "rc_window_size", link.rc_window_size));
   link.rc_window_size = rc;
-  VEPF_CONFIG_TRY(spin, get_integer(*tbl, "link", "spin_us", link.spin_us, 0, LinkConfig::kMaxSpinUs));
+  VEPF_CONFIG_TRY(spin,
+                  get_integer(*tbl, "link", "spin_us", link.spin_us, 0, LinkConfig::kMaxSpinUs));
   link.spin_us = static_cast<std::uint32_t>(spin);
   VEPF_CONFIG_TRY(segs, get_integer(*tbl, "link", "max_chain_segments", link.max_chain_segments, 1,
                                     LinkConfig::kMaxChainSegments));
@@ -82,12 +84,16 @@ Expected<WindowMemory> Reader::read_window_memory(const toml::table& t, const st
     const bool cached = type == MemoryType::kCached || type == MemoryType::kCachedNoncoherent;
     if (from == MemorySource::kVfioBar && cached) {
       return fail(path + ".memory = " + in_quotes(*name) +
-                  ": VFIO maps a BAR uncached (vfio-pci's mmap uses pgprot_noncached): use memory = \"device\", or "
+                  ": VFIO maps a BAR uncached (vfio-pci's mmap uses pgprot_noncached): use memory "
+                  "= \"device\", or "
                   "\"wc\" for a prefetchable BAR");
     }
     if (from == MemorySource::kDevmem && type == MemoryType::kWriteCombining) {
-      return fail(path + ".memory = \"wc\": /dev/mem maps write-combining only for RAM on arm64 (O_SYNC) and never "
-                  "on x86: use memory = \"device\" (or \"cached\" for reserved RAM in the linear map)");
+      return fail(
+          path +
+          ".memory = \"wc\": /dev/mem maps write-combining only for RAM on arm64 (O_SYNC) and "
+          "never "
+          "on x86: use memory = \"device\" (or \"cached\" for reserved RAM in the linear map)");
     }
     out.type = type;
   }
@@ -96,10 +102,13 @@ Expected<WindowMemory> Reader::read_window_memory(const toml::table& t, const st
   const std::string wpath = path + ".widths";
   const auto* list = node->as_array();
   const char* example = " (bytes), e.g. widths = [4] for a BAR that takes 32-bit accesses only";
-  if (list == nullptr || list->empty()) return fail(wpath + " must be a list of access widths" + std::string(example));
+  if (list == nullptr || list->empty())
+    return fail(wpath + " must be a list of access widths" + std::string(example));
   if (!out.type || (*out.type != MemoryType::kDevice && *out.type != MemoryType::kWriteCombining)) {
-    return fail(wpath + " is for memory = \"device\" or \"wc\" (cached memory takes every width): set memory "
-                "or remove widths");
+    return fail(
+        wpath +
+        " is for memory = \"device\" or \"wc\" (cached memory takes every width): set memory "
+        "or remove widths");
   }
   std::uint8_t bits = 0;
   for (const toml::node& e : *list) {
@@ -110,14 +119,17 @@ Expected<WindowMemory> Reader::read_window_memory(const toml::table& t, const st
     bits = static_cast<std::uint8_t>(bits | *w);
   }
   if ((bits & 4) == 0) {
-    return fail(wpath + " lacks 4: the layout's 32-bit fields need 4-byte accesses; add it, e.g. widths = [4]");
+    return fail(
+        wpath +
+        " lacks 4: the layout's 32-bit fields need 4-byte accesses; add it, e.g. widths = [4]");
   }
   out.widths = bits;
   return out;
 }
 
-Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, const std::string& where,
-                                                 std::string_view key, bool phys) const {
+Expected<std::optional<Place>> Reader::read_place(const toml::table& parent,
+                                                  const std::string& where, std::string_view key,
+                                                  bool phys) const {
   const std::string path = child(where, key);
   const std::string example = phys ? " = { phys = 0xfe000000 }" : " = { bar = 2, offset = 0 }";
   const toml::node* node = parent.get(key);
@@ -126,26 +138,34 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
   // accessed as single aligned 32-bit words whatever their memory is.
   const bool window = key == "ep_window" || key == "rc_window";
   const auto* t = node->as_table();
-  if (t == nullptr) return fail(path + " must be an inline table: write " + std::string(key) + example);
+  if (t == nullptr)
+    return fail(path + " must be an inline table: write " + std::string(key) + example);
   Place p;
   p.is_phys = phys;
   if (phys) {
     if (t->contains("bar") || t->contains("offset")) {
-      return fail(path + " names a BAR, but board.platform = \"devmem\" maps physical addresses: write " +
+      return fail(path +
+                  " names a BAR, but board.platform = \"devmem\" maps physical addresses: write " +
                   std::string(key) + example);
     }
-    VEPF_CONFIG_CHECK(window ? check_keys(*t, path, {"phys", "memory", "widths"}) : check_keys(*t, path, {"phys"}));
-    if (!t->contains("phys")) return fail(path + " has no phys address: write " + std::string(key) + example);
+    VEPF_CONFIG_CHECK(window ? check_keys(*t, path, {"phys", "memory", "widths"})
+                             : check_keys(*t, path, {"phys"}));
+    if (!t->contains("phys"))
+      return fail(path + " has no phys address: write " + std::string(key) + example);
     VEPF_CONFIG_TRY(a, get_integer(*t, path, "phys", 0, 0, kMaxAddress));
     p.phys = static_cast<std::uint64_t>(a);
   } else {
     if (t->contains("phys")) {
-      return fail(path + " gives a physical address, which only board.platform = \"devmem\" maps for vepf-ep: "
-                  "name a BAR instead, e.g. " + std::string(key) + example);
+      return fail(
+          path +
+          " gives a physical address, which only board.platform = \"devmem\" maps for vepf-ep: "
+          "name a BAR instead, e.g. " +
+          std::string(key) + example);
     }
     VEPF_CONFIG_CHECK(window ? check_keys(*t, path, {"bar", "offset", "memory", "widths"})
                              : check_keys(*t, path, {"bar", "offset"}));
-    if (!t->contains("bar")) return fail(path + " names no BAR: write " + std::string(key) + example);
+    if (!t->contains("bar"))
+      return fail(path + " names no BAR: write " + std::string(key) + example);
     VEPF_CONFIG_TRY(bar, get_integer(*t, path, "bar", 0, 0, 5));
     VEPF_CONFIG_TRY(off, get_integer(*t, path, "offset", 0, 0, kMaxAddress));
     p.bar = static_cast<std::uint8_t>(bar);
@@ -157,7 +177,8 @@ Expected<std::optional<Place>> Reader::read_place(const toml::table& parent, con
                 " is not page-aligned: use a multiple of 4096");
   }
   if (window) {
-    VEPF_CONFIG_TRY(memory, read_window_memory(*t, path, phys ? MemorySource::kDevmem : MemorySource::kVfioBar));
+    VEPF_CONFIG_TRY(memory, read_window_memory(
+                                *t, path, phys ? MemorySource::kDevmem : MemorySource::kVfioBar));
     p.memory = memory;
   }
   return std::optional<Place>{p};
@@ -173,22 +194,30 @@ Expected<GpioConfig> Reader::read_gpio(const toml::table& root) const {
     const toml::node* node = tbl->get(key);
     if (node == nullptr) continue;
     const auto* t = node->as_table();
-    if (t == nullptr) return fail(path + " must be an inline table: write " + key + " = { chip = \"gpiochip0\", line = 5 }");
+    if (t == nullptr)
+      return fail(path + " must be an inline table: write " + key +
+                  " = { chip = \"gpiochip0\", line = 5 }");
     VEPF_CONFIG_CHECK(check_keys(*t, path, {"chip", "line", "active_low"}));
     GpioLine line;
     VEPF_CONFIG_TRY(chip, get_string(*t, path, "chip"));
     if (!chip || chip->empty()) {
-      return fail(path + ".chip is missing: name the GPIO chip, e.g. chip = \"gpiochip0\" (see gpiodetect)");
+      return fail(
+          path +
+          ".chip is missing: name the GPIO chip, e.g. chip = \"gpiochip0\" (see gpiodetect)");
     }
     line.chip = *chip;
-    if (!t->contains("line")) return fail(path + ".line is missing: give the line's offset on the chip, e.g. line = 5 (see gpioinfo)");
+    if (!t->contains("line"))
+      return fail(
+          path +
+          ".line is missing: give the line's offset on the chip, e.g. line = 5 (see gpioinfo)");
     VEPF_CONFIG_TRY(offset, get_integer(*t, path, "line", 0, 0, 65535));
     line.line = static_cast<std::uint32_t>(offset);
     VEPF_CONFIG_TRY(low, get_bool(*t, path, "active_low", false));
     line.active_low = low;
     (std::string_view(key) == "ready" ? out.ready : out.reset) = line;
   }
-  if (out.ready && out.reset && out.ready->chip == out.reset->chip && out.ready->line == out.reset->line) {
+  if (out.ready && out.reset && out.ready->chip == out.reset->chip &&
+      out.ready->line == out.reset->line) {
     return fail("gpio.ready and gpio.reset name the same line: give each its own");
   }
   return out;
@@ -196,51 +225,61 @@ Expected<GpioConfig> Reader::read_gpio(const toml::table& root) const {
 
 /// [host] / [ep] of a PCI platform. `platform` is the board's; vepf-ep's side uses phys places
 /// with "devmem". Checks that the places of one BAR (or of physical memory) do not overlap.
-Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_view side, Platform platform,
-                                        const LinkConfig& link) const {
+Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_view side,
+                                        Platform platform, const LinkConfig& link) const {
   const std::string s(side);
   const bool ep = side == "ep";
   const bool phys = ep && platform == Platform::kDevmem;
   const std::string example = phys ? "{ phys = 0xfe400000 }" : "{ bar = 2, offset = 0x400000 }";
   VEPF_CONFIG_TRY(tbl, get_table(root, "", side));
   if (tbl == nullptr) {
-    return fail("missing table [" + s + "] (board.platform = " + in_quotes(to_string(platform)) + "): add it with " +
-                (phys ? "" : "device = \"1af4:1110\", ") + "ep_window = " + example + (ep ? ", rc_window = ..." : ""));
+    return fail("missing table [" + s + "] (board.platform = " + in_quotes(to_string(platform)) +
+                "): add it with " + (phys ? "" : "device = \"1af4:1110\", ") +
+                "ep_window = " + example + (ep ? ", rc_window = ..." : ""));
   }
-  VEPF_CONFIG_CHECK(check_keys(*tbl, s, {"device", "ep_window", "rc_window", "rc_window_bus_addr", "doorbell",
-                                         "doorbell_regs", "peer_ids", "vector"}));
+  VEPF_CONFIG_CHECK(check_keys(*tbl, s,
+                               {"device", "ep_window", "rc_window", "rc_window_bus_addr",
+                                "doorbell", "doorbell_regs", "peer_ids", "vector"}));
   PciSide out;
   VEPF_CONFIG_TRY(device, get_string(*tbl, s, "device"));
   if (phys && device) {
     // devmem: the function whose BARs hold the ranges, to be enabled (sysfs) before mapping.
     if (!PciAddress::parse(*device)) {
       return fail(s + ".device = " + in_quotes(*device) +
-                  " is not a PCI address: with board.platform = \"devmem\" name the function whose BARs hold "
+                  " is not a PCI address: with board.platform = \"devmem\" name the function whose "
+                  "BARs hold "
                   "the ranges by BDF, e.g. \"0000:00:05.0\", or remove it");
     }
     out.device = *device;
   }
   if (!phys) {
     if (!device) {
-      return fail(s + ".device is missing: name the PCI function, as vendor:device (\"1af4:1110\") or BDF "
-                      "(\"0000:01:00.0\")");
+      return fail(
+          s +
+          ".device is missing: name the PCI function, as vendor:device (\"1af4:1110\") or BDF "
+          "(\"0000:01:00.0\")");
     }
     const std::string& d = *device;
     if (!PciMatch::parse(d)) {
       return fail(s + ".device = " + in_quotes(d) +
-                  " is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or \"0000:01:00.0\"");
+                  " is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or "
+                  "\"0000:01:00.0\"");
     }
     out.device = d;
   }
   VEPF_CONFIG_TRY(epw, read_place(*tbl, s, "ep_window", phys));
   if (!epw) {
-    return fail(s + ".ep_window is missing: name where the EP window is, e.g. ep_window = " + example);
+    return fail(s +
+                ".ep_window is missing: name where the EP window is, e.g. ep_window = " + example);
   }
   out.ep_window = *epw;
   VEPF_CONFIG_TRY(rcw, read_place(*tbl, s, "rc_window", phys));
   if (ep && !rcw) {
-    return fail(s + ".rc_window is missing: name the outbound window through which the EP reaches the RC window, "
-                    "e.g. rc_window = " + example);
+    return fail(s +
+                ".rc_window is missing: name the outbound window through which the EP reaches the "
+                "RC window, "
+                "e.g. rc_window = " +
+                example);
   }
   out.rc_window = rcw;
   VEPF_CONFIG_TRY(bus, get_integer(*tbl, s, "rc_window_bus_addr", 0, 0, kMaxAddress));
@@ -257,14 +296,20 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
   VEPF_CONFIG_TRY(regs, read_place(*tbl, s, "doorbell_regs", phys));
   VEPF_CONFIG_TRY(ids, read_place(*tbl, s, "peer_ids", phys));
   if (out.doorbell == DoorbellKind::kIvshmem) {
-    if (!regs) return fail(s + ".doorbell_regs is missing: name the ivshmem register BAR, e.g. doorbell_regs = " +
-                           std::string(phys ? "{ phys = 0xfebf1000 }" : "{ bar = 0 }"));
-    if (!ids) return fail(s + ".peer_ids is missing: name a page of the shared memory for the peer IDs, e.g. peer_ids = " +
-                          std::string(phys ? "{ phys = 0xfe000000 }" : "{ bar = 2, offset = 0 }"));
+    if (!regs)
+      return fail(
+          s + ".doorbell_regs is missing: name the ivshmem register BAR, e.g. doorbell_regs = " +
+          std::string(phys ? "{ phys = 0xfebf1000 }" : "{ bar = 0 }"));
+    if (!ids)
+      return fail(s +
+                  ".peer_ids is missing: name a page of the shared memory for the peer IDs, e.g. "
+                  "peer_ids = " +
+                  std::string(phys ? "{ phys = 0xfe000000 }" : "{ bar = 2, offset = 0 }"));
     out.doorbell_regs = *regs;
     out.peer_ids = *ids;
   } else if (regs || ids) {
-    return fail(s + ".doorbell_regs/peer_ids are for doorbell = \"ivshmem\": set that or remove them");
+    return fail(s +
+                ".doorbell_regs/peer_ids are for doorbell = \"ivshmem\": set that or remove them");
   }
   VEPF_CONFIG_TRY(vec, get_integer(*tbl, s, "vector", 0, 0, 2047));
   out.vector = static_cast<std::uint32_t>(vec);
@@ -276,7 +321,8 @@ Expected<PciSide> Reader::read_pci_side(const toml::table& root, std::string_vie
   };
   std::vector<Span> spans{{"ep_window", &out.ep_window, link.ep_window_size}};
   if (out.rc_window) spans.push_back({"rc_window", &*out.rc_window, link.rc_window_size});
-  if (out.doorbell == DoorbellKind::kIvshmem) spans.push_back({"peer_ids", &out.peer_ids, kPageSize});
+  if (out.doorbell == DoorbellKind::kIvshmem)
+    spans.push_back({"peer_ids", &out.peer_ids, kPageSize});
   for (std::size_t i = 0; i < spans.size(); ++i) {
     for (std::size_t j = i + 1; j < spans.size(); ++j) {
       const Place& a = *spans[i].p;
@@ -299,19 +345,25 @@ Expected<ControlConfig> Reader::read_control(const toml::table& root) const {
   VEPF_CONFIG_CHECK(check_keys(*tbl, "control", {"group", "max_clients", "allowed_dirs"}));
   VEPF_CONFIG_TRY(group, get_string(*tbl, "control", "group"));
   if (group) {
-    const bool ok = !group->empty() && group->size() <= 32 &&
-                    std::all_of(group->begin(), group->end(), [](char c) {
-                      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
-                    });
-    if (!ok) return fail("control.group must be a group name of /etc/group such as \"vepf\" (1..32 of a-z 0-9 _ - .)");
+    const bool ok =
+        !group->empty() && group->size() <= 32 &&
+        std::all_of(group->begin(), group->end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+        });
+    if (!ok)
+      return fail(
+          "control.group must be a group name of /etc/group such as \"vepf\" (1..32 of a-z 0-9 _ - "
+          ".)");
     control.group = std::move(*group);
   }
   VEPF_CONFIG_TRY(clients, get_integer(*tbl, "control", "max_clients", 16, 1, 1024));
   control.max_clients = static_cast<std::uint32_t>(clients);
   if (const toml::node* node = tbl->get("allowed_dirs")) {
     const toml::array* list = node->as_array();
-    const std::string fix = "write e.g. allowed_dirs = [\"/run/vepf\", \"/var/lib/vepf\"] (1..32 absolute directories)";
-    if (list == nullptr || list->empty() || list->size() > 32) return fail("control.allowed_dirs must be a list: " + fix);
+    const std::string fix =
+        "write e.g. allowed_dirs = [\"/run/vepf\", \"/var/lib/vepf\"] (1..32 absolute directories)";
+    if (list == nullptr || list->empty() || list->size() > 32)
+      return fail("control.allowed_dirs must be a list: " + fix);
     control.allowed_dirs.clear();
     for (std::size_t i = 0; i < list->size(); ++i) {
       const auto* dir = list->get(i)->as_string();
@@ -337,10 +389,12 @@ Expected<AffinityConfig> Reader::read_affinity(const toml::table& root) const {
     const toml::node* node = tbl->get(side);
     if (node == nullptr) continue;
     const std::string path = child("affinity", side);
-    const std::string fix = "write e.g. " + std::string(side) + " = [0] or " + side + " = [2, 3] (CPU numbers 0.." +
-                            std::to_string(AffinityConfig::kMaxCpu) + ", as in /sys/devices/system/cpu), or remove it";
+    const std::string fix = "write e.g. " + std::string(side) + " = [0] or " + side +
+                            " = [2, 3] (CPU numbers 0.." + std::to_string(AffinityConfig::kMaxCpu) +
+                            ", as in /sys/devices/system/cpu), or remove it";
     const toml::array* list = node->as_array();
-    if (list == nullptr || list->empty()) return fail(path + " must be a non-empty list of CPUs: " + fix);
+    if (list == nullptr || list->empty())
+      return fail(path + " must be a non-empty list of CPUs: " + fix);
     std::vector<std::uint32_t>& cpus = std::string_view(side) == "ep" ? affinity.ep : affinity.host;
     for (std::size_t i = 0; i < list->size(); ++i) {
       const std::string at = path + "[" + std::to_string(i) + "]";
@@ -360,8 +414,9 @@ Expected<AffinityConfig> Reader::read_affinity(const toml::table& root) const {
 }
 
 Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
-  VEPF_CONFIG_CHECK(
-      check_keys(root, "", {"board", "link", "loopback", "host", "ep", "gpio", "control", "affinity", "device"}));
+  VEPF_CONFIG_CHECK(check_keys(
+      root, "",
+      {"board", "link", "loopback", "host", "ep", "gpio", "control", "affinity", "device"}));
   BoardConfig config;
   VEPF_CONFIG_TRY(section, read_board_section(root));
   config.name = std::move(section.name);
@@ -371,7 +426,9 @@ Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
   if (config.platform == Platform::kLoopback) {
     for (const char* t : {"host", "ep"}) {
       if (root.contains(t)) {
-        return fail(std::string("[") + t + "] is for PCI platforms: remove it, or set board.platform = \"vfio\" or \"devmem\"");
+        return fail(
+            std::string("[") + t +
+            "] is for PCI platforms: remove it, or set board.platform = \"vfio\" or \"devmem\"");
       }
     }
     VEPF_CONFIG_TRY(loopback_config, read_loopback(root));

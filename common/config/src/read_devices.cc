@@ -59,7 +59,9 @@ Expected<Backend> Reader::read_backend(const toml::table& device, const std::str
                   "backend = \"seqpacket\"");
     }
     if (tbl->contains("vnet_hdr")) {
-      return fail(where + ".vnet_hdr is only for backend = \"seqpacket\" (a TAP always carries the header): drop it");
+      return fail(where +
+                  ".vnet_hdr is only for backend = \"seqpacket\" (a TAP always carries the "
+                  "header): drop it");
     }
     if (ifname) {
       VEPF_CONFIG_CHECK(check_ifname(where + ".ifname", *ifname));
@@ -88,26 +90,31 @@ Expected<RpmsgConfig> Reader::read_rpmsg(const toml::table& device, const std::s
   if (table == nullptr) return rpmsg;
   const std::string in = where + ".rpmsg";
   VEPF_CONFIG_CHECK(check_keys(*table, in, {"runtime_dir", "max_connections"}));
-  VEPF_CONFIG_TRY(dir, read_dir(*table, in, "runtime_dir", rpmsg.runtime_dir, kMaxRpmsgRuntimeDirLen));
+  VEPF_CONFIG_TRY(dir,
+                  read_dir(*table, in, "runtime_dir", rpmsg.runtime_dir, kMaxRpmsgRuntimeDirLen));
   rpmsg.runtime_dir = std::move(dir);
-  VEPF_CONFIG_TRY(conns, get_integer(*table, in, "max_connections", rpmsg.max_connections, 1, 4096));
+  VEPF_CONFIG_TRY(conns,
+                  get_integer(*table, in, "max_connections", rpmsg.max_connections, 1, 4096));
   rpmsg.max_connections = static_cast<std::uint32_t>(conns);
   return rpmsg;
 }
-
 
 Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::string& where,
                                          std::size_t index) const {
   VEPF_CONFIG_TRY(table, get_table(device, where, "block"));
   const std::string in = where + ".block";
   if (table == nullptr) {
-    return fail("missing required table [" + in + "] (type = \"block\"): add path = \"/path/to/disk.img\"");
+    return fail("missing required table [" + in +
+                "] (type = \"block\"): add path = \"/path/to/disk.img\"");
   }
-  VEPF_CONFIG_CHECK(check_keys(*table, in, {"path", "size", "read_only", "block_size", "max_range_bytes", "nbd_socket", "max_nbd_clients"}));
+  VEPF_CONFIG_CHECK(check_keys(*table, in,
+                               {"path", "size", "read_only", "block_size", "max_range_bytes",
+                                "nbd_socket", "max_nbd_clients"}));
   BlockConfig block;
   VEPF_CONFIG_TRY(path, required_string(*table, in, "path"));
   if (path.empty() || path.find('\0') != std::string::npos) {
-    return fail(in + ".path must be a file or block device path such as \"/var/lib/vepf/disk0.img\"");
+    return fail(in +
+                ".path must be a file or block device path such as \"/var/lib/vepf/disk0.img\"");
   }
   block.path = std::move(path);
   // TOML integers are int64: sizes up to 2^62 are plenty (VIRTIO capacity is 2^64 sectors).
@@ -121,34 +128,38 @@ Expected<BlockConfig> Reader::read_block(const toml::table& device, const std::s
   block.read_only = ro;
   VEPF_CONFIG_TRY(bs, get_integer(*table, in, "block_size", 512, 512, 65536));
   if ((bs & (bs - 1)) != 0) {
-    return fail(in + ".block_size = " + std::to_string(bs) + " is not a power of 2: use 512, 1024, ..., 65536");
+    return fail(in + ".block_size = " + std::to_string(bs) +
+                " is not a power of 2: use 512, 1024, ..., 65536");
   }
   block.block_size = static_cast<std::uint32_t>(bs);
   // num_sectors is 32 bits: the largest block-aligned range below 4 GiB for every block size.
   constexpr std::int64_t kMaxRange = (std::int64_t{1} << 32) - 65536;
-  VEPF_CONFIG_TRY(range, get_integer(*table, in, "max_range_bytes", std::int64_t{256} << 20, bs, kMaxRange));
+  VEPF_CONFIG_TRY(
+      range, get_integer(*table, in, "max_range_bytes", std::int64_t{256} << 20, bs, kMaxRange));
   if (range % bs != 0) {
-    return fail(in + ".max_range_bytes = " + std::to_string(range) + " is not a multiple of block_size (" +
-                std::to_string(bs) + "): use e.g. " + std::to_string(range / bs * bs) + " (bytes)");
+    return fail(in + ".max_range_bytes = " + std::to_string(range) +
+                " is not a multiple of block_size (" + std::to_string(bs) + "): use e.g. " +
+                std::to_string(range / bs * bs) + " (bytes)");
   }
   block.max_range_bytes = static_cast<std::uint64_t>(range);
   VEPF_CONFIG_TRY(sock, get_string(*table, in, "nbd_socket"));
   block.nbd_socket = sock ? std::move(*sock) : "/run/vepf/block" + std::to_string(index) + ".sock";
   VEPF_CONFIG_CHECK(check_socket_path(in + ".nbd_socket", block.nbd_socket));
-  VEPF_CONFIG_TRY(clients, get_integer(*table, in, "max_nbd_clients", block.max_nbd_clients, 1, 1024));
+  VEPF_CONFIG_TRY(clients,
+                  get_integer(*table, in, "max_nbd_clients", block.max_nbd_clients, 1, 1024));
   block.max_nbd_clients = static_cast<std::uint32_t>(clients);
   return block;
 }
 
-Expected<ConsolePort> Reader::read_console_port(const toml::table& t, const std::string& in, std::size_t index,
-                                                std::size_t p) const {
+Expected<ConsolePort> Reader::read_console_port(const toml::table& t, const std::string& in,
+                                                std::size_t index, std::size_t p) const {
   const std::string at = in + ".port[" + std::to_string(p) + "]";
   VEPF_CONFIG_CHECK(check_keys(t, at, {"name", "backend", "link", "program", "socket"}));
   ConsolePort port;
   VEPF_CONFIG_TRY(name, get_string(t, at, "name"));
   if (name) {
-    const bool ok = !name->empty() && name->size() <= kMaxConsoleNameLen && *name != "." && *name != ".." &&
-                    std::all_of(name->begin(), name->end(), is_ifname_char);
+    const bool ok = !name->empty() && name->size() <= kMaxConsoleNameLen && *name != "." &&
+                    *name != ".." && std::all_of(name->begin(), name->end(), is_ifname_char);
     if (!ok) {
       return fail(at + ".name = " + in_quotes(*name) + " is not a port name: use 1.." +
                   std::to_string(kMaxConsoleNameLen) + " letters, digits, '-', '_' or '.'");
@@ -160,9 +171,11 @@ Expected<ConsolePort> Reader::read_console_port(const toml::table& t, const std:
     VEPF_CONFIG_TRY(b, choose(at + ".backend", *backend_text, kConsoleBackends, "console backend"));
     port.backend = b;
   }
-  const auto only_for = [&](std::string_view key, ConsoleBackend b, std::string_view b_name) -> Expected<void> {
+  const auto only_for = [&](std::string_view key, ConsoleBackend b,
+                            std::string_view b_name) -> Expected<void> {
     if (t.get(key) == nullptr || port.backend == b) return {};
-    return fail(at + "." + std::string(key) + " applies to backend = \"" + std::string(b_name) + "\" only: remove it");
+    return fail(at + "." + std::string(key) + " applies to backend = \"" + std::string(b_name) +
+                "\" only: remove it");
   };
   VEPF_CONFIG_CHECK(only_for("link", ConsoleBackend::kPty, "pty"));
   VEPF_CONFIG_CHECK(only_for("program", ConsoleBackend::kProgram, "program"));
@@ -170,8 +183,9 @@ Expected<ConsolePort> Reader::read_console_port(const toml::table& t, const std:
   switch (port.backend) {
     case ConsoleBackend::kPty: {
       VEPF_CONFIG_TRY(link, get_string(t, at, "link"));
-      port.link = link ? std::move(*link)
-                       : "/run/vepf/console" + std::to_string(index) + "-ep/port" + std::to_string(p);
+      port.link =
+          link ? std::move(*link)
+               : "/run/vepf/console" + std::to_string(index) + "-ep/port" + std::to_string(p);
       if (port.link.empty() || port.link.find('\0') != std::string::npos) {
         return fail(at + ".link must be a path such as \"/run/vepf/ttyVEPF0\"");
       }
@@ -181,11 +195,14 @@ Expected<ConsolePort> Reader::read_console_port(const toml::table& t, const std:
       const toml::node* node = t.get("program");
       const toml::array* argv = node ? node->as_array() : nullptr;
       if (argv == nullptr || argv->empty()) {
-        return fail("missing or empty " + at + ".program (backend = \"program\"): write program = [\"/bin/login\", \"-f\", \"root\"]");
+        return fail(
+            "missing or empty " + at +
+            ".program (backend = \"program\"): write program = [\"/bin/login\", \"-f\", \"root\"]");
       }
       for (std::size_t i = 0; i < argv->size(); ++i) {
         const auto* arg = argv->get(i)->as_string();
-        if (arg == nullptr || arg->get().find('\0') != std::string::npos || (i == 0 && arg->get().empty())) {
+        if (arg == nullptr || arg->get().find('\0') != std::string::npos ||
+            (i == 0 && arg->get().empty())) {
           return fail(at + ".program[" + std::to_string(i) + "] must be a string without NUL" +
                       (i == 0 ? " naming the program, e.g. \"/bin/sh\"" : ""));
         }
@@ -209,19 +226,22 @@ Expected<ConsoleConfig> Reader::read_console(const toml::table& device, const st
   VEPF_CONFIG_TRY(table, get_table(device, where, "console"));
   const std::string in = where + ".console";
   if (table == nullptr) {
-    return fail("missing required table [" + in + "] (type = \"console\"): add [[" + in + ".port]] with backend = \"pty\"");
+    return fail("missing required table [" + in + "] (type = \"console\"): add [[" + in +
+                ".port]] with backend = \"pty\"");
   }
   VEPF_CONFIG_CHECK(check_keys(*table, in, {"host_dir", "max_control_queued", "port"}));
   ConsoleConfig console;
   VEPF_CONFIG_TRY(queued, get_integer(*table, in, "max_control_queued", 256, 8, 4096));
   console.max_control_queued = static_cast<std::uint32_t>(queued);
   // <host_dir>/<63-character name> must fit PATH_MAX comfortably; 4095 - 64 is the real bound.
-  VEPF_CONFIG_TRY(dir, read_dir(*table, in, "host_dir", "/run/vepf/console" + std::to_string(index), 1024));
+  VEPF_CONFIG_TRY(
+      dir, read_dir(*table, in, "host_dir", "/run/vepf/console" + std::to_string(index), 1024));
   console.host_dir = std::move(dir);
   const toml::node* node = table->get("port");
   const toml::array* ports = node ? node->as_array() : nullptr;
   if (ports == nullptr || ports->empty()) {
-    return fail("missing required array [[" + in + ".port]]: declare at least one port, e.g. backend = \"pty\"");
+    return fail("missing required array [[" + in +
+                ".port]]: declare at least one port, e.g. backend = \"pty\"");
   }
   if (ports->size() > kMaxConsolePorts) {
     return fail(in + ".port has " + std::to_string(ports->size()) + " entries: use at most " +
@@ -229,16 +249,21 @@ Expected<ConsoleConfig> Reader::read_console(const toml::table& device, const st
   }
   for (std::size_t p = 0; p < ports->size(); ++p) {
     const toml::table* t = ports->get(p)->as_table();
-    if (t == nullptr) return fail(in + ".port[" + std::to_string(p) + "] must be a table: write [[" + in + ".port]]");
+    if (t == nullptr)
+      return fail(in + ".port[" + std::to_string(p) + "] must be a table: write [[" + in +
+                  ".port]]");
     VEPF_CONFIG_TRY(port, read_console_port(*t, in, index, p));
     for (std::size_t q = 0; q < console.ports.size(); ++q) {
       const ConsolePort& o = console.ports[q];
       const bool same_name = !port.name.empty() && o.name == port.name;
-      const bool same_path = (port.backend == ConsoleBackend::kPty && o.backend == port.backend && o.link == port.link) ||
-                             (port.backend == ConsoleBackend::kSocket && o.backend == port.backend && o.socket == port.socket);
+      const bool same_path = (port.backend == ConsoleBackend::kPty && o.backend == port.backend &&
+                              o.link == port.link) ||
+                             (port.backend == ConsoleBackend::kSocket &&
+                              o.backend == port.backend && o.socket == port.socket);
       if (!same_name && !same_path) continue;
-      return fail(in + ".port[" + std::to_string(p) + "] has the same " + (same_name ? "name" : "link or socket") +
-                  " as port[" + std::to_string(q) + "]: give each port its own");
+      return fail(in + ".port[" + std::to_string(p) + "] has the same " +
+                  (same_name ? "name" : "link or socket") + " as port[" + std::to_string(q) +
+                  "]: give each port its own");
     }
     console.ports.push_back(std::move(port));
   }
@@ -347,8 +372,9 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
     for (std::size_t i = 0; i < j; ++i) {
       if (devices[i].type != DeviceType::kRpmsg || devices[j].type != DeviceType::kRpmsg) continue;
       if (devices[i].rpmsg.runtime_dir != devices[j].rpmsg.runtime_dir) continue;
-      return fail("device[" + std::to_string(j) + "].rpmsg.runtime_dir = " + in_quotes(devices[j].rpmsg.runtime_dir) +
-                  " is already used by device[" + std::to_string(i) + "]: give each device its own");
+      return fail("device[" + std::to_string(j) + "].rpmsg.runtime_dir = " +
+                  in_quotes(devices[j].rpmsg.runtime_dir) + " is already used by device[" +
+                  std::to_string(i) + "]: give each device its own");
     }
   }
   for (std::size_t j = 1; j < devices.size(); ++j) {
@@ -356,18 +382,21 @@ Expected<std::vector<DeviceConfig>> Reader::read_devices(const toml::table& root
       if (devices[i].type != DeviceType::kBlock || devices[j].type != DeviceType::kBlock) continue;
       for (auto key : {&BlockConfig::path, &BlockConfig::nbd_socket}) {
         if (devices[i].block.*key != devices[j].block.*key) continue;
-        return fail("device[" + std::to_string(j) + "].block." + (key == &BlockConfig::path ? "path" : "nbd_socket") +
-                    " = " + in_quotes(devices[j].block.*key) + " is already used by device[" + std::to_string(i) +
-                    "]: give each device its own");
+        return fail("device[" + std::to_string(j) + "].block." +
+                    (key == &BlockConfig::path ? "path" : "nbd_socket") + " = " +
+                    in_quotes(devices[j].block.*key) + " is already used by device[" +
+                    std::to_string(i) + "]: give each device its own");
       }
     }
   }
   for (std::size_t j = 1; j < devices.size(); ++j) {
     for (std::size_t i = 0; i < j; ++i) {
-      if (devices[i].type != DeviceType::kConsole || devices[j].type != DeviceType::kConsole) continue;
+      if (devices[i].type != DeviceType::kConsole || devices[j].type != DeviceType::kConsole)
+        continue;
       if (devices[i].console.host_dir != devices[j].console.host_dir) continue;
-      return fail("device[" + std::to_string(j) + "].console.host_dir = " + in_quotes(devices[j].console.host_dir) +
-                  " is already used by device[" + std::to_string(i) + "]: give each device its own");
+      return fail("device[" + std::to_string(j) + "].console.host_dir = " +
+                  in_quotes(devices[j].console.host_dir) + " is already used by device[" +
+                  std::to_string(i) + "]: give each device its own");
     }
   }
   return devices;

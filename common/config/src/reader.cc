@@ -199,29 +199,33 @@ Expected<void> Reader::check_ifname(const std::string& path, const std::string& 
 
 /// An optional directory path of 1..max_len characters (the sockets or links in it must fit
 /// sun_path / PATH_MAX), or `fallback`.
-Expected<std::string> Reader::read_dir(const toml::table& parent, const std::string& in, std::string_view key,
-                                       std::string fallback, std::size_t max_len) const {
+Expected<std::string> Reader::read_dir(const toml::table& parent, const std::string& in,
+                                       std::string_view key, std::string fallback,
+                                       std::size_t max_len) const {
   VEPF_CONFIG_TRY(dir, get_string(parent, in, key));
   if (!dir) return fallback;
   const std::string path = child(in, key);
-  if (dir->empty()) return fail(path + " is empty: write a directory such as " + in_quotes(fallback));
+  if (dir->empty())
+    return fail(path + " is empty: write a directory such as " + in_quotes(fallback));
   if (dir->find('\0') != std::string::npos) {
     return fail(path + " = " + in_quotes(*dir) + " contains a NUL character: remove it");
   }
   if (dir->size() > max_len) {
-    return fail(path + " = " + in_quotes(*dir) + " is " + std::to_string(dir->size()) + " characters long: use 1.." +
-                std::to_string(max_len) + " characters (the paths made in it must fit sun_path)");
+    return fail(path + " = " + in_quotes(*dir) + " is " + std::to_string(dir->size()) +
+                " characters long: use 1.." + std::to_string(max_len) +
+                " characters (the paths made in it must fit sun_path)");
   }
   return std::move(*dir);
 }
 
-Expected<bool> Reader::get_bool(const toml::table& parent, std::string_view where, std::string_view key,
-                                bool fallback) const {
+Expected<bool> Reader::get_bool(const toml::table& parent, std::string_view where,
+                                std::string_view key, bool fallback) const {
   const toml::node* node = parent.get(key);
   if (node == nullptr) return fallback;
   if (const auto* b = node->as_boolean()) return b->get();
-  return fail(child(where, key) + " must be true or false (got " + std::string(type_name(node->type())) +
-              "): write " + std::string(key) + " = " + (fallback ? "true" : "false"));
+  return fail(child(where, key) + " must be true or false (got " +
+              std::string(type_name(node->type())) + "): write " + std::string(key) + " = " +
+              (fallback ? "true" : "false"));
 }
 
 }  // namespace vepf::config::detail

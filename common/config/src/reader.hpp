@@ -44,8 +44,9 @@ template <class T>
 using Expected = tl::expected<T, ConfigError>;
 using Names = std::initializer_list<std::string_view>;
 
-inline constexpr std::size_t kMaxIfnameLen = 15;       // IFNAMSIZ - 1 (the NUL)
-inline constexpr std::size_t kMaxSocketPathLen = 107;  // sizeof(sockaddr_un::sun_path) - 1 (the NUL)
+inline constexpr std::size_t kMaxIfnameLen = 15;  // IFNAMSIZ - 1 (the NUL)
+inline constexpr std::size_t kMaxSocketPathLen =
+    107;  // sizeof(sockaddr_un::sun_path) - 1 (the NUL)
 inline constexpr std::int64_t kWindowAlign = 4096;
 inline constexpr std::int64_t kMinWindow = std::int64_t{64} << 10;
 inline constexpr std::int64_t kMaxWindow = std::int64_t{1} << 30;
@@ -53,12 +54,15 @@ inline constexpr std::size_t kMaxFileSize = std::size_t{1} << 20;  // a board fi
 
 inline constexpr std::array kPlatforms{Platform::kLoopback, Platform::kVfio, Platform::kDevmem};
 inline constexpr std::array kDoorbellKinds{DoorbellKind::kNone, DoorbellKind::kIvshmem};
-inline constexpr std::array kMemoryTypes{MemoryType::kCached, MemoryType::kDevice, MemoryType::kWriteCombining,
+inline constexpr std::array kMemoryTypes{MemoryType::kCached, MemoryType::kDevice,
+                                         MemoryType::kWriteCombining,
                                          MemoryType::kCachedNoncoherent};
 inline constexpr std::int64_t kPageSize = 4096;
 inline constexpr std::int64_t kMaxAddress = std::numeric_limits<std::int64_t>::max();
-inline constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock, DeviceType::kConsole};
-inline constexpr std::array kConsoleBackends{ConsoleBackend::kPty, ConsoleBackend::kProgram, ConsoleBackend::kSocket};
+inline constexpr std::array kDeviceTypes{DeviceType::kNet, DeviceType::kRpmsg, DeviceType::kBlock,
+                                         DeviceType::kConsole};
+inline constexpr std::array kConsoleBackends{ConsoleBackend::kPty, ConsoleBackend::kProgram,
+                                             ConsoleBackend::kSocket};
 inline constexpr std::size_t kMaxConsolePorts = 32;    // vepf::layout::kConsoleMaxPorts
 inline constexpr std::size_t kMaxConsoleNameLen = 63;  // vepf::layout::kConsoleMaxNameLen
 inline constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
@@ -128,19 +132,24 @@ class Reader {
                                   const LinkConfig& link) const;
   /// Where a window's memory comes from, for read_window_memory()'s rules.
   enum class MemorySource { kLoopback, kVfioBar, kDevmem };
-  Expected<WindowMemory> read_window_memory(const toml::table& t, const std::string& path, MemorySource from) const;
-  Expected<std::optional<Place>> read_place(const toml::table& parent, const std::string& where, std::string_view key,
-                                            bool phys) const;
+  Expected<WindowMemory> read_window_memory(const toml::table& t, const std::string& path,
+                                            MemorySource from) const;
+  Expected<std::optional<Place>> read_place(const toml::table& parent, const std::string& where,
+                                            std::string_view key, bool phys) const;
   Expected<std::vector<DeviceConfig>> read_devices(const toml::table& root) const;
   Expected<DeviceConfig> read_device(const toml::table& table, std::size_t index) const;
   Expected<NetConfig> read_net(const toml::table& table, const std::string& where) const;
-  Expected<RpmsgConfig> read_rpmsg(const toml::table& device, const std::string& where, std::size_t index) const;
-  Expected<BlockConfig> read_block(const toml::table& device, const std::string& where, std::size_t index) const;
-  Expected<ConsoleConfig> read_console(const toml::table& device, const std::string& where, std::size_t index) const;
-  Expected<ConsolePort> read_console_port(const toml::table& port, const std::string& in, std::size_t index,
-                                          std::size_t p) const;
-  Expected<std::string> read_dir(const toml::table& parent, const std::string& in, std::string_view key,
-                                 std::string fallback, std::size_t max_len) const;
+  Expected<RpmsgConfig> read_rpmsg(const toml::table& device, const std::string& where,
+                                   std::size_t index) const;
+  Expected<BlockConfig> read_block(const toml::table& device, const std::string& where,
+                                   std::size_t index) const;
+  Expected<ConsoleConfig> read_console(const toml::table& device, const std::string& where,
+                                       std::size_t index) const;
+  Expected<ConsolePort> read_console_port(const toml::table& port, const std::string& in,
+                                          std::size_t index, std::size_t p) const;
+  Expected<std::string> read_dir(const toml::table& parent, const std::string& in,
+                                 std::string_view key, std::string fallback,
+                                 std::size_t max_len) const;
   Expected<bool> get_bool(const toml::table& parent, std::string_view where, std::string_view key,
                           bool fallback) const;
   Expected<Backend> read_backend(const toml::table& device, const std::string& device_where,

@@ -185,8 +185,8 @@ namespace {
 
 /// Takes the line for a new request, or says why not (the same checks, in the same order, as
 /// the libgpiod provider: chip name, chip exists, offset in range, line free).
-GpioResult<Grant> grant(const std::shared_ptr<FakeChips::State>& state, const LineSpec& spec, bool output,
-                        std::string_view consumer) {
+GpioResult<Grant> grant(const std::shared_ptr<FakeChips::State>& state, const LineSpec& spec,
+                        bool output, std::string_view consumer) {
   const std::string_view what = output ? "output" : "input with edge events";
   if (spec.chip.empty()) return tl::unexpected(detail::empty_chip_error(spec));
   auto it = state->chips.find(detail::chip_basename(spec.chip));
@@ -197,7 +197,8 @@ GpioResult<Grant> grant(const std::shared_ptr<FakeChips::State>& state, const Li
   }
   const auto& chip = it->second;
   if (spec.offset >= chip->lines.size()) {
-    return tl::unexpected(detail::line_range_error(spec, static_cast<unsigned>(chip->lines.size())));
+    return tl::unexpected(
+        detail::line_range_error(spec, static_cast<unsigned>(chip->lines.size())));
   }
   FakeLine& l = chip->lines[spec.offset];
   if (l.requested) return tl::unexpected(detail::request_error(spec, what, EBUSY, l.consumer));
@@ -210,7 +211,8 @@ GpioResult<Grant> grant(const std::shared_ptr<FakeChips::State>& state, const Li
 
 }  // namespace
 
-GpioResult<std::unique_ptr<OutputLine>> FakeChips::request_output(const LineSpec& spec, bool initial_active,
+GpioResult<std::unique_ptr<OutputLine>> FakeChips::request_output(const LineSpec& spec,
+                                                                  bool initial_active,
                                                                   std::string_view consumer) {
   std::unique_lock lock(state_->mu);
   auto g = grant(state_, spec, /*output=*/true, consumer);
@@ -220,9 +222,12 @@ GpioResult<std::unique_ptr<OutputLine>> FakeChips::request_output(const LineSpec
   return std::make_unique<FakeOutput>(std::move(*g));
 }
 
-GpioResult<std::unique_ptr<InputLine>> FakeChips::request_input(const LineSpec& spec, std::string_view consumer) {
+GpioResult<std::unique_ptr<InputLine>> FakeChips::request_input(const LineSpec& spec,
+                                                                std::string_view consumer) {
   auto efd = os::EventFd::create();
-  if (!efd) return tl::unexpected(detail::request_error(spec, "input with edge events", efd.error().sys_errno, ""));
+  if (!efd)
+    return tl::unexpected(
+        detail::request_error(spec, "input with edge events", efd.error().sys_errno, ""));
   auto q = std::make_shared<EdgeQueue>();
   q->efd = std::move(*efd);
   std::unique_lock lock(state_->mu);

@@ -44,7 +44,8 @@ class Held {
 std::vector<std::string> present_chips() {
   std::vector<std::string> names;
   std::error_code ec;
-  for (std::filesystem::directory_iterator it("/dev", ec), end; !ec && it != end; it.increment(ec)) {
+  for (std::filesystem::directory_iterator it("/dev", ec), end; !ec && it != end;
+       it.increment(ec)) {
     std::string n = it->path().filename().string();
     if (n.rfind("gpiochip", 0) == 0) names.push_back(std::move(n));
   }
@@ -85,7 +86,8 @@ GpioResult<std::unique_ptr<Held>> find_line(const LineSpec& spec) {
   if (spec.offset >= n) return tl::unexpected(detail::line_range_error(spec, n));
   errno = 0;
   gpiod_line* line = gpiod_chip_get_line(chip->get(), spec.offset);  // reads the line info
-  if (line == nullptr) return tl::unexpected(detail::io_error(spec, "reading line info", errno ? errno : EIO));
+  if (line == nullptr)
+    return tl::unexpected(detail::io_error(spec, "reading line info", errno ? errno : EIO));
   return std::make_unique<Held>(std::move(*chip), line);
 }
 
@@ -100,11 +102,14 @@ GpioError request_failed(const LineSpec& spec, gpiod_line* line, std::string_vie
   return detail::request_error(spec, what, err, holder);
 }
 
-int request_flags(const LineSpec& spec) noexcept { return spec.active_low ? GPIOD_LINE_REQUEST_FLAG_ACTIVE_LOW : 0; }
+int request_flags(const LineSpec& spec) noexcept {
+  return spec.active_low ? GPIOD_LINE_REQUEST_FLAG_ACTIVE_LOW : 0;
+}
 
 class LibgpiodOutput final : public OutputLine {
  public:
-  LibgpiodOutput(LineSpec spec, std::unique_ptr<Held> held) : spec_(std::move(spec)), held_(std::move(held)) {}
+  LibgpiodOutput(LineSpec spec, std::unique_ptr<Held> held)
+      : spec_(std::move(spec)), held_(std::move(held)) {}
   GpioResult<void> set(bool active) override {
     // Logical value: the kernel inverts it for an ACTIVE_LOW request.
     if (gpiod_line_set_value(held_->line(), active ? 1 : 0) < 0) {
@@ -150,7 +155,8 @@ GpioResult<unsigned> LibgpiodInput::read_edges() {
       return tl::unexpected(detail::io_error(spec_, "read edge events", errno));
     }
     // uAPI v1 with ACTIVE_LOW: the kernel swaps the edges, so RISING_EDGE is active-going.
-    for (int i = 0; i < n; ++i) active_going += events[i].event_type == GPIOD_LINE_EVENT_RISING_EDGE ? 1 : 0;
+    for (int i = 0; i < n; ++i)
+      active_going += events[i].event_type == GPIOD_LINE_EVENT_RISING_EDGE ? 1 : 0;
     ++b;
   }
   return active_going;
@@ -164,13 +170,15 @@ class LibgpiodChips final : public Chips {
     if (!held) return tl::unexpected(std::move(held.error()));
     const std::string label(consumer);
     gpiod_line* line = (*held)->line();
-    if (gpiod_line_request_output_flags(line, label.c_str(), request_flags(spec), initial_active ? 1 : 0) < 0) {
+    if (gpiod_line_request_output_flags(line, label.c_str(), request_flags(spec),
+                                        initial_active ? 1 : 0) < 0) {
       return tl::unexpected(request_failed(spec, line, "output", errno));
     }
     return std::make_unique<LibgpiodOutput>(spec, std::move(*held));
   }
 
-  GpioResult<std::unique_ptr<InputLine>> request_input(const LineSpec& spec, std::string_view consumer) override {
+  GpioResult<std::unique_ptr<InputLine>> request_input(const LineSpec& spec,
+                                                       std::string_view consumer) override {
     auto held = find_line(spec);
     if (!held) return tl::unexpected(std::move(held.error()));
     const std::string label(consumer);

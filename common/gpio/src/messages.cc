@@ -8,7 +8,9 @@ namespace {
 
 constexpr std::string_view kDevPrefix = "/dev/";
 
-std::string errno_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
+std::string errno_text(int err) {
+  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+}
 
 // "present: gpiochip0, gpiochip1 (gpiodetect)" or "this machine has no /dev/gpiochip*".
 std::string present_hint(const std::vector<std::string>& present) {
@@ -42,7 +44,8 @@ GpioError chip_open_error(const LineSpec& spec, int err, const std::vector<std::
       break;
     case ENOTTY:
     case ENODEV:
-      msg = c + ": not a GPIO character device (expected a gpiochipN name or /dev/gpiochipN path; " +
+      msg = c +
+            ": not a GPIO character device (expected a gpiochipN name or /dev/gpiochipN path; " +
             present_hint(present) + ")";
       break;
     case EACCES:
@@ -61,11 +64,13 @@ GpioError chip_open_error(const LineSpec& spec, int err, const std::vector<std::
 
 GpioError line_range_error(const LineSpec& spec, unsigned num_lines) {
   std::string msg = spec.str() + ": chip has " + std::to_string(num_lines) + " lines";
-  if (num_lines > 0) msg += " (offsets 0.." + std::to_string(num_lines - 1) + "; see gpioinfo " + spec.chip + ")";
+  if (num_lines > 0)
+    msg += " (offsets 0.." + std::to_string(num_lines - 1) + "; see gpioinfo " + spec.chip + ")";
   return GpioError{Errc::kInvalidArgument, 0, std::move(msg)};
 }
 
-GpioError request_error(const LineSpec& spec, std::string_view what, int err, std::string_view holder) {
+GpioError request_error(const LineSpec& spec, std::string_view what, int err,
+                        std::string_view holder) {
   std::string msg;
   if (err == EBUSY) {
     msg = spec.str() + " busy: another consumer holds it (";
@@ -78,7 +83,8 @@ GpioError request_error(const LineSpec& spec, std::string_view what, int err, st
 }
 
 GpioError io_error(const LineSpec& spec, std::string_view op, int err) {
-  return GpioError{Errc::kSystem, err, spec.str() + ": " + std::string(op) + " failed: " + errno_text(err)};
+  return GpioError{Errc::kSystem, err,
+                   spec.str() + ": " + std::string(op) + " failed: " + errno_text(err)};
 }
 
 }  // namespace vepf::gpio::detail

@@ -21,7 +21,8 @@ GpioError chip_open_error(const LineSpec& spec, int err, const std::vector<std::
 GpioError line_range_error(const LineSpec& spec, unsigned num_lines);
 /// The line request (`what`: "output", "input") failed with `err`; `holder` is the consumer that
 /// holds the line when known (EBUSY), else empty.
-GpioError request_error(const LineSpec& spec, std::string_view what, int err, std::string_view holder);
+GpioError request_error(const LineSpec& spec, std::string_view what, int err,
+                        std::string_view holder);
 /// An operation (`op`: "set", "get", "read edge events") on a requested line failed with `err`.
 GpioError io_error(const LineSpec& spec, std::string_view op, int err);
 

@@ -6,8 +6,12 @@ namespace vepf::gpio {
 
 std::string LineSpec::str() const { return chip + " line " + std::to_string(offset); }
 
-Sideband::Sideband(Chips& chips, std::optional<LineSpec> ready, std::optional<LineSpec> reset, std::string consumer)
-    : chips_(chips), ready_spec_(std::move(ready)), reset_spec_(std::move(reset)), consumer_(std::move(consumer)) {}
+Sideband::Sideband(Chips& chips, std::optional<LineSpec> ready, std::optional<LineSpec> reset,
+                   std::string consumer)
+    : chips_(chips),
+      ready_spec_(std::move(ready)),
+      reset_spec_(std::move(reset)),
+      consumer_(std::move(consumer)) {}
 
 Sideband::~Sideband() {
   // The line keeps its level after release on most controllers: leave "not ready" behind, so the

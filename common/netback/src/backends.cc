@@ -34,7 +34,8 @@ Result<void> set_hwaddr(const std::string& ifname, const std::array<std::uint8_t
 
 /// Events a backend fd is polled for, from its flow-control state.
 std::uint32_t events_for(bool rx_paused, bool tx_wait) {
-  return (rx_paused ? 0u : static_cast<std::uint32_t>(EPOLLIN)) | (tx_wait ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
+  return (rx_paused ? 0u : static_cast<std::uint32_t>(EPOLLIN)) |
+         (tx_wait ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
 }
 
 /// Flow-control state and event dispatch shared by the backends: which events the data fd is
@@ -110,7 +111,8 @@ class TapBackend final : public PolledBackend {
   void set_link(bool up) override { (void)tap_.set_carrier(up); }
   bool carries_offloads() const override { return true; }
   Result<void> set_offload(const layout::NetOffloads& o) override {
-    return tap_.set_offload((o.csum ? TUN_F_CSUM : 0u) | (o.tso4 ? TUN_F_TSO4 : 0u) | (o.tso6 ? TUN_F_TSO6 : 0u));
+    return tap_.set_offload((o.csum ? TUN_F_CSUM : 0u) | (o.tso4 ? TUN_F_TSO4 : 0u) |
+                            (o.tso6 ? TUN_F_TSO6 : 0u));
   }
 
  private:
@@ -125,7 +127,9 @@ class TapBackend final : public PolledBackend {
 class SeqpacketBackend final : public PolledBackend {
  public:
   SeqpacketBackend(os::Fd listener, const std::string& path, bool vnet_hdr)
-      : PolledBackend("seqpacket " + path), listener_(std::move(listener)), path_(path),
+      : PolledBackend("seqpacket " + path),
+        listener_(std::move(listener)),
+        path_(path),
         hdr_(vnet_hdr ? 0 : layout::kNetHdrSize) {}
   ~SeqpacketBackend() override {
     drop_client();
@@ -146,9 +150,11 @@ class SeqpacketBackend final : public PolledBackend {
     return {};
   }
   Result<std::size_t> recv(std::span<std::byte> buf) override {
-    if (!client_.valid() || buf.size() < layout::kNetHdrSize) return fail(Errc::kNoSpace, "no client");
+    if (!client_.valid() || buf.size() < layout::kNetHdrSize)
+      return fail(Errc::kNoSpace, "no client");
     // hdr_: the bytes of header we add (bare frames) rather than receive (vnet_hdr).
-    const ssize_t n = ::recv(client_.get(), buf.data() + hdr_, buf.size() - hdr_, MSG_DONTWAIT | MSG_TRUNC);
+    const ssize_t n =
+        ::recv(client_.get(), buf.data() + hdr_, buf.size() - hdr_, MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       if (errno == EAGAIN) return fail(Errc::kNoSpace, "no frame waiting");
       return fail(Errc::kSystem, "recv from seqpacket client", errno);
@@ -157,15 +163,19 @@ class SeqpacketBackend final : public PolledBackend {
       drop_client();
       return fail(Errc::kNoSpace, "client closed");
     }
-    if (static_cast<std::size_t>(n) > buf.size() - hdr_) return fail(Errc::kOutOfRange, "frame larger than the MTU");
+    if (static_cast<std::size_t>(n) > buf.size() - hdr_)
+      return fail(Errc::kOutOfRange, "frame larger than the MTU");
     std::memset(buf.data(), 0, hdr_);
-    return hdr_ + static_cast<std::size_t>(n);  // with vnet_hdr, maybe shorter than a header: the caller drops it
+    return hdr_ + static_cast<std::size_t>(
+                      n);  // with vnet_hdr, maybe shorter than a header: the caller drops it
   }
   Result<void> send(std::span<const std::byte> frame) override {
     // No client yet: hold the frame (lossless backpressure); take_client() resumes the sender.
     if (!client_.valid()) return fail(Errc::kNoSpace, "no client connected yet");
-    if (frame.size() < layout::kNetHdrSize) return fail(Errc::kInvalidArgument, "frame shorter than its header");
-    const ssize_t n = ::send(client_.get(), frame.data() + hdr_, frame.size() - hdr_, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (frame.size() < layout::kNetHdrSize)
+      return fail(Errc::kInvalidArgument, "frame shorter than its header");
+    const ssize_t n = ::send(client_.get(), frame.data() + hdr_, frame.size() - hdr_,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN) return fail(Errc::kNoSpace, "client not reading");
       const int e = errno;
@@ -213,7 +223,8 @@ Result<std::unique_ptr<FrameBackend>> listen_seqpacket(const std::string& path, 
   return std::make_unique<SeqpacketBackend>(std::move(*l), path, vnet_hdr);
 }
 
-Result<std::unique_ptr<FrameBackend>> open_tap(const std::string& ifname, const BackendOptions& opt) {
+Result<std::unique_ptr<FrameBackend>> open_tap(const std::string& ifname,
+                                               const BackendOptions& opt) {
   auto tap = os::Tap::open(ifname, static_cast<int>(layout::kNetHdrSize));
   if (!tap) return tl::unexpected(tap.error());
   if (auto r = tap->set_mtu(opt.mtu); !r) return tl::unexpected(r.error());

@@ -10,20 +10,30 @@ namespace vepf::os {
 
 namespace {
 Fd open_spare() noexcept { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
-Fd accept_one(int lfd) noexcept { return Fd(::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)); }
+Fd accept_one(int lfd) noexcept {
+  return Fd(::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+}
 }  // namespace
 
 Acceptor::Acceptor(EventLoop& loop, Fd listener, std::size_t max_open, Handlers h) noexcept
-    : loop_(loop), listener_(std::move(listener)), max_open_(max_open), h_(std::move(h)), spare_(open_spare()) {}
+    : loop_(loop),
+      listener_(std::move(listener)),
+      max_open_(max_open),
+      h_(std::move(h)),
+      spare_(open_spare()) {}
 
-Result<std::unique_ptr<Acceptor>> Acceptor::create(EventLoop& loop, Fd listener, std::size_t max_open, Handlers h) {
+Result<std::unique_ptr<Acceptor>> Acceptor::create(EventLoop& loop, Fd listener,
+                                                   std::size_t max_open, Handlers h) {
   if (!listener.valid() || max_open == 0 || !h.open || !h.take) {
-    return fail(Errc::kInvalidArgument, "acceptor: a listener, max_open >= 1, open() and take() are needed");
+    return fail(Errc::kInvalidArgument,
+                "acceptor: a listener, max_open >= 1, open() and take() are needed");
   }
   std::unique_ptr<Acceptor> a(new Acceptor(loop, std::move(listener), max_open, std::move(h)));
-  if (!a->spare_.valid()) return fail(Errc::kSystem, "open /dev/null (the acceptor's spare descriptor)", errno);
+  if (!a->spare_.valid())
+    return fail(Errc::kSystem, "open /dev/null (the acceptor's spare descriptor)", errno);
   Acceptor* raw = a.get();
-  if (auto r = loop.add(raw->fd(), EPOLLIN, [raw](std::uint32_t) { raw->on_ready(); }); !r) return tl::unexpected(r.error());
+  if (auto r = loop.add(raw->fd(), EPOLLIN, [raw](std::uint32_t) { raw->on_ready(); }); !r)
+    return tl::unexpected(r.error());
   return a;
 }
 

@@ -34,7 +34,8 @@ bool is_eventfd(int fd) noexcept {
 
 Result<EventFd> EventFd::adopt(Fd fd) noexcept {
   if (!fd.valid()) return fail(Errc::kInvalidArgument, "eventfd: no descriptor");
-  if (!is_eventfd(fd.get())) return fail(Errc::kInvalidArgument, "the peer passed a descriptor that is not an eventfd");
+  if (!is_eventfd(fd.get()))
+    return fail(Errc::kInvalidArgument, "the peer passed a descriptor that is not an eventfd");
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0) return fail(Errc::kSystem, "fcntl(F_GETFL) on eventfd", errno);
   if (::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) {

@@ -25,10 +25,12 @@ Result<Pty> open_pty(bool raw, bool hold_slave) noexcept {
   if (::grantpt(p.master.get()) != 0) return fail(Errc::kSystem, "grantpt", errno);
   if (::unlockpt(p.master.get()) != 0) return fail(Errc::kSystem, "unlockpt", errno);
   char name[64];
-  if (const int e = ::ptsname_r(p.master.get(), name, sizeof(name)); e != 0) return fail(Errc::kSystem, "ptsname_r", e);
+  if (const int e = ::ptsname_r(p.master.get(), name, sizeof(name)); e != 0)
+    return fail(Errc::kSystem, "ptsname_r", e);
   p.slave_path = name;
   const int fl = ::fcntl(p.master.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(p.master.get(), F_SETFL, fl | O_NONBLOCK) != 0) return fail(Errc::kSystem, "O_NONBLOCK", errno);
+  if (fl < 0 || ::fcntl(p.master.get(), F_SETFL, fl | O_NONBLOCK) != 0)
+    return fail(Errc::kSystem, "O_NONBLOCK", errno);
   // Termios are set through a slave descriptor, then kept or dropped.
   Fd slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!slave.valid()) return fail(Errc::kSystem, "open the pty slave", errno);
@@ -61,7 +63,7 @@ Result<void> replace_symlink(const std::string& target, const std::string& link)
   const std::filesystem::path l(link);
   if (l.has_parent_path()) std::filesystem::create_directories(l.parent_path(), ec);
   if (ec) return fail(Errc::kSystem, "create the link's parent directory", ec.value());
-  struct stat st{};
+  struct stat st {};
   if (::lstat(link.c_str(), &st) == 0 && !S_ISLNK(st.st_mode)) {
     return fail(Errc::kInvalidArgument, "link path exists and is not a symlink");
   }
@@ -92,7 +94,8 @@ Result<Child> spawn_on_tty(const std::vector<std::string>& argv, const std::stri
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
     ::setsid();
-    const int fd = ::open(tty.c_str(), O_RDWR);  // the first tty a session leader opens becomes its ctty
+    const int fd =
+        ::open(tty.c_str(), O_RDWR);  // the first tty a session leader opens becomes its ctty
     if (fd < 0) ::_exit(126);
     ::ioctl(fd, TIOCSCTTY, 0);
     ::dup2(fd, 0);

@@ -29,8 +29,8 @@ class LoopbackSource final : public HostLinkSource {
         rc_window_size_(cfg.link.rc_window_size),
         access_(memory_access(cfg.loopback.memory, ring::MemoryType::kCached)) {}
 
-  tl::expected<transport::DriverLink*, std::string> open(milliseconds timeout,
-                                                         const std::function<bool()>& keep_going) override {
+  tl::expected<transport::DriverLink*, std::string> open(
+      milliseconds timeout, const std::function<bool()>& keep_going) override {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       auto l = LoopbackHost::connect(socket_, rc_window_size_, milliseconds(500), access_);
@@ -63,8 +63,8 @@ class PciSource final : public HostLinkSource {
  public:
   PciSource(const config::BoardConfig& cfg, PciFinder find) : cfg_(cfg), find_(std::move(find)) {}
 
-  tl::expected<transport::DriverLink*, std::string> open(milliseconds timeout,
-                                                         const std::function<bool()>& keep_going) override {
+  tl::expected<transport::DriverLink*, std::string> open(
+      milliseconds timeout, const std::function<bool()>& keep_going) override {
     if (!link_) {
       auto parts = open_vfio(cfg_.host, cfg_.link, PciRole::kHost, find_);
       if (!parts) return tl::unexpected("cannot use the EP function: " + parts.error());
@@ -74,9 +74,11 @@ class PciSource final : public HostLinkSource {
     const auto magic_off = layout::header_off(offsetof(layout::EpfHeader, magic));
     for (;;) {
       // Pairs with store_release of magic in DeviceTransport::init().
-      if (link_->ep_window().load_acquire<std::uint32_t>(magic_off) == layout::kEpfMagic) return link_.get();
+      if (link_->ep_window().load_acquire<std::uint32_t>(magic_off) == layout::kEpfMagic)
+        return link_.get();
       if (std::chrono::steady_clock::now() >= deadline) {
-        return tl::unexpected("the EP window shows no virtio-pci-epf header after " + std::to_string(timeout.count()) +
+        return tl::unexpected("the EP window shows no virtio-pci-epf header after " +
+                              std::to_string(timeout.count()) +
                               " ms: is vepf-ep running on the EP with this board?");
       }
       if (!keep_going()) return tl::unexpected(std::string("given up"));
@@ -85,7 +87,8 @@ class PciSource final : public HostLinkSource {
   }
   void close() noexcept override {}  // the function stays open for the next session
   std::string description() const override {
-    return link_ ? "the EP function " + link_->description() : std::string("the EP function of [host]");
+    return link_ ? "the EP function " + link_->description()
+                 : std::string("the EP function of [host]");
   }
 
  private:
@@ -96,27 +99,35 @@ class PciSource final : public HostLinkSource {
 
 }  // namespace
 
-tl::expected<EpLink, std::string> open_ep_link(const config::BoardConfig& cfg, const PciFinder& find) {
+tl::expected<EpLink, std::string> open_ep_link(const config::BoardConfig& cfg,
+                                               const PciFinder& find) {
   EpLink out;
   if (cfg.platform == config::Platform::kLoopback) {
     auto link = LoopbackEp::create(cfg.loopback.socket, cfg.link.ep_window_size,
                                    memory_access(cfg.loopback.memory, ring::MemoryType::kCached));
-    if (!link) return tl::unexpected("cannot listen on " + cfg.loopback.socket + ": " + describe(link.error()));
+    if (!link)
+      return tl::unexpected("cannot listen on " + cfg.loopback.socket + ": " +
+                            describe(link.error()));
     out.peers = link->get();
     out.link = std::move(*link);
     out.description = "loopback at " + cfg.loopback.socket;
     return out;
   }
-  auto parts = cfg.platform == config::Platform::kVfio ? open_vfio(cfg.ep, cfg.link, PciRole::kEp, find)
-                                                        : open_devmem(cfg.ep, cfg.link);
-  if (!parts) return tl::unexpected("cannot set up the " + std::string(config::to_string(cfg.platform)) + " platform: " + parts.error());
+  auto parts = cfg.platform == config::Platform::kVfio
+                   ? open_vfio(cfg.ep, cfg.link, PciRole::kEp, find)
+                   : open_devmem(cfg.ep, cfg.link);
+  if (!parts)
+    return tl::unexpected("cannot set up the " + std::string(config::to_string(cfg.platform)) +
+                          " platform: " + parts.error());
   auto pci = std::make_unique<PciEp>(std::move(*parts));
-  out.description = std::string(config::to_string(cfg.platform)) + " platform: " + pci->description();
+  out.description =
+      std::string(config::to_string(cfg.platform)) + " platform: " + pci->description();
   out.link = std::move(pci);
   return out;
 }
 
-std::unique_ptr<HostLinkSource> make_host_link_source(const config::BoardConfig& cfg, PciFinder find) {
+std::unique_ptr<HostLinkSource> make_host_link_source(const config::BoardConfig& cfg,
+                                                      PciFinder find) {
   if (cfg.platform == config::Platform::kLoopback) return std::make_unique<LoopbackSource>(cfg);
   return std::make_unique<PciSource>(cfg, std::move(find));
 }

@@ -20,8 +20,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kConnectRetry{50};
-constexpr std::size_t kHostHelloFds = 2;                         // RC window, interrupt
-constexpr std::size_t kEpHelloFds = 2 + layout::kMaxDevices;     // EP window, doorbells
+constexpr std::size_t kHostHelloFds = 2;                      // RC window, interrupt
+constexpr std::size_t kEpHelloFds = 2 + layout::kMaxDevices;  // EP window, doorbells
 
 /// Milliseconds left until `deadline`, for poll() (0 once it passed).
 int ms_left(Clock::time_point deadline) noexcept {
@@ -31,10 +31,13 @@ int ms_left(Clock::time_point deadline) noexcept {
 
 /// Sizes of windows either side creates or accepts: whole 8-byte words (device-memory copies
 /// work in aligned containers of up to 8 bytes: LAYOUT.md §7).
-bool window_size_ok(std::uint64_t size) noexcept { return size != 0 && size <= kLoopbackMaxWindow && size % 8 == 0; }
+bool window_size_ok(std::uint64_t size) noexcept {
+  return size != 0 && size <= kLoopbackMaxWindow && size % 8 == 0;
+}
 
 /// Sends our hello, passing the window's memfd and our signals' eventfds.
-Result<void> send_hello(int sock, LoopbackRole role, const os::SharedMemory& window, std::span<const int> signals) {
+Result<void> send_hello(int sock, LoopbackRole role, const os::SharedMemory& window,
+                        std::span<const int> signals) {
   LoopbackHello hello;
   hello.role = static_cast<std::uint16_t>(role);
   hello.window_size = window.size();
@@ -68,8 +71,9 @@ Result<PeerHello> recv_hello(int sock, LoopbackRole from, milliseconds timeout) 
   if (hello.role != static_cast<std::uint16_t>(from))
     return fail(Errc::kBadLayout, "hello from the wrong role");
   if (fds.size() != want_fds) {
-    return fail(Errc::kBadLayout, from == LoopbackRole::kEp ? "EP hello must carry its window and every doorbell"
-                                                            : "host hello must carry two descriptors");
+    return fail(Errc::kBadLayout, from == LoopbackRole::kEp
+                                      ? "EP hello must carry its window and every doorbell"
+                                      : "host hello must carry two descriptors");
   }
   if (!window_size_ok(hello.window_size))
     return fail(Errc::kOutOfRange, "hello announces a bad window size");
@@ -98,8 +102,9 @@ Result<os::Fd> connect_retrying(const std::string& path, Clock::time_point deadl
 
 // ---- EP side ----
 
-LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells,
-                       os::Fd listen, ring::MemoryAccess access) noexcept
+LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell,
+                       DeviceDoorbells device_doorbells, os::Fd listen,
+                       ring::MemoryAccess access) noexcept
     : ep_mem_(std::move(ep_mem)),
       doorbell_(std::move(doorbell)),
       device_doorbells_(std::move(device_doorbells)),
@@ -108,7 +113,8 @@ LoopbackEp::LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoor
       ep_window_(layout::WindowId::kEp, ep_mem_.bytes(), nullptr, access) {}
 
 Result<std::unique_ptr<LoopbackEp>> LoopbackEp::create(const std::string& socket_path,
-                                                       std::size_t ep_window_size, ring::MemoryAccess access) {
+                                                       std::size_t ep_window_size,
+                                                       ring::MemoryAccess access) {
   if (!window_size_ok(ep_window_size)) return fail(Errc::kInvalidArgument, "bad EP window size");
   auto mem = os::SharedMemory::create("vepf-ep-window", ep_window_size);
   if (!mem) return tl::unexpected(mem.error());
@@ -122,8 +128,9 @@ Result<std::unique_ptr<LoopbackEp>> LoopbackEp::create(const std::string& socket
   }
   auto listen = os::listen_seqpacket(socket_path);
   if (!listen) return tl::unexpected(listen.error());
-  return std::unique_ptr<LoopbackEp>(new LoopbackEp(std::move(*mem), std::move(*doorbell), std::move(device_doorbells),
-                                                    std::move(*listen), access));
+  return std::unique_ptr<LoopbackEp>(new LoopbackEp(std::move(*mem), std::move(*doorbell),
+                                                    std::move(device_doorbells), std::move(*listen),
+                                                    access));
 }
 
 Result<void> LoopbackEp::accept_peer() {
@@ -198,8 +205,8 @@ Result<void> LoopbackEp::raise_interrupt() {
 // ---- host side ----
 
 LoopbackHost::LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer,
-                           os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells,
-                           ring::MemoryAccess access) noexcept
+                           os::SharedMemory ep_mem, os::EventFd doorbell,
+                           DeviceDoorbells device_doorbells, ring::MemoryAccess access) noexcept
     : rc_mem_(std::move(rc_mem)),
       interrupt_(std::move(interrupt)),
       peer_(std::move(peer)),
@@ -211,7 +218,8 @@ LoopbackHost::LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::F
 
 Result<std::unique_ptr<LoopbackHost>> LoopbackHost::connect(const std::string& socket_path,
                                                             std::size_t rc_window_size,
-                                                            milliseconds timeout, ring::MemoryAccess access) {
+                                                            milliseconds timeout,
+                                                            ring::MemoryAccess access) {
   if (!window_size_ok(rc_window_size)) return fail(Errc::kInvalidArgument, "bad RC window size");
   const auto deadline = Clock::now() + timeout;
   auto rc_mem = os::SharedMemory::create("vepf-rc-window", rc_window_size);
@@ -235,9 +243,9 @@ Result<std::unique_ptr<LoopbackHost>> LoopbackHost::connect(const std::string& s
     if (!d) return tl::unexpected(d.error());
     device_doorbells[i] = std::move(*d);
   }
-  return std::unique_ptr<LoopbackHost>(new LoopbackHost(std::move(*rc_mem), std::move(*interrupt), std::move(*sock),
-                                                        std::move(*ep_mem), std::move(*doorbell),
-                                                        std::move(device_doorbells), access));
+  return std::unique_ptr<LoopbackHost>(new LoopbackHost(
+      std::move(*rc_mem), std::move(*interrupt), std::move(*sock), std::move(*ep_mem),
+      std::move(*doorbell), std::move(device_doorbells), access));
 }
 
 Result<void> LoopbackHost::ring_doorbell() {

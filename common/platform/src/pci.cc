@@ -36,13 +36,16 @@ Result<std::uint16_t> IvshmemDoorbell::publish() {
   if (pos == -1) {
     // What an MMIO read returns when the function decodes nothing (memory space disabled).
     return fail(Errc::kBadLayout,
-                "IVPosition reads as all ones: the function does not decode its BARs (disabled?); with devmem, "
+                "IVPosition reads as all ones: the function does not decode its BARs (disabled?); "
+                "with devmem, "
                 "name it in ep.device so that vepf-ep enables it");
   }
   if (pos < 0 || pos > 0xffff) {
-    return fail(Errc::kBadLayout, "IVPosition is not a peer ID: not an ivshmem-doorbell function with a server");
+    return fail(Errc::kBadLayout,
+                "IVPosition is not a peer ID: not an ivshmem-doorbell function with a server");
   }
-  *word(ids_, 4 * static_cast<std::size_t>(role_)) = Le32::conv(kPeerIdValid | static_cast<std::uint32_t>(pos));
+  *word(ids_, 4 * static_cast<std::size_t>(role_)) =
+      Le32::conv(kPeerIdValid | static_cast<std::uint32_t>(pos));
   published_ = true;
   return static_cast<std::uint16_t>(pos);
 }
@@ -57,14 +60,16 @@ bool IvshmemDoorbell::ring() noexcept {
   // idx or ack in the peer's Vringh::pop() / DeviceTransport::poll_device() after it takes the
   // signal.
   hw::wc_wmb();
-  *reinterpret_cast<volatile std::uint32_t*>(regs_ + kIvshmemDoorbell) = Le32::conv((id << 16) | vector_);
+  *reinterpret_cast<volatile std::uint32_t*>(regs_ + kIvshmemDoorbell) =
+      Le32::conv((id << 16) | vector_);
   return true;
 }
 
 // ---- EP ----
 
 PciEp::PciEp(PciParts parts) noexcept
-    : p_(std::move(parts)), ep_window_(layout::WindowId::kEp, p_.ep_window, nullptr, p_.ep_access) {}
+    : p_(std::move(parts)),
+      ep_window_(layout::WindowId::kEp, p_.ep_window, nullptr, p_.ep_access) {}
 
 Result<std::uint64_t> PciEp::drain_doorbell() { return drain(p_.irq, counters_); }
 
@@ -73,7 +78,8 @@ Result<ring::Window*> PciEp::attach_rc_window(std::uint64_t bus_addr, std::uint6
   if (size == 0 || bus_addr < base || bus_addr - base > avail || size > avail - (bus_addr - base)) {
     return fail(Errc::kOutOfRange, "RC window is not inside the EP's outbound window");
   }
-  rc_window_ = ring::Window(layout::WindowId::kRc, p_.rc_window.subspan(bus_addr - base, size), &counters_, p_.rc_access);
+  rc_window_ = ring::Window(layout::WindowId::kRc, p_.rc_window.subspan(bus_addr - base, size),
+                            &counters_, p_.rc_access);
   return &rc_window_;
 }
 

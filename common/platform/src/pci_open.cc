@@ -33,7 +33,9 @@ std::string mib(std::uint64_t bytes) {
   return std::to_string(bytes) + " bytes";
 }
 
-std::string field(PciRole role, const char* key) { return std::string(role == PciRole::kEp ? "ep." : "host.") + key; }
+std::string field(PciRole role, const char* key) {
+  return std::string(role == PciRole::kEp ? "ep." : "host.") + key;
+}
 
 /// For the description: "; EP window device, RC window cached" (with the widths when limited).
 std::string memory_note(const PciParts& p) {
@@ -42,7 +44,8 @@ std::string memory_note(const PciParts& p) {
     if (!a.widths.all()) {
       s += " (";
       for (std::size_t w = 1; w <= 8; w <<= 1) {
-        if (a.widths.allows(w)) s += std::to_string(w * 8) + (w == a.widths.widest() ? "-bit" : "/");
+        if (a.widths.allows(w))
+          s += std::to_string(w * 8) + (w == a.widths.widest() ? "-bit" : "/");
       }
       s += " accesses)";
     }
@@ -51,7 +54,9 @@ std::string memory_note(const PciParts& p) {
   return "; EP window " + one(p.ep_access) + ", RC window " + one(p.rc_access);
 }
 
-bool is_wc(const config::Place& p) noexcept { return p.memory.type == config::MemoryType::kWriteCombining; }
+bool is_wc(const config::Place& p) noexcept {
+  return p.memory.type == config::MemoryType::kWriteCombining;
+}
 
 /// The VFIO device, the RC window memory vepf-host allocated (unmapped from the IOMMU by the
 /// device's destructor before the memory goes) and the BAR ranges mapped through sysfs.
@@ -68,7 +73,8 @@ struct VfioKeep {
 };
 
 struct DevmemKeep {
-  std::optional<vfio::EnabledFunction> enabled;  // [ep] device, disabled again after the mappings go
+  std::optional<vfio::EnabledFunction>
+      enabled;  // [ep] device, disabled again after the mappings go
   std::vector<std::pair<void*, std::size_t>> maps;
   ~DevmemKeep() {
     for (auto& [p, n] : maps) ::munmap(p, n);
@@ -77,13 +83,15 @@ struct DevmemKeep {
 
 }  // namespace
 
-tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const config::LinkConfig& link,
-                                              PciRole role, const PciFinder& find) {
+tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side,
+                                              const config::LinkConfig& link, PciRole role,
+                                              const PciFinder& find) {
   using Fail = tl::unexpected<std::string>;
   auto match = vfio::PciMatch::parse(side.device);
   if (!match) {
     return Fail(field(role, "device") + " = \"" + side.device +
-                "\" is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or \"0000:01:00.0\"");
+                "\" is neither vendor:device nor a PCI address: write e.g. \"1af4:1110\" or "
+                "\"0000:01:00.0\"");
   }
   vfio::PciAddress addr;
   if (match->address) {
@@ -107,8 +115,10 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
                         const char* key) -> tl::expected<std::span<std::byte>, std::string> {
     if (!bars.count(place.bar)) {
       if (keep->dev->bar_size(place.bar) == 0) {
-        return Fail(field(role, key) + " names BAR" + std::to_string(place.bar) + ", which " + addr.str() +
-                    " does not have as mappable memory: name the BAR that holds it (see lspci -vs " + addr.str() + ")");
+        return Fail(
+            field(role, key) + " names BAR" + std::to_string(place.bar) + ", which " + addr.str() +
+            " does not have as mappable memory: name the BAR that holds it (see lspci -vs " +
+            addr.str() + ")");
       }
       auto m = keep->dev->map_bar(place.bar);
       if (!m) return Fail(field(role, key) + ": " + m.error());
@@ -116,9 +126,9 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     }
     const vfio::MappedBar& b = bars[place.bar];
     if (place.offset > b.size || size > b.size - place.offset) {
-      return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) + " does not fit BAR" +
-                  std::to_string(place.bar) + " of " + addr.str() + " (" + mib(b.size) +
-                  "): move it or make the window smaller in [link]");
+      return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) +
+                  " does not fit BAR" + std::to_string(place.bar) + " of " + addr.str() + " (" +
+                  mib(b.size) + "): move it or make the window smaller in [link]");
     }
     return std::span<std::byte>(const_cast<std::byte*>(b.base) + place.offset, size);
   };
@@ -137,30 +147,38 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
                         const char* key) -> tl::expected<std::span<std::byte>, std::string> {
     const std::uint64_t bar_size = keep->dev->bar_size(place.bar);
     if (place.offset > bar_size || size > bar_size - place.offset) {
-      return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) + " does not fit BAR" +
-                  std::to_string(place.bar) + " of " + addr.str() + " (" + mib(bar_size) + ")");
+      return Fail(field(role, key) + ": offset " + hex(place.offset) + " + " + mib(size) +
+                  " does not fit BAR" + std::to_string(place.bar) + " of " + addr.str() + " (" +
+                  mib(bar_size) + ")");
     }
-    const std::string path = "/sys/bus/pci/devices/" + addr.str() + "/resource" + std::to_string(place.bar) +
-                             (is_wc(place) ? "_wc" : "");
+    const std::string path = "/sys/bus/pci/devices/" + addr.str() + "/resource" +
+                             std::to_string(place.bar) + (is_wc(place) ? "_wc" : "");
     const std::string why = "BAR" + std::to_string(place.bar) + " holds a memory = \"wc\" window";
     const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       const int err = errno;
-      return Fail(field(role, key) + ": " + why + ": cannot open " + path + ": " + std::strerror(err) +
-                  (err == ENOENT ? " (only a prefetchable BAR has resource<N>_wc): use memory = \"device\"" : ""));
+      return Fail(
+          field(role, key) + ": " + why + ": cannot open " + path + ": " + std::strerror(err) +
+          (err == ENOENT ? " (only a prefetchable BAR has resource<N>_wc): use memory = \"device\""
+                         : ""));
     }
     const os::Fd owner(fd);
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(place.offset));
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                     static_cast<off_t>(place.offset));
     if (p == MAP_FAILED) {
       const int err = errno;
-      return Fail(field(role, key) + ": " + why + ": cannot map " + path + ": " + std::strerror(err) +
-                  (err == EINVAL ? " (the BAR is claimed, e.g. by another VFIO user): use memory = \"device\"" : ""));
+      return Fail(field(role, key) + ": " + why + ": cannot map " + path + ": " +
+                  std::strerror(err) +
+                  (err == EINVAL
+                       ? " (the BAR is claimed, e.g. by another VFIO user): use memory = \"device\""
+                       : ""));
     }
     keep->sysfs_maps.emplace_back(p, size);
     return std::span<std::byte>(static_cast<std::byte*>(p), size);
   };
   auto span_of = [&](const config::Place& place, std::uint64_t size, const char* key) {
-    return sysfs_bars.count(place.bar) ? sysfs_span(place, size, key) : place_span(place, size, key);
+    return sysfs_bars.count(place.bar) ? sysfs_span(place, size, key)
+                                       : place_span(place, size, key);
   };
 
   PciParts parts;
@@ -177,8 +195,11 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     parts.rc_access = memory_access(side.rc_window->memory, ring::MemoryType::kDevice);
     rc_how = "RC window in BAR" + std::to_string(side.rc_window->bar);
   } else if (role == PciRole::kHost) {
-    void* mem = ::mmap(nullptr, link.rc_window_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return Fail("cannot allocate the RC window (" + mib(link.rc_window_size) + "): " + std::strerror(errno));
+    void* mem = ::mmap(nullptr, link.rc_window_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+      return Fail("cannot allocate the RC window (" + mib(link.rc_window_size) +
+                  "): " + std::strerror(errno));
     keep->rc_mem = mem;
     keep->rc_size = link.rc_window_size;
     parts.rc_window = std::span<std::byte>(static_cast<std::byte*>(mem), link.rc_window_size);
@@ -188,24 +209,32 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
     }
     rc_how = "RC window DMA-mapped at IOVA " + hex(side.rc_window_bus_addr);
   } else {
-    return Fail("ep.rc_window is missing: name the outbound window, e.g. rc_window = { bar = 2, offset = 0x800000 }");
+    return Fail(
+        "ep.rc_window is missing: name the outbound window, e.g. rc_window = { bar = 2, offset = "
+        "0x800000 }");
   }
-  parts.description = addr.str() + " via VFIO (IOMMU group " + std::to_string(target->group) + "), " + rc_how;
+  parts.description =
+      addr.str() + " via VFIO (IOMMU group " + std::to_string(target->group) + "), " + rc_how;
   if (side.doorbell == config::DoorbellKind::kIvshmem) {
     auto regs = span_of(side.doorbell_regs, kIvshmemRegsSize, "doorbell_regs");
     if (!regs) return Fail(regs.error());
     auto ids = span_of(side.peer_ids, 4096, "peer_ids");
     if (!ids) return Fail(ids.error());
     auto irqs = keep->dev->enable_msi(side.vector + 1);
-    if (!irqs) return Fail(addr.str() + ": " + irqs.error() + " (" + field(role, "vector") + " = " + std::to_string(side.vector) + ")");
+    if (!irqs)
+      return Fail(addr.str() + ": " + irqs.error() + " (" + field(role, "vector") + " = " +
+                  std::to_string(side.vector) + ")");
     auto irq = os::EventFd::adopt(std::move((*irqs)[side.vector]));
     if (!irq) return Fail(addr.str() + ": the MSI-X eventfd: " + irq.error().what);
     parts.irq = std::move(*irq);
-    parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, role, static_cast<std::uint16_t>(side.vector));
+    parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, role,
+                                                       static_cast<std::uint16_t>(side.vector));
     auto id = parts.doorbell->publish();
-    if (!id) return Fail(field(role, "doorbell") + " = \"ivshmem\": " + addr.str() + ": " + id.error().what);
-    parts.description += ", ivshmem peer " + std::to_string(*id) + ", " + keep->dev->irq_kind() + " vector " +
-                         std::to_string(side.vector);
+    if (!id)
+      return Fail(field(role, "doorbell") + " = \"ivshmem\": " + addr.str() + ": " +
+                  id.error().what);
+    parts.description += ", ivshmem peer " + std::to_string(*id) + ", " + keep->dev->irq_kind() +
+                         " vector " + std::to_string(side.vector);
   } else {
     parts.description += ", no doorbell (polling)";
   }
@@ -214,11 +243,15 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
   return parts;
 }
 
-tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, const config::LinkConfig& link,
-                                                const std::string& dev_mem, const std::string& sysfs) {
+tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side,
+                                                const config::LinkConfig& link,
+                                                const std::string& dev_mem,
+                                                const std::string& sysfs) {
   using Fail = tl::unexpected<std::string>;
   if (!side.rc_window) {
-    return Fail("ep.rc_window is missing: name the outbound window, e.g. rc_window = { phys = 0xfe800000 }");
+    return Fail(
+        "ep.rc_window is missing: name the outbound window, e.g. rc_window = { phys = 0xfe800000 "
+        "}");
   }
   // Device memory through O_SYNC (uncached: arm64 and x86 phys_mem_access_prot()); cached
   // memory types through a second descriptor without it, opened only when a window asks.
@@ -238,16 +271,22 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
   auto keep = std::make_shared<DevmemKeep>();
   if (!side.device.empty()) {
     const auto address = vfio::PciAddress::parse(side.device);
-    if (!address) return Fail("ep.device = \"" + side.device + "\" is not a PCI address: write e.g. \"0000:00:05.0\"");
+    if (!address)
+      return Fail("ep.device = \"" + side.device +
+                  "\" is not a PCI address: write e.g. \"0000:00:05.0\"");
     auto enabled = vfio::EnabledFunction::enable(*address, sysfs);
     if (!enabled) return Fail("ep.device: " + enabled.error());
     keep->enabled.emplace(std::move(*enabled));
   }
-  auto map = [&](const config::Place& place, std::uint64_t size, const char* key) -> tl::expected<std::span<std::byte>, std::string> {
-    if (!place.is_phys) return Fail(field(PciRole::kEp, key) + " names a BAR: board.platform = \"devmem\" needs { phys = ADDRESS }");
+  auto map = [&](const config::Place& place, std::uint64_t size,
+                 const char* key) -> tl::expected<std::span<std::byte>, std::string> {
+    if (!place.is_phys)
+      return Fail(field(PciRole::kEp, key) +
+                  " names a BAR: board.platform = \"devmem\" needs { phys = ADDRESS }");
     if (place.phys % page != 0) {
-      return Fail("ep." + std::string(key) + ".phys = " + hex(place.phys) + " is not aligned to the " +
-                  std::to_string(page) + "-byte page: use a multiple of " + std::to_string(page));
+      return Fail("ep." + std::string(key) + ".phys = " + hex(place.phys) +
+                  " is not aligned to the " + std::to_string(page) +
+                  "-byte page: use a multiple of " + std::to_string(page));
     }
     const std::uint64_t len = (size + page - 1) / page * page;
     const bool cached = place.memory.type == config::MemoryType::kCached ||
@@ -258,14 +297,17 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
       cached_fd = std::move(*f);
     }
     const int fd = cached ? cached_fd.get() : sync_fd->get();
-    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(place.phys));
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                     static_cast<off_t>(place.phys));
     if (p == MAP_FAILED) {
       const int err = errno;
-      return Fail("ep." + std::string(key) + ": cannot map " + mib(len) + " at physical " + hex(place.phys) + " through " + dev_mem +
-                  ": " + std::strerror(err) +
-                  (err == EPERM ? " (the kernel's STRICT_DEVMEM refuses RAM and ranges a driver holds: unbind it, "
-                                  "or reserve the range)"
-                                : ""));
+      return Fail(
+          "ep." + std::string(key) + ": cannot map " + mib(len) + " at physical " +
+          hex(place.phys) + " through " + dev_mem + ": " + std::strerror(err) +
+          (err == EPERM
+               ? " (the kernel's STRICT_DEVMEM refuses RAM and ranges a driver holds: unbind it, "
+                 "or reserve the range)"
+               : ""));
     }
     keep->maps.emplace_back(p, len);
     return std::span<std::byte>(static_cast<std::byte*>(p), size);
@@ -280,18 +322,23 @@ tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, con
   parts.ep_access = memory_access(side.ep_window.memory, ring::MemoryType::kDevice);
   parts.rc_access = memory_access(side.rc_window->memory, ring::MemoryType::kDevice);
   parts.rc_window_bus_addr = side.rc_window_bus_addr;
-  parts.description = "physical memory via " + dev_mem + ": EP window at " + hex(side.ep_window.phys) +
-                      ", outbound window at " + hex(side.rc_window->phys);
+  parts.description = "physical memory via " + dev_mem + ": EP window at " +
+                      hex(side.ep_window.phys) + ", outbound window at " +
+                      hex(side.rc_window->phys);
   if (!side.device.empty()) parts.description += ", behind " + side.device + " (enabled)";
   if (side.doorbell == config::DoorbellKind::kIvshmem) {
     auto regs = map(side.doorbell_regs, kIvshmemRegsSize, "doorbell_regs");
     if (!regs) return Fail(regs.error());
     auto ids = map(side.peer_ids, 4096, "peer_ids");
     if (!ids) return Fail(ids.error());
-    parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, PciRole::kEp, static_cast<std::uint16_t>(side.vector));
+    parts.doorbell = std::make_unique<IvshmemDoorbell>(regs->data(), *ids, PciRole::kEp,
+                                                       static_cast<std::uint16_t>(side.vector));
     auto id = parts.doorbell->publish();
-    if (!id) return Fail("ep.doorbell = \"ivshmem\": the registers at " + hex(side.doorbell_regs.phys) + ": " + id.error().what);
-    parts.description += ", ivshmem peer " + std::to_string(*id) + " (outgoing only; incoming by polling)";
+    if (!id)
+      return Fail("ep.doorbell = \"ivshmem\": the registers at " + hex(side.doorbell_regs.phys) +
+                  ": " + id.error().what);
+    parts.description +=
+        ", ivshmem peer " + std::to_string(*id) + " (outgoing only; incoming by polling)";
   } else {
     parts.description += ", no doorbell (polling)";
   }

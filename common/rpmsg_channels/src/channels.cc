@@ -31,7 +31,8 @@ std::shared_ptr<spdlog::logger> log_of(const std::string& name) {
 
 std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t dst,
                    std::span<const std::byte> payload) noexcept {
-  assert(payload.size() <= layout::kRpmsgMaxPayload && out.size() >= layout::kRpmsgHdrSize + payload.size());
+  assert(payload.size() <= layout::kRpmsgMaxPayload &&
+         out.size() >= layout::kRpmsgHdrSize + payload.size());
   layout::RpmsgHdr hdr{};
   hdr.src = layout::le32::from_cpu(src);
   hdr.dst = layout::le32::from_cpu(dst);
@@ -41,9 +42,14 @@ std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t ds
   return sizeof(hdr) + payload.size();
 }
 
-Channels::Channels(std::string dir, Port& port, std::string logger, std::string who, std::size_t max_connections)
-    : dir_(std::move(dir)), port_(port), logger_(std::move(logger)), who_(std::move(who)),
-      max_conns_(max_connections ? max_connections : 1), buf_(kRecvBuf) {}
+Channels::Channels(std::string dir, Port& port, std::string logger, std::string who,
+                   std::size_t max_connections)
+    : dir_(std::move(dir)),
+      port_(port),
+      logger_(std::move(logger)),
+      who_(std::move(who)),
+      max_conns_(max_connections ? max_connections : 1),
+      buf_(kRecvBuf) {}
 
 Channels::~Channels() {
   if (loop_ != nullptr) {
@@ -61,7 +67,8 @@ Channels::~Channels() {
   }
 }
 
-Result<std::unique_ptr<os::Acceptor>> Channels::listen(const std::string& path, const std::string& channel) {
+Result<std::unique_ptr<os::Acceptor>> Channels::listen(const std::string& path,
+                                                       const std::string& channel) {
   auto l = os::listen_seqpacket(path);
   if (!l) return tl::unexpected(l.error());
   os::Acceptor::Handlers h;
@@ -69,12 +76,14 @@ Result<std::unique_ptr<os::Acceptor>> Channels::listen(const std::string& path, 
   h.take = [this, channel](os::Fd fd) { on_accept(channel, std::move(fd)); };
   h.refuse = [this, channel](int, os::Acceptor::Refusal why) {
     ++stats_.refused_connections;
-    log::limited(client_log_, log_of(logger_), spdlog::level::warn, "{}: {} refused a connection: {} ({} so far)", who_,
-                 channel.empty() ? std::string("announce.sock") : "channel '" + channel + "'",
-                 why == os::Acceptor::Refusal::kFull
-                     ? std::to_string(max_conns_) + " open, the limit ([device.rpmsg] max_connections)"
-                     : std::string("out of file descriptors"),
-                 stats_.refused_connections);
+    log::limited(
+        client_log_, log_of(logger_), spdlog::level::warn,
+        "{}: {} refused a connection: {} ({} so far)", who_,
+        channel.empty() ? std::string("announce.sock") : "channel '" + channel + "'",
+        why == os::Acceptor::Refusal::kFull
+            ? std::to_string(max_conns_) + " open, the limit ([device.rpmsg] max_connections)"
+            : std::string("out of file descriptors"),
+        stats_.refused_connections);
   };
   auto a = os::Acceptor::create(*loop_, std::move(*l), max_conns_, std::move(h));
   if (!a) ::unlink(path.c_str());
@@ -91,8 +100,9 @@ Result<void> Channels::start(os::EventLoop& loop) {
 }
 
 std::size_t Channels::local_channels() const noexcept {
-  return static_cast<std::size_t>(
-      std::count_if(conns_.begin(), conns_.end(), [](const auto& e) { return e.second.local && e.second.addr != 0; }));
+  return static_cast<std::size_t>(std::count_if(conns_.begin(), conns_.end(), [](const auto& e) {
+    return e.second.local && e.second.addr != 0;
+  }));
 }
 
 void Channels::link_up(bool name_service) {
@@ -146,7 +156,8 @@ void Channels::update_reading() {
 void Channels::bad(const char* what) {
   ++stats_.bad;
   // Rate-limited: the 1st, 2nd, 4th, 8th... bad message is logged.
-  if (std::has_single_bit(stats_.bad)) log_of(logger_)->warn("{}: {} dropped ({} so far)", who_, what, stats_.bad);
+  if (std::has_single_bit(stats_.bad))
+    log_of(logger_)->warn("{}: {} dropped ({} so far)", who_, what, stats_.bad);
 }
 
 // `channel` empty: the announce socket; else a peer channel's socket.
@@ -183,14 +194,16 @@ const char* Channels::name_conn(Conn& c, std::span<const std::byte> msg) {
     // The name itself is not logged: it may hold any bytes.
     ++stats_.refused;
     log::limited(client_log_, log, spdlog::level::err,
-                 "{}: refused a channel: its name ({} bytes) must be 1..31 letters, digits, '-', '_' or '.', "
+                 "{}: refused a channel: its name ({} bytes) must be 1..31 letters, digits, '-', "
+                 "'_' or '.', "
                  "and not \"{}\" ({} refused so far)",
                  who_, name.size(), kAnnounceName, stats_.refused);
     return "bad name";
   }
   for (const auto& [fd, o] : conns_) {
     if (o.local && o.addr != 0 && o.name == name) {
-      log::limited(client_log_, log, spdlog::level::err, "{}: refused a second channel named '{}'", who_, name);
+      log::limited(client_log_, log, spdlog::level::err, "{}: refused a second channel named '{}'",
+                   who_, name);
       ++stats_.refused;
       return "duplicate name";
     }
@@ -214,7 +227,8 @@ void Channels::on_conn(int fd, std::uint32_t events) {
   }
   const char* why = nullptr;
   for (int budget = kConnBudget; budget > 0 && why == nullptr; --budget) {
-    if (c.addr != 0 && !(c.peer && room())) break;  // no peer yet, or no room: leave it in the socket
+    if (c.addr != 0 && !(c.peer && room()))
+      break;  // no peer yet, or no room: leave it in the socket
     const ssize_t n = ::recv(fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n <= 0) {
@@ -225,8 +239,9 @@ void Channels::on_conn(int fd, std::uint32_t events) {
     if (c.addr == 0) {
       why = name_conn(c, msg);
     } else if (msg.size() > layout::kRpmsgMaxPayload) {
-      log_of(logger_)->error("{}: channel '{}': message of {} bytes refused (at most {}); closing the connection", who_,
-                             c.name, msg.size(), layout::kRpmsgMaxPayload);
+      log_of(logger_)->error(
+          "{}: channel '{}': message of {} bytes refused (at most {}); closing the connection",
+          who_, c.name, msg.size(), layout::kRpmsgMaxPayload);
       ++stats_.refused;
       why = "message too large";
     } else {
@@ -306,7 +321,8 @@ void Channels::deliver(std::uint32_t src, std::uint32_t dst, std::span<const std
     ++stats_.dropped;
     return;
   }
-  if (::send(c.fd.get(), payload.data(), payload.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) ++stats_.dropped;
+  if (::send(c.fd.get(), payload.data(), payload.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+    ++stats_.dropped;
 }
 
 // struct rpmsg_ns_msg from the peer (rpmsg_ns.c rpmsg_ns_cb), every field checked.
@@ -324,7 +340,8 @@ void Channels::handle_ns(std::span<const std::byte> payload) {
   const std::uint32_t flags = ns.flags.to_cpu(), addr = ns.addr.to_cpu();
   if (flags == layout::kRpmsgNsDestroy) return close_peer(name);
   if (flags != layout::kRpmsgNsCreate) return bad("name-service message with unknown flags");
-  if (addr == layout::kRpmsgNsAddr || addr == kAddrAny) return bad("name-service CREATE with an unusable address");
+  if (addr == layout::kRpmsgNsAddr || addr == kAddrAny)
+    return bad("name-service CREATE with an unusable address");
   open_peer(name, addr);
 }
 
@@ -335,7 +352,8 @@ void Channels::open_peer(const std::string& name, std::uint32_t addr) {
       if (!c.local && c.name == name) c.peer = addr;
     }
   } else {
-    if (peers_.size() >= kMaxPeerChannels) return bad("name-service CREATE beyond the channel limit");
+    if (peers_.size() >= kMaxPeerChannels)
+      return bad("name-service CREATE beyond the channel limit");
     Peer p;
     p.addr = addr;
     p.path = dir_ + "/" + name + ".sock";
@@ -343,8 +361,9 @@ void Channels::open_peer(const std::string& name, std::uint32_t addr) {
     if (loop_ != nullptr) {
       auto l = listen(p.path, name);
       if (!l) {
-        log->error("{}: channel '{}': cannot listen on {}: {}{}", who_, name, p.path, l.error().what,
-                   l.error().sys_errno ? std::string(": ") + std::strerror(l.error().sys_errno) : "");
+        log->error(
+            "{}: channel '{}': cannot listen on {}: {}{}", who_, name, p.path, l.error().what,
+            l.error().sys_errno ? std::string(": ") + std::strerror(l.error().sys_errno) : "");
       } else {
         p.listen = std::move(*l);
       }

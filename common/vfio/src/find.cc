@@ -20,15 +20,18 @@ tl::expected<PciAddress, std::string> find_function(const PciMatch& m) {
   for (pci_dev* d = pacc->devices; d != nullptr && !found; d = d->next) {
     pci_fill_info(d, PCI_FILL_IDENT);
     const PciAddress a{static_cast<std::uint32_t>(d->domain), d->bus, d->dev, d->func};
-    if (m.address ? a == *m.address : (d->vendor_id == m.vendor && d->device_id == m.device)) found = a;
+    if (m.address ? a == *m.address : (d->vendor_id == m.vendor && d->device_id == m.device))
+      found = a;
   }
   pci_cleanup(pacc);
   if (found) return *found;
   if (m.address) {
-    return tl::unexpected("no PCI function at " + m.str() + ": check the address with lspci -D (and the EP is up)");
+    return tl::unexpected("no PCI function at " + m.str() +
+                          ": check the address with lspci -D (and the EP is up)");
   }
-  return tl::unexpected("no PCI function " + m.str() + " on this machine: is the EP powered and enumerated (lspci -d " +
-                        m.str() + ")?");
+  return tl::unexpected("no PCI function " + m.str() +
+                        " on this machine: is the EP powered and enumerated (lspci -d " + m.str() +
+                        ")?");
 }
 
 }  // namespace vepf::vfio

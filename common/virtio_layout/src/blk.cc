@@ -19,10 +19,12 @@ bool in_range(std::uint64_t sector, std::uint64_t count, std::uint64_t capacity)
   return sector <= capacity && count <= capacity - sector;
 }
 
-BlkParse ranges(std::uint32_t type, std::span<const std::byte> data, std::uint64_t data_len, const BlkLimits& lim) {
+BlkParse ranges(std::uint32_t type, std::span<const std::byte> data, std::uint64_t data_len,
+                const BlkLimits& lim) {
   const bool discard = type == VIRTIO_BLK_T_DISCARD;
   const std::uint32_t max_seg = discard ? lim.max_discard_seg : lim.max_write_zeroes_seg;
-  const std::uint32_t max_sectors = discard ? lim.max_discard_sectors : lim.max_write_zeroes_sectors;
+  const std::uint32_t max_sectors =
+      discard ? lim.max_discard_sectors : lim.max_write_zeroes_sectors;
   if (data_len == 0 || data_len % sizeof(VirtioBlkDiscardWz) != 0 || data.size() != data_len) {
     return status(VIRTIO_BLK_S_IOERR);
   }
@@ -41,7 +43,8 @@ BlkParse ranges(std::uint32_t type, std::span<const std::byte> data, std::uint64
     if (discard ? flags != 0 : (flags & ~std::uint32_t{VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP}) != 0) {
       return status(VIRTIO_BLK_S_UNSUPP);
     }
-    if (count > max_sectors || !in_range(sector, count, lim.capacity)) return status(VIRTIO_BLK_S_IOERR);
+    if (count > max_sectors || !in_range(sector, count, lim.capacity))
+      return status(VIRTIO_BLK_S_IOERR);
     p.request.ranges.push_back({sector * kSectorSize, std::uint64_t{count} * kSectorSize,
                                 (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) != 0});
   }
@@ -50,18 +53,20 @@ BlkParse ranges(std::uint32_t type, std::span<const std::byte> data, std::uint64
 
 }  // namespace
 
-BlkParse parse_blk_request(std::span<const std::byte> readable, std::uint64_t read_len, std::uint64_t write_len,
-                           const BlkLimits& lim) {
+BlkParse parse_blk_request(std::span<const std::byte> readable, std::uint64_t read_len,
+                           std::uint64_t write_len, const BlkLimits& lim) {
   // No header or no status byte: nothing can be answered; the driver broke the ring's contract.
-  if (read_len < sizeof(VirtioBlkReqHdr) || readable.size() < sizeof(VirtioBlkReqHdr) || write_len < kBlkStatusSize) {
+  if (read_len < sizeof(VirtioBlkReqHdr) || readable.size() < sizeof(VirtioBlkReqHdr) ||
+      write_len < kBlkStatusSize) {
     return {};
   }
   VirtioBlkReqHdr hdr;
   std::memcpy(&hdr, readable.data(), sizeof(hdr));
   const std::uint32_t type = hdr.type.to_cpu();
   const std::uint64_t sector = hdr.sector.to_cpu();
-  const std::uint64_t in_data = write_len - kBlkStatusSize;        // writable bytes before the status
-  const std::uint64_t out_data = read_len - sizeof(VirtioBlkReqHdr);  // readable bytes after the header
+  const std::uint64_t in_data = write_len - kBlkStatusSize;  // writable bytes before the status
+  const std::uint64_t out_data =
+      read_len - sizeof(VirtioBlkReqHdr);  // readable bytes after the header
 
   BlkParse p;
   p.kind = BlkParse::Kind::kRequest;

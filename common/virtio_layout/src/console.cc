@@ -12,13 +12,13 @@ tl::unexpected<const char*> refuse(const char* why) noexcept { return tl::unexpe
 bool console_name_valid(std::string_view name) noexcept {
   if (name.empty() || name.size() > kConsoleMaxNameLen || name == "." || name == "..") return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
-tl::expected<ConsoleControlMsg, const char*> parse_console_control(std::span<const std::byte> msg,
-                                                                   std::uint32_t max_nr_ports) noexcept {
+tl::expected<ConsoleControlMsg, const char*> parse_console_control(
+    std::span<const std::byte> msg, std::uint32_t max_nr_ports) noexcept {
   VirtioConsoleControl hdr;
   if (msg.size() < sizeof(hdr)) return refuse("truncated header");
   std::memcpy(&hdr, msg.data(), sizeof(hdr));
@@ -28,7 +28,8 @@ tl::expected<ConsoleControlMsg, const char*> parse_console_control(std::span<con
   m.event = hdr.event.to_cpu();
   m.value = hdr.value.to_cpu();
   if (m.event > VIRTIO_CONSOLE_PORT_NAME) return refuse("unknown event");
-  if (m.event != VIRTIO_CONSOLE_DEVICE_READY && m.id >= max_nr_ports) return refuse("port id out of range");
+  if (m.event != VIRTIO_CONSOLE_DEVICE_READY && m.id >= max_nr_ports)
+    return refuse("port id out of range");
   if (m.event == VIRTIO_CONSOLE_RESIZE) {
     VirtioConsoleResize r;
     if (payload.size() < sizeof(r)) return refuse("truncated resize");
@@ -45,7 +46,8 @@ tl::expected<ConsoleControlMsg, const char*> parse_console_control(std::span<con
 }
 
 std::size_t build_console_control(std::span<std::byte> out, std::uint32_t id, std::uint16_t event,
-                                  std::uint16_t value, std::span<const std::byte> payload) noexcept {
+                                  std::uint16_t value,
+                                  std::span<const std::byte> payload) noexcept {
   VirtioConsoleControl hdr;
   hdr.id = le32::from_cpu(id);
   hdr.event = le16::from_cpu(event);

@@ -23,7 +23,9 @@ using layout::QueueDriverLine;
 
 namespace {
 
-constexpr std::uint64_t join(std::uint32_t lo, std::uint32_t hi) noexcept { return lo | (std::uint64_t{hi} << 32); }
+constexpr std::uint64_t join(std::uint32_t lo, std::uint32_t hi) noexcept {
+  return lo | (std::uint64_t{hi} << 32);
+}
 
 }  // namespace
 
@@ -43,7 +45,8 @@ void DeviceHandle::config_changed() noexcept {
 }
 void DeviceHandle::queue_broken(std::uint16_t q) noexcept {
   auto& s = t_->slots_[slot_];
-  if (q < s.queues.size() && s.queues[q] && s.queues[q]->limit_hit() && !(s.broken_queues & (1u << q))) {
+  if (q < s.queues.size() && s.queues[q] && s.queues[q]->limit_hit() &&
+      !(s.broken_queues & (1u << q))) {
     ++s.chain_limit_hits;
   }
   s.broken_queues |= 1u << q;
@@ -56,14 +59,19 @@ void DeviceHandle::queue_broken(std::uint16_t q) noexcept {
 // ---- DeviceTransport
 
 DeviceTransport::DeviceTransport(DeviceLink& link, std::uint32_t epoch)
-    : link_(link), ep_(link.ep_window()), space_(&link.ep_window(), nullptr), epoch_(epoch ? epoch : 1),
+    : link_(link),
+      ep_(link.ep_window()),
+      space_(&link.ep_window(), nullptr),
+      epoch_(epoch ? epoch : 1),
       header_(&ep_, layout::header_off(0)) {
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& s = slots_[i];
     s.line = OwnedBytes<sizeof(DeviceLine)>(&ep_, layout::device_line_off(i, 0));
-    s.config = OwnedBytes<layout::kConfigSpaceSize>(&ep_, layout::device_slot_off(i) + offsetof(DeviceSlot, config));
+    s.config = OwnedBytes<layout::kConfigSpaceSize>(
+        &ep_, layout::device_slot_off(i) + offsetof(DeviceSlot, config));
     for (std::uint32_t q = 0; q < layout::kMaxQueuesPerDevice; ++q) {
-      s.queue_lines[q] = OwnedBytes<sizeof(QueueDeviceLine)>(&ep_, layout::queue_block_off(i, q) + offsetof(QueueBlock, device));
+      s.queue_lines[q] = OwnedBytes<sizeof(QueueDeviceLine)>(
+          &ep_, layout::queue_block_off(i, q) + offsetof(QueueBlock, device));
     }
   }
   // Rings and buffers never overlap the control region: a driver cannot make the device
@@ -78,9 +86,11 @@ DeviceTransport::~DeviceTransport() {
 }
 
 Result<void> DeviceTransport::init() {
-  if (ep_.size() < layout::kControlRegionSize) return fail(Errc::kInvalidArgument, "EP window smaller than the control region");
+  if (ep_.size() < layout::kControlRegionSize)
+    return fail(Errc::kInvalidArgument, "EP window smaller than the control region");
   // A stale request left in memory from a previous run must not be replayed.
-  last_link_seq_ = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
+  last_link_seq_ =
+      ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
   // All zero first (the image's start), magic included: a driver never takes a previous run's
   // header, half rewritten, for ours.
   header_.publish();
@@ -88,16 +98,20 @@ Result<void> DeviceTransport::init() {
   header_.store<std::uint16_t>(offsetof(EpfHeader, max_devices), layout::kMaxDevices);
   header_.store<std::uint32_t>(offsetof(EpfHeader, epoch), epoch_);
   header_.store<std::uint32_t>(offsetof(EpfHeader, region_size), layout::kControlRegionSize);
-  header_.store<std::uint32_t>(offsetof(EpfHeader, device_table_off), offsetof(ControlRegion, devices));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, device_table_off),
+                               offsetof(ControlRegion, devices));
   header_.store<std::uint32_t>(offsetof(EpfHeader, device_stride), sizeof(DeviceSlot));
   header_.store<std::uint16_t>(offsetof(EpfHeader, max_queues), layout::kMaxQueuesPerDevice);
   header_.store<std::uint16_t>(offsetof(EpfHeader, queue_stride), sizeof(layout::QueueBlock));
   header_.store<std::uint32_t>(offsetof(EpfHeader, table_generation), table_generation_);
-  header_.store<std::uint32_t>(offsetof(EpfHeader, ep_window_size_lo), static_cast<std::uint32_t>(ep_.size()));
-  header_.store<std::uint32_t>(offsetof(EpfHeader, ep_window_size_hi), static_cast<std::uint32_t>(ep_.size() >> 32));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, ep_window_size_lo),
+                               static_cast<std::uint32_t>(ep_.size()));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, ep_window_size_hi),
+                               static_cast<std::uint32_t>(ep_.size() >> 32));
   header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_seq), last_link_seq_);
   header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_result), 0);
-  header_.store<std::uint32_t>(offsetof(EpfHeader, doorbell_off), offsetof(ControlRegion, doorbell));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, doorbell_off),
+                               offsetof(ControlRegion, doorbell));
   header_.store<std::uint32_t>(offsetof(EpfHeader, mailbox_off), 0);
   for (std::uint32_t i = 0; i < layout::kMaxDevices; ++i) {
     // An empty slot; what a previous run left in the rest of its line (slot_generation, the
@@ -122,8 +136,10 @@ Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
   if (dev->num_queues() == 0 || dev->num_queues() > layout::kMaxQueuesPerDevice) {
     return fail(Errc::kInvalidArgument, "device has more queues than the layout allows");
   }
-  if (dev->config().size() > layout::kConfigSpaceSize) return fail(Errc::kInvalidArgument, "device config larger than 256 bytes");
-  auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.dev == nullptr; });
+  if (dev->config().size() > layout::kConfigSpaceSize)
+    return fail(Errc::kInvalidArgument, "device config larger than 256 bytes");
+  auto it =
+      std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.dev == nullptr; });
   if (it == slots_.end()) return fail(Errc::kNoSpace, "device table full");
   const auto slot = static_cast<std::uint32_t>(it - slots_.begin());
   Slot& s = *it;
@@ -132,7 +148,8 @@ Result<std::uint32_t> DeviceTransport::add_device(VirtioDevice* dev) {
   s.features = 0;
   s.broken_queues = 0;
   // Continue from whatever the driver line holds so that a stale request is not replayed.
-  s.last_req_seq = ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
+  s.last_req_seq =
+      ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
   write_slot_header(slot);
   write_config(slot);
   for (std::uint32_t q = 0; q < dev->num_queues(); ++q) s.queue_lines[q].publish();  // none enabled
@@ -170,8 +187,10 @@ void DeviceTransport::write_slot_header(std::uint32_t slot) {
   slots_[slot].line.store<std::uint16_t>(offsetof(DeviceLine, num_queues), d.num_queues());
   slots_[slot].line.store<std::uint16_t>(offsetof(DeviceLine, max_queue_size), d.max_queue_size());
   const std::uint64_t f = d.device_features();
-  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, device_feature_lo), static_cast<std::uint32_t>(f));
-  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, device_feature_hi), static_cast<std::uint32_t>(f >> 32));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, device_feature_lo),
+                                         static_cast<std::uint32_t>(f));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, device_feature_hi),
+                                         static_cast<std::uint32_t>(f >> 32));
   const auto gen = slots_[slot].line.get<std::uint32_t>(offsetof(DeviceLine, slot_generation));
   slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, slot_generation), gen + 1);
 }
@@ -197,14 +216,16 @@ void DeviceTransport::write_config(std::uint32_t slot) {
   std::copy(cfg.begin(), cfg.end(), buf.begin());
   // Word by word (single-copy atomic): the driver may be reading it right now.
   s.config.assign(buf);
-  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, config_size), static_cast<std::uint32_t>(cfg.size()));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, config_size),
+                                         static_cast<std::uint32_t>(cfg.size()));
   // The new config before the even generation; pairs with load_acquire of the first
   // generation read in DriverTransport::read_config().
   s.line.store_release<std::uint32_t>(gen_off, odd + 1);
 }
 
 void DeviceTransport::write_status(std::uint32_t slot) {
-  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, broken_queues), slots_[slot].broken_queues);
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, broken_queues),
+                                         slots_[slot].broken_queues);
   // broken_queues before status; pairs with load_acquire of status in
   // DriverTransport::device_status().
   slots_[slot].line.store_release<std::uint32_t>(offsetof(DeviceLine, status), slots_[slot].status);
@@ -291,10 +312,12 @@ void DeviceTransport::notify(std::uint32_t slot) {
 void DeviceTransport::poll_link() {
   // The request's arguments after its sequence number; pairs with store_release of req_seq in
   // DriverTransport::attach().
-  const auto seq = ep_.load_acquire<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
+  const auto seq =
+      ep_.load_acquire<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_seq)));
   if (seq == last_link_seq_) return;
   last_link_seq_ = seq;
-  const auto op = static_cast<layout::LinkOp>(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_op))));
+  const auto op = static_cast<layout::LinkOp>(
+      ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, req_op))));
   AckResult result = AckResult::kOk;
   if (op == layout::LinkOp::kAttach || op == layout::LinkOp::kDetach) {
     if (rc_) link_down();  // a new attach starts from a clean state
@@ -303,11 +326,16 @@ void DeviceTransport::poll_link() {
     // Whatever a host wrote over our lines (a crashed or hostile one, a stray DMA), the host
     // attaching now reads what we hold.
     republish();
-    const auto addr = join(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo))),
-                           ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi))));
-    const auto size = join(ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo))),
-                           ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_hi))));
-    const auto drv_epoch = ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)));
+    const auto addr = join(
+        ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_lo))),
+        ep_.load<std::uint32_t>(
+            layout::link_line_off(offsetof(LinkDriverLine, rc_window_addr_hi))));
+    const auto size = join(
+        ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_lo))),
+        ep_.load<std::uint32_t>(
+            layout::link_line_off(offsetof(LinkDriverLine, rc_window_size_hi))));
+    const auto drv_epoch =
+        ep_.load<std::uint32_t>(layout::link_line_off(offsetof(LinkDriverLine, driver_epoch)));
     if (drv_epoch != epoch_) {
       result = AckResult::kBadState;
     } else if (size < layout::kRcMailboxSize || size % 8 != 0 || addr % 8 != 0) {
@@ -324,7 +352,8 @@ void DeviceTransport::poll_link() {
   } else if (op != layout::LinkOp::kDetach) {
     result = AckResult::kBadOp;
   }
-  header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_result), static_cast<std::uint32_t>(result));
+  header_.store<std::uint32_t>(offsetof(EpfHeader, link_ack_result),
+                               static_cast<std::uint32_t>(result));
   // The result before the ack; pairs with load_acquire of the ack in DriverTransport::wait_ack().
   header_.store_release<std::uint32_t>(offsetof(EpfHeader, link_ack_seq), seq);
   bump_mailbox();
@@ -384,13 +413,17 @@ void DeviceTransport::poll_device(std::uint32_t slot) {
   Slot& s = slots_[slot];
   // The request's arguments after its sequence number; pairs with store_release of req_seq in
   // DriverTransport::request().
-  const auto seq = ep_.load_acquire<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
+  const auto seq =
+      ep_.load_acquire<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_seq)));
   if (seq == s.last_req_seq) return;
   s.last_req_seq = seq;
-  const auto op = static_cast<layout::DeviceOp>(ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op))));
-  const auto arg = ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)));
+  const auto op = static_cast<layout::DeviceOp>(
+      ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_op))));
+  const auto arg =
+      ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, req_arg0)));
   const Ack ack = rc_ ? handle_request(slot, op, arg) : Ack{AckResult::kNoLink, 0};
-  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, ack_result), static_cast<std::uint32_t>(ack.result));
+  slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, ack_result),
+                                         static_cast<std::uint32_t>(ack.result));
   slots_[slot].line.store<std::uint32_t>(offsetof(DeviceLine, ack_value), ack.value);
   // Result and value before the ack; pairs with load_acquire of the ack in
   // DriverTransport::wait_ack().
@@ -399,7 +432,8 @@ void DeviceTransport::poll_device(std::uint32_t slot) {
   interrupt();
 }
 
-DeviceTransport::Ack DeviceTransport::handle_request(std::uint32_t slot, layout::DeviceOp op, std::uint32_t arg) {
+DeviceTransport::Ack DeviceTransport::handle_request(std::uint32_t slot, layout::DeviceOp op,
+                                                     std::uint32_t arg) {
   switch (op) {
     case layout::DeviceOp::kSetStatus: {
       if (arg > 0xff) return {AckResult::kBadOp, slots_[slot].status};
@@ -410,7 +444,8 @@ DeviceTransport::Ack DeviceTransport::handle_request(std::uint32_t slot, layout:
       return {enable_queue(slot, arg), 0};
     case layout::DeviceOp::kQueueReset: {
       Slot& s = slots_[slot];
-      if (arg >= s.dev->num_queues() || (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) return {AckResult::kBadState, 0};
+      if (arg >= s.dev->num_queues() || (s.status & VIRTIO_CONFIG_S_DRIVER_OK))
+        return {AckResult::kBadState, 0};
       s.queues[arg].reset();
       s.queue_lines[arg].store<std::uint16_t>(offsetof(QueueDeviceLine, enabled), 0);
       return {AckResult::kOk, 0};
@@ -429,21 +464,27 @@ AckResult DeviceTransport::set_status(std::uint32_t slot, std::uint8_t status) {
   }
   const std::uint8_t old = s.status;
   // VIRTIO 1.2 §2.1: the driver only sets bits; clearing needs a reset. NEEDS_RESET is ours.
-  if ((status & old & ~VIRTIO_CONFIG_S_NEEDS_RESET) != (old & ~VIRTIO_CONFIG_S_NEEDS_RESET)) return AckResult::kBadState;
-  const std::uint8_t added = static_cast<std::uint8_t>(status & ~old & ~VIRTIO_CONFIG_S_NEEDS_RESET);
+  if ((status & old & ~VIRTIO_CONFIG_S_NEEDS_RESET) != (old & ~VIRTIO_CONFIG_S_NEEDS_RESET))
+    return AckResult::kBadState;
+  const std::uint8_t added =
+      static_cast<std::uint8_t>(status & ~old & ~VIRTIO_CONFIG_S_NEEDS_RESET);
   if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
-    const auto df = join(ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_lo))),
-                         ep_.load<std::uint32_t>(layout::driver_line_off(slot, offsetof(DriverLine, driver_feature_hi))));
+    const auto df = join(ep_.load<std::uint32_t>(layout::driver_line_off(
+                             slot, offsetof(DriverLine, driver_feature_lo))),
+                         ep_.load<std::uint32_t>(layout::driver_line_off(
+                             slot, offsetof(DriverLine, driver_feature_hi))));
     // VIRTIO 1.2 §2.2.1: a subset of what we offered; this transport is modern-only.
     if ((df & ~s.dev->device_features()) || !(df & (std::uint64_t{1} << VIRTIO_F_VERSION_1))) {
       // Refused: neither FEATURES_OK nor a DRIVER_OK that would depend on it is taken.
-      s.status = static_cast<std::uint8_t>((old | status) & ~(VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK));
+      s.status = static_cast<std::uint8_t>(
+          (old | status) & ~(VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK));
       write_status(slot);
       return AckResult::kBadFeatures;
     }
     s.features = df;
   }
-  if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_FEATURES_OK)) return AckResult::kBadState;
+  if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_FEATURES_OK))
+    return AckResult::kBadState;
   s.status = static_cast<std::uint8_t>(status | (old & VIRTIO_CONFIG_S_NEEDS_RESET));
   write_status(slot);
   if (status & VIRTIO_CONFIG_S_FAILED) {
@@ -461,16 +502,20 @@ AckResult DeviceTransport::set_status(std::uint32_t slot, std::uint8_t status) {
 AckResult DeviceTransport::enable_queue(std::uint32_t slot, std::uint32_t q) {
   Slot& s = slots_[slot];
   if (q >= s.dev->num_queues()) return AckResult::kBadOp;
-  if (!(s.status & VIRTIO_CONFIG_S_FEATURES_OK) || (s.status & VIRTIO_CONFIG_S_DRIVER_OK)) return AckResult::kBadState;
+  if (!(s.status & VIRTIO_CONFIG_S_FEATURES_OK) || (s.status & VIRTIO_CONFIG_S_DRIVER_OK))
+    return AckResult::kBadState;
   const auto line = ep_.read_struct<QueueDriverLine>(layout::queue_block_off(slot, q));
   const std::uint16_t num = line.queue_size.to_cpu();
   if (!layout::queue_size_valid(num) || num > s.dev->max_queue_size()) return AckResult::kBadQueue;
-  const auto desc = space_.translate_aligned(join(line.queue_desc_lo.to_cpu(), line.queue_desc_hi.to_cpu()),
-                                             layout::desc_table_size(num), layout::kDescAlign);
-  const auto avail = space_.translate_aligned(join(line.queue_driver_lo.to_cpu(), line.queue_driver_hi.to_cpu()),
-                                              layout::avail_ring_size(num), layout::kAvailAlign);
-  const auto used = space_.translate_aligned(join(line.queue_device_lo.to_cpu(), line.queue_device_hi.to_cpu()),
-                                             layout::used_ring_size(num), layout::kUsedAlign);
+  const auto desc =
+      space_.translate_aligned(join(line.queue_desc_lo.to_cpu(), line.queue_desc_hi.to_cpu()),
+                               layout::desc_table_size(num), layout::kDescAlign);
+  const auto avail =
+      space_.translate_aligned(join(line.queue_driver_lo.to_cpu(), line.queue_driver_hi.to_cpu()),
+                               layout::avail_ring_size(num), layout::kAvailAlign);
+  const auto used =
+      space_.translate_aligned(join(line.queue_device_lo.to_cpu(), line.queue_device_hi.to_cpu()),
+                               layout::used_ring_size(num), layout::kUsedAlign);
   if (!desc || !avail || !used) return AckResult::kBadQueue;
   ring::VringhParams p;
   p.num = num;

@@ -32,18 +32,34 @@ void load_run(std::byte* dst, const std::byte* src, std::size_t run) noexcept {
 }
 void store_run(std::size_t width, std::byte* dst, const std::byte* src, std::size_t run) noexcept {
   switch (width) {
-    case 1: store_run<std::uint8_t>(dst, src, run); break;
-    case 2: store_run<std::uint16_t>(dst, src, run); break;
-    case 4: store_run<std::uint32_t>(dst, src, run); break;
-    default: store_run<std::uint64_t>(dst, src, run); break;
+    case 1:
+      store_run<std::uint8_t>(dst, src, run);
+      break;
+    case 2:
+      store_run<std::uint16_t>(dst, src, run);
+      break;
+    case 4:
+      store_run<std::uint32_t>(dst, src, run);
+      break;
+    default:
+      store_run<std::uint64_t>(dst, src, run);
+      break;
   }
 }
 void load_run(std::size_t width, std::byte* dst, const std::byte* src, std::size_t run) noexcept {
   switch (width) {
-    case 1: load_run<std::uint8_t>(dst, src, run); break;
-    case 2: load_run<std::uint16_t>(dst, src, run); break;
-    case 4: load_run<std::uint32_t>(dst, src, run); break;
-    default: load_run<std::uint64_t>(dst, src, run); break;
+    case 1:
+      load_run<std::uint8_t>(dst, src, run);
+      break;
+    case 2:
+      load_run<std::uint16_t>(dst, src, run);
+      break;
+    case 4:
+      load_run<std::uint32_t>(dst, src, run);
+      break;
+    default:
+      load_run<std::uint64_t>(dst, src, run);
+      break;
   }
 }
 

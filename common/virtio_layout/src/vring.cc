@@ -9,11 +9,17 @@ namespace vepf::ring {
 using layout::VringDesc;
 
 Vring::Vring(const VringParams& p)
-    : num_(p.num), p_(p), desc_state_(p.num), avail_shadow_(p.num),
-      avail_pairs_(p.num >= 2 && p.avail.window->access().widths.container_for(2) == 4 && p.avail.off % 4 == 0),
-      free_tail_(static_cast<std::uint16_t>(p.num - 1)), num_free_(p.num) {
+    : num_(p.num),
+      p_(p),
+      desc_state_(p.num),
+      avail_shadow_(p.num),
+      avail_pairs_(p.num >= 2 && p.avail.window->access().widths.container_for(2) == 4 &&
+                   p.avail.off % 4 == 0),
+      free_tail_(static_cast<std::uint16_t>(p.num - 1)),
+      num_free_(p.num) {
   assert(layout::queue_size_valid(p.num));
-  for (std::uint16_t i = 0; i + 1 < num_; ++i) desc_state_[i].next = static_cast<std::uint16_t>(i + 1);
+  for (std::uint16_t i = 0; i + 1 < num_; ++i)
+    desc_state_[i].next = static_cast<std::uint16_t>(i + 1);
   // VIRTIO 1.2 §2.7.6: the driver initialises the avail ring; the device owns the used ring.
   p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, 0);
   p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), 0);
@@ -30,7 +36,9 @@ void Vring::write_desc(const Segment& table, std::uint16_t i, const Buf& b, std:
     // cached copy of the line stays valid. A queue that re-posts the same buffers in order (an
     // RX refill, rpmsg buffers) writes no descriptor at all in steady state.
     DescState& st = desc_state_[i];
-    if (st.written && st.addr == b.addr && st.len == b.len && st.flags == flags && st.desc_next == next) return;
+    if (st.written && st.addr == b.addr && st.len == b.len && st.flags == flags &&
+        st.desc_next == next)
+      return;
     st.addr = b.addr;
     st.len = b.len;
     st.flags = flags;
@@ -43,7 +51,8 @@ void Vring::write_desc(const Segment& table, std::uint16_t i, const Buf& b, std:
   table.window->write_struct(table.off + layout::desc_offset(i), d);
 }
 
-Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token) {
+Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> in,
+                                 std::uint64_t token) {
   if (broken_) return fail(Errc::kBadRing, "queue is broken");
   const std::size_t total = out.size() + in.size();
   if (total == 0) return fail(Errc::kInvalidArgument, "empty descriptor chain");
@@ -63,7 +72,8 @@ Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> 
   // VIRTIO 1.2 §2.7.5.2: the device rejects a chain longer than 2^32 - 1 bytes; so do we.
   std::uint64_t total_len = in_len;
   for (const Buf& b : out) total_len += b.len;
-  if (total_len > UINT32_MAX) return fail(Errc::kInvalidArgument, "chain longer than 2^32 - 1 bytes");
+  if (total_len > UINT32_MAX)
+    return fail(Errc::kInvalidArgument, "chain longer than 2^32 - 1 bytes");
 
   if (indirect) {
     // Table for this head: slot `head` of the pool, indirect_max entries of 16 bytes.
@@ -75,9 +85,11 @@ Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> 
       const Buf& b = writable ? in[k - out.size()] : out[k];
       std::uint16_t flags = writable ? VRING_DESC_F_WRITE : 0;
       if (k + 1 < total) flags |= VRING_DESC_F_NEXT;
-      write_desc(table, static_cast<std::uint16_t>(k), b, flags, static_cast<std::uint16_t>(k + 1 < total ? k + 1 : 0));
+      write_desc(table, static_cast<std::uint16_t>(k), b, flags,
+                 static_cast<std::uint16_t>(k + 1 < total ? k + 1 : 0));
     }
-    const Buf tbl{p_.indirect_addr + head * slot_bytes, static_cast<std::uint32_t>(total * sizeof(VringDesc))};
+    const Buf tbl{p_.indirect_addr + head * slot_bytes,
+                  static_cast<std::uint32_t>(total * sizeof(VringDesc))};
     write_desc(p_.desc, head, tbl, VRING_DESC_F_INDIRECT, 0);
     free_head_ = desc_state_[head].next;
   } else {
@@ -110,10 +122,12 @@ Result<std::uint16_t> Vring::add(std::span<const Buf> out, std::span<const Buf> 
 void Vring::write_avail_flags() noexcept {
   if (avail_pairs_) {
     // Flags and the published index as one word (no read-modify-write of the index's half).
-    p_.avail.window->store<std::uint32_t>(p_.avail.off + layout::kRingFlagsOff,
-                                          std::uint32_t{avail_flags_shadow_} | std::uint32_t{avail_idx_published_} << 16);
+    p_.avail.window->store<std::uint32_t>(
+        p_.avail.off + layout::kRingFlagsOff,
+        std::uint32_t{avail_flags_shadow_} | std::uint32_t{avail_idx_published_} << 16);
   } else {
-    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff, avail_flags_shadow_);
+    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff,
+                                          avail_flags_shadow_);
   }
 }
 
@@ -129,7 +143,8 @@ void Vring::write_avail_entries(std::uint16_t from, std::uint16_t to) noexcept {
     for (std::uint16_t i = from; i != to;) {
       const auto slot = static_cast<std::uint16_t>(i & (num_ - 1));
       const auto even = static_cast<std::uint16_t>(slot & ~1u);
-      const std::uint32_t word = std::uint32_t{avail_shadow_[even]} | std::uint32_t{avail_shadow_[even + 1]} << 16;
+      const std::uint32_t word =
+          std::uint32_t{avail_shadow_[even]} | std::uint32_t{avail_shadow_[even + 1]} << 16;
       w.store<std::uint32_t>(p_.avail.off + layout::avail_entry_offset(even), word);
       const std::uint16_t covered = (slot & 1) ? 1 : 2;  // entries of the burst this word held
       if (static_cast<std::uint16_t>(to - i) <= covered) break;
@@ -138,7 +153,8 @@ void Vring::write_avail_entries(std::uint16_t from, std::uint16_t to) noexcept {
     return;
   }
   for (std::uint16_t i = from; i != to; ++i) {
-    w.store<std::uint16_t>(p_.avail.off + layout::avail_entry_offset(i & (num_ - 1)), avail_shadow_[i & (num_ - 1)]);
+    w.store<std::uint16_t>(p_.avail.off + layout::avail_entry_offset(i & (num_ - 1)),
+                           avail_shadow_[i & (num_ - 1)]);
   }
 }
 
@@ -152,8 +168,9 @@ bool Vring::kick_prepare() {
   if (avail_pairs_) {
     // No 16-bit store on this window: flags and index as one word, the flags from our copy.
     // Pairs with load_acquire of the avail idx in Vringh::next_chain().
-    p_.avail.window->store_release<std::uint32_t>(p_.avail.off + layout::kRingFlagsOff,
-                                                  std::uint32_t{avail_flags_shadow_} | std::uint32_t{new_idx} << 16);
+    p_.avail.window->store_release<std::uint32_t>(
+        p_.avail.off + layout::kRingFlagsOff,
+        std::uint32_t{avail_flags_shadow_} | std::uint32_t{new_idx} << 16);
   } else {
     // Pairs with load_acquire of the avail idx in Vringh::next_chain().
     p_.avail.window->store_release<std::uint16_t>(p_.avail.off + layout::kRingIdxOff, new_idx);
@@ -163,7 +180,8 @@ bool Vring::kick_prepare() {
   // Vringh::notify_enable().
   hw::mb();
   if (p_.event_idx) {
-    const auto avail_event = p_.used.window->load<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_));
+    const auto avail_event =
+        p_.used.window->load<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_));
     return layout::need_event(avail_event, new_idx, old_idx);
   }
   const auto flags = p_.used.window->load<std::uint16_t>(p_.used.off + layout::kRingFlagsOff);
@@ -179,7 +197,8 @@ Result<std::optional<Vring::Used>> Vring::get_used() {
   if (broken_) return fail(Errc::kBadRing, "queue is broken");
   if (last_used_idx_ == used_idx_seen_) {
     // Pairs with store_release of the used idx in Vringh::publish_used(): entries before index.
-    const auto used_idx = p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff);
+    const auto used_idx =
+        p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff);
     if (used_idx == last_used_idx_) return std::nullopt;
     if (static_cast<std::uint16_t>(used_idx - last_used_idx_) > in_flight_) {
       return bad_ring("used idx moved past the buffers in flight");
@@ -224,8 +243,8 @@ bool Vring::enable_cb() {
       in_group_ = true;
     }
     // Pairs with store_release of the used idx in Vringh::publish_used().
-    return broken_ ||
-           p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) == last_used_idx_;
+    return broken_ || p_.used.window->load_acquire<std::uint16_t>(
+                          p_.used.off + layout::kRingIdxOff) == last_used_idx_;
   }
   return request_interrupt();
 }
@@ -238,7 +257,8 @@ bool Vring::rearm() noexcept {
 bool Vring::request_interrupt() noexcept {
   if (p_.event_idx) {
     // Interrupt me once the device uses past what I have consumed (VIRTIO 1.2 §2.7.10).
-    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_), last_used_idx_);
+    p_.avail.window->store<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_),
+                                          last_used_idx_);
   } else if (avail_flags_shadow_ & VRING_AVAIL_F_NO_INTERRUPT) {
     avail_flags_shadow_ &= static_cast<std::uint16_t>(~VRING_AVAIL_F_NO_INTERRUPT);
     write_avail_flags();
@@ -246,7 +266,8 @@ bool Vring::request_interrupt() noexcept {
   // Event store before re-reading the used idx; pairs with hw::mb() in Vringh::need_notify().
   hw::mb();
   // Pairs with store_release of the used idx in Vringh::publish_used().
-  return p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) == last_used_idx_;
+  return p_.used.window->load_acquire<std::uint16_t>(p_.used.off + layout::kRingIdxOff) ==
+         last_used_idx_;
 }
 
 void Vring::disable_cb() {

@@ -10,7 +10,9 @@ namespace vepf::ring {
 using layout::VringDesc;
 
 Vringh::Vringh(const VringhParams& p)
-    : num_(p.num), p_(p), chain_max_(p.max_chain == 0 ? p.num : std::min<std::uint32_t>(p.max_chain, p.num)),
+    : num_(p.num),
+      p_(p),
+      chain_max_(p.max_chain == 0 ? p.num : std::min<std::uint32_t>(p.max_chain, p.num)),
       used_shadow_(p.num),
       used_pairs_(p.used.window->access().widths.container_for(2) == 4 && p.used.off % 4 == 0) {
   assert(layout::queue_size_valid(p.num) && p.space != nullptr);
@@ -56,7 +58,8 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
   if (last_avail_idx_ == avail_idx_seen_) {
     // Pairs with store_release of the avail idx in Vring::kick_prepare(): the entries and the
     // descriptors are read after the index.
-    const auto avail_idx = p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
+    const auto avail_idx =
+        p_.avail.window->load_acquire<std::uint16_t>(p_.avail.off + layout::kRingIdxOff);
     if (avail_idx == last_avail_idx_) return nullptr;
     if (static_cast<std::uint16_t>(avail_idx - last_avail_idx_) > num_) {
       return "avail idx moved by more than the queue size";
@@ -91,7 +94,8 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
       if (!p_.indirect) return "indirect descriptor without VIRTIO_F_INDIRECT_DESC";
       if (in_indirect) return "nested indirect table";
       if (flags & VRING_DESC_F_NEXT) return "indirect descriptor with NEXT";
-      if (len == 0 || len % sizeof(VringDesc) != 0) return "indirect table length not a multiple of 16";
+      if (len == 0 || len % sizeof(VringDesc) != 0)
+        return "indirect table length not a multiple of 16";
       auto t = p_.space->translate_aligned(addr, len, layout::kDescAlign);
       if (!t) return "indirect table outside the windows";
       if (len / sizeof(VringDesc) > chain_max_) {
@@ -137,8 +141,9 @@ const char* Vringh::next_chain(Chain& c, bool& found) {
 void Vringh::write_used_flags() noexcept {
   if (used_pairs_) {
     // Flags and the published index as one word (no read-modify-write of the index's half).
-    p_.used.window->store<std::uint32_t>(p_.used.off + layout::kRingFlagsOff,
-                                         std::uint32_t{used_flags_shadow_} | std::uint32_t{used_idx_published_} << 16);
+    p_.used.window->store<std::uint32_t>(
+        p_.used.off + layout::kRingFlagsOff,
+        std::uint32_t{used_flags_shadow_} | std::uint32_t{used_idx_published_} << 16);
   } else {
     p_.used.window->store<std::uint16_t>(p_.used.off + layout::kRingFlagsOff, used_flags_shadow_);
   }
@@ -149,7 +154,8 @@ Result<void> Vringh::push_used(std::uint16_t head, std::uint32_t len) {
   assert(head < num_);
   // Kept here until publish_used() writes the burst's entries together, right before the
   // index: the driver polls the index, which shares a cache line with the first entries.
-  used_shadow_[used_idx_ & (num_ - 1)] = layout::VringUsedElem{layout::le32::from_cpu(head), layout::le32::from_cpu(len)};
+  used_shadow_[used_idx_ & (num_ - 1)] =
+      layout::VringUsedElem{layout::le32::from_cpu(head), layout::le32::from_cpu(len)};
   ++used_idx_;
   return {};
 }
@@ -163,8 +169,9 @@ void Vringh::publish_used() noexcept {
   if (used_pairs_) {
     // No 16-bit store on this window: flags and index as one word, the flags from our copy.
     // Entries before index; pairs with load_acquire of the used idx in Vring::get_used().
-    p_.used.window->store_release<std::uint32_t>(p_.used.off + layout::kRingFlagsOff,
-                                                 std::uint32_t{used_flags_shadow_} | std::uint32_t{used_idx_} << 16);
+    p_.used.window->store_release<std::uint32_t>(
+        p_.used.off + layout::kRingFlagsOff,
+        std::uint32_t{used_flags_shadow_} | std::uint32_t{used_idx_} << 16);
   } else {
     // Entries before index; pairs with load_acquire of the used idx in Vring::get_used().
     p_.used.window->store_release<std::uint16_t>(p_.used.off + layout::kRingIdxOff, used_idx_);
@@ -186,7 +193,8 @@ bool Vringh::need_notify() {
   hw::mb();
   bool notify;
   if (p_.event_idx) {
-    const auto used_event = p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_));
+    const auto used_event =
+        p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::used_event_offset(num_));
     notify = layout::need_event(used_event, used_idx_published_, signalled_used_);
   } else {
     const auto flags = p_.avail.window->load<std::uint16_t>(p_.avail.off + layout::kRingFlagsOff);
@@ -220,7 +228,8 @@ bool Vringh::rearm() noexcept {
 bool Vringh::request_doorbell() noexcept {
   if (p_.event_idx) {
     // Doorbell me when the avail idx moves past what I have consumed (VIRTIO 1.2 §2.7.10).
-    p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_), last_avail_idx_);
+    p_.used.window->store<std::uint16_t>(p_.used.off + layout::avail_event_offset(num_),
+                                         last_avail_idx_);
   } else if (used_flags_shadow_ & VRING_USED_F_NO_NOTIFY) {
     used_flags_shadow_ &= static_cast<std::uint16_t>(~VRING_USED_F_NO_NOTIFY);
     write_used_flags();
@@ -255,9 +264,12 @@ std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept {
   return done;
 }
 
-std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept { return chain_write_at(c, 0, src); }
+std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept {
+  return chain_write_at(c, 0, src);
+}
 
-std::size_t chain_write_at(const Chain& c, std::uint64_t off, std::span<const std::byte> src) noexcept {
+std::size_t chain_write_at(const Chain& c, std::uint64_t off,
+                           std::span<const std::byte> src) noexcept {
   std::size_t done = 0;
   for (const Segment& s : c.writable()) {
     if (done == src.size()) break;

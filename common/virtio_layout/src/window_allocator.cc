@@ -4,12 +4,14 @@
 
 namespace vepf::transport {
 
-WindowAllocator::WindowAllocator(layout::WindowId id, std::size_t begin, std::size_t end) : id_(id) {
+WindowAllocator::WindowAllocator(layout::WindowId id, std::size_t begin, std::size_t end)
+    : id_(id) {
   if (end > begin) free_.emplace(begin, end - begin);
 }
 
 Result<Allocation> WindowAllocator::alloc(std::size_t bytes, std::size_t align) noexcept {
-  if (bytes == 0 || align == 0 || (align & (align - 1)) != 0) return fail(Errc::kInvalidArgument, "bad allocation size or alignment");
+  if (bytes == 0 || align == 0 || (align & (align - 1)) != 0)
+    return fail(Errc::kInvalidArgument, "bad allocation size or alignment");
   for (auto it = free_.begin(); it != free_.end(); ++it) {
     const std::size_t start = it->first, len = it->second;
     const std::size_t aligned = (start + align - 1) & ~(align - 1);

@@ -12,8 +12,8 @@
 #include <cstring>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "vepf/os/unix_socket.hpp"
 
@@ -23,8 +23,9 @@ namespace {
 constexpr std::size_t kMaxMessage = 64 * 1024;  // bytes of one request or reply
 }
 
-Result<std::unique_ptr<ControlServer>> ControlServer::listen(const std::string& path, os::EventLoop& loop,
-                                                             Handler handler, Policy policy) {
+Result<std::unique_ptr<ControlServer>> ControlServer::listen(const std::string& path,
+                                                             os::EventLoop& loop, Handler handler,
+                                                             Policy policy) {
   auto l = os::listen_seqpacket(path);
   if (!l) return tl::unexpected(l.error());
   std::unique_ptr<ControlServer> s(new ControlServer(path, loop, std::move(handler), policy));
@@ -65,7 +66,8 @@ void ControlServer::take(os::Fd c) {
   if (!allowed(fd, who)) {
     ++counts_.refused_credentials;
     return refuse(fd, "permission denied for " + who +
-                          ": the control socket takes root, vepf-ep's own user and the members of [control] group");
+                          ": the control socket takes root, vepf-ep's own user and the members of "
+                          "[control] group");
   }
   if (clients_.size() >= policy_.max_clients) {
     ++counts_.refused_full;
@@ -97,7 +99,8 @@ bool ControlServer::allowed(int fd, std::string& who) const {
 }
 
 void ControlServer::refuse(int fd, const std::string& why, const std::string& log_why) {
-  log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn, "control socket: {}", log_why.empty() ? why : log_why);
+  log::limited(log_limit_, spdlog::get("ep"), spdlog::level::warn, "control socket: {}",
+               log_why.empty() ? why : log_why);
   const std::string reply = nlohmann::json{{"ok", false}, {"error", why}}.dump();
   (void)::send(fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   // A request already queued would make the close reset the connection (ECONNRESET) before the
@@ -114,7 +117,8 @@ void ControlServer::serve(int fd) {
   if (n < 0 && errno == EAGAIN) return;
   if (n <= 0) {  // closed or failed: forget the client
     loop_.remove(fd);
-    clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [fd](const os::Fd& c) { return c.get() == fd; }),
+    clients_.erase(std::remove_if(clients_.begin(), clients_.end(),
+                                  [fd](const os::Fd& c) { return c.get() == fd; }),
                    clients_.end());
     return;
   }
@@ -134,7 +138,8 @@ Result<std::string> control_request(const std::string& path, const std::string& 
   if (::poll(&p, 1, 5000) <= 0) return fail(Errc::kTimeout, "no reply from vepf-ep within 5 s");
   std::string buf(kMaxMessage, '\0');
   const ssize_t n = ::recv(s->get(), buf.data(), buf.size(), 0);
-  if (n <= 0) return fail(Errc::kLinkDown, "vepf-ep closed the control connection", n < 0 ? errno : 0);
+  if (n <= 0)
+    return fail(Errc::kLinkDown, "vepf-ep closed the control connection", n < 0 ? errno : 0);
   buf.resize(static_cast<std::size_t>(n));
   return buf;
 }

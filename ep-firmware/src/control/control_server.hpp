@@ -30,8 +30,8 @@ class ControlServer {
   /// Maps a request message to its reply message.
   using Handler = std::function<std::string(std::string_view request)>;
   struct Policy {
-    std::optional<gid_t> group;   // its members may connect too (root and our own user always)
-    std::size_t max_clients = 16; // connections at once; more are refused
+    std::optional<gid_t> group;    // its members may connect too (root and our own user always)
+    std::size_t max_clients = 16;  // connections at once; more are refused
   };
   /// What was refused, for the report and the tests.
   struct Counts {
@@ -41,8 +41,10 @@ class ControlServer {
   };
 
   /// Listens on `path` and serves requests from `loop`. Errors: as os::listen_seqpacket().
-  [[nodiscard]] static Result<std::unique_ptr<ControlServer>> listen(const std::string& path, os::EventLoop& loop,
-                                                                     Handler handler, Policy policy);
+  [[nodiscard]] static Result<std::unique_ptr<ControlServer>> listen(const std::string& path,
+                                                                     os::EventLoop& loop,
+                                                                     Handler handler,
+                                                                     Policy policy);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -72,6 +74,7 @@ class ControlServer {
 
 /// Client side: sends `request` to the control socket at `path` and returns the reply.
 /// Errors: kSystem/kLinkDown when the socket cannot be reached, kTimeout without a reply in 5 s.
-[[nodiscard]] Result<std::string> control_request(const std::string& path, const std::string& request);
+[[nodiscard]] Result<std::string> control_request(const std::string& path,
+                                                  const std::string& request);
 
 }  // namespace vepf::ep

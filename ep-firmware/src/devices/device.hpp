@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/common.h>
+#include <nlohmann/json.hpp>
 
 #include "vepf/log/limit.hpp"
 #include "vepf/transport/device_transport.hpp"

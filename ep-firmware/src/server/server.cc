@@ -50,7 +50,9 @@ std::optional<gid_t> group_id(const std::string& name) {
   return id;
 }
 
-std::string sys(const Error& e) { return e.sys_errno ? std::string(": ") + std::strerror(e.sys_errno) : std::string(); }
+std::string sys(const Error& e) {
+  return e.sys_errno ? std::string(": ") + std::strerror(e.sys_errno) : std::string();
+}
 
 }  // namespace
 
@@ -59,8 +61,8 @@ std::string control_socket_path(const config::BoardConfig& cfg, const std::strin
   return cfg.platform == config::Platform::kLoopback ? cfg.loopback.socket + ".ctl" : kPciCtlSocket;
 }
 
-Server::Server(const config::BoardConfig& cfg, platform::EpLink link, os::EventLoop& loop, Options o,
-               std::unique_ptr<gpio::Chips> chips)
+Server::Server(const config::BoardConfig& cfg, platform::EpLink link, os::EventLoop& loop,
+               Options o, std::unique_ptr<gpio::Chips> chips)
     : cfg_(cfg), link_(std::move(link)), loop_(loop), o_(std::move(o)), chips_(std::move(chips)) {}
 
 Server::~Server() {
@@ -85,27 +87,32 @@ Server::Made Server::make_net(const config::DeviceConfig& d) {
   // stays valid when the EP firmware restarts.
   std::array<std::uint8_t, 6> ep_mac = d.net.mac;
   ep_mac[5] ^= 0x01;
-  auto backend = d.ep.kind == config::BackendKind::kTap ? netback::open_tap(d.ep.ifname, {d.net.mtu, &ep_mac})
-                                                        : netback::listen_seqpacket(d.ep.path, d.ep.vnet_hdr);
+  auto backend = d.ep.kind == config::BackendKind::kTap
+                     ? netback::open_tap(d.ep.ifname, {d.net.mtu, &ep_mac})
+                     : netback::listen_seqpacket(d.ep.path, d.ep.vnet_hdr);
   const std::string& where = d.ep.kind == config::BackendKind::kTap ? d.ep.ifname : d.ep.path;
   if (!backend) {
-    return tl::unexpected(fmt::format("cannot set up backend {} {}: {}{}", config::to_string(d.ep.kind), where,
-                                      backend.error().what, sys(backend.error())));
+    return tl::unexpected(fmt::format("cannot set up backend {} {}: {}{}",
+                                      config::to_string(d.ep.kind), where, backend.error().what,
+                                      sys(backend.error())));
   }
   auto net = std::make_unique<NetDevice>(std::move(*backend), d.net, d.queue_size);
-  if (auto r = net->start(loop_); !r) return tl::unexpected(std::string("cannot poll the backend: ") + r.error().what);
-  spdlog::get("ep")->info("virtio-net on {}, queue size {}, mtu {}", net->backend().name(), d.queue_size, d.net.mtu);
+  if (auto r = net->start(loop_); !r)
+    return tl::unexpected(std::string("cannot poll the backend: ") + r.error().what);
+  spdlog::get("ep")->info("virtio-net on {}, queue size {}, mtu {}", net->backend().name(),
+                          d.queue_size, d.net.mtu);
   return net;
 }
 
 Server::Made Server::make_rpmsg(const config::DeviceConfig& d) {
-  auto dev = std::make_unique<RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size, d.rpmsg.max_connections);
+  auto dev =
+      std::make_unique<RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size, d.rpmsg.max_connections);
   if (auto r = dev->start(loop_); !r) {
-    return tl::unexpected(
-        fmt::format("cannot listen on {}/ep/announce.sock: {}{}", d.rpmsg.runtime_dir, r.error().what, sys(r.error())));
+    return tl::unexpected(fmt::format("cannot listen on {}/ep/announce.sock: {}{}",
+                                      d.rpmsg.runtime_dir, r.error().what, sys(r.error())));
   }
-  spdlog::get("ep")->info("virtio-rpmsg, channels announced on {}/ep/announce.sock, queue size {}", d.rpmsg.runtime_dir,
-                          d.queue_size);
+  spdlog::get("ep")->info("virtio-rpmsg, channels announced on {}/ep/announce.sock, queue size {}",
+                          d.rpmsg.runtime_dir, d.queue_size);
   return dev;
 }
 
@@ -113,28 +120,33 @@ Server::Made Server::make_block(const config::DeviceConfig& d) {
   const auto& b = d.block;
   auto file = BlockFile::open(b.path, b.size, b.read_only);
   if (!file) {
-    return tl::unexpected(fmt::format("cannot open block backend {}: {}{}{}", b.path, file.error().what,
-                                      sys(file.error()), b.size ? "" : " (give block.size to create it)"));
+    return tl::unexpected(fmt::format("cannot open block backend {}: {}{}{}", b.path,
+                                      file.error().what, sys(file.error()),
+                                      b.size ? "" : " (give block.size to create it)"));
   }
   const std::uint64_t bytes = file->size();
   auto dev = std::make_unique<BlockDevice>(std::move(*file), b, d.queue_size);
-  if (auto r = dev->start(loop_); !r) return tl::unexpected(std::string("cannot start the I/O threads: ") + r.error().what);
-  spdlog::get("ep")->info("virtio-blk on {}: {} bytes{}, block size {}, queue size {}", b.path, bytes,
-                          b.read_only ? " read-only" : "", b.block_size, d.queue_size);
+  if (auto r = dev->start(loop_); !r)
+    return tl::unexpected(std::string("cannot start the I/O threads: ") + r.error().what);
+  spdlog::get("ep")->info("virtio-blk on {}: {} bytes{}, block size {}, queue size {}", b.path,
+                          bytes, b.read_only ? " read-only" : "", b.block_size, d.queue_size);
   return dev;
 }
 
 Server::Made Server::make_console(const config::DeviceConfig& d) {
   auto dev = std::make_unique<ConsoleDevice>(d.console, d.queue_size);
   if (auto r = dev->start(loop_); !r) {
-    return tl::unexpected(fmt::format("cannot set up the console ports: {}{}", r.error().what, sys(r.error())));
+    return tl::unexpected(
+        fmt::format("cannot set up the console ports: {}{}", r.error().what, sys(r.error())));
   }
-  spdlog::get("ep")->info("virtio-console, {} port(s), queue size {}", d.console.ports.size(), d.queue_size);
+  spdlog::get("ep")->info("virtio-console, {} port(s), queue size {}", d.console.ports.size(),
+                          d.queue_size);
   return dev;
 }
 
 tl::expected<std::uint32_t, std::string> Server::add_device(const config::DeviceConfig& d) {
-  if (!transport_->first_free_slot()) return tl::unexpected(std::string("the device table is full"));
+  if (!transport_->first_free_slot())
+    return tl::unexpected(std::string("the device table is full"));
   Made dev;
   switch (d.type) {
     case config::DeviceType::kNet:
@@ -173,7 +185,8 @@ bool Server::remove_device(std::uint32_t slot) {
 }
 
 bool Server::backlog() const {
-  return std::any_of(devices_.begin(), devices_.end(), [](const auto& n) { return n.second->backlog(); });
+  return std::any_of(devices_.begin(), devices_.end(),
+                     [](const auto& n) { return n.second->backlog(); });
 }
 
 Result<void> Server::open_gpio() {
@@ -226,14 +239,15 @@ Result<void> Server::open_control() {
     const auto gid = group_id(cfg_.control.group);
     if (!gid) {
       spdlog::get("ep")->error(
-          "control.group = \"{}\" is not a group of this system: create it (groupadd {}) or remove the key",
+          "control.group = \"{}\" is not a group of this system: create it (groupadd {}) or remove "
+          "the key",
           cfg_.control.group, cfg_.control.group);
       return fail(Errc::kInvalidArgument, "the control socket's group does not exist");
     }
     policy.group = *gid;
   }
-  auto ctl = ControlServer::listen(o_.control_socket, loop_, [this](std::string_view r) { return handle_control(r); },
-                                   policy);
+  auto ctl = ControlServer::listen(
+      o_.control_socket, loop_, [this](std::string_view r) { return handle_control(r); }, policy);
   if (!ctl) return tl::unexpected(ctl.error());
   control_ = std::move(*ctl);
   return {};
@@ -249,7 +263,8 @@ Result<void> Server::watch_link() {
     h.take = [this](os::Fd c) { on_peer(std::move(c)); };
     h.refuse = [this](int, os::Acceptor::Refusal why) {
       log::limited(peer_log_, spdlog::get("ep"), spdlog::level::warn, "host connection refused: {}",
-                   why == os::Acceptor::Refusal::kFull ? "a host is already connected" : "out of file descriptors");
+                   why == os::Acceptor::Refusal::kFull ? "a host is already connected"
+                                                       : "out of file descriptors");
     };
     auto a = os::Acceptor::create(loop_, link_.peers->take_listener(), 1, std::move(h));
     if (!a) return tl::unexpected(a.error());
@@ -257,10 +272,11 @@ Result<void> Server::watch_link() {
   }
   const int doorbell = link.doorbell_fd();
   if (doorbell >= 0) {
-    if (auto r = loop_.add(doorbell, EPOLLIN, [this](std::uint32_t) {
-          (void)link_.link->drain_doorbell();
-          on_poll();
-        });
+    if (auto r = loop_.add(doorbell, EPOLLIN,
+                           [this](std::uint32_t) {
+                             (void)link_.link->drain_doorbell();
+                             on_poll();
+                           });
         !r) {
       return r;
     }
@@ -270,10 +286,11 @@ Result<void> Server::watch_link() {
   for (std::uint32_t slot = 0; slot < layout::kMaxDevices; ++slot) {
     const int fd = link.device_doorbell_fd(slot);
     if (fd < 0) continue;
-    if (auto r = loop_.add(fd, EPOLLIN, [this, slot](std::uint32_t) {
-          (void)link_.link->drain_device_doorbell(slot);
-          transport_->notify(slot);
-        });
+    if (auto r = loop_.add(fd, EPOLLIN,
+                           [this, slot](std::uint32_t) {
+                             (void)link_.link->drain_device_doorbell(slot);
+                             transport_->notify(slot);
+                           });
         !r) {
       return r;
     }
@@ -315,8 +332,8 @@ Result<void> Server::start() {
     log->info("[gpio] ready line {} line {} active", cfg_.gpio.ready->chip, cfg_.gpio.ready->line);
   }
   log->info("EP window {} KiB on {}; control socket {}; waiting for the host (epoch {:#010x})",
-            cfg_.link.ep_window_size >> 10, link_.description, control_ ? control_->path() : std::string("none"),
-            transport_->epoch());
+            cfg_.link.ep_window_size >> 10, link_.description,
+            control_ ? control_->path() : std::string("none"), transport_->epoch());
   return {};
 }
 
@@ -345,12 +362,14 @@ std::string Server::handle_control(std::string_view request) {
   const std::string op = req["op"];
   if (op == "list") return json{{"ok", true}, {"devices", list()}}.dump();
   if (op == "add") {
-    if (!req.contains("device") || !req["device"].is_string()) return error(R"("add" needs "device": "<TOML>")");
+    if (!req.contains("device") || !req["device"].is_string())
+      return error(R"("add" needs "device": "<TOML>")");
     const std::uint32_t slot = transport_->first_free_slot().value_or(layout::kMaxDevices);
     auto d = config::parse_device_config(req["device"].get<std::string>(), "ctl add", slot);
     if (!d) return error(d.error().message);
     // A client may name files and programs only where the board config lets it.
-    if (auto e = config::check_allowed_dirs(*d, cfg_.control.allowed_dirs, fmt::format("device[{}]", slot))) {
+    if (auto e = config::check_allowed_dirs(*d, cfg_.control.allowed_dirs,
+                                            fmt::format("device[{}]", slot))) {
       return error(e->message);
     }
     auto s = add_device(*d);
@@ -358,7 +377,8 @@ std::string Server::handle_control(std::string_view request) {
     return json{{"ok", true}, {"slot", *s}}.dump();
   }
   if (op == "remove") {
-    if (!req.contains("slot") || !req["slot"].is_number_unsigned()) return error(R"("remove" needs "slot": N)");
+    if (!req.contains("slot") || !req["slot"].is_number_unsigned())
+      return error(R"("remove" needs "slot": N)");
     // Read whole: a narrowing read would take slot 2^32 for slot 0.
     const auto wide = req["slot"].get<std::uint64_t>();
     if (wide >= layout::kMaxDevices || !remove_device(static_cast<std::uint32_t>(wide))) {
@@ -372,8 +392,9 @@ std::string Server::handle_control(std::string_view request) {
 std::size_t Server::on_peer_waiting() {
   if (link_.peers->connected() && !transport_->attached() &&
       std::chrono::steady_clock::now() - host_since_ >= kUnattachedHost) {
-    spdlog::get("ep")->warn("the connected host has not attached in {} s: dropping it for the host now connecting",
-                            kUnattachedHost.count());
+    spdlog::get("ep")->warn(
+        "the connected host has not attached in {} s: dropping it for the host now connecting",
+        kUnattachedHost.count());
     drop_host();
   }
   return link_.peers->connected() ? 1 : 0;
@@ -382,7 +403,8 @@ std::size_t Server::on_peer_waiting() {
 void Server::on_peer(os::Fd conn) {
   auto log = spdlog::get("ep");
   if (auto r = link_.peers->accept_peer(std::move(conn)); !r) {
-    log::limited(peer_log_, log, spdlog::level::warn, "host connection refused: {}", r.error().what);
+    log::limited(peer_log_, log, spdlog::level::warn, "host connection refused: {}",
+                 r.error().what);
     return;
   }
   log->info("host connected");
@@ -408,13 +430,15 @@ void Server::on_poll() {
     // Local reads of our own window: whatever a host wrote over what we own is put back.
     if (const std::uint32_t n = transport_->audit()) {
       log::limited(peer_log_, spdlog::get("ep"), spdlog::level::warn,
-                   "the host overwrote {} line(s) of the control region that vepf-ep writes: re-published ({} so far)",
+                   "the host overwrote {} line(s) of the control region that vepf-ep writes: "
+                   "re-published ({} so far)",
                    n, transport_->repairs());
     }
   }
   if (!report_.link_up_marked()) {
     for (const auto& [slot, d] : devices_) {
-      if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK) report_.mark_link_up(link_.link->counters());
+      if (transport_->status(slot) & VIRTIO_CONFIG_S_DRIVER_OK)
+        report_.mark_link_up(link_.link->counters());
     }
   }
 }
@@ -433,13 +457,15 @@ Result<void> Server::run_once(int max_wait_ms) {
 void Server::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
-  if (sideband_ && sideband_->has_ready()) (void)sideband_->set_ready(false);  // first: the host stops looking
+  if (sideband_ && sideband_->has_ready())
+    (void)sideband_->set_ready(false);             // first: the host stops looking
   for (auto& [slot, d] : devices_) d->shutdown();  // the driver sees link down before the link goes
   if (transport_ && link_.link->window_outlives_process()) {
     // The EP window outlives us (BAR memory): a host must not take it for a serving EP. Every
     // earlier store before the cleared magic; pairs with load_acquire of magic in
     // DriverTransport::validate_header() and HostLinkSource::open() (platform/links.cc).
-    link_.link->ep_window().store_release<std::uint32_t>(layout::header_off(offsetof(layout::EpfHeader, magic)), 0);
+    link_.link->ep_window().store_release<std::uint32_t>(
+        layout::header_off(offsetof(layout::EpfHeader, magic)), 0);
   }
 }
 

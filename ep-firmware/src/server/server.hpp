@@ -15,8 +15,8 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/common.h>
+#include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
 
 #include "control/control_server.hpp"
@@ -114,15 +114,16 @@ class Server {
   Options o_;
   std::unique_ptr<gpio::Chips> chips_;
   std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by slot
-  std::unique_ptr<transport::DeviceTransport> transport_;  // after the devices: it resets them
+  std::unique_ptr<transport::DeviceTransport> transport_;     // after the devices: it resets them
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<os::Acceptor> host_acceptor_;  // loopback: the link's listening socket
-  std::unique_ptr<gpio::Sideband> sideband_;  // after the transport: "ready" drops before the link goes
+  std::unique_ptr<gpio::Sideband>
+      sideband_;  // after the transport: "ready" drops before the link goes
   app::LinkReport report_{"vepf-ep"};
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::chrono::steady_clock::time_point host_since_{};  // when the loopback host connected
   std::optional<app::Spinner> spin_;
-  log::Limit peer_log_;  // what a host can make us say: refusals, repairs
+  log::Limit peer_log_;       // what a host can make us say: refusals, repairs
   std::vector<int> watched_;  // what start() registered with the loop (removed by stop())
   bool started_ = false, stopped_ = false;
 };

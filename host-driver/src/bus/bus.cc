@@ -30,8 +30,8 @@ std::string describe(const Error& e) {
 
 }  // namespace
 
-Bus::Bus(const config::BoardConfig& cfg, std::unique_ptr<platform::HostLinkSource> source, os::EventLoop& loop,
-         Options o)
+Bus::Bus(const config::BoardConfig& cfg, std::unique_ptr<platform::HostLinkSource> source,
+         os::EventLoop& loop, Options o)
     : cfg_(cfg), source_(std::move(source)), loop_(loop), o_(o), retry_(o.first_retry) {}
 
 Bus::~Bus() {
@@ -77,14 +77,17 @@ bool Bus::connect() {
 std::unique_ptr<Driver> Bus::probe_net(const transport::DeviceInfo& info) {
   auto log = spdlog::get("host.net");
   // Slot n takes device[n]'s host backend; a slot beyond the board config gets a TAP.
-  config::Backend bc = info.slot < cfg_.devices.size() ? cfg_.devices[info.slot].host : config::Backend{};
-  if (bc.kind == config::BackendKind::kTap && bc.ifname.empty()) bc.ifname = fmt::format("vepf-host{}", info.slot);
+  config::Backend bc =
+      info.slot < cfg_.devices.size() ? cfg_.devices[info.slot].host : config::Backend{};
+  if (bc.kind == config::BackendKind::kTap && bc.ifname.empty())
+    bc.ifname = fmt::format("vepf-host{}", info.slot);
   auto& backend = backends_[info.slot];
   // Offloads need a backend that carries the virtio_net_hdr (a TAP, a seqpacket socket with
   // vnet_hdr) and a config that allows them.
   const auto* d = configured(info.slot, config::DeviceType::kNet);
-  const bool offloads = (d == nullptr || d->net.offloads) &&
-                        (backend ? backend->carries_offloads() : bc.kind == config::BackendKind::kTap || bc.vnet_hdr);
+  const bool offloads =
+      (d == nullptr || d->net.offloads) &&
+      (backend ? backend->carries_offloads() : bc.kind == config::BackendKind::kTap || bc.vnet_hdr);
   auto drv = std::make_unique<NetDriver>(*transport_, info, offloads);
   if (auto r = drv->probe(); !r) {
     log->error("device {}: virtio-net setup failed: {}", info.slot, describe(r.error()));
@@ -97,8 +100,8 @@ std::unique_ptr<Driver> Bus::probe_net(const transport::DeviceInfo& info) {
     auto b = bc.kind == config::BackendKind::kTap ? netback::open_tap(bc.ifname, {drv->mtu(), &mac})
                                                   : netback::listen_seqpacket(bc.path, bc.vnet_hdr);
     if (!b) {
-      log->error("device {}: cannot set up {}: {}", info.slot, bc.kind == config::BackendKind::kTap ? bc.ifname : bc.path,
-                 describe(b.error()));
+      log->error("device {}: cannot set up {}: {}", info.slot,
+                 bc.kind == config::BackendKind::kTap ? bc.ifname : bc.path, describe(b.error()));
       return nullptr;
     }
     backend = std::move(*b);
@@ -108,8 +111,8 @@ std::unique_ptr<Driver> Bus::probe_net(const transport::DeviceInfo& info) {
     return nullptr;
   }
   const auto& m = drv->net_config().mac;
-  log->info("device {}: virtio-net up on {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, mtu {}", info.slot,
-            backend->name(), m[0], m[1], m[2], m[3], m[4], m[5], drv->mtu());
+  log->info("device {}: virtio-net up on {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, mtu {}",
+            info.slot, backend->name(), m[0], m[1], m[2], m[3], m[4], m[5], drv->mtu());
   return drv;
 }
 
@@ -120,7 +123,8 @@ std::unique_ptr<Driver> Bus::probe_rpmsg(const transport::DeviceInfo& info) {
   const std::size_t conns = d ? d->rpmsg.max_connections : config::RpmsgConfig{}.max_connections;
   auto drv = std::make_unique<RpmsgDriver>(*transport_, info, std::move(dir), loop_, conns);
   if (auto r = drv->probe(); !r) {
-    spdlog::get("host.rpmsg")->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));
+    spdlog::get("host.rpmsg")
+        ->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));
     return nullptr;
   }
   return drv;
@@ -133,7 +137,8 @@ std::unique_ptr<Driver> Bus::probe_block(const transport::DeviceInfo& info) {
   const std::size_t clients = d ? d->block.max_nbd_clients : config::BlockConfig{}.max_nbd_clients;
   auto drv = std::make_unique<BlockDriver>(*transport_, info, std::move(sock), loop_, clients);
   if (auto r = drv->probe(); !r) {
-    spdlog::get("host.blk")->error("device {}: virtio-blk setup failed: {}", info.slot, describe(r.error()));
+    spdlog::get("host.blk")
+        ->error("device {}: virtio-blk setup failed: {}", info.slot, describe(r.error()));
     return nullptr;
   }
   return drv;
@@ -145,7 +150,8 @@ std::unique_ptr<Driver> Bus::probe_console(const transport::DeviceInfo& info) {
   std::string dir = d ? d->console.host_dir : fmt::format("/run/vepf/console{}", info.slot);
   auto drv = std::make_unique<ConsoleDriver>(*transport_, info, std::move(dir), loop_);
   if (auto r = drv->probe(); !r) {
-    spdlog::get("host.console")->error("device {}: virtio-console setup failed: {}", info.slot, describe(r.error()));
+    spdlog::get("host.console")
+        ->error("device {}: virtio-console setup failed: {}", info.slot, describe(r.error()));
     return nullptr;
   }
   return drv;
@@ -163,15 +169,16 @@ std::unique_ptr<Driver> Bus::probe(const transport::DeviceInfo& info) {
       return probe_console(info);
     default:
       if (known_unsupported_.insert(info.slot).second) {
-        spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone", info.slot,
-                                  info.device_id);
+        spdlog::get("host")->warn("device {}: virtio device ID {} has no driver here; left alone",
+                                  info.slot, info.device_id);
       }
       return nullptr;
   }
 }
 
 Result<void> Bus::bring_up() {
-  transport_ = std::make_unique<transport::DriverTransport>(*link_, milliseconds(cfg_.link.ack_timeout_ms));
+  transport_ =
+      std::make_unique<transport::DriverTransport>(*link_, milliseconds(cfg_.link.ack_timeout_ms));
   transport_->set_wait_hook([this] { return while_waiting(); });
   if (auto r = transport_->attach(); !r) return r;
   table_generation_ = transport_->table_generation();
@@ -194,9 +201,11 @@ void Bus::reconcile() {
   }
   for (auto it = drivers_.begin(); it != drivers_.end();) {
     const auto& n = **it;
-    const bool present = std::any_of(devs->begin(), devs->end(), [&](const transport::DeviceInfo& d) {
-      return d.slot == n.slot() && d.slot_generation == n.info().slot_generation && d.device_id == n.info().device_id;
-    });
+    const bool present =
+        std::any_of(devs->begin(), devs->end(), [&](const transport::DeviceInfo& d) {
+          return d.slot == n.slot() && d.slot_generation == n.info().slot_generation &&
+                 d.device_id == n.info().device_id;
+        });
     if (present) {
       ++it;
       continue;
@@ -207,7 +216,8 @@ void Bus::reconcile() {
     backends_.erase(slot);
   }
   for (const auto& d : *devs) {
-    const bool bound = std::any_of(drivers_.begin(), drivers_.end(), [&](const auto& n) { return n->slot() == d.slot; });
+    const bool bound = std::any_of(drivers_.begin(), drivers_.end(),
+                                   [&](const auto& n) { return n->slot() == d.slot; });
     if (bound) continue;
     if (auto drv = probe(d)) drivers_.push_back(std::move(drv));
   }
@@ -226,8 +236,8 @@ void Bus::needs_reset(std::uint32_t slot) {
   r.due = now + r.delay;
   if (r.delay.count() > 0) {
     log::limited(peer_log_, spdlog::get("host"), spdlog::level::warn,
-                 "device {}: needs a reset again within {} s: probing it again in {} ms", slot, kReprobeWindow.count(),
-                 r.delay.count());
+                 "device {}: needs a reset again within {} s: probing it again in {} ms", slot,
+                 kReprobeWindow.count(), r.delay.count());
   }
 }
 
@@ -299,10 +309,12 @@ void Bus::start_session() {
   ++sessions_;
   ticks_ = 0;
   if (const int fd = link_->interrupt_fd(); fd >= 0) {
-    if (loop_.add(fd, EPOLLIN, [this](std::uint32_t) { on_interrupt(); })) session_fds_.push_back(fd);
+    if (loop_.add(fd, EPOLLIN, [this](std::uint32_t) { on_interrupt(); }))
+      session_fds_.push_back(fd);
   }
   if (const int fd = link_->hangup_fd(); fd >= 0) {
-    if (loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; })) session_fds_.push_back(fd);
+    if (loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) { link_down_ = true; }))
+      session_fds_.push_back(fd);
   }
   const auto period = milliseconds(link_->interrupt_fd() >= 0 ? layout::kHeartbeatPeriodMs : 2);
   if (auto timer = loop_.add_timer(period, [this] { on_timer(); })) session_fds_.push_back(*timer);
@@ -358,7 +370,9 @@ bool Bus::step(int max_wait_ms) {
       }
       link_down_ = false;  // the last session's end; the wait hook gives up on a link that is down
       if (auto r = bring_up(); !r) {
-        if (!quit_) log::limited(peer_log_, log, spdlog::level::err, "bringing up the link failed: {}", describe(r.error()));
+        if (!quit_)
+          log::limited(peer_log_, log, spdlog::level::err, "bringing up the link failed: {}",
+                       describe(r.error()));
         end_session();  // the EP takes the next host (us, after a pause) only once this one is gone
         if (quit_ || o_.once) {
           exit_code_ = quit_ ? app::kExitOk : app::kExitFailure;

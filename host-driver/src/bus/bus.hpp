@@ -36,8 +36,8 @@ namespace vepf::host {
 inline constexpr std::chrono::milliseconds kFirstRetry{50};
 inline constexpr std::chrono::milliseconds kMaxRetry{2000};
 /// A device that needs a reset again within kReprobeWindow of its last reset is probed again
-/// only after a wait (Options::first_retry, doubling up to Options::max_retry): a device that breaks at once on
-/// every probe costs a few probes a second, not a busy loop.
+/// only after a wait (Options::first_retry, doubling up to Options::max_retry): a device that
+/// breaks at once on every probe costs a few probes a second, not a busy loop.
 inline constexpr std::chrono::seconds kReprobeWindow{10};
 
 class Bus {
@@ -51,8 +51,8 @@ class Bus {
   enum class State { kConnect, kSession, kRetryWait, kDone };
 
   /// `cfg` must outlive the bus.
-  Bus(const config::BoardConfig& cfg, std::unique_ptr<platform::HostLinkSource> source, os::EventLoop& loop,
-      Options o);
+  Bus(const config::BoardConfig& cfg, std::unique_ptr<platform::HostLinkSource> source,
+      os::EventLoop& loop, Options o);
   ~Bus();
   Bus(const Bus&) = delete;
   Bus& operator=(const Bus&) = delete;
@@ -94,7 +94,8 @@ class Bus {
   std::unique_ptr<Driver> probe_block(const transport::DeviceInfo& info);
   std::unique_ptr<Driver> probe_console(const transport::DeviceInfo& info);
   const config::DeviceConfig* configured(std::uint32_t slot, config::DeviceType t) const {
-    return slot < cfg_.devices.size() && cfg_.devices[slot].type == t ? &cfg_.devices[slot] : nullptr;
+    return slot < cfg_.devices.size() && cfg_.devices[slot].type == t ? &cfg_.devices[slot]
+                                                                      : nullptr;
   }
   void reconcile();
   void on_interrupt();
@@ -121,7 +122,8 @@ class Bus {
   transport::DriverLink* link_ = nullptr;
   std::unique_ptr<transport::DriverTransport> transport_;
   std::vector<std::unique_ptr<Driver>> drivers_;
-  std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>> backends_;  // by slot; outlive sessions
+  std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>>
+      backends_;                              // by slot; outlive sessions
   std::map<std::uint32_t, Reprobe> reprobe_;  // by slot
   std::optional<app::Spinner> spin_;
   std::vector<int> session_fds_;  // registered with the loop for the session

@@ -44,8 +44,9 @@ bool Driver::read_config_or_retry(std::span<std::byte> out) {
   auto r = t_.read_config(info_.slot, out);
   if (r) return true;
   if (r.error().code == Errc::kNotReady) config_retry_ = true;
-  log::limited(peer_log_, spdlog::get(logger()), spdlog::level::warn, "device {}: cannot read the device config: {}{}",
-               info_.slot, r.error().what, config_retry_ ? "; trying again" : "");
+  log::limited(peer_log_, spdlog::get(logger()), spdlog::level::warn,
+               "device {}: cannot read the device config: {}{}", info_.slot, r.error().what,
+               config_retry_ ? "; trying again" : "");
   return false;
 }
 

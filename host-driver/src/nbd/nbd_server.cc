@@ -68,7 +68,8 @@ Result<std::unique_ptr<NbdServer>> NbdServer::listen(const std::string& path, os
   h.open = [raw] { return raw->clients_.size(); };
   h.take = [raw](os::Fd c) { raw->on_accept(std::move(c)); };
   h.refuse = [raw](int, os::Acceptor::Refusal why) { raw->refused(why); };
-  auto a = os::Acceptor::create(loop, std::move(fd), std::max<std::size_t>(options.max_clients, 1), std::move(h));
+  auto a = os::Acceptor::create(loop, std::move(fd), std::max<std::size_t>(options.max_clients, 1),
+                                std::move(h));
   if (!a) return tl::unexpected(a.error());
   s->acceptor_ = std::move(*a);
   if (s->log_) s->log_->info("nbd: serving on {}", path);
@@ -116,9 +117,11 @@ void NbdServer::retire(const Client& c, bool protocol_error) noexcept {
 
 void NbdServer::refused(os::Acceptor::Refusal why) {
   ++refused_;
-  log::limited(client_log_, log_, spdlog::level::warn, "nbd {}: refused a client: {} ({} so far)", path_,
+  log::limited(client_log_, log_, spdlog::level::warn, "nbd {}: refused a client: {} ({} so far)",
+               path_,
                why == os::Acceptor::Refusal::kFull
-                   ? std::to_string(clients_.size()) + " connected, the limit ([device.block] max_nbd_clients)"
+                   ? std::to_string(clients_.size()) +
+                         " connected, the limit ([device.block] max_nbd_clients)"
                    : std::string("out of file descriptors"),
                refused_);
 }
@@ -134,7 +137,9 @@ void NbdServer::on_accept(os::Fd fd) {
   Client* raw = c.get();
   c->session.set_on_completion([this, raw] { on_completion(*raw); });
   c->events = EPOLLIN | EPOLLOUT;  // the greeting is queued
-  if (auto r = loop_.add(c->fd.get(), c->events, [this, id](std::uint32_t ev) { on_client_event(id, ev); }); !r) {
+  if (auto r = loop_.add(c->fd.get(), c->events,
+                         [this, id](std::uint32_t ev) { on_client_event(id, ev); });
+      !r) {
     if (log_) log_->warn("nbd {}: cannot watch a client: {}", path_, r.error().what);
     return;
   }

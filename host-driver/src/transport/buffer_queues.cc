@@ -2,8 +2,8 @@
 
 namespace vepf::host {
 
-Result<void> BufferQueues::setup(std::uint16_t rx_index, std::uint16_t tx_index, std::size_t buf_size,
-                                 bool event_idx) {
+Result<void> BufferQueues::setup(std::uint16_t rx_index, std::uint16_t tx_index,
+                                 std::size_t buf_size, bool event_idx) {
   const std::uint16_t num = info_.max_queue_size;
   auto rx = space_.make_queue(rx_index, event_idx);
   if (!rx) return tl::unexpected(rx.error());
@@ -51,7 +51,8 @@ Result<void> BufferQueues::send(std::span<const std::byte> data) {
   if (tx_free_.empty()) return fail(Errc::kNoSpace, "every transmit buffer is in flight");
   if (data.size() > buf_size_) return fail(Errc::kInvalidArgument, "larger than a transmit buffer");
   tx_viewed_ = false;
-  t_.link().ep_window().write(tx_pool_.off + std::size_t{tx_free_.back()} * buf_size_, data);  // one posted write burst
+  t_.link().ep_window().write(tx_pool_.off + std::size_t{tx_free_.back()} * buf_size_,
+                              data);  // one posted write burst
   return add_tx(data.size());
 }
 
@@ -63,7 +64,8 @@ std::span<std::byte> BufferQueues::tx_fill_view() {
 }
 
 Result<void> BufferQueues::send_filled(std::size_t len) {
-  if (!tx_viewed_ || tx_free_.empty()) return fail(Errc::kInvalidArgument, "no transmit buffer was handed out");
+  if (!tx_viewed_ || tx_free_.empty())
+    return fail(Errc::kInvalidArgument, "no transmit buffer was handed out");
   if (len > buf_size_) return fail(Errc::kInvalidArgument, "larger than a transmit buffer");
   tx_viewed_ = false;
   t_.link().ep_window().filled(len);
@@ -72,7 +74,8 @@ Result<void> BufferQueues::send_filled(std::size_t len) {
 
 Result<void> BufferQueues::add_tx(std::size_t len) {
   const std::uint16_t slot = tx_free_.back();
-  const ring::Buf b{tx_pool_.link_addr + std::size_t{slot} * buf_size_, static_cast<std::uint32_t>(len)};
+  const ring::Buf b{tx_pool_.link_addr + std::size_t{slot} * buf_size_,
+                    static_cast<std::uint32_t>(len)};
   if (auto r = tx_->add(std::span{&b, 1}, {}, slot); !r) return tl::make_unexpected(r.error());
   tx_free_.pop_back();
   return {};

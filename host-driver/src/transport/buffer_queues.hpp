@@ -11,15 +11,16 @@
 #include <span>
 #include <vector>
 
-#include "vepf/ring/vring.hpp"
 #include "transport/window_space.hpp"
+#include "vepf/ring/vring.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
 
 class BufferQueues {
  public:
-  BufferQueues(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info), space_(t, info) {}
+  BufferQueues(transport::DriverTransport& t, const transport::DeviceInfo& info)
+      : t_(t), info_(info), space_(t, info) {}
   BufferQueues(const BufferQueues&) = delete;
   BufferQueues& operator=(const BufferQueues&) = delete;
 
@@ -28,8 +29,8 @@ class BufferQueues {
   /// call kick(rx()) after DRIVER_OK, or before it as virtio-net and rpmsg want).
   /// Errors: kRejected (bad queue size, device refused a queue), kNoSpace (windows too small),
   /// any DriverTransport error.
-  [[nodiscard]] Result<void> setup(std::uint16_t rx_index, std::uint16_t tx_index, std::size_t buf_size,
-                                   bool event_idx);
+  [[nodiscard]] Result<void> setup(std::uint16_t rx_index, std::uint16_t tx_index,
+                                   std::size_t buf_size, bool event_idx);
 
   ring::Vring& rx() noexcept { return *rx_; }
   ring::Vring& tx() noexcept { return *tx_; }
@@ -59,7 +60,8 @@ class BufferQueues {
   void kick(ring::Vring& vq);
 
  private:
-  Result<void> add_tx(std::size_t len);  // the last free transmit buffer, filled with `len` bytes, onto the queue
+  Result<void> add_tx(
+      std::size_t len);  // the last free transmit buffer, filled with `len` bytes, onto the queue
 
   transport::DriverTransport& t_;
   const transport::DeviceInfo& info_;
@@ -68,7 +70,7 @@ class BufferQueues {
   std::size_t buf_size_ = 0;
   transport::Allocation rx_pool_, tx_pool_;
   std::vector<std::uint16_t> tx_free_;
-  bool tx_viewed_ = false;  // tx_free_.back() was handed out by tx_fill_view()
+  bool tx_viewed_ = false;                  // tx_free_.back() was handed out by tx_fill_view()
   mutable std::vector<std::byte> rx_copy_;  // rx_view()'s copy on a window that is not viewable
 };
 

@@ -4,7 +4,8 @@ namespace vepf::host {
 
 WindowSpace::~WindowSpace() {
   for (const auto& a : owned_) {
-    const bool ep = layout::link_addr_window(a.link_addr) == static_cast<std::uint8_t>(layout::WindowId::kEp);
+    const bool ep =
+        layout::link_addr_window(a.link_addr) == static_cast<std::uint8_t>(layout::WindowId::kEp);
     (ep ? t_.ep_alloc() : t_.rc_alloc()).free(a);
   }
 }
@@ -17,7 +18,8 @@ Result<transport::Allocation> WindowSpace::alloc(layout::WindowId w, std::size_t
 
 Result<std::unique_ptr<ring::Vring>> WindowSpace::make_queue(std::uint16_t index, bool event_idx) {
   const std::uint16_t num = info_.max_queue_size;
-  if (!layout::queue_size_valid(num)) return fail(Errc::kRejected, "device max queue size not a power of 2");
+  if (!layout::queue_size_valid(num))
+    return fail(Errc::kRejected, "device max queue size not a power of 2");
   auto desc = alloc(layout::WindowId::kEp, layout::desc_table_size(num));
   auto avail = alloc(layout::WindowId::kEp, layout::avail_ring_size(num));
   auto used = alloc(layout::WindowId::kRc, layout::used_ring_size(num));
@@ -30,7 +32,9 @@ Result<std::unique_ptr<ring::Vring>> WindowSpace::make_queue(std::uint16_t index
   p.event_idx = event_idx;
   p.group = &t_.poll_group();
   auto vq = std::make_unique<ring::Vring>(p);
-  if (auto r = t_.enable_queue(info_.slot, index, num, desc->link_addr, avail->link_addr, used->link_addr); !r) {
+  if (auto r = t_.enable_queue(info_.slot, index, num, desc->link_addr, avail->link_addr,
+                               used->link_addr);
+      !r) {
     return tl::unexpected(r.error());
   }
   return vq;

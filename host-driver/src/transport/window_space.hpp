@@ -15,7 +15,8 @@ namespace vepf::host {
 
 class WindowSpace {
  public:
-  WindowSpace(transport::DriverTransport& t, const transport::DeviceInfo& info) : t_(t), info_(info) {}
+  WindowSpace(transport::DriverTransport& t, const transport::DeviceInfo& info)
+      : t_(t), info_(info) {}
   ~WindowSpace();
   WindowSpace(const WindowSpace&) = delete;
   WindowSpace& operator=(const WindowSpace&) = delete;
@@ -24,7 +25,8 @@ class WindowSpace {
   [[nodiscard]] Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
   /// Allocates queue `index` with the device's max_queue_size entries and enables it.
   /// Errors: kNoSpace (windows too small), kRejected (device refused), DriverTransport errors.
-  [[nodiscard]] Result<std::unique_ptr<ring::Vring>> make_queue(std::uint16_t index, bool event_idx);
+  [[nodiscard]] Result<std::unique_ptr<ring::Vring>> make_queue(std::uint16_t index,
+                                                                bool event_idx);
 
   transport::DriverTransport& transport() noexcept { return t_; }
 

@@ -62,7 +62,8 @@ TEST_F(Affinity, ACpuThisMachineLacksIsAUsageErrorNamingTheField) {
   const int rc = apply_affinity("vepf-ep", "affinity.ep", {before.front(), kAbsent}, "t");
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(rc, kExitUsage);
-  EXPECT_NE(err.find("vepf-ep: affinity.ep = [" + std::to_string(before.front()) + ", 1023]: this machine has no CPU 1023"),
+  EXPECT_NE(err.find("vepf-ep: affinity.ep = [" + std::to_string(before.front()) +
+                     ", 1023]: this machine has no CPU 1023"),
             std::string::npos)
       << err;
   EXPECT_EQ(allowed_cpus(), before) << "a refused list must change nothing";

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "devices/blk/blk_device.hpp"
 #include "support/driver_queue.hpp"
@@ -36,7 +36,8 @@ constexpr std::byte kUntouched{0xaa};
 
 class BlockDeviceHostileDriver : public ::testing::Test {
  protected:
-  BlockDeviceHostileDriver() : dl(w), drl(w, dl), dev(dl, 0x5eed0004), drv(drl, std::chrono::milliseconds(20)) {
+  BlockDeviceHostileDriver()
+      : dl(w), drl(w, dl), dev(dl, 0x5eed0004), drv(drl, std::chrono::milliseconds(20)) {
     drl.set_device(&dev);
     if (!spdlog::get("ep.blk")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.blk");
   }
@@ -53,8 +54,9 @@ class BlockDeviceHostileDriver : public ::testing::Test {
     ASSERT_TRUE(drv.attach());
     auto devs = drv.scan();
     ASSERT_TRUE(devs && !devs->empty());
-    auto n = drv.negotiate(slot, (*devs)[0].device_features,
-                           bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_WRITE_ZEROES));
+    auto n = drv.negotiate(
+        slot, (*devs)[0].device_features,
+        bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_WRITE_ZEROES));
     ASSERT_TRUE(n) << n.error().what;
     const auto p = enable_driver_queue(drv, w, slot, layout::kBlkRequestQueue, kQueueSize);
     ASSERT_TRUE(p);
@@ -76,7 +78,8 @@ class BlockDeviceHostileDriver : public ::testing::Test {
     std::vector<std::byte> fill(room, kUntouched);
     w.drv_rc.write(in->off, fill);
     const ring::Buf out{hdr_at->link_addr, sizeof(hdr)};
-    const std::vector<ring::Buf> ins(copies, ring::Buf{in->link_addr, static_cast<std::uint32_t>(room)});
+    const std::vector<ring::Buf> ins(copies,
+                                     ring::Buf{in->link_addr, static_cast<std::uint32_t>(room)});
     if (!vq->add({&out, 1}, ins, ++token)) return std::nullopt;
     (void)vq->kick_prepare();
     (void)drl.ring_doorbell();  // the fake link polls the device at once
@@ -118,7 +121,8 @@ TEST_F(BlockDeviceHostileDriver, GetIdWithHugeRoomWritesOnlyTheIdAndTheStatus) {
   const std::string id(reinterpret_cast<const char*>(b.data()), 13);
   EXPECT_EQ(id, "vepf:disk.img");
   EXPECT_EQ(b[kRoom - 1], std::byte{VIRTIO_BLK_S_OK});  // the last byte of the last descriptor
-  for (std::size_t i = VIRTIO_BLK_ID_BYTES; i < kRoom - 1; ++i) ASSERT_EQ(b[i], kUntouched) << "byte " << i;
+  for (std::size_t i = VIRTIO_BLK_ID_BYTES; i < kRoom - 1; ++i)
+    ASSERT_EQ(b[i], kUntouched) << "byte " << i;
 }
 
 // An unknown type with the same room: only the status byte, VIRTIO_BLK_S_UNSUPP, and a used
@@ -159,10 +163,12 @@ TEST_F(BlockDeviceHostileDriver, RequestsOfEveryTypeCountAgainstTheInFlightLimit
   // The head the ring layer used, then the same head again and again: ten queues' worth.
   const std::size_t idx_off = avail_off + layout::kRingIdxOff;
   std::uint16_t idx = w.drv_ep.load_acquire<std::uint16_t>(idx_off);
-  const std::uint16_t head = w.drv_ep.load_acquire<std::uint16_t>(avail_off + layout::avail_entry_offset(0));
+  const std::uint16_t head =
+      w.drv_ep.load_acquire<std::uint16_t>(avail_off + layout::avail_entry_offset(0));
   for (int round = 0; round < 10; ++round) {
     for (std::uint16_t k = 0; k < kQueueSize; ++k) {
-      w.drv_ep.store_release<std::uint16_t>(avail_off + layout::avail_entry_offset(idx % kQueueSize), head);
+      w.drv_ep.store_release<std::uint16_t>(
+          avail_off + layout::avail_entry_offset(idx % kQueueSize), head);
       ++idx;
     }
     w.drv_ep.store_release<std::uint16_t>(idx_off, idx);
@@ -181,7 +187,8 @@ class BlockDeviceRangeLimit : public BlockDeviceHostileDriver {
   /// A WRITE_ZEROES with `segs` segments of `sectors` each; returns the status byte, or -1
   /// when the device did not complete the request.
   int write_zeroes(unsigned segs, std::uint32_t sectors) {
-    std::vector<std::byte> out(sizeof(layout::VirtioBlkReqHdr) + segs * sizeof(layout::VirtioBlkDiscardWz));
+    std::vector<std::byte> out(sizeof(layout::VirtioBlkReqHdr) +
+                               segs * sizeof(layout::VirtioBlkDiscardWz));
     layout::VirtioBlkReqHdr hdr{};
     hdr.type = layout::le32::from_cpu(VIRTIO_BLK_T_WRITE_ZEROES);
     std::memcpy(out.data(), &hdr, sizeof(hdr));

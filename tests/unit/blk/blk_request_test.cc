@@ -32,7 +32,8 @@ std::vector<std::byte> hdr(std::uint32_t type, std::uint64_t sector) {
   return v;
 }
 
-void add_seg(std::vector<std::byte>& v, std::uint64_t sector, std::uint32_t n, std::uint32_t flags) {
+void add_seg(std::vector<std::byte>& v, std::uint64_t sector, std::uint32_t n,
+             std::uint32_t flags) {
   VirtioBlkDiscardWz s{};
   s.sector = le64::from_cpu(sector);
   s.num_sectors = le32::from_cpu(n);
@@ -71,18 +72,24 @@ TEST(BlkRequest, RangeBeyondCapacityIsIoErr) {
   r = parse_blk_request(hdr(VIRTIO_BLK_T_IN, ~std::uint64_t{0} / 256), 16, 512 + 1, limits());
   EXPECT_EQ(r.status, VIRTIO_BLK_S_IOERR);
   // The last sector exactly is fine.
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 2047), 16, 512 + 1, limits()).kind, Kind::kRequest);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 2047), 16, 512 + 1, limits()).kind,
+            Kind::kRequest);
 }
 
 TEST(BlkRequest, DataNotASectorMultipleOrTooLargeIsIoErr) {
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 0), 16, 100 + 1, limits()).status, VIRTIO_BLK_S_IOERR);
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_OUT, 0), 16 + 513, 1, limits()).status, VIRTIO_BLK_S_IOERR);
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 0), 16, (128 << 10) + 1, limits()).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 0), 16, 100 + 1, limits()).status,
+            VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_OUT, 0), 16 + 513, 1, limits()).status,
+            VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 0), 16, (128 << 10) + 1, limits()).status,
+            VIRTIO_BLK_S_IOERR);
 }
 
 TEST(BlkRequest, DataInTheWrongDirectionIsIoErr) {
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 0), 16 + 512, 513, limits()).status, VIRTIO_BLK_S_IOERR);
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_OUT, 0), 16 + 512, 513, limits()).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_IN, 0), 16 + 512, 513, limits()).status,
+            VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_OUT, 0), 16 + 512, 513, limits()).status,
+            VIRTIO_BLK_S_IOERR);
 }
 
 TEST(BlkRequest, ReadOnlyRefusesEveryWriteKind) {
@@ -97,7 +104,8 @@ TEST(BlkRequest, ReadOnlyRefusesEveryWriteKind) {
 
 TEST(BlkRequest, UnknownOrUnnegotiatedTypesAreUnsupported) {
   EXPECT_EQ(parse_blk_request(hdr(0x77, 0), 16, 1, limits()).status, VIRTIO_BLK_S_UNSUPP);
-  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_SCSI_CMD, 0), 16, 1, limits()).status, VIRTIO_BLK_S_UNSUPP);
+  EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_SCSI_CMD, 0), 16, 1, limits()).status,
+            VIRTIO_BLK_S_UNSUPP);
   auto l = limits();
   l.flush = l.discard = false;
   EXPECT_EQ(parse_blk_request(hdr(VIRTIO_BLK_T_FLUSH, 0), 16, 1, l).status, VIRTIO_BLK_S_UNSUPP);
@@ -139,7 +147,8 @@ TEST(BlkRequest, DiscardRulesAreEnforced) {
   // The chain claims more readable bytes than were read: the segments are not all there.
   auto short_read = hdr(VIRTIO_BLK_T_DISCARD, 0);
   add_seg(short_read, 0, 1, 0);
-  EXPECT_EQ(parse_blk_request(short_read, short_read.size() + 16, 1, limits()).status, VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(parse_blk_request(short_read, short_read.size() + 16, 1, limits()).status,
+            VIRTIO_BLK_S_IOERR);
 }
 
 TEST(BlkRequest, GetIdWritesAtMost20Bytes) {

@@ -18,9 +18,7 @@ namespace {
 
 class BlockFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = dir_ + "/disk.img";
-  }
+  void SetUp() override { path_ = dir_ + "/disk.img"; }
   vepf::test::TempDir tmp_{"vepf-blockfile"};
   std::string dir_ = tmp_.path();
   std::string path_;

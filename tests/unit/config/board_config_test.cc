@@ -116,9 +116,10 @@ TEST(BoardConfig, SeqpacketBackendParses) {
 }
 
 TEST(BoardConfig, SeqpacketBackendMayCarryTheVirtioNetHeader) {
-  const auto cfg = parse_board_config(
-      board("", "", "[device.host]\nbackend = \"seqpacket\"\npath = \"/run/vepf/net0.sock\"\nvnet_hdr = true\n"),
-      kSource);
+  const auto cfg = parse_board_config(board("", "",
+                                            "[device.host]\nbackend = \"seqpacket\"\npath = "
+                                            "\"/run/vepf/net0.sock\"\nvnet_hdr = true\n"),
+                                      kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   EXPECT_TRUE(cfg->devices[0].host.vnet_hdr);
 }
@@ -126,8 +127,10 @@ TEST(BoardConfig, SeqpacketBackendMayCarryTheVirtioNetHeader) {
 TEST(BoardConfigError, VnetHdrIsOnlyForSeqpacket) {
   EXPECT_TRUE(has(error_of(board("", "", "[device.host]\nvnet_hdr = true\n")),
                   "device[0].host.vnet_hdr is only for backend = \"seqpacket\""));
-  EXPECT_TRUE(has(error_of(board("", "", "[device.host]\nbackend = \"seqpacket\"\npath = \"/x.sock\"\nvnet_hdr = 1\n")),
-                  "vnet_hdr"));
+  EXPECT_TRUE(has(
+      error_of(board("", "",
+                     "[device.host]\nbackend = \"seqpacket\"\npath = \"/x.sock\"\nvnet_hdr = 1\n")),
+      "vnet_hdr"));
 }
 
 TEST(BoardConfig, ToStringNamesMatchToml) {
@@ -260,7 +263,8 @@ TEST(BoardConfig, AffinityListsParse) {
   ASSERT_TRUE(none) << none.error().message;
   EXPECT_TRUE(none->affinity.ep.empty());
   EXPECT_TRUE(none->affinity.host.empty());
-  const auto cfg = parse_board_config(board() + "[affinity]\nep = [3, 0]\nhost = [1023]\n", kSource);
+  const auto cfg =
+      parse_board_config(board() + "[affinity]\nep = [3, 0]\nhost = [1023]\n", kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   EXPECT_EQ(cfg->affinity.ep, (std::vector<std::uint32_t>{3, 0}));
   EXPECT_EQ(cfg->affinity.host, (std::vector<std::uint32_t>{1023}));
@@ -271,8 +275,11 @@ TEST(BoardConfig, AffinityListsParse) {
 }
 
 TEST(BoardConfigError, AffinityListsAreChecked) {
-  const auto affinity = [](std::string_view lines) { return error_of(board() + "[affinity]\n" + std::string(lines)); };
-  EXPECT_TRUE(has(affinity("ep = []\n"), "affinity.ep must be a non-empty list of CPUs: write e.g. ep = [0]"));
+  const auto affinity = [](std::string_view lines) {
+    return error_of(board() + "[affinity]\n" + std::string(lines));
+  };
+  EXPECT_TRUE(has(affinity("ep = []\n"),
+                  "affinity.ep must be a non-empty list of CPUs: write e.g. ep = [0]"));
   EXPECT_TRUE(has(affinity("host = 1\n"), "affinity.host must be a non-empty list"));
   EXPECT_TRUE(has(affinity("ep = [-1]\n"), "affinity.ep[0] = -1 is out of range"));
   EXPECT_TRUE(has(affinity("ep = [0, 1024]\n"), "affinity.ep[1] = 1024 is out of range"));
@@ -284,8 +291,10 @@ TEST(BoardConfigError, AffinityListsAreChecked) {
 }
 
 TEST(BoardConfigError, ChainSegmentLimitRange) {
-  EXPECT_TRUE(has(error_of(board() + "[link]\nmax_chain_segments = 0\n"), "link.max_chain_segments = 0 is out"));
-  EXPECT_TRUE(has(error_of(board() + "[link]\nmax_chain_segments = 32769\n"), "link.max_chain_segments = 32769"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nmax_chain_segments = 0\n"),
+                  "link.max_chain_segments = 0 is out"));
+  EXPECT_TRUE(has(error_of(board() + "[link]\nmax_chain_segments = 32769\n"),
+                  "link.max_chain_segments = 32769"));
   EXPECT_EQ(error_of(board() + "[link]\nmax_chain_segments = 32768\n"), "<parsed>");
 }
 
@@ -454,10 +463,13 @@ TEST(DeviceConfig, ParsesTheKeysOfOneDevice) {
 }
 
 TEST(DeviceConfig, RejectsWhatABoardConfigWouldReject) {
-  auto bad_mac = parse_device_config("type = \"net\"\nnet = { mac = \"01:00:00:00:00:01\" }\n", "ctl add", 1);
+  auto bad_mac =
+      parse_device_config("type = \"net\"\nnet = { mac = \"01:00:00:00:00:01\" }\n", "ctl add", 1);
   ASSERT_FALSE(bad_mac);
-  EXPECT_NE(bad_mac.error().message.find("device[1].net.mac"), std::string::npos) << bad_mac.error().message;
-  auto unknown = parse_device_config("type = \"net\"\ncolour = 1\nnet = { mac = \"02:00:00:00:00:01\" }\n", "ctl add", 1);
+  EXPECT_NE(bad_mac.error().message.find("device[1].net.mac"), std::string::npos)
+      << bad_mac.error().message;
+  auto unknown = parse_device_config(
+      "type = \"net\"\ncolour = 1\nnet = { mac = \"02:00:00:00:00:01\" }\n", "ctl add", 1);
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message.find("colour"), std::string::npos);
   auto syntax = parse_device_config("type = ", "ctl add", 1);
@@ -468,7 +480,8 @@ TEST(DeviceConfig, RejectsWhatABoardConfigWouldReject) {
 // ---- type = "rpmsg" ----
 
 TEST(BoardConfig, RpmsgDeviceDefaultsRuntimeDir) {
-  const auto cfg = parse_board_config(std::string(kBoard) + "[[device]]\ntype = \"rpmsg\"\n", kSource);
+  const auto cfg =
+      parse_board_config(std::string(kBoard) + "[[device]]\ntype = \"rpmsg\"\n", kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   ASSERT_EQ(cfg->devices.size(), 1u);
   EXPECT_EQ(cfg->devices[0].type, DeviceType::kRpmsg);
@@ -478,9 +491,10 @@ TEST(BoardConfig, RpmsgDeviceDefaultsRuntimeDir) {
 }
 
 TEST(BoardConfig, RpmsgRuntimeDirParsesNextToNet) {
-  const auto cfg = parse_board_config(board() + "[[device]]\ntype = \"rpmsg\"\nqueue_size = 64\n"
-                                                "[device.rpmsg]\nruntime_dir = \"/tmp/r\"\n"
-                                                "[[device]]\ntype = \"rpmsg\"\n",
+  const auto cfg = parse_board_config(board() +
+                                          "[[device]]\ntype = \"rpmsg\"\nqueue_size = 64\n"
+                                          "[device.rpmsg]\nruntime_dir = \"/tmp/r\"\n"
+                                          "[[device]]\ntype = \"rpmsg\"\n",
                                       kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   ASSERT_EQ(cfg->devices.size(), 3u);
@@ -493,23 +507,30 @@ TEST(BoardConfig, RpmsgRuntimeDirParsesNextToNet) {
 TEST(BoardConfig, RpmsgRejectsBadTables) {
   const std::string dev = std::string(kBoard) + "[[device]]\ntype = \"rpmsg\"\n";
   EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime = \"/x\"\n"), "unknown key 'runtime'"));
-  EXPECT_TRUE(has(error_of(dev + "[device.net]\nmac = \"02:00:00:00:00:01\"\n"), "unknown key 'net'"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.net]\nmac = \"02:00:00:00:00:01\"\n"), "unknown key 'net'"));
   EXPECT_TRUE(has(error_of(dev + "[device.ep]\nbackend = \"tap\"\n"), "unknown key 'ep'"));
   EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"\"\n"), "runtime_dir is empty"));
-  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = 3\n"), "device[0].rpmsg.runtime_dir"));
-  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/" + std::string(80, 'a') + "\"\n"),
-                  "characters long"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.rpmsg]\nruntime_dir = 3\n"), "device[0].rpmsg.runtime_dir"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/" + std::string(80, 'a') + "\"\n"),
+          "characters long"));
   EXPECT_TRUE(has(error_of(dev + "rpmsg = 1\n"), "device[0].rpmsg"));
-  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/r\"\n[[device]]\ntype = \"rpmsg\"\n"
-                                 "[device.rpmsg]\nruntime_dir = \"/r\"\n"),
-                  "already used by device[0]"));
-  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nmax_connections = 0\n"), "device[0].rpmsg.max_connections = 0 is out"));
-  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nmax_connections = 4097\n"), "max_connections = 4097"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.rpmsg]\nruntime_dir = \"/r\"\n[[device]]\ntype = \"rpmsg\"\n"
+                         "[device.rpmsg]\nruntime_dir = \"/r\"\n"),
+          "already used by device[0]"));
+  EXPECT_TRUE(has(error_of(dev + "[device.rpmsg]\nmax_connections = 0\n"),
+                  "device[0].rpmsg.max_connections = 0 is out"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.rpmsg]\nmax_connections = 4097\n"), "max_connections = 4097"));
 }
 
 TEST(BoardConfig, RpmsgDeviceParsesAlone) {
-  const auto d = parse_device_config("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/q\", max_connections = 4 }\n",
-                                     "ctl add", 5);
+  const auto d = parse_device_config(
+      "type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/q\", max_connections = 4 }\n", "ctl add",
+      5);
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->type, DeviceType::kRpmsg);
   EXPECT_EQ(d->rpmsg.runtime_dir, "/tmp/q");
@@ -519,8 +540,8 @@ TEST(BoardConfig, RpmsgDeviceParsesAlone) {
 // ---- type = "block" ----
 
 TEST(BoardConfig, BlockDeviceParsesWithDefaults) {
-  const auto cfg = parse_board_config(board() + "[[device]]\ntype = \"block\"\n[device.block]\npath = \"/tmp/d.img\"\n",
-                                      kSource);
+  const auto cfg = parse_board_config(
+      board() + "[[device]]\ntype = \"block\"\n[device.block]\npath = \"/tmp/d.img\"\n", kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   ASSERT_EQ(cfg->devices.size(), 2u);
   const auto& b = cfg->devices[1].block;
@@ -537,8 +558,10 @@ TEST(BoardConfig, BlockDeviceParsesWithDefaults) {
 
 TEST(BoardConfig, BlockDeviceTakesEveryKey) {
   const auto d = parse_device_config(
-      "type = \"block\"\nqueue_size = 64\nblock = { path = \"/dev/vdb\", size = 1048576, read_only = true, "
-      "block_size = 4096, max_range_bytes = 1048576, nbd_socket = \"/tmp/b.sock\", max_nbd_clients = 2 }\n",
+      "type = \"block\"\nqueue_size = 64\nblock = { path = \"/dev/vdb\", size = 1048576, read_only "
+      "= true, "
+      "block_size = 4096, max_range_bytes = 1048576, nbd_socket = \"/tmp/b.sock\", max_nbd_clients "
+      "= 2 }\n",
       "ctl add", 3);
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->block.size, 1048576u);
@@ -548,7 +571,8 @@ TEST(BoardConfig, BlockDeviceTakesEveryKey) {
   EXPECT_EQ(d->block.nbd_socket, "/tmp/b.sock");
   EXPECT_EQ(d->block.max_nbd_clients, 2u);
   EXPECT_EQ(d->queue_size, 64);
-  EXPECT_NE(parse_device_config("type = \"block\"\nblock = { path = \"/x\", max_nbd_clients = 0 }\n", "ctl add", 3)
+  EXPECT_NE(parse_device_config(
+                "type = \"block\"\nblock = { path = \"/x\", max_nbd_clients = 0 }\n", "ctl add", 3)
                 .error()
                 .message.find("max_nbd_clients = 0 is out"),
             std::string::npos);
@@ -571,19 +595,29 @@ TEST(BoardConfig, ShippedAllDevicesBoardLoads) {
 TEST(BoardConfig, BlockRejectsBadTables) {
   const std::string dev = std::string(kBoard) + "[[device]]\ntype = \"block\"\n";
   EXPECT_TRUE(has(error_of(dev), "missing required table [device[0].block]"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\nsize = 512\n"), "missing required key device[0].block.path"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nsize = 1000\n"), "not a multiple of 512"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\nsize = 512\n"),
+                  "missing required key device[0].block.path"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.block]\npath = \"/d\"\nsize = 1000\n"), "not a multiple of 512"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nsize = -512\n"), "out of range"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 1000\n"), "not a power of 2"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 256\n"), "out of range"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 4096\nmax_range_bytes = 6144\n"),
-                  "max_range_bytes = 6144 is not a multiple of block_size (4096): use e.g. 4096"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nmax_range_bytes = 4294967296\n"), "out of range"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nread_only = 1\n"), "must be true or false"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\ncolour = 1\n"), "unknown key 'colour'"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nnbd_socket = \"\"\n"), "nbd_socket is empty"));
-  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\n[device.net]\nmac = \"02:00:00:00:00:01\"\n"),
-                  "unknown key 'net'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 1000\n"),
+                  "not a power of 2"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 256\n"), "out of range"));
+  EXPECT_TRUE(has(
+      error_of(dev + "[device.block]\npath = \"/d\"\nblock_size = 4096\nmax_range_bytes = 6144\n"),
+      "max_range_bytes = 6144 is not a multiple of block_size (4096): use e.g. 4096"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nmax_range_bytes = 4294967296\n"),
+                  "out of range"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nread_only = 1\n"),
+                  "must be true or false"));
+  EXPECT_TRUE(
+      has(error_of(dev + "[device.block]\npath = \"/d\"\ncolour = 1\n"), "unknown key 'colour'"));
+  EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\nnbd_socket = \"\"\n"),
+                  "nbd_socket is empty"));
+  EXPECT_TRUE(has(
+      error_of(dev + "[device.block]\npath = \"/d\"\n[device.net]\nmac = \"02:00:00:00:00:01\"\n"),
+      "unknown key 'net'"));
   EXPECT_TRUE(has(error_of(dev + "[device.block]\npath = \"/d\"\n[[device]]\ntype = \"block\"\n"
                                  "[device.block]\npath = \"/d\"\n"),
                   "device[1].block.path = \"/d\" is already used by device[0]"));
@@ -601,10 +635,12 @@ const std::string kConsole = std::string(kBoard) + "[[device]]\ntype = \"console
 
 TEST(BoardConfig, ConsoleDeviceParsesEveryBackend) {
   const auto cfg = parse_board_config(
-      kConsole + "[device.console]\n"
-                 "[[device.console.port]]\nname = \"shell\"\nbackend = \"program\"\nprogram = [\"/bin/sh\", \"-l\"]\n"
-                 "[[device.console.port]]\n"
-                 "[[device.console.port]]\nbackend = \"socket\"\nsocket = \"/tmp/c.sock\"\n",
+      kConsole +
+          "[device.console]\n"
+          "[[device.console.port]]\nname = \"shell\"\nbackend = \"program\"\nprogram = "
+          "[\"/bin/sh\", \"-l\"]\n"
+          "[[device.console.port]]\n"
+          "[[device.console.port]]\nbackend = \"socket\"\nsocket = \"/tmp/c.sock\"\n",
       kSource);
   ASSERT_TRUE(cfg) << cfg.error().message;
   const auto& c = cfg->devices[0].console;
@@ -622,7 +658,8 @@ TEST(BoardConfig, ConsoleDeviceParsesEveryBackend) {
 
 TEST(BoardConfig, ConsoleDeviceParsesAlone) {
   const auto d = parse_device_config(
-      "type = \"console\"\nconsole = { host_dir = \"/tmp/h\", port = [ { backend = \"pty\", link = \"/tmp/l\" } ] }\n",
+      "type = \"console\"\nconsole = { host_dir = \"/tmp/h\", port = [ { backend = \"pty\", link = "
+      "\"/tmp/l\" } ] }\n",
       "ctl add", 4);
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->console.host_dir, "/tmp/h");
@@ -636,22 +673,32 @@ TEST(BoardConfig, ConsoleRejectsBadTables) {
   EXPECT_TRUE(has(error_of(c), "missing required array [[device[0].console.port]]"));
   EXPECT_TRUE(has(error_of(c + "colour = 1\n" + port), "unknown key 'colour'"));
   EXPECT_TRUE(has(error_of(c + "host_dir = \"\"\n" + port), "host_dir is empty"));
-  EXPECT_TRUE(has(error_of(c + port + "backend = \"serial\"\n"), "is not a known console backend: use \"pty\""));
-  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\n"), "missing or empty device[0].console.port[0].program"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"serial\"\n"),
+                  "is not a known console backend: use \"pty\""));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\n"),
+                  "missing or empty device[0].console.port[0].program"));
   EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = []\n"), "program"));
   EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = [\"\"]\n"), "program[0]"));
-  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = [\"/bin/sh\", 3]\n"), "program[1]"));
-  EXPECT_TRUE(has(error_of(c + port + "backend = \"socket\"\n"), "missing required key device[0].console.port[0].socket"));
-  EXPECT_TRUE(has(error_of(c + port + "socket = \"/tmp/s\"\n"), "applies to backend = \"socket\" only"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"program\"\nprogram = [\"/bin/sh\", 3]\n"),
+                  "program[1]"));
+  EXPECT_TRUE(has(error_of(c + port + "backend = \"socket\"\n"),
+                  "missing required key device[0].console.port[0].socket"));
+  EXPECT_TRUE(
+      has(error_of(c + port + "socket = \"/tmp/s\"\n"), "applies to backend = \"socket\" only"));
   EXPECT_TRUE(has(error_of(c + port + "name = \"a/b\"\n"), "is not a port name"));
-  EXPECT_TRUE(has(error_of(c + port + "name = \"a\"\n" + port + "name = \"a\"\n"), "same name as port[0]"));
-  EXPECT_TRUE(has(error_of(c + port + "link = \"/l\"\n" + port + "link = \"/l\"\n"), "same link or socket"));
+  EXPECT_TRUE(
+      has(error_of(c + port + "name = \"a\"\n" + port + "name = \"a\"\n"), "same name as port[0]"));
+  EXPECT_TRUE(has(error_of(c + port + "link = \"/l\"\n" + port + "link = \"/l\"\n"),
+                  "same link or socket"));
   std::string many = c;
   for (int i = 0; i < 33; ++i) many += port;
   EXPECT_TRUE(has(error_of(many), "use at most 32"));
-  EXPECT_TRUE(has(error_of(c + port + "[[device]]\ntype = \"console\"\n[device.console]\nhost_dir = \"/run/vepf/console0\"\n" +
-                           port + "link = \"/x\"\n"),
-                  "already used by device[0]"));
+  EXPECT_TRUE(has(
+      error_of(
+          c + port +
+          "[[device]]\ntype = \"console\"\n[device.console]\nhost_dir = \"/run/vepf/console0\"\n" +
+          port + "link = \"/x\"\n"),
+      "already used by device[0]"));
 }
 
 }  // namespace
@@ -666,12 +713,14 @@ TEST(BoardConfigControl, DefaultsAndKeys) {
   ASSERT_TRUE(plain) << plain.error().message;
   EXPECT_TRUE(plain->control.group.empty());
   EXPECT_EQ(plain->control.max_clients, 16u);
-  auto set = parse_board_config(std::string(kBoard) + "[control]\ngroup = \"vepf\"\nmax_clients = 4\n" + dev, "b.toml");
+  auto set = parse_board_config(
+      std::string(kBoard) + "[control]\ngroup = \"vepf\"\nmax_clients = 4\n" + dev, "b.toml");
   ASSERT_TRUE(set) << set.error().message;
   EXPECT_EQ(set->control.group, "vepf");
   EXPECT_EQ(set->control.max_clients, 4u);
   EXPECT_EQ(plain->control.allowed_dirs, (std::vector<std::string>{"/run/vepf", "/var/lib/vepf"}));
-  auto dirs = parse_board_config(std::string(kBoard) + "[control]\nallowed_dirs = [\"/srv/a\", \"/b/\"]\n" + dev, "b.toml");
+  auto dirs = parse_board_config(
+      std::string(kBoard) + "[control]\nallowed_dirs = [\"/srv/a\", \"/b/\"]\n" + dev, "b.toml");
   ASSERT_TRUE(dirs) << dirs.error().message;
   EXPECT_EQ(dirs->control.allowed_dirs, (std::vector<std::string>{"/srv/a", "/b/"}));
 }
@@ -682,15 +731,21 @@ TEST(BoardConfigControl, BadValuesNameTheFieldAndTheFix) {
     auto r = parse_board_config(std::string(kBoard) + control + dev, "b.toml");
     return r ? std::string() : r.error().message;
   };
-  EXPECT_NE(err("[control]\ngroup = \"a b\"\n").find("control.group must be a group name"), std::string::npos);
-  EXPECT_NE(err("[control]\ngroup = \"\"\n").find("control.group must be a group name"), std::string::npos);
+  EXPECT_NE(err("[control]\ngroup = \"a b\"\n").find("control.group must be a group name"),
+            std::string::npos);
+  EXPECT_NE(err("[control]\ngroup = \"\"\n").find("control.group must be a group name"),
+            std::string::npos);
   EXPECT_NE(err("[control]\nmax_clients = 0\n").find("out of range"), std::string::npos);
   EXPECT_NE(err("[control]\nusers = 1\n").find("unknown key 'users'"), std::string::npos);
-  EXPECT_NE(err("[control]\nallowed_dirs = \"/run\"\n").find("control.allowed_dirs must be a list"), std::string::npos);
-  EXPECT_NE(err("[control]\nallowed_dirs = []\n").find("control.allowed_dirs must be a list"), std::string::npos);
-  EXPECT_NE(err("[control]\nallowed_dirs = [\"run\"]\n").find("control.allowed_dirs[0] = \"run\" is not an absolute path"),
+  EXPECT_NE(err("[control]\nallowed_dirs = \"/run\"\n").find("control.allowed_dirs must be a list"),
             std::string::npos);
-  EXPECT_NE(err("[control]\nallowed_dirs = [\"/a\", 3]\n").find("control.allowed_dirs[1] must be a string"),
+  EXPECT_NE(err("[control]\nallowed_dirs = []\n").find("control.allowed_dirs must be a list"),
+            std::string::npos);
+  EXPECT_NE(err("[control]\nallowed_dirs = [\"run\"]\n")
+                .find("control.allowed_dirs[0] = \"run\" is not an absolute path"),
+            std::string::npos);
+  EXPECT_NE(err("[control]\nallowed_dirs = [\"/a\", 3]\n")
+                .find("control.allowed_dirs[1] must be a string"),
             std::string::npos);
 }
 
@@ -705,36 +760,48 @@ std::string outside(const std::string& device_toml, const std::vector<std::strin
 TEST(BoardConfigControl, AddedDevicesStayUnderTheAllowedDirectories) {
   const std::vector<std::string> dirs{"/run/vepf", "/var/lib/vepf"};
   const std::string net = "type = \"net\"\nnet = { mac = \"02:00:00:00:00:02\" }\n";
-  EXPECT_EQ(outside(net, dirs), "");  // a TAP: no file
+  EXPECT_EQ(outside(net, dirs), "");                   // a TAP: no file
   EXPECT_EQ(outside("type = \"rpmsg\"\n", dirs), "");  // the default runtime_dir, /run/vepf/rpmsg2
   EXPECT_EQ(outside("type = \"block\"\nblock = { path = \"/var/lib/vepf/d.img\" }\n", dirs), "");
-  EXPECT_EQ(outside("type = \"console\"\nconsole = { port = [ { backend = \"pty\" } ] }\n", dirs), "");
+  EXPECT_EQ(outside("type = \"console\"\nconsole = { port = [ { backend = \"pty\" } ] }\n", dirs),
+            "");
 
   const std::string etc = outside("type = \"block\"\nblock = { path = \"/etc/shadow\" }\n", dirs);
-  EXPECT_NE(etc.find("device[2].block.path = \"/etc/shadow\" is outside [control] allowed_dirs (/run/vepf, /var/lib/vepf)"),
+  EXPECT_NE(etc.find("device[2].block.path = \"/etc/shadow\" is outside [control] allowed_dirs "
+                     "(/run/vepf, /var/lib/vepf)"),
             std::string::npos)
       << etc;
   EXPECT_NE(etc.find("add its directory to allowed_dirs"), std::string::npos) << etc;
   // A name that only starts like an allowed directory, and a way up out of one.
   EXPECT_NE(outside("type = \"block\"\nblock = { path = \"/run/vepfx/d.img\" }\n", dirs), "");
-  EXPECT_NE(outside("type = \"block\"\nblock = { path = \"/run/vepf/../../etc/d.img\" }\n", dirs), "");
-  EXPECT_NE(outside("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/r\" }\n", dirs).find("rpmsg.runtime_dir"),
+  EXPECT_NE(outside("type = \"block\"\nblock = { path = \"/run/vepf/../../etc/d.img\" }\n", dirs),
+            "");
+  EXPECT_NE(outside("type = \"rpmsg\"\nrpmsg = { runtime_dir = \"/tmp/r\" }\n", dirs)
+                .find("rpmsg.runtime_dir"),
             std::string::npos);
-  EXPECT_NE(outside(net + "ep = { backend = \"seqpacket\", path = \"/tmp/s.sock\" }\n", dirs).find("ep.path"),
+  EXPECT_NE(outside(net + "ep = { backend = \"seqpacket\", path = \"/tmp/s.sock\" }\n", dirs)
+                .find("ep.path"),
             std::string::npos);
-  EXPECT_NE(outside("type = \"console\"\nconsole = { port = [ { backend = \"socket\", socket = \"/tmp/c.sock\" } ] }\n",
+  EXPECT_NE(outside("type = \"console\"\nconsole = { port = [ { backend = \"socket\", socket = "
+                    "\"/tmp/c.sock\" } ] }\n",
                     dirs)
                 .find("console.port[0].socket"),
             std::string::npos);
-  EXPECT_NE(outside("type = \"console\"\nconsole = { port = [ { backend = \"pty\", link = \"/dev/tty9\" } ] }\n", dirs)
+  EXPECT_NE(outside("type = \"console\"\nconsole = { port = [ { backend = \"pty\", link = "
+                    "\"/dev/tty9\" } ] }\n",
+                    dirs)
                 .find("console.port[0].link"),
             std::string::npos);
   // Programs: absolute, and under the list too.
-  const std::string sh = "type = \"console\"\nconsole = { port = [ { backend = \"program\", program = [\"/bin/sh\"] } ] }\n";
+  const std::string sh =
+      "type = \"console\"\nconsole = { port = [ { backend = \"program\", program = [\"/bin/sh\"] } "
+      "] }\n";
   EXPECT_NE(outside(sh, dirs).find("program[0] = \"/bin/sh\" is outside"), std::string::npos);
   EXPECT_EQ(outside(sh, {"/bin"}), "");
   EXPECT_EQ(outside(sh, {"/"}), "");
-  const std::string rel = "type = \"console\"\nconsole = { port = [ { backend = \"program\", program = [\"sh\"] } ] }\n";
+  const std::string rel =
+      "type = \"console\"\nconsole = { port = [ { backend = \"program\", program = [\"sh\"] } ] "
+      "}\n";
   EXPECT_NE(outside(rel, {"/"}).find("absolute path"), std::string::npos);
 }
 

@@ -11,7 +11,8 @@
 namespace vepf::layout {
 namespace {
 
-std::vector<std::byte> msg(std::uint32_t id, std::uint16_t event, std::uint16_t value, std::vector<std::uint8_t> payload = {}) {
+std::vector<std::byte> msg(std::uint32_t id, std::uint16_t event, std::uint16_t value,
+                           std::vector<std::uint8_t> payload = {}) {
   std::vector<std::byte> p;
   for (const std::uint8_t b : payload) p.push_back(std::byte{b});
   return console_control(id, event, value, p);
@@ -57,11 +58,11 @@ TEST(ConsoleControl, ResizeIsColumnsThenRows) {
 
 TEST(ConsoleControl, RefusesWhatThePeerMustNotSend) {
   auto m = msg(0, VIRTIO_CONSOLE_PORT_ADD, 0);
-  EXPECT_FALSE(parse_console_control(std::span{m}.first(7), 1));                // truncated
+  EXPECT_FALSE(parse_console_control(std::span{m}.first(7), 1));                    // truncated
   EXPECT_FALSE(parse_console_control(msg(0, VIRTIO_CONSOLE_PORT_NAME + 1, 0), 1));  // unknown event
-  EXPECT_FALSE(parse_console_control(msg(2, VIRTIO_CONSOLE_PORT_ADD, 0), 2));       // id out of range
+  EXPECT_FALSE(parse_console_control(msg(2, VIRTIO_CONSOLE_PORT_ADD, 0), 2));  // id out of range
   EXPECT_FALSE(parse_console_control(msg(0xffffffff, VIRTIO_CONSOLE_PORT_READY, 1), 32));
-  EXPECT_FALSE(parse_console_control(msg(0, VIRTIO_CONSOLE_PORT_ADD, 0), 0));       // no ports at all
+  EXPECT_FALSE(parse_console_control(msg(0, VIRTIO_CONSOLE_PORT_ADD, 0), 0));  // no ports at all
   // DEVICE_READY names no port: its id is not checked.
   EXPECT_TRUE(parse_console_control(msg(7, VIRTIO_CONSOLE_DEVICE_READY, 1), 1));
 }
@@ -75,9 +76,10 @@ TEST(ConsoleControl, PortNamesAreSafeFileNames) {
   p = parse_console_control(with_nul, 2);
   ASSERT_TRUE(p) << p.error();
   EXPECT_EQ(p->name, "log");
-  for (const std::string& bad : {std::string(), std::string("."), std::string(".."), std::string("../etc/x"),
-                                std::string("a/b"), std::string("a b"), std::string("x\0y", 3),
-                                std::string(kConsoleMaxNameLen + 1, 'n')}) {
+  for (const std::string& bad :
+       {std::string(), std::string("."), std::string(".."), std::string("../etc/x"),
+        std::string("a/b"), std::string("a b"), std::string("x\0y", 3),
+        std::string(kConsoleMaxNameLen + 1, 'n')}) {
     EXPECT_FALSE(parse_console_control(named(0, bad), 1)) << '"' << bad << '"';
   }
   EXPECT_TRUE(parse_console_control(named(0, std::string(kConsoleMaxNameLen, 'n')), 1));

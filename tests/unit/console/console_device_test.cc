@@ -9,9 +9,9 @@
 #include <optional>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "devices/console/console_device.hpp"
 #include "support/driver_queue.hpp"
@@ -30,7 +30,8 @@ constexpr std::uint16_t kQueueSize = 64;
 
 class ConsoleDeviceHostileDriver : public ::testing::Test {
  protected:
-  ConsoleDeviceHostileDriver() : dl(w), drl(w, dl), dev(dl, 0x5eed0005), drv(drl, std::chrono::milliseconds(20)) {
+  ConsoleDeviceHostileDriver()
+      : dl(w), drl(w, dl), dev(dl, 0x5eed0005), drv(drl, std::chrono::milliseconds(20)) {
     drl.set_device(&dev);
     if (!spdlog::get("ep.console")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.console");
   }
@@ -48,7 +49,8 @@ class ConsoleDeviceHostileDriver : public ::testing::Test {
     ASSERT_TRUE(drv.attach());
     auto devs = drv.scan();
     ASSERT_TRUE(devs && !devs->empty());
-    ASSERT_TRUE(drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_CONSOLE_F_MULTIPORT)));
+    ASSERT_TRUE(drv.negotiate(slot, (*devs)[0].device_features,
+                              bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_CONSOLE_F_MULTIPORT)));
     // Every queue but control receiveq (2): the device never gets a buffer for its messages.
     for (std::uint16_t q = 0; q < console->num_queues(); ++q) {
       if (q == layout::kConsoleCtrlRxQueue) continue;

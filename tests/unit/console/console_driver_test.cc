@@ -35,7 +35,9 @@ class HostileConsoleDevice final : public transport::VirtioDevice {
  public:
   HostileConsoleDevice() { cfg_.max_nr_ports = layout::le32::from_cpu(1); }
   std::uint32_t device_id() const override { return VIRTIO_ID_CONSOLE; }
-  std::uint64_t device_features() const override { return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_CONSOLE_F_MULTIPORT); }
+  std::uint64_t device_features() const override {
+    return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_CONSOLE_F_MULTIPORT);
+  }
   std::uint16_t num_queues() const override { return layout::console_num_queues(1); }
   std::uint16_t max_queue_size() const override { return 16; }
   std::span<const std::byte> config() const override { return std::as_bytes(std::span{&cfg_, 1}); }
@@ -44,7 +46,8 @@ class HostileConsoleDevice final : public transport::VirtioDevice {
   void on_notify(transport::DeviceHandle&) override {}
 
   /// Puts one control message into the driver's next control receive buffer. False: none posted.
-  bool send(std::uint32_t id, std::uint16_t event, std::uint16_t value, std::string_view payload = {}) {
+  bool send(std::uint32_t id, std::uint16_t event, std::uint16_t value,
+            std::string_view payload = {}) {
     // The driver's own control messages (DEVICE_READY, PORT_READY...) are taken and dropped.
     if (ring::Vringh* tx = h_ ? h_->queue(layout::kConsoleCtrlTxQueue) : nullptr) {
       while (auto c = tx->pop()) {
@@ -67,7 +70,8 @@ class HostileConsoleDevice final : public transport::VirtioDevice {
 
 class ConsoleDriverHostileDevice : public ::testing::Test {
  protected:
-  ConsoleDriverHostileDevice() : dl(w), drl(w, dl), dev(dl, 0x5eed0006), drv(drl, std::chrono::milliseconds(20)) {
+  ConsoleDriverHostileDevice()
+      : dl(w), drl(w, dl), dev(dl, 0x5eed0006), drv(drl, std::chrono::milliseconds(20)) {
     drl.set_device(&dev);
     if (!spdlog::get("host.console")) spdlog::create<spdlog::sinks::null_sink_mt>("host.console");
   }
@@ -87,7 +91,8 @@ class ConsoleDriverHostileDevice : public ::testing::Test {
   }
   std::size_t links_in_host_dir() const {
     std::size_t n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(tmp.path())) n += e.is_symlink() ? 1 : 0;
+    for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
+      n += e.is_symlink() ? 1 : 0;
     return n;
   }
 

@@ -13,13 +13,16 @@
 namespace vepf::gpio {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 class LibgpiodTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::error_code ec;
-    if (std::filesystem::exists("/dev/gpiochip9", ec)) GTEST_SKIP() << "this machine has /dev/gpiochip9";
+    if (std::filesystem::exists("/dev/gpiochip9", ec))
+      GTEST_SKIP() << "this machine has /dev/gpiochip9";
   }
   std::unique_ptr<Chips> chips_ = make_libgpiod_chips();
 };
@@ -29,13 +32,15 @@ TEST_F(LibgpiodTest, MissingChipByNameIsNamed) {
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().code, Errc::kSystem);
   EXPECT_EQ(out.error().sys_errno, ENOENT);
-  EXPECT_TRUE(starts_with(out.error().message, "gpiochip9: no such GPIO chip (")) << out.error().message;
+  EXPECT_TRUE(starts_with(out.error().message, "gpiochip9: no such GPIO chip ("))
+      << out.error().message;
   EXPECT_NE(out.error().message.find("[gpio] chip"), std::string::npos) << out.error().message;
 
   auto in = chips_->request_input(LineSpec{"gpiochip9", 3, true}, "vepf-test");
   ASSERT_FALSE(in);
   EXPECT_EQ(in.error().sys_errno, ENOENT);
-  EXPECT_TRUE(starts_with(in.error().message, "gpiochip9: no such GPIO chip (")) << in.error().message;
+  EXPECT_TRUE(starts_with(in.error().message, "gpiochip9: no such GPIO chip ("))
+      << in.error().message;
 }
 
 TEST_F(LibgpiodTest, MissingChipByPathOrNumberIsNamed) {
@@ -43,15 +48,18 @@ TEST_F(LibgpiodTest, MissingChipByPathOrNumberIsNamed) {
     auto out = chips_->request_output(LineSpec{chip, 0, false}, false, "vepf-test");
     ASSERT_FALSE(out) << chip;
     EXPECT_EQ(out.error().sys_errno, ENOENT) << chip;
-    EXPECT_TRUE(starts_with(out.error().message, std::string(chip) + ": no such GPIO chip")) << out.error().message;
+    EXPECT_TRUE(starts_with(out.error().message, std::string(chip) + ": no such GPIO chip"))
+        << out.error().message;
   }
 }
 
 TEST_F(LibgpiodTest, InvalidChipPathIsNamed) {
-  auto out = chips_->request_output(LineSpec{"/nonexistent/gpiochip0", 1, false}, false, "vepf-test");
+  auto out =
+      chips_->request_output(LineSpec{"/nonexistent/gpiochip0", 1, false}, false, "vepf-test");
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().code, Errc::kSystem);
-  EXPECT_TRUE(starts_with(out.error().message, "/nonexistent/gpiochip0: no such GPIO chip")) << out.error().message;
+  EXPECT_TRUE(starts_with(out.error().message, "/nonexistent/gpiochip0: no such GPIO chip"))
+      << out.error().message;
 }
 
 TEST_F(LibgpiodTest, DeviceThatIsNotAGpioChipIsNamed) {
@@ -59,14 +67,16 @@ TEST_F(LibgpiodTest, DeviceThatIsNotAGpioChipIsNamed) {
   auto in = chips_->request_input(LineSpec{"/dev/null", 0, false}, "vepf-test");
   ASSERT_FALSE(in);
   EXPECT_EQ(in.error().code, Errc::kSystem);
-  EXPECT_TRUE(starts_with(in.error().message, "/dev/null: not a GPIO character device")) << in.error().message;
+  EXPECT_TRUE(starts_with(in.error().message, "/dev/null: not a GPIO character device"))
+      << in.error().message;
 }
 
 TEST_F(LibgpiodTest, EmptyChipNameIsRejectedBeforeAnySyscall) {
   auto out = chips_->request_output(LineSpec{"", 4, false}, false, "vepf-test");
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().code, Errc::kInvalidArgument);
-  EXPECT_TRUE(starts_with(out.error().message, "GPIO line 4: no chip given")) << out.error().message;
+  EXPECT_TRUE(starts_with(out.error().message, "GPIO line 4: no chip given"))
+      << out.error().message;
 }
 
 TEST_F(LibgpiodTest, SidebandWithoutLinesNeedsNoChip) {

@@ -186,7 +186,8 @@ TEST_F(SidebandTest, BusyLineNamesTheHolder) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kSystem);
   EXPECT_EQ(r.error().sys_errno, EBUSY);
-  EXPECT_EQ(r.error().message, "gpiochip0 line 5 busy: another consumer holds it (\"sysfs\"; see gpioinfo gpiochip0)");
+  EXPECT_EQ(r.error().message,
+            "gpiochip0 line 5 busy: another consumer holds it (\"sysfs\"; see gpioinfo gpiochip0)");
   EXPECT_FALSE(sb.started());
   EXPECT_EQ(chips_.consumer("gpiochip0", 5), "sysfs");  // untouched
 
@@ -211,7 +212,8 @@ TEST_F(SidebandTest, FailedResetRequestLeavesNothingRequested) {
   EXPECT_EQ(r.error().code, Errc::kSystem);
   EXPECT_EQ(r.error().sys_errno, ENOENT);
   EXPECT_EQ(r.error().message,
-            "gpiochip7: no such GPIO chip (present: gpiochip0 (gpiodetect); is the board config's [gpio] chip right?)");
+            "gpiochip7: no such GPIO chip (present: gpiochip0 (gpiodetect); is the board config's "
+            "[gpio] chip right?)");
   EXPECT_EQ(chips_.consumer("gpiochip0", 1), "");
   EXPECT_EQ(chips_.level("gpiochip0", 1), false);
   EXPECT_EQ(sb.reset_fd(), -1);
@@ -224,7 +226,8 @@ TEST_F(SidebandTest, OffsetPastTheLastLine) {
   auto r = sb.start();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kInvalidArgument);
-  EXPECT_EQ(r.error().message, "gpiochip0 line 99: chip has 32 lines (offsets 0..31; see gpioinfo gpiochip0)");
+  EXPECT_EQ(r.error().message,
+            "gpiochip0 line 99: chip has 32 lines (offsets 0..31; see gpioinfo gpiochip0)");
 }
 
 TEST_F(SidebandTest, NoChipAtAll) {
@@ -233,7 +236,8 @@ TEST_F(SidebandTest, NoChipAtAll) {
   auto r = sb.start();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message,
-            "gpiochip0: no such GPIO chip (this machine has no /dev/gpiochip*: is its GPIO controller's driver "
+            "gpiochip0: no such GPIO chip (this machine has no /dev/gpiochip*: is its GPIO "
+            "controller's driver "
             "loaded, is the board config's [gpio] chip right?)");
 }
 
@@ -273,7 +277,8 @@ TEST_F(SidebandTest, LineErrorsReachTheCaller) {
   EXPECT_EQ(s.error().message.rfind("gpiochip0 line 1: set failed: ", 0), 0u) << s.error().message;
   auto t = sb.take_reset();
   ASSERT_FALSE(t);
-  EXPECT_EQ(t.error().message.rfind("gpiochip0 line 2: read edge events failed: ", 0), 0u) << t.error().message;
+  EXPECT_EQ(t.error().message.rfind("gpiochip0 line 2: read edge events failed: ", 0), 0u)
+      << t.error().message;
 }
 
 TEST(FakeChips, OutputKeepsItsLevelAfterRelease) {

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "ivshmem_server.hpp"
+#include "support/temp_dir.hpp"
 #include "vepf/os/fd.hpp"
 #include "vepf/os/unix_socket.hpp"
-#include "support/temp_dir.hpp"
 
 extern char** environ;
 

@@ -27,9 +27,9 @@
 #include <vector>
 
 #include "shm.hpp"
+#include "support/temp_dir.hpp"
 #include "vepf/os/eventfd.hpp"
 #include "vepf/os/unix_socket.hpp"
-#include "support/temp_dir.hpp"
 
 namespace vepf::ivshmem {
 namespace {
@@ -79,12 +79,8 @@ os::EventFd adopt(os::Fd fd) {
 
 class IvshmemServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = dir_ + "/ivshmem.sock";
-  }
-  void TearDown() override {
-    server_.reset();
-  }
+  void SetUp() override { path_ = dir_ + "/ivshmem.sock"; }
+  void TearDown() override { server_.reset(); }
 
   void start(unsigned vectors) {
     vectors_ = vectors;

@@ -46,7 +46,9 @@ class Lines : public spdlog::sinks::base_sink<std::mutex> {
   std::vector<std::string> lines;
 
  protected:
-  void sink_it_(const spdlog::details::log_msg& m) override { lines.emplace_back(m.payload.data(), m.payload.size()); }
+  void sink_it_(const spdlog::details::log_msg& m) override {
+    lines.emplace_back(m.payload.data(), m.payload.size());
+  }
   void flush_() override {}
 };
 
@@ -54,7 +56,8 @@ TEST(LogLimit, LimitedLogsAtMostTheBurstOfAFlood) {
   auto sink = std::make_shared<Lines>();
   auto logger = std::make_shared<spdlog::logger>("limit-test", sink);
   Limit lim(std::chrono::hours(1), 5);
-  for (int i = 0; i < 100000; ++i) limited(lim, logger, spdlog::level::warn, "queue {} is broken", i);
+  for (int i = 0; i < 100000; ++i)
+    limited(lim, logger, spdlog::level::warn, "queue {} is broken", i);
   ASSERT_EQ(sink->lines.size(), 5u);
   EXPECT_EQ(sink->lines[0], "queue 0 is broken");
   EXPECT_EQ(lim.suppressed_total(), 99995u);

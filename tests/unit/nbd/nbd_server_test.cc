@@ -36,9 +36,9 @@
 #include <vector>
 
 #include "mem_target.hpp"
+#include "support/temp_dir.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/eventfd.hpp"
-#include "support/temp_dir.hpp"
 
 namespace vepf::host::nbd {
 namespace {
@@ -512,7 +512,8 @@ int connect_raw(const std::string& path) {
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
   timeval tv{5, 0};
   (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd, static_cast<const sockaddr*>(static_cast<const void*>(&addr)), sizeof addr) != 0) {
+  if (::connect(fd, static_cast<const sockaddr*>(static_cast<const void*>(&addr)), sizeof addr) !=
+      0) {
     ::close(fd);
     return -1;
   }

@@ -32,7 +32,8 @@ constexpr std::uint16_t kQueueSize = 16;
 
 class NetDeviceHostileDriver : public ::testing::Test {
  protected:
-  NetDeviceHostileDriver() : dl(w), drl(w, dl), dev(dl, 0x5eed0002), drv(drl, std::chrono::milliseconds(20)) {
+  NetDeviceHostileDriver()
+      : dl(w), drl(w, dl), dev(dl, 0x5eed0002), drv(drl, std::chrono::milliseconds(20)) {
     drl.set_device(&dev);
     if (!spdlog::get("ep.net")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.net");
     auto b = std::make_unique<RecordingBackend>();
@@ -49,8 +50,9 @@ class NetDeviceHostileDriver : public ::testing::Test {
     auto devs = drv.scan();
     ASSERT_TRUE(devs && !devs->empty());
     // The driver takes the checksum and IPv4 segmentation offloads towards the device.
-    auto f = drv.negotiate(slot, (*devs)[0].device_features,
-                           bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4));
+    auto f = drv.negotiate(
+        slot, (*devs)[0].device_features,
+        bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4));
     ASSERT_TRUE(f) << f.error().what;
     for (std::uint16_t q = 0; q < 2; ++q) ASSERT_NO_FATAL_FAILURE(enable(q));
     ASSERT_TRUE(drv.driver_ok(slot));

@@ -40,8 +40,8 @@ class HostileNetDevice final : public transport::VirtioDevice {
   }
   std::uint32_t device_id() const override { return VIRTIO_ID_NET; }
   std::uint64_t device_features() const override {
-    return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_CSUM) |
-           bit(VIRTIO_NET_F_GUEST_CSUM);
+    return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS) |
+           bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM);
   }
   std::uint16_t num_queues() const override { return 2; }
   std::uint16_t max_queue_size() const override { return 16; }
@@ -85,7 +85,8 @@ class HostileNetDevice final : public transport::VirtioDevice {
 
 class NetDriverHostileDevice : public ::testing::Test {
  protected:
-  NetDriverHostileDevice() : dl(w), drl(w, dl), dev(dl, 0x5eed0003), drv(drl, std::chrono::milliseconds(20)) {
+  NetDriverHostileDevice()
+      : dl(w), drl(w, dl), dev(dl, 0x5eed0003), drv(drl, std::chrono::milliseconds(20)) {
     drl.set_device(&dev);
     if (!spdlog::get("host.net")) spdlog::create<spdlog::sinks::null_sink_mt>("host.net");
   }
@@ -136,7 +137,8 @@ TEST_F(NetDriverHostileDevice, BadHeadersAreDroppedCountedAndTheBuffersComeBack)
   // More bad frames than the queue has buffers: each must come back to the device.
   for (int round = 0; round < 8; ++round) {
     for (const auto* h : {&past_end, &tso, &unknown_flag}) {
-      ASSERT_TRUE(hostile.send(*h)) << "round " << round << ": the driver did not give the buffer back";
+      ASSERT_TRUE(hostile.send(*h))
+          << "round " << round << ": the driver did not give the buffer back";
       net->on_interrupt();
     }
   }
@@ -167,18 +169,21 @@ TEST_F(NetDriverHostileDevice, AUsedLengthShorterThanTheHeaderIsAnErrorAndTheBuf
 // Frames from the backend reach the device whole, with DATA_VALID taken off the header (it does
 // not go towards a device), read straight into the transmit buffers in the EP window when the
 // backend takes iovecs and that window is cached memory, through a bounce buffer otherwise.
-class NetDriverTransmit : public NetDriverHostileDevice, public ::testing::WithParamInterface<bool> {};
+class NetDriverTransmit : public NetDriverHostileDevice,
+                          public ::testing::WithParamInterface<bool> {};
 
 TEST_P(NetDriverTransmit, FramesArriveWholeWithoutDataValid) {
   backend.vector_io = GetParam();
   constexpr int kFrames = 40;  // more than the queue's 16 buffers: they must come back
   int got = 0;
   for (int k = 0; k < kFrames; ++k) {
-    std::vector<std::byte> f(layout::kNetHdrSize + kFrame + static_cast<std::size_t>(k), std::byte{0});
+    std::vector<std::byte> f(layout::kNetHdrSize + kFrame + static_cast<std::size_t>(k),
+                             std::byte{0});
     layout::VirtioNetHdr hdr{};
     hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
     std::memcpy(f.data(), &hdr, sizeof(hdr));
-    for (std::size_t i = layout::kNetHdrSize; i < f.size(); ++i) f[i] = static_cast<std::byte>(i * 7 + k);
+    for (std::size_t i = layout::kNetHdrSize; i < f.size(); ++i)
+      f[i] = static_cast<std::byte>(i * 7 + k);
     backend.incoming.push_back(f);
     backend.callbacks.readable();
     auto frames = hostile.take_tx();

@@ -19,8 +19,8 @@ constexpr NetOffloads kNone{};
 constexpr NetOffloads kAll{true, true, true};
 constexpr std::size_t kFrame = 1514;
 
-VirtioNetHdr hdr(std::uint8_t flags, std::uint8_t gso, std::uint16_t hdr_len, std::uint16_t gso_size,
-                 std::uint16_t start, std::uint16_t off) {
+VirtioNetHdr hdr(std::uint8_t flags, std::uint8_t gso, std::uint16_t hdr_len,
+                 std::uint16_t gso_size, std::uint16_t start, std::uint16_t off) {
   VirtioNetHdr h{};
   h.flags = flags;
   h.gso_type = gso;
@@ -32,7 +32,9 @@ VirtioNetHdr hdr(std::uint8_t flags, std::uint8_t gso, std::uint16_t hdr_len, st
 }
 
 // A TCPv4 segment as Linux sends it: checksum from the TCP header (14 + 20) at offset 16.
-VirtioNetHdr tso4() { return hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 66, 1448, 34, 16); }
+VirtioNetHdr tso4() {
+  return hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 66, 1448, 34, 16);
+}
 
 TEST(NetHdr, APlainHeaderPassesWithOrWithoutOffloads) {
   EXPECT_EQ(check_net_hdr(VirtioNetHdr{}, kFrame, kNone, false), nullptr);
@@ -45,8 +47,12 @@ TEST(NetHdr, NegotiatedOffloadsPass) {
   v6.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
   v6.csum_start = le16::from_cpu(54);
   EXPECT_EQ(check_net_hdr(v6, 65000, kAll, true), nullptr);
-  EXPECT_EQ(check_net_hdr(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16), kFrame, {true, false, false}, false), nullptr);
-  EXPECT_EQ(check_net_hdr(hdr(VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0, 0, 0), kFrame, {true, false, false}, true), nullptr);
+  EXPECT_EQ(check_net_hdr(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16), kFrame,
+                          {true, false, false}, false),
+            nullptr);
+  EXPECT_EQ(check_net_hdr(hdr(VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0, 0, 0), kFrame,
+                          {true, false, false}, true),
+            nullptr);
 }
 
 struct Bad {
@@ -83,12 +89,17 @@ std::vector<Bad> bad_headers() {
   auto long_hdr = tso4();
   long_hdr.hdr_len = le16::from_cpu(2000);
   return {
-      {"NEEDS_CSUM without the checksum offload", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16), kFrame, kNone, false},
-      {"DATA_VALID towards the device", hdr(VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0, 0, 0), kFrame, kAll, false},
+      {"NEEDS_CSUM without the checksum offload", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16),
+       kFrame, kNone, false},
+      {"DATA_VALID towards the device", hdr(VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0, 0, 0), kFrame,
+       kAll, false},
       {"an unknown flag", hdr(0x80, 0, 0, 0, 0, 0), kFrame, kAll, true},
-      {"checksum field past the frame end", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 1500, 16), kFrame, kAll, false},
-      {"csum_start + csum_offset wrapping", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 0xfff0, 0xfff0), kFrame, kAll, false},
-      {"csum_start inside the Ethernet header", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 4, 2), kFrame, kAll, false},
+      {"checksum field past the frame end", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 1500, 16),
+       kFrame, kAll, false},
+      {"csum_start + csum_offset wrapping",
+       hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 0xfff0, 0xfff0), kFrame, kAll, false},
+      {"csum_start inside the Ethernet header", hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 4, 2),
+       kFrame, kAll, false},
       {"TSO4 not negotiated", tso4(), 65000, csum_only, false},
       {"TSO6 not negotiated", v6, 65000, NetOffloads{true, true, false}, true},
       {"TSO without NEEDS_CSUM", no_csum_tso, 65000, kAll, false},
@@ -101,11 +112,13 @@ std::vector<Bad> bad_headers() {
   };
 }
 
-INSTANTIATE_TEST_SUITE_P(Hostile, NetHdrBad, ::testing::ValuesIn(bad_headers()), [](const auto& pi) {
-  std::string n;
-  for (char c : pi.param.name) n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return n;
-});
+INSTANTIATE_TEST_SUITE_P(Hostile, NetHdrBad, ::testing::ValuesIn(bad_headers()),
+                         [](const auto& pi) {
+                           std::string n;
+                           for (char c : pi.param.name)
+                             n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return n;
+                         });
 
 TEST(NetHdr, OffloadsFollowTheirDependencies) {
   const auto f = [](std::initializer_list<unsigned> bits) {

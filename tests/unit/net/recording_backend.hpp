@@ -54,12 +54,12 @@ class RecordingBackend final : public netback::FrameBackend {
   bool carries_offloads() const override { return true; }
   const std::string& name() const override { return name_; }
 
-  std::vector<std::vector<std::byte>> sent;        // header + frame, in order
-  std::deque<std::vector<std::byte>> incoming;     // header + frame, for recv() to hand out
-  int reads = 0;                                   // recv() and recvv() calls, frames or not
-  bool vector_io = false;                          // vectored(): recvv() takes frames
-  int vectored_reads = 0;                          // recvv() calls
-  Callbacks callbacks;                             // what start() was given
+  std::vector<std::vector<std::byte>> sent;     // header + frame, in order
+  std::deque<std::vector<std::byte>> incoming;  // header + frame, for recv() to hand out
+  int reads = 0;                                // recv() and recvv() calls, frames or not
+  bool vector_io = false;                       // vectored(): recvv() takes frames
+  int vectored_reads = 0;                       // recvv() calls
+  Callbacks callbacks;                          // what start() was given
 
  private:
   std::string name_ = "recording";

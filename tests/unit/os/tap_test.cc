@@ -1,9 +1,9 @@
 #include "vepf/os/tap.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cerrno>

@@ -14,9 +14,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "support/temp_dir.hpp"
 #include "vepf/os/eventfd.hpp"
 #include "vepf/os/memfd.hpp"
-#include "support/temp_dir.hpp"
 
 namespace vepf::os {
 namespace {

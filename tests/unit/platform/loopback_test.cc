@@ -1,7 +1,7 @@
 #include "vepf/platform/loopback.hpp"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "vepf/os/unix_socket.hpp"
 #include "support/temp_dir.hpp"
+#include "vepf/os/unix_socket.hpp"
 
 namespace vepf::platform {
 namespace {
@@ -25,9 +25,7 @@ constexpr milliseconds kTimeout{5000};
 
 class Loopback : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = dir_ + "/run/ep.sock";
-  }
+  void SetUp() override { path_ = dir_ + "/run/ep.sock"; }
 
   /// Creates the EP (unless it exists) and connects a host from another thread.
   void link_up() {
@@ -219,7 +217,8 @@ TEST_F(Loopback, ADeviceDoorbellWakesThatDeviceAlone) {
   EXPECT_EQ(*rung, 2u);
   EXPECT_EQ(ep_->counters().signals_received, 1u);
 
-  ASSERT_TRUE(host_->ring_device_doorbell(layout::kMaxDevices));  // no such slot: the control doorbell
+  ASSERT_TRUE(
+      host_->ring_device_doorbell(layout::kMaxDevices));  // no such slot: the control doorbell
   auto fallback = ep_->drain_doorbell();
   ASSERT_TRUE(fallback);
   EXPECT_EQ(*fallback, 1u);
@@ -400,7 +399,8 @@ TEST_F(BadHello, GoodHelloIsAccepted) {  // the fixture itself can produce a val
 
 /// A fake EP answers LoopbackHost::connect() with a hello of `role` carrying an EP window and
 /// one eventfd (version 1's shape); returns what connect() made of it.
-Result<std::unique_ptr<LoopbackHost>> connect_to_fake_ep(const std::string& path, LoopbackRole role) {
+Result<std::unique_ptr<LoopbackHost>> connect_to_fake_ep(const std::string& path,
+                                                         LoopbackRole role) {
   Result<std::unique_ptr<LoopbackHost>> host = fail(Errc::kNotReady, "not run");
   auto lfd = os::listen_seqpacket(path);
   EXPECT_TRUE(lfd);

@@ -25,14 +25,18 @@ std::uint32_t word(const std::vector<std::byte>& m, std::size_t off) {
   return v;
 }
 
-void set_word(std::array<std::uint32_t, 4>& regs, std::size_t off, std::uint32_t v) { regs[off / 4] = v; }
+void set_word(std::array<std::uint32_t, 4>& regs, std::size_t off, std::uint32_t v) {
+  regs[off / 4] = v;
+}
 
-volatile std::byte* as_regs(std::array<std::uint32_t, 4>& r) { return reinterpret_cast<volatile std::byte*>(r.data()); }
+volatile std::byte* as_regs(std::array<std::uint32_t, 4>& r) {
+  return reinterpret_cast<volatile std::byte*>(r.data());
+}
 
 TEST(IvshmemDoorbell, EachSidePublishesItsIdAndRingsThePeers) {
   std::vector<std::byte> ids(4096);
   std::array<std::uint32_t, 4> ep_regs{}, host_regs{};
-  set_word(ep_regs, kIvshmemIvPosition, 1);    // ids follow connect order: the EP came second
+  set_word(ep_regs, kIvshmemIvPosition, 1);  // ids follow connect order: the EP came second
   set_word(host_regs, kIvshmemIvPosition, 0);
   {
     IvshmemDoorbell ep(as_regs(ep_regs), ids, PciRole::kEp, 0);
@@ -100,9 +104,13 @@ TEST(PciLink, EpReachesTheRcWindowThroughItsOutboundWindow) {
   (*part)->store<std::uint32_t>(0, 77);
   EXPECT_EQ(host.rc_window().load<std::uint32_t>(4096), 77u);
   // What the driver publishes is untrusted: anything not inside the outbound window is refused.
-  for (auto [addr, size] : std::vector<std::pair<std::uint64_t, std::uint64_t>>{
-           {0xf000, 4096}, {0x10000, (64 << 10) + 1}, {0x20000, 1}, {0x10000, 0}, {0x11000, ~std::uint64_t{0}},
-           {~std::uint64_t{0}, 2}}) {
+  for (auto [addr, size] :
+       std::vector<std::pair<std::uint64_t, std::uint64_t>>{{0xf000, 4096},
+                                                            {0x10000, (64 << 10) + 1},
+                                                            {0x20000, 1},
+                                                            {0x10000, 0},
+                                                            {0x11000, ~std::uint64_t{0}},
+                                                            {~std::uint64_t{0}, 2}}) {
     auto bad = ep.attach_rc_window(addr, size);
     ASSERT_FALSE(bad) << addr << "+" << size;
     EXPECT_EQ(bad.error().code, Errc::kOutOfRange);
@@ -231,7 +239,8 @@ TEST_F(Devmem, WindowsAreDeviceMemoryUnlessTheConfigSaysOtherwise) {
   ASSERT_TRUE(parts) << parts.error();
   EXPECT_EQ(parts->ep_access.type, ring::MemoryType::kDevice);
   EXPECT_EQ(parts->rc_access.type, ring::MemoryType::kDevice);
-  EXPECT_NE(parts->description.find("EP window device, RC window device"), std::string::npos) << parts->description;
+  EXPECT_NE(parts->description.find("EP window device, RC window device"), std::string::npos)
+      << parts->description;
   PciEp ep(std::move(*parts));
   EXPECT_FALSE(ep.ep_window().viewable());
 
@@ -243,7 +252,8 @@ TEST_F(Devmem, WindowsAreDeviceMemoryUnlessTheConfigSaysOtherwise) {
   EXPECT_EQ(typed->ep_access.type, ring::MemoryType::kCachedNoncoherent);
   EXPECT_EQ(typed->rc_access.type, ring::MemoryType::kDevice);
   EXPECT_FALSE(typed->rc_access.widths.allows(8));
-  EXPECT_NE(typed->description.find("RC window device (32-bit accesses)"), std::string::npos) << typed->description;
+  EXPECT_NE(typed->description.find("RC window device (32-bit accesses)"), std::string::npos)
+      << typed->description;
   // The RC window takes 32-bit accesses only: a 16-bit field is a read-modify-write of its word.
   PciEp ep2(std::move(*typed));
   auto rc = ep2.attach_rc_window(0x800000, 64 << 10);
@@ -272,9 +282,11 @@ TEST_F(Devmem, PublishesItsPeerIdAndWithdrawsItAfterUse) {
 }
 
 TEST_F(Devmem, AFunctionThatDecodesNothingIsNamedAsSuch) {
-  auto e = open_devmem(with_ivshmem(0xffffffff), link_, mem_);  // what reads of a disabled function return
+  auto e = open_devmem(with_ivshmem(0xffffffff), link_,
+                       mem_);  // what reads of a disabled function return
   ASSERT_FALSE(e);
-  EXPECT_NE(e.error().find("IVPosition reads as all ones: the function does not decode its BARs"), std::string::npos)
+  EXPECT_NE(e.error().find("IVPosition reads as all ones: the function does not decode its BARs"),
+            std::string::npos)
       << e.error();
 }
 
@@ -293,7 +305,8 @@ TEST_F(Devmem, EnablesTheFunctionItNamesAndDisablesItAfterUse) {
     auto parts = open_devmem(s, link_, mem_, sysfs);
     ASSERT_TRUE(parts) << parts.error();
     EXPECT_EQ(slurp(fn + "/enable"), "1");
-    EXPECT_NE(parts->description.find("behind 0000:00:05.0 (enabled)"), std::string::npos) << parts->description;
+    EXPECT_NE(parts->description.find("behind 0000:00:05.0 (enabled)"), std::string::npos)
+        << parts->description;
     PciEp ep(std::move(*parts));
   }
   EXPECT_EQ(slurp(fn + "/enable"), "0");
@@ -301,14 +314,17 @@ TEST_F(Devmem, EnablesTheFunctionItNamesAndDisablesItAfterUse) {
   s.device = "0000:00:09.0";
   auto e = open_devmem(s, link_, mem_, sysfs);
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error(), "ep.device: PCI function 0000:00:09.0 does not exist: check it with lspci -D");
+  EXPECT_EQ(e.error(),
+            "ep.device: PCI function 0000:00:09.0 does not exist: check it with lspci -D");
   std::filesystem::create_directories(sysfs + "/bus/pci/drivers/virtio-pci");
   std::filesystem::create_directory_symlink(sysfs + "/bus/pci/drivers/virtio-pci", fn + "/driver");
   s.device = "0000:00:05.0";
   e = open_devmem(s, link_, mem_, sysfs);
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error(), "ep.device: 0000:00:05.0 is bound to virtio-pci, and /dev/mem cannot reach a function a driver holds: "
-                       "unbind it (echo 0000:00:05.0 > /sys/bus/pci/drivers/virtio-pci/unbind)");
+  EXPECT_EQ(e.error(),
+            "ep.device: 0000:00:05.0 is bound to virtio-pci, and /dev/mem cannot reach a function "
+            "a driver holds: "
+            "unbind it (echo 0000:00:05.0 > /sys/bus/pci/drivers/virtio-pci/unbind)");
   EXPECT_EQ(slurp(fn + "/enable"), "0");  // refused before anything was written
 }
 
@@ -317,7 +333,8 @@ TEST_F(Devmem, RefusesWhatTheConfigDoesNotNameProperly) {
   s.ep_window.phys = 0x10800;
   auto e = open_devmem(s, link_, mem_);
   ASSERT_FALSE(e);
-  EXPECT_NE(e.error().find("ep.ep_window.phys = 0x10800 is not aligned to the"), std::string::npos) << e.error();
+  EXPECT_NE(e.error().find("ep.ep_window.phys = 0x10800 is not aligned to the"), std::string::npos)
+      << e.error();
   s = side_;
   s.rc_window = config::Place{.bar = 2, .memory = {}};
   e = open_devmem(s, link_, mem_);
@@ -330,7 +347,9 @@ TEST_F(Devmem, RefusesWhatTheConfigDoesNotNameProperly) {
   EXPECT_NE(e.error().find("ep.rc_window is missing"), std::string::npos) << e.error();
   e = open_devmem(side_, link_, dir_ + "/no-such-mem");
   ASSERT_FALSE(e);
-  EXPECT_NE(e.error().find("cannot open " + dir_ + "/no-such-mem: No such file or directory"), std::string::npos) << e.error();
+  EXPECT_NE(e.error().find("cannot open " + dir_ + "/no-such-mem: No such file or directory"),
+            std::string::npos)
+      << e.error();
 }
 
 TEST(Vfio, ErrorsSayWhatIsWrong) {
@@ -357,7 +376,8 @@ TEST(Vfio, ErrorsSayWhatIsWrong) {
   side.device = "not-a-device";
   e = open_vfio(side, link, PciRole::kEp, finder);
   ASSERT_FALSE(e);
-  EXPECT_NE(e.error().find("ep.device = \"not-a-device\" is neither"), std::string::npos) << e.error();
+  EXPECT_NE(e.error().find("ep.device = \"not-a-device\" is neither"), std::string::npos)
+      << e.error();
 }
 
 }  // namespace

@@ -65,16 +65,20 @@ std::string rpmsg_device(const std::string& dir) {
 class ProgramsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* n : {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net", "host.rpmsg",
-                          "host.blk", "host.console"}) {
+    for (const char* n : {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net",
+                          "host.rpmsg", "host.blk", "host.console"}) {
       if (!spdlog::get(n)) spdlog::create<spdlog::sinks::null_sink_mt>(n);
     }
     ASSERT_FALSE(tmp.path().empty());
-    const std::string toml = "[board]\nname = \"in-process\"\nplatform = \"loopback\"\n"
-                             "[link]\nep_window_size = " + std::to_string(kWindow) +
-                             "\nrc_window_size = " + std::to_string(kWindow) +
-                             "\n[loopback]\nsocket = \"" + tmp.path() + "/unused.sock\"\n[control]\nallowed_dirs = [\"" + tmp.path() + "\"]\n"
-                             "[[device]]\n" + rpmsg_device(tmp.path() + "/r0");
+    const std::string toml =
+        "[board]\nname = \"in-process\"\nplatform = \"loopback\"\n"
+        "[link]\nep_window_size = " +
+        std::to_string(kWindow) + "\nrc_window_size = " + std::to_string(kWindow) +
+        "\n[loopback]\nsocket = \"" + tmp.path() + "/unused.sock\"\n[control]\nallowed_dirs = [\"" +
+        tmp.path() +
+        "\"]\n"
+        "[[device]]\n" +
+        rpmsg_device(tmp.path() + "/r0");
     auto c = config::parse_board_config(toml, "test.toml");
     ASSERT_TRUE(c) << c.error().message;
     cfg = *c;
@@ -91,7 +95,8 @@ class ProgramsTest : public ::testing::Test {
 
   /// A server on the test's device link (a new epoch each time).
   void start_server() {
-    platform::EpLink link{std::make_unique<test::BorrowedDeviceLink>(dev_link), nullptr, "fake link"};
+    platform::EpLink link{std::make_unique<test::BorrowedDeviceLink>(dev_link), nullptr,
+                          "fake link"};
     server = std::make_unique<ep::Server>(cfg, std::move(link), loop, ep::Server::Options{});
     ASSERT_TRUE(server->start());
     drv_link.set_device(&server->transport());
@@ -121,13 +126,17 @@ class ProgramsTest : public ::testing::Test {
   /// Plays a broken driver: moves the avail index of device `slot`'s queue `q` far beyond what
   /// the queue holds (in the EP window, where the driver writes it), then kicks the device.
   void break_queue(std::uint32_t slot, std::uint16_t q) {
-    const std::size_t line = layout::queue_block_off(slot, q) + offsetof(layout::QueueBlock, driver);
-    const auto lo = test::peek<std::uint32_t>(w.ep(), line + offsetof(layout::QueueDriverLine, queue_driver_lo));
-    const auto hi = test::peek<std::uint32_t>(w.ep(), line + offsetof(layout::QueueDriverLine, queue_driver_hi));
+    const std::size_t line =
+        layout::queue_block_off(slot, q) + offsetof(layout::QueueBlock, driver);
+    const auto lo = test::peek<std::uint32_t>(
+        w.ep(), line + offsetof(layout::QueueDriverLine, queue_driver_lo));
+    const auto hi = test::peek<std::uint32_t>(
+        w.ep(), line + offsetof(layout::QueueDriverLine, queue_driver_hi));
     const std::uint64_t avail = layout::link_addr_offset((std::uint64_t{hi} << 32) | lo);
     ASSERT_LT(avail + 4, w.ep().size());
     const auto idx = test::peek<std::uint16_t>(w.ep(), avail + layout::kRingIdxOff);
-    test::poke<std::uint16_t>(w.ep(), avail + layout::kRingIdxOff, static_cast<std::uint16_t>(idx + 0x4000));
+    test::poke<std::uint16_t>(w.ep(), avail + layout::kRingIdxOff,
+                              static_cast<std::uint16_t>(idx + 0x4000));
     server->transport().notify(slot);
   }
 
@@ -162,12 +171,13 @@ TEST_F(ProgramsTest, BusProbesTheBoardsDevicesAndFollowsHotPlug) {
   EXPECT_TRUE(listed["devices"][1]["driver_ok"].get<bool>());
 
   // A directory the board config does not allow is refused, and nothing is added.
-  const json refused =
-      json::parse(server->handle_control(json{{"op", "add"}, {"device", rpmsg_device("/var/tmp/elsewhere")}}.dump()));
+  const json refused = json::parse(server->handle_control(
+      json{{"op", "add"}, {"device", rpmsg_device("/var/tmp/elsewhere")}}.dump()));
   EXPECT_FALSE(refused.value("ok", true));
   EXPECT_EQ(server->device(2), nullptr);
 
-  const json removed = json::parse(server->handle_control(json{{"op", "remove"}, {"slot", slot}}.dump()));
+  const json removed =
+      json::parse(server->handle_control(json{{"op", "remove"}, {"slot", slot}}.dump()));
   ASSERT_TRUE(removed.value("ok", false)) << removed.dump();
   ASSERT_TRUE(step_until([&] { return bus->driver(slot) == nullptr; }));
   EXPECT_NE(bus->driver(0), nullptr);  // the other device stays up
@@ -188,7 +198,8 @@ TEST_F(ProgramsTest, BusAttachesAgainWhenTheEpRestarts) {
   const std::uint32_t second = server->transport().epoch();
   ASSERT_NE(second, first);
 
-  ASSERT_TRUE(step_until([&] { return bus->sessions() == 2 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  ASSERT_TRUE(step_until(
+      [&] { return bus->sessions() == 2 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
   EXPECT_EQ(bus->epoch(), second);
   EXPECT_EQ(source->closes, 1);  // the first session let go of its link before the second
   EXPECT_EQ(source->opens, 2);
@@ -204,13 +215,15 @@ TEST_F(ProgramsTest, BusProbesADeviceAgainAfterNeedsResetWithBackOff) {
   // The first break: probed again at once.
   ASSERT_NO_FATAL_FAILURE(break_queue(0, 1));
   EXPECT_NE(server->transport().status(0) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
-  ASSERT_TRUE(step_until([&] { return bus->reprobes() == 1 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  ASSERT_TRUE(step_until(
+      [&] { return bus->reprobes() == 1 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
 
   // Broken again right after: the bus lets go of it and waits before probing it again.
   ASSERT_NO_FATAL_FAILURE(break_queue(0, 1));
   ASSERT_TRUE(step_until([&] { return bus->driver(0) == nullptr; }));
   EXPECT_EQ(bus->reprobes(), 1u);
-  ASSERT_TRUE(step_until([&] { return bus->reprobes() == 2 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
+  ASSERT_TRUE(step_until(
+      [&] { return bus->reprobes() == 2 && bus->driver(0) != nullptr && driver_ok_on_ep(0); }));
   EXPECT_EQ(bus->sessions(), 1u);  // the link stayed up throughout
 }
 

@@ -72,8 +72,10 @@ TEST(RingAllocations, TheDataPathAllocatesNothing) {
       const std::size_t before = g_allocations.load();
       const std::size_t ok = run(r, 1000, indirect ? 8 : 4, nbufs);
       const std::size_t allocations = g_allocations.load() - before;
-      EXPECT_EQ(ok, indirect ? 8000u : 4000u) << "chains lost (indirect " << indirect << ", " << nbufs << " buffers)";
-      EXPECT_EQ(allocations, 0u) << "heap allocations on the data path (indirect " << indirect << ", " << nbufs << " buffers)";
+      EXPECT_EQ(ok, indirect ? 8000u : 4000u)
+          << "chains lost (indirect " << indirect << ", " << nbufs << " buffers)";
+      EXPECT_EQ(allocations, 0u) << "heap allocations on the data path (indirect " << indirect
+                                 << ", " << nbufs << " buffers)";
     }
   }
 }

@@ -34,7 +34,8 @@ TEST(ChainStorage, ChainLongerThanTheInlineStorageKeepsEveryBufferInOrder) {
   static_assert(kRead + kWrite > ring::Chain::kInlineSegments);
   for (std::uint16_t i = 0; i < kRead + kWrite; ++i) {
     const bool writable = i >= kRead;
-    const std::uint64_t addr = writable ? rc_addr(r.rc_data_off + 0x100 * i) : ep_addr(r.ep_data_off + 0x100 * i);
+    const std::uint64_t addr =
+        writable ? rc_addr(r.rc_data_off + 0x100 * i) : ep_addr(r.ep_data_off + 0x100 * i);
     const bool last = i + 1 == kRead + kWrite;
     r.put_desc(i, addr, 10u + i, static_cast<std::uint16_t>((writable ? kW : 0) | (last ? 0 : kN)),
                static_cast<std::uint16_t>(i + 1));
@@ -81,7 +82,8 @@ TEST(ChainStorage, MoveAndCopyOfAnInlineChain) {
     EXPECT_EQ(x->readable()[0].off, 16u);
     EXPECT_EQ(x->writable()[0].len, 8u);
   }
-  EXPECT_TRUE(a.readable().empty()) << "a moved-from chain still lists segments";  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(a.readable().empty())
+      << "a moved-from chain still lists segments";  // NOLINT(bugprone-use-after-move)
   c.clear();
   EXPECT_TRUE(c.readable().empty());
   EXPECT_TRUE(c.writable().empty());
@@ -105,7 +107,8 @@ TEST(Burst, PushedEntriesAreInvisibleUntilPublished) {
     ASSERT_TRUE(r.dev().push_used((*p)->head, static_cast<std::uint32_t>(k)));
   }
   EXPECT_EQ(r.used_idx(), 0) << "push_used() published the index";
-  EXPECT_EQ((w.dev_counters - at_push).posted_writes, 0u) << "push_used() wrote to the driver's window";
+  EXPECT_EQ((w.dev_counters - at_push).posted_writes, 0u)
+      << "push_used() wrote to the driver's window";
   auto none = r.drv().get_used();
   ASSERT_TRUE(none);
   EXPECT_FALSE(*none) << "the driver saw an entry before publish_used()";
@@ -113,7 +116,8 @@ TEST(Burst, PushedEntriesAreInvisibleUntilPublished) {
   const auto before = w.dev_counters;
   r.dev().publish_used();
   EXPECT_EQ(r.used_idx(), 3);
-  EXPECT_EQ((w.dev_counters - before).posted_writes, 3u + 1u) << "the three entries, then one index store";
+  EXPECT_EQ((w.dev_counters - before).posted_writes, 3u + 1u)
+      << "the three entries, then one index store";
   r.dev().publish_used();
   EXPECT_EQ((w.dev_counters - before).posted_writes, 3u + 1u) << "publishing nothing wrote again";
 
@@ -151,8 +155,10 @@ TEST(Burst, TheAvailIndexIsReadOncePerBurst) {
   ring::VringhParams hp;
   hp.num = 8;
   hp.desc = ring::Segment{&remote_ep, r.desc_off, 8 * 16};
-  hp.avail = ring::Segment{&remote_ep, r.avail_off, static_cast<std::uint32_t>(layout::avail_ring_size(8))};
-  hp.used = ring::Segment{&w.dev_rc, r.used_off, static_cast<std::uint32_t>(layout::used_ring_size(8))};
+  hp.avail = ring::Segment{&remote_ep, r.avail_off,
+                           static_cast<std::uint32_t>(layout::avail_ring_size(8))};
+  hp.used =
+      ring::Segment{&w.dev_rc, r.used_off, static_cast<std::uint32_t>(layout::used_ring_size(8))};
   hp.space = &space;
   ring::Vringh dev(hp);
   for (std::uint16_t i = 0; i < 3; ++i) {
@@ -220,7 +226,8 @@ TEST(Burst, RingIndicesOnWindowsWithout16BitAccessesCostNoRead) {
     }
   }
   EXPECT_EQ((w.drv_counters - before).nonposted_reads, 0u) << "the driver read the EP window back";
-  EXPECT_EQ((w.dev_counters - dev_before).nonposted_reads, 0u) << "the device read the RC window back";
+  EXPECT_EQ((w.dev_counters - dev_before).nonposted_reads, 0u)
+      << "the device read the RC window back";
 }
 
 TEST(DescriptorWrites, AnUnchangedDescriptorIsNotWrittenAgain) {
@@ -255,11 +262,13 @@ TEST(DescriptorWrites, AnUnchangedDescriptorIsNotWrittenAgain) {
     body();
     // Every posted write here is a descriptor, an avail entry or the avail index: count the
     // 16-byte ones.
-    return (w.drv_counters - before).posted_write_bytes - (w.drv_counters - before).posted_writes * 2;
+    return (w.drv_counters - before).posted_write_bytes -
+           (w.drv_counters - before).posted_writes * 2;
   };
   std::vector<std::uint32_t> lens;
   EXPECT_EQ(desc_writes([&] { lens = round(32); }), 8u * 14) << "first pass: all eight descriptors";
-  EXPECT_EQ(desc_writes([&] { lens = round(32); }), 0u) << "the same buffers again rewrote descriptors";
+  EXPECT_EQ(desc_writes([&] { lens = round(32); }), 0u)
+      << "the same buffers again rewrote descriptors";
   EXPECT_EQ(desc_writes([&] { lens = round(48); }), 14u) << "one changed descriptor: one write";
   ASSERT_EQ(lens.size(), 8u);
   EXPECT_EQ(lens[3], 48u) << "the device did not see the changed length";
@@ -321,19 +330,23 @@ TEST(ChainIov, ScatterIntoTheDriversCachedWindowIsCountedWhenFilled) {
 TEST(ChainIov, NoIovecsIntoThePeersWindowDeviceMemoryOrALongChain) {
   LinkWindows w;
   std::vector<iovec> iov;
-  ring::Chain theirs;  // readable bytes in the driver's window: a syscall would read across the link
+  ring::Chain
+      theirs;  // readable bytes in the driver's window: a syscall would read across the link
   theirs.add_readable({&w.dev_rc, 0x1000, 100});
   EXPECT_FALSE(ring::chain_gather(theirs, 12, iov));
 
   LinkWindows dev(kDefaultWindowSize, kDefaultWindowSize,
                   ring::MemoryAccess{ring::MemoryType::kDevice, hw::AccessWidths::from_bits(4)});
   iov.clear();
-  EXPECT_FALSE(ring::chain_scatter(chain_over(dev, 0, 1), 12, iov)) << "a kernel copy onto device memory";
+  EXPECT_FALSE(ring::chain_scatter(chain_over(dev, 0, 1), 12, iov))
+      << "a kernel copy onto device memory";
   iov.clear();
-  EXPECT_FALSE(ring::chain_gather(chain_over(dev, 1, 0), 12, iov)) << "a kernel copy from device memory";
+  EXPECT_FALSE(ring::chain_gather(chain_over(dev, 1, 0), 12, iov))
+      << "a kernel copy from device memory";
 
   iov.clear();
-  EXPECT_FALSE(ring::chain_gather(chain_over(w, static_cast<int>(ring::kMaxChainIov) + 1, 0), 0, iov));
+  EXPECT_FALSE(
+      ring::chain_gather(chain_over(w, static_cast<int>(ring::kMaxChainIov) + 1, 0), 0, iov));
 }
 
 }  // namespace

@@ -140,11 +140,13 @@ TEST(ChainConsumer, DrainWhileTakesNothingWithoutWork) {
   ring::ChainConsumer c;
   int work = 1;
   int calls = 0;
-  const auto d = c.drain_while(r.dev(), 64, [&] { return work > 0; }, [&](ring::Chain&) {
-    --work;
-    ++calls;
-    return ring::Handled::used();
-  });
+  const auto d = c.drain_while(
+      r.dev(), 64, [&] { return work > 0; },
+      [&](ring::Chain&) {
+        --work;
+        ++calls;
+        return ring::Handled::used();
+      });
   EXPECT_EQ(d.end, End::kHeld);
   EXPECT_EQ(calls, 1);
   EXPECT_FALSE(c.holding());
@@ -246,12 +248,14 @@ TEST(UsedConsumer, AnEmptyUsedRingAsksForAnInterrupt) {
   RingPair r(w, traffic_ring());
   offer(r, 2);
   ring::UsedConsumer u;
-  const auto d = u.drain(r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::used(); });
+  const auto d =
+      u.drain(r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::used(); });
   EXPECT_EQ(d.end, End::kEmpty);
   auto p = r.dev().pop();
   ASSERT_TRUE(p && *p);
   ASSERT_TRUE(r.dev().complete((*p)->head, 0));
-  EXPECT_TRUE(r.dev().need_notify()) << "the driver sleeps but the device was not asked to interrupt";
+  EXPECT_TRUE(r.dev().need_notify())
+      << "the driver sleeps but the device was not asked to interrupt";
 }
 
 TEST(UsedConsumer, AnImpossibleUsedEntryBreaksTheDrainWithTheRingsError) {
@@ -262,12 +266,12 @@ TEST(UsedConsumer, AnImpossibleUsedEntryBreaksTheDrainWithTheRingsError) {
   r.put_used_idx(1);
   ring::UsedConsumer u;
   Error err;
-  const auto d = u.drain(r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::used(); }, &err);
+  const auto d = u.drain(
+      r.drv(), 64, [](const ring::Vring::Used&) { return ring::Handled::used(); }, &err);
   EXPECT_EQ(d.end, End::kBroken);
   EXPECT_EQ(err.code, Errc::kBadRing);
   EXPECT_TRUE(r.drv().broken());
 }
-
 
 // ---- PollGroup: doorbells and interrupts left off while the program spins, asked at arm().
 
@@ -329,8 +333,9 @@ TEST(PollGroup, TheDriverSideAsksForInterruptsOnlyAtArm) {
   ring::VringParams vp = r.driver_params();
   vp.group = &g;
   ring::Vring drv(vp);
-  const ring::Buf b[3] = {{rc_addr(r.rc_data_off), 64}, {rc_addr(r.rc_data_off + 64), 64},
-                         {rc_addr(r.rc_data_off + 128), 64}};
+  const ring::Buf b[3] = {{rc_addr(r.rc_data_off), 64},
+                          {rc_addr(r.rc_data_off + 64), 64},
+                          {rc_addr(r.rc_data_off + 128), 64}};
   for (std::uint64_t k = 0; k < 3; ++k) ASSERT_TRUE(drv.add({}, {&b[k], 1}, k));
   (void)drv.kick_prepare();
   auto complete_one = [&] {

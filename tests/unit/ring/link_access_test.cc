@@ -41,8 +41,9 @@ std::string name(AccessWidths w) {
 }
 
 // Every width set the copies must handle, including ones no config would name ({1}, {8}).
-const std::vector<AccessWidths> kWidthSets = {
-    AccessWidths{}, widths({4}), widths({2, 4}), widths({4, 8}), widths({1, 4}), widths({1}), widths({8}), widths({2})};
+const std::vector<AccessWidths> kWidthSets = {AccessWidths{}, widths({4}),    widths({2, 4}),
+                                              widths({4, 8}), widths({1, 4}), widths({1}),
+                                              widths({8}),    widths({2})};
 
 // ---- the plan of a copy
 
@@ -112,7 +113,8 @@ TEST(IoCopy, FromIoReadsExactlyTheCopyAtEveryOffsetAndLength) {
         hw::copy_from_io(dst.data() + 1, src.data() + off, n, w);
         ASSERT_EQ(dst.front(), kAround);
         ASSERT_EQ(dst.back(), kAround);
-        ASSERT_TRUE(std::equal(dst.begin() + 1, dst.end() - 1, src.begin() + static_cast<std::ptrdiff_t>(off)))
+        ASSERT_TRUE(std::equal(dst.begin() + 1, dst.end() - 1,
+                               src.begin() + static_cast<std::ptrdiff_t>(off)))
             << name(w) << " off " << off << " n " << n;
       }
     }
@@ -163,10 +165,16 @@ TEST(DeviceWindow, ANarrowFieldOnAWindowThatTakesItIsOneAccess) {
 
 TEST(DeviceWindow, OnlyCachedTypesAreViewable) {
   GuardedBuffer mem(4096);
-  EXPECT_TRUE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kCached, {}}).viewable());
-  EXPECT_TRUE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kCachedNoncoherent, {}}).viewable());
-  EXPECT_FALSE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kDevice, {}}).viewable());
-  EXPECT_FALSE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kWriteCombining, {}}).viewable());
+  EXPECT_TRUE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kCached, {}})
+                  .viewable());
+  EXPECT_TRUE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr,
+                           {MemoryType::kCachedNoncoherent, {}})
+                  .viewable());
+  EXPECT_FALSE(ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kDevice, {}})
+                   .viewable());
+  EXPECT_FALSE(
+      ring::Window(layout::WindowId::kRc, mem.bytes(), nullptr, {MemoryType::kWriteCombining, {}})
+          .viewable());
 }
 
 // ---- the strict link model (on in every test: support/strict_link.cc)
@@ -192,11 +200,14 @@ void read_past_the_end() {
   device_window().read(4096 - 4, b);
 }
 
-TEST(StrictLinkModel, AnUnalignedLoadFailsTheTest) { EXPECT_NONFATAL_FAILURE(unaligned_load(), "unaligned access"); }
+TEST(StrictLinkModel, AnUnalignedLoadFailsTheTest) {
+  EXPECT_NONFATAL_FAILURE(unaligned_load(), "unaligned access");
+}
 
 TEST(StrictLinkModel, AnUnalignedStoreFailsTheTestAndWritesNothing) {
   std::fill(scratch().bytes().begin(), scratch().bytes().end(), std::byte{0});
-  EXPECT_NONFATAL_FAILURE(unaligned_store(), "2 bytes at offset 257 of the EP window (memory type device)");
+  EXPECT_NONFATAL_FAILURE(unaligned_store(),
+                          "2 bytes at offset 257 of the EP window (memory type device)");
   EXPECT_EQ(peek<std::uint32_t>(scratch().bytes(), 0x100), 0u);
   EXPECT_EQ(peek<std::uint32_t>(scratch().bytes(), 0x104), 0u);
 }

@@ -196,6 +196,5 @@ TEST(VringHandWrittenUsed, ValidEntryIsAccepted) {
   EXPECT_EQ(r.drv().num_free(), 8);
 }
 
-
 }  // namespace
 }  // namespace vepf::test

@@ -193,6 +193,5 @@ TEST_F(VringNotify, FlagsNoInterruptSuppressesInterrupts) {
   EXPECT_TRUE(r.dev().need_notify());
 }
 
-
 }  // namespace
 }  // namespace vepf::test

@@ -20,7 +20,6 @@ namespace {
 using ring::Buf;
 using ring::Chain;
 
-
 // Found by vring_used_fuzz: a device that completes chains the driver has not made available yet
 // frees their descriptors before the kick, and the driver then added more than a queue's worth
 // of chains in one burst, overwriting its own unpublished avail entries (chains lost for good).
@@ -395,7 +394,6 @@ TEST_F(VringTest, ChainLongerThanAnIndirectTableFallsBackToDirect) {
   EXPECT_EQ(used_one().token, 9u);
   EXPECT_EQ(r.drv().num_free(), 8);
 }
-
 
 }  // namespace
 }  // namespace vepf::test

@@ -248,7 +248,8 @@ std::vector<BadCase> bad_cases() {
                  r.put_desc(0, rd_buf(r), 16, kN, 1);
                  r.put_desc(1, ep_addr(table_off(r)), 8 * 16, kI);
                  for (std::uint16_t i = 0; i < 7; ++i)
-                   r.put_desc_at(table_off(r), i, rd_buf(r), 1, kN, static_cast<std::uint16_t>(i + 1));
+                   r.put_desc_at(table_off(r), i, rd_buf(r), 1, kN,
+                                 static_cast<std::uint16_t>(i + 1));
                  r.put_desc_at(table_off(r), 7, rd_buf(r), 1, 0, 0);
                  r.offer(0);
                },

@@ -61,7 +61,8 @@ std::vector<std::byte> bytes(const std::string& s) {
 }
 
 /// An rpmsg as the peer would write it.
-std::vector<std::byte> rpmsg(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
+std::vector<std::byte> rpmsg(std::uint32_t src, std::uint32_t dst,
+                             std::span<const std::byte> payload) {
   std::vector<std::byte> m(layout::kRpmsgHdrSize + payload.size());
   encode(m, src, dst, payload);
   return m;
@@ -81,7 +82,8 @@ class RpmsgChannels : public ::testing::Test {
   void SetUp() override {
     spdlog::set_level(spdlog::level::warn);  // Channels logs to the default logger here
     static int n = 0;
-    dir_ = fs::temp_directory_path() / ("vepf-rpch-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    dir_ = fs::temp_directory_path() /
+           ("vepf-rpch-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
     fs::remove_all(dir_);
     auto l = os::EventLoop::create();
     ASSERT_TRUE(l);
@@ -90,7 +92,8 @@ class RpmsgChannels : public ::testing::Test {
     ASSERT_TRUE(ch_->start(loop_));
   }
   void TearDown() override {
-    for (int fd : fds_) if (fd >= 0) ::close(fd);
+    for (int fd : fds_)
+      if (fd >= 0) ::close(fd);
     ch_.reset();
     fs::remove_all(dir_);
   }
@@ -303,7 +306,8 @@ TEST_F(RpmsgChannels, LinkDownClosesPeerChannelsAndStopsLocalTraffic) {
 TEST_F(RpmsgChannels, BadAndDuplicateLocalNamesAreRefused) {
   ch_->link_up(true);
   open_local("svc");
-  for (const std::string& name : std::vector<std::string>{"svc", "a/b", "announce", std::string(32, 'n')}) {
+  for (const std::string& name :
+       std::vector<std::string>{"svc", "a/b", "announce", std::string(32, 'n')}) {
     const int c = connect("announce.sock");
     put(c, name);
     EXPECT_EQ(get(c), "") << "'" << name << "' should be refused (connection closed)";
@@ -368,7 +372,8 @@ TEST_F(RpmsgChannels, MalformedPeerMessagesAreCountedAndDropped) {
 TEST_F(RpmsgChannels, PeerChannelsAreCapped) {
   ch_->link_up(true);
   for (std::size_t i = 0; i <= Channels::kMaxPeerChannels; ++i) {
-    receive(ns_msg("c" + std::to_string(i), static_cast<std::uint32_t>(2000 + i), layout::kRpmsgNsCreate));
+    receive(ns_msg("c" + std::to_string(i), static_cast<std::uint32_t>(2000 + i),
+                   layout::kRpmsgNsCreate));
   }
   EXPECT_EQ(ch_->peer_channels(), Channels::kMaxPeerChannels);
   EXPECT_EQ(ch_->stats().bad, 1u);
@@ -386,7 +391,8 @@ TEST_F(RpmsgChannels, NoRoomHoldsAnnouncementsAndPausesReadingInOrder) {
   port_.room = true;
   ch_->resume();
   ASSERT_TRUE(pump([&] { return port_.sent.size() == 3; }));
-  EXPECT_EQ(port_.sent[0].dst, kRpmsgNsAddr) << "the announcement goes before the channel's messages";
+  EXPECT_EQ(port_.sent[0].dst, kRpmsgNsAddr)
+      << "the announcement goes before the channel's messages";
   EXPECT_EQ(port_.sent[1].payload, "one");
   EXPECT_EQ(port_.sent[2].payload, "two");
   EXPECT_EQ(port_.sent[1].dst, 600u);

@@ -19,8 +19,9 @@ namespace vepf::test {
 /// Allocates a queue of `num` entries and enables it as queue `index` of device `slot`; returns
 /// the parameters for the driver's ring::Vring (not movable: emplace it where it stays). Empty,
 /// with a GoogleTest failure recorded, when the windows are full or the device refused it.
-inline std::optional<ring::VringParams> enable_driver_queue(transport::DriverTransport& drv, LinkWindows& w,
-                                                            std::uint32_t slot, std::uint16_t index,
+inline std::optional<ring::VringParams> enable_driver_queue(transport::DriverTransport& drv,
+                                                            LinkWindows& w, std::uint32_t slot,
+                                                            std::uint16_t index,
                                                             std::uint16_t num) {
   const auto desc = drv.ep_alloc().alloc(layout::desc_table_size(num), layout::kDescAlign);
   const auto avail = drv.ep_alloc().alloc(layout::avail_ring_size(num), layout::kAvailAlign);
@@ -29,7 +30,9 @@ inline std::optional<ring::VringParams> enable_driver_queue(transport::DriverTra
     ADD_FAILURE() << "no window space for queue " << index;
     return std::nullopt;
   }
-  if (auto r = drv.enable_queue(slot, index, num, desc->link_addr, avail->link_addr, used->link_addr); !r) {
+  if (auto r =
+          drv.enable_queue(slot, index, num, desc->link_addr, avail->link_addr, used->link_addr);
+      !r) {
     ADD_FAILURE() << "queue " << index << " not enabled: " << r.error().what;
     return std::nullopt;
   }

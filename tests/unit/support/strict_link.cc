@@ -1,6 +1,6 @@
-// Every unit test program runs with the strict link model (LAYOUT.md §7): an access to a link window that
-// real device memory would fault on fails the running test, whatever the window's memory is here.
-// Linked into every unit-test program through vepf_test_support.
+// Every unit test program runs with the strict link model (LAYOUT.md §7): an access to a link
+// window that real device memory would fault on fails the running test, whatever the window's
+// memory is here. Linked into every unit-test program through vepf_test_support.
 #include <gtest/gtest.h>
 
 #include "vepf/ring/access.hpp"

@@ -183,9 +183,11 @@ TEST_P(RingThreads, EveryMessageComesBackOnceInOrderAndIntact) {
 INSTANTIATE_TEST_SUITE_P(Types, RingThreads,
                          ::testing::Values(ring::MemoryAccess{ring::MemoryType::kCached, {}},
                                            ring::MemoryAccess{ring::MemoryType::kDevice, {}},
-                                           ring::MemoryAccess{ring::MemoryType::kDevice, hw::AccessWidths::from_bits(4)}),
+                                           ring::MemoryAccess{ring::MemoryType::kDevice,
+                                                              hw::AccessWidths::from_bits(4)}),
                          [](const ::testing::TestParamInfo<ring::MemoryAccess>& p) {
-                           return std::string(ring::to_string(p.param.type)) + (p.param.widths.all() ? "" : "_32bit_only");
+                           return std::string(ring::to_string(p.param.type)) +
+                                  (p.param.widths.all() ? "" : "_32bit_only");
                          });
 
 }  // namespace

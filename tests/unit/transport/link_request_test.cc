@@ -31,9 +31,12 @@ TEST(LinkRequest, AttachOfAnRcWindowNotInWholeWordsIsRefused) {
   FakeDeviceLink dl(w);
   transport::DeviceTransport dev(dl, kEpoch);
   ASSERT_TRUE(dev.init());
-  for (const auto& [addr, size] : {std::pair<std::uint32_t, std::uint32_t>{kBus, 0x10004}, {kBus + 4, 0x10000}}) {
-    const std::uint32_t seq = peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_seq))) + 1;
-    poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, req_op)), static_cast<std::uint32_t>(layout::LinkOp::kAttach));
+  for (const auto& [addr, size] :
+       {std::pair<std::uint32_t, std::uint32_t>{kBus, 0x10004}, {kBus + 4, 0x10000}}) {
+    const std::uint32_t seq =
+        peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_seq))) + 1;
+    poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, req_op)),
+                        static_cast<std::uint32_t>(layout::LinkOp::kAttach));
     poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, rc_window_addr_lo)), addr);
     poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, rc_window_size_lo)), size);
     poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, driver_epoch)), kEpoch);
@@ -54,11 +57,13 @@ TEST(LinkRequest, AttachOfAWholeWordRcWindowIsTaken) {
   FakeDeviceLink dl(w);
   transport::DeviceTransport dev(dl, kEpoch);
   ASSERT_TRUE(dev.init());
-  poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, req_op)), static_cast<std::uint32_t>(layout::LinkOp::kAttach));
+  poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, req_op)),
+                      static_cast<std::uint32_t>(layout::LinkOp::kAttach));
   poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, rc_window_addr_lo)), kBus);
   poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, rc_window_size_lo)), 0x10000);
   poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, driver_epoch)), kEpoch);
-  const std::uint32_t seq = peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_seq))) + 1;
+  const std::uint32_t seq =
+      peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_seq))) + 1;
   poke<std::uint32_t>(w.ep(), link_off(offsetof(LinkDriverLine, req_seq)), seq);
   dev.poll();
   EXPECT_EQ(peek<std::uint32_t>(w.ep(), hdr_off(offsetof(EpfHeader, link_ack_result))),

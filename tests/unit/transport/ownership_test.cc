@@ -23,9 +23,12 @@ class Ownership : public TransportTest {
   /// What a hostile host can do through the BAR: any value in any device-written word.
   void scribble(std::size_t off, std::size_t len, std::uint32_t seed) {
     std::mt19937 rng(seed);
-    for (std::size_t i = 0; i < len; i += 4) poke<std::uint32_t>(w.ep(), off + i, static_cast<std::uint32_t>(rng()));
+    for (std::size_t i = 0; i < len; i += 4)
+      poke<std::uint32_t>(w.ep(), off + i, static_cast<std::uint32_t>(rng()));
   }
-  std::size_t config_off() const { return layout::device_slot_off(slot) + offsetof(DeviceSlot, config); }
+  std::size_t config_off() const {
+    return layout::device_slot_off(slot) + offsetof(DeviceSlot, config);
+  }
 };
 
 TEST_F(Ownership, AHeaderOverwrittenByAHostIsRepairedAndTheNextHostAttaches) {
@@ -56,8 +59,10 @@ TEST_F(Ownership, AnAttachRepublishesDeviceLinesAndConfigWithoutWaitingForTheAud
   // Every device-written byte of the slot, and of an empty slot, but not the header.
   scribble(dev_line_off(slot, 0), sizeof(DeviceLine), 2);
   scribble(dev_line_off(slot + 1, 0), sizeof(DeviceLine), 3);
-  poke<std::uint32_t>(w.ep(), dev_line_off(slot + 1, offsetof(DeviceLine, device_id)), 0);  // looks empty...
-  poke<std::uint32_t>(w.ep(), dev_line_off(slot + 2, offsetof(DeviceLine, device_id)), 7);  // ...and one not
+  poke<std::uint32_t>(w.ep(), dev_line_off(slot + 1, offsetof(DeviceLine, device_id)),
+                      0);  // looks empty...
+  poke<std::uint32_t>(w.ep(), dev_line_off(slot + 2, offsetof(DeviceLine, device_id)),
+                      7);  // ...and one not
   scribble(config_off(), layout::kConfigSpaceSize, 4);
 
   transport::DriverTransport next(drl, kTimeout);
@@ -77,11 +82,14 @@ TEST_F(Ownership, AnAttachRepublishesDeviceLinesAndConfigWithoutWaitingForTheAud
 
 TEST_F(Ownership, AnOverwrittenQueueFlagAndConfigAreRepairedWhileTheDeviceRuns) {
   ASSERT_NO_FATAL_FAILURE(bring_up());
-  const auto gen = [&] { return peek<std::uint32_t>(w.ep(), dev_line_off(slot, offsetof(DeviceLine, config_generation))); };
+  const auto gen = [&] {
+    return peek<std::uint32_t>(w.ep(), dev_line_off(slot, offsetof(DeviceLine, config_generation)));
+  };
   const std::uint32_t gen_before = gen();
   poke<std::uint16_t>(w.ep(), queue_enabled_off(slot, 1), 0);
   scribble(config_off(), 8, 5);
-  poke<std::uint32_t>(w.ep(), dev_line_off(slot, offsetof(DeviceLine, config_generation)), 0x1235);  // odd: "being rewritten"
+  poke<std::uint32_t>(w.ep(), dev_line_off(slot, offsetof(DeviceLine, config_generation)),
+                      0x1235);  // odd: "being rewritten"
   const std::uint32_t mailbox = drv.mailbox_seq();
   EXPECT_EQ(dev.audit(), 3u) << "device line, config space and queue line";
   EXPECT_EQ(peek<std::uint16_t>(w.ep(), queue_enabled_off(slot, 1)), 1);
@@ -104,7 +112,8 @@ TEST_F(Ownership, AnIntactRegionIsAuditedWithLocalReadsOnly) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(dev.audit(), 0u);
   EXPECT_EQ(dev.repairs(), 0u);
   EXPECT_EQ(w.dev_counters.nonposted_reads, reads);
-  EXPECT_EQ(w.dev_counters.posted_writes, writes) << "an intact region made the device write to the RC";
+  EXPECT_EQ(w.dev_counters.posted_writes, writes)
+      << "an intact region made the device write to the RC";
   EXPECT_EQ(drv.mailbox_seq(), mailbox);
 }
 
@@ -120,7 +129,8 @@ TEST_F(Ownership, AStartOnMemoryAPreviousRunLeftPublishesAHeaderOfItsOwn) {
   FakeVirtioDevice d;
   auto s = second.add_device(&d);
   ASSERT_TRUE(s);
-  EXPECT_EQ(peek<std::uint16_t>(w.ep(), queue_enabled_off(*s, 0)), 0) << "a stale enabled flag survived";
+  EXPECT_EQ(peek<std::uint16_t>(w.ep(), queue_enabled_off(*s, 0)), 0)
+      << "a stale enabled flag survived";
   EXPECT_EQ(second.audit(), 0u) << "what init() and add_device() published is not what they hold";
   second.remove_device(*s);
 }

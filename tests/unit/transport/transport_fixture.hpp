@@ -41,7 +41,9 @@ inline constexpr std::uint64_t kVersion1 = std::uint64_t{1} << VIRTIO_F_VERSION_
 inline constexpr std::uint64_t kEventIdx = std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX;
 inline constexpr std::uint16_t kQueueSize = 16;
 
-inline constexpr std::size_t hdr_off(std::size_t field) { return offsetof(ControlRegion, header) + field; }
+inline constexpr std::size_t hdr_off(std::size_t field) {
+  return offsetof(ControlRegion, header) + field;
+}
 inline constexpr std::size_t dev_line_off(std::uint32_t slot, std::size_t field) {
   return layout::device_slot_off(slot) + offsetof(DeviceSlot, device) + field;
 }

@@ -175,8 +175,8 @@ TEST_F(TransportTest, EnableQueueInsideTheControlRegionIsRejected) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kRejected);
   EXPECT_EQ(peek<std::uint16_t>(w.ep(), queue_enabled_off(slot, 0)), 0);
-  auto ok = drv.enable_queue(slot, 0, kQueueSize, ep_addr(layout::kControlRegionSize), ep_addr(0xd000),
-                             rc_addr(0x2000));
+  auto ok = drv.enable_queue(slot, 0, kQueueSize, ep_addr(layout::kControlRegionSize),
+                             ep_addr(0xd000), rc_addr(0x2000));
   EXPECT_TRUE(ok) << "the first byte after the control region is usable";
 }
 
@@ -187,10 +187,12 @@ TEST_F(TransportTest, RegressionFuzzRefusedFeaturesDoNotLeaveDriverOk) {
   attach();
   scan();
   const std::uint64_t not_offered = std::uint64_t{1} << 60;
-  poke<std::uint32_t>(w.ep(), layout::driver_line_off(slot, offsetof(layout::DriverLine, driver_feature_lo)),
-                      static_cast<std::uint32_t>(kFakeFeatures));
-  poke<std::uint32_t>(w.ep(), layout::driver_line_off(slot, offsetof(layout::DriverLine, driver_feature_hi)),
-                      static_cast<std::uint32_t>((kFakeFeatures | not_offered) >> 32));
+  poke<std::uint32_t>(
+      w.ep(), layout::driver_line_off(slot, offsetof(layout::DriverLine, driver_feature_lo)),
+      static_cast<std::uint32_t>(kFakeFeatures));
+  poke<std::uint32_t>(
+      w.ep(), layout::driver_line_off(slot, offsetof(layout::DriverLine, driver_feature_hi)),
+      static_cast<std::uint32_t>((kFakeFeatures | not_offered) >> 32));
   auto r = drv.set_status(slot, kAck | kDriver | kFeaturesOk | kDriverOk);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kRejected);
@@ -622,7 +624,8 @@ TEST_F(TransportTest, ChainPastTheSegmentLimitBreaksItsQueueAndIsCounted) {
   ring::Vring& v = *queues[0].vring;
   const auto out = drv.ep_alloc().alloc(64, 64);
   ASSERT_TRUE(out);
-  const ring::Buf three[3] = {{out->link_addr, 8}, {out->link_addr + 8, 8}, {out->link_addr + 16, 8}};
+  const ring::Buf three[3] = {
+      {out->link_addr, 8}, {out->link_addr + 8, 8}, {out->link_addr + 16, 8}};
   ASSERT_TRUE(v.add(three, {}, 7));
   (void)v.kick_prepare();
   ASSERT_TRUE(drl.ring_doorbell());

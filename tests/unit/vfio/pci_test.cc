@@ -26,7 +26,8 @@ TEST(PciAddress, ParsesAndPrints) {
   EXPECT_EQ(a->fn, 7);
   EXPECT_EQ(a->str(), "0000:03:1f.7");
   EXPECT_EQ(PciAddress::parse("10000:00:00.0"), std::nullopt);  // domain above 16 bits
-  for (const char* bad : {"", "zz", "00:20.0", "00:1f.8", "00:1f", "0000:00:05", "0000:100:00.0", "0:0:0:0.0", "00:.0"}) {
+  for (const char* bad : {"", "zz", "00:20.0", "00:1f.8", "00:1f", "0000:00:05", "0000:100:00.0",
+                          "0:0:0:0.0", "00:.0"}) {
     EXPECT_EQ(PciAddress::parse(bad), std::nullopt) << bad;
   }
   PciMatch m;
@@ -66,7 +67,8 @@ class FakeSysfs : public ::testing::Test {
 
 TEST_F(FakeSysfs, SaysWhatIsMissingStepByStep) {
   EXPECT_NE(error("0000:00:06.0").find("does not exist"), std::string::npos);
-  EXPECT_NE(error().find("bound to no driver, not vfio-pci: run scripts/vfio-bind.sh 0000:00:05.0"), std::string::npos);
+  EXPECT_NE(error().find("bound to no driver, not vfio-pci: run scripts/vfio-bind.sh 0000:00:05.0"),
+            std::string::npos);
   bind("0000:00:05.0", "e1000e");
   EXPECT_NE(error().find("bound to driver e1000e"), std::string::npos);
   bind("0000:00:05.0", "vfio-pci");
@@ -75,8 +77,10 @@ TEST_F(FakeSysfs, SaysWhatIsMissingStepByStep) {
   add("0000:00:05.1");
   group("0000:00:05.1");
   bind("0000:00:05.1", "e1000e");
-  EXPECT_NE(error().find("IOMMU group 7 of 0000:00:05.0 is not viable: 0000:00:05.1 is bound to e1000e"),
-            std::string::npos) << error();
+  EXPECT_NE(
+      error().find("IOMMU group 7 of 0000:00:05.0 is not viable: 0000:00:05.1 is bound to e1000e"),
+      std::string::npos)
+      << error();
   bind("0000:00:05.1", "vfio-pci");
   EXPECT_NE(error().find("dev/7 is missing"), std::string::npos) << error();  // the group node
   EXPECT_NE(error().find("modprobe vfio-pci"), std::string::npos);

@@ -1,5 +1,6 @@
 #pragma once
-// Error values of virtio-epf (vepf_base): every layer returns Result<T>; nothing below main() throws.
+// Error values of virtio-epf (vepf_base): every layer returns Result<T>; nothing below main()
+// throws.
 
 #include <cstdint>
 #include <string_view>
@@ -10,34 +11,46 @@ namespace vepf {
 
 enum class Errc : std::uint16_t {
   kOk = 0,
-  kInvalidArgument,   // our caller passed something out of range
-  kOutOfRange,        // a peer-written address or length falls outside the windows
-  kBadRing,           // the peer broke a ring rule; the queue is now broken
-  kBadLayout,         // the control region's header does not validate
-  kNoSpace,           // ring or pool full: try again after get_used()
-  kTimeout,           // the peer did not acknowledge in time
-  kRejected,          // the peer acknowledged with an error
-  kNotReady,          // the peer is not (yet) in the state the operation needs
-  kLinkDown,          // the other side went away
-  kSystem,            // a syscall failed: see sys_errno
-  kCancelled,         // a wait was given up by its caller (e.g. the program is stopping)
+  kInvalidArgument,  // our caller passed something out of range
+  kOutOfRange,       // a peer-written address or length falls outside the windows
+  kBadRing,          // the peer broke a ring rule; the queue is now broken
+  kBadLayout,        // the control region's header does not validate
+  kNoSpace,          // ring or pool full: try again after get_used()
+  kTimeout,          // the peer did not acknowledge in time
+  kRejected,         // the peer acknowledged with an error
+  kNotReady,         // the peer is not (yet) in the state the operation needs
+  kLinkDown,         // the other side went away
+  kSystem,           // a syscall failed: see sys_errno
+  kCancelled,        // a wait was given up by its caller (e.g. the program is stopping)
 };
 
 /// Name of an Errc for messages ("bad-ring", ...).
 constexpr std::string_view errc_name(Errc c) noexcept {
   switch (c) {
-    case Errc::kOk: return "ok";
-    case Errc::kInvalidArgument: return "invalid-argument";
-    case Errc::kOutOfRange: return "out-of-range";
-    case Errc::kBadRing: return "bad-ring";
-    case Errc::kBadLayout: return "bad-layout";
-    case Errc::kNoSpace: return "no-space";
-    case Errc::kTimeout: return "timeout";
-    case Errc::kRejected: return "rejected";
-    case Errc::kNotReady: return "not-ready";
-    case Errc::kLinkDown: return "link-down";
-    case Errc::kSystem: return "system";
-    case Errc::kCancelled: return "cancelled";
+    case Errc::kOk:
+      return "ok";
+    case Errc::kInvalidArgument:
+      return "invalid-argument";
+    case Errc::kOutOfRange:
+      return "out-of-range";
+    case Errc::kBadRing:
+      return "bad-ring";
+    case Errc::kBadLayout:
+      return "bad-layout";
+    case Errc::kNoSpace:
+      return "no-space";
+    case Errc::kTimeout:
+      return "timeout";
+    case Errc::kRejected:
+      return "rejected";
+    case Errc::kNotReady:
+      return "not-ready";
+    case Errc::kLinkDown:
+      return "link-down";
+    case Errc::kSystem:
+      return "system";
+    case Errc::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

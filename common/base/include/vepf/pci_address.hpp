@@ -23,7 +23,7 @@ struct PciAddress {
 struct PciMatch {
   std::optional<PciAddress> address;
   std::uint16_t vendor = 0, device = 0;  // used when address is empty
-  std::string str() const;  // "0000:00:05.0" or "1af4:1110"
+  std::string str() const;               // "0000:00:05.0" or "1af4:1110"
   /// Accepts "VVVV:DDDD" (vendor:device, hex) or a PciAddress ("DDDD:BB:DD.F", "BB:DD.F").
   /// nullopt when it is neither.
   static std::optional<PciMatch> parse(std::string_view s) noexcept;

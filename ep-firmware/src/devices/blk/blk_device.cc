@@ -22,20 +22,26 @@ constexpr std::uint32_t kMaxWriteZeroesSegments = 1;
 auto log() { return spdlog::get("ep.blk"); }
 }  // namespace
 
-BlockDevice::BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::uint16_t queue_size, unsigned io_threads)
-    : file_(std::move(file)), read_only_(cfg.read_only), queue_size_(queue_size), io_threads_(std::max(1u, io_threads)) {
+BlockDevice::BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::uint16_t queue_size,
+                         unsigned io_threads)
+    : file_(std::move(file)),
+      read_only_(cfg.read_only),
+      queue_size_(queue_size),
+      io_threads_(std::max(1u, io_threads)) {
   cfg_.capacity = layout::le64::from_cpu(file_.size() / layout::kSectorSize);
   // Linux's virtio_blk needs seg_max <= queue size - 2 for requests without indirect tables.
   cfg_.seg_max = layout::le32::from_cpu(std::max(1, std::min<int>(queue_size_ - 2, 254)));
   cfg_.blk_size = layout::le32::from_cpu(cfg.block_size);
-  range_sectors_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(cfg.max_range_bytes, 0xffffffffu) / layout::kSectorSize);
+  range_sectors_ = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(cfg.max_range_bytes, 0xffffffffu) / layout::kSectorSize);
   cfg_.max_discard_sectors = layout::le32::from_cpu(range_sectors_);
   cfg_.max_discard_seg = layout::le32::from_cpu(kMaxDiscardSegments);
   cfg_.discard_sector_alignment = layout::le32::from_cpu(cfg.block_size / layout::kSectorSize);
   cfg_.max_write_zeroes_sectors = layout::le32::from_cpu(range_sectors_);
   cfg_.max_write_zeroes_seg = layout::le32::from_cpu(kMaxWriteZeroesSegments);
   cfg_.write_zeroes_may_unmap = 1;
-  hdr_buf_.resize(sizeof(layout::VirtioBlkReqHdr) + kMaxDiscardSegments * sizeof(layout::VirtioBlkDiscardWz));
+  hdr_buf_.resize(sizeof(layout::VirtioBlkReqHdr) +
+                  kMaxDiscardSegments * sizeof(layout::VirtioBlkDiscardWz));
 }
 
 BlockDevice::~BlockDevice() {
@@ -52,7 +58,8 @@ Result<void> BlockDevice::start(os::EventLoop& loop) {
   auto efd = os::EventFd::create();
   if (!efd) return tl::unexpected(efd.error());
   done_fd_ = std::move(*efd);
-  if (auto r = loop.add(done_fd_.fd(), EPOLLIN, [this](std::uint32_t) { on_completions(); }); !r) return r;
+  if (auto r = loop.add(done_fd_.fd(), EPOLLIN, [this](std::uint32_t) { on_completions(); }); !r)
+    return r;
   loop_ = &loop;
   for (unsigned i = 0; i < io_threads_; ++i) threads_.emplace_back([this] { io_thread(); });
   return {};
@@ -61,8 +68,9 @@ Result<void> BlockDevice::start(os::EventLoop& loop) {
 std::uint32_t BlockDevice::device_id() const { return VIRTIO_ID_BLOCK; }
 
 std::uint64_t BlockDevice::device_features() const {
-  std::uint64_t f = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
-                    bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH);
+  std::uint64_t f = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) |
+                    bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_BLK_F_SEG_MAX) |
+                    bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH);
   if (read_only_) return f | bit(VIRTIO_BLK_F_RO);
   return f | bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
 }
@@ -80,7 +88,8 @@ void BlockDevice::on_driver_ok(transport::DeviceHandle& h) {
   lim_.max_discard_seg = kMaxDiscardSegments;
   lim_.max_write_zeroes_seg = kMaxWriteZeroesSegments;
   lim_.max_data = kMaxRequestData;
-  log()->info("{}: driver ready, {} sectors{}", file_.path(), lim_.capacity, read_only_ ? ", read-only" : "");
+  log()->info("{}: driver ready, {} sectors{}", file_.path(), lim_.capacity,
+              read_only_ ? ", read-only" : "");
 }
 
 void BlockDevice::on_reset() {
@@ -105,7 +114,9 @@ void BlockDevice::on_notify(transport::DeviceHandle&) { process(); }
 
 void BlockDevice::broken() {
   auto* vq = h_->queue(layout::kBlkRequestQueue);
-  log::limited(peer_log_, log(), spdlog::level::err, "{}: driver broke the request queue's rules ({}); device needs reset", file_.path(), vq ? vq->why() : "?");
+  log::limited(peer_log_, log(), spdlog::level::err,
+               "{}: driver broke the request queue's rules ({}); device needs reset", file_.path(),
+               vq ? vq->why() : "?");
   h_->queue_broken(layout::kBlkRequestQueue);
   backlog_ = false;
 }
@@ -120,7 +131,8 @@ void BlockDevice::finish(Job& job, std::uint8_t status, std::uint32_t written) {
   const std::uint64_t room = job.chain.write_len;  // >= 1: parse_blk_request() refuses less
   std::uint32_t len = 0;
   if (room > 0) {
-    written = static_cast<std::uint32_t>(std::min<std::uint64_t>({written, room - 1, job.buf.size()}));
+    written =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>({written, room - 1, job.buf.size()}));
     ring::chain_write(job.chain, std::span{job.buf}.first(written));
     const std::byte s{status};
     ring::chain_write_at(job.chain, room - 1, std::span{&s, 1});
@@ -139,10 +151,12 @@ void BlockDevice::process() {
   // head still in flight (its avail entries are its own to write) cannot grow the job queue.
   const std::uint64_t most = q->num();
   const auto d = consumer_.drain_while(
-      *q, kBudget, [this, most] { return in_flight_bytes_ < kMaxInFlightData && in_flight_ < most; },
+      *q, kBudget,
+      [this, most] { return in_flight_bytes_ < kMaxInFlightData && in_flight_ < most; },
       [this](ring::Chain& c) { return take(c); });
   backlog_ = d.end == ring::Drained::End::kBudget;
-  if (d.end == ring::Drained::End::kBroken || d.end == ring::Drained::End::kStopped) return broken();
+  if (d.end == ring::Drained::End::kBroken || d.end == ring::Drained::End::kStopped)
+    return broken();
   if (need_notify_ && q->need_notify()) h_->notify_driver();
   need_notify_ = false;
 }
@@ -153,12 +167,16 @@ ring::Handled BlockDevice::take(ring::Chain& c) {
   job->chain = std::move(c);
   const auto& ch = job->chain;
   // Read the header and any DISCARD/WRITE_ZEROES segments; OUT data is read below.
-  const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(ch.read_len, hdr_buf_.size()));
+  const std::size_t head =
+      static_cast<std::size_t>(std::min<std::uint64_t>(ch.read_len, hdr_buf_.size()));
   ring::chain_read(ch, std::span{hdr_buf_}.first(head));
-  auto p = layout::parse_blk_request(std::span{hdr_buf_}.first(head), ch.read_len, ch.write_len, lim_);
+  auto p =
+      layout::parse_blk_request(std::span{hdr_buf_}.first(head), ch.read_len, ch.write_len, lim_);
   if (p.kind == layout::BlkParse::Kind::kMalformed) {
-    log::limited(peer_log_, log(), spdlog::level::err, "{}: request chain without room for header and status ({} B readable, {} B writable)", file_.path(),
-                 ch.read_len, ch.write_len);
+    log::limited(
+        peer_log_, log(), spdlog::level::err,
+        "{}: request chain without room for header and status ({} B readable, {} B writable)",
+        file_.path(), ch.read_len, ch.write_len);
     return ring::Handled::stop();
   }
   if (p.kind == layout::BlkParse::Kind::kStatus) {
@@ -224,7 +242,8 @@ void BlockDevice::execute(Job& job) const {
       job.err = file_.read(r.offset, std::span{job.buf}.first(r.length));
       break;
     case VIRTIO_BLK_T_OUT:
-      job.err = file_.write(r.offset, std::span{job.buf}.subspan(sizeof(layout::VirtioBlkReqHdr), r.length));
+      job.err = file_.write(r.offset,
+                            std::span{job.buf}.subspan(sizeof(layout::VirtioBlkReqHdr), r.length));
       break;
     case VIRTIO_BLK_T_FLUSH:
       job.err = file_.flush();
@@ -260,7 +279,9 @@ void BlockDevice::on_completions() {
     const auto& r = job->req;
     if (job->err != 0) {
       ++stats_.io_errors;
-      log::limited(peer_log_, log(), spdlog::level::warn, "{}: request type {} at byte {} failed: {}", file_.path(), r.type, r.offset, std::strerror(job->err));
+      log::limited(peer_log_, log(), spdlog::level::warn,
+                   "{}: request type {} at byte {} failed: {}", file_.path(), r.type, r.offset,
+                   std::strerror(job->err));
       finish(*job, VIRTIO_BLK_S_IOERR, 0);
       continue;
     }
@@ -289,7 +310,9 @@ void BlockDevice::on_completions() {
     }
   }
   if (h_) {
-    if (ring::Vringh* q = h_->queue(layout::kBlkRequestQueue); q && need_notify_ && q->need_notify()) h_->notify_driver();
+    if (ring::Vringh* q = h_->queue(layout::kBlkRequestQueue);
+        q && need_notify_ && q->need_notify())
+      h_->notify_driver();
   }
   need_notify_ = false;
   process();  // room in flight again: take what waited
@@ -313,11 +336,12 @@ void BlockDevice::describe(nlohmann::json& out) const {
 
 void BlockDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
-  log()->log(lvl,
-             "slot {} {}: read {} req {} B, wrote {} req {} B, {} flushes, {} discards, {} write-zeroes, "
-             "{} I/O errors, {} refused, at most {} in flight",
-             slot, file_.path(), s.reads, s.read_bytes, s.writes, s.write_bytes, s.flushes, s.discards,
-             s.write_zeroes, s.io_errors, s.refused, s.max_in_flight);
+  log()->log(
+      lvl,
+      "slot {} {}: read {} req {} B, wrote {} req {} B, {} flushes, {} discards, {} write-zeroes, "
+      "{} I/O errors, {} refused, at most {} in flight",
+      slot, file_.path(), s.reads, s.read_bytes, s.writes, s.write_bytes, s.flushes, s.discards,
+      s.write_zeroes, s.io_errors, s.refused, s.max_in_flight);
 }
 
 }  // namespace vepf::ep

@@ -32,9 +32,9 @@ struct BlkStats {
   std::uint64_t reads = 0, read_bytes = 0;
   std::uint64_t writes = 0, write_bytes = 0;
   std::uint64_t flushes = 0, discards = 0, write_zeroes = 0, get_ids = 0;
-  std::uint64_t io_errors = 0;     // the backend failed (VIRTIO_BLK_S_IOERR)
-  std::uint64_t refused = 0;       // bad request from the driver (IOERR/UNSUPP without I/O)
-  std::uint64_t max_in_flight = 0; // most requests handed to the I/O threads at once
+  std::uint64_t io_errors = 0;      // the backend failed (VIRTIO_BLK_S_IOERR)
+  std::uint64_t refused = 0;        // bad request from the driver (IOERR/UNSUPP without I/O)
+  std::uint64_t max_in_flight = 0;  // most requests handed to the I/O threads at once
 };
 
 class BlockDevice final : public Device {
@@ -45,7 +45,8 @@ class BlockDevice final : public Device {
   /// requests of any type as the queue has entries.
   static constexpr std::uint64_t kMaxInFlightData = 64u << 20;
 
-  BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::uint16_t queue_size, unsigned io_threads = 2);
+  BlockDevice(BlockFile file, const config::BlockConfig& cfg, std::uint16_t queue_size,
+              unsigned io_threads = 2);
   ~BlockDevice() override;  // stops the I/O threads (requests queued but not started are dropped)
 
   /// Starts the I/O threads and watches their completions. Errors: kSystem (eventfd, loop).
@@ -69,12 +70,12 @@ class BlockDevice final : public Device {
 
  private:
   struct Job {
-    std::uint64_t generation = 0;       // the driver session it belongs to (see on_reset())
-    ring::Chain chain;                  // loop thread only
+    std::uint64_t generation = 0;  // the driver session it belongs to (see on_reset())
+    ring::Chain chain;             // loop thread only
     layout::BlkRequest req;
-    std::vector<std::byte> buf;         // OUT: header + data as read; IN: data + status
-    std::uint64_t data_bytes = 0;       // counted against kMaxInFlightData
-    int err = 0;                        // set by the I/O thread
+    std::vector<std::byte> buf;    // OUT: header + data as read; IN: data + status
+    std::uint64_t data_bytes = 0;  // counted against kMaxInFlightData
+    int err = 0;                   // set by the I/O thread
   };
 
   void process();
@@ -91,7 +92,8 @@ class BlockDevice final : public Device {
   bool read_only_;
   std::uint16_t queue_size_;
   unsigned io_threads_;
-  std::uint32_t range_sectors_ = 0;  // max_discard_sectors = max_write_zeroes_sectors (sectors of 512 B)
+  std::uint32_t range_sectors_ =
+      0;  // max_discard_sectors = max_write_zeroes_sectors (sectors of 512 B)
   std::optional<transport::DeviceHandle> h_;
   ring::ChainConsumer consumer_;
   layout::BlkLimits lim_{};

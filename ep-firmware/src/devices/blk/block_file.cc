@@ -14,7 +14,8 @@
 
 namespace vepf::ep {
 
-Result<BlockFile> BlockFile::open(const std::string& path, std::uint64_t create_size, bool read_only) {
+Result<BlockFile> BlockFile::open(const std::string& path, std::uint64_t create_size,
+                                  bool read_only) {
   BlockFile f;
   f.path_ = path;
   int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
@@ -41,7 +42,8 @@ Result<BlockFile> BlockFile::open(const std::string& path, std::uint64_t create_
   if (::fstat(fd, &st) != 0) return fail(Errc::kSystem, "fstat", errno);
   std::uint64_t bytes = 0;
   if (S_ISBLK(st.st_mode)) {
-    if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) return fail(Errc::kSystem, "ioctl(BLKGETSIZE64)", errno);
+    if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0)
+      return fail(Errc::kSystem, "ioctl(BLKGETSIZE64)", errno);
     f.blkdev_ = true;
   } else if (S_ISREG(st.st_mode)) {
     bytes = static_cast<std::uint64_t>(st.st_size);
@@ -91,8 +93,8 @@ int BlockFile::discard(std::uint64_t offset, std::uint64_t length) const noexcep
     std::uint64_t range[2] = {offset, length};
     return ::ioctl(fd_.get(), BLKDISCARD, range) == 0 ? 0 : errno;
   }
-  const int r = ::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                            static_cast<off_t>(length));
+  const int r = ::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                            static_cast<off_t>(offset), static_cast<off_t>(length));
   return r == 0 ? 0 : errno;
 }
 
@@ -102,11 +104,12 @@ int BlockFile::write_zeroes(std::uint64_t offset, std::uint64_t length, bool unm
     std::uint64_t range[2] = {offset, length};
     r = ::ioctl(fd_.get(), BLKZEROOUT, range);
   } else {
-    const int mode = unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+    const int mode = unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                           : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
     r = ::fallocate(fd_.get(), mode, static_cast<off_t>(offset), static_cast<off_t>(length));
     if (r != 0 && unmap && (errno == EOPNOTSUPP || errno == EINVAL)) {
-      r = ::fallocate(fd_.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                      static_cast<off_t>(length));
+      r = ::fallocate(fd_.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(offset), static_cast<off_t>(length));
     }
   }
   if (r == 0) return 0;

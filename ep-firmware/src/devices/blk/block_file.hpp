@@ -19,7 +19,8 @@ class BlockFile {
   /// the block device's (BLKGETSIZE64), rounded down to 512-byte sectors.
   /// Errors: kSystem (open, fstat, ftruncate, ioctl failed; sys_errno set), kInvalidArgument
   /// (neither a regular file nor a block device, or smaller than one sector).
-  [[nodiscard]] static Result<BlockFile> open(const std::string& path, std::uint64_t create_size, bool read_only);
+  [[nodiscard]] static Result<BlockFile> open(const std::string& path, std::uint64_t create_size,
+                                              bool read_only);
 
   std::uint64_t size() const noexcept { return size_; }  // bytes, a multiple of 512
   bool is_block_device() const noexcept { return blkdev_; }

@@ -18,16 +18,18 @@ namespace vepf::ep {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr std::uint32_t kBudget = 64;                       // chains per queue per call
-constexpr std::size_t kMaxPending = 64 * 1024;     // bytes read from a backend before the driver took them
-constexpr std::uint64_t kMaxChain = 64 * 1024;     // largest transmit chain accepted, bytes
-constexpr std::uint64_t kMaxControl = 4096;        // largest control chain accepted, bytes
+constexpr std::uint32_t kBudget = 64;  // chains per queue per call
+constexpr std::size_t kMaxPending =
+    64 * 1024;  // bytes read from a backend before the driver took them
+constexpr std::uint64_t kMaxChain = 64 * 1024;  // largest transmit chain accepted, bytes
+constexpr std::uint64_t kMaxControl = 4096;     // largest control chain accepted, bytes
 constexpr auto kSizePoll = std::chrono::milliseconds(250);
 constexpr auto kRespawnDelay = std::chrono::seconds(1);
 auto log() { return spdlog::get("ep.console"); }
 
 std::string errno_text(const Error& e) {
-  return e.sys_errno ? std::string(e.what) + ": " + std::strerror(e.sys_errno) : std::string(e.what);
+  return e.sys_errno ? std::string(e.what) + ": " + std::strerror(e.sys_errno)
+                     : std::string(e.what);
 }
 }  // namespace
 
@@ -57,7 +59,8 @@ ConsoleDevice::~ConsoleDevice() {
     for (int fd : {p->pty.master.get(), p->conn.get()}) {
       if (fd >= 0) loop_->remove(fd);
     }
-    if (p->cfg.backend == config::ConsoleBackend::kPty) os::remove_symlink(p->pty.slave_path, p->cfg.link);
+    if (p->cfg.backend == config::ConsoleBackend::kPty)
+      os::remove_symlink(p->pty.slave_path, p->cfg.link);
     if (p->listen) {
       p->listen.reset();
       ::unlink(p->cfg.socket.c_str());
@@ -85,7 +88,10 @@ Result<void> ConsoleDevice::open_port(Port& p) {
       if (auto r = os::replace_symlink(p.pty.slave_path, p.cfg.link); !r) return r;
       if (auto ws = os::get_winsize(p.pty.master.get())) p.size = *ws;
       p.attached = true;
-      if (auto r = loop_->add(p.pty.master.get(), 0, [this, pp = &p](std::uint32_t ev) { on_io(*pp, ev); }); !r) return r;
+      if (auto r = loop_->add(p.pty.master.get(), 0,
+                              [this, pp = &p](std::uint32_t ev) { on_io(*pp, ev); });
+          !r)
+        return r;
       log()->info("port {}: pty {} linked at {}", p.id, p.pty.slave_path, p.cfg.link);
       break;
     }
@@ -120,7 +126,8 @@ Result<void> ConsoleDevice::open_port(Port& p) {
 void ConsoleDevice::start_program(Port& p) {
   p.respawn_timer = -1;
   auto retry = [&](const std::string& why) {
-    log()->error("port {}: cannot run {}: {}; trying again in {} s", p.id, p.cfg.program[0], why, kRespawnDelay.count());
+    log()->error("port {}: cannot run {}: {}; trying again in {} s", p.id, p.cfg.program[0], why,
+                 kRespawnDelay.count());
     schedule_program(p);
   };
   // The slave stays open here too: the master never reads EIO while the program starts or after
@@ -133,13 +140,15 @@ void ConsoleDevice::start_program(Port& p) {
   p.pty = std::move(*pty);
   p.child = std::move(*child);
   p.watched = 0;
-  if (!loop_->add(p.child.pidfd.get(), EPOLLIN, [this, pp = &p](std::uint32_t) { on_program_exit(*pp); }) ||
+  if (!loop_->add(p.child.pidfd.get(), EPOLLIN,
+                  [this, pp = &p](std::uint32_t) { on_program_exit(*pp); }) ||
       !loop_->add(p.pty.master.get(), 0, [this, pp = &p](std::uint32_t ev) { on_io(*pp, ev); })) {
     os::terminate(p.child, 0);
     return retry("cannot poll it");
   }
   p.attached = true;
-  log()->info("port {}: {} running (pid {}) on {}", p.id, p.cfg.program[0], p.child.pid, p.pty.slave_path);
+  log()->info("port {}: {} running (pid {}) on {}", p.id, p.cfg.program[0], p.child.pid,
+              p.pty.slave_path);
   send_open(p);
   update_watch(p);
 }
@@ -150,8 +159,9 @@ void ConsoleDevice::on_program_exit(Port& p) {
   auto st = os::reap(p.child);
   // What the program wrote last is still in the pty: take it before closing.
   read_backend(p);
-  log()->info("port {}: {} (pid {}) exited{}; running it again in {} s", p.id, p.cfg.program[0], pid,
-              st ? " with status " + std::to_string(*st) : std::string(), kRespawnDelay.count());
+  log()->info("port {}: {} (pid {}) exited{}; running it again in {} s", p.id, p.cfg.program[0],
+              pid, st ? " with status " + std::to_string(*st) : std::string(),
+              kRespawnDelay.count());
   detach(p, "program exited");
   schedule_program(p);
 }
@@ -167,8 +177,8 @@ void ConsoleDevice::schedule_program(Port& p) {
 
 void ConsoleDevice::refused(Port& p, os::Acceptor::Refusal why) {
   ++stats_.refused_clients;
-  log::limited(client_log_, log(), spdlog::level::warn, "port {}: refused a client on {} ({}; {} so far)", p.id,
-               p.cfg.socket,
+  log::limited(client_log_, log(), spdlog::level::warn,
+               "port {}: refused a client on {} ({}; {} so far)", p.id, p.cfg.socket,
                why == os::Acceptor::Refusal::kFull ? "one at a time" : "out of file descriptors",
                stats_.refused_clients);
 }
@@ -195,7 +205,8 @@ void ConsoleDevice::detach(Port& p, const char* why) {
   }
   p.attached = false;
   p.watched = 0;
-  if (p.to_backend_off < p.to_backend.size()) stats_.dropped_bytes += p.to_backend.size() - p.to_backend_off;
+  if (p.to_backend_off < p.to_backend.size())
+    stats_.dropped_bytes += p.to_backend.size() - p.to_backend_off;
   p.to_backend.clear();
   p.to_backend_off = 0;
   send_open(p);
@@ -205,12 +216,15 @@ void ConsoleDevice::detach(Port& p, const char* why) {
 
 bool ConsoleDevice::has(unsigned b) const noexcept { return h_ && (h_->features() & bit(b)); }
 
-bool ConsoleDevice::flowing(const Port& p) const noexcept { return h_ && p.ready && p.driver_open && p.attached; }
+bool ConsoleDevice::flowing(const Port& p) const noexcept {
+  return h_ && p.ready && p.driver_open && p.attached;
+}
 
 void ConsoleDevice::update_watch(Port& p) {
   const int fd = p.io_fd();
   if (fd < 0 || p.watched == kNotPolled) return;
-  std::uint32_t want = p.cfg.backend == config::ConsoleBackend::kSocket ? std::uint32_t{EPOLLRDHUP} : 0u;
+  std::uint32_t want =
+      p.cfg.backend == config::ConsoleBackend::kSocket ? std::uint32_t{EPOLLRDHUP} : 0u;
   if (flowing(p) && p.to_driver.size() < kMaxPending) want |= EPOLLIN;
   if (p.to_backend_off < p.to_backend.size()) want |= EPOLLOUT;
   if (want == p.watched) return;
@@ -221,8 +235,8 @@ void ConsoleDevice::on_io(Port& p, std::uint32_t events) {
   if (events & EPOLLOUT) write_backend(p);
   if (events & EPOLLIN) read_backend(p);
   if (p.io_fd() < 0) return;
-  if (p.cfg.backend == config::ConsoleBackend::kSocket && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
-      !(events & EPOLLIN)) {
+  if (p.cfg.backend == config::ConsoleBackend::kSocket &&
+      (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) {
     return detach(p, "hung up");
   }
   if ((events & (EPOLLHUP | EPOLLERR)) && p.cfg.backend != config::ConsoleBackend::kSocket) {
@@ -258,7 +272,8 @@ void ConsoleDevice::read_backend(Port& p) {
 bool ConsoleDevice::drain_backend(Port& p) {
   const int fd = p.io_fd();
   while (fd >= 0 && p.to_backend_off < p.to_backend.size()) {
-    const ssize_t n = ::write(fd, p.to_backend.data() + p.to_backend_off, p.to_backend.size() - p.to_backend_off);
+    const ssize_t n =
+        ::write(fd, p.to_backend.data() + p.to_backend_off, p.to_backend.size() - p.to_backend_off);
     if (n > 0) {
       p.to_backend_off += static_cast<std::size_t>(n);
       continue;
@@ -313,7 +328,9 @@ std::uint16_t ConsoleDevice::num_queues() const {
   return layout::console_num_queues(static_cast<std::uint32_t>(ports_.size()));
 }
 
-std::span<const std::byte> ConsoleDevice::config() const { return std::as_bytes(std::span{&space_, 1}); }
+std::span<const std::byte> ConsoleDevice::config() const {
+  return std::as_bytes(std::span{&space_, 1});
+}
 
 void ConsoleDevice::on_driver_ok(transport::DeviceHandle& h) {
   h_ = h;
@@ -364,7 +381,8 @@ void ConsoleDevice::shutdown() {
 
 void ConsoleDevice::broken(std::uint16_t q) {
   auto* vq = h_->queue(q);
-  log::limited(peer_log_, log(), spdlog::level::err, "driver broke queue {}'s rules ({}); device needs reset", q, vq ? vq->why() : "?");
+  log::limited(peer_log_, log(), spdlog::level::err,
+               "driver broke queue {}'s rules ({}); device needs reset", q, vq ? vq->why() : "?");
   h_->queue_broken(q);
 }
 
@@ -374,9 +392,10 @@ void ConsoleDevice::send_control(std::uint32_t id, std::uint16_t event, std::uin
   // must not grow this without bound.
   if (ctrl_out_.size() >= max_control_queued_) {
     ++stats_.control_dropped;
-    log::limited(peer_log_, log(), spdlog::level::warn,
-                 "control event {} for port {} dropped: {} messages already wait for the driver's buffers", event, id,
-                 ctrl_out_.size());
+    log::limited(
+        peer_log_, log(), spdlog::level::warn,
+        "control event {} for port {} dropped: {} messages already wait for the driver's buffers",
+        event, id, ctrl_out_.size());
     return;
   }
   ctrl_out_.push_back(layout::console_control(id, event, value, payload));
@@ -384,14 +403,17 @@ void ConsoleDevice::send_control(std::uint32_t id, std::uint16_t event, std::uin
 }
 
 void ConsoleDevice::send_open(Port& p) {
-  if (h_ && p.ready && has(VIRTIO_CONSOLE_F_MULTIPORT)) send_control(p.id, VIRTIO_CONSOLE_PORT_OPEN, p.attached ? 1 : 0);
+  if (h_ && p.ready && has(VIRTIO_CONSOLE_F_MULTIPORT))
+    send_control(p.id, VIRTIO_CONSOLE_PORT_OPEN, p.attached ? 1 : 0);
 }
 
 void ConsoleDevice::announce(Port& p) {
   if (p.id == 0) send_control(0, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
-  if (!p.cfg.name.empty()) send_control(p.id, VIRTIO_CONSOLE_PORT_NAME, 1, std::as_bytes(std::span{p.cfg.name}));
+  if (!p.cfg.name.empty())
+    send_control(p.id, VIRTIO_CONSOLE_PORT_NAME, 1, std::as_bytes(std::span{p.cfg.name}));
   if (p.size.rows != 0 && p.size.cols != 0) {
-    layout::VirtioConsoleResize r{layout::le16::from_cpu(p.size.cols), layout::le16::from_cpu(p.size.rows)};
+    layout::VirtioConsoleResize r{layout::le16::from_cpu(p.size.cols),
+                                  layout::le16::from_cpu(p.size.rows)};
     send_control(p.id, VIRTIO_CONSOLE_RESIZE, 0, std::as_bytes(std::span{&r, 1}));
   }
   send_open(p);
@@ -402,17 +424,21 @@ void ConsoleDevice::flush_control() {
   if (!h_ || ctrl_out_.empty() || !has(VIRTIO_CONSOLE_F_MULTIPORT)) return;
   ring::Vringh* q = h_->queue(layout::kConsoleCtrlRxQueue);
   if (q == nullptr) return;
-  const auto d = ctrl_rx_.drain_while(*q, kBudget, [this] { return !ctrl_out_.empty(); }, [this](ring::Chain& c) {
-    const auto& m = ctrl_out_.front();
-    std::uint32_t len = 0;
-    if (c.write_len >= m.size()) {
-      len = static_cast<std::uint32_t>(ring::chain_write(c, m));
-    } else {
-      log::limited(peer_log_, log(), spdlog::level::warn, "control buffer of {} bytes is too small for a {}-byte message: dropped", c.write_len, m.size());
-    }
-    ctrl_out_.pop_front();
-    return ring::Handled::used(len);
-  });
+  const auto d = ctrl_rx_.drain_while(
+      *q, kBudget, [this] { return !ctrl_out_.empty(); },
+      [this](ring::Chain& c) {
+        const auto& m = ctrl_out_.front();
+        std::uint32_t len = 0;
+        if (c.write_len >= m.size()) {
+          len = static_cast<std::uint32_t>(ring::chain_write(c, m));
+        } else {
+          log::limited(peer_log_, log(), spdlog::level::warn,
+                       "control buffer of {} bytes is too small for a {}-byte message: dropped",
+                       c.write_len, m.size());
+        }
+        ctrl_out_.pop_front();
+        return ring::Handled::used(len);
+      });
   finish_drain(d, layout::kConsoleCtrlRxQueue);
 }
 
@@ -444,16 +470,20 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
   auto m = layout::parse_console_control(msg, static_cast<std::uint32_t>(ports_.size()));
   if (!m) {
     ++stats_.bad_control;
-    log::limited(peer_log_, log(), spdlog::level::warn, "control message from the driver dropped: {}", m.error());
+    log::limited(peer_log_, log(), spdlog::level::warn,
+                 "control message from the driver dropped: {}", m.error());
     return;
   }
   auto bad = [&](const char* why) {
     ++stats_.bad_control;
-    log::limited(peer_log_, log(), spdlog::level::warn, "control event {} for port {} dropped: {}", m->event, m->id, why);
+    log::limited(peer_log_, log(), spdlog::level::warn, "control event {} for port {} dropped: {}",
+                 m->event, m->id, why);
   };
   switch (m->event) {
     case VIRTIO_CONSOLE_DEVICE_READY:
-      if (m->value != 1) return log::limited(peer_log_, log(), spdlog::level::err, "driver could not set the device up (DEVICE_READY 0)");
+      if (m->value != 1)
+        return log::limited(peer_log_, log(), spdlog::level::err,
+                            "driver could not set the device up (DEVICE_READY 0)");
       if (device_ready_) return bad("DEVICE_READY again");
       device_ready_ = true;
       for (auto& p : ports_) {
@@ -466,7 +496,8 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
       if (!p.added) return bad("port not added");
       if (m->value != 1) {
         p.ready = false;
-        log::limited(peer_log_, log(), spdlog::level::err, "port {}: the driver could not set it up (PORT_READY 0)", p.id);
+        log::limited(peer_log_, log(), spdlog::level::err,
+                     "port {}: the driver could not set it up (PORT_READY 0)", p.id);
         return update_watch(p);
       }
       if (p.ready) return bad("PORT_READY again");
@@ -478,12 +509,14 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
       Port& p = *ports_[m->id];
       if (!p.ready) return bad("port not ready");
       p.driver_open = m->value != 0;
-      log::limited(peer_log_, log(), spdlog::level::info, "port {}: driver side {}", p.id, p.driver_open ? "open" : "closed");
+      log::limited(peer_log_, log(), spdlog::level::info, "port {}: driver side {}", p.id,
+                   p.driver_open ? "open" : "closed");
       flush_port(p);
       return update_watch(p);
     }
     case VIRTIO_CONSOLE_RESIZE: {
-      if (!has(layout::kVepfConsoleFDriverSize)) return bad("RESIZE from the driver was not negotiated");
+      if (!has(layout::kVepfConsoleFDriverSize))
+        return bad("RESIZE from the driver was not negotiated");
       Port& p = *ports_[m->id];
       const os::WinSize ws{m->rows, m->cols};
       ++stats_.resizes_from_driver;
@@ -492,7 +525,8 @@ void ConsoleDevice::handle_control(std::span<const std::byte> msg) {
         return;
       }
       if (auto r = os::set_winsize(p.pty.master.get(), ws); !r) {
-        log::limited(peer_log_, log(), spdlog::level::warn, "port {}: cannot set size {}x{}: {}", p.id, ws.cols, ws.rows, errno_text(r.error()));
+        log::limited(peer_log_, log(), spdlog::level::warn, "port {}: cannot set size {}x{}: {}",
+                     p.id, ws.cols, ws.rows, errno_text(r.error()));
         return;
       }
       p.size = ws;
@@ -515,11 +549,13 @@ void ConsoleDevice::flush_port(Port& p) {
   ring::Vringh* q = h_->queue(qi);
   if (q == nullptr) return;
   std::size_t taken = 0;
-  const auto d = p.rx.drain_while(*q, kBudget, [&] { return taken < p.to_driver.size(); }, [&](ring::Chain& c) {
-    const std::size_t n = ring::chain_write(c, std::span{p.to_driver}.subspan(taken));
-    taken += n;
-    return ring::Handled::used(static_cast<std::uint32_t>(n));
-  });
+  const auto d = p.rx.drain_while(
+      *q, kBudget, [&] { return taken < p.to_driver.size(); },
+      [&](ring::Chain& c) {
+        const std::size_t n = ring::chain_write(c, std::span{p.to_driver}.subspan(taken));
+        taken += n;
+        return ring::Handled::used(static_cast<std::uint32_t>(n));
+      });
   stats_.to_driver_bytes += taken;
   p.to_driver.erase(p.to_driver.begin(), p.to_driver.begin() + static_cast<std::ptrdiff_t>(taken));
   finish_drain(d, qi);
@@ -532,14 +568,17 @@ void ConsoleDevice::process_port_tx(Port& p) {
   const std::uint16_t qi = layout::console_tx_queue(p.id);
   ring::Vringh* q = h_->queue(qi);
   if (q == nullptr) return;
-  const auto d = p.tx.drain_while(*q, kBudget, [&] { return p.to_backend.empty(); }, [&](ring::Chain& c) {
-    if (c.read_len > kMaxChain) return ring::Handled::stop();  // more than any console chain: broken
-    p.to_backend.resize(c.read_len);
-    p.to_backend.resize(ring::chain_read(c, p.to_backend));
-    stats_.from_driver_bytes += p.to_backend.size();
-    (void)drain_backend(p);  // drops the bytes when nothing is attached
-    return ring::Handled::used();
-  });
+  const auto d = p.tx.drain_while(
+      *q, kBudget, [&] { return p.to_backend.empty(); },
+      [&](ring::Chain& c) {
+        if (c.read_len > kMaxChain)
+          return ring::Handled::stop();  // more than any console chain: broken
+        p.to_backend.resize(c.read_len);
+        p.to_backend.resize(ring::chain_read(c, p.to_backend));
+        stats_.from_driver_bytes += p.to_backend.size();
+        (void)drain_backend(p);  // drops the bytes when nothing is attached
+        return ring::Handled::used();
+      });
   finish_drain(d, qi);
   update_watch(p);
 }
@@ -572,10 +611,12 @@ void ConsoleDevice::describe(nlohmann::json& out) const {
 
 void ConsoleDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
-  log()->log(lvl, "slot {}: {} ports, to driver {} B, from driver {} B (dropped {}), resizes {} out {} in, bad control {}, "
+  log()->log(lvl,
+             "slot {}: {} ports, to driver {} B, from driver {} B (dropped {}), resizes {} out {} "
+             "in, bad control {}, "
              "control messages dropped {}",
-             slot, ports_.size(), s.to_driver_bytes, s.from_driver_bytes, s.dropped_bytes, s.resizes_to_driver,
-             s.resizes_from_driver, s.bad_control, s.control_dropped);
+             slot, ports_.size(), s.to_driver_bytes, s.from_driver_bytes, s.dropped_bytes,
+             s.resizes_to_driver, s.resizes_from_driver, s.bad_control, s.control_dropped);
 }
 
 }  // namespace vepf::ep

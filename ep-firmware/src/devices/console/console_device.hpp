@@ -1,6 +1,7 @@
 #pragma once
 // virtio console device (device ID 3, VIRTIO 1.2 §5.3) with VIRTIO_CONSOLE_F_SIZE,
-// VIRTIO_CONSOLE_F_MULTIPORT and the vepf extension kVepfConsoleFDriverSize (vepf/layout/console.hpp).
+// VIRTIO_CONSOLE_F_MULTIPORT and the vepf extension kVepfConsoleFDriverSize
+// (vepf/layout/console.hpp).
 //
 // Each port of the board config is attached on this side to
 //  - "pty":     a pty in raw mode whose slave is linked at `link` (for agetty, a program of the
@@ -45,7 +46,8 @@ struct ConsoleStats {
   std::uint64_t dropped_bytes = 0;      // from the driver while nothing was attached
   std::uint64_t bad_control = 0;        // malformed or out-of-place control messages
   std::uint64_t control_dropped = 0;    // to the driver, past ConsoleConfig::max_control_queued
-  std::uint64_t refused_clients = 0;    // "socket" ports: a second client, or none for want of descriptors
+  std::uint64_t refused_clients =
+      0;  // "socket" ports: a second client, or none for want of descriptors
   std::uint64_t resizes_to_driver = 0, resizes_from_driver = 0;
 };
 
@@ -79,21 +81,21 @@ class ConsoleDevice final : public Device {
   struct Port {
     config::ConsolePort cfg;
     std::uint32_t id = 0;
-    os::Pty pty;            // "pty", "program"
-    os::Child child;        // "program"
+    os::Pty pty;      // "pty", "program"
+    os::Child child;  // "program"
     int respawn_timer = -1;
     std::unique_ptr<os::Acceptor> listen;  // "socket": one client at a time
     os::Fd conn;                           // "socket"
-    bool attached = false;  // a program runs / a client is connected / a pty exists
-    bool added = false;     // PORT_ADD sent
-    bool ready = false;     // the driver said PORT_READY 1 (or no MULTIPORT: port 0)
+    bool attached = false;                 // a program runs / a client is connected / a pty exists
+    bool added = false;                    // PORT_ADD sent
+    bool ready = false;                    // the driver said PORT_READY 1 (or no MULTIPORT: port 0)
     bool driver_open = false;
-    std::uint32_t watched = 0;           // epoll events registered on io_fd(), or kNotPolled
-    std::vector<std::byte> to_driver;    // read from the backend, waiting for receive buffers
-    std::vector<std::byte> to_backend;   // from the driver, waiting for the backend to take it
+    std::uint32_t watched = 0;          // epoll events registered on io_fd(), or kNotPolled
+    std::vector<std::byte> to_driver;   // read from the backend, waiting for receive buffers
+    std::vector<std::byte> to_backend;  // from the driver, waiting for the backend to take it
     std::size_t to_backend_off = 0;
-    ring::ChainConsumer rx, tx;          // the port's receiveq and transmitq
-    os::WinSize size;                    // last size both sides agree on
+    ring::ChainConsumer rx, tx;  // the port's receiveq and transmitq
+    os::WinSize size;            // last size both sides agree on
     int io_fd() const noexcept;
   };
 
@@ -119,7 +121,8 @@ class ConsoleDevice final : public Device {
 
   bool has(unsigned bit) const noexcept;
   bool flowing(const Port& p) const noexcept;
-  void send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value, std::span<const std::byte> payload = {});
+  void send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
+                    std::span<const std::byte> payload = {});
   void announce(Port& p);
   void send_open(Port& p);
   void process_control();
@@ -141,7 +144,7 @@ class ConsoleDevice final : public Device {
   std::size_t max_control_queued_;
   std::optional<transport::DeviceHandle> h_;
   ring::ChainConsumer ctrl_rx_, ctrl_tx_;  // control receiveq (2), control transmitq (3)
-  bool device_ready_ = false;  // the driver said DEVICE_READY 1
+  bool device_ready_ = false;              // the driver said DEVICE_READY 1
   bool backlog_ = false;
   ConsoleStats stats_;
 };

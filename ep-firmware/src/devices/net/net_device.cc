@@ -17,7 +17,9 @@ constexpr std::uint32_t kBudget = 256;
 
 NetDevice::NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg,
                      std::uint16_t queue_size)
-    : backend_(std::move(backend)), mtu_(cfg.mtu), queue_size_(queue_size),
+    : backend_(std::move(backend)),
+      mtu_(cfg.mtu),
+      queue_size_(queue_size),
       offloads_(cfg.offloads && backend_->carries_offloads()) {
   // With offloads a frame may be a 64 KiB TCP segment (GSO) in either direction.
   buf_.resize(offloads_ ? layout::kNetGsoBufferSize : layout::net_buffer_size(cfg.mtu));
@@ -61,8 +63,8 @@ void NetDevice::on_driver_ok(transport::DeviceHandle& h) {
   to_driver_ = layout::offloads_to_driver(h.features());
   // Frames our TAP hands us go to the driver: they may use what the driver accepted.
   if (auto r = backend_->set_offload(to_driver_); !r) {
-    spdlog::get("ep.net")->warn("{}: offloads towards the driver not set ({}): frames stay plain", backend_->name(),
-                                r.error().what);
+    spdlog::get("ep.net")->warn("{}: offloads towards the driver not set ({}): frames stay plain",
+                                backend_->name(), r.error().what);
     to_driver_ = {};
   }
   backend_->set_link(true);
@@ -80,7 +82,7 @@ void NetDevice::on_reset() {
   backend_->set_link(false);
   to_device_ = to_driver_ = {};
   (void)backend_->set_offload({});  // the next driver may accept none
-  backend_->set_rx_paused(true);  // frames wait in the OS queue (or are dropped by it)
+  backend_->set_rx_paused(true);    // frames wait in the OS queue (or are dropped by it)
   backend_->set_tx_wait(false);
 }
 
@@ -91,8 +93,9 @@ void NetDevice::on_notify(transport::DeviceHandle&) {
 
 void NetDevice::broken(std::uint16_t q) {
   auto* vq = h_->queue(q);
-  log::limited(peer_log_, spdlog::get("ep.net"), spdlog::level::err, "{}: driver broke {} queue rules ({}); device needs reset", backend_->name(),
-                               q == layout::kNetRxQueue ? "receive" : "transmit", vq ? vq->why() : "?");
+  log::limited(peer_log_, spdlog::get("ep.net"), spdlog::level::err,
+               "{}: driver broke {} queue rules ({}); device needs reset", backend_->name(),
+               q == layout::kNetRxQueue ? "receive" : "transmit", vq ? vq->why() : "?");
   h_->queue_broken(q);
   (q == layout::kNetRxQueue ? rx_ : tx_).drop();
 }
@@ -121,8 +124,9 @@ bool NetDevice::send_chain(const ring::Chain& c) {
   if (const char* why = layout::check_net_hdr(hdr, n - layout::kNetHdrSize, to_device_, false)) {
     ++stats_.tx_errors;
     ++stats_.tx_bad_hdr;
-    log::limited(peer_log_, spdlog::get("ep.net"), spdlog::level::warn, "{}: frame from the driver dropped: {} ({} so far)",
-                 backend_->name(), why, stats_.tx_bad_hdr);
+    log::limited(peer_log_, spdlog::get("ep.net"), spdlog::level::warn,
+                 "{}: frame from the driver dropped: {} ({} so far)", backend_->name(), why,
+                 stats_.tx_bad_hdr);
     return true;
   }
   hdr.num_buffers = layout::le16::from_cpu(0);
@@ -179,7 +183,8 @@ ring::Handled NetDevice::fill_rx(ring::Chain& c) {
   // Our kernel wrote the header; it may use only what the driver accepted (TUNSETOFFLOAD says
   // so), and a plain one is all a driver without offloads gets.
   layout::VirtioNetHdr hdr{};
-  if (to_driver_.any()) std::memcpy(&hdr, direct ? static_cast<const void*>(&got) : buf_.data(), sizeof(hdr));
+  if (to_driver_.any())
+    std::memcpy(&hdr, direct ? static_cast<const void*>(&got) : buf_.data(), sizeof(hdr));
   if (layout::check_net_hdr(hdr, *n - layout::kNetHdrSize, to_driver_, true) != nullptr) {
     ++stats_.rx_dropped;
     return ring::Handled::retry();
@@ -208,7 +213,8 @@ void NetDevice::process_rx() {
   backlog_rx_ = d.end == ring::Drained::End::kBudget;
   // Without a receive buffer, frames wait in the OS queue until the driver adds one (it rings);
   // with one held, the backend's readable callback brings the next frame.
-  backend_->set_rx_paused(d.end == ring::Drained::End::kEmpty || d.end == ring::Drained::End::kBroken);
+  backend_->set_rx_paused(d.end == ring::Drained::End::kEmpty ||
+                          d.end == ring::Drained::End::kBroken);
   if (d.notify) h_->notify_driver();
   if (d.end == ring::Drained::End::kBroken) broken(layout::kNetRxQueue);
 }
@@ -222,9 +228,11 @@ void NetDevice::describe(nlohmann::json& out) const {
 void NetDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
   // From this side: frames sent to the driver (receiveq) and received from it (transmitq).
-  spdlog::get("ep.net")->log(lvl, "slot {} {}: to driver {} frames {} B (dropped {}), from driver {} frames {} B (errors {})",
-                             slot, backend_->name(), s.rx_frames, s.rx_bytes, s.rx_dropped, s.tx_frames, s.tx_bytes,
-                             s.tx_errors);
+  spdlog::get("ep.net")->log(
+      lvl,
+      "slot {} {}: to driver {} frames {} B (dropped {}), from driver {} frames {} B (errors {})",
+      slot, backend_->name(), s.rx_frames, s.rx_bytes, s.rx_dropped, s.tx_frames, s.tx_bytes,
+      s.tx_errors);
 }
 
 }  // namespace vepf::ep

@@ -15,23 +15,24 @@
 #include "vepf/config/board_config.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
-#include "vepf/ring/consume.hpp"
 #include "vepf/os/event_loop.hpp"
+#include "vepf/ring/consume.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace vepf::ep {
 
 struct NetStats {
-  std::uint64_t rx_frames = 0, rx_bytes = 0;   // backend -> driver (receiveq)
-  std::uint64_t tx_frames = 0, tx_bytes = 0;   // driver -> backend (transmitq)
-  std::uint64_t rx_dropped = 0;                // frame larger than the driver's buffer
-  std::uint64_t tx_errors = 0;                 // malformed frame from the driver, backend error
-  std::uint64_t tx_bad_hdr = 0;                // of which: a virtio_net_hdr the offloads do not allow
+  std::uint64_t rx_frames = 0, rx_bytes = 0;  // backend -> driver (receiveq)
+  std::uint64_t tx_frames = 0, tx_bytes = 0;  // driver -> backend (transmitq)
+  std::uint64_t rx_dropped = 0;               // frame larger than the driver's buffer
+  std::uint64_t tx_errors = 0;                // malformed frame from the driver, backend error
+  std::uint64_t tx_bad_hdr = 0;  // of which: a virtio_net_hdr the offloads do not allow
 };
 
 class NetDevice final : public Device {
  public:
-  NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg, std::uint16_t queue_size);
+  NetDevice(std::unique_ptr<netback::FrameBackend> backend, const config::NetConfig& cfg,
+            std::uint16_t queue_size);
 
   /// Registers the backend with the loop. Errors: as FrameBackend::start().
   [[nodiscard]] Result<void> start(os::EventLoop& loop);
@@ -66,14 +67,15 @@ class NetDevice final : public Device {
   layout::VirtioNetConfig cfg_{};
   std::uint16_t mtu_;
   std::uint16_t queue_size_;
-  std::optional<transport::DeviceHandle> h_;   // between DRIVER_OK and reset
-  ring::ChainConsumer rx_;   // holds a receive buffer waiting for a frame
-  ring::ChainConsumer tx_;   // holds a frame the backend could not take yet
-  std::vector<std::byte> buf_;  // bounce buffer: frames whose buffers the kernel cannot use in place
-  std::vector<iovec> iov_;      // a private header, then the chain's buffers (kMaxChainIov + 1)
-  bool offloads_;                   // offered: the config allows them and the backend is a TAP
-  layout::NetOffloads to_device_;   // what the driver may send (negotiated at DRIVER_OK)
-  layout::NetOffloads to_driver_;   // what the driver accepts from us
+  std::optional<transport::DeviceHandle> h_;  // between DRIVER_OK and reset
+  ring::ChainConsumer rx_;                    // holds a receive buffer waiting for a frame
+  ring::ChainConsumer tx_;                    // holds a frame the backend could not take yet
+  std::vector<std::byte>
+      buf_;                 // bounce buffer: frames whose buffers the kernel cannot use in place
+  std::vector<iovec> iov_;  // a private header, then the chain's buffers (kMaxChainIov + 1)
+  bool offloads_;           // offered: the config allows them and the backend is a TAP
+  layout::NetOffloads to_device_;  // what the driver may send (negotiated at DRIVER_OK)
+  layout::NetOffloads to_driver_;  // what the driver accepts from us
   NetStats stats_;
   bool backlog_tx_ = false, backlog_rx_ = false;
   // The backend may have a frame: false from a read that found none until its readable

@@ -5,18 +5,19 @@
 
 #include <spdlog/spdlog.h>
 
-
 namespace vepf::ep {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr std::uint32_t kBudget = 256;          // messages per call before returning to the event loop
-constexpr std::size_t kMaxOut = 256;  // queued messages before we stop reading the channels
+constexpr std::uint32_t kBudget = 256;  // messages per call before returning to the event loop
+constexpr std::size_t kMaxOut = 256;    // queued messages before we stop reading the channels
 auto log() { return spdlog::get("ep.rpmsg"); }
 }  // namespace
 
-RpmsgDevice::RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size, std::size_t max_connections)
-    : dir_(std::move(runtime_dir)), queue_size_(queue_size),
+RpmsgDevice::RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size,
+                         std::size_t max_connections)
+    : dir_(std::move(runtime_dir)),
+      queue_size_(queue_size),
       channels_(dir_ + "/ep", *this, "ep.rpmsg", dir_, max_connections) {}
 
 RpmsgDevice::~RpmsgDevice() = default;
@@ -61,8 +62,9 @@ void RpmsgDevice::send(std::uint32_t src, std::uint32_t dst, std::span<const std
 
 void RpmsgDevice::broken(std::uint16_t q) {
   auto* vq = h_->queue(q);
-  log::limited(peer_log_, log(), spdlog::level::err, "{}: driver broke {} queue rules ({}); device needs reset", dir_, q == layout::kRpmsgRxQueue ? "rx" : "tx",
-               vq ? vq->why() : "?");
+  log::limited(peer_log_, log(), spdlog::level::err,
+               "{}: driver broke {} queue rules ({}); device needs reset", dir_,
+               q == layout::kRpmsgRxQueue ? "rx" : "tx", vq ? vq->why() : "?");
   h_->queue_broken(q);
   out_.clear();
 }
@@ -72,19 +74,21 @@ void RpmsgDevice::flush_out() {
   if (!h_ || out_.empty()) return;
   ring::Vringh* q = h_->queue(layout::kRpmsgRxQueue);
   if (q == nullptr) return;
-  const auto d = rx_.drain_while(*q, kBudget, [this] { return !out_.empty(); }, [this](ring::Chain& c) {
-    const auto& m = out_.front();
-    std::uint32_t len = 0;
-    if (c.write_len >= m.size()) {
-      len = static_cast<std::uint32_t>(ring::chain_write(c, m));
-      ++stats_.to_driver;
-      stats_.to_driver_bytes += m.size() - layout::kRpmsgHdrSize;
-    } else {
-      ++stats_.short_buffer;  // a receive buffer smaller than the message: the driver's choice
-    }
-    out_.pop_front();
-    return ring::Handled::used(len);
-  });
+  const auto d = rx_.drain_while(
+      *q, kBudget, [this] { return !out_.empty(); },
+      [this](ring::Chain& c) {
+        const auto& m = out_.front();
+        std::uint32_t len = 0;
+        if (c.write_len >= m.size()) {
+          len = static_cast<std::uint32_t>(ring::chain_write(c, m));
+          ++stats_.to_driver;
+          stats_.to_driver_bytes += m.size() - layout::kRpmsgHdrSize;
+        } else {
+          ++stats_.short_buffer;  // a receive buffer smaller than the message: the driver's choice
+        }
+        out_.pop_front();
+        return ring::Handled::used(len);
+      });
   backlog_ = d.end == ring::Drained::End::kBudget;  // empty ring: the driver rings when it adds
   if (d.notify) h_->notify_driver();
   if (d.end == ring::Drained::End::kBroken) broken(layout::kRpmsgRxQueue);
@@ -124,10 +128,12 @@ void RpmsgDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) cons
   const auto& s = stats_;
   const auto& c = channels_.stats();
   log()->log(lvl,
-             "slot {}: to driver {} msgs {} B (short buffer {}), from driver {} msgs {} B (bad {}, no endpoint {}, "
+             "slot {}: to driver {} msgs {} B (short buffer {}), from driver {} msgs {} B (bad {}, "
+             "no endpoint {}, "
              "socket full {}); channels: {} ours, {} the driver's, {} refused",
-             slot, s.to_driver, s.to_driver_bytes, s.short_buffer, c.received, c.received_bytes, s.bad + c.bad,
-             c.no_endpoint, c.dropped, channels_.local_channels(), channels_.peer_channels(), c.refused);
+             slot, s.to_driver, s.to_driver_bytes, s.short_buffer, c.received, c.received_bytes,
+             s.bad + c.bad, c.no_endpoint, c.dropped, channels_.local_channels(),
+             channels_.peer_channels(), c.refused);
 }
 
 }  // namespace vepf::ep

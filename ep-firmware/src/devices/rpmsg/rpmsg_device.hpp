@@ -35,9 +35,11 @@ namespace vepf::ep {
 
 /// Queue-level counts; the channel-level ones are channel_stats().
 struct RpmsgStats {
-  std::uint64_t to_driver = 0, to_driver_bytes = 0;  // rpmsgs written to queue 0 (name service incl.); payload bytes
+  std::uint64_t to_driver = 0,
+                to_driver_bytes =
+                    0;             // rpmsgs written to queue 0 (name service incl.); payload bytes
   std::uint64_t short_buffer = 0;  // a receive buffer too small for the message: message dropped
-  std::uint64_t bad = 0;           // a transmit buffer of a size no rpmsg has (< 16 or > 512 bytes): dropped
+  std::uint64_t bad = 0;  // a transmit buffer of a size no rpmsg has (< 16 or > 512 bytes): dropped
 };
 
 class RpmsgDevice final : public Device, private rpmsg::Port {
@@ -46,7 +48,8 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
   RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size, std::size_t max_connections = 64);
   ~RpmsgDevice() override;
 
-  /// Listens on <runtime_dir>/ep/announce.sock. Errors: as os::listen_seqpacket(), EventLoop::add().
+  /// Listens on <runtime_dir>/ep/announce.sock. Errors: as os::listen_seqpacket(),
+  /// EventLoop::add().
   [[nodiscard]] Result<void> start(os::EventLoop& loop);
 
   std::uint32_t device_id() const override;

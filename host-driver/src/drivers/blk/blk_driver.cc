@@ -12,7 +12,8 @@ namespace vepf::host {
 
 namespace {
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr std::size_t kTagEp = 32;  // per tag in the EP window: request header + one discard segment
+constexpr std::size_t kTagEp =
+    32;  // per tag in the EP window: request header + one discard segment
 constexpr std::size_t kTagRc = 16;  // per tag in the RC window: the status byte (padded)
 constexpr std::uint16_t kMaxTags = 32;
 auto log() { return spdlog::get("host.blk"); }
@@ -20,23 +21,28 @@ auto log() { return spdlog::get("host.blk"); }
 
 std::uint64_t BlockDriver::wanted_features() noexcept {
   return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_BLK_F_SEG_MAX) |
-         bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_RO) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_DISCARD) |
-         bit(VIRTIO_BLK_F_WRITE_ZEROES);
+         bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_RO) | bit(VIRTIO_BLK_F_FLUSH) |
+         bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
 }
 
-BlockDriver::BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string nbd_socket,
-                         os::EventLoop& loop, std::size_t max_clients)
-    : Driver(t, info), socket_(std::move(nbd_socket)), max_clients_(max_clients), loop_(loop), space_(t, info_) {}
+BlockDriver::BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+                         std::string nbd_socket, os::EventLoop& loop, std::size_t max_clients)
+    : Driver(t, info),
+      socket_(std::move(nbd_socket)),
+      max_clients_(max_clients),
+      loop_(loop),
+      space_(t, info_) {}
 
 BlockDriver::~BlockDriver() {
-  server_.reset();  // closes the clients first: nothing asks us for more
+  server_.reset();   // closes the clients first: nothing asks us for more
   waiting_.clear();  // pending `done` callbacks are destroyed, not called (BlockTarget contract)
   in_flight_.clear();
 }
 
 Result<void> BlockDriver::probe() {
   if (auto r = negotiate(wanted_features()); !r) return r;
-  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
+  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r)
+    return r;
   capacity_ = cfg_.capacity.to_cpu() * layout::kSectorSize;
   if (capacity_ == 0) return fail(Errc::kRejected, "device reports capacity 0");
   const std::uint16_t num = info_.max_queue_size;
@@ -51,15 +57,18 @@ Result<void> BlockDriver::probe() {
   auto trc = space_.alloc(layout::WindowId::kRc, std::size_t{tags} * kTagRc);
   auto rp = space_.alloc(layout::WindowId::kRc, std::size_t{kReadBufs} * kChunk);
   auto wp = space_.alloc(layout::WindowId::kEp, std::size_t{kWriteBufs} * kChunk);
-  if (!tep || !trc || !rp || !wp) return fail(Errc::kNoSpace, "windows too small for the block device's buffers");
+  if (!tep || !trc || !rp || !wp)
+    return fail(Errc::kNoSpace, "windows too small for the block device's buffers");
   tags_ep_ = *tep;
   tags_rc_ = *trc;
   read_pool_ = *rp;
   write_pool_ = *wp;
   in_flight_.assign(tags, std::nullopt);
   for (std::uint16_t i = tags; i > 0; --i) free_tags_.push_back(static_cast<std::uint16_t>(i - 1));
-  for (std::uint16_t i = kReadBufs; i > 0; --i) free_read_.push_back(static_cast<std::uint16_t>(i - 1));
-  for (std::uint16_t i = kWriteBufs; i > 0; --i) free_write_.push_back(static_cast<std::uint16_t>(i - 1));
+  for (std::uint16_t i = kReadBufs; i > 0; --i)
+    free_read_.push_back(static_cast<std::uint16_t>(i - 1));
+  for (std::uint16_t i = kWriteBufs; i > 0; --i)
+    free_write_.push_back(static_cast<std::uint16_t>(i - 1));
   if (auto r = set_driver_ok(); !r) return r;
   (void)vq_->enable_cb();
 
@@ -68,8 +77,9 @@ Result<void> BlockDriver::probe() {
   auto server = nbd::NbdServer::listen(socket_, loop_, *this, o);
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
-  log()->info("device {}: virtio-blk up: {} bytes ({} sectors){}, block size {}; NBD export on {}", info_.slot,
-              capacity_, cfg_.capacity.to_cpu(), has(VIRTIO_BLK_F_RO) ? ", read-only" : "",
+  log()->info("device {}: virtio-blk up: {} bytes ({} sectors){}, block size {}; NBD export on {}",
+              info_.slot, capacity_, cfg_.capacity.to_cpu(),
+              has(VIRTIO_BLK_F_RO) ? ", read-only" : "",
               has(VIRTIO_BLK_F_BLK_SIZE) ? cfg_.blk_size.to_cpu() : layout::kSectorSize, socket_);
   return {};
 }
@@ -85,7 +95,8 @@ nbd::ExportInfo BlockDriver::info() const {
   // A virtio flush covers every write the device completed, whichever connection sent it.
   e.can_multi_conn = true;
   e.min_block = layout::kSectorSize;
-  const std::uint32_t bs = has(VIRTIO_BLK_F_BLK_SIZE) ? cfg_.blk_size.to_cpu() : layout::kSectorSize;
+  const std::uint32_t bs =
+      has(VIRTIO_BLK_F_BLK_SIZE) ? cfg_.blk_size.to_cpu() : layout::kSectorSize;
   e.preferred_block = std::clamp<std::uint32_t>(bs, layout::kSectorSize, 65536);
   e.preferred_block = std::max<std::uint32_t>(e.preferred_block, 4096);
   e.max_block = 32u << 20;
@@ -109,8 +120,9 @@ bool BlockDriver::check(std::uint64_t offset, std::uint64_t length, const Done& 
   return true;
 }
 
-void BlockDriver::split(const std::shared_ptr<Op>& op, std::uint32_t type, std::uint64_t offset, std::uint64_t length,
-                        std::uint64_t max, std::byte* dst, const std::byte* src, bool unmap) {
+void BlockDriver::split(const std::shared_ptr<Op>& op, std::uint32_t type, std::uint64_t offset,
+                        std::uint64_t length, std::uint64_t max, std::byte* dst,
+                        const std::byte* src, bool unmap) {
   std::uint64_t done_bytes = 0;
   do {
     const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(length - done_bytes, max));
@@ -161,7 +173,8 @@ void BlockDriver::trim(std::uint64_t offset, std::uint32_t length, Done done) {
   // A hint (NBD proto.md NBD_CMD_TRIM; VIRTIO 1.2 §5.2.6.2): discard the whole sectors inside
   // the range; partial sectors at either end keep their data.
   const std::uint64_t end = offset + length;
-  const std::uint64_t first = (offset + layout::kSectorSize - 1) / layout::kSectorSize * layout::kSectorSize;
+  const std::uint64_t first =
+      (offset + layout::kSectorSize - 1) / layout::kSectorSize * layout::kSectorSize;
   const std::uint64_t last = end / layout::kSectorSize * layout::kSectorSize;
   if (end > capacity_) return done(ENOSPC);
   if (first >= last) return done(driver_ok_ ? 0 : ESHUTDOWN);
@@ -172,21 +185,24 @@ void BlockDriver::trim(std::uint64_t offset, std::uint32_t length, Done done) {
   auto op = std::make_shared<Op>();
   op->done = std::move(done);
   const std::uint64_t max = std::uint64_t{cfg_.max_discard_sectors.to_cpu()} * layout::kSectorSize;
-  split(op, VIRTIO_BLK_T_DISCARD, offset, length, std::max<std::uint64_t>(max, layout::kSectorSize), nullptr,
-        nullptr, false);
+  split(op, VIRTIO_BLK_T_DISCARD, offset, length, std::max<std::uint64_t>(max, layout::kSectorSize),
+        nullptr, nullptr, false);
   dispatch();
 }
 
-void BlockDriver::write_zeroes(std::uint64_t offset, std::uint32_t length, bool may_trim, Done done) {
+void BlockDriver::write_zeroes(std::uint64_t offset, std::uint32_t length, bool may_trim,
+                               Done done) {
   if (!check(offset, length, done)) return;
   if (has(VIRTIO_BLK_F_RO)) return done(EROFS);
   if (!has(VIRTIO_BLK_F_WRITE_ZEROES)) return done(EOPNOTSUPP);
   if (length == 0) return done(0);
   auto op = std::make_shared<Op>();
   op->done = std::move(done);
-  const std::uint64_t max = std::uint64_t{cfg_.max_write_zeroes_sectors.to_cpu()} * layout::kSectorSize;
-  split(op, VIRTIO_BLK_T_WRITE_ZEROES, offset, length, std::max<std::uint64_t>(max, layout::kSectorSize), nullptr,
-        nullptr, may_trim && cfg_.write_zeroes_may_unmap != 0);
+  const std::uint64_t max =
+      std::uint64_t{cfg_.max_write_zeroes_sectors.to_cpu()} * layout::kSectorSize;
+  split(op, VIRTIO_BLK_T_WRITE_ZEROES, offset, length,
+        std::max<std::uint64_t>(max, layout::kSectorSize), nullptr, nullptr,
+        may_trim && cfg_.write_zeroes_may_unmap != 0);
   dispatch();
 }
 
@@ -310,14 +326,18 @@ void BlockDriver::on_interrupt() {
   if (!driver_ok_ || !vq_) return;
   Error err;
   // A queue's worth per call: a device completing as fast as dispatch() adds cannot keep us here.
-  const auto d = used_.drain(*vq_, vq_->num(), [this](const ring::Vring::Used& u) {
-    complete(static_cast<std::uint16_t>(u.token));
-    dispatch();  // a tag and a buffer came free
-    return ring::Handled::used();
-  }, &err);
+  const auto d = used_.drain(
+      *vq_, vq_->num(),
+      [this](const ring::Vring::Used& u) {
+        complete(static_cast<std::uint16_t>(u.token));
+        dispatch();  // a tag and a buffer came free
+        return ring::Handled::used();
+      },
+      &err);
   backlog_ = d.end == ring::Drained::End::kBudget;
   if (d.end == ring::Drained::End::kBroken) {
-    log::limited(peer_log_, log(), spdlog::level::err, "device {}: request queue: {}", info_.slot, err.what);
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: request queue: {}", info_.slot,
+                 err.what);
     fail_all(EIO);
     return;
   }
@@ -347,8 +367,11 @@ void BlockDriver::on_needs_reset() {
 
 void BlockDriver::report(spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
-  log()->log(lvl, "device {}: read {} req {} B, wrote {} req {} B, {} flushes, {} discards, {} write-zeroes, {} errors; "
-             "{} NBD clients", info_.slot, s.reads, s.read_bytes, s.writes, s.write_bytes, s.flushes, s.discards,
+  log()->log(lvl,
+             "device {}: read {} req {} B, wrote {} req {} B, {} flushes, {} discards, {} "
+             "write-zeroes, {} errors; "
+             "{} NBD clients",
+             info_.slot, s.reads, s.read_bytes, s.writes, s.write_bytes, s.flushes, s.discards,
              s.write_zeroes, s.errors, server_ ? server_->clients() : 0);
 }
 

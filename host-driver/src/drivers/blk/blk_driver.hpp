@@ -32,7 +32,7 @@ struct BlkStats {
   std::uint64_t reads = 0, read_bytes = 0;    // virtio IN requests completed
   std::uint64_t writes = 0, write_bytes = 0;  // virtio OUT requests completed
   std::uint64_t flushes = 0, discards = 0, write_zeroes = 0;
-  std::uint64_t errors = 0;                   // requests the device answered with IOERR/UNSUPP
+  std::uint64_t errors = 0;  // requests the device answered with IOERR/UNSUPP
 };
 
 class BlockDriver final : public Driver, public nbd::BlockTarget {
@@ -45,8 +45,8 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
 
   /// `nbd_socket`: where the NBD server listens (unix stream socket); `max_clients`: NBD
   /// connections served at once ([device.block] max_nbd_clients).
-  BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string nbd_socket,
-              os::EventLoop& loop, std::size_t max_clients = 16);
+  BlockDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+              std::string nbd_socket, os::EventLoop& loop, std::size_t max_clients = 16);
   ~BlockDriver() override;
 
   /// Negotiates, reads the config, sets up the queue and buffers, DRIVER_OK, starts the NBD
@@ -80,20 +80,21 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   /// One virtio request, waiting for a tag (and a data buffer) or in flight.
   struct Part {
     std::shared_ptr<Op> op;
-    std::uint32_t type = 0;         // VIRTIO_BLK_T_*
-    std::uint64_t offset = 0;       // bytes
-    std::uint32_t length = 0;       // bytes
-    std::byte* dst = nullptr;       // IN: where the data goes
-    const std::byte* src = nullptr; // OUT: where it comes from
-    bool unmap = false;             // WRITE_ZEROES
-    std::uint16_t buf = 0;          // data buffer while in flight
+    std::uint32_t type = 0;          // VIRTIO_BLK_T_*
+    std::uint64_t offset = 0;        // bytes
+    std::uint32_t length = 0;        // bytes
+    std::byte* dst = nullptr;        // IN: where the data goes
+    const std::byte* src = nullptr;  // OUT: where it comes from
+    bool unmap = false;              // WRITE_ZEROES
+    std::uint16_t buf = 0;           // data buffer while in flight
   };
 
   void on_needs_reset() override;
   const char* logger() const override { return "host.blk"; }
   /// Splits [offset, offset + length) into parts of at most `max` bytes for `op`.
-  void split(const std::shared_ptr<Op>& op, std::uint32_t type, std::uint64_t offset, std::uint64_t length,
-             std::uint64_t max, std::byte* dst, const std::byte* src, bool unmap);
+  void split(const std::shared_ptr<Op>& op, std::uint32_t type, std::uint64_t offset,
+             std::uint64_t length, std::uint64_t max, std::byte* dst, const std::byte* src,
+             bool unmap);
   bool check(std::uint64_t offset, std::uint64_t length, const Done& done) const;
   void dispatch();
   bool start(Part& p, std::uint16_t tag);
@@ -106,7 +107,7 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   os::EventLoop& loop_;
   layout::VirtioBlkConfig cfg_{};
   std::uint64_t capacity_ = 0;  // bytes
-  WindowSpace space_;  // frees the window space when destroyed, after everything below
+  WindowSpace space_;           // frees the window space when destroyed, after everything below
   std::unique_ptr<ring::Vring> vq_;
   ring::UsedConsumer used_;  // the request queue's completions
   bool backlog_ = false;

@@ -20,7 +20,8 @@ constexpr auto kSizePoll = std::chrono::milliseconds(250);
 auto log() { return spdlog::get("host.console"); }
 
 std::string errno_text(const Error& e) {
-  return e.sys_errno ? std::string(e.what) + ": " + std::strerror(e.sys_errno) : std::string(e.what);
+  return e.sys_errno ? std::string(e.what) + ": " + std::strerror(e.sys_errno)
+                     : std::string(e.what);
 }
 }  // namespace
 
@@ -29,8 +30,8 @@ std::uint64_t ConsoleDriver::wanted_features() noexcept {
          bit(VIRTIO_CONSOLE_F_MULTIPORT) | bit(layout::kVepfConsoleFDriverSize);
 }
 
-ConsoleDriver::ConsoleDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string host_dir,
-                             os::EventLoop& loop)
+ConsoleDriver::ConsoleDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+                             std::string host_dir, os::EventLoop& loop)
     : Driver(t, info), dir_(std::move(host_dir)), loop_(loop) {}
 
 ConsoleDriver::~ConsoleDriver() {
@@ -44,18 +45,22 @@ bool ConsoleDriver::multiport() const noexcept { return has(VIRTIO_CONSOLE_F_MUL
 
 Result<void> ConsoleDriver::probe() {
   if (auto r = negotiate(wanted_features()); !r) return r;
-  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
+  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r)
+    return r;
   max_ports_ = multiport() ? cfg_.max_nr_ports.to_cpu() : 1;
   if (max_ports_ == 0 || max_ports_ > layout::kConsoleMaxPorts ||
       layout::console_num_queues(max_ports_) > info_.num_queues) {
-    return fail(Errc::kRejected, "device reports an unusable max_nr_ports (0, above 32, or more than its queues)");
+    return fail(Errc::kRejected,
+                "device reports an unusable max_nr_ports (0, above 32, or more than its queues)");
   }
   const bool event_idx = has(VIRTIO_RING_F_EVENT_IDX);
   for (std::uint32_t id = 0; id < max_ports_; ++id) {
     auto p = std::make_unique<Port>();
     p->id = id;
     p->q = std::make_unique<BufferQueues>(t_, info_);
-    if (auto r = p->q->setup(layout::console_rx_queue(id), layout::console_tx_queue(id), kPortBufSize, event_idx); !r) {
+    if (auto r = p->q->setup(layout::console_rx_queue(id), layout::console_tx_queue(id),
+                             kPortBufSize, event_idx);
+        !r) {
       return r;
     }
     (void)p->q->rx().kick_prepare();
@@ -63,8 +68,8 @@ Result<void> ConsoleDriver::probe() {
   }
   if (multiport()) {
     ctrl_ = std::make_unique<BufferQueues>(t_, info_);
-    if (auto r = ctrl_->setup(layout::kConsoleCtrlRxQueue, layout::kConsoleCtrlTxQueue, layout::kConsoleCtrlBufSize,
-                              event_idx);
+    if (auto r = ctrl_->setup(layout::kConsoleCtrlRxQueue, layout::kConsoleCtrlTxQueue,
+                              layout::kConsoleCtrlBufSize, event_idx);
         !r) {
       return r;
     }
@@ -76,8 +81,8 @@ Result<void> ConsoleDriver::probe() {
   auto timer = loop_.add_timer(kSizePoll, [this] { poll_sizes(); });
   if (!timer) return tl::unexpected(timer.error());
   size_timer_ = *timer;
-  log()->info("device {}: virtio-console up, {} port(s) at most{}, ptys linked in {}", info_.slot, max_ports_,
-              multiport() ? "" : " (no MULTIPORT)", dir_);
+  log()->info("device {}: virtio-console up, {} port(s) at most{}, ptys linked in {}", info_.slot,
+              max_ports_, multiport() ? "" : " (no MULTIPORT)", dir_);
   if (multiport()) {
     send_control(0, VIRTIO_CONSOLE_DEVICE_READY, 1);  // VIRTIO 1.2 §5.3.6.1
   } else {
@@ -91,14 +96,18 @@ void ConsoleDriver::add_port(std::uint32_t id) {
   Port& p = *ports_[id];
   if (p.added) {
     ++stats_.bad;
-    return log::limited(peer_log_, log(), spdlog::level::warn, "device {}: PORT_ADD for port {} again; ignored", info_.slot, id);
+    return log::limited(peer_log_, log(), spdlog::level::warn,
+                        "device {}: PORT_ADD for port {} again; ignored", info_.slot, id);
   }
   auto pty = os::open_pty(/*raw=*/true, /*hold_slave=*/true);
   auto link = dir_ + "/port" + std::to_string(id);
   Result<void> ok = pty ? os::replace_symlink(pty->slave_path, link) : tl::unexpected(pty.error());
-  if (ok) ok = loop_.add(pty->master.get(), EPOLLIN, [this, pp = &p](std::uint32_t ev) { on_pty(*pp, ev); });
+  if (ok)
+    ok = loop_.add(pty->master.get(), EPOLLIN,
+                   [this, pp = &p](std::uint32_t ev) { on_pty(*pp, ev); });
   if (!ok) {
-    log()->error("device {}: port {}: cannot set up a pty at {}: {}", info_.slot, id, link, errno_text(ok.error()));
+    log()->error("device {}: port {}: cannot set up a pty at {}: {}", info_.slot, id, link,
+                 errno_text(ok.error()));
     if (pty) os::remove_symlink(pty->slave_path, link);
     if (multiport()) send_control(id, VIRTIO_CONSOLE_PORT_READY, 0);
     return;
@@ -137,12 +146,16 @@ void ConsoleDriver::name_port(Port& p, std::string_view name) {
   for (const auto& o : ports_) {
     if (o.get() != &p && std::find(o->links.begin(), o->links.end(), link) != o->links.end()) {
       ++stats_.bad;
-      return log::limited(peer_log_, log(), spdlog::level::warn, "device {}: port {} named '{}' like port {}; not linked", info_.slot, p.id, name, o->id);
+      return log::limited(peer_log_, log(), spdlog::level::warn,
+                          "device {}: port {} named '{}' like port {}; not linked", info_.slot,
+                          p.id, name, o->id);
     }
   }
   if (std::find(p.links.begin(), p.links.end(), link) != p.links.end()) return;
   if (auto r = os::replace_symlink(p.pty.slave_path, link); !r) {
-    return log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {}: cannot link {}: {}", info_.slot, p.id, link, errno_text(r.error()));
+    return log::limited(peer_log_, log(), spdlog::level::err,
+                        "device {}: port {}: cannot link {}: {}", info_.slot, p.id, link,
+                        errno_text(r.error()));
   }
   // One name per port (links = {port<P>, name}): a device that renames its port replaces the
   // name's link; one that sent a new name each time used to leave a link per name in host_dir.
@@ -151,7 +164,8 @@ void ConsoleDriver::name_port(Port& p, std::string_view name) {
     p.links.pop_back();
   }
   p.links.push_back(link);
-  log::limited(peer_log_, log(), spdlog::level::info, "device {}: port {} is '{}' ({})", info_.slot, p.id, name, link);
+  log::limited(peer_log_, log(), spdlog::level::info, "device {}: port {} is '{}' ({})", info_.slot,
+               p.id, name, link);
 }
 
 void ConsoleDriver::set_size(Port& p, os::WinSize ws) {
@@ -159,7 +173,8 @@ void ConsoleDriver::set_size(Port& p, os::WinSize ws) {
   ++stats_.resizes_received;
   if (!p.added) return;
   if (auto r = os::set_winsize(p.pty.master.get(), ws); !r) {
-    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: port {}: cannot set size: {}", info_.slot, p.id, errno_text(r.error()));
+    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: port {}: cannot set size: {}",
+                 info_.slot, p.id, errno_text(r.error()));
   }
 }
 
@@ -182,7 +197,9 @@ void ConsoleDriver::transmit(Port& p) {
   std::byte buf[kPortBufSize];
   for (int budget = kBudget; budget > 0; --budget) {
     if (p.q->tx_full()) {
-      if (auto r = p.q->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {} transmit queue: {}", info_.slot, p.id, r.error().what);
+      if (auto r = p.q->reclaim_tx(); !r)
+        log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {} transmit queue: {}",
+                     info_.slot, p.id, r.error().what);
     }
     if (p.q->tx_full()) {
       if (p.q->tx().enable_cb()) break;  // the interrupt resumes us
@@ -200,26 +217,31 @@ void ConsoleDriver::transmit(Port& p) {
 // Device -> pty: completed receive buffers, written to the pty as far as it takes them.
 void ConsoleDriver::receive(Port& p) {
   Error err;
-  const auto d = p.rx.drain(p.q->rx(), kBudget, [&](const ring::Vring::Used& u) {
-    if (p.rx_off == 0 && (u.len > kPortBufSize || !p.added)) {
-      ++stats_.bad;  // longer than the buffer, or data for a port the device never added
-      p.q->refill_rx(u.token);
-      return ring::Handled::used();
-    }
-    const auto data = p.q->rx_view(u.token, u.len).subspan(p.rx_off);
-    const ssize_t n = data.empty() ? 0 : ::write(p.pty.master.get(), data.data(), data.size());
-    if (n < 0 && errno == EAGAIN) return ring::Handled::hold();  // the pty is full: EPOLLOUT resumes us
-    if (n > 0) {
-      p.rx_off += static_cast<std::uint32_t>(n);
-      stats_.received_bytes += static_cast<std::size_t>(n);
-      if (p.rx_off < u.len) return ring::Handled::retry();
-    }
-    p.rx_off = 0;
-    p.q->refill_rx(u.token);
-    return ring::Handled::used();
-  }, &err);
+  const auto d = p.rx.drain(
+      p.q->rx(), kBudget,
+      [&](const ring::Vring::Used& u) {
+        if (p.rx_off == 0 && (u.len > kPortBufSize || !p.added)) {
+          ++stats_.bad;  // longer than the buffer, or data for a port the device never added
+          p.q->refill_rx(u.token);
+          return ring::Handled::used();
+        }
+        const auto data = p.q->rx_view(u.token, u.len).subspan(p.rx_off);
+        const ssize_t n = data.empty() ? 0 : ::write(p.pty.master.get(), data.data(), data.size());
+        if (n < 0 && errno == EAGAIN)
+          return ring::Handled::hold();  // the pty is full: EPOLLOUT resumes us
+        if (n > 0) {
+          p.rx_off += static_cast<std::uint32_t>(n);
+          stats_.received_bytes += static_cast<std::size_t>(n);
+          if (p.rx_off < u.len) return ring::Handled::retry();
+        }
+        p.rx_off = 0;
+        p.q->refill_rx(u.token);
+        return ring::Handled::used();
+      },
+      &err);
   if (d.end == ring::Drained::End::kBroken) {
-    log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {} receive queue: {}", info_.slot, p.id, err.what);
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: port {} receive queue: {}",
+                 info_.slot, p.id, err.what);
   }
   backlog_ = backlog_ || d.end == ring::Drained::End::kBudget;
   p.q->kick(p.q->rx());
@@ -234,7 +256,9 @@ void ConsoleDriver::send_control(std::uint32_t id, std::uint16_t event, std::uin
 
 void ConsoleDriver::flush_control() {
   if (!ctrl_ || !driver_ok_) return;
-  if (auto r = ctrl_->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: control transmit queue: {}", info_.slot, r.error().what);
+  if (auto r = ctrl_->reclaim_tx(); !r)
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: control transmit queue: {}",
+                 info_.slot, r.error().what);
   bool sent = false;
   while (!ctrl_out_.empty() && !ctrl_->tx_full()) {
     if (!ctrl_->send(ctrl_out_.front())) break;
@@ -248,20 +272,25 @@ void ConsoleDriver::flush_control() {
 void ConsoleDriver::receive_control() {
   if (!ctrl_) return;
   Error err;
-  const auto d = ctrl_rx_.drain(ctrl_->rx(), kBudget, [this](const ring::Vring::Used& u) {
-    std::byte msg[layout::kConsoleCtrlBufSize];
-    if (u.len > sizeof(msg)) {
-      ++stats_.bad;
-    } else {
-      // Our own window, but the device may still write it: parse a private copy.
-      const auto view = ctrl_->rx_view(u.token, u.len);
-      std::memcpy(msg, view.data(), u.len);
-      handle_control(std::span{msg, u.len});
-    }
-    ctrl_->refill_rx(u.token);
-    return ring::Handled::used();
-  }, &err);
-  if (d.end == ring::Drained::End::kBroken) log::limited(peer_log_, log(), spdlog::level::err, "device {}: control receive queue: {}", info_.slot, err.what);
+  const auto d = ctrl_rx_.drain(
+      ctrl_->rx(), kBudget,
+      [this](const ring::Vring::Used& u) {
+        std::byte msg[layout::kConsoleCtrlBufSize];
+        if (u.len > sizeof(msg)) {
+          ++stats_.bad;
+        } else {
+          // Our own window, but the device may still write it: parse a private copy.
+          const auto view = ctrl_->rx_view(u.token, u.len);
+          std::memcpy(msg, view.data(), u.len);
+          handle_control(std::span{msg, u.len});
+        }
+        ctrl_->refill_rx(u.token);
+        return ring::Handled::used();
+      },
+      &err);
+  if (d.end == ring::Drained::End::kBroken)
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: control receive queue: {}",
+                 info_.slot, err.what);
   backlog_ = backlog_ || d.end == ring::Drained::End::kBudget;
   ctrl_->kick(ctrl_->rx());
 }
@@ -270,13 +299,16 @@ void ConsoleDriver::handle_control(std::span<const std::byte> msg) {
   auto m = layout::parse_console_control(msg, max_ports_);
   if (!m) {
     ++stats_.bad;
-    return log::limited(peer_log_, log(), spdlog::level::warn, "device {}: control message dropped: {}", info_.slot, m.error());
+    return log::limited(peer_log_, log(), spdlog::level::warn,
+                        "device {}: control message dropped: {}", info_.slot, m.error());
   }
   Port& p = *ports_[m->event == VIRTIO_CONSOLE_DEVICE_READY ? 0 : m->id];
   auto need_port = [&] {
     if (p.added) return true;
     ++stats_.bad;
-    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: control event {} for port {}, which was not added; dropped", info_.slot, m->event, m->id);
+    log::limited(peer_log_, log(), spdlog::level::warn,
+                 "device {}: control event {} for port {}, which was not added; dropped",
+                 info_.slot, m->event, m->id);
     return false;
   };
   switch (m->event) {
@@ -294,14 +326,17 @@ void ConsoleDriver::handle_control(std::span<const std::byte> msg) {
     case VIRTIO_CONSOLE_PORT_OPEN:
       if (!need_port()) return;
       p.device_open = m->value != 0;
-      log()->info("device {}: port {}: EP side {}", info_.slot, m->id, p.device_open ? "attached" : "detached");
+      log()->info("device {}: port {}: EP side {}", info_.slot, m->id,
+                  p.device_open ? "attached" : "detached");
       return;
     case VIRTIO_CONSOLE_RESIZE:
       if (need_port()) set_size(p, {m->rows, m->cols});
       return;
     default:
       ++stats_.bad;
-      log::limited(peer_log_, log(), spdlog::level::warn, "device {}: control event {} is not one a device sends; dropped", info_.slot, m->event);
+      log::limited(peer_log_, log(), spdlog::level::warn,
+                   "device {}: control event {} is not one a device sends; dropped", info_.slot,
+                   m->event);
   }
 }
 
@@ -312,7 +347,8 @@ void ConsoleDriver::poll_sizes() {
     auto ws = os::get_winsize(p->pty.master.get());
     if (!ws || *ws == p->size) continue;
     p->size = *ws;
-    layout::VirtioConsoleResize r{layout::le16::from_cpu(ws->cols), layout::le16::from_cpu(ws->rows)};
+    layout::VirtioConsoleResize r{layout::le16::from_cpu(ws->cols),
+                                  layout::le16::from_cpu(ws->rows)};
     send_control(p->id, VIRTIO_CONSOLE_RESIZE, 0, std::as_bytes(std::span{&r, 1}));
     ++stats_.resizes_sent;
     log()->debug("device {}: port {}: size {}x{} sent", info_.slot, p->id, ws->cols, ws->rows);
@@ -354,8 +390,9 @@ void ConsoleDriver::report(spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
   std::size_t added = 0;
   for (const auto& p : ports_) added += p->added;
-  log()->log(lvl, "device {}: {} port(s), sent {} B, received {} B, resizes {} sent {} received, bad {}", info_.slot,
-             added, s.sent_bytes, s.received_bytes, s.resizes_sent, s.resizes_received, s.bad);
+  log()->log(
+      lvl, "device {}: {} port(s), sent {} B, received {} B, resizes {} sent {} received, bad {}",
+      info_.slot, added, s.sent_bytes, s.received_bytes, s.resizes_sent, s.resizes_received, s.bad);
 }
 
 }  // namespace vepf::host

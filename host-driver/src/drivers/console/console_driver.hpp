@@ -39,7 +39,7 @@ namespace vepf::host {
 struct ConsoleStats {
   std::uint64_t sent_bytes = 0;      // pty -> device
   std::uint64_t received_bytes = 0;  // device -> pty
-  std::uint64_t bad = 0;             // malformed control messages, bad used lengths, data for absent ports
+  std::uint64_t bad = 0;  // malformed control messages, bad used lengths, data for absent ports
   std::uint64_t resizes_sent = 0, resizes_received = 0;
 };
 
@@ -50,8 +50,8 @@ class ConsoleDriver final : public Driver {
   static constexpr std::size_t kPortBufSize = 1024;
 
   /// `host_dir`: where the stable pty links go.
-  ConsoleDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string host_dir,
-                os::EventLoop& loop);
+  ConsoleDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+                std::string host_dir, os::EventLoop& loop);
   ~ConsoleDriver() override;
 
   /// Errors: any DriverTransport error; kRejected when max_nr_ports is 0, above
@@ -94,7 +94,8 @@ class ConsoleDriver final : public Driver {
   void receive(Port& p);
   void receive_control();
   void handle_control(std::span<const std::byte> msg);
-  void send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value, std::span<const std::byte> payload = {});
+  void send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
+                    std::span<const std::byte> payload = {});
   void flush_control();
   void poll_sizes();
 
@@ -102,9 +103,9 @@ class ConsoleDriver final : public Driver {
   os::EventLoop& loop_;
   layout::VirtioConsoleConfig cfg_{};
   std::uint32_t max_ports_ = 0;
-  std::vector<std::unique_ptr<Port>> ports_;  // by id
-  std::unique_ptr<BufferQueues> ctrl_;        // MULTIPORT only
-  ring::UsedConsumer ctrl_rx_;                // the control receive queue's completions
+  std::vector<std::unique_ptr<Port>> ports_;     // by id
+  std::unique_ptr<BufferQueues> ctrl_;           // MULTIPORT only
+  ring::UsedConsumer ctrl_rx_;                   // the control receive queue's completions
   std::deque<std::vector<std::byte>> ctrl_out_;  // control messages waiting for a transmit buffer
   int size_timer_ = -1;
   bool backlog_ = false;

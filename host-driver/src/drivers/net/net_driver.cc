@@ -16,14 +16,16 @@ auto log() { return spdlog::get("host.net"); }
 }  // namespace
 
 std::uint64_t NetDriver::wanted_features(bool offloads, bool gso) noexcept {
-  std::uint64_t f = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) |
-                    bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
+  std::uint64_t f = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) |
+                    bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_NET_F_MAC) |
+                    bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS);
   if (offloads) f |= bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM);
   if (offloads && gso) f |= layout::net_offload_features();
   return f;
 }
 
-NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, bool offloads)
+NetDriver::NetDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+                     bool offloads)
     : Driver(t, info), offloads_(offloads) {}
 
 namespace {
@@ -34,16 +36,18 @@ std::size_t largest_free(const transport::WindowAllocator& a) {
 }
 }  // namespace
 
-
 Result<void> NetDriver::probe() {
   // Segmentation needs 64 KiB buffers for every entry of both queues (no MRG_RXBUF): accepted
   // only when both windows still hold that much (with room for the rings).
-  const std::size_t gso_bytes = std::size_t{info_.max_queue_size} * layout::kNetGsoBufferSize + 65536;
-  const bool gso = largest_free(t_.rc_alloc()) >= gso_bytes && largest_free(t_.ep_alloc()) >= gso_bytes;
+  const std::size_t gso_bytes =
+      std::size_t{info_.max_queue_size} * layout::kNetGsoBufferSize + 65536;
+  const bool gso =
+      largest_free(t_.rc_alloc()) >= gso_bytes && largest_free(t_.ep_alloc()) >= gso_bytes;
   if (auto r = negotiate(wanted_features(offloads_, gso)); !r) return r;
   to_device_ = layout::offloads_to_device(features_);
   to_driver_ = layout::offloads_to_driver(features_);
-  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r) return r;
+  if (auto r = t_.read_config_wait(info_.slot, std::as_writable_bytes(std::span{&cfg_, 1})); !r)
+    return r;
   mtu_ = (features_ & bit(VIRTIO_NET_F_MTU)) ? cfg_.mtu.to_cpu() : 1500;
   if (mtu_ < 68) return fail(Errc::kRejected, "device reports an MTU below 68");
   const bool segments = to_device_.tso4 || to_device_.tso6 || to_driver_.tso4 || to_driver_.tso6;
@@ -52,7 +56,8 @@ Result<void> NetDriver::probe() {
   rx_.drop();
   q_.emplace(t_, info_);
   // VIRTIO 1.2 §5.1.6.3: the receive queue is filled before DRIVER_OK.
-  if (auto r = q_->setup(layout::kNetRxQueue, layout::kNetTxQueue, buf_size_, features_ & bit(VIRTIO_RING_F_EVENT_IDX));
+  if (auto r = q_->setup(layout::kNetRxQueue, layout::kNetTxQueue, buf_size_,
+                         features_ & bit(VIRTIO_RING_F_EVENT_IDX));
       !r) {
     return r;
   }
@@ -75,10 +80,12 @@ Result<void> NetDriver::attach_backend(netback::FrameBackend& backend, os::Event
   loop_ = &loop;
   // Frames our TAP hands us go to the device: they may use what the device accepted.
   if (auto r = backend.set_offload(to_device_); !r) {
-    log()->warn("device {}: offloads towards the device not set ({}): frames stay plain", info_.slot, r.error().what);
+    log()->warn("device {}: offloads towards the device not set ({}): frames stay plain",
+                info_.slot, r.error().what);
     to_device_ = {};
   }
-  auto r = backend.start(loop, {[this] { transmit(); }, [this] {
+  auto r = backend.start(loop, {[this] { transmit(); },
+                                [this] {
                                   backend_->set_tx_wait(false);
                                   receive();
                                 }});
@@ -90,12 +97,15 @@ Result<void> NetDriver::attach_backend(netback::FrameBackend& backend, os::Event
 
 void NetDriver::update_carrier() {
   if (backend_ == nullptr) return;
-  const bool up = driver_ok_ && (!(features_ & bit(VIRTIO_NET_F_STATUS)) || (cfg_.status.to_cpu() & VIRTIO_NET_S_LINK_UP));
+  const bool up = driver_ok_ && (!(features_ & bit(VIRTIO_NET_F_STATUS)) ||
+                                 (cfg_.status.to_cpu() & VIRTIO_NET_S_LINK_UP));
   backend_->set_link(up);
 }
 
 void NetDriver::reclaim_tx() {
-  if (auto r = q_->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: transmit queue: {}", info_.slot, r.error().what);
+  if (auto r = q_->reclaim_tx(); !r)
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: transmit queue: {}", info_.slot,
+                 r.error().what);
 }
 
 // Backend -> device: frames from the TAP onto the transmit queue.
@@ -144,9 +154,12 @@ void NetDriver::transmit() {
 void NetDriver::receive() {
   if (!driver_ok_) return;
   Error err;
-  const auto d = rx_.drain(q_->rx(), kBudget, [this](const ring::Vring::Used& u) { return deliver(u); }, &err);
+  const auto d = rx_.drain(
+      q_->rx(), kBudget, [this](const ring::Vring::Used& u) { return deliver(u); }, &err);
   backlog_ = d.end == ring::Drained::End::kBudget;
-  if (d.end == ring::Drained::End::kBroken) log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot, err.what);
+  if (d.end == ring::Drained::End::kBroken)
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot,
+                 err.what);
   q_->kick(q_->rx());
 }
 
@@ -161,11 +174,13 @@ ring::Handled NetDriver::deliver(const ring::Vring::Used& u) {
   auto frame = q_->rx_view(u.token, u.len);
   layout::VirtioNetHdr hdr;
   std::memcpy(&hdr, frame.data(), sizeof(hdr));
-  if (const char* why = layout::check_net_hdr(hdr, frame.size() - layout::kNetHdrSize, to_driver_, true)) {
+  if (const char* why =
+          layout::check_net_hdr(hdr, frame.size() - layout::kNetHdrSize, to_driver_, true)) {
     ++stats_.rx_errors;
     ++stats_.rx_bad_hdr;
-    log::limited(peer_log_, log(), spdlog::level::warn, "device {}: frame from the device dropped: {} ({} so far)",
-                 info_.slot, why, stats_.rx_bad_hdr);
+    log::limited(peer_log_, log(), spdlog::level::warn,
+                 "device {}: frame from the device dropped: {} ({} so far)", info_.slot, why,
+                 stats_.rx_bad_hdr);
     q_->refill_rx(u.token);
     return ring::Handled::used();
   }
@@ -205,15 +220,17 @@ void NetDriver::on_config_event() {
   const auto old = cfg_.status.to_cpu();
   if (!read_config_or_retry(std::as_writable_bytes(std::span{&cfg_, 1}))) return;
   if (old != cfg_.status.to_cpu()) {
-    log()->info("device {}: link {}", info_.slot, (cfg_.status.to_cpu() & VIRTIO_NET_S_LINK_UP) ? "up" : "down");
+    log()->info("device {}: link {}", info_.slot,
+                (cfg_.status.to_cpu() & VIRTIO_NET_S_LINK_UP) ? "up" : "down");
   }
   update_carrier();
 }
 
 void NetDriver::report(spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
-  log()->log(lvl, "device {}: sent {} frames {} B (dropped {}), received {} frames {} B (errors {})", info_.slot,
-             s.tx_frames, s.tx_bytes, s.tx_dropped, s.rx_frames, s.rx_bytes, s.rx_errors);
+  log()->log(
+      lvl, "device {}: sent {} frames {} B (dropped {}), received {} frames {} B (errors {})",
+      info_.slot, s.tx_frames, s.tx_bytes, s.tx_dropped, s.rx_frames, s.rx_bytes, s.rx_errors);
 }
 
 }  // namespace vepf::host

@@ -12,12 +12,12 @@
 #include <optional>
 #include <vector>
 
+#include "drivers/driver.hpp"
+#include "transport/buffer_queues.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/ring/consume.hpp"
-#include "drivers/driver.hpp"
-#include "transport/buffer_queues.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -27,7 +27,7 @@ struct NetStats {
   std::uint64_t rx_frames = 0, rx_bytes = 0;  // device -> backend (receiveq)
   std::uint64_t tx_dropped = 0;               // frame larger than a transmit buffer
   std::uint64_t rx_errors = 0;                // used entry shorter than the header, or bad header
-  std::uint64_t rx_bad_hdr = 0;               // of which: a virtio_net_hdr the offloads do not allow
+  std::uint64_t rx_bad_hdr = 0;  // of which: a virtio_net_hdr the offloads do not allow
 };
 
 class NetDriver final : public Driver {
@@ -72,8 +72,8 @@ class NetDriver final : public Driver {
   layout::VirtioNetConfig cfg_{};
   std::uint16_t mtu_ = 1500;
   std::size_t buf_size_ = 0;
-  std::optional<BufferQueues> q_;                // from probe() on
-  ring::UsedConsumer rx_;                        // holds a frame the backend could not take yet
+  std::optional<BufferQueues> q_;  // from probe() on
+  ring::UsedConsumer rx_;          // holds a frame the backend could not take yet
   netback::FrameBackend* backend_ = nullptr;
   os::EventLoop* loop_ = nullptr;
   std::vector<std::byte> buf_;

@@ -20,12 +20,13 @@ std::uint64_t RpmsgDriver::wanted_features() noexcept {
   return bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(layout::kVirtioRpmsgFNs);
 }
 
-RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
-                         os::EventLoop& loop, std::size_t max_connections)
+RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+                         std::string runtime_dir, os::EventLoop& loop, std::size_t max_connections)
     : Driver(t, info),
       dir_(std::move(runtime_dir)),
       loop_(loop),
-      channels_(dir_ + "/host", *this, "host.rpmsg", "device " + std::to_string(info.slot), max_connections) {}
+      channels_(dir_ + "/host", *this, "host.rpmsg", "device " + std::to_string(info.slot),
+                max_connections) {}
 
 RpmsgDriver::~RpmsgDriver() = default;
 
@@ -34,7 +35,9 @@ Result<void> RpmsgDriver::probe() {
   if (auto r = negotiate(wanted_features()); !r) return r;
   // virtio_rpmsg_bus.c posts every receive buffer before the device is told DRIVER_OK.
   q_.emplace(t_, info_);
-  if (auto r = q_->setup(layout::kRpmsgRxQueue, layout::kRpmsgTxQueue, kBuf, has(VIRTIO_RING_F_EVENT_IDX)); !r) {
+  if (auto r = q_->setup(layout::kRpmsgRxQueue, layout::kRpmsgTxQueue, kBuf,
+                         has(VIRTIO_RING_F_EVENT_IDX));
+      !r) {
     return r;
   }
   (void)q_->rx().kick_prepare();
@@ -47,7 +50,9 @@ Result<void> RpmsgDriver::probe() {
 }
 
 void RpmsgDriver::reclaim_tx() {
-  if (auto r = q_->reclaim_tx(); !r) log::limited(peer_log_, log(), spdlog::level::err, "device {}: transmit queue: {}", info_.slot, r.error().what);
+  if (auto r = q_->reclaim_tx(); !r)
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: transmit queue: {}", info_.slot,
+                 r.error().what);
 }
 
 bool RpmsgDriver::can_send() {
@@ -74,21 +79,26 @@ void RpmsgDriver::flush() {
 // Device -> channels: completed receive buffers, then back on the ring.
 void RpmsgDriver::receive() {
   Error err;
-  const auto d = rx_.drain(q_->rx(), kBudget, [this](const ring::Vring::Used& u) {
-    if (u.len < layout::kRpmsgHdrSize || u.len > kBuf) {
-      ++stats_.bad;
-    } else {
-      // Our own window, but the device may still write it: validate a private copy.
-      std::array<std::byte, kBuf> msg;
-      const auto view = q_->rx_view(u.token, u.len);
-      std::memcpy(msg.data(), view.data(), u.len);
-      channels_.on_message(std::span{msg}.first(u.len));
-    }
-    q_->refill_rx(u.token);
-    return ring::Handled::used();
-  }, &err);
+  const auto d = rx_.drain(
+      q_->rx(), kBudget,
+      [this](const ring::Vring::Used& u) {
+        if (u.len < layout::kRpmsgHdrSize || u.len > kBuf) {
+          ++stats_.bad;
+        } else {
+          // Our own window, but the device may still write it: validate a private copy.
+          std::array<std::byte, kBuf> msg;
+          const auto view = q_->rx_view(u.token, u.len);
+          std::memcpy(msg.data(), view.data(), u.len);
+          channels_.on_message(std::span{msg}.first(u.len));
+        }
+        q_->refill_rx(u.token);
+        return ring::Handled::used();
+      },
+      &err);
   backlog_ = d.end == ring::Drained::End::kBudget;
-  if (d.end == ring::Drained::End::kBroken) log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot, err.what);
+  if (d.end == ring::Drained::End::kBroken)
+    log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot,
+                 err.what);
   q_->kick(q_->rx());
 }
 
@@ -110,10 +120,12 @@ void RpmsgDriver::on_needs_reset() {
 void RpmsgDriver::report(spdlog::level::level_enum lvl) const {
   const auto& c = channels_.stats();
   log()->log(lvl,
-             "device {}: sent {} msgs {} B, received {} msgs {} B (bad {}, no endpoint {}, socket full {}); "
+             "device {}: sent {} msgs {} B, received {} msgs {} B (bad {}, no endpoint {}, socket "
+             "full {}); "
              "channels: {} ours, {} the device's, {} refused",
-             info_.slot, c.sent, c.sent_bytes, c.received, c.received_bytes, stats_.bad + c.bad, c.no_endpoint,
-             c.dropped, channels_.local_channels(), channels_.peer_channels(), c.refused);
+             info_.slot, c.sent, c.sent_bytes, c.received, c.received_bytes, stats_.bad + c.bad,
+             c.no_endpoint, c.dropped, channels_.local_channels(), channels_.peer_channels(),
+             c.refused);
 }
 
 }  // namespace vepf::host

@@ -35,7 +35,8 @@ namespace vepf::host {
 
 /// Queue-level counts; the channel-level ones are channel_stats().
 struct RpmsgStats {
-  std::uint64_t bad = 0;  // a used receive buffer of a length no rpmsg has (< 16 or > 512 bytes): dropped
+  std::uint64_t bad =
+      0;  // a used receive buffer of a length no rpmsg has (< 16 or > 512 bytes): dropped
 };
 
 class RpmsgDriver final : public Driver, private rpmsg::Port {
@@ -44,8 +45,8 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
 
   /// `runtime_dir`: where the channel sockets go (<runtime_dir>/host/...); `max_connections`:
   /// [device.rpmsg] max_connections (rpmsg::Channels).
-  RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info, std::string runtime_dir,
-              os::EventLoop& loop, std::size_t max_connections = 64);
+  RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+              std::string runtime_dir, os::EventLoop& loop, std::size_t max_connections = 64);
   ~RpmsgDriver() override;
 
   /// Listens on <runtime_dir>/host/announce.sock, negotiates, sets up both queues and their

@@ -13,8 +13,8 @@ namespace vepf::app {
 
 /// Exit codes of vepf-ep and vepf-host.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;   // runtime failure (link, device, syscall)
-inline constexpr int kExitUsage = 2;     // bad command line or board config
+inline constexpr int kExitFailure = 1;  // runtime failure (link, device, syscall)
+inline constexpr int kExitUsage = 2;    // bad command line or board config
 
 /// Creates the named loggers ("ep", "ep.net", ...) on stderr at `level` ("trace".."off").
 /// Returns false for an unknown level name.
@@ -29,7 +29,8 @@ class LinkReport {
   void mark_link_up(const ring::LinkCounters& now) noexcept;
   bool link_up_marked() const noexcept { return marked_; }
   /// Multi-line report. `frames` are the frames this side moved since link up (both directions).
-  std::string format(const ring::LinkCounters& now, std::uint64_t tx_frames, std::uint64_t rx_frames) const;
+  std::string format(const ring::LinkCounters& now, std::uint64_t tx_frames,
+                     std::uint64_t rx_frames) const;
 
  private:
   std::string side_;

@@ -34,8 +34,9 @@ void add_common_options(CLI::App& cli, CommonOptions& o);
 /// alignment fault of a real arm64 board would end it.
 /// On failure prints why to stderr and returns the exit code to leave with (0 after --help,
 /// kExitUsage for a bad command line or config).
-tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, char** argv, const CommonOptions& o,
-                                                      std::initializer_list<std::string_view> loggers);
+tl::expected<config::BoardConfig, int> parse_and_load(
+    CLI::App& cli, int argc, char** argv, const CommonOptions& o,
+    std::initializer_list<std::string_view> loggers);
 
 /// Board config [affinity]: runs the calling process on `cpus` (sched_setaffinity(2) on its
 /// thread; call it before starting any thread, which inherits it) and logs them to `logger`.
@@ -43,8 +44,8 @@ tl::expected<config::BoardConfig, int> parse_and_load(CLI::App& cli, int argc, c
 /// Returns kExitOk, or prints why to stderr and returns kExitUsage when a CPU does not exist on
 /// this machine (/sys/devices/system/cpu/cpuN) or the kernel refuses the set (EINVAL: none of
 /// them online or allowed by the process's cpuset), kExitFailure for any other error.
-int apply_affinity(std::string_view prog, std::string_view field, const std::vector<std::uint32_t>& cpus,
-                   std::string_view logger);
+int apply_affinity(std::string_view prog, std::string_view field,
+                   const std::vector<std::uint32_t>& cpus, std::string_view logger);
 
 /// The loop a program runs on: SIGINT, SIGTERM, SIGUSR1 and SIGHUP arrive through `signals`
 /// (a signalfd), SIGPIPE is ignored. Errors: kSystem.

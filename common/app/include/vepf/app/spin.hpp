@@ -21,7 +21,8 @@ namespace vepf::app {
 class Spinner {
  public:
   /// `budget`: how long to poll after the last data moved (0: never spin).
-  Spinner(ring::PollGroup& group, std::chrono::microseconds budget) noexcept : group_(group), budget_(budget) {}
+  Spinner(ring::PollGroup& group, std::chrono::microseconds budget) noexcept
+      : group_(group), budget_(budget) {}
 
   /// Call once per loop turn with the program's running total of units moved (frames,
   /// messages, requests, bytes: anything that grows with traffic). Returns true while the

@@ -119,8 +119,8 @@ struct DeviceConfig {
   RpmsgConfig rpmsg;               // type = "rpmsg" only
   BlockConfig block;               // type = "block" only
   ConsoleConfig console;           // type = "console" only
-  Backend ep;    // how vepf-ep presents it (device side; type = "net" only)
-  Backend host;  // how vepf-host presents it (driver side; type = "net" only)
+  Backend ep;                      // how vepf-ep presents it (device side; type = "net" only)
+  Backend host;                    // how vepf-host presents it (driver side; type = "net" only)
 };
 
 struct LinkConfig {
@@ -160,7 +160,7 @@ struct WindowMemory {
 };
 
 struct LoopbackConfig {
-  std::string socket;  // unix socket path: vepf-ep listens, vepf-host connects; 1..107 chars
+  std::string socket;   // unix socket path: vepf-ep listens, vepf-host connects; 1..107 chars
   WindowMemory memory;  // both windows, both sides (a model: the memfds are cached memory)
 };
 
@@ -194,7 +194,7 @@ struct PciSide {
   std::uint64_t rc_window_bus_addr = 0;
   DoorbellKind doorbell = DoorbellKind::kNone;
   Place doorbell_regs;  // kIvshmem: the ivshmem register BAR (IVPosition +8, Doorbell +12)
-  Place peer_ids;       // kIvshmem: one page of shared memory where both sides publish their peer ID
+  Place peer_ids;  // kIvshmem: one page of shared memory where both sides publish their peer ID
   std::uint32_t vector = 0;  // kIvshmem: the MSI-X vector that carries signals (both ways)
 };
 
@@ -235,20 +235,20 @@ struct AffinityConfig {
   /// CPU numbers as the kernel counts them (/sys/devices/system/cpu/cpuN), 0..kMaxCpu,
   /// at least one, no repeats.
   static constexpr std::uint32_t kMaxCpu = CPU_SETSIZE - 1;  // glibc <sched.h>: 1023
-  std::vector<std::uint32_t> ep;    // vepf-ep
-  std::vector<std::uint32_t> host;  // vepf-host
+  std::vector<std::uint32_t> ep;                             // vepf-ep
+  std::vector<std::uint32_t> host;                           // vepf-host
 };
 
 struct BoardConfig {
   std::string name;
   Platform platform = Platform::kLoopback;
   LinkConfig link;
-  LoopbackConfig loopback;  // board.platform = "loopback" only
-  PciSide host;             // [host]: every other platform
-  PciSide ep;               // [ep]: every other platform
-  GpioConfig gpio;          // [gpio], optional
-  ControlConfig control;    // [control], optional
-  AffinityConfig affinity;  // [affinity], optional
+  LoopbackConfig loopback;            // board.platform = "loopback" only
+  PciSide host;                       // [host]: every other platform
+  PciSide ep;                         // [ep]: every other platform
+  GpioConfig gpio;                    // [gpio], optional
+  ControlConfig control;              // [control], optional
+  AffinityConfig affinity;            // [affinity], optional
   std::vector<DeviceConfig> devices;  // 1..kMaxDevices entries
 };
 
@@ -269,7 +269,8 @@ tl::expected<BoardConfig, ConfigError> load_board_config(const std::filesystem::
 /// Parses one device given as the keys of a [[device]] table, e.g. from `vepf-ep ctl add`:
 /// `type = "net"` / `queue_size = 256` / `net = { mac = "02:00:00:00:00:02" }` / `ep = {...}`.
 /// `index` names it in messages ("device[3]") and picks default interface names. Never throws.
-tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml, std::string_view source,
+tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view toml,
+                                                            std::string_view source,
                                                             std::size_t index);
 
 /// For `ctl add`: whether every file `d` makes vepf-ep create or open (block path, seqpacket
@@ -277,11 +278,13 @@ tl::expected<DeviceConfig, ConfigError> parse_device_config(std::string_view tom
 /// console port's program[0], which must be absolute) lies under one of `allowed_dirs`, after
 /// resolving symbolic links of the parts that exist. Returns a ConfigError naming the field,
 /// the directories and the fix, or nothing. Never throws.
-std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d, const std::vector<std::string>& allowed_dirs,
+std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d,
+                                              const std::vector<std::string>& allowed_dirs,
                                               std::string_view where);
 
-/// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net", "rpmsg", "block", "console",
-/// "tap", "seqpacket", "pty", "program", "socket", "cached", "device", "wc", "cached-noncoherent").
+/// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net",
+/// "rpmsg", "block", "console", "tap", "seqpacket", "pty", "program", "socket", "cached", "device",
+/// "wc", "cached-noncoherent").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DoorbellKind kind);
 std::string_view to_string(DeviceType type);

@@ -47,10 +47,10 @@ class FakeChips final : public Chips {
   /// and errno `err` (0 clears it).
   void inject_io_error(std::string_view chip, unsigned offset, int err);
 
-  [[nodiscard]] GpioResult<std::unique_ptr<OutputLine>> request_output(const LineSpec& spec, bool initial_active,
-                                                                       std::string_view consumer) override;
-  [[nodiscard]] GpioResult<std::unique_ptr<InputLine>> request_input(const LineSpec& spec,
-                                                                     std::string_view consumer) override;
+  [[nodiscard]] GpioResult<std::unique_ptr<OutputLine>> request_output(
+      const LineSpec& spec, bool initial_active, std::string_view consumer) override;
+  [[nodiscard]] GpioResult<std::unique_ptr<InputLine>> request_input(
+      const LineSpec& spec, std::string_view consumer) override;
 
   struct State;  // shared with the lines it hands out (public for them; opaque to users)
 

@@ -89,12 +89,11 @@ class Chips {
   /// past the chip's last line; kSystem with ENOENT (no such chip), ENOTTY/ENODEV (not a GPIO
   /// chip), EACCES (no permission on /dev/gpiochipN), EBUSY (another consumer holds the line) or
   /// another errno.
-  [[nodiscard]] virtual GpioResult<std::unique_ptr<OutputLine>> request_output(const LineSpec& spec,
-                                                                               bool initial_active,
-                                                                               std::string_view consumer) = 0;
+  [[nodiscard]] virtual GpioResult<std::unique_ptr<OutputLine>> request_output(
+      const LineSpec& spec, bool initial_active, std::string_view consumer) = 0;
   /// Requests `spec` as an input with events on both edges. Errors: as request_output().
-  [[nodiscard]] virtual GpioResult<std::unique_ptr<InputLine>> request_input(const LineSpec& spec,
-                                                                             std::string_view consumer) = 0;
+  [[nodiscard]] virtual GpioResult<std::unique_ptr<InputLine>> request_input(
+      const LineSpec& spec, std::string_view consumer) = 0;
 };
 
 /// The Linux GPIO character device through libgpiod 1.6 (uAPI v1). LineSpec::active_low is passed

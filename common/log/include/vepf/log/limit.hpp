@@ -18,7 +18,8 @@ class Limit {
  public:
   using Clock = std::chrono::steady_clock;
   /// Defaults: 5 lines per 10 s.
-  explicit Limit(std::chrono::milliseconds period = std::chrono::seconds(10), unsigned burst = 5) noexcept
+  explicit Limit(std::chrono::milliseconds period = std::chrono::seconds(10),
+                 unsigned burst = 5) noexcept
       : period_(period), burst_(burst ? burst : 1) {}
 
   struct Verdict {
@@ -54,15 +55,16 @@ class Limit {
 /// Logs through `lim`: the line, or nothing when the limit holds it back; a line that follows
 /// held-back ones ends with "(N similar lines suppressed)". A null logger logs nothing.
 template <class... Args>
-void limited(Limit& lim, const std::shared_ptr<spdlog::logger>& logger, spdlog::level::level_enum lvl,
-             fmt::format_string<Args...> f, Args&&... args) {
+void limited(Limit& lim, const std::shared_ptr<spdlog::logger>& logger,
+             spdlog::level::level_enum lvl, fmt::format_string<Args...> f, Args&&... args) {
   if (!logger || !logger->should_log(lvl)) return;
   const Limit::Verdict v = lim.admit();
   if (!v.emit) return;
   if (v.suppressed == 0) {
     logger->log(lvl, f, std::forward<Args>(args)...);
   } else {
-    logger->log(lvl, "{} ({} similar lines suppressed)", fmt::format(f, std::forward<Args>(args)...), v.suppressed);
+    logger->log(lvl, "{} ({} similar lines suppressed)",
+                fmt::format(f, std::forward<Args>(args)...), v.suppressed);
   }
 }
 

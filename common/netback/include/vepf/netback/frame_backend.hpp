@@ -74,9 +74,11 @@ struct BackendOptions {
 
 /// Opens (or creates) the TAP interface `ifname` with `opt`'s MTU and MAC, carrier off, up.
 /// Errors: kInvalidArgument (name too long), kSystem (the Error's sys_errno says why).
-[[nodiscard]] Result<std::unique_ptr<FrameBackend>> open_tap(const std::string& ifname, const BackendOptions& opt);
+[[nodiscard]] Result<std::unique_ptr<FrameBackend>> open_tap(const std::string& ifname,
+                                                             const BackendOptions& opt);
 /// Listens on the SOCK_SEQPACKET socket `path`; with `vnet_hdr` each message carries the
 /// virtio_net_hdr_v1 in front of the frame. Errors: those of os::listen_seqpacket().
-[[nodiscard]] Result<std::unique_ptr<FrameBackend>> listen_seqpacket(const std::string& path, bool vnet_hdr);
+[[nodiscard]] Result<std::unique_ptr<FrameBackend>> listen_seqpacket(const std::string& path,
+                                                                     bool vnet_hdr);
 
 }  // namespace vepf::netback

@@ -33,9 +33,10 @@ class Acceptor {
     kNoFds,  // the process is out of descriptors (EMFILE/ENFILE)
   };
   struct Handlers {
-    std::function<std::size_t()> open;            // connections open now
-    std::function<void(Fd)> take;                 // a connection to serve (nonblocking, cloexec)
-    std::function<void(int fd, Refusal)> refuse;  // optional: tell the client why; it is closed after
+    std::function<std::size_t()> open;  // connections open now
+    std::function<void(Fd)> take;       // a connection to serve (nonblocking, cloexec)
+    std::function<void(int fd, Refusal)>
+        refuse;  // optional: tell the client why; it is closed after
   };
   struct Counts {
     std::uint64_t accepted = 0;        // handed to take()
@@ -48,8 +49,8 @@ class Acceptor {
 
   /// Watches `listener` (a listening, nonblocking socket) on `loop`, which must outlive the
   /// Acceptor. `max_open` >= 1. Errors: kSystem (epoll_ctl; /dev/null for the spare descriptor).
-  [[nodiscard]] static Result<std::unique_ptr<Acceptor>> create(EventLoop& loop, Fd listener, std::size_t max_open,
-                                                                Handlers h);
+  [[nodiscard]] static Result<std::unique_ptr<Acceptor>> create(EventLoop& loop, Fd listener,
+                                                                std::size_t max_open, Handlers h);
   /// Stops watching the listener and closes it.
   ~Acceptor();
   Acceptor(const Acceptor&) = delete;  // the loop knows it by address

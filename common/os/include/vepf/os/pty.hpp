@@ -41,7 +41,8 @@ struct WinSize {
 /// Points the symlink `link` at `target`, atomically (a temporary link renamed over it), and
 /// creates `link`'s parent directories. Refuses to replace anything that is not a symlink.
 /// Errors: kInvalidArgument (an existing non-symlink), kSystem.
-[[nodiscard]] Result<void> replace_symlink(const std::string& target, const std::string& link) noexcept;
+[[nodiscard]] Result<void> replace_symlink(const std::string& target,
+                                           const std::string& link) noexcept;
 /// Removes `link` if it is a symlink pointing at `target` (and nothing else). Never fails.
 void remove_symlink(const std::string& target, const std::string& link) noexcept;
 
@@ -54,7 +55,8 @@ struct Child {
 /// controlling terminal and stdin/stdout/stderr; TERM is set to "linux" when unset. Errors:
 /// kInvalidArgument (empty argv), kSystem (fork, pidfd_open). A failed exec shows as exit
 /// status 127.
-[[nodiscard]] Result<Child> spawn_on_tty(const std::vector<std::string>& argv, const std::string& tty) noexcept;
+[[nodiscard]] Result<Child> spawn_on_tty(const std::vector<std::string>& argv,
+                                         const std::string& tty) noexcept;
 /// Reaps an exited child; returns its wait status. Errors: kSystem (not exited yet: EAGAIN).
 [[nodiscard]] Result<int> reap(Child& c) noexcept;
 /// SIGHUP then, unless it exits within `grace_ms`, SIGKILL; reaps it.

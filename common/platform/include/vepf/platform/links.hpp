@@ -27,13 +27,15 @@ namespace vepf::platform {
 struct EpLink {
   std::unique_ptr<transport::DeviceLink> link;
   PeerConnections* peers = nullptr;
-  std::string description;  // for logs: "loopback at /run/vepf/link.sock", "0000:01:00.0 via VFIO, ..."
+  std::string
+      description;  // for logs: "loopback at /run/vepf/link.sock", "0000:01:00.0 via VFIO, ..."
 };
 
 /// Opens the EP side of `cfg.platform`: loopback listens on [loopback] socket; vfio and devmem
 /// map the [ep] places (`find` resolves vendor:device for vfio).
 /// Errors: one line naming the config field or the system call and what to do.
-tl::expected<EpLink, std::string> open_ep_link(const config::BoardConfig& cfg, const PciFinder& find);
+tl::expected<EpLink, std::string> open_ep_link(const config::BoardConfig& cfg,
+                                               const PciFinder& find);
 
 /// How vepf-host reaches an EP that serves the link.
 class HostLinkSource {
@@ -42,8 +44,8 @@ class HostLinkSource {
   /// Waits up to `timeout` for an EP that serves the link and returns it (valid until close()).
   /// `keep_going` is called between attempts (the caller's signals and event loop); when it
   /// returns false the wait is given up. Errors: one line that says what is missing.
-  virtual tl::expected<transport::DriverLink*, std::string> open(std::chrono::milliseconds timeout,
-                                                                 const std::function<bool()>& keep_going) = 0;
+  virtual tl::expected<transport::DriverLink*, std::string> open(
+      std::chrono::milliseconds timeout, const std::function<bool()>& keep_going) = 0;
   /// The session is over: lets the EP take the next RC (loopback: closes the connection). A PCI
   /// function stays open for the next open().
   virtual void close() noexcept = 0;
@@ -53,6 +55,7 @@ class HostLinkSource {
 
 /// The HostLinkSource of `cfg.platform` (loopback, or VFIO for every PCI platform; `find`
 /// resolves vendor:device). Opening happens in open().
-std::unique_ptr<HostLinkSource> make_host_link_source(const config::BoardConfig& cfg, PciFinder find);
+std::unique_ptr<HostLinkSource> make_host_link_source(const config::BoardConfig& cfg,
+                                                      PciFinder find);
 
 }  // namespace vepf::platform

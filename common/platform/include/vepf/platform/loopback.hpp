@@ -37,7 +37,7 @@
 namespace vepf::platform {
 
 inline constexpr std::uint32_t kLoopbackMagic = 0x4c504556;  // "VEPL" as little-endian bytes
-inline constexpr std::uint16_t kLoopbackVersion = 2;  // 2: a doorbell per device slot
+inline constexpr std::uint16_t kLoopbackVersion = 2;         // 2: a doorbell per device slot
 /// Largest window either side accepts from the other.
 inline constexpr std::uint64_t kLoopbackMaxWindow = std::uint64_t{1} << 32;
 /// How long the EP waits for the host's hello after accepting its connection (the host sends
@@ -101,7 +101,9 @@ class LoopbackEp final : public transport::DeviceLink, public PeerConnections {
   /// Reads and clears the doorbell count (0: none rung); counts signals_received when > 0.
   [[nodiscard]] Result<std::uint64_t> drain_doorbell() override;
   /// The doorbell of device `slot`'s queues (slot < layout::kMaxDevices).
-  int device_doorbell_fd(std::uint32_t slot) const noexcept override { return device_doorbells_[slot].fd(); }
+  int device_doorbell_fd(std::uint32_t slot) const noexcept override {
+    return device_doorbells_[slot].fd();
+  }
   /// As drain_doorbell(), for device `slot`'s doorbell.
   [[nodiscard]] Result<std::uint64_t> drain_device_doorbell(std::uint32_t slot) override;
 
@@ -117,8 +119,8 @@ class LoopbackEp final : public transport::DeviceLink, public PeerConnections {
   ring::LinkCounters& counters() override { return counters_; }
 
  private:
-  LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells, os::Fd listen,
-             ring::MemoryAccess access) noexcept;
+  LoopbackEp(os::SharedMemory ep_mem, os::EventFd doorbell, DeviceDoorbells device_doorbells,
+             os::Fd listen, ring::MemoryAccess access) noexcept;
   Result<void> handshake(os::Fd conn);
 
   os::SharedMemory ep_mem_;
@@ -144,8 +146,8 @@ class LoopbackHost final : public transport::DriverLink {
   /// connection (e.g. another host is connected); kBadLayout / kOutOfRange for a bad hello
   /// or window; kSystem.
   [[nodiscard]] static Result<std::unique_ptr<LoopbackHost>> connect(
-      const std::string& socket_path, std::size_t rc_window_size,
-      std::chrono::milliseconds timeout, ring::MemoryAccess access = {});
+      const std::string& socket_path, std::size_t rc_window_size, std::chrono::milliseconds timeout,
+      ring::MemoryAccess access = {});
   LoopbackHost(const LoopbackHost&) = delete;  // ep_window_ points at counters_
   LoopbackHost& operator=(const LoopbackHost&) = delete;
 
@@ -171,7 +173,8 @@ class LoopbackHost final : public transport::DriverLink {
 
  private:
   LoopbackHost(os::SharedMemory rc_mem, os::EventFd interrupt, os::Fd peer, os::SharedMemory ep_mem,
-               os::EventFd doorbell, DeviceDoorbells device_doorbells, ring::MemoryAccess access) noexcept;
+               os::EventFd doorbell, DeviceDoorbells device_doorbells,
+               ring::MemoryAccess access) noexcept;
 
   os::SharedMemory rc_mem_;
   os::EventFd interrupt_;

@@ -31,9 +31,10 @@
 namespace vepf::platform {
 
 /// QEMU's ivshmem registers in BAR0 (QEMU docs/specs/ivshmem-spec.rst), 32-bit each.
-inline constexpr std::size_t kIvshmemIvPosition = 8;  // read-only: our peer ID (-1 without a server)
-inline constexpr std::size_t kIvshmemDoorbell = 12;   // write-only: (peer ID << 16) | vector
-inline constexpr std::size_t kIvshmemRegsSize = 16;   // bytes the doorbell needs of BAR0
+inline constexpr std::size_t kIvshmemIvPosition =
+    8;                                               // read-only: our peer ID (-1 without a server)
+inline constexpr std::size_t kIvshmemDoorbell = 12;  // write-only: (peer ID << 16) | vector
+inline constexpr std::size_t kIvshmemRegsSize = 16;  // bytes the doorbell needs of BAR0
 
 /// The peer-ID page (board config `peer_ids`, one page of the shared memory): le32 at offset 0
 /// (the EP's ID) and 4 (the host's), each kPeerIdValid | ID, 0 while not published. ivshmem
@@ -80,7 +81,7 @@ struct PciParts {
   /// The VFIO device or the /dev/mem mappings. First, so that it goes last: the doorbell's
   /// destructor still writes to the peer-ID page.
   std::shared_ptr<void> keep;
-  std::span<std::byte> ep_window;       // link.ep_window_size bytes
+  std::span<std::byte> ep_window;  // link.ep_window_size bytes
   /// How each window's mapping may be accessed (LAYOUT.md §7): what the config names, else the
   /// safe default (device for BARs and /dev/mem ranges, cached for vepf-host's own DMA memory).
   ring::MemoryAccess ep_access{ring::MemoryType::kDevice, {}};
@@ -113,7 +114,8 @@ class PciEp final : public transport::DeviceLink {
   ring::Window& ep_window() override { return ep_window_; }
   /// The RC window is [bus_addr, + size) of the outbound window.
   /// Errors: kOutOfRange when that range is not inside the outbound window.
-  [[nodiscard]] Result<ring::Window*> attach_rc_window(std::uint64_t bus_addr, std::uint64_t size) override;
+  [[nodiscard]] Result<ring::Window*> attach_rc_window(std::uint64_t bus_addr,
+                                                       std::uint64_t size) override;
   void detach_rc_window() override { rc_window_ = ring::Window{}; }
   /// Rings the host (a no-op without a doorbell, or before the host published its ID).
   [[nodiscard]] Result<void> raise_interrupt() override;
@@ -167,8 +169,9 @@ using PciFinder = std::function<tl::expected<vfio::PciAddress, std::string>(cons
 /// allocates it and maps it with VFIO_IOMMU_MAP_DMA at rc_window_bus_addr; with an ivshmem
 /// doorbell, publishes our peer ID and takes MSI-X vector `side.vector` as an eventfd.
 /// Errors: one line that names the config field or the function and says what to do.
-tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const config::LinkConfig& link,
-                                              PciRole role, const PciFinder& find);
+tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side,
+                                              const config::LinkConfig& link, PciRole role,
+                                              const PciFinder& find);
 
 /// Opens vepf-ep's [ep] side of board.platform = "devmem": maps, through `dev_mem`, exactly the
 /// physical ranges the config names (ep_window, rc_window = the outbound window, and with an
@@ -178,7 +181,9 @@ tl::expected<PciParts, std::string> open_vfio(const config::PciSide& side, const
 /// unbound function's memory decoding off, and its BARs then ignore every access. A function
 /// bound to a driver is refused (IO_STRICT_DEVMEM would hide it).
 /// Incoming signals: none (vepf-ep polls). Errors: one line naming the field and the fix.
-tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side, const config::LinkConfig& link,
-                                                const std::string& dev_mem = "/dev/mem", const std::string& sysfs = "/sys");
+tl::expected<PciParts, std::string> open_devmem(const config::PciSide& side,
+                                                const config::LinkConfig& link,
+                                                const std::string& dev_mem = "/dev/mem",
+                                                const std::string& sysfs = "/sys");
 
 }  // namespace vepf::platform

@@ -10,7 +10,8 @@ namespace vepf::platform {
 /// `m` with `fallback` where the config names no type: the platform's safe default
 /// (LAYOUT.md §7: cached for the loopback memfds and vepf-host's own DMA memory, device for a
 /// BAR through VFIO and a range through /dev/mem).
-inline ring::MemoryAccess memory_access(const config::WindowMemory& m, ring::MemoryType fallback) noexcept {
+inline ring::MemoryAccess memory_access(const config::WindowMemory& m,
+                                        ring::MemoryType fallback) noexcept {
   ring::MemoryAccess a;
   a.widths = hw::AccessWidths::from_bits(m.widths);
   if (!m.type) {
@@ -18,10 +19,18 @@ inline ring::MemoryAccess memory_access(const config::WindowMemory& m, ring::Mem
     return a;
   }
   switch (*m.type) {
-    case config::MemoryType::kCached: a.type = ring::MemoryType::kCached; break;
-    case config::MemoryType::kDevice: a.type = ring::MemoryType::kDevice; break;
-    case config::MemoryType::kWriteCombining: a.type = ring::MemoryType::kWriteCombining; break;
-    case config::MemoryType::kCachedNoncoherent: a.type = ring::MemoryType::kCachedNoncoherent; break;
+    case config::MemoryType::kCached:
+      a.type = ring::MemoryType::kCached;
+      break;
+    case config::MemoryType::kDevice:
+      a.type = ring::MemoryType::kDevice;
+      break;
+    case config::MemoryType::kWriteCombining:
+      a.type = ring::MemoryType::kWriteCombining;
+      break;
+    case config::MemoryType::kCachedNoncoherent:
+      a.type = ring::MemoryType::kCachedNoncoherent;
+      break;
   }
   return a;
 }

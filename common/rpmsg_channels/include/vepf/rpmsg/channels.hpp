@@ -64,12 +64,15 @@ std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t ds
                    std::span<const std::byte> payload) noexcept;
 
 struct ChannelStats {
-  std::uint64_t sent = 0, sent_bytes = 0;          // rpmsgs given to Port::send (name service included); payload bytes
-  std::uint64_t received = 0, received_bytes = 0;  // well-formed rpmsgs from the peer (name service included)
+  std::uint64_t sent = 0,
+                sent_bytes =
+                    0;  // rpmsgs given to Port::send (name service included); payload bytes
+  std::uint64_t received = 0,
+                received_bytes = 0;  // well-formed rpmsgs from the peer (name service included)
   std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
   std::uint64_t no_endpoint = 0;  // rpmsg for an address no connection holds: dropped
-  std::uint64_t dropped = 0;      // the local program's socket was full (or an empty payload): dropped
-  std::uint64_t refused = 0;      // local connections closed: bad or duplicate name, oversize message
+  std::uint64_t dropped = 0;  // the local program's socket was full (or an empty payload): dropped
+  std::uint64_t refused = 0;  // local connections closed: bad or duplicate name, oversize message
   std::uint64_t refused_connections = 0;  // not taken: max_connections open, or out of descriptors
 };
 
@@ -85,7 +88,8 @@ class Channels {
   /// missing. `logger`: the spdlog logger name ("ep.rpmsg"); `who`: a prefix for its messages.
   /// `max_connections`: connections open at once on all of this side's sockets together (board
   /// config [device.rpmsg] max_connections); more are closed at once (os::Acceptor).
-  Channels(std::string dir, Port& port, std::string logger, std::string who, std::size_t max_connections = 64);
+  Channels(std::string dir, Port& port, std::string logger, std::string who,
+           std::size_t max_connections = 64);
   /// Closes every connection and listener; removes announce.sock and the peer channels' socket
   /// files. Sends nothing (the link is going away with its owner).
   ~Channels();
@@ -163,7 +167,7 @@ class Channels {
   os::EventLoop* loop_ = nullptr;
   std::size_t max_conns_;
   std::unique_ptr<os::Acceptor> announce_;  // announce.sock
-  log::Limit client_log_;                    // refusals of local clients
+  log::Limit client_log_;                   // refusals of local clients
   std::map<int, Conn> conns_;               // by socket
   std::map<std::uint32_t, int> by_addr_;    // local address -> socket
   std::map<std::string, Peer> peers_;       // by name

@@ -46,8 +46,10 @@ class Device {
   /// (pread/pwrite on the region; vfio-pci makes one access of 4, 2 or 1 bytes per aligned
   /// piece): the way to I/O-space BARs and to BARs that cannot be mapped. Errors: the BAR is
   /// absent, the range leaves it, or the access failed (errno).
-  tl::expected<void, std::string> region_read(unsigned index, std::uint64_t offset, std::span<std::byte> data) const;
-  tl::expected<void, std::string> region_write(unsigned index, std::uint64_t offset, std::span<const std::byte> data) const;
+  tl::expected<void, std::string> region_read(unsigned index, std::uint64_t offset,
+                                              std::span<std::byte> data) const;
+  tl::expected<void, std::string> region_write(unsigned index, std::uint64_t offset,
+                                               std::span<const std::byte> data) const;
   /// Maps BAR `index` (read/write, shared). Errors: the BAR is absent, I/O space, or not
   /// mmap-able (VFIO_REGION_INFO_FLAG_MMAP), or mmap failed.
   tl::expected<MappedBar, std::string> map_bar(unsigned index);

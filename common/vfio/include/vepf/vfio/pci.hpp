@@ -20,8 +20,9 @@ namespace vepf::vfio {
 using vepf::PciAddress;
 using vepf::PciMatch;
 
-/// Finds the function with libpci (target vepf_pci_find) (which reads /sys/bus/pci). Errors: a message such as
-/// "no PCI function 1af4:1110 on this machine: is the EP powered and enumerated (lspci -d 1af4:1110)?".
+/// Finds the function with libpci (target vepf_pci_find) (which reads /sys/bus/pci). Errors: a
+/// message such as "no PCI function 1af4:1110 on this machine: is the EP powered and enumerated
+/// (lspci -d 1af4:1110)?".
 tl::expected<PciAddress, std::string> find_function(const PciMatch& m);
 
 /// Where VFIO would take the function from: its IOMMU group and the /dev/vfio node.
@@ -37,7 +38,8 @@ struct VfioTarget {
 /// iommu=pt, a vIOMMU in QEMU); another member of the group is bound to a host driver (bind it
 /// to vfio-pci too, or move the function); /dev/vfio/<group> missing (modprobe vfio-pci) or not
 /// accessible (run as root or give your user the device node).
-tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a, const std::string& sysfs = "/sys",
+tl::expected<VfioTarget, std::string> check_vfio_ready(const PciAddress& a,
+                                                       const std::string& sysfs = "/sys",
                                                        const std::string& dev_vfio = "/dev/vfio");
 
 /// A PCI function enabled through sysfs for access without a driver (vepf-ep's devmem platform
@@ -48,7 +50,8 @@ class EnabledFunction {
   /// Checks under `sysfs` that `a` exists and is bound to no driver (IO_STRICT_DEVMEM hides the
   /// BARs a driver holds), then writes 1 to its `enable` attribute. Errors: one line naming the
   /// function and the fix.
-  static tl::expected<EnabledFunction, std::string> enable(const PciAddress& a, const std::string& sysfs = "/sys");
+  static tl::expected<EnabledFunction, std::string> enable(const PciAddress& a,
+                                                           const std::string& sysfs = "/sys");
   EnabledFunction(EnabledFunction&& o) noexcept : enable_path_(std::exchange(o.enable_path_, {})) {}
   EnabledFunction& operator=(EnabledFunction&&) = delete;
   ~EnabledFunction();

@@ -49,7 +49,9 @@ class AccessWidths {
     }
     return 0;
   }
-  friend constexpr bool operator==(AccessWidths a, AccessWidths b) noexcept { return a.bits_ == b.bits_; }
+  friend constexpr bool operator==(AccessWidths a, AccessWidths b) noexcept {
+    return a.bits_ == b.bits_;
+  }
 
  private:
   std::uint8_t bits_ = 0xf;

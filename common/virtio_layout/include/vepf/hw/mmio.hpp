@@ -38,20 +38,56 @@ void store(std::byte* p, T v) noexcept {
 template <std::memory_order O>
 void load_bytes(const std::byte* p, std::size_t width, std::byte* out) noexcept {
   switch (width) {
-    case 1: { const auto v = load<std::uint8_t, O>(p); std::memcpy(out, &v, 1); break; }
-    case 2: { const auto v = load<std::uint16_t, O>(p); std::memcpy(out, &v, 2); break; }
-    case 4: { const auto v = load<std::uint32_t, O>(p); std::memcpy(out, &v, 4); break; }
-    default: { const auto v = load<std::uint64_t, O>(p); std::memcpy(out, &v, 8); break; }
+    case 1: {
+      const auto v = load<std::uint8_t, O>(p);
+      std::memcpy(out, &v, 1);
+      break;
+    }
+    case 2: {
+      const auto v = load<std::uint16_t, O>(p);
+      std::memcpy(out, &v, 2);
+      break;
+    }
+    case 4: {
+      const auto v = load<std::uint32_t, O>(p);
+      std::memcpy(out, &v, 4);
+      break;
+    }
+    default: {
+      const auto v = load<std::uint64_t, O>(p);
+      std::memcpy(out, &v, 8);
+      break;
+    }
   }
 }
 /// One store of `width` (1, 2, 4 or 8) bytes from `in[0, width)` at `p` (aligned to `width`).
 template <std::memory_order O>
 void store_bytes(std::byte* p, std::size_t width, const std::byte* in) noexcept {
   switch (width) {
-    case 1: { std::uint8_t v; std::memcpy(&v, in, 1); store<std::uint8_t, O>(p, v); break; }
-    case 2: { std::uint16_t v; std::memcpy(&v, in, 2); store<std::uint16_t, O>(p, v); break; }
-    case 4: { std::uint32_t v; std::memcpy(&v, in, 4); store<std::uint32_t, O>(p, v); break; }
-    default: { std::uint64_t v; std::memcpy(&v, in, 8); store<std::uint64_t, O>(p, v); break; }
+    case 1: {
+      std::uint8_t v;
+      std::memcpy(&v, in, 1);
+      store<std::uint8_t, O>(p, v);
+      break;
+    }
+    case 2: {
+      std::uint16_t v;
+      std::memcpy(&v, in, 2);
+      store<std::uint16_t, O>(p, v);
+      break;
+    }
+    case 4: {
+      std::uint32_t v;
+      std::memcpy(&v, in, 4);
+      store<std::uint32_t, O>(p, v);
+      break;
+    }
+    default: {
+      std::uint64_t v;
+      std::memcpy(&v, in, 8);
+      store<std::uint64_t, O>(p, v);
+      break;
+    }
   }
 }
 

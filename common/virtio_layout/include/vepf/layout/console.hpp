@@ -36,7 +36,8 @@ struct VirtioConsoleConfig {
 static_assert(sizeof(VirtioConsoleConfig) == sizeof(virtio_console_config));
 static_assert(offsetof(VirtioConsoleConfig, cols) == offsetof(virtio_console_config, cols));
 static_assert(offsetof(VirtioConsoleConfig, rows) == offsetof(virtio_console_config, rows));
-static_assert(offsetof(VirtioConsoleConfig, max_nr_ports) == offsetof(virtio_console_config, max_nr_ports));
+static_assert(offsetof(VirtioConsoleConfig, max_nr_ports) ==
+              offsetof(virtio_console_config, max_nr_ports));
 static_assert(offsetof(VirtioConsoleConfig, emerg_wr) == offsetof(virtio_console_config, emerg_wr));
 
 /// struct virtio_console_control (VIRTIO 1.2 §5.3.6.2): 8 bytes, then the event's payload.
@@ -103,13 +104,14 @@ struct ConsoleControlMsg {
 /// VIRTIO_CONSOLE_DEVICE_READY; RESIZE needs a 4-byte payload, PORT_NAME a name that
 /// console_name_valid() accepts (a trailing NUL is allowed). Which events may travel in which
 /// direction is the caller's rule. Errors: a short reason ("truncated", "unknown event", ...).
-tl::expected<ConsoleControlMsg, const char*> parse_console_control(std::span<const std::byte> msg,
-                                                                   std::uint32_t max_nr_ports) noexcept;
+tl::expected<ConsoleControlMsg, const char*> parse_console_control(
+    std::span<const std::byte> msg, std::uint32_t max_nr_ports) noexcept;
 
 /// The control message header (and payload, if any) in wire order, for sending.
 /// Returns the bytes written, 0 when `out` is too small.
 std::size_t build_console_control(std::span<std::byte> out, std::uint32_t id, std::uint16_t event,
-                                  std::uint16_t value, std::span<const std::byte> payload = {}) noexcept;
+                                  std::uint16_t value,
+                                  std::span<const std::byte> payload = {}) noexcept;
 /// The same as a buffer of its own (at most kConsoleCtrlBufSize bytes; a longer payload is an
 /// empty result).
 std::vector<std::byte> console_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,

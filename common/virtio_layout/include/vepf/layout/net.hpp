@@ -28,13 +28,13 @@ static_assert(offsetof(VirtioNetConfig, mtu) == offsetof(virtio_net_config, mtu)
 
 /// struct virtio_net_hdr_v1, VIRTIO 1.2 §5.1.6: 12 bytes in front of every frame (VERSION_1).
 struct VirtioNetHdr {
-  std::uint8_t flags;        // 0x00 VIRTIO_NET_HDR_F_NEEDS_CSUM ...
-  std::uint8_t gso_type;     // 0x01 VIRTIO_NET_HDR_GSO_NONE ...
-  le16 hdr_len;              // 0x02
-  le16 gso_size;             // 0x04
-  le16 csum_start;           // 0x06
-  le16 csum_offset;          // 0x08
-  le16 num_buffers;          // 0x0a
+  std::uint8_t flags;     // 0x00 VIRTIO_NET_HDR_F_NEEDS_CSUM ...
+  std::uint8_t gso_type;  // 0x01 VIRTIO_NET_HDR_GSO_NONE ...
+  le16 hdr_len;           // 0x02
+  le16 gso_size;          // 0x04
+  le16 csum_start;        // 0x06
+  le16 csum_offset;       // 0x08
+  le16 num_buffers;       // 0x0a
 };
 static_assert(sizeof(VirtioNetHdr) == sizeof(virtio_net_hdr_v1));
 static_assert(offsetof(VirtioNetHdr, num_buffers) == offsetof(virtio_net_hdr_v1, num_buffers));
@@ -68,7 +68,8 @@ std::uint64_t net_offload_features() noexcept;
 /// Bytes of a frame buffer that holds a GSO frame: 64 KiB of IP packet, the Ethernet header and
 /// the virtio_net_hdr, rounded to 64 (VIRTIO 1.2 §5.1.6.3.1: without MRG_RXBUF a driver that
 /// accepted GUEST_TSO* posts buffers of at least 65562 bytes).
-inline constexpr std::size_t kNetGsoBufferSize = (kNetHdrSize + kEthHeaderMax + 65535 + 63) & ~std::size_t{63};
+inline constexpr std::size_t kNetGsoBufferSize =
+    (kNetHdrSize + kEthHeaderMax + 65535 + 63) & ~std::size_t{63};
 
 /// Checks a virtio_net_hdr_v1 and the `frame_len` bytes of Ethernet frame after it against what
 /// may cross in this direction (VIRTIO 1.2 §5.1.6.2, the kernel's virtio_net_hdr_to_skb()):

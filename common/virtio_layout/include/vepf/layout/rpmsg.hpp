@@ -74,8 +74,8 @@ constexpr bool rpmsg_name_valid(const char* s, std::size_t n) noexcept {
   if (n == 0 || n >= kRpmsgNameSize) return false;
   for (std::size_t i = 0; i < n; ++i) {
     const char c = s[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
     if (!ok) return false;
   }
   return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');

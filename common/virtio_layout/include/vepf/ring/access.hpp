@@ -31,12 +31,12 @@ namespace vepf::ring {
 /// pair with one 16-byte load and store in some places and two 8-byte ones in others, and the
 /// wide load after two narrow stores stalls on store forwarding on every ring operation.
 struct LinkCounters {
-  std::uint64_t nonposted_reads = 0;      // loads from the peer's window (accesses)
-  std::uint64_t posted_writes = 0;        // stores to the peer's window (accesses)
-  std::uint64_t nonposted_read_bytes = 0; // bytes
-  std::uint64_t posted_write_bytes = 0;   // bytes
-  std::uint64_t signals_sent = 0;         // doorbells (RC->EP) or interrupts (EP->RC) raised
-  std::uint64_t signals_received = 0;     // doorbells or interrupts taken
+  std::uint64_t nonposted_reads = 0;       // loads from the peer's window (accesses)
+  std::uint64_t posted_writes = 0;         // stores to the peer's window (accesses)
+  std::uint64_t nonposted_read_bytes = 0;  // bytes
+  std::uint64_t posted_write_bytes = 0;    // bytes
+  std::uint64_t signals_sent = 0;          // doorbells (RC->EP) or interrupts (EP->RC) raised
+  std::uint64_t signals_received = 0;      // doorbells or interrupts taken
 
   LinkCounters operator-(const LinkCounters& o) const noexcept {
     LinkCounters d;
@@ -52,12 +52,12 @@ struct LinkCounters {
 
 /// What a window is to the CPU (LAYOUT.md §7 gives each type's source).
 enum class MemoryType : std::uint8_t {
-  kCached,             // ordinary cached memory the peer sees coherently (memfd; coherent SoC RAM)
-  kDevice,             // uncached device memory (arm64 Device-nGnRE/nGnRnE, x86 UC): a BAR through
-                       // VFIO, a range through /dev/mem with O_SYNC. Aligned accesses of allowed
-                       // widths only; no memcpy/memset.
-  kWriteCombining,     // uncached, stores gathered (x86 WC, arm64 Normal-NC): a prefetchable BAR's
-                       // resource<N>_wc. Unaligned accesses allowed; stores weakly ordered (sfence).
+  kCached,          // ordinary cached memory the peer sees coherently (memfd; coherent SoC RAM)
+  kDevice,          // uncached device memory (arm64 Device-nGnRE/nGnRnE, x86 UC): a BAR through
+                    // VFIO, a range through /dev/mem with O_SYNC. Aligned accesses of allowed
+                    // widths only; no memcpy/memset.
+  kWriteCombining,  // uncached, stores gathered (x86 WC, arm64 Normal-NC): a prefetchable BAR's
+                    // resource<N>_wc. Unaligned accesses allowed; stores weakly ordered (sfence).
   kCachedNoncoherent,  // cached memory that the peer's PCIe accesses do not snoop: every store is
                        // cleaned to the point of coherency, every load invalidated first.
 };
@@ -113,9 +113,14 @@ class Window {
  public:
   Window() = default;
   /// `counters` non-null makes the window remote.
-  Window(layout::WindowId id, std::span<std::byte> mem, LinkCounters* counters, MemoryAccess access = {}) noexcept
-      : id_(id), mem_(mem), counters_(counters), access_(access),
-        plain_copies_(access.type == MemoryType::kCached || access.type == MemoryType::kCachedNoncoherent ||
+  Window(layout::WindowId id, std::span<std::byte> mem, LinkCounters* counters,
+         MemoryAccess access = {}) noexcept
+      : id_(id),
+        mem_(mem),
+        counters_(counters),
+        access_(access),
+        plain_copies_(access.type == MemoryType::kCached ||
+                      access.type == MemoryType::kCachedNoncoherent ||
                       (access.type == MemoryType::kWriteCombining && access.widths.all())) {
     if (!mem.empty() && (!hw::aligned(mem.data(), 8) || mem.size() % 8 != 0)) {
       violation(LinkViolation::Kind::kMisalignedBase, 0, mem.size());
@@ -173,13 +178,21 @@ class Window {
   /// Bulk copies (one access each, for the link model: a burst). Plain memcpy on cached
   /// memory (and write-combining memory that takes every width); aligned accesses of the
   /// allowed widths on device memory (hw::copy_to_io / copy_from_io).
-  void read(std::size_t off, std::span<std::byte> dst) const noexcept { copy_out(off, dst, plain_copies_); }
-  void write(std::size_t off, std::span<const std::byte> src) noexcept { copy_in(off, src, plain_copies_); }
+  void read(std::size_t off, std::span<std::byte> dst) const noexcept {
+    copy_out(off, dst, plain_copies_);
+  }
+  void write(std::size_t off, std::span<const std::byte> src) noexcept {
+    copy_in(off, src, plain_copies_);
+  }
   /// As read() / write(), but always as aligned single-copy-atomic accesses of the allowed
   /// widths (hw::copy_from_io / copy_to_io), whatever the memory type: for bytes the peer may
   /// rewrite while they are read (a seqlock's payload: the device config).
-  void read_atomic(std::size_t off, std::span<std::byte> dst) const noexcept { copy_out(off, dst, false); }
-  void write_atomic(std::size_t off, std::span<const std::byte> src) noexcept { copy_in(off, src, false); }
+  void read_atomic(std::size_t off, std::span<std::byte> dst) const noexcept {
+    copy_out(off, dst, false);
+  }
+  void write_atomic(std::size_t off, std::span<const std::byte> src) noexcept {
+    copy_in(off, src, false);
+  }
   /// Direct view of our own (local) window's bytes, to hand to a syscall without a copy.
   /// Never for a remote window: that would hide non-posted reads from the link model; never
   /// for a window that is not viewable() (the strict link model reports it): read() instead.
@@ -266,7 +279,8 @@ class Window {
     return false;
   }
   bool check_typed(std::size_t off, std::size_t width) const noexcept {
-    if (strict_link() == nullptr) [[likely]] return true;  // inlined: every typed access passes here
+    if (strict_link() == nullptr) [[likely]]
+      return true;  // inlined: every typed access passes here
     return check_typed_strictly(off, width);
   }
   [[gnu::noinline]] bool check_typed_strictly(std::size_t off, std::size_t width) const noexcept {
@@ -366,8 +380,10 @@ class AddressSpace {
     Window* w = window(layout::link_addr_window(addr));
     const std::uint64_t off = layout::link_addr_offset(addr);
     if (w == nullptr || !w->valid()) return fail(Errc::kOutOfRange, "link address names no window");
-    if (w == ep_ && off < ep_floor_) return fail(Errc::kOutOfRange, "range inside the control region");
-    if (len > UINT32_MAX || !w->contains(off, len)) return fail(Errc::kOutOfRange, "range leaves its window");
+    if (w == ep_ && off < ep_floor_)
+      return fail(Errc::kOutOfRange, "range inside the control region");
+    if (len > UINT32_MAX || !w->contains(off, len))
+      return fail(Errc::kOutOfRange, "range leaves its window");
     return Segment{w, static_cast<std::size_t>(off), static_cast<std::uint32_t>(len)};
   }
   /// As translate(), without the error: a Segment whose window is null when translate() would
@@ -375,7 +391,8 @@ class AddressSpace {
   Segment lookup(std::uint64_t addr, std::uint64_t len) const noexcept {
     Window* w = window(layout::link_addr_window(addr));
     const std::uint64_t off = layout::link_addr_offset(addr);
-    if (w == nullptr || !w->valid() || (w == ep_ && off < ep_floor_) || len > UINT32_MAX || !w->contains(off, len)) {
+    if (w == nullptr || !w->valid() || (w == ep_ && off < ep_floor_) || len > UINT32_MAX ||
+        !w->contains(off, len)) {
       return {};
     }
     return Segment{w, static_cast<std::size_t>(off), static_cast<std::uint32_t>(len)};
@@ -383,14 +400,17 @@ class AddressSpace {
   /// As translate(), and also requires the offset to be a multiple of `align` bytes.
   [[nodiscard]] Result<Segment> translate_aligned(std::uint64_t addr, std::uint64_t len,
                                                   std::size_t align) const noexcept {
-    if (layout::link_addr_offset(addr) % align != 0) return fail(Errc::kOutOfRange, "misaligned ring address");
+    if (layout::link_addr_offset(addr) % align != 0)
+      return fail(Errc::kOutOfRange, "misaligned ring address");
     return translate(addr, len);
   }
 
   Window* window(std::uint8_t id) const noexcept {
     switch (static_cast<layout::WindowId>(id)) {
-      case layout::WindowId::kEp: return ep_;
-      case layout::WindowId::kRc: return rc_;
+      case layout::WindowId::kEp:
+        return ep_;
+      case layout::WindowId::kRc:
+        return rc_;
     }
     return nullptr;
   }

@@ -69,7 +69,8 @@ class ChainConsumer {
   /// Drains up to `budget` chains from `q` through `h`, a callable `Handled(Chain&)`.
   template <class Handler>
   Drained drain(Vringh& q, std::uint32_t budget, Handler&& h) {
-    return drain_while(q, budget, [] { return true; }, h);
+    return drain_while(
+        q, budget, [] { return true; }, h);
   }
 
   /// As drain(), but first asks `more()` (a callable `bool()`) before each chain: false ends

@@ -45,7 +45,9 @@ class PollGroup {
   /// `m` found its ring empty while polling (at most once per arm(): see Vringh/Vring).
   void want(Member* m) { wanted_.push_back(m); }
   /// `m` is going away.
-  void leave(Member* m) noexcept { wanted_.erase(std::remove(wanted_.begin(), wanted_.end(), m), wanted_.end()); }
+  void leave(Member* m) noexcept {
+    wanted_.erase(std::remove(wanted_.begin(), wanted_.end(), m), wanted_.end());
+  }
 
  private:
   bool polling_ = false;

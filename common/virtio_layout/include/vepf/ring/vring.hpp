@@ -26,17 +26,17 @@ struct Buf {
 
 /// Where the three parts of a queue are, and what was negotiated.
 struct VringParams {
-  std::uint16_t num = 0;          // queue size, entries (power of 2)
-  Segment desc;                   // num * 16 bytes, 16-aligned
-  Segment avail;                  // 6 + 2 * num bytes
-  Segment used;                   // 6 + 8 * num bytes, 4-aligned
-  bool event_idx = false;         // VIRTIO_F_EVENT_IDX negotiated
+  std::uint16_t num = 0;   // queue size, entries (power of 2)
+  Segment desc;            // num * 16 bytes, 16-aligned
+  Segment avail;           // 6 + 2 * num bytes
+  Segment used;            // 6 + 8 * num bytes, 4-aligned
+  bool event_idx = false;  // VIRTIO_F_EVENT_IDX negotiated
   // VIRTIO_F_INDIRECT_DESC: a pool of num tables of indirect_max descriptors each (16 B),
   // reachable by the device at link address indirect_addr. Empty: no indirect descriptors.
   Segment indirect;
   std::uint64_t indirect_addr = 0;
   std::uint16_t indirect_max = 0;
-  PollGroup* group = nullptr;     // the program's spin-then-sleep group (none: always ask at once)
+  PollGroup* group = nullptr;  // the program's spin-then-sleep group (none: always ask at once)
 };
 
 class Vring final : private PollGroup::Member {
@@ -58,18 +58,19 @@ class Vring final : private PollGroup::Member {
   /// chain's head descriptor (the id the device will put on the used ring); the chain becomes
   /// visible to the device at the next kick_prepare().
   /// Errors: kNoSpace (not enough free descriptors, or num chains already wait for
-  /// kick_prepare(): a device may complete chains it was never given), kInvalidArgument (empty chain or too long
-  /// for the queue), kBadRing (queue broken).
-  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buf> out, std::span<const Buf> in, std::uint64_t token);
+  /// kick_prepare(): a device may complete chains it was never given), kInvalidArgument (empty
+  /// chain or too long for the queue), kBadRing (queue broken).
+  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buf> out, std::span<const Buf> in,
+                                          std::uint64_t token);
 
   /// Publishes everything added since the last call and says whether the device wants a
   /// notification (VIRTIO 1.2 §2.7.10/§2.7.13.4). Without adds, returns false.
   [[nodiscard]] bool kick_prepare();
 
   /// Takes one completion. The used index is read (acquire) only when the completions seen at
-  /// its last read are taken, so a burst costs one index read. Errors: kBadRing when the device wrote an impossible used entry
-  /// (index moved too far, id out of range or not in flight, len larger than the writable
-  /// buffers); the queue is broken from then on.
+  /// its last read are taken, so a burst costs one index read. Errors: kBadRing when the device
+  /// wrote an impossible used entry (index moved too far, id out of range or not in flight, len
+  /// larger than the writable buffers); the queue is broken from then on.
   [[nodiscard]] Result<std::optional<Used>> get_used();
 
   /// Asks for an interrupt when the next buffer is used. Returns false if used buffers are
@@ -90,9 +91,9 @@ class Vring final : private PollGroup::Member {
  private:
   struct DescState {
     std::uint64_t token = 0;
-    std::uint32_t in_len = 0;    // device-writable bytes of the chain
-    std::uint16_t ndesc = 0;     // descriptors of the main table the chain holds (0: free)
-    std::uint16_t next = 0;      // free list / chain link, driver-private copy of desc.next
+    std::uint32_t in_len = 0;  // device-writable bytes of the chain
+    std::uint16_t ndesc = 0;   // descriptors of the main table the chain holds (0: free)
+    std::uint16_t next = 0;    // free list / chain link, driver-private copy of desc.next
     // The table's entry as last written (the device never writes it), when `written`.
     bool written = false;
     std::uint16_t flags = 0;

@@ -27,18 +27,18 @@
 namespace vepf::ring {
 
 struct VringhParams {
-  std::uint16_t num = 0;        // queue size, entries (power of 2)
-  Segment desc;                 // descriptor table (read)
-  Segment avail;                // avail ring (read)
-  Segment used;                 // used ring (written)
+  std::uint16_t num = 0;                // queue size, entries (power of 2)
+  Segment desc;                         // descriptor table (read)
+  Segment avail;                        // avail ring (read)
+  Segment used;                         // used ring (written)
   const AddressSpace* space = nullptr;  // translates buffer and indirect table addresses
-  bool event_idx = false;       // VIRTIO_F_EVENT_IDX negotiated
-  bool indirect = false;        // VIRTIO_F_INDIRECT_DESC negotiated
+  bool event_idx = false;               // VIRTIO_F_EVENT_IDX negotiated
+  bool indirect = false;                // VIRTIO_F_INDIRECT_DESC negotiated
   /// Descriptors one chain may have, those of its indirect table included, and the longest
   /// indirect table taken (board config [link] max_chain_segments; 0: the queue size). The
   /// queue size caps it either way (VIRTIO 1.2 §2.7.5.3.1: no chain longer than the queue).
   std::uint32_t max_chain = 0;
-  PollGroup* group = nullptr;   // the program's spin-then-sleep group (none: always ask at once)
+  PollGroup* group = nullptr;  // the program's spin-then-sleep group (none: always ask at once)
 };
 
 /// One descriptor chain, translated: its segments in chain order, readable ones first.
@@ -200,12 +200,12 @@ class Vringh final : private PollGroup::Member {
   VringhParams p_;
   std::uint32_t chain_max_;
   std::uint16_t last_avail_idx_ = 0;
-  std::uint16_t avail_idx_seen_ = 0;    // the avail index at its last read (validated)
-  std::uint16_t used_idx_ = 0;          // private copy: never read back from the used ring
+  std::uint16_t avail_idx_seen_ = 0;  // the avail index at its last read (validated)
+  std::uint16_t used_idx_ = 0;        // private copy: never read back from the used ring
   std::uint16_t used_idx_published_ = 0;
   std::vector<layout::VringUsedElem> used_shadow_;  // entries pushed, not yet written (num)
   bool used_pairs_;  // the window takes no 16-bit accesses: flags and index go out as one word
-  std::uint16_t signalled_used_ = 0;    // used idx at the last need_notify()
+  std::uint16_t signalled_used_ = 0;  // used idx at the last need_notify()
   std::uint16_t used_flags_shadow_ = 0;
   bool broken_ = false;
   bool limit_hit_ = false;
@@ -220,7 +220,8 @@ std::size_t chain_read(const Chain& c, std::span<std::byte> dst) noexcept;
 std::size_t chain_write(const Chain& c, std::span<const std::byte> src) noexcept;
 /// As chain_write(), starting `off` bytes into the chain's writable bytes (a status byte at the
 /// end of whatever room the driver gave, without writing the room before it).
-std::size_t chain_write_at(const Chain& c, std::uint64_t off, std::span<const std::byte> src) noexcept;
+std::size_t chain_write_at(const Chain& c, std::uint64_t off,
+                           std::span<const std::byte> src) noexcept;
 
 /// Most iovecs chain_gather()/chain_scatter() produce (a longer chain takes the copies).
 inline constexpr std::size_t kMaxChainIov = 64;

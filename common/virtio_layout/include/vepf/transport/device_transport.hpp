@@ -28,7 +28,8 @@ class DeviceHandle {
   std::uint64_t features() const noexcept;
   /// Raises the EP->RC interrupt (the caller decided with Vringh::need_notify()).
   void notify_driver() noexcept;
-  /// Re-reads the device's config (VirtioDevice::config()), bumps config_generation, tells the driver.
+  /// Re-reads the device's config (VirtioDevice::config()), bumps config_generation, tells the
+  /// driver.
   void config_changed() noexcept;
   /// The peer broke queue q's rules: stop using it, set DEVICE_NEEDS_RESET (VIRTIO 1.2 §2.1.2),
   /// tell the driver. Other queues and devices keep running.
@@ -46,10 +47,10 @@ class DeviceHandle {
 class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;
-  virtual std::uint32_t device_id() const = 0;          // <linux/virtio_ids.h>
-  virtual std::uint64_t device_features() const = 0;    // offered feature bits
+  virtual std::uint32_t device_id() const = 0;        // <linux/virtio_ids.h>
+  virtual std::uint64_t device_features() const = 0;  // offered feature bits
   virtual std::uint16_t num_queues() const = 0;
-  virtual std::uint16_t max_queue_size() const = 0;     // entries
+  virtual std::uint16_t max_queue_size() const = 0;  // entries
   /// Current device config space (VIRTIO 1.2 §5.x "Device configuration layout"), <= 256 B.
   virtual std::span<const std::byte> config() const = 0;
   /// DRIVER_OK was set: queues are enabled, start serving.
@@ -127,7 +128,8 @@ class DeviceTransport {
     // The EP-window bytes this slot owns, as last published (OwnedBytes).
     OwnedBytes<sizeof(layout::DeviceLine)> line;
     OwnedBytes<layout::kConfigSpaceSize> config;
-    std::array<OwnedBytes<sizeof(layout::QueueDeviceLine)>, layout::kMaxQueuesPerDevice> queue_lines;
+    std::array<OwnedBytes<sizeof(layout::QueueDeviceLine)>, layout::kMaxQueuesPerDevice>
+        queue_lines;
     std::uint32_t broken_queues = 0;
     std::uint64_t chain_limit_hits = 0;
     bool started = false;  // on_driver_ok() ran and neither reset nor FAILED followed

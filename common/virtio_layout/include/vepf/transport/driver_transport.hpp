@@ -23,9 +23,9 @@ namespace vepf::transport {
 /// One occupied slot of the device table.
 struct DeviceInfo {
   std::uint32_t slot = 0;
-  std::uint32_t device_id = 0;        // <linux/virtio_ids.h>
+  std::uint32_t device_id = 0;  // <linux/virtio_ids.h>
   std::uint16_t num_queues = 0;
-  std::uint16_t max_queue_size = 0;   // entries
+  std::uint16_t max_queue_size = 0;  // entries
   std::uint64_t device_features = 0;
   std::uint32_t slot_generation = 0;
 };
@@ -46,10 +46,12 @@ class DriverTransport {
   [[nodiscard]] Result<void> reset(std::uint32_t slot);
   /// ACKNOWLEDGE, DRIVER, driver features = offered & wanted, FEATURES_OK, and checks the
   /// device kept FEATURES_OK (VIRTIO 1.2 §3.1.1 steps 1-6). Returns the negotiated features.
-  [[nodiscard]] Result<std::uint64_t> negotiate(std::uint32_t slot, std::uint64_t offered, std::uint64_t wanted);
+  [[nodiscard]] Result<std::uint64_t> negotiate(std::uint32_t slot, std::uint64_t offered,
+                                                std::uint64_t wanted);
   /// Writes a queue line (size, link addresses lo then hi) and requests kQueueEnable.
   [[nodiscard]] Result<void> enable_queue(std::uint32_t slot, std::uint16_t q, std::uint16_t size,
-                                          std::uint64_t desc, std::uint64_t avail, std::uint64_t used);
+                                          std::uint64_t desc, std::uint64_t avail,
+                                          std::uint64_t used);
   /// Sets DRIVER_OK (VIRTIO 1.2 §3.1.1 step 8).
   [[nodiscard]] Result<void> driver_ok(std::uint32_t slot);
   /// Reads the device config under config_generation (VIRTIO 1.2 §4.1.4.3.1), a few times

@@ -19,7 +19,8 @@ class DeviceLink {
   virtual ring::Window& ep_window() = 0;
   /// Makes the RC window reachable (program the outbound window to `bus_addr`, `size` bytes).
   /// Errors: kOutOfRange when the platform cannot reach that range; kLinkDown without a peer.
-  [[nodiscard]] virtual Result<ring::Window*> attach_rc_window(std::uint64_t bus_addr, std::uint64_t size) = 0;
+  [[nodiscard]] virtual Result<ring::Window*> attach_rc_window(std::uint64_t bus_addr,
+                                                               std::uint64_t size) = 0;
   /// Drops the RC window (driver detached or gone).
   virtual void detach_rc_window() = 0;
   /// Raises the EP->RC interrupt (MSI/MSI-X on PCIe, eventfd on loopback).
