@@ -6,6 +6,8 @@ set -euo pipefail
 pkgs=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # scripts/tidy.sh: the format and static checks of the files a change touches (STYLE.md §8)
+  clang-format clang-tidy
   # scripts/fuzz.sh: the coverage report of the fuzz corpora (llvm-profdata-14, llvm-cov-14)
   llvm-14
   # libraries (DEVELOPERS.md: the rest comes from well-kept libraries)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README's second command; .ci/run calls it): installs what is missing,
-# builds the default, static, arm64 and sanitizer presets, runs every test of the default build
+# builds the default, static, arm64 and sanitizer presets, checks format and clang-tidy on the
+# files the last change touched (scripts/tidy.sh), runs every test of the default build
 # (unit, integration over loopback, network namespaces), checks the static vepf-ep against the
 # default vepf-host, runs the unit tests cross-built for arm64 under qemu-user, under ASan+UBSan
 # and under TSan, fuzzes every libFuzzer target for a minute (scripts/fuzz.sh: executions and the
@@ -15,6 +16,8 @@ scripts/check-barriers.sh
 echo "== default build"
 cmake --preset default >/dev/null
 cmake --build --preset default -j "$jobs"
+echo "== clang-format and clang-tidy on the files the last change touched (scripts/tidy.sh)"
+scripts/tidy.sh
 ctest --preset default -j 1
 
 echo "== static vepf-ep (no shared libraries), serving a link to the default vepf-host"

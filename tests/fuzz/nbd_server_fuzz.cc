@@ -79,7 +79,7 @@ void run(const std::uint8_t* data, std::size_t size) {
   FUZZ_CHECK(loop.has_value());
   auto server = NbdServer::listen(path, *loop, *target, options);
   FUZZ_CHECK(server.has_value());
-  std::array<int, kClients> clients;
+  std::array<int, kClients> clients{};
   clients.fill(-1);
   auto close_client = [&](int& fd) {
     if (fd >= 0) ::close(fd);

@@ -229,7 +229,7 @@ struct Harness {
   }
   template <class T>
   void ep_put(std::size_t off, T v) {
-    std::array<std::uint8_t, sizeof(T)> b;
+    std::array<std::uint8_t, sizeof(T)> b{};
     for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
     ep_write(off, b);
   }
@@ -243,7 +243,7 @@ struct Harness {
   void put_at(std::uint64_t addr, std::uint64_t extra, T v) {
     const auto w = layout::link_addr_window(addr);
     const std::uint64_t off = layout::link_addr_offset(addr) + extra;
-    std::array<std::uint8_t, sizeof(T)> b;
+    std::array<std::uint8_t, sizeof(T)> b{};
     for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
     if (w == static_cast<std::uint8_t>(layout::WindowId::kEp) && off + sizeof(T) <= kEpSize) {
       ep_write(static_cast<std::size_t>(off), b);

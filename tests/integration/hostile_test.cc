@@ -113,7 +113,7 @@ bool running(pid_t pid) {
 /// Frames of `dir` only: anything else that arrives (left over from before the reset) is counted
 /// as stale and skipped; frames of `dir` must come intact and in order.
 struct Checked {
-  int tx_fd, rx_fd, dir;
+  int tx_fd = -1, rx_fd = -1, dir = 0;
   std::uint64_t sent = 0, received = 0, stale = 0, bad = 0;
 };
 
@@ -249,7 +249,7 @@ TEST(LoopbackHostile, RandomWritesIntoBothWindowsUnderTrafficThenAResetBringsThe
       "after the reset: EP->host %llu/%llu, host->EP %llu/%llu (stale frames skipped: %llu)\n",
       static_cast<unsigned long long>(a.received), static_cast<unsigned long long>(n),
       static_cast<unsigned long long>(b.received), static_cast<unsigned long long>(n),
-      static_cast<unsigned long long>(a.stale + b.stale));
+      static_cast<unsigned long long>(a.stale) + b.stale);
   const std::string all = logs() + "--- host2.log\n" + slurp(dir / "host2.log");
   // What the programs noticed (their logs): the writes reached them, or the test tested nothing.
   auto count = [&all](const std::string& what) {

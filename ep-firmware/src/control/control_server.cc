@@ -105,7 +105,7 @@ void ControlServer::refuse(int fd, const std::string& why, const std::string& lo
   (void)::send(fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   // A request already queued would make the close reset the connection (ECONNRESET) before the
   // client reads the reply: drop it first.
-  std::array<char, 256> sink;
+  std::array<char, 256> sink{};
   while (::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT | MSG_TRUNC) > 0) {
   }
   // `fd` belongs to the os::Fd that goes out of scope in take() or the acceptor: closed there.

@@ -95,7 +95,7 @@ std::unique_ptr<Driver> Bus::probe_net(const transport::DeviceInfo& info) {
   }
   if (!backend) {
     // The host's interface is the virtio NIC: it takes the device's MAC and MTU.
-    std::array<std::uint8_t, 6> mac;
+    std::array<std::uint8_t, 6> mac{};
     std::memcpy(mac.data(), drv->net_config().mac, mac.size());
     auto b = bc.kind == config::BackendKind::kTap ? netback::open_tap(bc.ifname, {drv->mtu(), &mac})
                                                   : netback::listen_seqpacket(bc.path, bc.vnet_hdr);

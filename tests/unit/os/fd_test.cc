@@ -23,8 +23,9 @@ TEST(Fd, ClosesOnDestructionAndMovesOwnership) {
   {
     Fd a(raw);
     Fd b = std::move(a);
-    EXPECT_FALSE(a.valid());
-    EXPECT_EQ(a.get(), -1);
+    // The moved-from state is what this test checks.
+    EXPECT_FALSE(a.valid());  // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(a.get(), -1);   // NOLINT(bugprone-use-after-move)
     EXPECT_EQ(b.get(), raw);
     EXPECT_TRUE(is_open(raw));
   }

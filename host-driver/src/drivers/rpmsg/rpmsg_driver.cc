@@ -67,7 +67,7 @@ bool RpmsgDriver::can_send() {
 }
 
 void RpmsgDriver::send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
-  std::array<std::byte, kBuf> m;
+  std::array<std::byte, kBuf> m{};
   const std::size_t n = rpmsg::encode(m, src, dst, payload);
   (void)q_->send(std::span{m}.first(n));  // can_send() saw a free buffer
 }
@@ -86,7 +86,7 @@ void RpmsgDriver::receive() {
           ++stats_.bad;
         } else {
           // Our own window, but the device may still write it: validate a private copy.
-          std::array<std::byte, kBuf> msg;
+          std::array<std::byte, kBuf> msg{};
           const auto view = q_->rx_view(u.token, u.len);
           std::memcpy(msg.data(), view.data(), u.len);
           channels_.on_message(std::span{msg}.first(u.len));

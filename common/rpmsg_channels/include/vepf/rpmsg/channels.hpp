@@ -136,7 +136,7 @@ class Channels {
     std::string path;
   };
   struct PendingNs {
-    std::uint32_t src;
+    std::uint32_t src = 0;
     layout::RpmsgNsMsg msg;
   };
 

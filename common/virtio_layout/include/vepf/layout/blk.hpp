@@ -16,30 +16,30 @@ namespace vepf::layout {
 
 /// struct virtio_blk_config, VIRTIO 1.2 §5.2.4 (72 bytes).
 struct VirtioBlkConfig {
-  le64 capacity;                        // 0x00 in 512-byte sectors
-  le32 size_max;                        // 0x08 VIRTIO_BLK_F_SIZE_MAX: bytes per segment
-  le32 seg_max;                         // 0x0c VIRTIO_BLK_F_SEG_MAX: data segments per request
-  le16 cylinders;                       // 0x10 VIRTIO_BLK_F_GEOMETRY (not offered)
-  std::uint8_t heads;                   // 0x12
-  std::uint8_t sectors;                 // 0x13
-  le32 blk_size;                        // 0x14 VIRTIO_BLK_F_BLK_SIZE: bytes
-  std::uint8_t physical_block_exp;      // 0x18 VIRTIO_BLK_F_TOPOLOGY (not offered)
-  std::uint8_t alignment_offset;        // 0x19
-  le16 min_io_size;                     // 0x1a
-  le32 opt_io_size;                     // 0x1c
-  std::uint8_t wce;                     // 0x20 VIRTIO_BLK_F_CONFIG_WCE (not offered)
-  std::uint8_t unused;                  // 0x21
-  le16 num_queues;                      // 0x22 VIRTIO_BLK_F_MQ (not offered)
-  le32 max_discard_sectors;             // 0x24 VIRTIO_BLK_F_DISCARD: per segment
-  le32 max_discard_seg;                 // 0x28 segments per DISCARD request
-  le32 discard_sector_alignment;        // 0x2c sectors
-  le32 max_write_zeroes_sectors;        // 0x30 VIRTIO_BLK_F_WRITE_ZEROES: per segment
-  le32 max_write_zeroes_seg;            // 0x34 segments per WRITE_ZEROES request
-  std::uint8_t write_zeroes_may_unmap;  // 0x38
-  std::uint8_t unused1[3];              // 0x39
-  le32 max_secure_erase_sectors;        // 0x3c VIRTIO_BLK_F_SECURE_ERASE (not offered)
-  le32 max_secure_erase_seg;            // 0x40
-  le32 secure_erase_sector_alignment;   // 0x44
+  le64 capacity{};                        // 0x00 in 512-byte sectors
+  le32 size_max{};                        // 0x08 VIRTIO_BLK_F_SIZE_MAX: bytes per segment
+  le32 seg_max{};                         // 0x0c VIRTIO_BLK_F_SEG_MAX: data segments per request
+  le16 cylinders{};                       // 0x10 VIRTIO_BLK_F_GEOMETRY (not offered)
+  std::uint8_t heads{};                   // 0x12
+  std::uint8_t sectors{};                 // 0x13
+  le32 blk_size{};                        // 0x14 VIRTIO_BLK_F_BLK_SIZE: bytes
+  std::uint8_t physical_block_exp{};      // 0x18 VIRTIO_BLK_F_TOPOLOGY (not offered)
+  std::uint8_t alignment_offset{};        // 0x19
+  le16 min_io_size{};                     // 0x1a
+  le32 opt_io_size{};                     // 0x1c
+  std::uint8_t wce{};                     // 0x20 VIRTIO_BLK_F_CONFIG_WCE (not offered)
+  std::uint8_t unused{};                  // 0x21
+  le16 num_queues{};                      // 0x22 VIRTIO_BLK_F_MQ (not offered)
+  le32 max_discard_sectors{};             // 0x24 VIRTIO_BLK_F_DISCARD: per segment
+  le32 max_discard_seg{};                 // 0x28 segments per DISCARD request
+  le32 discard_sector_alignment{};        // 0x2c sectors
+  le32 max_write_zeroes_sectors{};        // 0x30 VIRTIO_BLK_F_WRITE_ZEROES: per segment
+  le32 max_write_zeroes_seg{};            // 0x34 segments per WRITE_ZEROES request
+  std::uint8_t write_zeroes_may_unmap{};  // 0x38
+  std::uint8_t unused1[3]{};              // 0x39
+  le32 max_secure_erase_sectors{};        // 0x3c VIRTIO_BLK_F_SECURE_ERASE (not offered)
+  le32 max_secure_erase_seg{};            // 0x40
+  le32 secure_erase_sector_alignment{};   // 0x44
 };
 static_assert(sizeof(VirtioBlkConfig) == sizeof(virtio_blk_config) &&
               sizeof(VirtioBlkConfig) == 72);
@@ -56,9 +56,9 @@ static_assert(offsetof(VirtioBlkConfig, secure_erase_sector_alignment) ==
 
 /// struct virtio_blk_outhdr, VIRTIO 1.2 §5.2.6: the first 16 readable bytes of every request.
 struct VirtioBlkReqHdr {
-  le32 type;    // 0x00 VIRTIO_BLK_T_IN, _OUT, _FLUSH, _GET_ID, _DISCARD, _WRITE_ZEROES
-  le32 ioprio;  // 0x04 (reserved)
-  le64 sector;  // 0x08 in 512-byte sectors
+  le32 type{};    // 0x00 VIRTIO_BLK_T_IN, _OUT, _FLUSH, _GET_ID, _DISCARD, _WRITE_ZEROES
+  le32 ioprio{};  // 0x04 (reserved)
+  le64 sector{};  // 0x08 in 512-byte sectors
 };
 static_assert(sizeof(VirtioBlkReqHdr) == sizeof(virtio_blk_outhdr) &&
               sizeof(VirtioBlkReqHdr) == 16);
@@ -67,9 +67,9 @@ static_assert(offsetof(VirtioBlkReqHdr, sector) == offsetof(virtio_blk_outhdr, s
 /// struct virtio_blk_discard_write_zeroes, VIRTIO 1.2 §5.2.6: the data of DISCARD and
 /// WRITE_ZEROES requests is an array of these (16 bytes each).
 struct VirtioBlkDiscardWz {
-  le64 sector;       // 0x00 first sector
-  le32 num_sectors;  // 0x08
-  le32 flags;        // 0x0c VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP (WRITE_ZEROES only)
+  le64 sector{};       // 0x00 first sector
+  le32 num_sectors{};  // 0x08
+  le32 flags{};        // 0x0c VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP (WRITE_ZEROES only)
 };
 static_assert(sizeof(VirtioBlkDiscardWz) == sizeof(virtio_blk_discard_write_zeroes));
 static_assert(offsetof(VirtioBlkDiscardWz, flags) ==

@@ -58,23 +58,23 @@ enum class AckResult : std::uint32_t {
 
 /// 0x000: header, device-written (LAYOUT.md §2.1).
 struct EpfHeader {
-  le32 magic;                // 0x00 kEpfMagic
-  le16 version;              // 0x04 kEpfVersion
-  le16 max_devices;          // 0x06 device table slots
-  le32 epoch;                // 0x08 non-zero; new value on every firmware start
-  le32 region_size;          // 0x0c bytes of the control region (start of driver-managed space)
-  le32 device_table_off;     // 0x10
-  le32 device_stride;        // 0x14 bytes per device slot
-  le16 max_queues;           // 0x18 queue blocks per device slot
-  le16 queue_stride;         // 0x1a bytes per queue block
-  le32 table_generation;     // 0x1c bumped whenever a slot changes (device added/removed)
-  le32 ep_window_size_lo;    // 0x20 bytes of the EP window
-  le32 ep_window_size_hi;    // 0x24
-  le32 link_ack_seq;         // 0x28 last LinkDriverLine.req_seq handled
-  le32 link_ack_result;      // 0x2c AckResult
-  le32 doorbell_off;         // 0x30 offset of the doorbell word in the EP window
-  le32 mailbox_off;          // 0x34 offset of the RcMailbox in the RC window
-  std::uint8_t reserved[8];  // 0x38
+  le32 magic{};                // 0x00 kEpfMagic
+  le16 version{};              // 0x04 kEpfVersion
+  le16 max_devices{};          // 0x06 device table slots
+  le32 epoch{};                // 0x08 non-zero; new value on every firmware start
+  le32 region_size{};          // 0x0c bytes of the control region (start of driver-managed space)
+  le32 device_table_off{};     // 0x10
+  le32 device_stride{};        // 0x14 bytes per device slot
+  le16 max_queues{};           // 0x18 queue blocks per device slot
+  le16 queue_stride{};         // 0x1a bytes per queue block
+  le32 table_generation{};     // 0x1c bumped whenever a slot changes (device added/removed)
+  le32 ep_window_size_lo{};    // 0x20 bytes of the EP window
+  le32 ep_window_size_hi{};    // 0x24
+  le32 link_ack_seq{};         // 0x28 last LinkDriverLine.req_seq handled
+  le32 link_ack_result{};      // 0x2c AckResult
+  le32 doorbell_off{};         // 0x30 offset of the doorbell word in the EP window
+  le32 mailbox_off{};          // 0x34 offset of the RcMailbox in the RC window
+  std::uint8_t reserved[8]{};  // 0x38
 };
 static_assert(sizeof(EpfHeader) == kLine);
 static_assert(offsetof(EpfHeader, epoch) == 0x08 && offsetof(EpfHeader, table_generation) == 0x1c);
@@ -83,14 +83,14 @@ static_assert(offsetof(EpfHeader, link_ack_seq) == 0x28 &&
 
 /// 0x040: link requests, driver-written (LAYOUT.md §2.2). kAttach publishes the RC window.
 struct LinkDriverLine {
-  le32 req_seq;               // 0x00 written last; a new value is a new request
-  le32 req_op;                // 0x04 LinkOp
-  le32 rc_window_addr_lo;     // 0x08 bus address (IOVA) of the RC window, as the EP's outbound
-  le32 rc_window_addr_hi;     // 0x0c window must target it
-  le32 rc_window_size_lo;     // 0x10 bytes
-  le32 rc_window_size_hi;     // 0x14
-  le32 driver_epoch;          // 0x18 the EpfHeader.epoch the driver validated
-  std::uint8_t reserved[36];  // 0x1c
+  le32 req_seq{};               // 0x00 written last; a new value is a new request
+  le32 req_op{};                // 0x04 LinkOp
+  le32 rc_window_addr_lo{};     // 0x08 bus address (IOVA) of the RC window, as the EP's outbound
+  le32 rc_window_addr_hi{};     // 0x0c window must target it
+  le32 rc_window_size_lo{};     // 0x10 bytes
+  le32 rc_window_size_hi{};     // 0x14
+  le32 driver_epoch{};          // 0x18 the EpfHeader.epoch the driver validated
+  std::uint8_t reserved[36]{};  // 0x1c
 };
 static_assert(sizeof(LinkDriverLine) == kLine);
 static_assert(offsetof(LinkDriverLine, rc_window_addr_lo) == 0x08 &&
@@ -99,27 +99,27 @@ static_assert(offsetof(LinkDriverLine, rc_window_addr_lo) == 0x08 &&
 /// 0x080: doorbell, driver-written (LAYOUT.md §2.3). The driver writes (device << 16 | queue)
 /// and then raises the platform doorbell; the device scans every enabled queue on a doorbell.
 struct DoorbellLine {
-  le32 doorbell;  // 0x00
-  std::uint8_t reserved[60];
+  le32 doorbell{};  // 0x00
+  std::uint8_t reserved[60]{};
 };
 static_assert(sizeof(DoorbellLine) == kLine);
 
 /// Per device slot, device-written (LAYOUT.md §2.4).
 struct DeviceLine {
-  le32 device_id;          // 0x00 virtio device ID (<linux/virtio_ids.h>); 0 = empty slot
-  le16 num_queues;         // 0x04
-  le16 max_queue_size;     // 0x06 entries
-  le32 device_feature_lo;  // 0x08 feature bits 0..31
-  le32 device_feature_hi;  // 0x0c feature bits 32..63
-  le32 status;             // 0x10 device status as the device holds it (incl. DEVICE_NEEDS_RESET)
-  le32 ack_seq;            // 0x14 last DriverLine.req_seq handled
-  le32 ack_result;         // 0x18 AckResult
-  le32 ack_value;          // 0x1c e.g. the device status after a kSetStatus
-  le32 config_generation;  // 0x20 VIRTIO 1.2 §4.1.4.3 config_generation
-  le32 config_size;        // 0x24 bytes of valid config
-  le32 slot_generation;    // 0x28 bumped when the slot gets another device
-  le32 broken_queues;      // 0x2c bit q set: queue q is broken (peer broke a ring rule)
-  std::uint8_t reserved[16];  // 0x30
+  le32 device_id{};          // 0x00 virtio device ID (<linux/virtio_ids.h>); 0 = empty slot
+  le16 num_queues{};         // 0x04
+  le16 max_queue_size{};     // 0x06 entries
+  le32 device_feature_lo{};  // 0x08 feature bits 0..31
+  le32 device_feature_hi{};  // 0x0c feature bits 32..63
+  le32 status{};             // 0x10 device status as the device holds it (incl. DEVICE_NEEDS_RESET)
+  le32 ack_seq{};            // 0x14 last DriverLine.req_seq handled
+  le32 ack_result{};         // 0x18 AckResult
+  le32 ack_value{};          // 0x1c e.g. the device status after a kSetStatus
+  le32 config_generation{};  // 0x20 VIRTIO 1.2 §4.1.4.3 config_generation
+  le32 config_size{};        // 0x24 bytes of valid config
+  le32 slot_generation{};    // 0x28 bumped when the slot gets another device
+  le32 broken_queues{};      // 0x2c bit q set: queue q is broken (peer broke a ring rule)
+  std::uint8_t reserved[16]{};  // 0x30
 };
 static_assert(sizeof(DeviceLine) == kLine);
 static_assert(offsetof(DeviceLine, status) == 0x10 && offsetof(DeviceLine, ack_seq) == 0x14);
@@ -128,13 +128,13 @@ static_assert(offsetof(DeviceLine, config_generation) == 0x20 &&
 
 /// Per device slot, driver-written (LAYOUT.md §2.4).
 struct DriverLine {
-  le32 req_seq;               // 0x00 written last
-  le32 req_op;                // 0x04 DeviceOp
-  le32 req_arg0;              // 0x08
-  le32 reserved0;             // 0x0c
-  le32 driver_feature_lo;     // 0x10 read by the device on kSetStatus(FEATURES_OK)
-  le32 driver_feature_hi;     // 0x14
-  std::uint8_t reserved[40];  // 0x18
+  le32 req_seq{};               // 0x00 written last
+  le32 req_op{};                // 0x04 DeviceOp
+  le32 req_arg0{};              // 0x08
+  le32 reserved0{};             // 0x0c
+  le32 driver_feature_lo{};     // 0x10 read by the device on kSetStatus(FEATURES_OK)
+  le32 driver_feature_hi{};     // 0x14
+  std::uint8_t reserved[40]{};  // 0x18
 };
 static_assert(sizeof(DriverLine) == kLine);
 static_assert(offsetof(DriverLine, req_arg0) == 0x08 &&
@@ -143,16 +143,16 @@ static_assert(offsetof(DriverLine, req_arg0) == 0x08 &&
 /// Per queue, driver-written (LAYOUT.md §2.5). Addresses are link addresses, written lo then hi;
 /// the kQueueEnable request commits them.
 struct QueueDriverLine {
-  le16 queue_size;            // 0x00 entries, power of 2, <= DeviceLine.max_queue_size
-  le16 reserved0;             // 0x02
-  le32 reserved1;             // 0x04
-  le32 queue_desc_lo;         // 0x08 descriptor table (driver writes, device reads: EP window)
-  le32 queue_desc_hi;         // 0x0c
-  le32 queue_driver_lo;       // 0x10 avail ring (EP window)
-  le32 queue_driver_hi;       // 0x14
-  le32 queue_device_lo;       // 0x18 used ring (device writes, driver reads: RC window)
-  le32 queue_device_hi;       // 0x1c
-  std::uint8_t reserved[32];  // 0x20
+  le16 queue_size{};            // 0x00 entries, power of 2, <= DeviceLine.max_queue_size
+  le16 reserved0{};             // 0x02
+  le32 reserved1{};             // 0x04
+  le32 queue_desc_lo{};         // 0x08 descriptor table (driver writes, device reads: EP window)
+  le32 queue_desc_hi{};         // 0x0c
+  le32 queue_driver_lo{};       // 0x10 avail ring (EP window)
+  le32 queue_driver_hi{};       // 0x14
+  le32 queue_device_lo{};       // 0x18 used ring (device writes, driver reads: RC window)
+  le32 queue_device_hi{};       // 0x1c
+  std::uint8_t reserved[32]{};  // 0x20
 };
 static_assert(sizeof(QueueDriverLine) == kLine);
 static_assert(offsetof(QueueDriverLine, queue_desc_lo) == 0x08 &&
@@ -160,9 +160,9 @@ static_assert(offsetof(QueueDriverLine, queue_desc_lo) == 0x08 &&
 
 /// Per queue, device-written (LAYOUT.md §2.5).
 struct QueueDeviceLine {
-  le16 enabled;       // 0x00 1 after a successful kQueueEnable
-  le16 reserved0;     // 0x02
-  le32 reserved[15];  // 0x04
+  le16 enabled{};       // 0x00 1 after a successful kQueueEnable
+  le16 reserved0{};     // 0x02
+  le32 reserved[15]{};  // 0x04
 };
 static_assert(sizeof(QueueDeviceLine) == kLine);
 
@@ -174,11 +174,11 @@ static_assert(sizeof(QueueBlock) == 2 * kLine);
 
 /// One device slot of the device table (LAYOUT.md §2.4).
 struct DeviceSlot {
-  DeviceLine device;                       // 0x000
-  DriverLine driver;                       // 0x040
-  std::uint8_t reserved[2 * kLine];        // 0x080
-  std::uint8_t config[kConfigSpaceSize];   // 0x100 device-written config space
-  QueueBlock queues[kMaxQueuesPerDevice];  // 0x200
+  DeviceLine device;                        // 0x000
+  DriverLine driver;                        // 0x040
+  std::uint8_t reserved[2 * kLine]{};       // 0x080
+  std::uint8_t config[kConfigSpaceSize]{};  // 0x100 device-written config space
+  QueueBlock queues[kMaxQueuesPerDevice];   // 0x200
 };
 static_assert(offsetof(DeviceSlot, driver) == 0x40 && offsetof(DeviceSlot, config) == 0x100);
 static_assert(offsetof(DeviceSlot, queues) == 0x200);
@@ -189,7 +189,7 @@ struct ControlRegion {
   EpfHeader header;                 // 0x000
   LinkDriverLine link;              // 0x040
   DoorbellLine doorbell;            // 0x080
-  std::uint8_t reserved[kLine];     // 0x0c0
+  std::uint8_t reserved[kLine]{};   // 0x0c0
   DeviceSlot devices[kMaxDevices];  // 0x100
 };
 static_assert(offsetof(ControlRegion, link) == 0x40 && offsetof(ControlRegion, doorbell) == 0x80);
@@ -226,10 +226,10 @@ constexpr std::size_t driver_line_off(std::uint32_t dev, std::size_t field) noex
 /// RC window offset 0: the mailbox, device-written, driver-read (LAYOUT.md §2.6). Lets the driver
 /// learn about control-path events with a local read when an interrupt arrives.
 struct RcMailbox {
-  le32 event_seq;  // 0x00 bumped after any ack, status or config change, table change
-  le32 epoch;      // 0x04 copy of EpfHeader.epoch
-  le32 heartbeat;  // 0x08 bumped by the device every kHeartbeatPeriod while attached
-  std::uint8_t reserved[52];
+  le32 event_seq{};  // 0x00 bumped after any ack, status or config change, table change
+  le32 epoch{};      // 0x04 copy of EpfHeader.epoch
+  le32 heartbeat{};  // 0x08 bumped by the device every kHeartbeatPeriod while attached
+  std::uint8_t reserved[52]{};
 };
 static_assert(offsetof(RcMailbox, heartbeat) == 0x08);
 /// How often the device bumps RcMailbox.heartbeat; the driver reads the EP's header (non-posted)

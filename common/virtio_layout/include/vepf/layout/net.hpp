@@ -17,10 +17,10 @@ namespace vepf::layout {
 
 /// struct virtio_net_config up to mtu, VIRTIO 1.2 §5.1.4 (12 bytes offered).
 struct VirtioNetConfig {
-  std::uint8_t mac[6];       // 0x00 VIRTIO_NET_F_MAC
-  le16 status;               // 0x06 VIRTIO_NET_F_STATUS: VIRTIO_NET_S_LINK_UP
-  le16 max_virtqueue_pairs;  // 0x08 VIRTIO_NET_F_MQ (not offered: 1)
-  le16 mtu;                  // 0x0a VIRTIO_NET_F_MTU
+  std::uint8_t mac[6]{};       // 0x00 VIRTIO_NET_F_MAC
+  le16 status{};               // 0x06 VIRTIO_NET_F_STATUS: VIRTIO_NET_S_LINK_UP
+  le16 max_virtqueue_pairs{};  // 0x08 VIRTIO_NET_F_MQ (not offered: 1)
+  le16 mtu{};                  // 0x0a VIRTIO_NET_F_MTU
 };
 static_assert(sizeof(VirtioNetConfig) == 12);
 static_assert(offsetof(VirtioNetConfig, status) == offsetof(virtio_net_config, status));
@@ -28,13 +28,13 @@ static_assert(offsetof(VirtioNetConfig, mtu) == offsetof(virtio_net_config, mtu)
 
 /// struct virtio_net_hdr_v1, VIRTIO 1.2 §5.1.6: 12 bytes in front of every frame (VERSION_1).
 struct VirtioNetHdr {
-  std::uint8_t flags;     // 0x00 VIRTIO_NET_HDR_F_NEEDS_CSUM ...
-  std::uint8_t gso_type;  // 0x01 VIRTIO_NET_HDR_GSO_NONE ...
-  le16 hdr_len;           // 0x02
-  le16 gso_size;          // 0x04
-  le16 csum_start;        // 0x06
-  le16 csum_offset;       // 0x08
-  le16 num_buffers;       // 0x0a
+  std::uint8_t flags{};     // 0x00 VIRTIO_NET_HDR_F_NEEDS_CSUM ...
+  std::uint8_t gso_type{};  // 0x01 VIRTIO_NET_HDR_GSO_NONE ...
+  le16 hdr_len{};           // 0x02
+  le16 gso_size{};          // 0x04
+  le16 csum_start{};        // 0x06
+  le16 csum_offset{};       // 0x08
+  le16 num_buffers{};       // 0x0a
 };
 static_assert(sizeof(VirtioNetHdr) == sizeof(virtio_net_hdr_v1));
 static_assert(offsetof(VirtioNetHdr, num_buffers) == offsetof(virtio_net_hdr_v1, num_buffers));

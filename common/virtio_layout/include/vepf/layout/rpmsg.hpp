@@ -24,11 +24,11 @@ inline constexpr unsigned kVirtioRpmsgFNs = 0;
 
 /// struct rpmsg_hdr (virtio_rpmsg_bus.c), in front of every message: 16 bytes.
 struct RpmsgHdr {
-  le32 src;       // 0x00 sender's address
-  le32 dst;       // 0x04 recipient's address
-  le32 reserved;  // 0x08
-  le16 len;       // 0x0c payload bytes after the header
-  le16 flags;     // 0x0e
+  le32 src{};       // 0x00 sender's address
+  le32 dst{};       // 0x04 recipient's address
+  le32 reserved{};  // 0x08
+  le16 len{};       // 0x0c payload bytes after the header
+  le16 flags{};     // 0x0e
 };
 static_assert(sizeof(RpmsgHdr) == 16);
 static_assert(offsetof(RpmsgHdr, src) == 0x00);
@@ -43,9 +43,9 @@ inline constexpr std::size_t kRpmsgNameSize = 32;
 
 /// struct rpmsg_ns_msg (rpmsg_ns.c): the payload of a name-service message to kRpmsgNsAddr.
 struct RpmsgNsMsg {
-  char name[kRpmsgNameSize];  // 0x00 NUL-terminated channel name
-  le32 addr;                  // 0x20 the announcer's address for that channel
-  le32 flags;                 // 0x24 kRpmsgNsCreate or kRpmsgNsDestroy
+  char name[kRpmsgNameSize]{};  // 0x00 NUL-terminated channel name
+  le32 addr{};                  // 0x20 the announcer's address for that channel
+  le32 flags{};                 // 0x24 kRpmsgNsCreate or kRpmsgNsDestroy
 };
 static_assert(sizeof(RpmsgNsMsg) == 40);
 static_assert(offsetof(RpmsgNsMsg, name) == 0x00);

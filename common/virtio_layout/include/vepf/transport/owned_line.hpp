@@ -74,7 +74,7 @@ class OwnedBytes {
   }
   /// True when the window still holds the image (N bytes of local reads).
   bool intact() const noexcept {
-    std::array<std::byte, N> now;
+    std::array<std::byte, N> now{};
     w_->read_atomic(off_, now);
     return now == image_;
   }
