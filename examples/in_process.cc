@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", cfg.error().message.c_str());
     return 2;
   }
-  app::setup_logging({"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net", "host.rpmsg",
-                      "host.blk", "host.console"},
+  app::setup_logging({"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net",
+                      "host.rpmsg", "host.blk", "host.console"},
                      "warn");
 
   // The EP side: its own thread and event loop.
