@@ -538,7 +538,34 @@ def gen_net_driver():
           + bytes([1]) + struct.pack("<I", 70000) + bytes([4]))
 
 
+# ---------------------------------------------------------------- control_fuzz
+# Requests separated by NUL bytes; "@DIR@" is the scratch directory the board config allows.
+def gen_control():
+    t = "control_fuzz"
+
+    def reqs(*rs):
+        return b"\0".join(r.encode() for r in rs)
+
+    def add(toml):
+        import json
+        return json.dumps({"op": "add", "device": toml})
+
+    rpmsg = 'type = "rpmsg"\nqueue_size = 16\nrpmsg = { runtime_dir = "@DIR@/r%d" }'
+    write(t, "list", reqs('{"op":"list"}'))
+    write(t, "add-list-remove", reqs(add(rpmsg % 0), '{"op":"list"}', '{"op":"remove","slot":0}', '{"op":"list"}'))
+    write(t, "add-block", reqs(add('type = "block"\nblock = { path = "@DIR@/disk.img", size = 1048576, '
+                                   'nbd_socket = "@DIR@/b.sock" }'), '{"op":"list"}'))
+    write(t, "add-console-socket", reqs(add('type = "console"\n[console]\nhost_dir = "@DIR@/c"\n'
+                                            '[[console.port]]\nname = "p"\nbackend = "socket"\n'
+                                            'socket = "@DIR@/c.sock"'), '{"op":"remove","slot":0}'))
+    write(t, "outside-allowed-dirs", reqs(add('type = "rpmsg"\nrpmsg = { runtime_dir = "/run/vepf/x" }')))
+    write(t, "remove-2^32", reqs(add(rpmsg % 1), '{"op":"remove","slot":4294967296}', '{"op":"list"}'))
+    write(t, "bad", reqs('[]', '{"op":7}', '{"op":"add"}', '{"op":"add","device":"type = 3"}',
+                         '{"op":"remove","slot":-1}', '{"op":"reboot"}', 'not json'))
+
+
 if __name__ == "__main__":
+    gen_control()
     gen_net_driver()
     gen_net_device()
     gen_nbd_server()
