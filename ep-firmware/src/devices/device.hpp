@@ -1,8 +1,8 @@
 #pragma once
 // What every virtio device of vepf-ep (net, rpmsg, console, block) offers besides the
 // transport's VirtioDevice: work left over, a clean shutdown, and its description and
-// statistics for `vepf-ep ctl list` and the SIGUSR1/exit report. ep::Server (server/server.hpp) holds devices only
-// through this interface.
+// statistics for `vepf-ep ctl list` and the SIGUSR1/exit report. ep::Server (server/server.hpp)
+// holds devices only through this interface.
 
 #include <cstdint>
 

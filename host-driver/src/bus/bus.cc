@@ -71,6 +71,7 @@ bool Bus::connect() {
     return false;
   }
   link_ = *l;
+  if (sessions_ == 0) spdlog::get("host")->info("reached {}", source_->description());
   return true;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // What every virtio driver of vepf-host (net, rpmsg, console, block) has in common: a device-table
 // slot, feature negotiation (VIRTIO 1.2 §3.1.1 steps 1-6), DRIVER_OK, and the reaction to
-// DEVICE_NEEDS_RESET (VIRTIO 1.2 §2.1.2). host::Bus (bus/bus.hpp) holds drivers only through this interface.
+// DEVICE_NEEDS_RESET (VIRTIO 1.2 §2.1.2). host::Bus (bus/bus.hpp) holds drivers only through this
+// interface.
 
 #include <cstdint>
 #include <span>
