@@ -42,6 +42,8 @@
 #include "devices/net/net_device.hpp"
 #include "fuzz_support.hpp"
 #include "net/recording_backend.hpp"
+#include "net_fuzz.hpp"
+#include "support/driver_queue_core.hpp"
 #include "support/fake_links.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/layout/net.hpp"
@@ -57,11 +59,6 @@ namespace {
 using test::FakeDeviceLink;
 using test::FakeDriverLink;
 using test::RecordingBackend;
-
-constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,       VIRTIO_NET_F_GUEST_CSUM,
-                                  VIRTIO_NET_F_HOST_TSO4,  VIRTIO_NET_F_HOST_TSO6,
-                                  VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6};
 
 constexpr std::size_t kWindow =
     256 * 1024;  // bytes of each window: room for queues and 4 KiB buffers
@@ -89,23 +86,10 @@ struct Rig {
     if (!f) return false;
     features = *f;
     for (std::uint16_t q = 0; q < 2; ++q) {
-      const auto desc =
-          drv.ep_alloc().alloc(layout::desc_table_size(queue_size), layout::kDescAlign);
-      const auto avail =
-          drv.ep_alloc().alloc(layout::avail_ring_size(queue_size), layout::kAvailAlign);
-      const auto used =
-          drv.rc_alloc().alloc(layout::used_ring_size(queue_size), layout::kUsedAlign);
-      if (!desc || !avail || !used) return false;
-      if (!drv.enable_queue(slot, q, queue_size, desc->link_addr, avail->link_addr,
-                            used->link_addr))
-        return false;
-      ring::VringParams p;
-      p.num = queue_size;
-      p.desc = {&w.drv_ep, desc->off, static_cast<std::uint32_t>(desc->len)};
-      p.avail = {&w.drv_ep, avail->off, static_cast<std::uint32_t>(avail->len)};
-      p.used = {&w.drv_rc, used->off, static_cast<std::uint32_t>(used->len)};
-      p.event_idx = (features & bit(VIRTIO_RING_F_EVENT_IDX)) != 0;
-      vq[q].emplace(p);
+      auto p = test::make_driver_queue(drv, w, slot, q, queue_size);
+      if (!p) return false;
+      p->event_idx = (features & bit(VIRTIO_RING_F_EVENT_IDX)) != 0;
+      vq[q].emplace(*p);
     }
     return drv.driver_ok(slot).has_value();
   }
@@ -168,10 +152,7 @@ void run(const std::uint8_t* data, std::size_t size) {
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t cfg = in.u8();
-  std::uint64_t want = 0;
-  for (unsigned i = 0; i < 6; ++i) {
-    if (cfg & (1u << i)) want |= bit(kOptional[i]);
-  }
+  std::uint64_t want = fuzz::net_offloads(cfg);
   want |= bit(VIRTIO_RING_F_EVENT_IDX);  // the driver here makes no indirect tables
   Rig r((cfg & 0x40) != 0, (cfg & 0x80) != 0 ? 4 : 16);
   FUZZ_CHECK(r.dev.init().has_value());

@@ -37,6 +37,7 @@
 #include "drivers/net/net_driver.hpp"
 #include "fuzz_support.hpp"
 #include "net/recording_backend.hpp"
+#include "net_fuzz.hpp"
 #include "support/fake_links.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/os/event_loop.hpp"
@@ -50,12 +51,6 @@ namespace {
 using test::FakeDeviceLink;
 using test::FakeDriverLink;
 using test::RecordingBackend;
-
-constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
-constexpr unsigned kOptional[] = {VIRTIO_NET_F_CSUM,       VIRTIO_NET_F_GUEST_CSUM,
-                                  VIRTIO_NET_F_HOST_TSO4,  VIRTIO_NET_F_HOST_TSO6,
-                                  VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
-                                  VIRTIO_NET_F_MTU,        VIRTIO_NET_F_STATUS};
 
 /// The rogue device: what it offers and writes comes from the input.
 class RogueNetDevice final : public transport::VirtioDevice {
@@ -118,10 +113,10 @@ void run(const std::uint8_t* data, std::size_t size) {
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t feat = in.u8();
-  std::uint64_t features = bit(VIRTIO_F_VERSION_1);
-  for (unsigned i = 0; i < 8; ++i) {
-    if (feat & (1u << i)) features |= bit(kOptional[i]);
-  }
+  // Bits 0..5 of the byte: the offloads; bit 6: MTU; bit 7: STATUS.
+  std::uint64_t features = bit(VIRTIO_F_VERSION_1) | fuzz::net_offloads(feat);
+  if (feat & 0x40) features |= bit(VIRTIO_NET_F_MTU);
+  if (feat & 0x80) features |= bit(VIRTIO_NET_F_STATUS);
   const std::uint16_t mtu = in.u16();
   const std::uint16_t status = in.u16();
 
