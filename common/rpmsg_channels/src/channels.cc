@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "vepf/os/unix_socket.hpp"
+#include "vepf/rpmsg/name_service.hpp"
 
 namespace vepf::rpmsg {
 
@@ -21,7 +22,6 @@ constexpr int kConnBudget = 64;         // messages read from one connection per
 constexpr std::size_t kRecvBuf = 4096;  // larger than any acceptable message: detects oversize
 constexpr std::uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
 constexpr std::uint32_t kHupEvents = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
-constexpr std::uint32_t kAddrAny = 0xffffffffu;  // RPMSG_ADDR_ANY (include/linux/rpmsg.h)
 
 std::shared_ptr<spdlog::logger> log_of(const std::string& name) {
   auto l = spdlog::get(name);
@@ -275,11 +275,7 @@ void Channels::send_one(std::uint32_t src, std::uint32_t dst, std::span<const st
 // rpmsg_ns.c: the announcement goes from the channel's own address to the name service.
 void Channels::announce(const Conn& c, std::uint32_t flags) {
   if (!up_ || !ns_) return;  // announced at link_up(), or never without VIRTIO_RPMSG_F_NS
-  PendingNs p{c.addr, {}};
-  std::memcpy(p.msg.name, c.name.data(), std::min(c.name.size(), sizeof(p.msg.name) - 1));
-  p.msg.addr = layout::le32::from_cpu(c.addr);
-  p.msg.flags = layout::le32::from_cpu(flags);
-  ns_pending_.push_back(p);
+  ns_pending_.push_back(PendingNs{c.addr, make_ns(c.name, c.addr, flags)});
   flush_ns();
 }
 
@@ -328,21 +324,13 @@ void Channels::deliver(std::uint32_t src, std::uint32_t dst, std::span<const std
 // struct rpmsg_ns_msg from the peer (rpmsg_ns.c rpmsg_ns_cb), every field checked.
 void Channels::handle_ns(std::span<const std::byte> payload) {
   if (!ns_) return bad("name-service message without VIRTIO_RPMSG_F_NS");
-  layout::RpmsgNsMsg ns;
-  if (payload.size() < sizeof(ns)) return bad("short name-service message");
-  std::memcpy(&ns, payload.data(), sizeof(ns));
-  const std::size_t n = ::strnlen(ns.name, sizeof(ns.name));
-  if (n == sizeof(ns.name) || !layout::rpmsg_name_valid(ns.name, n)) {
-    return bad("name-service message with an unusable name");
+  const auto a = parse_ns(payload);
+  if (!a) return bad(a.error());
+  if (a->name == kAnnounceName) {
+    return bad("name-service message for the reserved name \"announce\"");
   }
-  const std::string name(ns.name, n);
-  if (name == kAnnounceName) return bad("name-service message for the reserved name \"announce\"");
-  const std::uint32_t flags = ns.flags.to_cpu(), addr = ns.addr.to_cpu();
-  if (flags == layout::kRpmsgNsDestroy) return close_peer(name);
-  if (flags != layout::kRpmsgNsCreate) return bad("name-service message with unknown flags");
-  if (addr == layout::kRpmsgNsAddr || addr == kAddrAny)
-    return bad("name-service CREATE with an unusable address");
-  open_peer(name, addr);
+  if (!a->create) return close_peer(a->name);
+  open_peer(a->name, a->addr);
 }
 
 void Channels::open_peer(const std::string& name, std::uint32_t addr) {

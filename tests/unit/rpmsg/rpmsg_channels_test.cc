@@ -19,6 +19,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rpmsg_test_support.hpp"
 #include "vepf/os/unix_socket.hpp"
 
 namespace vepf::rpmsg {
@@ -26,56 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using layout::kRpmsgNsAddr;
-
-struct Sent {
-  std::uint32_t src, dst;
-  std::string payload;
-};
-
-class FakePort final : public Port {
- public:
-  bool room = true;
-  std::vector<Sent> sent;
-  int flushes = 0;
-
-  bool can_send() override { return room; }
-  void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) override {
-    std::string p(payload.size(), '\0');
-    std::memcpy(p.data(), payload.data(), payload.size());
-    sent.push_back({src, dst, std::move(p)});
-  }
-  void flush() override { ++flushes; }
-};
-
-layout::RpmsgNsMsg ns_of(const Sent& s) {
-  layout::RpmsgNsMsg ns{};
-  EXPECT_EQ(s.payload.size(), sizeof(ns));
-  std::memcpy(&ns, s.payload.data(), std::min(s.payload.size(), sizeof(ns)));
-  return ns;
-}
-
-std::vector<std::byte> bytes(const std::string& s) {
-  std::vector<std::byte> b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
-  return b;
-}
-
-/// An rpmsg as the peer would write it.
-std::vector<std::byte> rpmsg(std::uint32_t src, std::uint32_t dst,
-                             std::span<const std::byte> payload) {
-  std::vector<std::byte> m(layout::kRpmsgHdrSize + payload.size());
-  encode(m, src, dst, payload);
-  return m;
-}
-
-/// A name-service message from the peer: raw name bytes (copied as given, up to 32).
-std::vector<std::byte> ns_msg(const std::string& name, std::uint32_t addr, std::uint32_t flags) {
-  layout::RpmsgNsMsg ns{};
-  std::memcpy(ns.name, name.data(), std::min(name.size(), sizeof(ns.name)));
-  ns.addr = layout::le32::from_cpu(addr);
-  ns.flags = layout::le32::from_cpu(flags);
-  return rpmsg(addr, kRpmsgNsAddr, std::as_bytes(std::span{&ns, 1}));
-}
+using namespace test_support;
 
 class RpmsgChannels : public ::testing::Test {
  protected:

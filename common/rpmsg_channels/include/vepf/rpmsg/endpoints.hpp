@@ -1,0 +1,141 @@
+#pragma once
+// rpmsg endpoints in the application's own process, the OpenAMP way (open-amp lib/rpmsg:
+// rpmsg_create_ept, rpmsg_send, rpmsg_destroy_ept and the name service), on either side of a
+// virtio-rpmsg link: what an application that links the library uses instead of Channels (one
+// unix socket per channel), with the same Port below it and the same wire format (Linux
+// virtio_rpmsg_bus.c, rpmsg_ns.c).
+//
+// An endpoint is a local address with a receive callback and, once known, a destination:
+//  - create(name, addr, dst, rx): addr kAddrAny takes a free address (>= 1024). With a name and
+//    VIRTIO_RPMSG_F_NS negotiated, a name-service CREATE {name, addr} goes to the peer (at once,
+//    or at link_up()); destroy() sends DESTROY.
+//  - dst kAddrAny: the endpoint learns its destination: the address the peer announced for the
+//    same name, else the src of the first message it receives.
+//  - A peer CREATE for a name no endpoint here has goes to the bind callback (OpenAMP's
+//    ns_bind_cb), which may create one for it; a peer DESTROY calls the unbind callback of the
+//    endpoint bound to that name (ns_unbind_cb) and forgets its destination.
+// Receiving: the callback gets the payload for the duration of the call only (a view of the
+// buffer the message arrived in: no copy here), and the sender's address.
+// Sending: trysend()/trysendto() put one message on the Port or fail at once with kNoSpace;
+// waiting for room belongs to the caller (which runs its event loop until the side calls
+// resume()).
+//
+// Everything the peer writes is checked: a bad message is counted (stats().bad) and dropped,
+// never a crash. Callbacks run on the side's thread from on_message(); they may call any method,
+// destroy() of their own endpoint included.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "vepf/error.hpp"
+#include "vepf/layout/rpmsg.hpp"
+#include "vepf/rpmsg/channels.hpp"
+#include "vepf/rpmsg/name_service.hpp"
+
+namespace vepf::rpmsg {
+
+struct EndpointStats {
+  std::uint64_t sent = 0, sent_bytes = 0;          // rpmsgs given to Port::send; payload bytes
+  std::uint64_t received = 0, received_bytes = 0;  // well-formed rpmsgs from the peer (NS incl.)
+  std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
+  std::uint64_t no_endpoint = 0;  // rpmsg for an address no endpoint holds: dropped
+  std::uint64_t no_room = 0;      // trysend() found the Port full
+};
+
+class Endpoints {
+ public:
+  /// The payload (valid during the call only) and the sender's address.
+  using ReceiveFn = std::function<void(std::span<const std::byte> payload, std::uint32_t src)>;
+  /// The peer destroyed the channel the endpoint was bound to.
+  using UnbindFn = std::function<void()>;
+  /// The peer announced `name` at `dst` and no endpoint here has that name.
+  using BindFn = std::function<void(const std::string& name, std::uint32_t dst)>;
+
+  /// Most endpoints at once, and most channels the peer may have announced at once.
+  static constexpr std::size_t kMaxEndpoints = 1024;
+  static constexpr std::size_t kMaxPeerChannels = 256;
+
+  explicit Endpoints(Port& port) : port_(port) {}
+  Endpoints(const Endpoints&) = delete;
+  Endpoints& operator=(const Endpoints&) = delete;
+
+  void set_bind(BindFn f) { bind_ = std::move(f); }
+
+  /// Creates an endpoint at `addr` (kAddrAny: a free one >= 1024) sending to `dst` (kAddrAny:
+  /// learned), named `name` (empty: not announced). Returns its address.
+  /// Errors: kInvalidArgument (a name that is not 1..31 of [A-Za-z0-9._-], addr kRpmsgNsAddr,
+  /// no receive callback), kRejected (the address or the name is taken), kNoSpace
+  /// (kMaxEndpoints).
+  [[nodiscard]] Result<std::uint32_t> create(std::string_view name, std::uint32_t addr,
+                                             std::uint32_t dst, ReceiveFn rx, UnbindFn unbind = {});
+  /// Destroys the endpoint at `addr` (a named one is announced gone); false when none is there.
+  bool destroy(std::uint32_t addr);
+  /// One message from endpoint `addr` to its destination. Errors: kInvalidArgument (no such
+  /// endpoint, payload above layout::kRpmsgMaxPayload), kNotReady (link down, or no destination
+  /// known yet), kNoSpace (the Port is full: try again after the side's resume()).
+  [[nodiscard]] Result<void> trysend(std::uint32_t addr, std::span<const std::byte> payload);
+  /// As trysend(), to `dst`.
+  [[nodiscard]] Result<void> trysendto(std::uint32_t addr, std::uint32_t dst,
+                                       std::span<const std::byte> payload);
+  /// The destination of endpoint `addr` (kAddrAny while unknown); nullopt without the endpoint.
+  std::optional<std::uint32_t> destination(std::uint32_t addr) const;
+  /// True when one more message can be sent now.
+  bool can_send() { return up_ && ns_pending_.empty() && port_.can_send(); }
+
+  // The side's hooks (as Channels').
+  /// The queues are up; `name_service`: VIRTIO_RPMSG_F_NS was negotiated. Announces every named
+  /// endpoint.
+  void link_up(bool name_service);
+  /// The link went down: destinations learned from the peer are forgotten (endpoints bound by a
+  /// peer announcement get their unbind callback), nothing is sent until link_up().
+  void link_down();
+  /// One rpmsg the peer wrote (header + payload, any length: checked here).
+  void on_message(std::span<const std::byte> msg);
+  /// The Port has room again: sends held name-service messages.
+  void resume() { flush_ns(); }
+
+  const EndpointStats& stats() const noexcept { return stats_; }
+  std::size_t size() const noexcept { return by_addr_.size(); }
+
+ private:
+  struct Ept {
+    std::string name;
+    std::uint32_t addr = 0;
+    std::uint32_t dst = kAddrAny;
+    bool fixed_dst = false;  // given at create(): kept across link_down()
+    bool bound = false;      // dst came from a peer CREATE for our name
+    ReceiveFn rx;
+    UnbindFn unbind;
+  };
+  struct PendingNs {
+    std::uint32_t src = 0;
+    layout::RpmsgNsMsg msg;
+  };
+
+  void handle_ns(std::span<const std::byte> payload);
+  void announce(const Ept& e, std::uint32_t flags);
+  void flush_ns();
+  void bad(const char* what);
+  std::uint32_t alloc_addr();
+
+  Port& port_;
+  BindFn bind_;
+  std::map<std::uint32_t, std::shared_ptr<Ept>> by_addr_;      // shared: a callback may destroy it
+  std::map<std::string, std::uint32_t, std::less<>> by_name_;  // named endpoints -> addr
+  std::map<std::string, std::uint32_t, std::less<>> peer_;     // peer announcements: name -> addr
+  std::deque<PendingNs> ns_pending_;
+  std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
+  EndpointStats stats_;
+  bool up_ = false;
+  bool ns_ = false;
+};
+
+}  // namespace vepf::rpmsg
