@@ -122,7 +122,12 @@ std::unique_ptr<Driver> Bus::probe_rpmsg(const transport::DeviceInfo& info) {
   const auto* d = configured(info.slot, config::DeviceType::kRpmsg);
   std::string dir = d ? d->rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
   const std::size_t conns = d ? d->rpmsg.max_connections : config::RpmsgConfig{}.max_connections;
-  auto drv = std::make_unique<RpmsgDriver>(*transport_, info, std::move(dir), loop_, conns);
+  // An application's own router for this slot, else socket channels.
+  const rpmsg::RouterFactory mine = o_.rpmsg_router ? o_.rpmsg_router(info.slot) : nullptr;
+  auto drv =
+      mine ? std::make_unique<RpmsgDriver>(*transport_, info, mine,
+                                           fmt::format("in-process router {}", info.slot), loop_)
+           : std::make_unique<RpmsgDriver>(*transport_, info, std::move(dir), loop_, conns);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.rpmsg")
         ->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/platform/links.hpp"
+#include "vepf/rpmsg/router.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -47,6 +49,10 @@ class Bus {
     bool once = false;                                 // give up (exit 1) when the link goes down
     std::chrono::milliseconds first_retry = kFirstRetry;  // back-off of attaches and re-probes
     std::chrono::milliseconds max_retry = kMaxRetry;
+    /// For an application that links the library: the Router for the rpmsg device in `slot`
+    /// (e.g. rpmsg::Endpoints), or an empty factory for the socket channels of the board config.
+    /// Called at each probe of the slot (a new attach, a probe after NEEDS_RESET).
+    std::function<rpmsg::RouterFactory(std::uint32_t slot)> rpmsg_router;
   };
   enum class State { kConnect, kSession, kRetryWait, kDone };
 

@@ -6,7 +6,9 @@
 //    is torn down;
 //  - an EP restart (a new server, a new epoch) makes the bus attach again and probe again;
 //  - DEVICE_NEEDS_RESET: the bus probes the device again at once, and after a back-off when it
-//    breaks again soon after.
+//    breaks again soon after;
+//  - an application's own rpmsg routing on both sides (rpmsg::Endpoints, no sockets): an echo
+//    service on the EP found by its announcement, a client on the host.
 
 #include <gtest/gtest.h>
 
@@ -23,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bus/bus.hpp"
+#include "devices/rpmsg/rpmsg_device.hpp"
 #include "server/server.hpp"
 #include "support/fake_links.hpp"
 #include "support/link_windows.hpp"
@@ -31,6 +34,7 @@
 #include "vepf/layout/epf.hpp"
 #include "vepf/layout/ring.hpp"
 #include "vepf/os/event_loop.hpp"
+#include "vepf/rpmsg/endpoints.hpp"
 
 namespace {
 
@@ -247,6 +251,69 @@ TEST_F(ProgramsTest, BusStopsOnRequestAndWithOnceWhenTheLinkGoes) {
   ASSERT_TRUE(step_until([&] { return bus->state() == host::Bus::State::kDone; }));
   EXPECT_EQ(bus->exit_code(), 0);
   EXPECT_FALSE(bus->step(0));
+}
+
+TEST_F(ProgramsTest, InProcessEndpointsOnBothSidesEcho) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  // The EP: an rpmsg device of the application's own, its endpoints in this process.
+  rpmsg::Endpoints* ep = nullptr;
+  auto dev = std::make_unique<ep::RpmsgDevice>(
+      16,
+      [&](rpmsg::Port& p) {
+        auto e = std::make_unique<rpmsg::Endpoints>(p);
+        ep = e.get();
+        return e;
+      },
+      "echo app");
+  ASSERT_TRUE(dev->start(loop));
+  auto slot = server->add_device(std::move(dev));
+  ASSERT_TRUE(slot) << slot.error();
+  std::uint32_t echo = 0;
+  auto e = ep->create(
+      "echo", rpmsg::kAddrAny, rpmsg::kAddrAny,
+      [&](std::span<const std::byte> payload, std::uint32_t src) {
+        ASSERT_TRUE(ep->trysendto(echo, src, payload));  // the reply goes back to the sender
+      });
+  ASSERT_TRUE(e);
+  echo = *e;
+
+  // The host: the same slot routed by Endpoints too; the echo service is found by its
+  // announcement (OpenAMP's ns_bind_cb), and a client endpoint made for it.
+  rpmsg::Endpoints* host = nullptr;
+  std::uint32_t client = 0;
+  std::vector<std::string> replies;
+  host::Bus::Options o;
+  o.rpmsg_router = [&](std::uint32_t s) -> rpmsg::RouterFactory {
+    if (s != *slot) return nullptr;
+    return [&](rpmsg::Port& p) {
+      auto r = std::make_unique<rpmsg::Endpoints>(p);
+      host = r.get();
+      host->set_bind([&](const std::string& name, std::uint32_t dst) {
+        if (name != "echo") return;
+        auto c = host->create(
+            "", rpmsg::kAddrAny, dst, [&](std::span<const std::byte> payload, std::uint32_t) {
+              replies.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size());
+            });
+        ASSERT_TRUE(c);
+        client = *c;
+      });
+      return r;
+    };
+  };
+  start_bus(o);
+  ASSERT_TRUE(step_until([&] { return client != 0; }));
+  EXPECT_NE(bus->driver(0), nullptr);  // the board's socket-channel device is up too
+
+  const std::string msgs[] = {"ping", std::string(layout::kRpmsgMaxPayload, 'x'), "3"};
+  for (const auto& m : msgs) {
+    ASSERT_TRUE(host->trysend(client, std::as_bytes(std::span{m.data(), m.size()})));
+  }
+  ASSERT_TRUE(step_until([&] { return replies.size() == 3; }));
+  EXPECT_EQ(replies[0], "ping");
+  EXPECT_EQ(replies[1], msgs[1]);
+  EXPECT_EQ(replies[2], "3");
+  EXPECT_EQ(ep->stats().bad + host->stats().bad, 0u);
+  EXPECT_EQ(ep->destination(echo), client);  // learned from the first message
 }
 
 }  // namespace

@@ -18,11 +18,16 @@ RpmsgDevice::RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size,
                          std::size_t max_connections)
     : dir_(std::move(runtime_dir)),
       queue_size_(queue_size),
-      channels_(dir_ + "/ep", *this, "ep.rpmsg", dir_, max_connections) {}
+      router_(std::make_unique<rpmsg::Channels>(dir_ + "/ep", static_cast<rpmsg::Port&>(*this),
+                                                "ep.rpmsg", dir_, max_connections)) {}
+
+RpmsgDevice::RpmsgDevice(std::uint16_t queue_size, const rpmsg::RouterFactory& make,
+                         std::string name)
+    : dir_(std::move(name)), queue_size_(queue_size), router_(make(*this)) {}
 
 RpmsgDevice::~RpmsgDevice() = default;
 
-Result<void> RpmsgDevice::start(os::EventLoop& loop) { return channels_.start(loop); }
+Result<void> RpmsgDevice::start(os::EventLoop& loop) { return router_->start(loop); }
 
 std::uint32_t RpmsgDevice::device_id() const { return VIRTIO_ID_RPMSG; }
 
@@ -32,7 +37,7 @@ std::uint64_t RpmsgDevice::device_features() const {
 
 void RpmsgDevice::on_driver_ok(transport::DeviceHandle& h) {
   h_ = h;
-  channels_.link_up(h.features() & bit(layout::kVirtioRpmsgFNs));
+  router_->link_up(h.features() & bit(layout::kVirtioRpmsgFNs));
   flush_out();
 }
 
@@ -43,13 +48,13 @@ void RpmsgDevice::on_reset() {
   rx_.drop();
   tx_.drop();
   backlog_ = backlog_tx_ = false;
-  channels_.link_down();  // the driver's channels go; ours are announced to the next driver
+  router_->link_down();  // the driver's channels go; ours are announced to the next driver
 }
 
 void RpmsgDevice::on_notify(transport::DeviceHandle&) {
   process_tx();
   flush_out();
-  channels_.resume();
+  router_->resume();
 }
 
 bool RpmsgDevice::can_send() { return h_.has_value() && out_.size() < kMaxOut; }
@@ -104,7 +109,7 @@ void RpmsgDevice::process_tx() {
       ++stats_.bad;
     } else {
       const std::size_t n = ring::chain_read(c, buf_);
-      channels_.on_message(std::span{buf_}.first(n));
+      router_->on_message(std::span{buf_}.first(n));
     }
     return ring::Handled::used();
   });
@@ -117,23 +122,23 @@ void RpmsgDevice::process_tx() {
 
 void RpmsgDevice::describe(nlohmann::json& out) const {
   out["runtime_dir"] = dir_;
-  out["channels"] = channels_.local_channels();
-  out["driver_channels"] = channels_.peer_channels();
+  out["channels"] = router_->local_channels();
+  out["driver_channels"] = router_->peer_channels();
   out["messages_to_driver"] = stats_.to_driver;
-  out["messages_from_driver"] = channels_.stats().received;
-  out["refused_connections"] = channels_.stats().refused_connections;
+  out["messages_from_driver"] = router_->stats().received;
+  out["refused_connections"] = router_->stats().refused_connections;
 }
 
 void RpmsgDevice::report(std::uint32_t slot, spdlog::level::level_enum lvl) const {
   const auto& s = stats_;
-  const auto& c = channels_.stats();
+  const auto& c = router_->stats();
   log()->log(lvl,
              "slot {}: to driver {} msgs {} B (short buffer {}), from driver {} msgs {} B (bad {}, "
              "no endpoint {}, "
              "socket full {}); channels: {} ours, {} the driver's, {} refused",
              slot, s.to_driver, s.to_driver_bytes, s.short_buffer, c.received, c.received_bytes,
-             s.bad + c.bad, c.no_endpoint, c.dropped, channels_.local_channels(),
-             channels_.peer_channels(), c.refused);
+             s.bad + c.bad, c.no_endpoint, c.dropped, router_->local_channels(),
+             router_->peer_channels(), c.refused);
 }
 
 }  // namespace vepf::ep

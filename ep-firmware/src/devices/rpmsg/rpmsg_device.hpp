@@ -14,12 +14,15 @@
 //    local address; each message is one rpmsg from it to the driver's announced address, and
 //    each rpmsg for it one message on that connection. DESTROY from the driver, or a driver
 //    reset, closes the socket and its connections and removes the file.
+// An application that links the library can route the messages itself instead (an rpmsg::Router
+// of its own, e.g. rpmsg::Endpoints: callbacks in its process, no sockets).
 // What this file keeps is the queue handling: messages for the driver wait in a queue of at most
 // about 256 (then the channels are not read) until the driver posts receive buffers on queue 0.
 
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +32,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/ring/consume.hpp"
 #include "vepf/rpmsg/channels.hpp"
+#include "vepf/rpmsg/router.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace vepf::ep {
@@ -44,12 +48,16 @@ struct RpmsgStats {
 
 class RpmsgDevice final : public Device, private rpmsg::Port {
  public:
-  /// `max_connections`: [device.rpmsg] max_connections (rpmsg::Channels).
+  /// Channels as sockets under <runtime_dir>/ep; `max_connections`: [device.rpmsg]
+  /// max_connections (rpmsg::Channels).
   RpmsgDevice(std::string runtime_dir, std::uint16_t queue_size, std::size_t max_connections = 64);
+  /// Messages routed by the Router `make` returns (given this device's Port); `name` labels the
+  /// device in logs and `ctl list` (as runtime_dir does for socket channels).
+  RpmsgDevice(std::uint16_t queue_size, const rpmsg::RouterFactory& make, std::string name);
   ~RpmsgDevice() override;
 
-  /// Listens on <runtime_dir>/ep/announce.sock. Errors: as os::listen_seqpacket(),
-  /// EventLoop::add().
+  /// Starts the Router (socket channels: listens on <runtime_dir>/ep/announce.sock). Errors: as
+  /// os::listen_seqpacket(), EventLoop::add().
   [[nodiscard]] Result<void> start(os::EventLoop& loop);
 
   std::uint32_t device_id() const override;
@@ -64,13 +72,13 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
   const char* type_name() const override { return "rpmsg"; }
   bool backlog() const override { return backlog_ || backlog_tx_; }
   void describe(nlohmann::json& out) const override;
-  Counts counts() const override { return {stats_.to_driver, channels_.stats().received}; }
+  Counts counts() const override { return {stats_.to_driver, router_->stats().received}; }
   void report(std::uint32_t slot, spdlog::level::level_enum lvl) const override;
   const RpmsgStats& stats() const noexcept { return stats_; }
-  const rpmsg::ChannelStats& channel_stats() const noexcept { return channels_.stats(); }
+  const rpmsg::ChannelStats& channel_stats() const noexcept { return router_->stats(); }
   const std::string& runtime_dir() const noexcept { return dir_; }
-  /// Channels opened through announce.sock.
-  std::size_t channels() const noexcept { return channels_.local_channels(); }
+  /// Channels opened through announce.sock (or named endpoints).
+  std::size_t channels() const noexcept { return router_->local_channels(); }
 
  private:
   // rpmsg::Port: messages for the driver go to out_, then into queue 0 as buffers come.
@@ -84,7 +92,7 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
 
   std::string dir_;
   std::uint16_t queue_size_;
-  rpmsg::Channels channels_;
+  std::unique_ptr<rpmsg::Router> router_;
   std::deque<std::vector<std::byte>> out_;  // messages waiting for a receive buffer
   std::optional<transport::DeviceHandle> h_;
   ring::ChainConsumer rx_, tx_;  // queue 0 (our messages into the driver's buffers), queue 1

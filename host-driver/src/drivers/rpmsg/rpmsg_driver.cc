@@ -24,14 +24,20 @@ RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceI
                          std::string runtime_dir, os::EventLoop& loop, std::size_t max_connections)
     : Driver(t, info),
       dir_(std::move(runtime_dir)),
+      where_(dir_ + "/host"),
       loop_(loop),
-      channels_(dir_ + "/host", *this, "host.rpmsg", "device " + std::to_string(info.slot),
-                max_connections) {}
+      router_(std::make_unique<rpmsg::Channels>(dir_ + "/host", static_cast<rpmsg::Port&>(*this),
+                                                "host.rpmsg", "device " + std::to_string(info.slot),
+                                                max_connections)) {}
+
+RpmsgDriver::RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+                         const rpmsg::RouterFactory& make, std::string name, os::EventLoop& loop)
+    : Driver(t, info), dir_(std::move(name)), where_(dir_), loop_(loop), router_(make(*this)) {}
 
 RpmsgDriver::~RpmsgDriver() = default;
 
 Result<void> RpmsgDriver::probe() {
-  if (auto r = channels_.start(loop_); !r) return r;
+  if (auto r = router_->start(loop_); !r) return r;
   if (auto r = negotiate(wanted_features()); !r) return r;
   // virtio_rpmsg_bus.c posts every receive buffer before the device is told DRIVER_OK.
   q_.emplace(t_, info_);
@@ -43,9 +49,9 @@ Result<void> RpmsgDriver::probe() {
   (void)q_->rx().kick_prepare();
   if (auto r = set_driver_ok(); !r) return r;
   (void)q_->rx().enable_cb();
-  log()->info("device {}: virtio-rpmsg up, channels in {}/host{}", info_.slot, dir_,
+  log()->info("device {}: virtio-rpmsg up, channels in {}{}", info_.slot, where_,
               has(layout::kVirtioRpmsgFNs) ? "" : " (no name service negotiated)");
-  channels_.link_up(has(layout::kVirtioRpmsgFNs));
+  router_->link_up(has(layout::kVirtioRpmsgFNs));
   return {};
 }
 
@@ -89,7 +95,7 @@ void RpmsgDriver::receive() {
           std::array<std::byte, kBuf> msg{};
           const auto view = q_->rx_view(u.token, u.len);
           std::memcpy(msg.data(), view.data(), u.len);
-          channels_.on_message(std::span{msg}.first(u.len));
+          router_->on_message(std::span{msg}.first(u.len));
         }
         q_->refill_rx(u.token);
         return ring::Handled::used();
@@ -106,7 +112,7 @@ void RpmsgDriver::on_interrupt() {
   if (!driver_ok_) return;
   receive();
   reclaim_tx();
-  channels_.resume();
+  router_->resume();
 }
 
 void RpmsgDriver::on_needs_reset() {
@@ -114,17 +120,17 @@ void RpmsgDriver::on_needs_reset() {
     q_->rx().mark_broken();
     q_->tx().mark_broken();
   }
-  channels_.link_down();
+  router_->link_down();
 }
 
 void RpmsgDriver::report(spdlog::level::level_enum lvl) const {
-  const auto& c = channels_.stats();
+  const auto& c = router_->stats();
   log()->log(lvl,
              "device {}: sent {} msgs {} B, received {} msgs {} B (bad {}, no endpoint {}, socket "
              "full {}); "
              "channels: {} ours, {} the device's, {} refused",
              info_.slot, c.sent, c.sent_bytes, c.received, c.received_bytes, stats_.bad + c.bad,
-             c.no_endpoint, c.dropped, channels_.local_channels(), channels_.peer_channels(),
+             c.no_endpoint, c.dropped, router_->local_channels(), router_->peer_channels(),
              c.refused);
 }
 

@@ -13,13 +13,16 @@
 //    rpmsg from addr to the device's address for that name (the one it announced, then the src
 //    of the latest message it sent to addr); until one is known the connection is not read.
 //    Closing it sends DESTROY.
-// Name-service messages need VIRTIO_RPMSG_F_NS, which this driver always asks for.
+// Name-service messages need VIRTIO_RPMSG_F_NS, which this driver always asks for. An
+// application that links the library can route the messages itself instead (an rpmsg::Router of
+// its own, e.g. rpmsg::Endpoints: callbacks in its process, no sockets).
 //
 // Placement (ARCHITECTURE.md §1), as NetDriver: descriptor tables, avail rings and the transmit
 // buffers in the EP window (written only); used rings and the receive buffers in the RC window.
 // When every transmit buffer is in flight the channels are not read until the device frees one.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -29,6 +32,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/ring/consume.hpp"
 #include "vepf/rpmsg/channels.hpp"
+#include "vepf/rpmsg/router.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::host {
@@ -47,6 +51,10 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
   /// [device.rpmsg] max_connections (rpmsg::Channels).
   RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
               std::string runtime_dir, os::EventLoop& loop, std::size_t max_connections = 64);
+  /// Messages routed by the Router `make` returns (given this driver's Port); `name` labels the
+  /// device in logs (as runtime_dir does for socket channels).
+  RpmsgDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
+              const rpmsg::RouterFactory& make, std::string name, os::EventLoop& loop);
   ~RpmsgDriver() override;
 
   /// Listens on <runtime_dir>/host/announce.sock, negotiates, sets up both queues and their
@@ -57,10 +65,10 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
   /// Interrupt: take completions on both queues, refill, kick, resume reading the channels.
   void on_interrupt() override;
   bool backlog() const override { return backlog_; }
-  Counts counts() const override { return {channels_.stats().sent, channels_.stats().received}; }
+  Counts counts() const override { return {router_->stats().sent, router_->stats().received}; }
   void report(spdlog::level::level_enum lvl) const override;
   const RpmsgStats& stats() const noexcept { return stats_; }
-  const rpmsg::ChannelStats& channel_stats() const noexcept { return channels_.stats(); }
+  const rpmsg::ChannelStats& channel_stats() const noexcept { return router_->stats(); }
   const std::string& runtime_dir() const noexcept { return dir_; }
 
  private:
@@ -76,8 +84,9 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
   void reclaim_tx();
 
   std::string dir_;
+  std::string where_;  // for logs: the socket directory, or the in-process router's name
   os::EventLoop& loop_;
-  rpmsg::Channels channels_;
+  std::unique_ptr<rpmsg::Router> router_;
   std::optional<BufferQueues> q_;  // from probe() on
   ring::UsedConsumer rx_;          // the receive queue's completions
   bool backlog_ = false;

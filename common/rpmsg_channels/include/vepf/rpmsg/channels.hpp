@@ -40,43 +40,11 @@
 #include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
+#include "vepf/rpmsg/router.hpp"
 
 namespace vepf::rpmsg {
 
-/// One side's transmit path, as Channels sees it.
-class Port {
- public:
-  virtual ~Port() = default;
-  /// True when one more rpmsg can be sent now (the link is up and the transmit path has room).
-  /// When it returns false the side must call Channels::resume() once room appears.
-  virtual bool can_send() = 0;
-  /// Sends one rpmsg from `src` to `dst` (host byte order) carrying `payload`
-  /// (<= layout::kRpmsgMaxPayload bytes). Called only right after can_send() returned true.
-  virtual void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) = 0;
-  /// After a burst of send(): publish what was sent and notify the peer if it asked for it.
-  virtual void flush() = 0;
-};
-
-/// Writes one rpmsg (struct rpmsg_hdr, then `payload`) into `out`, which must hold
-/// layout::kRpmsgHdrSize + payload.size() bytes (payload <= layout::kRpmsgMaxPayload).
-/// Returns the message size in bytes. The one writer of rpmsg headers, for both Ports.
-std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t dst,
-                   std::span<const std::byte> payload) noexcept;
-
-struct ChannelStats {
-  std::uint64_t sent = 0,
-                sent_bytes =
-                    0;  // rpmsgs given to Port::send (name service included); payload bytes
-  std::uint64_t received = 0,
-                received_bytes = 0;  // well-formed rpmsgs from the peer (name service included)
-  std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
-  std::uint64_t no_endpoint = 0;  // rpmsg for an address no connection holds: dropped
-  std::uint64_t dropped = 0;  // the local program's socket was full (or an empty payload): dropped
-  std::uint64_t refused = 0;  // local connections closed: bad or duplicate name, oversize message
-  std::uint64_t refused_connections = 0;  // not taken: max_connections open, or out of descriptors
-};
-
-class Channels {
+class Channels final : public Router {
  public:
   /// Most channels the peer may announce at once; further CREATEs count as bad (each one is a
   /// listening socket and a file here).
@@ -92,33 +60,33 @@ class Channels {
            std::size_t max_connections = 64);
   /// Closes every connection and listener; removes announce.sock and the peer channels' socket
   /// files. Sends nothing (the link is going away with its owner).
-  ~Channels();
+  ~Channels() override;
   Channels(const Channels&) = delete;
   Channels& operator=(const Channels&) = delete;
 
   /// Listens on <dir>/announce.sock and registers with `loop`. Idempotent (a second call does
   /// nothing). Errors: as os::listen_seqpacket(), EventLoop::add().
-  [[nodiscard]] Result<void> start(os::EventLoop& loop);
+  [[nodiscard]] Result<void> start(os::EventLoop& loop) override;
 
   /// The queues are up (DRIVER_OK). `name_service`: VIRTIO_RPMSG_F_NS was negotiated; without it
   /// nothing is announced and name-service messages from the peer count as bad. Announces every
   /// local channel named so far.
-  void link_up(bool name_service);
+  void link_up(bool name_service) override;
   /// The link went down (device reset, DEVICE_NEEDS_RESET): closes the peer channels (listener,
   /// clients, socket file), forgets every peer address, stops reading local channels. Local
   /// connections stay open and are announced again at the next link_up().
-  void link_down();
+  void link_down() override;
   /// One rpmsg the peer wrote (header + payload, any length: checked here). Routes it to the
   /// connection holding its dst, or to the name service (dst 53).
-  void on_message(std::span<const std::byte> msg);
+  void on_message(std::span<const std::byte> msg) override;
   /// The Port has room again: sends held name-service messages, resumes reading.
-  void resume();
+  void resume() override;
 
-  const ChannelStats& stats() const noexcept { return stats_; }
+  const ChannelStats& stats() const noexcept override { return stats_; }
   /// Named local channels (opened through announce.sock).
-  std::size_t local_channels() const noexcept;
+  std::size_t local_channels() const noexcept override;
   /// Channels the peer announced (each with a socket <dir>/<name>.sock).
-  std::size_t peer_channels() const noexcept { return peers_.size(); }
+  std::size_t peer_channels() const noexcept override { return peers_.size(); }
   const std::string& dir() const noexcept { return dir_; }
 
  private:

@@ -37,20 +37,12 @@
 
 #include "vepf/error.hpp"
 #include "vepf/layout/rpmsg.hpp"
-#include "vepf/rpmsg/channels.hpp"
 #include "vepf/rpmsg/name_service.hpp"
+#include "vepf/rpmsg/router.hpp"
 
 namespace vepf::rpmsg {
 
-struct EndpointStats {
-  std::uint64_t sent = 0, sent_bytes = 0;          // rpmsgs given to Port::send; payload bytes
-  std::uint64_t received = 0, received_bytes = 0;  // well-formed rpmsgs from the peer (NS incl.)
-  std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
-  std::uint64_t no_endpoint = 0;  // rpmsg for an address no endpoint holds: dropped
-  std::uint64_t no_room = 0;      // trysend() found the Port full
-};
-
-class Endpoints {
+class Endpoints final : public Router {
  public:
   /// The payload (valid during the call only) and the sender's address.
   using ReceiveFn = std::function<void(std::span<const std::byte> payload, std::uint32_t src)>;
@@ -90,19 +82,20 @@ class Endpoints {
   /// True when one more message can be sent now.
   bool can_send() { return up_ && ns_pending_.empty() && port_.can_send(); }
 
-  // The side's hooks (as Channels').
-  /// The queues are up; `name_service`: VIRTIO_RPMSG_F_NS was negotiated. Announces every named
-  /// endpoint.
-  void link_up(bool name_service);
-  /// The link went down: destinations learned from the peer are forgotten (endpoints bound by a
-  /// peer announcement get their unbind callback), nothing is sent until link_up().
-  void link_down();
-  /// One rpmsg the peer wrote (header + payload, any length: checked here).
-  void on_message(std::span<const std::byte> msg);
-  /// The Port has room again: sends held name-service messages.
-  void resume() { flush_ns(); }
+  // Router
+  /// Announces every named endpoint.
+  void link_up(bool name_service) override;
+  /// Destinations learned from the peer are forgotten (endpoints bound by a peer announcement
+  /// get their unbind callback); nothing is sent until link_up().
+  void link_down() override;
+  void on_message(std::span<const std::byte> msg) override;
+  /// Sends held name-service messages.
+  void resume() override { flush_ns(); }
+  const ChannelStats& stats() const noexcept override { return stats_; }
+  std::size_t local_channels() const noexcept override { return by_name_.size(); }
+  std::size_t peer_channels() const noexcept override { return peer_.size(); }
 
-  const EndpointStats& stats() const noexcept { return stats_; }
+  /// Endpoints, named or not.
   std::size_t size() const noexcept { return by_addr_.size(); }
 
  private:
@@ -133,7 +126,7 @@ class Endpoints {
   std::map<std::string, std::uint32_t, std::less<>> peer_;     // peer announcements: name -> addr
   std::deque<PendingNs> ns_pending_;
   std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
-  EndpointStats stats_;
+  ChannelStats stats_;
   bool up_ = false;
   bool ns_ = false;
 };

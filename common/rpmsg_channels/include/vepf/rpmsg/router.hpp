@@ -1,0 +1,80 @@
+#pragma once
+// What sits between one side's virtio-rpmsg queues (vepf-ep's RpmsgDevice, vepf-host's
+// RpmsgDriver) and the programs that use its channels: a Router. The side hands it every rpmsg
+// the peer wrote and tells it when the link comes and goes; the Router sends through the side's
+// Port. Two Routers exist: Channels (one unix socket per channel, for separate programs) and
+// Endpoints (callbacks in the application's own process, the OpenAMP way).
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "vepf/error.hpp"
+#include "vepf/os/event_loop.hpp"
+
+namespace vepf::rpmsg {
+
+/// One side's transmit path, as a Router sees it.
+class Port {
+ public:
+  virtual ~Port() = default;
+  /// True when one more rpmsg can be sent now (the link is up and the transmit path has room).
+  /// When it returns false the side must call Router::resume() once room appears.
+  virtual bool can_send() = 0;
+  /// Sends one rpmsg from `src` to `dst` (host byte order) carrying `payload`
+  /// (<= layout::kRpmsgMaxPayload bytes). Called only right after can_send() returned true.
+  virtual void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) = 0;
+  /// After a burst of send(): publish what was sent and notify the peer if it asked for it.
+  virtual void flush() = 0;
+};
+
+/// Writes one rpmsg (struct rpmsg_hdr, then `payload`) into `out`, which must hold
+/// layout::kRpmsgHdrSize + payload.size() bytes (payload <= layout::kRpmsgMaxPayload).
+/// Returns the message size in bytes. The one writer of rpmsg headers, for both Ports.
+std::size_t encode(std::span<std::byte> out, std::uint32_t src, std::uint32_t dst,
+                   std::span<const std::byte> payload) noexcept;
+
+struct ChannelStats {
+  std::uint64_t sent = 0,
+                sent_bytes =
+                    0;  // rpmsgs given to Port::send (name service included); payload bytes
+  std::uint64_t received = 0,
+                received_bytes = 0;  // well-formed rpmsgs from the peer (name service included)
+  std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
+  std::uint64_t no_endpoint = 0;  // rpmsg for an address no connection holds: dropped
+  std::uint64_t dropped = 0;  // the local program's socket was full (or an empty payload): dropped
+  std::uint64_t refused = 0;  // local connections closed: bad or duplicate name, oversize message
+  std::uint64_t refused_connections = 0;  // not taken: max_connections open, or out of descriptors
+  std::uint64_t no_room = 0;              // in-process endpoints: a trysend() found the Port full
+};
+
+class Router {
+ public:
+  virtual ~Router() = default;
+  /// Registers what the Router polls with `loop` (sockets). Errors: the Router's own.
+  [[nodiscard]] virtual Result<void> start(os::EventLoop& loop) {
+    (void)loop;
+    return {};
+  }
+  /// The queues are up (DRIVER_OK); `name_service`: VIRTIO_RPMSG_F_NS was negotiated.
+  virtual void link_up(bool name_service) = 0;
+  /// The link went down (reset, DEVICE_NEEDS_RESET): what the peer announced is forgotten.
+  virtual void link_down() = 0;
+  /// One rpmsg the peer wrote (header + payload, any length: the Router checks it). The bytes
+  /// are valid during the call only.
+  virtual void on_message(std::span<const std::byte> msg) = 0;
+  /// The Port has room again.
+  virtual void resume() = 0;
+  virtual const ChannelStats& stats() const noexcept = 0;
+  /// Channels (or named endpoints) of this side, and channels the peer announced.
+  virtual std::size_t local_channels() const noexcept = 0;
+  virtual std::size_t peer_channels() const noexcept = 0;
+};
+
+/// Makes a side's Router over its Port (the side is being constructed: store the reference,
+/// do not call it yet).
+using RouterFactory = std::function<std::unique_ptr<Router>(Port&)>;
+
+}  // namespace vepf::rpmsg
