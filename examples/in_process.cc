@@ -53,8 +53,10 @@ int main(int argc, char** argv) {
   // The host side, on this thread.
   auto host_loop = os::EventLoop::create();
   if (!host_loop) return 1;
-  host::Bus bus(*cfg, platform::make_host_link_source(*cfg, vfio::find_function), *host_loop,
-                {std::chrono::milliseconds(5000), /*once=*/true});
+  host::Bus::Options bo;
+  bo.connect_timeout = std::chrono::milliseconds(5000);
+  bo.once = true;
+  host::Bus bus(*cfg, platform::make_host_link_source(*cfg, vfio::find_function), *host_loop, bo);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   bool all = false;
   while (!all && std::chrono::steady_clock::now() < deadline && bus.step(50)) {

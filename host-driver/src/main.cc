@@ -62,8 +62,11 @@ int main(int argc, char** argv) {
                  std::strerror(rt.error().sys_errno));
     return vepf::app::kExitFailure;
   }
+  vepf::host::Bus::Options bo;
+  bo.connect_timeout = std::chrono::milliseconds(o.connect_timeout_ms);
+  bo.once = o.once;
   vepf::host::Bus bus(*cfg, vepf::platform::make_host_link_source(*cfg, vepf::vfio::find_function),
-                      rt->loop, {std::chrono::milliseconds(o.connect_timeout_ms), o.once});
+                      rt->loop, bo);
   const int sfd = rt->signals.get();
   (void)rt->loop.add(sfd, EPOLLIN, [&bus, sfd](std::uint32_t) {
     while (auto sig = vepf::os::read_signal(sfd)) {

@@ -87,8 +87,7 @@ class PciSource final : public HostLinkSource {
   }
   void close() noexcept override {}  // the function stays open for the next session
   std::string description() const override {
-    return link_ ? "EP function: " + link_->description()
-                 : std::string("the EP function of [host]");
+    return link_ ? "EP function: " + link_->description() : std::string();
   }
 
  private:

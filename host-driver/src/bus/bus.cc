@@ -61,7 +61,10 @@ bool Bus::while_waiting() {
 }
 
 bool Bus::connect() {
-  spdlog::get("host")->info("connecting to {}", source_->description());
+  // Only what is known: a failed first open of a PCI function is one line, the error.
+  if (const auto where = source_->description(); !where.empty()) {
+    spdlog::get("host")->info("connecting to {}", where);
+  }
   auto l = source_->open(o_.connect_timeout, [this] {
     (void)loop_.run_once(0);  // signals
     return !quit_;

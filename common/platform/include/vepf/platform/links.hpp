@@ -49,7 +49,8 @@ class HostLinkSource {
   /// The session is over: lets the EP take the next RC (loopback: closes the connection). A PCI
   /// function stays open for the next open().
   virtual void close() noexcept = 0;
-  /// For logs: where the EP is looked for.
+  /// For logs: where the EP is looked for; empty while that is not known yet (a PCI function
+  /// before its first open(): its errors say which function they concern).
   virtual std::string description() const = 0;
 };
 
