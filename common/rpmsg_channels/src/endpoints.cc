@@ -11,6 +11,67 @@ bool name_ok(std::string_view name) { return layout::rpmsg_name_valid(name.data(
 
 }  // namespace
 
+// One probe's Router: forwards to the Endpoints while it attaches them to the probe's Port.
+class Endpoints::Attachment final : public Router {
+ public:
+  Attachment(Endpoints& e, Port& p) : e_(&e) {
+    if (e.attachment_ != nullptr) e.attachment_->release();
+    e.attachment_ = this;
+    e.port_ = &p;
+  }
+  ~Attachment() override { release(); }
+  Attachment(const Attachment&) = delete;
+  Attachment& operator=(const Attachment&) = delete;
+
+  void link_up(bool name_service) override {
+    if (e_) e_->link_up(name_service);
+  }
+  void link_down() override {
+    if (e_) e_->link_down();
+  }
+  void on_message(std::span<const std::byte> msg) override {
+    if (e_) e_->on_message(msg);
+  }
+  void resume() override {
+    if (e_) e_->resume();
+  }
+  const ChannelStats& stats() const noexcept override { return e_ ? e_->stats() : none_; }
+  std::size_t local_channels() const noexcept override { return e_ ? e_->local_channels() : 0; }
+  std::size_t peer_channels() const noexcept override { return e_ ? e_->peer_channels() : 0; }
+
+  /// The Port goes (this probe ends) or another attachment takes over.
+  void release() {
+    if (!e_) return;
+    Endpoints& e = *e_;
+    e_ = nullptr;
+    if (e.up_) e.link_down();
+    e.port_ = nullptr;
+    e.attachment_ = nullptr;
+  }
+
+ private:
+  Endpoints* e_;
+  ChannelStats none_;
+};
+
+Endpoints::~Endpoints() {
+  if (attachment_ != nullptr) {
+    on_destination_ = nullptr;  // nothing of ours is called while we go
+    attachment_->release();
+  }
+}
+
+RouterFactory Endpoints::attachment() {
+  return
+      [this](Port& p) -> std::unique_ptr<Router> { return std::make_unique<Attachment>(*this, p); };
+}
+
+void Endpoints::set_dst(Ept& e, std::uint32_t dst) {
+  if (e.dst == dst) return;
+  e.dst = dst;
+  if (on_destination_) on_destination_(e.addr, dst);
+}
+
 std::uint32_t Endpoints::alloc_addr() {
   for (;;) {
     const std::uint32_t a = next_addr_++;
@@ -49,15 +110,16 @@ Result<std::uint32_t> Endpoints::create(std::string_view name, std::uint32_t add
   e->rx = std::move(rx);
   e->unbind = std::move(unbind);
   if (!e->name.empty()) {
-    if (!e->fixed_dst) {
-      // The peer announced this name already: that is where it goes.
-      if (auto p = peer_.find(e->name); p != peer_.end()) {
-        e->dst = p->second;
+    if (auto p = peer_.find(e->name); p != peer_.end()) {
+      if (!e->fixed_dst) {
+        e->dst = p->second;  // the peer announced this name already: that is where it goes
         e->bound = true;
+      } else if (e->dst == p->second) {
+        e->bound = true;  // made for the peer's announcement (in the bind callback)
       }
     }
     by_name_.emplace(e->name, e->addr);
-    announce(*e, layout::kRpmsgNsCreate);
+    if (announced(*e)) announce(*e, layout::kRpmsgNsCreate);
   }
   by_addr_.emplace(e->addr, e);
   return e->addr;
@@ -70,7 +132,7 @@ bool Endpoints::destroy(std::uint32_t addr) {
   by_addr_.erase(it);
   if (!e->name.empty()) {
     by_name_.erase(e->name);
-    announce(*e, layout::kRpmsgNsDestroy);
+    if (announced(*e)) announce(*e, layout::kRpmsgNsDestroy);
   }
   return true;
 }
@@ -99,13 +161,13 @@ Result<void> Endpoints::trysendto(std::uint32_t addr, std::uint32_t dst,
   if (dst == kAddrAny || dst == layout::kRpmsgNsAddr) {
     return fail(Errc::kInvalidArgument, "not an address to send to");
   }
-  if (!up_) return fail(Errc::kNotReady, "the link is down");
+  if (!up_ || !port_) return fail(Errc::kNotReady, "the link is down");
   if (!can_send()) {
     ++stats_.no_room;
     return fail(Errc::kNoSpace, "no room on the link: try again after resume()");
   }
-  port_.send(addr, dst, payload);
-  port_.flush();
+  port_->send(addr, dst, payload);
+  port_->flush();
   ++stats_.sent;
   stats_.sent_bytes += payload.size();
   return {};
@@ -119,22 +181,22 @@ void Endpoints::announce(const Ept& e, std::uint32_t flags) {
 
 void Endpoints::flush_ns() {
   bool sent = false;
-  while (!ns_pending_.empty() && up_ && port_.can_send()) {
+  while (!ns_pending_.empty() && up_ && port_ && port_->can_send()) {
     const PendingNs& p = ns_pending_.front();
-    port_.send(p.src, layout::kRpmsgNsAddr, std::as_bytes(std::span{&p.msg, 1}));
+    port_->send(p.src, layout::kRpmsgNsAddr, std::as_bytes(std::span{&p.msg, 1}));
     ++stats_.sent;
     stats_.sent_bytes += sizeof(p.msg);
     ns_pending_.pop_front();
     sent = true;
   }
-  if (sent) port_.flush();
+  if (sent) port_->flush();
 }
 
 void Endpoints::link_up(bool name_service) {
   up_ = true;
   ns_ = name_service;
   for (const auto& [addr, e] : by_addr_) {
-    if (!e->name.empty()) announce(*e, layout::kRpmsgNsCreate);
+    if (announced(*e)) announce(*e, layout::kRpmsgNsCreate);
   }
 }
 
@@ -147,10 +209,12 @@ void Endpoints::link_down() {
   for (auto& [addr, e] : by_addr_) {
     if (e->bound) unbound.push_back(e);
     e->bound = false;
-    if (!e->fixed_dst) e->dst = kAddrAny;
+    if (!e->fixed_dst) set_dst(*e, kAddrAny);
   }
   for (const auto& e : unbound) {
-    if (e->unbind) e->unbind();
+    // Not for an endpoint an earlier callback destroyed.
+    const auto it = by_addr_.find(e->addr);
+    if (it != by_addr_.end() && it->second == e && e->unbind) e->unbind();
   }
 }
 
@@ -166,7 +230,9 @@ void Endpoints::on_message(std::span<const std::byte> msg) {
     return;
   }
   const auto e = it->second;  // the callback may destroy the endpoint
-  if (e->dst == kAddrAny && m->src != layout::kRpmsgNsAddr && m->src != kAddrAny) e->dst = m->src;
+  if (e->dst == kAddrAny && m->src != layout::kRpmsgNsAddr && m->src != kAddrAny) {
+    set_dst(*e, m->src);
+  }
   e->rx(m->payload, m->src);
 }
 
@@ -182,7 +248,7 @@ void Endpoints::handle_ns(std::span<const std::byte> payload) {
     const auto e = by_addr_.at(local->second);
     if (!e->bound) return;
     e->bound = false;
-    e->dst = kAddrAny;
+    if (!e->fixed_dst) set_dst(*e, kAddrAny);
     if (e->unbind) e->unbind();
     return;
   }
@@ -191,9 +257,11 @@ void Endpoints::handle_ns(std::span<const std::byte> payload) {
   }
   peer_[a->name] = a->addr;
   if (local != by_name_.end()) {
-    const auto& e = by_addr_.at(local->second);
+    const auto e = by_addr_.at(local->second);  // the hook may destroy the endpoint
     if (!e->fixed_dst) {
-      e->dst = a->addr;  // announced (again): the peer's address for our name
+      e->bound = true;
+      set_dst(*e, a->addr);  // announced (again): the peer's address for our name
+    } else if (e->dst == a->addr) {
       e->bound = true;
     }
     return;

@@ -232,5 +232,84 @@ TEST_F(RpmsgEndpoints, WhatThePeerWritesWrongIsCountedAndDropped) {
   EXPECT_EQ(eps.stats().bad, 8u + 5u);
 }
 
+TEST_F(RpmsgEndpoints, AnEndpointMadeForAPeerServiceIsBoundNotAnnounced) {
+  eps.link_up(true);
+  int unbinds = 0;
+  std::uint32_t made = 0;
+  eps.set_bind([&](const std::string& name, std::uint32_t dst) {
+    auto e = eps.create(name, kAddrAny, dst, recorder(), [&] { ++unbinds; });
+    ASSERT_TRUE(e);
+    made = *e;
+  });
+  eps.on_message(ns_msg("svc", 77, layout::kRpmsgNsCreate));
+  ASSERT_NE(made, 0u);
+  EXPECT_TRUE(port.sent.empty());  // the peer knows its own service: nothing announced back
+  EXPECT_EQ(eps.destination(made), 77u);
+  eps.on_message(ns_msg("svc", 77, layout::kRpmsgNsDestroy));
+  EXPECT_EQ(unbinds, 1);
+  EXPECT_EQ(eps.destination(made), 77u);  // given at create(): kept
+  EXPECT_TRUE(eps.destroy(made));
+  EXPECT_TRUE(port.sent.empty());  // and no DESTROY for what was never announced
+}
+
+TEST_F(RpmsgEndpoints, TheDestinationHookFollowsEveryChange) {
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> seen;
+  eps.set_destination_hook([&](std::uint32_t a, std::uint32_t d) { seen.emplace_back(a, d); });
+  eps.link_up(true);
+  auto named = eps.create("svc", kAddrAny, kAddrAny, recorder());
+  auto anon = eps.create("", 5000, kAddrAny, recorder());
+  ASSERT_TRUE(named && anon);
+  EXPECT_TRUE(seen.empty());
+  eps.on_message(ns_msg("svc", 88, layout::kRpmsgNsCreate));
+  eps.on_message(rpmsg(1234, 5000, bytes("hi")));
+  eps.on_message(ns_msg("svc", 88, layout::kRpmsgNsDestroy));
+  eps.link_down();
+  const std::vector<std::pair<std::uint32_t, std::uint32_t>> want{
+      {*named, 88}, {5000, 1234}, {*named, kAddrAny}, {5000, kAddrAny}};
+  EXPECT_EQ(seen, want);
+}
+
+TEST(RpmsgEndpointsAttachment, EndpointsMoveFromPortToPort) {
+  Endpoints eps;  // no Port yet
+  const auto attach = eps.attachment();
+  auto a = eps.create("svc", kAddrAny, kAddrAny, [](std::span<const std::byte>, std::uint32_t) {});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(eps.trysendto(*a, 600, bytes("x")).error().code, Errc::kNotReady);
+
+  FakePort first, second;
+  auto r1 = attach(first);
+  r1->link_up(true);
+  ASSERT_EQ(first.sent.size(), 1u);
+  EXPECT_EQ(ns_of(first.sent[0]).flags.to_cpu(), layout::kRpmsgNsCreate);
+  r1->on_message(ns_msg("peer", 70, layout::kRpmsgNsCreate));
+  EXPECT_EQ(eps.peer_channels(), 1u);
+  EXPECT_TRUE(eps.trysendto(*a, 600, bytes("x")));
+  EXPECT_EQ(first.sent.size(), 2u);
+
+  // The probe ends: the link goes down for the endpoints, which stay.
+  r1.reset();
+  EXPECT_FALSE(eps.up());
+  EXPECT_EQ(eps.peer_channels(), 0u);
+  EXPECT_EQ(eps.size(), 1u);
+  EXPECT_EQ(eps.trysendto(*a, 600, bytes("x")).error().code, Errc::kNotReady);
+
+  // The next probe: announced again, on the new Port only.
+  auto r2 = attach(second);
+  r2->link_up(true);
+  ASSERT_EQ(second.sent.size(), 1u);
+  EXPECT_EQ(ns_of(second.sent[0]).addr.to_cpu(), *a);
+  EXPECT_EQ(first.sent.size(), 2u);
+  // A newer attachment takes over from one that is still there.
+  FakePort third;
+  auto r3 = attach(third);
+  EXPECT_FALSE(eps.up());
+  r2->on_message(ns_msg("late", 71, layout::kRpmsgNsCreate));  // the old one forwards nothing
+  EXPECT_EQ(eps.peer_channels(), 0u);
+  r3->link_up(true);
+  EXPECT_EQ(third.sent.size(), 1u);
+  r2.reset();  // the old one going does not take the new one's Port
+  EXPECT_TRUE(eps.up());
+}
+
 }  // namespace
 }  // namespace vepf::rpmsg

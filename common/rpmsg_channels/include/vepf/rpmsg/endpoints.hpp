@@ -6,19 +6,27 @@
 // virtio_rpmsg_bus.c, rpmsg_ns.c).
 //
 // An endpoint is a local address with a receive callback and, once known, a destination:
-//  - create(name, addr, dst, rx): addr kAddrAny takes a free address (>= 1024). With a name and
-//    VIRTIO_RPMSG_F_NS negotiated, a name-service CREATE {name, addr} goes to the peer (at once,
-//    or at link_up()); destroy() sends DESTROY.
+//  - create(name, addr, dst, rx): addr kAddrAny takes a free address (>= 1024).
 //  - dst kAddrAny: the endpoint learns its destination: the address the peer announced for the
-//    same name, else the src of the first message it receives.
+//    same name, else the src of the first message it receives. Such an endpoint, when named and
+//    VIRTIO_RPMSG_F_NS is negotiated, is announced to the peer (name-service CREATE {name, addr},
+//    at once or at link_up()); destroy() sends DESTROY.
+//  - A fixed dst with a name is an endpoint made for a service the peer announced (in the bind
+//    callback): not announced back (as OpenAMP and Linux do), but bound to that announcement.
 //  - A peer CREATE for a name no endpoint here has goes to the bind callback (OpenAMP's
 //    ns_bind_cb), which may create one for it; a peer DESTROY calls the unbind callback of the
-//    endpoint bound to that name (ns_unbind_cb) and forgets its destination.
+//    endpoint bound to that name (ns_unbind_cb); a learned destination is forgotten.
 // Receiving: the callback gets the payload for the duration of the call only (a view of the
 // buffer the message arrived in: no copy here), and the sender's address.
 // Sending: trysend()/trysendto() put one message on the Port or fail at once with kNoSpace;
 // waiting for room belongs to the caller (which runs its event loop until the side calls
 // resume()).
+//
+// Lifetime: Endpoints(Port&) serves one Port for its whole life. A default-constructed Endpoints
+// outlives the Ports it serves: attachment() is the RouterFactory to give a side (Bus::Options
+// rpmsg_router, Server::Options rpmsg_router), and each probe of the device attaches the
+// endpoints to its new Port; when that probe's Router goes, the link goes down for them (peer
+// bindings are forgotten, unbind callbacks run) and they wait, created and named, for the next.
 //
 // Everything the peer writes is checked: a bad message is counted (stats().bad) and dropped,
 // never a crash. Callbacks run on the side's thread from on_message(); they may call any method,
@@ -50,16 +58,30 @@ class Endpoints final : public Router {
   using UnbindFn = std::function<void()>;
   /// The peer announced `name` at `dst` and no endpoint here has that name.
   using BindFn = std::function<void(const std::string& name, std::uint32_t dst)>;
+  /// The destination of endpoint `addr` changed to `dst` (kAddrAny: unknown again).
+  using DestinationFn = std::function<void(std::uint32_t addr, std::uint32_t dst)>;
 
   /// Most endpoints at once, and most channels the peer may have announced at once.
   static constexpr std::size_t kMaxEndpoints = 1024;
   static constexpr std::size_t kMaxPeerChannels = 256;
 
-  explicit Endpoints(Port& port) : port_(port) {}
+  /// Endpoints with no Port yet: see attachment().
+  Endpoints() = default;
+  /// Endpoints that send through `port` for their whole life.
+  explicit Endpoints(Port& port) : port_(&port) {}
+  ~Endpoints() override;
   Endpoints(const Endpoints&) = delete;
   Endpoints& operator=(const Endpoints&) = delete;
 
+  /// A RouterFactory whose Routers attach these endpoints to the side's Port for as long as
+  /// they live (one probe of the device). One attachment at a time: a second one made while
+  /// the first lives takes its place. The Endpoints must outlive what the factory makes.
+  RouterFactory attachment();
+
   void set_bind(BindFn f) { bind_ = std::move(f); }
+  /// Called whenever an endpoint's destination changes (learned, bound, forgotten), so that a
+  /// copy of it (the C API's rpmsg_endpoint::dest_addr) stays true.
+  void set_destination_hook(DestinationFn f) { on_destination_ = std::move(f); }
 
   /// Creates an endpoint at `addr` (kAddrAny: a free one >= 1024) sending to `dst` (kAddrAny:
   /// learned), named `name` (empty: not announced). Returns its address.
@@ -80,7 +102,9 @@ class Endpoints final : public Router {
   /// The destination of endpoint `addr` (kAddrAny while unknown); nullopt without the endpoint.
   std::optional<std::uint32_t> destination(std::uint32_t addr) const;
   /// True when one more message can be sent now.
-  bool can_send() { return up_ && ns_pending_.empty() && port_.can_send(); }
+  bool can_send() { return up_ && port_ && ns_pending_.empty() && port_->can_send(); }
+  /// True between link_up() and link_down().
+  bool up() const noexcept { return up_; }
 
   // Router
   /// Announces every named endpoint.
@@ -116,11 +140,17 @@ class Endpoints final : public Router {
   void handle_ns(std::span<const std::byte> payload);
   void announce(const Ept& e, std::uint32_t flags);
   void flush_ns();
+  /// Endpoints this side announces: named, with no destination given.
+  static bool announced(const Ept& e) { return !e.name.empty() && !e.fixed_dst; }
   void bad(const char* what);
   std::uint32_t alloc_addr();
+  void set_dst(Ept& e, std::uint32_t dst);
+  class Attachment;
 
-  Port& port_;
+  Port* port_ = nullptr;
+  Attachment* attachment_ = nullptr;  // the Router attaching us to port_, if any
   BindFn bind_;
+  DestinationFn on_destination_;
   std::map<std::uint32_t, std::shared_ptr<Ept>> by_addr_;      // shared: a callback may destroy it
   std::map<std::string, std::uint32_t, std::less<>> by_name_;  // named endpoints -> addr
   std::map<std::string, std::uint32_t, std::less<>> peer_;     // peer announcements: name -> addr
