@@ -31,4 +31,11 @@ if(NOT VEPF_EP_ONLY)
   set(VEPF_PC_HOST_LIBS "-lvepf_host_bus -lvepf_host_drivers -lvepf_nbd -lvepf_pci_find -l${_vepf_common_l}")
   configure_file(${PROJECT_SOURCE_DIR}/cmake/pkgconfig/vepf-host.pc.in ${PROJECT_BINARY_DIR}/vepf-host.pc @ONLY)
   install(FILES ${PROJECT_BINARY_DIR}/vepf-host.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+  # The C API (vepf/rpmsg.h): both sides, so a C program links with C++'s runtime named.
+  install(TARGETS vepf_rpmsg ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/api/rpmsg/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  set(VEPF_PC_RPMSG_LIBS "-lvepf_rpmsg -lvepf_ep_server -lvepf_ep_devices -lvepf_host_bus -lvepf_host_drivers -lvepf_nbd -lvepf_pci_find -l${_vepf_common_l} -lvepf_gpio")
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/pkgconfig/vepf-rpmsg.pc.in ${PROJECT_BINARY_DIR}/vepf-rpmsg.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/vepf-rpmsg.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endif()

@@ -55,7 +55,9 @@ int serve(const config::BoardConfig& cfg, const Options& o, app::Runtime& rt) {
     spdlog::get("ep")->error("{}", link.error());
     return app::kExitFailure;
   }
-  ep::Server server(cfg, std::move(*link), rt.loop, {ep::control_socket_path(cfg, o.ctl_socket)});
+  ep::Server::Options so;
+  so.control_socket = ep::control_socket_path(cfg, o.ctl_socket);
+  ep::Server server(cfg, std::move(*link), rt.loop, so);
   if (auto r = server.start(); !r) {
     spdlog::get("ep")->error(
         "setup failed: {} ({}{})", r.error().what, errc_name(r.error().code),

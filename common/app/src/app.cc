@@ -12,6 +12,10 @@ bool setup_logging(std::initializer_list<std::string_view> names, std::string_vi
   if (lvl == spdlog::level::off && level != "off") return false;
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   for (auto n : names) {
+    if (auto have = spdlog::get(std::string(n))) {
+      have->set_level(lvl);  // set up before (a library user with both sides in one process)
+      continue;
+    }
     auto l = std::make_shared<spdlog::logger>(std::string(n), sink);
     l->set_level(lvl);
     l->set_pattern("%H:%M:%S.%e %^%l%$ [%n] %v");

@@ -317,7 +317,14 @@ Result<void> Server::start() {
   if (auto r = transport_->init(); !r) return r;
   spin_.emplace(transport_->poll_group(), std::chrono::microseconds(cfg_.link.spin_us));
   for (std::size_t i = 0; i < cfg_.devices.size(); ++i) {
-    if (auto s = add_device(cfg_.devices[i]); !s) {
+    const auto& d = cfg_.devices[i];
+    const auto index = static_cast<std::uint32_t>(i);
+    rpmsg::RouterFactory mine;  // an application's own router for this rpmsg device
+    if (d.type == config::DeviceType::kRpmsg && o_.rpmsg_router) mine = o_.rpmsg_router(index);
+    auto s = mine ? add_device(std::make_unique<RpmsgDevice>(
+                        d.queue_size, mine, fmt::format("in-process router {}", index)))
+                  : add_device(d);
+    if (!s) {
       log->error("device[{}]: {}", i, s.error());
       return fail(Errc::kInvalidArgument, "a device of the board config could not be set up");
     }

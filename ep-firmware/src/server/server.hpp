@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,6 +31,7 @@
 #include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/platform/links.hpp"
+#include "vepf/rpmsg/router.hpp"
 #include "vepf/transport/device_transport.hpp"
 
 namespace vepf::ep {
@@ -49,6 +51,10 @@ class Server {
  public:
   struct Options {
     std::string control_socket;  // path of the control socket; empty: none
+    /// For an application that links the library: the Router for the rpmsg device of board
+    /// config [[device]] `index` (e.g. rpmsg::Endpoints::attachment()), or an empty factory for
+    /// the socket channels its config names. Called once per rpmsg device at start().
+    std::function<rpmsg::RouterFactory(std::uint32_t index)> rpmsg_router;
   };
 
   /// `cfg` must outlive the server. `chips`: the GPIO chips for [gpio] (null: libgpiod's,

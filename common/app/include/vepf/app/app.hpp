@@ -16,8 +16,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // runtime failure (link, device, syscall)
 inline constexpr int kExitUsage = 2;    // bad command line or board config
 
-/// Creates the named loggers ("ep", "ep.net", ...) on stderr at `level` ("trace".."off").
-/// Returns false for an unknown level name.
+/// Creates the named loggers ("ep", "ep.net", ...) on stderr at `level` ("trace".."off"); a
+/// logger that exists already keeps its sink and takes the level. Returns false for an unknown
+/// level name.
 bool setup_logging(std::initializer_list<std::string_view> names, std::string_view level);
 
 /// The link-model figures of one side (ARCHITECTURE.md §1): what crossed the link in total,

@@ -51,6 +51,9 @@ class EventLoop {
   bool stopped() const noexcept { return stopped_; }
 
   std::size_t size() const noexcept { return by_id_.size(); }
+  /// The epoll descriptor: readable while an event waits, so another loop can poll it and call
+  /// run_once(0) then.
+  int fd() const noexcept { return epfd_.get(); }
 
  private:
   struct Entry {
