@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -63,6 +64,17 @@ int send(rpmsg_endpoint* ept, const void* data, int len, std::uint32_t dst, bool
     if (!d.turn(1)) return fail(RPMSG_ERR_DEV_STATE, "the device is gone");
     if (!ept_ok(ept)) return fail(RPMSG_ERR_PARAM, "the endpoint was destroyed while waiting");
   }
+}
+
+/// The programs' loggers on stderr, at VEPF_LOG_LEVEL (default warn). Both sides may be opened
+/// on two threads at once.
+bool setup_logging() {
+  static std::mutex mu;
+  const std::lock_guard<std::mutex> lock(mu);
+  const char* level = std::getenv("VEPF_LOG_LEVEL");
+  return vepf::app::setup_logging({"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host",
+                                   "host.net", "host.rpmsg", "host.blk", "host.console"},
+                                  level != nullptr ? level : "warn");
 }
 
 }  // namespace
@@ -167,10 +179,7 @@ rpmsg_device* vepf_rpmsg_open(const char* board_config, vepf_rpmsg_side side, ui
     (void)fail(RPMSG_ERR_PARAM, "vepf_rpmsg_open needs a board config path and a side");
     return nullptr;
   }
-  const char* level = std::getenv("VEPF_LOG_LEVEL");
-  if (!app::setup_logging({"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net",
-                           "host.rpmsg", "host.blk", "host.console"},
-                          level != nullptr ? level : "warn")) {
+  if (!setup_logging()) {
     (void)fail(RPMSG_ERR_PARAM,
                "VEPF_LOG_LEVEL is not one of trace, debug, info, warn, error, off");
     return nullptr;
