@@ -22,6 +22,9 @@
 #         channel socket) against the same program over a pair of connected unix SOCK_SEQPACKET
 #         sockets, 64 B messages: round-trip p50 of one message at a time, and messages per
 #         second of a one-way stream (counted where they arrive)
+#   inproc rpmsg endpoints in one process through the C API (vepf-bench-rpmsg), both sides
+#         polling against the cache-line ping-pong and sleeping against the eventfd ping-pong:
+#         round-trip p50; then ours alone: the polling round trip and one-way messages per second
 #   block nbdcopy --no-extents reading the whole vepf-host NBD export of that link's virtio-blk
 #         device (a file of random bytes on the EP) to null:, and writing it from a file, against
 #         the same nbdcopy command on qemu-nbd serving the same file: MiB per second
@@ -35,7 +38,7 @@ usage() {
   cat <<'USAGE'
 usage: scripts/bench/compare.sh [--pairs N] [--only LIST] [--build-dir DIR] [--out DIR] [--seconds S] [--smoke]
   --pairs N        pairs per comparison, at least 5 (default 5)
-  --only LIST      comma-separated subset of: ring,rtt,tcp,rpmsg,block (default: all)
+  --only LIST      comma-separated subset of: ring,rtt,tcp,rpmsg,inproc,block (default: all)
   --build-dir DIR  where the programs were built (default: build/default)
   --out DIR        where the report goes (default: build/bench)
   --seconds S      length of each of our runs, each iperf3 run, each rpmsg run and each series of
@@ -49,7 +52,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build="$top/build/default"
 out="$top/build/bench"
 pairs=5
-all=ring,rtt,tcp,rpmsg,block
+all=ring,rtt,tcp,rpmsg,inproc,block
 only=$all
 secs=3
 smoke=0
@@ -72,7 +75,7 @@ if [ "$smoke" = 1 ]; then pairs=1 secs=1 dpdk_secs=6; fi
 [ "$secs" -ge 1 ] || { echo "compare: --seconds must be at least 1" >&2; exit 2; }
 [ "$only" = all ] && only=$all
 for s in ${only//,/ }; do
-  case "$s" in ring|rtt|tcp|rpmsg|block) ;; *) echo "compare: --only: unknown comparison '$s' (${all//,/, })" >&2; exit 2 ;; esac
+  case "$s" in ring|rtt|tcp|rpmsg|inproc|block) ;; *) echo "compare: --only: unknown comparison '$s' (${all//,/, })" >&2; exit 2 ;; esac
 done
 want() { [[ ",$only," == *",$1,"* ]]; }
 [ "$(id -u)" -eq 0 ] || { echo "compare: needs root (hugepages, network namespaces, TAP devices)" >&2; exit 2; }
@@ -116,6 +119,12 @@ record() {
   printf '{"name":"%s","unit":"%s","better":"%s","target":"%s","ours":%s,"peer":%s,"peer_name":"%s"}\n' \
     "$1" "$2" "$3" "$4" "$5" "$6" "$7" >>"$results"
   printf '  %-44s ours %10.3f  %-22s %10.3f  ratio %.3f\n' "$1" "$5" "$7" "$6" "$(python3 -c "print($5 / $6 if $6 else 0)")"
+}
+
+# check NAME VALUE TARGET: a figure of ours alone, against a target.
+check() {
+  printf '{"check":true,"name":"%s","value":%s,"target":"%s"}\n' "$1" "$2" "$3" >>"$results"
+  printf '  %-56s %s (target %s)\n' "$1" "$2" "$3"
 }
 
 # pairs_of NAME UNIT BETTER TARGET PEER_NAME OURS_FN PEER_FN: runs the A B B A pairs.
@@ -276,10 +285,6 @@ if want tcp; then
   idle_secs=30 traffic_secs=60
   [ "$smoke" = 1 ] && idle_secs=2 traffic_secs=2
   cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-  check() {  # NAME VALUE TARGET
-    printf '{"check":true,"name":"%s","value":%s,"target":"%s"}\n' "$1" "$2" "$3" >>"$results"
-    printf '  %-56s %s (target %s)\n' "$1" "$2" "$3"
-  }
   echo "== the programs on an idle link, $idle_secs s"
   hz=$(getconf CLK_TCK)
   e0=$(cpu_ticks "$ep_pid"); h0=$(cpu_ticks "$host_pid")
@@ -395,8 +400,37 @@ if want rpmsg; then
   extra_pids="$extra_pids $!"
   wait_path "$rpmsg_ours_sock" || { cat "$work/rpmsg-ours.log"; bench_link_fail "the rpmsg channel did not reach vepf-host"; }
   wait_path "$rpmsg_peer_sock" || { cat "$work/rpmsg-peer.log"; echo "compare: the peer rpmsg service did not start" >&2; exit 1; }
-  pairs_of "rpmsg RTT p50, 64 B" "µs" lower "—" "unix seqpacket pair" ours_rpmsg_rtt peer_rpmsg_rtt
-  pairs_of "rpmsg one-way stream, 64 B" "kmsg/s" higher "—" "unix seqpacket pair" ours_rpmsg_stream peer_rpmsg_stream
+  pairs_of "rpmsg RTT p50, 64 B" "µs" lower "≤ 1.5×" "unix seqpacket pair" ours_rpmsg_rtt peer_rpmsg_rtt
+  pairs_of "rpmsg one-way stream, 64 B" "kmsg/s" higher "≥ 0.5×" "unix seqpacket pair" ours_rpmsg_stream peer_rpmsg_stream
+fi
+
+# ---- inproc: rpmsg endpoints in one process through the C API (vepf-bench-rpmsg: the EP's
+# device on one thread, the host's driver on another), against the ring's references
+bench_rpmsg="$build/bench/vepf-bench-rpmsg"
+inproc_wait=
+ours_inproc_rtt() {
+  "$bench_rpmsg" --json --test rtt --wait "$inproc_wait" --ms $((secs * 1000)) | json_field rtt_p50_us
+}
+peer_inproc_rtt() {
+  local ref=cacheline; [ "$inproc_wait" = poll ] || ref=eventfd
+  "$bench_ring" --json --reference "$ref" --ms $((secs * 1000)) | json_get '["rtt_p50_us"]'
+}
+median() { python3 -c "import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:]), 3))" "$@"; }
+if want inproc; then
+  [ -x "$bench_rpmsg" ] || { echo "compare: no $bench_rpmsg: build first" >&2; exit 2; }
+  inproc_wait=poll
+  pairs_of "rpmsg in-process RTT p50, 64 B, polling" "µs" lower "—" "cache-line ping-pong" ours_inproc_rtt peer_inproc_rtt
+  inproc_wait=sleep
+  pairs_of "rpmsg in-process RTT p50, 64 B, sleeping" "µs" lower "≤ 1.2×" "eventfd ping-pong" ours_inproc_rtt peer_inproc_rtt
+  # The issue's absolute figures, medians of --pairs runs of ours alone.
+  echo "== rpmsg in-process, both sides polling, 64 B: $pairs runs each"
+  rtts=() rates=()
+  for _ in $(seq "$pairs"); do
+    rtts+=("$("$bench_rpmsg" --json --test rtt --wait poll --ms $((secs * 1000)) | json_field rtt_p50_us)")
+    rates+=("$("$bench_rpmsg" --json --test stream --wait poll --ms $((secs * 1000)) | json_field msgs_per_s)")
+  done
+  check "rpmsg in-process RTT p50, polling, µs (median)" "$(median "${rtts[@]}")" "≤ 5"
+  check "rpmsg in-process one-way, polling, msg/s (median)" "$(median "${rates[@]}")" "≥ 1000000"
 fi
 
 # ---- block: nbdcopy on vepf-host's NBD export against nbdcopy on qemu-nbd, the same file
