@@ -115,6 +115,7 @@ struct Harness {
 
   void message(std::span<const std::byte> m) {
     ch->on_message(m);
+    ch->flush_received();  // as a side does after each burst
     ++messages;
     const auto& s = ch->stats();
     FUZZ_CHECK(s.received + s.bad >= messages);  // every message counted, a bad NS message twice

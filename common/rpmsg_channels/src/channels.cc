@@ -19,7 +19,9 @@ namespace vepf::rpmsg {
 
 namespace {
 constexpr int kConnBudget = 64;         // messages read from one connection per readable event
-constexpr std::size_t kRecvBuf = 4096;  // larger than any acceptable message: detects oversize
+constexpr std::size_t kRecvBuf = 512;   // larger than any acceptable message: detects oversize
+constexpr std::size_t kRecvBatch = 32;  // messages one recvmmsg() reads at most
+constexpr std::size_t kSendBatch = 32;  // messages one sendmmsg() writes at most
 constexpr std::uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
 constexpr std::uint32_t kHupEvents = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 
@@ -49,7 +51,18 @@ Channels::Channels(std::string dir, Port& port, std::string logger, std::string 
       logger_(std::move(logger)),
       who_(std::move(who)),
       max_conns_(max_connections ? max_connections : 1),
-      buf_(kRecvBuf) {}
+      buf_(kRecvBuf * kRecvBatch),
+      iov_(kRecvBatch),
+      mmsg_(kRecvBatch),
+      send_iov_(kSendBatch),
+      send_mmsg_(kSendBatch) {
+  for (std::size_t i = 0; i < kRecvBatch; ++i) {
+    iov_[i] = {buf_.data() + i * kRecvBuf, kRecvBuf};
+    mmsg_[i] = {};
+    mmsg_[i].msg_hdr.msg_iov = &iov_[i];
+    mmsg_[i].msg_hdr.msg_iovlen = 1;
+  }
+}
 
 Channels::~Channels() {
   if (loop_ != nullptr) {
@@ -140,10 +153,67 @@ std::uint32_t Channels::alloc_addr() {
 
 bool Channels::room() { return up_ && ns_pending_.empty() && port_.can_send(); }
 
+std::size_t Channels::room_count() { return up_ && ns_pending_.empty() ? port_.send_room() : 0; }
+
 void Channels::set_reading(Conn& c, bool on) {
   if (c.reading == on) return;
   c.reading = on;
-  (void)loop_->modify(c.fd.get(), on ? kReadEvents : EPOLLRDHUP);
+  watch(c);
+}
+
+void Channels::watch(Conn& c) {
+  const std::uint32_t out = c.blocked ? static_cast<std::uint32_t>(EPOLLOUT) : 0u;
+  (void)loop_->modify(c.fd.get(), (c.reading ? kReadEvents : EPOLLRDHUP) | out);
+}
+
+bool Channels::flush_held(Conn& c) {
+  const bool was_full = !can_take();
+  const bool was_blocked = c.blocked;
+  c.blocked = false;
+  while (!c.held.empty()) {
+    // A burst per sendmmsg(): one syscall for up to kSendBatch messages.
+    const std::size_t n = std::min(c.held.size(), kSendBatch);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& m = c.held[i];
+      send_iov_[i] = {m.data(), m.size()};
+      send_mmsg_[i] = {};
+      send_mmsg_[i].msg_hdr.msg_iov = &send_iov_[i];
+      send_mmsg_[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int sent = ::sendmmsg(c.fd.get(), send_mmsg_.data(), static_cast<unsigned>(n),
+                                MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c.blocked = true;  // full: EPOLLOUT brings us back (on_conn)
+      ++stats_.held;
+      break;
+    }
+    // Sent, or the first one failed otherwise: the program is gone (its connection closes on
+    // the hang-up) and that message with it.
+    const std::size_t done = sent < 0 ? 1 : static_cast<std::size_t>(sent);
+    if (sent < 0) ++stats_.dropped;
+    for (std::size_t i = 0; i < done; ++i) c.held.pop_front();
+    held_total_ -= done;
+  }
+  if (c.blocked != was_blocked) watch(c);
+  return was_full && can_take();
+}
+
+void Channels::flush_received() {
+  // Copies: a connection may close meanwhile.
+  const auto fds = std::move(to_flush_);
+  to_flush_.clear();
+  for (int fd : fds) {
+    auto it = conns_.find(fd);
+    if (it == conns_.end()) continue;
+    it->second.queued = false;
+    if (!it->second.blocked) (void)flush_held(it->second);
+  }
+}
+
+void Channels::forget_held(Conn& c) {
+  stats_.dropped += c.held.size();  // the program closed its connection before reading them
+  held_total_ -= c.held.size();
+  c.held.clear();
 }
 
 void Channels::update_reading() {
@@ -221,36 +291,69 @@ void Channels::on_conn(int fd, std::uint32_t events) {
   auto it = conns_.find(fd);
   if (it == conns_.end()) return;
   Conn& c = it->second;
-  if (!(events & EPOLLIN) || !c.reading) {
+  if ((events & EPOLLOUT) && c.blocked && flush_held(c)) {
+    port_.receive_again();  // may deliver to (and close) connections: look `fd` up again
+    it = conns_.find(fd);
+    if (it == conns_.end()) return;
+  }
+  Conn& conn = it->second;
+  if (!(events & EPOLLIN) || !conn.reading) {
     if (events & kHupEvents) close_conn(fd, "peer hung up");
     return;
   }
+  read_conn(fd, conn);
+}
+
+void Channels::read_conn(int fd, Conn& c) {
   const char* why = nullptr;
-  for (int budget = kConnBudget; budget > 0 && why == nullptr; --budget) {
-    if (c.addr != 0 && !(c.peer && room()))
-      break;  // no peer yet, or no room: leave it in the socket
-    const ssize_t n = ::recv(fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n <= 0) {
-      why = n == 0 ? "peer hung up" : std::strerror(errno);
+  for (int budget = kConnBudget; budget > 0 && why == nullptr;) {
+    // A named channel reads a burst (recvmmsg) of at most what can go now; an unnamed one reads
+    // its name alone.
+    std::size_t want = 1;
+    if (c.addr != 0) {
+      const std::size_t r = c.peer ? room_count() : 0;
+      if (r == 0) break;  // no peer yet, or no room: leave it in the socket
+      want = std::min({r, static_cast<std::size_t>(budget), kRecvBatch});
+    }
+    const int got =
+        ::recvmmsg(fd, mmsg_.data(), static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (got < 0) {
+      why = std::strerror(errno);
       break;
     }
-    const auto msg = std::span{buf_}.first(static_cast<std::size_t>(n));
-    if (c.addr == 0) {
-      why = name_conn(c, msg);
-    } else if (msg.size() > layout::kRpmsgMaxPayload) {
-      log_of(logger_)->error(
-          "{}: channel '{}': message of {} bytes refused (at most {}); closing the connection",
-          who_, c.name, msg.size(), layout::kRpmsgMaxPayload);
-      ++stats_.refused;
-      why = "message too large";
-    } else {
-      send_one(c.addr, *c.peer, msg);
+    if (got == 0 || mmsg_[0].msg_len == 0) {  // SOCK_SEQPACKET: end of file
+      why = "peer hung up";
+      break;
     }
+    budget -= got;
+    for (int i = 0; i < got && why == nullptr; ++i) {
+      const auto& h = mmsg_[static_cast<std::size_t>(i)];
+      if (h.msg_len == 0) {
+        why = "peer hung up";
+        break;
+      }
+      const auto msg = std::span{buf_}.subspan(static_cast<std::size_t>(i) * kRecvBuf, h.msg_len);
+      if (c.addr == 0) {
+        why = name_conn(c, msg);
+      } else if (msg.size() > layout::kRpmsgMaxPayload || (h.msg_hdr.msg_flags & MSG_TRUNC)) {
+        log_of(logger_)->error(
+            "{}: channel '{}': message of {} bytes or more refused (at most {}); closing the "
+            "connection",
+            who_, c.name, msg.size(), layout::kRpmsgMaxPayload);
+        ++stats_.refused;
+        why = "message too large";
+      } else {
+        send_one(c.addr, *c.peer, msg);
+      }
+    }
+    if (static_cast<std::size_t>(got) < want) break;  // the socket is empty
   }
+  const bool was_full = !can_take();
   if (why != nullptr) close_conn(fd, why);
   port_.flush();
   update_reading();
+  if (was_full && can_take()) port_.receive_again();
 }
 
 void Channels::close_conn(int fd, const char* why) {
@@ -262,6 +365,7 @@ void Channels::close_conn(int fd, const char* why) {
     announce(c, layout::kRpmsgNsDestroy);
   }
   if (c.addr != 0) by_addr_.erase(c.addr);
+  forget_held(it->second);
   loop_->remove(fd);
   conns_.erase(it);
 }
@@ -317,8 +421,14 @@ void Channels::deliver(std::uint32_t src, std::uint32_t dst, std::span<const std
     ++stats_.dropped;
     return;
   }
-  if (::send(c.fd.get(), payload.data(), payload.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-    ++stats_.dropped;
+  // Gathered, in order, for flush_received() at the end of the side's burst (one sendmmsg()),
+  // or for on_conn() once a full socket has room again.
+  c.held.emplace_back(payload.begin(), payload.end());
+  ++held_total_;
+  if (!c.queued) {
+    c.queued = true;
+    to_flush_.push_back(a->second);
+  }
 }
 
 // struct rpmsg_ns_msg from the peer (rpmsg_ns.c rpmsg_ns_cb), every field checked.

@@ -45,6 +45,8 @@ class BufferQueues {
   /// Takes back completed transmit buffers. Errors: kBadRing from the used ring.
   [[nodiscard]] Result<void> reclaim_tx();
   bool tx_full() const noexcept { return tx_free_.empty(); }
+  /// Transmit buffers free now.
+  std::size_t tx_free() const noexcept { return tx_free_.size(); }
   /// Copies `data` (at most buf_size() bytes) into a free transmit buffer (posted writes) and
   /// adds it to the transmit queue. Errors: kNoSpace when every buffer is in flight.
   [[nodiscard]] Result<void> send(std::span<const std::byte> data);

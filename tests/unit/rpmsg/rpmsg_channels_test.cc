@@ -91,7 +91,11 @@ class RpmsgChannels : public ::testing::Test {
     EXPECT_TRUE(pump([&] { return ch_->local_channels() == before + 1; })) << name;
     return fd;
   }
-  void receive(const std::vector<std::byte>& m) { ch_->on_message(m); }
+  /// One message from the peer, as a side hands it over (a burst of one).
+  void receive(const std::vector<std::byte>& m) {
+    ch_->on_message(m);
+    ch_->flush_received();
+  }
 
   fs::path dir_;
   os::EventLoop loop_;
@@ -391,6 +395,49 @@ TEST_F(RpmsgChannels, ConnectionsPastTheLimitAreClosedAndCounted) {
   (void)c;
   EXPECT_EQ(ch_->local_channels(), 2u);
   EXPECT_EQ(ch_->stats().refused_connections, 2u);
+}
+
+TEST_F(RpmsgChannels, ASlowProgramIsWaitedForNotDroppedAndTheRingIsHeldBack) {
+  ch_->link_up(true);
+  const int c = open_local("svc");
+  const std::uint32_t addr = port_.sent.at(0).src;
+  // The program does not read: its socket fills, then the Router holds messages, in order, and
+  // once kMaxHeld wait it asks the side to leave the peer's messages on the ring.
+  int buf = 4096;
+  ASSERT_EQ(::setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf), 0);
+  std::uint32_t n = 0;
+  while (ch_->can_take() && n < 100000) {
+    receive(rpmsg(900, addr, bytes("m" + std::to_string(n))));
+    ++n;
+  }
+  ASSERT_FALSE(ch_->can_take()) << "the socket took " << n << " messages";
+  EXPECT_GT(ch_->stats().held, 0u);
+  EXPECT_EQ(ch_->stats().dropped, 0u);
+  EXPECT_EQ(port_.receive_agains, 0);
+  // The program reads everything, in order; the side is told to go on.
+  for (std::uint32_t i = 0; i < n; ++i) ASSERT_EQ(get(c), "m" + std::to_string(i));
+  EXPECT_TRUE(ch_->can_take());
+  EXPECT_EQ(port_.receive_agains, 1);
+  EXPECT_EQ(ch_->stats().dropped, 0u);
+  // Nothing held: straight into the socket again.
+  receive(rpmsg(900, addr, bytes("after")));
+  EXPECT_EQ(get(c), "after");
+}
+
+TEST_F(RpmsgChannels, HeldMessagesOfAClosedProgramAreCountedAndLetGo) {
+  ch_->link_up(true);
+  const int c = open_local("svc");
+  const std::uint32_t addr = port_.sent.at(0).src;
+  int buf = 4096;
+  ASSERT_EQ(::setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf), 0);
+  while (ch_->can_take()) receive(rpmsg(900, addr, bytes("x")));
+  const auto held = ch_->stats().held;
+  ::shutdown(c, SHUT_RDWR);
+  ASSERT_TRUE(pump([&] { return ch_->local_channels() == 0; }));
+  EXPECT_TRUE(ch_->can_take());
+  EXPECT_EQ(port_.receive_agains, 1);
+  EXPECT_GE(held, 1u);                                  // the socket was found full
+  EXPECT_EQ(ch_->stats().dropped, Channels::kMaxHeld);  // what waited for it
 }
 
 }  // namespace

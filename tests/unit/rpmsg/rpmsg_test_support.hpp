@@ -36,6 +36,8 @@ class FakePort final : public Port {
     sent.push_back({src, dst, std::move(p)});
   }
   void flush() override { ++flushes; }
+  void receive_again() override { ++receive_agains; }
+  int receive_agains = 0;
 };
 
 inline layout::RpmsgNsMsg ns_of(const Sent& s) {

@@ -59,6 +59,8 @@ void RpmsgDevice::on_notify(transport::DeviceHandle&) {
 
 bool RpmsgDevice::can_send() { return h_.has_value() && out_.size() < kMaxOut; }
 
+std::size_t RpmsgDevice::send_room() { return can_send() ? kMaxOut - out_.size() : 0; }
+
 void RpmsgDevice::send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
   std::vector<std::byte> m(layout::kRpmsgHdrSize + payload.size());
   (void)rpmsg::encode(m, src, dst, payload);
@@ -104,18 +106,25 @@ void RpmsgDevice::process_tx() {
   if (!h_) return;
   ring::Vringh* q = h_->queue(layout::kRpmsgTxQueue);
   if (q == nullptr) return;
-  const auto d = tx_.drain(*q, kBudget, [this](ring::Chain& c) {
-    if (c.read_len < layout::kRpmsgHdrSize || c.read_len > layout::kRpmsgBufSize) {
-      ++stats_.bad;
-    } else {
-      const std::size_t n = ring::chain_read(c, buf_);
-      router_->on_message(std::span{buf_}.first(n));
-    }
-    return ring::Handled::used();
-  });
+  // While the Router cannot take more (a local program is slow), the driver's messages stay on
+  // the ring: its sends wait for room, and Port::receive_again() brings us back.
+  const auto d = tx_.drain_while(
+      *q, kBudget, [this] { return router_->can_take(); },
+      [this](ring::Chain& c) {
+        if (c.read_len < layout::kRpmsgHdrSize || c.read_len > layout::kRpmsgBufSize) {
+          ++stats_.bad;
+        } else {
+          const std::size_t n = ring::chain_read(c, buf_);
+          router_->on_message(std::span{buf_}.first(n));
+        }
+        return ring::Handled::used();
+      });
   // The budget can be the whole queue: what the driver added since comes without a doorbell
   // (EVENT_IDX asked for none), so poll again before sleeping.
-  backlog_tx_ = d.end == ring::Drained::End::kBudget;
+  router_->flush_received();
+  // Held back, but the flush made room: go on at the next poll.
+  backlog_tx_ = d.end == ring::Drained::End::kBudget ||
+                (d.end == ring::Drained::End::kHeld && router_->can_take());
   if (d.notify) h_->notify_driver();
   if (d.end == ring::Drained::End::kBroken) broken(layout::kRpmsgTxQueue);
 }

@@ -83,8 +83,10 @@ class RpmsgDevice final : public Device, private rpmsg::Port {
  private:
   // rpmsg::Port: messages for the driver go to out_, then into queue 0 as buffers come.
   bool can_send() override;
+  std::size_t send_room() override;
   void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) override;
   void flush() override { flush_out(); }
+  void receive_again() override { process_tx(); }
 
   void flush_out();
   void process_tx();

@@ -88,6 +88,8 @@ void RpmsgDriver::receive() {
   const auto d = rx_.drain(
       q_->rx(), kBudget,
       [this](const ring::Vring::Used& u) {
+        // A slow local program: the device's messages wait on the ring until receive_again().
+        if (!router_->can_take()) return ring::Handled::hold();
         if (u.len < layout::kRpmsgHdrSize || u.len > kBuf) {
           ++stats_.bad;
         } else {
@@ -101,11 +103,18 @@ void RpmsgDriver::receive() {
         return ring::Handled::used();
       },
       &err);
-  backlog_ = d.end == ring::Drained::End::kBudget;
+  router_->flush_received();
+  // Held back, but the flush made room: go on at the next poll.
+  backlog_ = d.end == ring::Drained::End::kBudget ||
+             (d.end == ring::Drained::End::kHeld && router_->can_take());
   if (d.end == ring::Drained::End::kBroken)
     log::limited(peer_log_, log(), spdlog::level::err, "device {}: receive queue: {}", info_.slot,
                  err.what);
   q_->kick(q_->rx());
+}
+
+void RpmsgDriver::receive_again() {
+  if (driver_ok_ && q_) receive();
 }
 
 void RpmsgDriver::on_interrupt() {

@@ -77,8 +77,10 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
 
   // rpmsg::Port: one transmit buffer per message.
   bool can_send() override;
+  std::size_t send_room() override { return can_send() ? q_->tx_free() : 0; }
   void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) override;
   void flush() override;
+  void receive_again() override;
 
   void receive();
   void reclaim_tx();

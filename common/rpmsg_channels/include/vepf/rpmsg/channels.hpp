@@ -21,9 +21,17 @@
 // are built here. Everything the peer writes is untrusted: checked, counted in stats().bad,
 // dropped; never a crash.
 //
-// Flow control: while the Port has no room, connections are not read (their messages wait in
-// the socket); the side calls resume() when room appears. A local program's socket that is full
-// drops the rpmsg (stats().dropped), as Linux rpmsg_char drops on a full queue.
+// Flow control, both ways, nothing dropped: while the Port has no room, connections are not read
+// (their messages wait in the socket; a burst is read with recvmmsg() only as far as there is
+// room); the side calls resume() when room appears. The peer's messages for a connection are
+// gathered during the side's burst and written with one sendmmsg() at flush_received(); a
+// program whose socket is full is waited for (EPOLLOUT), its messages held in order, and once
+// kMaxHeld messages wait, can_take() turns false: the side leaves the peer's messages on its ring
+// (the peer's sends wait for room) until Port::receive_again(). Only a program that closes its
+// connection loses what was held for it (stats().dropped).
+
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <deque>
@@ -81,6 +89,14 @@ class Channels final : public Router {
   void on_message(std::span<const std::byte> msg) override;
   /// The Port has room again: sends held name-service messages, resumes reading.
   void resume() override;
+  /// Sends what the burst of on_message() calls gathered for each connection (sendmmsg()).
+  void flush_received() override;
+  /// False while kMaxHeld messages wait for full local sockets.
+  bool can_take() const override { return held_total_ < kMaxHeld; }
+
+  /// Messages the peer sent that wait, over every connection, for a local program's socket
+  /// to have room (beyond this the side stops taking the peer's messages).
+  static constexpr std::size_t kMaxHeld = 256;
 
   const ChannelStats& stats() const noexcept override { return stats_; }
   /// Named local channels (opened through announce.sock).
@@ -92,11 +108,14 @@ class Channels final : public Router {
  private:
   struct Conn {
     os::Fd fd;
-    std::string name;                   // channel; empty for a local connection not yet named
-    bool local = true;                  // opened through announce.sock (announced by us)
-    std::uint32_t addr = 0;             // local address; 0 until named
-    std::optional<std::uint32_t> peer;  // where its messages go
-    bool reading = true;                // EPOLLIN registered
+    std::string name;                         // channel; empty for a local connection not yet named
+    bool local = true;                        // opened through announce.sock (announced by us)
+    std::uint32_t addr = 0;                   // local address; 0 until named
+    std::optional<std::uint32_t> peer;        // where its messages go
+    bool reading = true;                      // EPOLLIN registered
+    std::deque<std::vector<std::byte>> held;  // for the program, not yet in its socket
+    bool queued = false;                      // in to_flush_
+    bool blocked = false;  // its socket was full: EPOLLOUT registered, held waits for it
   };
   struct Peer {  // a channel the peer announced
     std::uint32_t addr = 0;
@@ -113,6 +132,7 @@ class Channels final : public Router {
   Result<std::unique_ptr<os::Acceptor>> listen(const std::string& path, const std::string& channel);
   void on_accept(const std::string& channel, os::Fd fd);
   void on_conn(int fd, std::uint32_t events);
+  void read_conn(int fd, Conn& c);
   const char* name_conn(Conn& c, std::span<const std::byte> msg);
   void close_conn(int fd, const char* why);
   void open_peer(const std::string& name, std::uint32_t addr);
@@ -123,7 +143,13 @@ class Channels final : public Router {
   void send_one(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload);
   void flush_ns();
   bool room();
+  std::size_t room_count();
   void set_reading(Conn& c, bool on);
+  void watch(Conn& c);
+  /// Sends what `c` holds while its socket takes it. Returns true when the Router went from
+  /// full to able to take messages again.
+  bool flush_held(Conn& c);
+  void forget_held(Conn& c);
   void update_reading();
   void bad(const char* what);
   std::uint32_t alloc_addr();
@@ -141,7 +167,13 @@ class Channels final : public Router {
   std::map<std::string, Peer> peers_;       // by name
   std::deque<PendingNs> ns_pending_;        // announcements waiting for room, in order
   std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
-  std::vector<std::byte> buf_;
+  std::vector<std::byte> buf_;  // kRecvBatch buffers of kRecvBuf bytes, for recvmmsg()
+  std::vector<iovec> iov_;
+  std::vector<mmsghdr> mmsg_;
+  std::vector<iovec> send_iov_;  // kSendBatch, for sendmmsg()
+  std::vector<mmsghdr> send_mmsg_;
+  std::vector<int> to_flush_;   // connections given messages since the last flush_received()
+  std::size_t held_total_ = 0;  // messages held over every connection
   ChannelStats stats_;
   bool up_ = false;
   bool ns_ = false;

@@ -23,11 +23,18 @@ class Port {
   /// True when one more rpmsg can be sent now (the link is up and the transmit path has room).
   /// When it returns false the side must call Router::resume() once room appears.
   virtual bool can_send() = 0;
+  /// How many rpmsgs can be sent now, at least (0: as can_send() false). For reading a burst
+  /// from a socket without taking more than can go.
+  virtual std::size_t send_room() { return can_send() ? 1 : 0; }
   /// Sends one rpmsg from `src` to `dst` (host byte order) carrying `payload`
   /// (<= layout::kRpmsgMaxPayload bytes). Called only right after can_send() returned true.
   virtual void send(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) = 0;
   /// After a burst of send(): publish what was sent and notify the peer if it asked for it.
   virtual void flush() = 0;
+  /// The Router can take messages again (Router::can_take() turned true): the side goes on
+  /// taking the peer's messages from its ring. Called from the Router's event callbacks only,
+  /// never from inside on_message().
+  virtual void receive_again() {}
 };
 
 /// Writes one rpmsg (struct rpmsg_hdr, then `payload`) into `out`, which must hold
@@ -44,7 +51,8 @@ struct ChannelStats {
                 received_bytes = 0;  // well-formed rpmsgs from the peer (name service included)
   std::uint64_t bad = 0;          // malformed rpmsg or name-service message from the peer: dropped
   std::uint64_t no_endpoint = 0;  // rpmsg for an address no connection holds: dropped
-  std::uint64_t dropped = 0;  // the local program's socket was full (or an empty payload): dropped
+  std::uint64_t dropped = 0;  // the local program's socket failed or closed (or an empty payload)
+  std::uint64_t held = 0;     // times a local program's socket was full and messages waited
   std::uint64_t refused = 0;  // local connections closed: bad or duplicate name, oversize message
   std::uint64_t refused_connections = 0;  // not taken: max_connections open, or out of descriptors
   std::uint64_t no_room = 0;              // in-process endpoints: a trysend() found the Port full
@@ -67,6 +75,13 @@ class Router {
   virtual void on_message(std::span<const std::byte> msg) = 0;
   /// The Port has room again.
   virtual void resume() = 0;
+  /// The side's burst of on_message() calls is over (it drained its ring for now): deliver
+  /// what was gathered. Every side calls it after each burst.
+  virtual void flush_received() {}
+  /// False while the Router holds as many undelivered messages as it may (a local program
+  /// reads slower than the peer writes): the side then leaves the peer's messages on its ring,
+  /// so the peer's sends wait for room and nothing is lost, until Port::receive_again().
+  virtual bool can_take() const { return true; }
   virtual const ChannelStats& stats() const noexcept = 0;
   /// Channels (or named endpoints) of this side, and channels the peer announced.
   virtual std::size_t local_channels() const noexcept = 0;
