@@ -27,7 +27,8 @@
 #         round-trip p50; then ours alone: the polling round trip and one-way messages per second
 #   block nbdcopy --no-extents reading the whole vepf-host NBD export of that link's virtio-blk
 #         device (a file of random bytes on the EP) to null:, and writing it from a file, against
-#         the same nbdcopy command on qemu-nbd serving the same file: MiB per second
+#         the same nbdcopy command on qemu-nbd serving the same file: MiB per second; then
+#         qemu-img bench, 4 KiB reads 64 KiB apart, queue depth 32, on both: I/Os per second
 #
 # Writes build/bench/compare.{jsonl,md,png} (raw pairs, the Markdown table, a plot of the
 # ratios). Needs root (hugepages, namespaces); leaves nothing behind. Takes about 13 minutes
@@ -84,7 +85,7 @@ bench_ring="$build/bench/vepf-bench-ring"
 need=(python3 gnuplot)
 want ring && need+=(dpdk-testpmd)
 want tcp && need+=(iperf3 ip taskset)
-want block && need+=(nbdcopy qemu-nbd)
+want block && need+=(nbdcopy qemu-nbd qemu-img)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "compare: '$t' missing: run scripts/install-deps.sh" >&2; exit 2; }
 done
@@ -454,6 +455,18 @@ nbd_mib_s() {  # URI: whole-export nbdcopy runs ($nbd_dir: read or write) for --
 }
 ours_nbd() { nbd_mib_s "$ours_uri"; }
 peer_nbd() { nbd_mib_s "$peer_uri"; }
+# qemu-img bench: 4 KiB reads, 32 in flight, each 64 KiB past the last (spread over the disk,
+# wrapping at its end), for about --seconds: thousands of I/Os per second.
+iops_count=
+iops_k() {  # URI
+  local t
+  t=$(timeout 120 qemu-img bench -f raw -d 32 -s 4096 -S 65536 -c "$iops_count" "$1" 2>&1 |
+      sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p') || return 1
+  [ -n "$t" ] || { echo "compare: qemu-img bench printed no time" >&2; return 1; }
+  python3 -c "print(round($iops_count / $t / 1e3, 2))"
+}
+ours_iops() { iops_k "$ours_uri"; }
+peer_iops() { iops_k "$peer_uri"; }
 if want block; then
   bench_link_up
   head -c $((disk_mib << 20)) /dev/urandom >"$src_img"
@@ -463,10 +476,14 @@ if want block; then
     >"$work/qemu-nbd.log" 2>&1 &
   extra_pids="$extra_pids $!"
   wait_path "$work/qemu-nbd.sock" || { cat "$work/qemu-nbd.log"; echo "compare: qemu-nbd did not start" >&2; exit 1; }
+  # As many I/Os as qemu-nbd does in about --seconds (a first run sizes it).
+  iops_count=20000
+  iops_count=$(python3 -c "print(max(2000, int($(peer_iops) * 1e3 * $secs)))")
   nbd_dir="read"
-  pairs_of "NBD read, nbdcopy to null" "MiB/s" higher "—" "qemu-nbd, same file" ours_nbd peer_nbd
+  pairs_of "NBD read, nbdcopy to null" "MiB/s" higher "≥ 1.2×" "qemu-nbd, same file" ours_nbd peer_nbd
   nbd_dir="write"
-  pairs_of "NBD write, nbdcopy from a file" "MiB/s" higher "—" "qemu-nbd, same file" ours_nbd peer_nbd
+  pairs_of "NBD write, nbdcopy from a file" "MiB/s" higher "≥ 1.2×" "qemu-nbd, same file" ours_nbd peer_nbd
+  pairs_of "NBD 4 KiB reads, queue depth 32" "kIOPS" higher "≥ 1.0×" "qemu-nbd, same file" ours_iops peer_iops
 fi
 
 if [ "$smoke" = 1 ]; then

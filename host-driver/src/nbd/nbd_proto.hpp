@@ -45,9 +45,9 @@ constexpr void store_be(std::byte* p, T v) noexcept {
   }
 }
 
-/// Appends `v` big-endian to `out`.
-template <class T>
-void append_be(std::vector<std::byte>& out, T v) {
+/// Appends `v` big-endian to `out` (a std::vector of bytes, whatever its allocator).
+template <class T, class Alloc>
+void append_be(std::vector<std::byte, Alloc>& out, T v) {
   const std::size_t at = out.size();
   out.resize(at + sizeof(T));
   store_be<T>(out.data() + at, v);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nbd/nbd_proto.hpp"
+#include "vepf/byte_buffer.hpp"
 
 namespace vepf::host::nbd {
 namespace {
@@ -32,10 +33,10 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 /// buffer outlives the session if it must) and, while it waits, by the session.
 struct Op {
   Request req;
-  std::vector<std::byte> buf;  // READ: filled by the target; WRITE: the client's data
-  std::size_t charge = 0;      // bytes counted in Impl::op_bytes
-  std::uint32_t stage = 0;     // bumped by every accepted completion: a repeated call is ignored
-  bool flush_after = false;    // TRIM / WRITE_ZEROES with FUA: flush before replying
+  ByteBuffer buf;  // READ: filled by the target; WRITE: the client's data (not zeroed first)
+  std::size_t charge = 0;    // bytes counted in Impl::op_bytes
+  std::uint32_t stage = 0;   // bumped by every accepted completion: a repeated call is ignored
+  bool flush_after = false;  // TRIM / WRITE_ZEROES with FUA: flush before replying
 };
 
 /// Verdict on a request: 0 or an NBD error value, with a message for structured errors.
@@ -147,7 +148,7 @@ struct NbdSession::Impl : std::enable_shared_from_this<NbdSession::Impl> {
 
   // Output: segments in order; small replies share the open back segment, read data is a
   // segment of its own (moved, not copied).
-  std::deque<std::vector<std::byte>> out;
+  std::deque<ByteBuffer> out;
   std::size_t out_pos = 0;    // consumed bytes of out.front()
   std::size_t out_bytes = 0;  // unsent bytes in total
   bool back_open = false;
@@ -171,7 +172,7 @@ struct NbdSession::Impl : std::enable_shared_from_this<NbdSession::Impl> {
   bool paused() const noexcept { return at_boundary() && over_budget(); }
 
   // ---- output
-  std::vector<std::byte>& back() {
+  ByteBuffer& back() {
     if (!back_open || out.back().size() >= kOutputSegment) {
       out.emplace_back();
       back_open = true;
@@ -189,7 +190,7 @@ struct NbdSession::Impl : std::enable_shared_from_this<NbdSession::Impl> {
     append_be<T>(back(), x);
     out_bytes += sizeof(T);
   }
-  void put_owned(std::vector<std::byte>&& b) {
+  void put_owned(ByteBuffer&& b) {
     if (b.empty()) return;
     out_bytes += b.size();
     out.push_back(std::move(b));

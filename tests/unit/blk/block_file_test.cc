@@ -90,6 +90,27 @@ TEST_F(BlockFileTest, WriteReadDiscardWriteZeroes) {
   EXPECT_EQ(back[20480], data[20480]);
 }
 
+TEST_F(BlockFileTest, ReadCachedGivesWhatThePageCacheHoldsOrEagain) {
+  auto f = BlockFile::open(path_, 1 << 20, false);
+  ASSERT_TRUE(f);
+  const auto data = pattern(16 << 10, 3);
+  ASSERT_EQ(f->write(8192, data), 0);  // just written: in the page cache
+  std::vector<std::byte> back(data.size());
+  const int r = f->read_cached(8192, back);
+  ASSERT_TRUE(r == 0 || r == EAGAIN) << r;  // EAGAIN only where the file system cannot say
+  if (r == 0) EXPECT_EQ(back, data);
+  // Whatever it said, read() gives the same bytes: the caller's fallback.
+  ASSERT_EQ(f->read(8192, back), 0);
+  EXPECT_EQ(back, data);
+  // Past the end: zeroes, as read() gives.
+  std::vector<std::byte> tail(4096, std::byte{0x5a});
+  const int t = f->read_cached(1 << 20, tail);
+  ASSERT_TRUE(t == 0 || t == EAGAIN) << t;
+  if (t == 0) {
+    for (auto b : tail) ASSERT_EQ(b, std::byte{0});
+  }
+}
+
 TEST_F(BlockFileTest, ReadOnlyRefusesWrites) {
   { ASSERT_TRUE(BlockFile::open(path_, 4096, false)); }
   auto f = BlockFile::open(path_, 0, true);

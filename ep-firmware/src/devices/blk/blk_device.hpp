@@ -20,6 +20,7 @@
 
 #include "devices/blk/block_file.hpp"
 #include "devices/device.hpp"
+#include "vepf/byte_buffer.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/layout/blk.hpp"
 #include "vepf/os/event_loop.hpp"
@@ -30,6 +31,7 @@ namespace vepf::ep {
 
 struct BlkStats {
   std::uint64_t reads = 0, read_bytes = 0;
+  std::uint64_t cached_reads = 0;  // of those, read from the page cache on the device's thread
   std::uint64_t writes = 0, write_bytes = 0;
   std::uint64_t flushes = 0, discards = 0, write_zeroes = 0, get_ids = 0;
   std::uint64_t io_errors = 0;      // the backend failed (VIRTIO_BLK_S_IOERR)
@@ -73,7 +75,7 @@ class BlockDevice final : public Device {
     std::uint64_t generation = 0;  // the driver session it belongs to (see on_reset())
     ring::Chain chain;             // loop thread only
     layout::BlkRequest req;
-    std::vector<std::byte> buf;    // OUT: header + data as read; IN: data + status
+    ByteBuffer buf;                // OUT: header + data as read; IN: data (not zeroed first)
     std::uint64_t data_bytes = 0;  // counted against kMaxInFlightData
     int err = 0;                   // set by the I/O thread
   };

@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -63,6 +64,24 @@ int BlockFile::read(std::uint64_t offset, std::span<std::byte> dst) const noexce
       return errno;
     }
     if (n == 0) {  // past the end of a file that shrank under us: zeroes, as a hole would read
+      std::fill(dst.begin(), dst.end(), std::byte{0});
+      return 0;
+    }
+    dst = dst.subspan(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return 0;
+}
+
+int BlockFile::read_cached(std::uint64_t offset, std::span<std::byte> dst) const noexcept {
+  while (!dst.empty()) {
+    iovec v{dst.data(), dst.size()};
+    const ssize_t n = ::preadv2(fd_.get(), &v, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EOPNOTSUPP ? EAGAIN : errno;
+    }
+    if (n == 0) {  // past the end: zeroes, as read() gives
       std::fill(dst.begin(), dst.end(), std::byte{0});
       return 0;
     }

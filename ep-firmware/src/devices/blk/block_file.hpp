@@ -30,6 +30,10 @@ class BlockFile {
   /// Return 0 or an errno.
   int read(std::uint64_t offset, std::span<std::byte> dst) const noexcept;
   int write(std::uint64_t offset, std::span<const std::byte> src) const noexcept;
+  /// read() only if the page cache holds all of it (preadv2 RWF_NOWAIT): never waits for the
+  /// storage, so the device's own thread can make it. Returns 0, EAGAIN when some of it would
+  /// wait or the file system cannot tell (read() it on an I/O thread then), or an errno.
+  int read_cached(std::uint64_t offset, std::span<std::byte> dst) const noexcept;
   /// fdatasync(2): everything written before is on stable storage.
   int flush() const noexcept;
   /// Deallocates a range (fallocate PUNCH_HOLE, BLKDISCARD); reads of it return zeroes after a
