@@ -16,6 +16,15 @@ Result<transport::Allocation> WindowSpace::alloc(layout::WindowId w, std::size_t
   return a;
 }
 
+std::size_t WindowSpace::largest_free(layout::WindowId w) {
+  std::size_t most = 0;
+  for (const auto& [off, len] :
+       (w == layout::WindowId::kEp ? t_.ep_alloc() : t_.rc_alloc()).free_ranges()) {
+    most = std::max(most, len);
+  }
+  return most;
+}
+
 Result<std::unique_ptr<ring::Vring>> WindowSpace::make_queue(std::uint16_t index, bool event_idx) {
   const std::uint16_t num = info_.max_queue_size;
   if (!layout::queue_size_valid(num))

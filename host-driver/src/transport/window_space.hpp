@@ -23,6 +23,8 @@ class WindowSpace {
 
   /// `bytes` in window `w`, 64-byte aligned. Errors: kNoSpace.
   [[nodiscard]] Result<transport::Allocation> alloc(layout::WindowId w, std::size_t bytes);
+  /// Bytes of the largest free range of window `w`: the most one alloc() can get now.
+  std::size_t largest_free(layout::WindowId w);
   /// Allocates queue `index` with the device's max_queue_size entries and enables it.
   /// Errors: kNoSpace (windows too small), kRejected (device refused), DriverTransport errors.
   [[nodiscard]] Result<std::unique_ptr<ring::Vring>> make_queue(std::uint16_t index,

@@ -98,7 +98,9 @@ TEST_F(BlockFileTest, ReadCachedGivesWhatThePageCacheHoldsOrEagain) {
   std::vector<std::byte> back(data.size());
   const int r = f->read_cached(8192, back);
   ASSERT_TRUE(r == 0 || r == EAGAIN) << r;  // EAGAIN only where the file system cannot say
-  if (r == 0) EXPECT_EQ(back, data);
+  if (r == 0) {
+    EXPECT_EQ(back, data);
+  }
   // Whatever it said, read() gives the same bytes: the caller's fallback.
   ASSERT_EQ(f->read(8192, back), 0);
   EXPECT_EQ(back, data);
@@ -109,6 +111,20 @@ TEST_F(BlockFileTest, ReadCachedGivesWhatThePageCacheHoldsOrEagain) {
   if (t == 0) {
     for (auto b : tail) ASSERT_EQ(b, std::byte{0});
   }
+}
+
+TEST_F(BlockFileTest, GatheredWriteLandsInOrder) {
+  auto f = BlockFile::open(path_, 1 << 20, false);
+  ASSERT_TRUE(f);
+  auto data = pattern(12288, 9);
+  // Three pieces of uneven sizes, as the segments of a descriptor chain.
+  std::vector<iovec> iov{{data.data(), 512}, {data.data() + 512, 7680}, {data.data() + 8192, 4096}};
+  ASSERT_EQ(f->write(65536, std::span<iovec>(iov)), 0);
+  std::vector<std::byte> back(data.size());
+  ASSERT_EQ(f->read(65536, back), 0);
+  EXPECT_EQ(back, data);
+  std::vector<iovec> none;
+  EXPECT_EQ(f->write(0, std::span<iovec>(none)), 0);  // nothing to write: nothing written
 }
 
 TEST_F(BlockFileTest, ReadOnlyRefusesWrites) {

@@ -188,9 +188,16 @@ ring::Handled BlockDevice::take(ring::Chain& c) {
   }
   job->req = std::move(p.request);
   if (job->req.type == VIRTIO_BLK_T_OUT) {
-    job->buf.resize(ch.read_len);  // header + data, one copy out of our own window
-    ring::chain_read(ch, job->buf);
     job->data_bytes = job->req.length;
+    // The I/O thread writes the data from where it lies in our own window (pwritev), when that
+    // memory is viewable (cached); else one copy out of the window. The bytes stay the driver's
+    // to rewrite until we complete the chain, as with any device that reads guest memory.
+    job->gathered = ring::chain_gather(ch, sizeof(layout::VirtioBlkReqHdr), job->iov);
+    if (!job->gathered) {
+      job->iov.clear();
+      job->buf.resize(ch.read_len);  // header + data
+      ring::chain_read(ch, job->buf);
+    }
   } else if (job->req.type == VIRTIO_BLK_T_IN) {
     job->buf.resize(job->req.length);
     job->data_bytes = job->req.length;
@@ -254,8 +261,10 @@ void BlockDevice::execute(Job& job) const {
       job.err = file_.read(r.offset, std::span{job.buf}.first(r.length));
       break;
     case VIRTIO_BLK_T_OUT:
-      job.err = file_.write(r.offset,
-                            std::span{job.buf}.subspan(sizeof(layout::VirtioBlkReqHdr), r.length));
+      job.err = job.gathered
+                    ? file_.write(r.offset, std::span<iovec>(job.iov))
+                    : file_.write(r.offset, std::span{job.buf}.subspan(
+                                                sizeof(layout::VirtioBlkReqHdr), r.length));
       break;
     case VIRTIO_BLK_T_FLUSH:
       job.err = file_.flush();

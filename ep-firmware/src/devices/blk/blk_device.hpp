@@ -9,6 +9,8 @@
 // after pwrite(2) reached the backend, a flush after fdatasync(2), whose coverage is every
 // write completed before it.
 
+#include <sys/uio.h>
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -76,6 +78,8 @@ class BlockDevice final : public Device {
     ring::Chain chain;             // loop thread only
     layout::BlkRequest req;
     ByteBuffer buf;                // OUT: header + data as read; IN: data (not zeroed first)
+    std::vector<iovec> iov;        // OUT, when gathered: the data where it lies in our window
+    bool gathered = false;         // OUT: iov rather than buf
     std::uint64_t data_bytes = 0;  // counted against kMaxInFlightData
     int err = 0;                   // set by the I/O thread
   };

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <filesystem>
 #include <vector>
 
@@ -69,6 +70,28 @@ int BlockFile::read(std::uint64_t offset, std::span<std::byte> dst) const noexce
     }
     dst = dst.subspan(static_cast<std::size_t>(n));
     offset += static_cast<std::uint64_t>(n);
+  }
+  return 0;
+}
+
+int BlockFile::write(std::uint64_t offset, std::span<iovec> iov) const noexcept {
+  while (!iov.empty()) {
+    const int cnt = static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX));
+    ssize_t n = ::pwritev(fd_.get(), iov.data(), cnt, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    offset += static_cast<std::uint64_t>(n);
+    // Past what was written: whole iovecs, then into the first one left.
+    while (!iov.empty() && static_cast<std::size_t>(n) >= iov.front().iov_len) {
+      n -= static_cast<ssize_t>(iov.front().iov_len);
+      iov = iov.subspan(1);
+    }
+    if (n > 0) {
+      iov.front().iov_base = static_cast<std::byte*>(iov.front().iov_base) + n;
+      iov.front().iov_len -= static_cast<std::size_t>(n);
+    }
   }
   return 0;
 }

@@ -3,6 +3,8 @@
 // Every call is a plain blocking syscall, safe to make from several threads at once (pread and
 // pwrite at explicit offsets); BlockDevice runs them on its I/O threads.
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -30,6 +32,8 @@ class BlockFile {
   /// Return 0 or an errno.
   int read(std::uint64_t offset, std::span<std::byte> dst) const noexcept;
   int write(std::uint64_t offset, std::span<const std::byte> src) const noexcept;
+  /// As write(), gathering from `iov` (pwritev); the iovecs are advanced past what was written.
+  int write(std::uint64_t offset, std::span<iovec> iov) const noexcept;
   /// read() only if the page cache holds all of it (preadv2 RWF_NOWAIT): never waits for the
   /// storage, so the device's own thread can make it. Returns 0, EAGAIN when some of it would
   /// wait or the file system cannot tell (read() it on an I/O thread then), or an errno.

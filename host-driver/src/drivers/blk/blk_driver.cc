@@ -55,8 +55,17 @@ Result<void> BlockDriver::probe() {
   vq_ = std::move(*q);
   auto tep = space_.alloc(layout::WindowId::kEp, std::size_t{tags} * kTagEp);
   auto trc = space_.alloc(layout::WindowId::kRc, std::size_t{tags} * kTagRc);
-  auto rp = space_.alloc(layout::WindowId::kRc, std::size_t{kReadBufs} * kChunk);
-  auto wp = space_.alloc(layout::WindowId::kEp, std::size_t{kWriteBufs} * kChunk);
+  // Requests in flight as the queue size allows (tags), each direction's data buffers to match
+  // as far as a quarter of the window's free space goes.
+  const auto bufs_for = [&](layout::WindowId w) {
+    const std::size_t quarter = space_.largest_free(w) / 4 / kChunk;
+    return static_cast<std::uint16_t>(
+        std::max<std::size_t>(kMinBufs, std::min<std::size_t>(tags, quarter)));
+  };
+  read_bufs_ = bufs_for(layout::WindowId::kRc);
+  write_bufs_ = bufs_for(layout::WindowId::kEp);
+  auto rp = space_.alloc(layout::WindowId::kRc, std::size_t{read_bufs_} * kChunk);
+  auto wp = space_.alloc(layout::WindowId::kEp, std::size_t{write_bufs_} * kChunk);
   if (!tep || !trc || !rp || !wp)
     return fail(Errc::kNoSpace, "windows too small for the block device's buffers");
   tags_ep_ = *tep;
@@ -65,9 +74,9 @@ Result<void> BlockDriver::probe() {
   write_pool_ = *wp;
   in_flight_.assign(tags, std::nullopt);
   for (std::uint16_t i = tags; i > 0; --i) free_tags_.push_back(static_cast<std::uint16_t>(i - 1));
-  for (std::uint16_t i = kReadBufs; i > 0; --i)
+  for (std::uint16_t i = read_bufs_; i > 0; --i)
     free_read_.push_back(static_cast<std::uint16_t>(i - 1));
-  for (std::uint16_t i = kWriteBufs; i > 0; --i)
+  for (std::uint16_t i = write_bufs_; i > 0; --i)
     free_write_.push_back(static_cast<std::uint16_t>(i - 1));
   if (auto r = set_driver_ok(); !r) return r;
   (void)vq_->enable_cb();
@@ -77,10 +86,12 @@ Result<void> BlockDriver::probe() {
   auto server = nbd::NbdServer::listen(socket_, loop_, *this, o);
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
-  log()->info("device {}: virtio-blk up: {} bytes ({} sectors){}, block size {}; NBD export on {}",
-              info_.slot, capacity_, cfg_.capacity.to_cpu(),
-              has(VIRTIO_BLK_F_RO) ? ", read-only" : "",
-              has(VIRTIO_BLK_F_BLK_SIZE) ? cfg_.blk_size.to_cpu() : layout::kSectorSize, socket_);
+  log()->info(
+      "device {}: virtio-blk up: {} bytes ({} sectors){}, block size {}; {} requests in flight, "
+      "{} KiB each way; NBD export on {}",
+      info_.slot, capacity_, cfg_.capacity.to_cpu(), has(VIRTIO_BLK_F_RO) ? ", read-only" : "",
+      has(VIRTIO_BLK_F_BLK_SIZE) ? cfg_.blk_size.to_cpu() : layout::kSectorSize, tags,
+      std::size_t{read_bufs_} * kChunk >> 10, socket_);
   return {};
 }
 

@@ -38,8 +38,10 @@ struct BlkStats {
 class BlockDriver final : public Driver, public nbd::BlockTarget {
  public:
   static constexpr std::uint32_t kChunk = 128u << 10;  // bytes of data per virtio request
-  static constexpr std::uint16_t kReadBufs = 8;        // kChunk buffers in the RC window
-  static constexpr std::uint16_t kWriteBufs = 8;       // kChunk buffers in the EP window
+  /// kChunk data buffers per direction (RC window: reads, EP window: writes): one per request
+  /// tag as the queue size allows, but at most a quarter of the window's free space (other
+  /// devices come later), and never fewer than kMinBufs.
+  static constexpr std::uint16_t kMinBufs = 8;
 
   static std::uint64_t wanted_features() noexcept;
 
@@ -114,6 +116,7 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   transport::Allocation tags_ep_, tags_rc_, read_pool_, write_pool_;
   std::vector<std::optional<Part>> in_flight_;  // by tag
   std::vector<std::uint16_t> free_tags_, free_read_, free_write_;
+  std::uint16_t read_bufs_ = kMinBufs, write_bufs_ = kMinBufs;  // chosen at probe()
   std::deque<Part> waiting_;
   std::unique_ptr<nbd::NbdServer> server_;
   BlkStats stats_;
