@@ -9,6 +9,7 @@
 #include <string>
 
 #include "vepf/config/board_config.hpp"
+#include "vepf/os/event_loop.hpp"
 #include "vepf/rpmsg.h"
 #include "vepf/rpmsg/endpoints.hpp"
 
@@ -37,6 +38,37 @@ namespace vepf::rpmsg_api {
 
 /// Remembers why the current call failed (vepf_rpmsg_last_error()).
 void set_error(std::string what);
+
+/// What both sides keep: the board config, the index of the device taken, the event loop.
+class Side : public rpmsg_device {
+ public:
+  Side(std::unique_ptr<config::BoardConfig> cfg, std::uint32_t index, rpmsg_ns_bind_cb bind)
+      : rpmsg_device(bind), cfg_(std::move(cfg)), index_(index) {}
+  int fd() const override { return loop_.fd(); }
+  /// Creates the loop, then the side (its server or bus). Errors: set_error() and false.
+  bool open();
+
+ protected:
+  /// The side's own set-up, with the loop made.
+  virtual bool start() = 0;
+  /// The Router factory for device `i`: the application's endpoints for the one taken.
+  rpmsg::RouterFactory router_for(std::uint32_t i) {
+    return i == index_ ? endpoints.attachment() : nullptr;
+  }
+
+  std::unique_ptr<config::BoardConfig> cfg_;
+  std::uint32_t index_;
+  os::EventLoop loop_;
+};
+
+/// Makes side T and opens it: null (and set_error()) on failure.
+template <class T>
+std::unique_ptr<rpmsg_device> open_side(std::unique_ptr<config::BoardConfig> cfg,
+                                        std::uint32_t index, rpmsg_ns_bind_cb bind) {
+  auto d = std::make_unique<T>(std::move(cfg), index, bind);
+  if (!d->open()) return nullptr;
+  return d;
+}
 
 /// The sides. `cfg` is owned by the device from here on. Errors: set_error() and null.
 std::unique_ptr<rpmsg_device> open_device_side(std::unique_ptr<config::BoardConfig> cfg,

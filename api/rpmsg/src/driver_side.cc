@@ -7,7 +7,6 @@
 
 #include "bus/bus.hpp"
 #include "device.hpp"
-#include "vepf/os/event_loop.hpp"
 #include "vepf/platform/links.hpp"
 #include "vepf/vfio/pci.hpp"
 
@@ -17,10 +16,9 @@ namespace {
 /// How long opening (and, after the EP went, a turn) waits for the EP: vepf-host's default.
 constexpr std::chrono::milliseconds kConnectTimeout{30000};
 
-class DriverSide final : public rpmsg_device {
+class DriverSide final : public Side {
  public:
-  DriverSide(std::unique_ptr<config::BoardConfig> cfg, std::uint32_t index, rpmsg_ns_bind_cb bind)
-      : rpmsg_device(bind), cfg_(std::move(cfg)), index_(index) {}
+  using Side::Side;
   ~DriverSide() override {
     if (!bus_) return;
     bus_->stop();
@@ -30,18 +28,11 @@ class DriverSide final : public rpmsg_device {
   DriverSide(const DriverSide&) = delete;
   DriverSide& operator=(const DriverSide&) = delete;
 
-  bool open() {
-    auto loop = os::EventLoop::create();
-    if (!loop) {
-      set_error(std::string("cannot create an event loop: ") + loop.error().what);
-      return false;
-    }
-    loop_ = std::move(*loop);
+ private:
+  bool start() override {
     host::Bus::Options o;
     o.connect_timeout = kConnectTimeout;
-    o.rpmsg_router = [this](std::uint32_t slot) -> rpmsg::RouterFactory {
-      return slot == index_ ? endpoints.attachment() : nullptr;
-    };
+    o.rpmsg_router = [this](std::uint32_t slot) { return router_for(slot); };
     bus_.emplace(*cfg_, platform::make_host_link_source(*cfg_, vfio::find_function), loop_, o);
     // Attached (a session), or given up: the first connect waits up to kConnectTimeout, and
     // attaches that fail are tried again (the bus's back-off) until then too.
@@ -54,15 +45,8 @@ class DriverSide final : public rpmsg_device {
     }
     return true;
   }
-
-  int fd() const override { return loop_.fd(); }
-
- private:
   bool run(int timeout_ms) override { return bus_->step(timeout_ms); }
 
-  std::unique_ptr<config::BoardConfig> cfg_;
-  std::uint32_t index_;
-  os::EventLoop loop_;
   std::optional<host::Bus> bus_;  // last: it goes first
 };
 
@@ -70,9 +54,7 @@ class DriverSide final : public rpmsg_device {
 
 std::unique_ptr<rpmsg_device> open_driver_side(std::unique_ptr<config::BoardConfig> cfg,
                                                std::uint32_t index, rpmsg_ns_bind_cb bind) {
-  auto d = std::make_unique<DriverSide>(std::move(cfg), index, bind);
-  if (!d->open()) return nullptr;
-  return d;
+  return open_side<DriverSide>(std::move(cfg), index, bind);
 }
 
 }  // namespace vepf::rpmsg_api

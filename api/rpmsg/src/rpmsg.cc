@@ -101,6 +101,16 @@ namespace vepf::rpmsg_api {
 
 void set_error(std::string what) { last_error = std::move(what); }
 
+bool Side::open() {
+  auto loop = os::EventLoop::create();
+  if (!loop) {
+    set_error(std::string("cannot create an event loop: ") + loop.error().what);
+    return false;
+  }
+  loop_ = std::move(*loop);
+  return start();
+}
+
 }  // namespace vepf::rpmsg_api
 
 extern "C" {
@@ -132,7 +142,7 @@ int rpmsg_create_ept(rpmsg_endpoint* ept, rpmsg_device* rdev, const char* name, 
     }
   }
   std::memset(ept->name, 0, sizeof ept->name);
-  std::memcpy(ept->name, n.data(), n.size());
+  if (!n.empty()) std::memcpy(ept->name, n.data(), n.size());
   ept->rdev = rdev;
   ept->addr = *a;
   ept->dest_addr = rdev->endpoints.destination(*a).value_or(RPMSG_ADDR_ANY);
