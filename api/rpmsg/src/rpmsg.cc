@@ -29,9 +29,11 @@ int fail(int code, std::string what) {
   return code;
 }
 
+/// A created endpoint of its device (one lookup: this runs on every send).
 bool ept_ok(const rpmsg_endpoint* ept) {
-  return ept != nullptr && ept->rdev != nullptr && ept->rdev->by_addr.count(ept->addr) != 0 &&
-         ept->rdev->by_addr.at(ept->addr) == ept;
+  if (ept == nullptr || ept->rdev == nullptr) return false;
+  const auto it = ept->rdev->by_addr.find(ept->addr);
+  return it != ept->rdev->by_addr.end() && it->second == ept;
 }
 
 int send(rpmsg_endpoint* ept, const void* data, int len, std::uint32_t dst, bool wait) {
