@@ -43,7 +43,8 @@ usage: scripts/bench/compare.sh [--pairs N] [--only LIST] [--build-dir DIR] [--o
   --build-dir DIR  where the programs were built (default: build/default)
   --out DIR        where the report goes (default: build/bench)
   --seconds S      length of each of our runs, each iperf3 run, each rpmsg run and each series of
-                   nbdcopy runs (default 3; DPDK runs take 9 s)
+                   nbdcopy runs (default 3; a DPDK run lasts until
+                   its receiver has printed 8 figures, one a second)
   --smoke          one pair of 1 s runs per comparison, 64 B only: checks that every part runs
                    (CI); its figures are not a measurement
 USAGE
@@ -57,7 +58,8 @@ all=ring,rtt,tcp,rpmsg,inproc,block
 only=$all
 secs=3
 smoke=0
-dpdk_secs=9
+dpdk_figures=8
+dpdk_deadline=60
 while [ $# -gt 0 ]; do
   case "$1" in
     --pairs) pairs=$2; shift 2 ;;
@@ -71,7 +73,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$pairs$secs" in *[!0-9]*|"") echo "compare: --pairs and --seconds take whole numbers" >&2; exit 2 ;; esac
-if [ "$smoke" = 1 ]; then pairs=1 secs=1 dpdk_secs=6; fi
+if [ "$smoke" = 1 ]; then pairs=1 secs=1 dpdk_figures=4; fi
 [ "$pairs" -ge 5 ] || [ "$smoke" = 1 ] || { echo "compare: --pairs must be at least 5 (a median of fewer pairs says little here)" >&2; exit 2; }
 [ "$secs" -ge 1 ] || { echo "compare: --seconds must be at least 1" >&2; exit 2; }
 [ "$only" = all ] && only=$all
@@ -157,41 +159,58 @@ hugepages_up() {
   mount -t hugetlbfs -o pagesize=2M nodev "$huge_dir"
 }
 # One DPDK run: virtio-user (the driver) and vhost-user (the device) as two testpmd processes,
-# their forwarding cores on CPU 1 and CPU 0 as ours; prints the receiver's median Rx-pps over
-# the seconds after the first (DPDK's first prints come late), in millions, or 0 when the
-# receiver printed fewer than three non-zero figures.
+# their forwarding cores on CPU 1 and CPU 0 as ours. testpmd prints Rx-pps once a second; the run
+# lasts until the receiver has printed $dpdk_figures non-zero figures (its start-up, zeroing the
+# hugepages of a 155456-mbuf pool, takes 1 to 5 s on these VMs and must not eat the measuring
+# time) or $dpdk_deadline s have passed. Prints the median of those figures after the first (a
+# partial second), in millions, or 0 when there were fewer than three.
 peer_ring_once() {
   local mem=(--no-pci --huge-dir "$huge_dir" --in-memory --single-file-segments -m 256)
   local common=(-- --nb-cores=1 --rxq=1 --txq=1 --txpkts="$ring_size" --stats-period=1 --no-lsc-interrupt)
-  local vh_mode vu_mode rx_log s="$work/vhost.sock"
+  local vh_mode vu_mode rx_log s="$work/vhost.sock" vh vu end
   if [ "$ring_dir" = to-device ]; then vh_mode=rxonly vu_mode=txonly rx_log=$work/vh.log
   else vh_mode=txonly vu_mode=rxonly rx_log=$work/vu.log; fi
   rm -f "$s"
-  timeout -s INT 20 dpdk-testpmd --lcores '0@1,1@0' "${mem[@]}" --file-prefix="vh$$" \
+  timeout -s INT $((dpdk_deadline + 5)) dpdk-testpmd --lcores '0@1,1@0' "${mem[@]}" --file-prefix="vh$$" \
     --vdev "net_vhost0,iface=$s,queues=1" "${common[@]}" --forward-mode=$vh_mode >"$work/vh.log" 2>&1 &
-  local vh=$!
+  vh=$!
   extra_pids="$extra_pids $vh"
-  for _ in $(seq 100); do [ -S "$s" ] && break; sleep 0.05; done
-  timeout -s INT "$dpdk_secs" dpdk-testpmd --lcores '0@0,1@1' "${mem[@]}" --file-prefix="vu$$" \
+  end=$((SECONDS + dpdk_deadline))
+  while [ ! -S "$s" ] && [ "$SECONDS" -lt "$end" ] && kill -0 "$vh" 2>/dev/null; do sleep 0.05; done
+  timeout -s INT "$dpdk_deadline" dpdk-testpmd --lcores '0@0,1@1' "${mem[@]}" --file-prefix="vu$$" \
     --vdev "net_virtio_user0,path=$s,queues=1,queue_size=256,packed_vq=0" "${common[@]}" \
-    --forward-mode=$vu_mode >"$work/vu.log" 2>&1 || true
+    --forward-mode=$vu_mode >"$work/vu.log" 2>&1 &
+  vu=$!
+  extra_pids="$extra_pids $vu"
+  while [ "$(grep -cE 'Rx-pps:[[:space:]]+[1-9]' "$rx_log" 2>/dev/null)" -lt "$dpdk_figures" ] \
+    && [ "$SECONDS" -lt "$end" ] && kill -0 "$vu" 2>/dev/null && kill -0 "$vh" 2>/dev/null; do
+    sleep 0.2
+  done
+  kill -INT "$vu" 2>/dev/null || true
+  wait "$vu" 2>/dev/null || true
   kill -INT "$vh" 2>/dev/null || true
   wait "$vh" 2>/dev/null || true
-  extra_pids=${extra_pids% "$vh"}
+  extra_pids=${extra_pids% "$vh $vu"}
   python3 - "$rx_log" <<'PY'
 import re, statistics, sys
 v = [int(m.group(1)) for m in re.finditer(r"Rx-pps:\s+(\d+)", open(sys.argv[1]).read()) if int(m.group(1)) > 0]
 print(f"{statistics.median(v[1:]) / 1e6:.4f}" if len(v) >= 3 else 0)
 PY
 }
-# A testpmd pair that gave no figure (its start-up, hugepages first of all, took most of the run:
-# seen in a smoke run on a fresh machine) is run again, up to three times, before 0 stands.
+# A testpmd pair that gave no figure is run again, up to three times, before 0 stands; each
+# failed attempt shows how many figures each process printed and its last EAL or error lines.
 peer_ring() {
   local r i
   for i in 1 2 3; do
     r=$(peer_ring_once)
     [ "$r" != 0 ] && { echo "$r"; return; }
-    echo "  (testpmd gave no figure in $dpdk_secs s, attempt $i of 3)" >&2
+    {
+      echo "  (testpmd gave fewer than 3 figures in $dpdk_deadline s, attempt $i of 3)"
+      for l in vh vu; do
+        echo "    $l: $(grep -cE 'Rx-pps:[[:space:]]+[1-9]' "$work/$l.log") non-zero Rx-pps, $(grep -cE 'Tx-pps:[[:space:]]+[1-9]' "$work/$l.log") non-zero Tx-pps"
+        grep -iE 'EAL:|error|fail|cannot' "$work/$l.log" | tail -n 4 | sed "s/^/    $l: /"
+      done
+    } >&2
   done
   echo 0
 }
