@@ -384,6 +384,36 @@ def gen_rpmsg_channels():
     write(t, "empty-payload-to-ours", bytes([ns_svc]) + r_msg(9, 0, 0, b"") + r_msg(9, 1, 0, b""))
 
 
+# ---------------------------------------------------------------- rpmsg_relay_fuzz
+def y_ns(name, addr, flags):  # the name-service message of ops 2 (peer) and 9 (application)
+    return bytes([len(name)]) + name + struct.pack("<II", addr, flags)
+
+
+def y_msg(src, dst, payload):  # op 1: a well-formed rpmsg from the peer
+    return bytes([1]) + struct.pack("<IIH", src, dst, len(payload)) + payload
+
+
+def y_frame(data):  # op 8: raw bytes from the application
+    return bytes([8]) + struct.pack("<H", len(data)) + data
+
+
+def gen_rpmsg_relay():
+    t = "rpmsg_relay_fuzz"
+    up_ns_app = 0x01 | 0x02 | 0x04
+    hdr = struct.pack("<IIIHH", 1024, 1030, 0, 2, 0)
+    write(t, "both-ways", bytes([up_ns_app]) + bytes([2]) + y_ns(b"echo", 1030, 0) + y_msg(1030, 1024, b"hi")
+          + y_frame(b"\x01" + hdr + b"yo") + bytes([10]) + bytes([9]) + y_ns(b"mine", 1024, 0) + bytes([7, 0])
+          + bytes([7, 1, 10]))
+    write(t, "late-application", bytes([0x01 | 0x02]) + bytes([2]) + y_ns(b"a", 1030, 0) + bytes([2])
+          + y_ns(b"b", 1031, 0) + bytes([2]) + y_ns(b"a", 1030, 1) + bytes([7, 1, 10, 7, 1, 10]))
+    write(t, "bad-frames", bytes([up_ns_app]) + y_frame(b"\x02\x01") + bytes([7, 1]) + y_frame(b"\x01short")
+          + bytes([7, 1]) + y_frame(b"\x01" * 600) + bytes([7, 1]) + y_frame(b"\x01" + struct.pack("<IIIHH", 1, 2, 0, 400, 0)))
+    write(t, "no-room", bytes([up_ns_app | 0x08]) + y_frame(b"\x01" + hdr + b"yo") + bytes([6, 5, 6])
+          + bytes([3, 10, 4, 1, 10]))
+    write(t, "malformed-peer", bytes([up_ns_app]) + bytes([0]) + struct.pack("<H", 10) + b"\x00" * 10
+          + bytes([0]) + struct.pack("<H", 16) + struct.pack("<IIIHH", 1, 53, 0, 600, 0) + bytes([10]))
+
+
 # ---------------------------------------------------------------- driver_transport_fuzz
 # ops: 0 attach, 1 scan, 2 negotiate, 3 enable_queue, 4 driver_ok, 5 reset, 6 set_status,
 # 7/8 read_config(_wait), 9 looks, 10 epoch_changed, 11 EP word, 12 mailbox word.
@@ -572,6 +602,7 @@ if __name__ == "__main__":
     gen_loopback_hello()
     gen_driver_transport()
     gen_rpmsg_channels()
+    gen_rpmsg_relay()
     gen_console()
     gen_blk()
     gen_vringh()

@@ -18,10 +18,8 @@
 namespace vepf::rpmsg {
 
 namespace {
-constexpr int kConnBudget = 64;         // messages read from one connection per readable event
-constexpr std::size_t kRecvBuf = 512;   // larger than any acceptable message: detects oversize
-constexpr std::size_t kRecvBatch = 32;  // messages one recvmmsg() reads at most
-constexpr std::size_t kSendBatch = 32;  // messages one sendmmsg() writes at most
+constexpr int kConnBudget = 64;        // messages read from one connection per readable event
+constexpr std::size_t kRecvBuf = 512;  // larger than any acceptable message: detects oversize
 constexpr std::uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
 constexpr std::uint32_t kHupEvents = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 
@@ -51,18 +49,7 @@ Channels::Channels(std::string dir, Port& port, std::string logger, std::string 
       logger_(std::move(logger)),
       who_(std::move(who)),
       max_conns_(max_connections ? max_connections : 1),
-      buf_(kRecvBuf * kRecvBatch),
-      iov_(kRecvBatch),
-      mmsg_(kRecvBatch),
-      send_iov_(kSendBatch),
-      send_mmsg_(kSendBatch) {
-  for (std::size_t i = 0; i < kRecvBatch; ++i) {
-    iov_[i] = {buf_.data() + i * kRecvBuf, kRecvBuf};
-    mmsg_[i] = {};
-    mmsg_[i].msg_hdr.msg_iov = &iov_[i];
-    mmsg_[i].msg_hdr.msg_iovlen = 1;
-  }
-}
+      recv_(kRecvBuf) {}
 
 Channels::~Channels() {
   if (loop_ != nullptr) {
@@ -170,29 +157,13 @@ bool Channels::flush_held(Conn& c) {
   const bool was_full = !can_take();
   const bool was_blocked = c.blocked;
   c.blocked = false;
-  while (!c.held.empty()) {
-    // A burst per sendmmsg(): one syscall for up to kSendBatch messages.
-    const std::size_t n = std::min(c.held.size(), kSendBatch);
-    for (std::size_t i = 0; i < n; ++i) {
-      auto& m = c.held[i];
-      send_iov_[i] = {m.data(), m.size()};
-      send_mmsg_[i] = {};
-      send_mmsg_[i].msg_hdr.msg_iov = &send_iov_[i];
-      send_mmsg_[i].msg_hdr.msg_iovlen = 1;
-    }
-    const int sent = ::sendmmsg(c.fd.get(), send_mmsg_.data(), static_cast<unsigned>(n),
-                                MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      c.blocked = true;  // full: EPOLLOUT brings us back (on_conn)
-      ++stats_.held;
-      break;
-    }
-    // Sent, or the first one failed otherwise: the program is gone (its connection closes on
-    // the hang-up) and that message with it.
-    const std::size_t done = sent < 0 ? 1 : static_cast<std::size_t>(sent);
-    if (sent < 0) ++stats_.dropped;
-    for (std::size_t i = 0; i < done; ++i) c.held.pop_front();
-    held_total_ -= done;
+  // A message that failed to go went with its program (its connection closes on the hang-up).
+  const auto r = os::send_queued(c.fd.get(), c.held);
+  held_total_ -= r.sent + r.dropped;
+  stats_.dropped += r.dropped;
+  if (r.blocked) {
+    c.blocked = true;  // full: EPOLLOUT brings us back (on_conn)
+    ++stats_.held;
   }
   if (c.blocked != was_blocked) watch(c);
   return was_full && can_take();
@@ -313,30 +284,25 @@ void Channels::read_conn(int fd, Conn& c) {
     if (c.addr != 0) {
       const std::size_t r = c.peer ? room_count() : 0;
       if (r == 0) break;  // no peer yet, or no room: leave it in the socket
-      want = std::min({r, static_cast<std::size_t>(budget), kRecvBatch});
+      want = std::min({r, static_cast<std::size_t>(budget), os::kBatch});
     }
-    const int got =
-        ::recvmmsg(fd, mmsg_.data(), static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (got < 0) {
-      why = std::strerror(errno);
+    const auto got = recv_.recv(fd, want);
+    if (!got) {
+      why = got.error().code == Errc::kLinkDown ? "peer hung up"
+                                                : std::strerror(got.error().sys_errno);
       break;
     }
-    if (got == 0 || mmsg_[0].msg_len == 0) {  // SOCK_SEQPACKET: end of file
-      why = "peer hung up";
-      break;
-    }
-    budget -= got;
-    for (int i = 0; i < got && why == nullptr; ++i) {
-      const auto& h = mmsg_[static_cast<std::size_t>(i)];
-      if (h.msg_len == 0) {
+    if (*got == 0) break;
+    budget -= static_cast<int>(*got);
+    for (std::size_t i = 0; i < *got && why == nullptr; ++i) {
+      const auto msg = recv_.message(i);
+      if (msg.empty()) {
         why = "peer hung up";
         break;
       }
-      const auto msg = std::span{buf_}.subspan(static_cast<std::size_t>(i) * kRecvBuf, h.msg_len);
       if (c.addr == 0) {
         why = name_conn(c, msg);
-      } else if (msg.size() > layout::kRpmsgMaxPayload || (h.msg_hdr.msg_flags & MSG_TRUNC)) {
+      } else if (msg.size() > layout::kRpmsgMaxPayload || recv_.truncated(i)) {
         log_of(logger_)->error(
             "{}: channel '{}': message of {} bytes or more refused (at most {}); closing the "
             "connection",
@@ -347,7 +313,7 @@ void Channels::read_conn(int fd, Conn& c) {
         send_one(c.addr, *c.peer, msg);
       }
     }
-    if (static_cast<std::size_t>(got) < want) break;  // the socket is empty
+    if (*got < want) break;  // the socket is empty
   }
   const bool was_full = !can_take();
   if (why != nullptr) close_conn(fd, why);

@@ -11,59 +11,13 @@ bool name_ok(std::string_view name) { return layout::rpmsg_name_valid(name.data(
 
 }  // namespace
 
-// One probe's Router: forwards to the Endpoints while it attaches them to the probe's Port.
-class Endpoints::Attachment final : public Router {
- public:
-  Attachment(Endpoints& e, Port& p) : e_(&e) {
-    if (e.attachment_ != nullptr) e.attachment_->release();
-    e.attachment_ = this;
-    e.port_ = &p;
-  }
-  ~Attachment() override { release(); }
-  Attachment(const Attachment&) = delete;
-  Attachment& operator=(const Attachment&) = delete;
-
-  void link_up(bool name_service) override {
-    if (e_) e_->link_up(name_service);
-  }
-  void link_down() override {
-    if (e_) e_->link_down();
-  }
-  void on_message(std::span<const std::byte> msg) override {
-    if (e_) e_->on_message(msg);
-  }
-  void resume() override {
-    if (e_) e_->resume();
-  }
-  const ChannelStats& stats() const noexcept override { return e_ ? e_->stats() : none_; }
-  std::size_t local_channels() const noexcept override { return e_ ? e_->local_channels() : 0; }
-  std::size_t peer_channels() const noexcept override { return e_ ? e_->peer_channels() : 0; }
-
-  /// The Port goes (this probe ends) or another attachment takes over.
-  void release() {
-    if (!e_) return;
-    Endpoints& e = *e_;
-    e_ = nullptr;
-    if (e.up_) e.link_down();
-    e.port_ = nullptr;
-    e.attachment_ = nullptr;
-  }
-
- private:
-  Endpoints* e_;
-  ChannelStats none_;
-};
-
 Endpoints::~Endpoints() {
-  if (attachment_ != nullptr) {
-    on_destination_ = nullptr;  // nothing of ours is called while we go
-    attachment_->release();
-  }
+  on_destination_ = nullptr;  // nothing of ours is called while we go
+  end_attachment();
 }
 
-RouterFactory Endpoints::attachment() {
-  return
-      [this](Port& p) -> std::unique_ptr<Router> { return std::make_unique<Attachment>(*this, p); };
+void Endpoints::detached() {
+  if (up_) link_down();
 }
 
 void Endpoints::set_dst(Ept& e, std::uint32_t dst) {

@@ -30,9 +30,6 @@
 // (the peer's sends wait for room) until Port::receive_again(). Only a program that closes its
 // connection loses what was held for it (stats().dropped).
 
-#include <sys/socket.h>
-#include <sys/uio.h>
-
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -48,6 +45,7 @@
 #include "vepf/os/acceptor.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
+#include "vepf/os/seqpacket_batch.hpp"
 #include "vepf/rpmsg/router.hpp"
 
 namespace vepf::rpmsg {
@@ -167,11 +165,7 @@ class Channels final : public Router {
   std::map<std::string, Peer> peers_;       // by name
   std::deque<PendingNs> ns_pending_;        // announcements waiting for room, in order
   std::uint32_t next_addr_ = layout::kRpmsgFirstDynamicAddr;
-  std::vector<std::byte> buf_;  // kRecvBatch buffers of kRecvBuf bytes, for recvmmsg()
-  std::vector<iovec> iov_;
-  std::vector<mmsghdr> mmsg_;
-  std::vector<iovec> send_iov_;  // kSendBatch, for sendmmsg()
-  std::vector<mmsghdr> send_mmsg_;
+  os::RecvBatch recv_;          // bursts from local programs
   std::vector<int> to_flush_;   // connections given messages since the last flush_received()
   std::size_t held_total_ = 0;  // messages held over every connection
   ChannelStats stats_;

@@ -50,7 +50,7 @@
 
 namespace vepf::rpmsg {
 
-class Endpoints final : public Router {
+class Endpoints final : public AttachableRouter {
  public:
   /// The payload (valid during the call only) and the sender's address.
   using ReceiveFn = std::function<void(std::span<const std::byte> payload, std::uint32_t src)>;
@@ -68,15 +68,10 @@ class Endpoints final : public Router {
   /// Endpoints with no Port yet: see attachment().
   Endpoints() = default;
   /// Endpoints that send through `port` for their whole life.
-  explicit Endpoints(Port& port) : port_(&port) {}
+  explicit Endpoints(Port& port) : AttachableRouter(port) {}
   ~Endpoints() override;
   Endpoints(const Endpoints&) = delete;
   Endpoints& operator=(const Endpoints&) = delete;
-
-  /// A RouterFactory whose Routers attach these endpoints to the side's Port for as long as
-  /// they live (one probe of the device). One attachment at a time: a second one made while
-  /// the first lives takes its place. The Endpoints must outlive what the factory makes.
-  RouterFactory attachment();
 
   void set_bind(BindFn f) { bind_ = std::move(f); }
   /// Called whenever an endpoint's destination changes (learned, bound, forgotten), so that a
@@ -145,10 +140,9 @@ class Endpoints final : public Router {
   void bad(const char* what);
   std::uint32_t alloc_addr();
   void set_dst(Ept& e, std::uint32_t dst);
-  class Attachment;
+  /// The probe's Port goes: the link is down for the endpoints.
+  void detached() override;
 
-  Port* port_ = nullptr;
-  Attachment* attachment_ = nullptr;  // the Router attaching us to port_, if any
   BindFn bind_;
   DestinationFn on_destination_;
   std::map<std::uint32_t, std::shared_ptr<Ept>> by_addr_;      // shared: a callback may destroy it

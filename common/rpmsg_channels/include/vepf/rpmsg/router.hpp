@@ -92,4 +92,35 @@ class Router {
 /// do not call it yet).
 using RouterFactory = std::function<std::unique_ptr<Router>(Port&)>;
 
+/// A Router that outlives the probes of its device (vepf-host re-probes after NEEDS_RESET or an
+/// EP restart, each probe with a new Port): attachment() is the RouterFactory to give the side
+/// (Bus::Options / Server::Options rpmsg_router), and each Router it makes attaches this one to
+/// its probe's Port for as long as it lives, passing every call on. One attachment at a time: a
+/// second one made while the first lives takes its place. Endpoints and Relay are such Routers.
+class AttachableRouter : public Router {
+ public:
+  AttachableRouter() = default;
+  /// Attached to `port` for its whole life (no attachment()).
+  explicit AttachableRouter(Port& port) : port_(&port) {}
+  ~AttachableRouter() override = default;
+  AttachableRouter(const AttachableRouter&) = delete;
+  AttachableRouter& operator=(const AttachableRouter&) = delete;
+
+  /// The factory; this Router must outlive what it makes.
+  RouterFactory attachment();
+
+ protected:
+  /// The attachment is ending (its probe's Router goes, or another attachment takes its
+  /// place): port_ is still the old Port during the call, null after it.
+  virtual void detached() {}
+  /// Ends the attachment, if any (detached() runs). Derived destructors call it first.
+  void end_attachment() noexcept;
+
+  Port* port_ = nullptr;
+
+ private:
+  class Attachment;
+  Attachment* attachment_ = nullptr;
+};
+
 }  // namespace vepf::rpmsg
