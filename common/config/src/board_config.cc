@@ -168,6 +168,16 @@ std::string_view to_string(BackendKind kind) {
   return "unknown";
 }
 
+std::string_view to_string(RpmsgServe serve) {
+  switch (serve) {
+    case RpmsgServe::kChannels:
+      return "channels";
+    case RpmsgServe::kApplication:
+      return "application";
+  }
+  return "unknown";
+}
+
 }  // namespace vepf::config
 
 #undef VEPF_CONFIG_TRY

@@ -89,13 +89,21 @@ Expected<RpmsgConfig> Reader::read_rpmsg(const toml::table& device, const std::s
   VEPF_CONFIG_TRY(table, get_table(device, where, "rpmsg"));
   if (table == nullptr) return rpmsg;
   const std::string in = where + ".rpmsg";
-  VEPF_CONFIG_CHECK(check_keys(*table, in, {"runtime_dir", "max_connections"}));
+  VEPF_CONFIG_CHECK(
+      check_keys(*table, in, {"runtime_dir", "max_connections", "ep_serve", "host_serve"}));
   VEPF_CONFIG_TRY(dir,
                   read_dir(*table, in, "runtime_dir", rpmsg.runtime_dir, kMaxRpmsgRuntimeDirLen));
   rpmsg.runtime_dir = std::move(dir);
   VEPF_CONFIG_TRY(conns,
                   get_integer(*table, in, "max_connections", rpmsg.max_connections, 1, 4096));
   rpmsg.max_connections = static_cast<std::uint32_t>(conns);
+  for (auto [key, serve] :
+       {std::pair{"ep_serve", &rpmsg.ep_serve}, std::pair{"host_serve", &rpmsg.host_serve}}) {
+    VEPF_CONFIG_TRY(name, get_string(*table, in, key));
+    if (!name) continue;
+    VEPF_CONFIG_TRY(chosen, choose(in + "." + key, *name, kRpmsgServes, "way to serve"));
+    *serve = chosen;
+  }
   return rpmsg;
 }
 

@@ -66,6 +66,7 @@ inline constexpr std::array kConsoleBackends{ConsoleBackend::kPty, ConsoleBacken
 inline constexpr std::size_t kMaxConsolePorts = 32;    // vepf::layout::kConsoleMaxPorts
 inline constexpr std::size_t kMaxConsoleNameLen = 63;  // vepf::layout::kConsoleMaxNameLen
 inline constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
+inline constexpr std::array kRpmsgServes{RpmsgServe::kChannels, RpmsgServe::kApplication};
 
 /// `s` between `q` quotes, with quotes, backslashes and control bytes escaped, for messages.
 std::string in_quotes(std::string_view s, char q = '"');

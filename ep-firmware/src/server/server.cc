@@ -19,6 +19,7 @@
 #include "devices/rpmsg/rpmsg_device.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/netback/frame_backend.hpp"
+#include "vepf/rpmsg/relay.hpp"
 
 namespace vepf::ep {
 
@@ -105,14 +106,23 @@ Server::Made Server::make_net(const config::DeviceConfig& d) {
 }
 
 Server::Made Server::make_rpmsg(const config::DeviceConfig& d) {
-  auto dev =
-      std::make_unique<RpmsgDevice>(d.rpmsg.runtime_dir, d.queue_size, d.rpmsg.max_connections);
+  const std::string& dir = d.rpmsg.runtime_dir;
+  const bool lent = d.rpmsg.ep_serve == config::RpmsgServe::kApplication;
+  auto dev = lent ? std::make_unique<RpmsgDevice>(
+                        d.queue_size,
+                        [&dir](rpmsg::Port& p) {
+                          return std::make_unique<rpmsg::Relay>(dir + "/ep", p, "ep.rpmsg", dir);
+                        },
+                        dir)
+                  : std::make_unique<RpmsgDevice>(dir, d.queue_size, d.rpmsg.max_connections);
+  const std::string sock = dir + (lent ? "/ep/device.sock" : "/ep/announce.sock");
   if (auto r = dev->start(loop_); !r) {
-    return tl::unexpected(fmt::format("cannot listen on {}/ep/announce.sock: {}{}",
-                                      d.rpmsg.runtime_dir, r.error().what, sys(r.error())));
+    return tl::unexpected(
+        fmt::format("cannot listen on {}: {}{}", sock, r.error().what, sys(r.error())));
   }
-  spdlog::get("ep")->info("virtio-rpmsg, channels announced on {}/ep/announce.sock, queue size {}",
-                          d.rpmsg.runtime_dir, d.queue_size);
+  spdlog::get("ep")->info("virtio-rpmsg, {} on {}, queue size {}",
+                          lent ? "lent to the application that attaches" : "channels announced",
+                          sock, d.queue_size);
   return dev;
 }
 

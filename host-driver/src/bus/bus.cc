@@ -14,6 +14,7 @@
 #include "drivers/net/net_driver.hpp"
 #include "drivers/rpmsg/rpmsg_driver.hpp"
 #include "vepf/layout/epf.hpp"
+#include "vepf/rpmsg/relay.hpp"
 
 namespace vepf::host {
 
@@ -126,11 +127,17 @@ std::unique_ptr<Driver> Bus::probe_rpmsg(const transport::DeviceInfo& info) {
   std::string dir = d ? d->rpmsg.runtime_dir : fmt::format("/run/vepf/rpmsg{}", info.slot);
   const std::size_t conns = d ? d->rpmsg.max_connections : config::RpmsgConfig{}.max_connections;
   // An application's own router for this slot, else socket channels.
-  const rpmsg::RouterFactory mine = o_.rpmsg_router ? o_.rpmsg_router(info.slot) : nullptr;
-  auto drv =
-      mine ? std::make_unique<RpmsgDriver>(*transport_, info, mine,
-                                           fmt::format("in-process router {}", info.slot), loop_)
-           : std::make_unique<RpmsgDriver>(*transport_, info, std::move(dir), loop_, conns);
+  rpmsg::RouterFactory mine = o_.rpmsg_router ? o_.rpmsg_router(info.slot) : nullptr;
+  std::string name = fmt::format("in-process router {}", info.slot);
+  if (!mine && d != nullptr && d->rpmsg.host_serve == config::RpmsgServe::kApplication) {
+    // Lent to an application: its relay (and the application's connection) outlives re-probes.
+    auto& relay = relays_[info.slot];
+    if (!relay) relay = std::make_unique<rpmsg::Relay>(dir + "/host", "host.rpmsg", dir);
+    mine = relay->attachment();
+    name = dir;
+  }
+  auto drv = mine ? std::make_unique<RpmsgDriver>(*transport_, info, mine, std::move(name), loop_)
+                  : std::make_unique<RpmsgDriver>(*transport_, info, std::move(dir), loop_, conns);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.rpmsg")
         ->error("device {}: virtio-rpmsg setup failed: {}", info.slot, describe(r.error()));

@@ -27,6 +27,7 @@
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/platform/links.hpp"
+#include "vepf/rpmsg/relay.hpp"
 #include "vepf/rpmsg/router.hpp"
 #include "vepf/transport/driver_transport.hpp"
 
@@ -129,8 +130,9 @@ class Bus {
   std::unique_ptr<transport::DriverTransport> transport_;
   std::vector<std::unique_ptr<Driver>> drivers_;
   std::map<std::uint32_t, std::unique_ptr<netback::FrameBackend>>
-      backends_;                              // by slot; outlive sessions
-  std::map<std::uint32_t, Reprobe> reprobe_;  // by slot
+      backends_;                                                   // by slot; outlive sessions
+  std::map<std::uint32_t, Reprobe> reprobe_;                       // by slot
+  std::map<std::uint32_t, std::unique_ptr<rpmsg::Relay>> relays_;  // by slot; outlive sessions
   std::optional<app::Spinner> spin_;
   std::vector<int> session_fds_;  // registered with the loop for the session
   std::uint32_t mailbox_seen_ = 0;

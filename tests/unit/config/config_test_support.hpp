@@ -14,6 +14,24 @@ namespace vepf::config::test {
 /// The source name the tests parse under ("x.toml").
 inline constexpr std::string_view kSource = "x.toml";
 
+/// [board] and [loopback] of a loopback board file, no devices.
+inline constexpr std::string_view kBoard =
+    "[board]\nname = \"t\"\nplatform = \"loopback\"\n"
+    "[loopback]\nsocket = \"/tmp/t.sock\"\n";
+
+/// A whole board file with one net device; the arguments are extra lines for [[device]],
+/// for [device.net], and extra tables after them ([device.ep] ...).
+inline std::string board(std::string_view device_keys = "", std::string_view net_keys = "",
+                         std::string_view tables = "") {
+  std::string out(kBoard);
+  out += "[[device]]\ntype = \"net\"\n";
+  out += device_keys;
+  out += "[device.net]\nmac = \"02:00:00:00:00:01\"\n";
+  out += net_keys;
+  out += tables;
+  return out;
+}
+
 /// The error message for `toml` (parsed as kSource), or "<parsed>" when it parses.
 inline std::string error_of(const std::string& toml) {
   const auto result = parse_board_config(toml, kSource);

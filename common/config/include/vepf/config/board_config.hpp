@@ -30,6 +30,12 @@ enum class DoorbellKind {
 enum class DeviceType { kNet, kRpmsg, kBlock, kConsole };
 enum class ConsoleBackend { kPty, kProgram, kSocket };
 enum class BackendKind { kTap, kSeqpacket };
+/// Who takes an rpmsg device's messages in vepf-ep / vepf-host.
+enum class RpmsgServe {
+  kChannels,     // the program: one unix socket per channel (announce.sock, <name>.sock)
+  kApplication,  // one application's endpoints (libvepf-rpmsg, vepf_rpmsg_attach()) through
+                 // <runtime_dir>/{ep,host}/device.sock
+};
 
 /// How a program hands a device to its OS.
 struct Backend {
@@ -62,6 +68,10 @@ struct RpmsgConfig {
   /// Connections one side's channel sockets (announce.sock and every <name>.sock together) take
   /// at once, 1..4096; more are accepted and closed at once, counted (refused_full).
   std::uint32_t max_connections = 64;
+  /// Keys ep_serve (vepf-ep) and host_serve (vepf-host): "channels" (default) or
+  /// "application", each side on its own (see RpmsgServe).
+  RpmsgServe ep_serve = RpmsgServe::kChannels;
+  RpmsgServe host_serve = RpmsgServe::kChannels;
 };
 /// sun_path (107) - "/host/" - a 31-character channel name - ".sock".
 inline constexpr std::size_t kMaxRpmsgRuntimeDirLen = 107 - 6 - 31 - 5;
@@ -284,11 +294,12 @@ std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d,
 
 /// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net",
 /// "rpmsg", "block", "console", "tap", "seqpacket", "pty", "program", "socket", "cached", "device",
-/// "wc", "cached-noncoherent").
+/// "wc", "cached-noncoherent", "channels", "application").
 std::string_view to_string(Platform platform);
 std::string_view to_string(DoorbellKind kind);
 std::string_view to_string(DeviceType type);
 std::string_view to_string(BackendKind kind);
+std::string_view to_string(RpmsgServe serve);
 std::string_view to_string(ConsoleBackend backend);
 std::string_view to_string(MemoryType type);
 
