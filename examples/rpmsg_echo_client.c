@@ -1,8 +1,10 @@
 /*
  * An rpmsg echo client on the RC, written as for OpenAMP: it takes rpmsg device DEVICE of the
- * board config in place of vepf-host, waits for the EP to announce "rpmsg-echo" (the bind
+ * board config in place of vepf-host (or, with --attach, the device a running vepf-host lends it:
+ * [device.rpmsg] host_serve = "application"), waits for the EP to announce "rpmsg-echo" (the bind
  * callback creates the endpoint for it), then sends COUNT messages of SIZE bytes one at a time
- * and checks each reply byte for byte. Prints the round trip's median and 99th percentile in
+ * and checks each reply byte for byte (a message the service lost by going away is sent again
+ * once it is back). Prints the round trip's median and 99th percentile in
  * microseconds. Exit code 0 when every reply came back intact, 1 otherwise.
  *
  *   cc rpmsg_echo_client.c $(pkg-config --cflags --libs vepf-rpmsg) -o rpmsg_echo_client
@@ -63,15 +65,26 @@ static int wait_for(struct rpmsg_device* rdev, const int* flag, double timeout_u
   return *flag;
 }
 
+/* Waits for the reply, or for the service to go. */
+static int wait_for_reply(struct rpmsg_device* rdev, double timeout_us) {
+  const double end = now_us() + timeout_us;
+  while (!replied && bound && now_us() < end) {
+    if (vepf_rpmsg_poll(rdev, 10) != RPMSG_SUCCESS) return 0;
+  }
+  return replied;
+}
+
 int main(int argc, char** argv) {
   struct rpmsg_device* rdev;
   unsigned long count, size, i, bad = 0;
   unsigned char msg[512];
   double* rtt;
-  int ret;
+  int ret, attach = argc > 1 && strcmp(argv[1], "--attach") == 0;
 
+  argc -= attach;
+  argv += attach;
   if (argc < 3 || argc > 5) {
-    fprintf(stderr, "usage: %s BOARD.toml DEVICE [COUNT [SIZE]]\n", argv[0]);
+    fprintf(stderr, "usage: rpmsg_echo_client [--attach] BOARD.toml DEVICE [COUNT [SIZE]]\n");
     return 2;
   }
   count = argc > 3 ? strtoul(argv[3], NULL, 0) : 1000;
@@ -83,7 +96,8 @@ int main(int argc, char** argv) {
   rtt = calloc(count, sizeof *rtt);
   if (rtt == NULL) return 1;
 
-  rdev = vepf_rpmsg_open(argv[1], VEPF_RPMSG_DRIVER, (uint32_t)strtoul(argv[2], NULL, 0), on_bind);
+  rdev = (attach ? vepf_rpmsg_attach : vepf_rpmsg_open)(
+      argv[1], VEPF_RPMSG_DRIVER, (uint32_t)strtoul(argv[2], NULL, 0), on_bind);
   if (rdev == NULL) {
     fprintf(stderr, "rpmsg_echo_client: %s\n", vepf_rpmsg_last_error());
     free(rtt);
@@ -108,7 +122,13 @@ int main(int argc, char** argv) {
       fprintf(stderr, "rpmsg_send: %d: %s\n", ret, vepf_rpmsg_last_error());
       break;
     }
-    if (!wait_for(rdev, &replied, 5e6)) {
+    if (!wait_for_reply(rdev, 5e6)) {
+      if (!bound && wait_for(rdev, &bound, 10e6)) {
+        /* The service went (DESTROY) and is back: its last message is sent again. */
+        printf("rpmsg-echo came back at address %u\n", (unsigned)ept.dest_addr);
+        i--;
+        continue;
+      }
       fprintf(stderr, "no reply to message %lu within 5 s\n", i);
       break;
     }

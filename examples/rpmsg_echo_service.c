@@ -1,8 +1,9 @@
 /*
  * An rpmsg echo service on the EP, written as for OpenAMP: it takes rpmsg device DEVICE of the
- * board config in place of vepf-ep, creates endpoint "rpmsg-echo" (announced to the host by the
- * name service) and sends every message back to its sender. Runs until SIGINT or SIGTERM, then
- * prints how many messages it echoed.
+ * board config in place of vepf-ep (or, with --attach, the device a running vepf-ep lends it:
+ * [device.rpmsg] ep_serve = "application"), creates endpoint "rpmsg-echo" (announced to the host
+ * by the name service) and sends every message back to its sender. Runs until SIGINT or SIGTERM,
+ * then prints how many messages it echoed.
  *
  *   cc rpmsg_echo_service.c $(pkg-config --cflags --libs vepf-rpmsg) -o rpmsg_echo_service
  *   ./rpmsg_echo_service board.toml 0
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <vepf/rpmsg.h>
 
@@ -36,17 +38,20 @@ int main(int argc, char** argv) {
   struct rpmsg_endpoint ept;
   struct rpmsg_device* rdev;
   struct sigaction sa = {0};
-  int ret;
+  int ret, attach = argc > 1 && strcmp(argv[1], "--attach") == 0;
 
+  argc -= attach;
+  argv += attach;
   if (argc != 3) {
-    fprintf(stderr, "usage: %s BOARD.toml DEVICE\n", argv[0]);
+    fprintf(stderr, "usage: rpmsg_echo_service [--attach] BOARD.toml DEVICE\n");
     return 2;
   }
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
-  rdev = vepf_rpmsg_open(argv[1], VEPF_RPMSG_DEVICE, (uint32_t)strtoul(argv[2], NULL, 0), NULL);
+  rdev = (attach ? vepf_rpmsg_attach : vepf_rpmsg_open)(argv[1], VEPF_RPMSG_DEVICE,
+                                                        (uint32_t)strtoul(argv[2], NULL, 0), NULL);
   if (rdev == NULL) {
     fprintf(stderr, "rpmsg_echo_service: %s\n", vepf_rpmsg_last_error());
     return 1;

@@ -75,5 +75,9 @@ std::unique_ptr<rpmsg_device> open_device_side(std::unique_ptr<config::BoardConf
                                                std::uint32_t index, rpmsg_ns_bind_cb bind);
 std::unique_ptr<rpmsg_device> open_driver_side(std::unique_ptr<config::BoardConfig> cfg,
                                                std::uint32_t index, rpmsg_ns_bind_cb bind);
+/// Attached to the program that lends device `index` on the socket at `path` (rpmsg::Relay).
+std::unique_ptr<rpmsg_device> attach_side(std::unique_ptr<config::BoardConfig> cfg,
+                                          std::uint32_t index, rpmsg_ns_bind_cb bind,
+                                          std::string path);
 
 }  // namespace vepf::rpmsg_api

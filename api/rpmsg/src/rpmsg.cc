@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -13,6 +14,7 @@
 #include "device.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/layout/rpmsg.hpp"
+#include "vepf/rpmsg/relay.hpp"
 
 namespace {
 
@@ -77,6 +79,35 @@ bool setup_logging() {
   return vepf::app::setup_logging({"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host",
                                    "host.net", "host.rpmsg", "host.blk", "host.console"},
                                   level != nullptr ? level : "warn");
+}
+
+/// The board config at `board`, checked for an rpmsg device at index `device`. Errors:
+/// set_error() and null.
+std::unique_ptr<vepf::config::BoardConfig> load(const char* board, vepf_rpmsg_side side,
+                                                std::uint32_t device) {
+  using namespace vepf;
+  last_error.clear();
+  if (board == nullptr || (side != VEPF_RPMSG_DEVICE && side != VEPF_RPMSG_DRIVER)) {
+    (void)fail(RPMSG_ERR_PARAM, "a board config path and a side are needed");
+    return nullptr;
+  }
+  if (!setup_logging()) {
+    (void)fail(RPMSG_ERR_PARAM,
+               "VEPF_LOG_LEVEL is not one of trace, debug, info, warn, error, off");
+    return nullptr;
+  }
+  auto cfg = config::load_board_config(board);
+  if (!cfg) {
+    (void)fail(RPMSG_ERR_INIT, cfg.error().message);
+    return nullptr;
+  }
+  if (device >= cfg->devices.size() || cfg->devices[device].type != config::DeviceType::kRpmsg) {
+    (void)fail(RPMSG_ERR_PARAM,
+               std::string(board) + ": device " + std::to_string(device) +
+                   " is not an rpmsg device: give the index of a [[device]] with type = \"rpmsg\"");
+    return nullptr;
+  }
+  return std::make_unique<config::BoardConfig>(std::move(*cfg));
 }
 
 }  // namespace
@@ -186,32 +217,33 @@ int rpmsg_get_tx_buffer_size(rpmsg_endpoint* ept) {
 rpmsg_device* vepf_rpmsg_open(const char* board_config, vepf_rpmsg_side side, uint32_t device,
                               rpmsg_ns_bind_cb ns_bind_cb) {
   using namespace vepf;
-  last_error.clear();
-  if (board_config == nullptr || (side != VEPF_RPMSG_DEVICE && side != VEPF_RPMSG_DRIVER)) {
-    (void)fail(RPMSG_ERR_PARAM, "vepf_rpmsg_open needs a board config path and a side");
-    return nullptr;
-  }
-  if (!setup_logging()) {
-    (void)fail(RPMSG_ERR_PARAM,
-               "VEPF_LOG_LEVEL is not one of trace, debug, info, warn, error, off");
-    return nullptr;
-  }
-  auto cfg = config::load_board_config(board_config);
-  if (!cfg) {
-    (void)fail(RPMSG_ERR_INIT, cfg.error().message);
-    return nullptr;
-  }
-  if (device >= cfg->devices.size() || cfg->devices[device].type != config::DeviceType::kRpmsg) {
-    (void)fail(RPMSG_ERR_PARAM,
-               std::string(board_config) + ": device " + std::to_string(device) +
-                   " is not an rpmsg device: give the index of a [[device]] with type = \"rpmsg\"");
-    return nullptr;
-  }
-  auto owned = std::make_unique<config::BoardConfig>(std::move(*cfg));
+  auto cfg = load(board_config, side, device);
+  if (!cfg) return nullptr;
   auto d = side == VEPF_RPMSG_DEVICE
-               ? rpmsg_api::open_device_side(std::move(owned), device, ns_bind_cb)
-               : rpmsg_api::open_driver_side(std::move(owned), device, ns_bind_cb);
+               ? rpmsg_api::open_device_side(std::move(cfg), device, ns_bind_cb)
+               : rpmsg_api::open_driver_side(std::move(cfg), device, ns_bind_cb);
   return d.release();
+}
+
+rpmsg_device* vepf_rpmsg_attach(const char* board_config, vepf_rpmsg_side side, uint32_t device,
+                                rpmsg_ns_bind_cb ns_bind_cb) {
+  using namespace vepf;
+  auto cfg = load(board_config, side, device);
+  if (!cfg) return nullptr;
+  const auto& r = cfg->devices[device].rpmsg;
+  const bool ep = side == VEPF_RPMSG_DEVICE;
+  const std::string program = ep ? "vepf-ep" : "vepf-host";
+  const std::string key = ep ? "ep_serve" : "host_serve";
+  if ((ep ? r.ep_serve : r.host_serve) != config::RpmsgServe::kApplication) {
+    (void)fail(RPMSG_ERR_INIT, std::string(board_config) + ": device[" + std::to_string(device) +
+                                   "].rpmsg." + key + " is \"channels\": " + program +
+                                   " serves it as socket channels. Set " + key +
+                                   " = \"application\" in [device.rpmsg] and restart " + program +
+                                   ", or take the device with vepf_rpmsg_open() in its place");
+    return nullptr;
+  }
+  std::string path = r.runtime_dir + (ep ? "/ep/" : "/host/") + rpmsg::kRelaySocketName;
+  return rpmsg_api::attach_side(std::move(cfg), device, ns_bind_cb, std::move(path)).release();
 }
 
 int vepf_rpmsg_poll(rpmsg_device* rdev, int timeout_ms) {

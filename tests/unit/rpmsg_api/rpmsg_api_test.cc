@@ -2,7 +2,8 @@
 // "service" on one thread, the host's driver by a "client" on the test's thread, over the
 // loopback platform. Echo byte for byte with the destination learned from the name service, the
 // bind and unbind callbacks, OpenAMP's error codes for what is refused, endpoints that outlive
-// an EP restart, and vepf_rpmsg_open's refusals.
+// an EP restart, and the refusals of vepf_rpmsg_open and vepf_rpmsg_attach. (Attaching to a
+// running vepf-ep / vepf-host: tests/integration/rpmsg_attach_test.sh.)
 
 #include "vepf/rpmsg.h"
 
@@ -281,6 +282,19 @@ TEST_F(RpmsgApi, OpenRefusesWhatIsNotAnRpmsgDevice) {
             nullptr);
   EXPECT_NE(std::string(vepf_rpmsg_last_error()), "");
   EXPECT_EQ(vepf_rpmsg_open(nullptr, VEPF_RPMSG_DRIVER, 1, nullptr), nullptr);
+}
+
+TEST_F(RpmsgApi, AttachRefusesADeviceItsProgramServesAsChannels) {
+  // Device 1 has no ep_serve / host_serve: vepf-ep and vepf-host serve it as socket channels.
+  EXPECT_EQ(vepf_rpmsg_attach(board.c_str(), VEPF_RPMSG_DRIVER, 1, nullptr), nullptr);
+  const std::string host_error = vepf_rpmsg_last_error();
+  EXPECT_NE(host_error.find("device[1].rpmsg.host_serve is \"channels\""), std::string::npos)
+      << host_error;
+  EXPECT_NE(host_error.find("Set host_serve = \"application\""), std::string::npos) << host_error;
+  EXPECT_EQ(vepf_rpmsg_attach(board.c_str(), VEPF_RPMSG_DEVICE, 1, nullptr), nullptr);
+  EXPECT_NE(std::string(vepf_rpmsg_last_error()).find("ep_serve"), std::string::npos);
+  EXPECT_EQ(vepf_rpmsg_attach(board.c_str(), VEPF_RPMSG_DRIVER, 0, nullptr), nullptr);
+  EXPECT_NE(std::string(vepf_rpmsg_last_error()).find("not an rpmsg device"), std::string::npos);
 }
 
 }  // namespace

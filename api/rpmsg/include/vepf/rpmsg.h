@@ -130,6 +130,22 @@ enum vepf_rpmsg_side {
 struct rpmsg_device* vepf_rpmsg_open(const char* board_config, enum vepf_rpmsg_side side,
                                      uint32_t device, rpmsg_ns_bind_cb ns_bind_cb);
 /*
+ * As vepf_rpmsg_open(), where vepf-ep (VEPF_RPMSG_DEVICE) or vepf-host (VEPF_RPMSG_DRIVER) runs
+ * with that board config and keeps the link: the program lends this process rpmsg device
+ * `device`, which must have ep_serve (or host_serve) = "application" in its [device.rpmsg], through
+ * <runtime_dir>/ep/device.sock or <runtime_dir>/host/device.sock. Everything else works as with
+ * vepf_rpmsg_open(): addresses, the name service both ways (announcements the peer made before
+ * the attach reach ns_bind_cb too), rpmsg_sendto() to any address. One application at a time
+ * takes the device. Waits up to 30 s for the program's socket. When the program stops, the
+ * endpoints see the link go (unbind callbacks) and vepf_rpmsg_poll() attaches again when it is
+ * back, for up to 30 s; when this process ends, the program tells the peer that the names it
+ * announced are gone, even after a crash. Returns NULL on failure (no such socket, another
+ * application has the device, the side's serve key is not "application"): vepf_rpmsg_last_error()
+ * says why.
+ */
+struct rpmsg_device* vepf_rpmsg_attach(const char* board_config, enum vepf_rpmsg_side side,
+                                       uint32_t device, rpmsg_ns_bind_cb ns_bind_cb);
+/*
  * Runs the device: waits up to `timeout_ms` (-1: forever) for the link, the peer or a timer and
  * handles what came (callbacks run here). On the driver side, after the EP went away, this call
  * waits for it to come back (up to 30 s). Returns RPMSG_SUCCESS, or RPMSG_ERR_DEV_STATE once the
