@@ -10,7 +10,9 @@
  * One process takes one rpmsg device of a board config: on the EP it runs the EP server with
  * that device (VEPF_RPMSG_DEVICE side: in place of vepf-ep), on the RC the host bus (driver
  * side: in place of vepf-host), and the endpoints live in the process. The other devices of the
- * board config are served as vepf-ep / vepf-host would serve them.
+ * board config are served as vepf-ep / vepf-host would serve them. Or, where vepf-ep /
+ * vepf-host keep running, the process takes the one rpmsg device they lend it
+ * (vepf_rpmsg_attach()); everything below works the same either way.
  *
  * Threading: every function is called on one thread, the one that calls vepf_rpmsg_poll();
  * callbacks run on it, from vepf_rpmsg_poll(). A callback may call every function here except
