@@ -31,6 +31,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fuzz_support.hpp"
+#include "rpmsg_fuzz.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/unix_socket.hpp"
@@ -41,30 +42,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// The scratch directory (fuzz_support.hpp), with logging off: Channels logs every refusal.
-const char* scratch() {
-  static const bool quiet = (spdlog::set_level(spdlog::level::off), true);
-  (void)quiet;
-  return scratch_dir();
-}
-
-class FakePort final : public rpmsg::Port {
- public:
-  bool room = true;
-  std::uint64_t sent = 0;
-  bool can_send() override { return room; }
-  void send(std::uint32_t, std::uint32_t, std::span<const std::byte> payload) override {
-    FUZZ_CHECK(room);
-    FUZZ_CHECK(payload.size() <= layout::kRpmsgMaxPayload);
-    ++sent;
-  }
-  void flush() override {}
-};
+const char* scratch() { return rpmsg_scratch(); }
 
 struct Harness {
   std::string dir = std::string(scratch()) + "/side";
   os::EventLoop loop;
-  FakePort port;
+  CheckingPort port;
   std::optional<rpmsg::Channels> ch;
   std::vector<os::Fd> clients;
   std::uint64_t messages = 0;
@@ -121,12 +104,8 @@ struct Harness {
     FUZZ_CHECK(s.received + s.bad >= messages);  // every message counted, a bad NS message twice
   }
 
-  /// An rpmsg from `src` to `dst` with `payload` (a well-formed header).
   void rpmsg(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
-    const std::size_t n = std::min<std::size_t>(payload.size(), layout::kRpmsgMaxPayload);
-    std::vector<std::byte> m(layout::kRpmsgHdrSize + n);
-    rpmsg::encode(m, src, dst, payload.first(n));
-    message(m);
+    message(make_rpmsg(src, dst, payload));
   }
 
   static constexpr unsigned kOps = 8;
@@ -147,15 +126,9 @@ struct Harness {
         rpmsg(src, dst, std::as_bytes(in.bytes(in.u16() % 520)));
         break;
       }
-      case 2: {  // a name-service message: u8 name length, name bytes, u32 addr, u32 flags
-        layout::RpmsgNsMsg ns{};
-        const auto name = in.bytes(in.u8() % (sizeof(ns.name) + 1));
-        std::memcpy(ns.name, name.data(), name.size());
-        ns.addr = layout::le32::from_cpu(in.u32());
-        ns.flags = layout::le32::from_cpu(in.u32() % 3);
-        rpmsg(ns.addr.to_cpu(), layout::kRpmsgNsAddr, std::as_bytes(std::span{&ns, 1}));
+      case 2:  // a name-service message (read_ns)
+        message(read_ns(in));
         break;
-      }
       case 3:
         ch->link_down();
         break;

@@ -29,6 +29,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fuzz_support.hpp"
+#include "rpmsg_fuzz.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/unix_socket.hpp"
@@ -39,27 +40,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char* scratch() {
-  static const bool quiet = (spdlog::set_level(spdlog::level::off), true);
-  (void)quiet;
-  return scratch_dir();
-}
-
-class FakePort final : public rpmsg::Port {
- public:
-  bool room = true;
-  bool can_send() override { return room; }
-  void send(std::uint32_t, std::uint32_t, std::span<const std::byte> payload) override {
-    FUZZ_CHECK(room);
-    FUZZ_CHECK(payload.size() <= layout::kRpmsgMaxPayload);
-  }
-  void flush() override {}
-};
+const char* scratch() { return rpmsg_scratch(); }
 
 struct Harness {
   std::string dir = std::string(scratch()) + "/side";
   os::EventLoop loop;
-  FakePort port;
+  CheckingPort port;
   std::optional<rpmsg::Relay> relay;
   os::Fd app;
   std::uint64_t messages = 0;
@@ -119,25 +105,6 @@ struct Harness {
     FUZZ_CHECK(s.received + s.bad == messages);
   }
 
-  void rpmsg(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload) {
-    const std::size_t n = std::min<std::size_t>(payload.size(), layout::kRpmsgMaxPayload);
-    std::vector<std::byte> m(layout::kRpmsgHdrSize + n);
-    rpmsg::encode(m, src, dst, payload.first(n));
-    message(m);
-  }
-
-  /// A name-service message: u8 name length, name bytes, u32 addr, u32 flags (mod 3).
-  static std::vector<std::byte> ns(ByteReader& in) {
-    layout::RpmsgNsMsg ns{};
-    const auto name = in.bytes(in.u8() % (sizeof(ns.name) + 1));
-    std::memcpy(ns.name, name.data(), name.size());
-    ns.addr = layout::le32::from_cpu(in.u32());
-    ns.flags = layout::le32::from_cpu(in.u32() % 3);
-    std::vector<std::byte> m(layout::kRpmsgHdrSize + sizeof(ns));
-    rpmsg::encode(m, ns.addr.to_cpu(), layout::kRpmsgNsAddr, std::as_bytes(std::span{&ns, 1}));
-    return m;
-  }
-
   void from_app(std::span<const std::byte> frame) {
     if (app.valid() && !frame.empty()) {
       (void)::send(app.get(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -156,11 +123,11 @@ struct Harness {
       case 1: {  // a well-formed rpmsg from the peer: u32 src, u32 dst, u16 n, bytes
         const std::uint32_t src = in.u32();
         const std::uint32_t dst = in.u32();
-        rpmsg(src, dst, std::as_bytes(in.bytes(in.u16() % 520)));
+        message(make_rpmsg(src, dst, std::as_bytes(in.bytes(in.u16() % 520))));
         break;
       }
       case 2:  // a name-service message from the peer
-        message(ns(in));
+        message(read_ns(in));
         break;
       case 3:
         relay->link_down();
@@ -188,7 +155,7 @@ struct Harness {
         break;
       }
       case 9: {  // a kMessage frame from the application with a name-service message in it
-        auto m = ns(in);
+        auto m = read_ns(in);
         m.insert(m.begin(), static_cast<std::byte>(rpmsg::RelayFrame::kMessage));
         from_app(m);
         break;

@@ -29,60 +29,16 @@ namespace fs = std::filesystem;
 using layout::kRpmsgNsAddr;
 using namespace test_support;
 
-class RpmsgChannels : public ::testing::Test {
+class RpmsgChannels : public SocketRouterTest {
  protected:
   void SetUp() override {
     spdlog::set_level(spdlog::level::warn);  // Channels logs to the default logger here
-    static int n = 0;
-    dir_ = fs::temp_directory_path() /
-           ("vepf-rpch-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(dir_);
-    auto l = os::EventLoop::create();
-    ASSERT_TRUE(l);
-    loop_ = std::move(*l);
+    ASSERT_NO_FATAL_FAILURE(make("vepf-rpch"));
     ch_ = std::make_unique<Channels>(dir_.string(), port_, "test.rpmsg", "test");
     ASSERT_TRUE(ch_->start(loop_));
   }
-  void TearDown() override {
-    for (int fd : fds_)
-      if (fd >= 0) ::close(fd);
-    ch_.reset();
-    fs::remove_all(dir_);
-  }
+  void drop_router() override { ch_.reset(); }
 
-  /// Runs the loop until `cond` holds (true) or 2 s pass (false).
-  bool pump(const std::function<bool()>& cond) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (!cond()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      EXPECT_TRUE(loop_.run_once(10));
-    }
-    return true;
-  }
-  /// Runs the loop for a few rounds (to show that something does not happen).
-  void settle() {
-    for (int i = 0; i < 5; ++i) EXPECT_TRUE(loop_.run_once(5));
-  }
-  int connect(const std::string& file) {
-    auto s = os::connect_seqpacket((dir_ / file).string());
-    EXPECT_TRUE(s) << file;
-    if (!s) return -1;
-    fds_.push_back(s->release());
-    return fds_.back();
-  }
-  static void put(int fd, const std::string& m) {
-    ASSERT_EQ(::send(fd, m.data(), m.size(), MSG_NOSIGNAL), static_cast<ssize_t>(m.size()));
-  }
-  /// The next message on `fd` ("" for end of file), waiting up to 2 s.
-  std::string get(int fd) {
-    char b[1024];
-    ssize_t n = -1;
-    pump([&] {
-      n = ::recv(fd, b, sizeof(b), MSG_DONTWAIT);
-      return n >= 0;
-    });
-    return n > 0 ? std::string(b, static_cast<std::size_t>(n)) : "";
-  }
   /// Opens local channel `name` through announce.sock; returns its connection.
   int open_local(const std::string& name) {
     const std::size_t before = ch_->local_channels();
@@ -97,11 +53,7 @@ class RpmsgChannels : public ::testing::Test {
     ch_->flush_received();
   }
 
-  fs::path dir_;
-  os::EventLoop loop_;
-  FakePort port_;
   std::unique_ptr<Channels> ch_;
-  std::vector<int> fds_;
 };
 
 TEST(RpmsgEncode, WritesTheLinuxHeader) {

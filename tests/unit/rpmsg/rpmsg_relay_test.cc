@@ -36,77 +36,29 @@ std::string frame(RelayFrame kind, const std::vector<std::byte>& body = {}) {
   return f;
 }
 
-class RpmsgRelay : public ::testing::Test {
+class RpmsgRelay : public SocketRouterTest {
  protected:
   void SetUp() override {
     spdlog::set_level(spdlog::level::off);  // refusals are logged; the tests count them
-    static int n = 0;
-    dir_ = fs::temp_directory_path() /
-           ("vepf-relay-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(dir_);
-    auto l = os::EventLoop::create();
-    ASSERT_TRUE(l);
-    loop_ = std::move(*l);
+    ASSERT_NO_FATAL_FAILURE(make("vepf-relay"));
     relay_ = std::make_unique<Relay>(dir_.string(), port_, "test.rpmsg", "test");
     ASSERT_TRUE(relay_->start(loop_));
   }
-  void TearDown() override {
-    for (int fd : fds_)
-      if (fd >= 0) ::close(fd);
-    relay_.reset();
-    fs::remove_all(dir_);
-  }
+  void drop_router() override { relay_.reset(); }
 
-  bool pump(const std::function<bool()>& cond) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (!cond()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      EXPECT_TRUE(loop_.run_once(10));
-    }
-    return true;
-  }
-  void settle() {
-    for (int i = 0; i < 5; ++i) EXPECT_TRUE(loop_.run_once(5));
-  }
   /// An application's connection, its greeting (the first frame) read.
   int attach(std::string* greeting = nullptr) {
-    auto s = os::connect_seqpacket((dir_ / kRelaySocketName).string());
-    EXPECT_TRUE(s);
-    if (!s) return -1;
-    fds_.push_back(s->release());
-    const std::string g = get(fds_.back());
+    const int fd = connect(kRelaySocketName);
+    const std::string g = get(fd);
     if (greeting != nullptr) *greeting = g;
-    return fds_.back();
-  }
-  static void put(int fd, const std::string& m) {
-    ASSERT_EQ(::send(fd, m.data(), m.size(), MSG_NOSIGNAL), static_cast<ssize_t>(m.size()));
-  }
-  /// The next frame on `fd` ("" for end of file), waiting up to 2 s.
-  std::string get(int fd) {
-    char b[1024];
-    ssize_t n = -1;
-    pump([&] {
-      n = ::recv(fd, b, sizeof(b), MSG_DONTWAIT);
-      return n >= 0;
-    });
-    return n > 0 ? std::string(b, static_cast<std::size_t>(n)) : "";
-  }
-  /// True when nothing waits on `fd` after the loop settled.
-  bool quiet(int fd) {
-    settle();
-    char b[1024];
-    return ::recv(fd, b, sizeof(b), MSG_DONTWAIT) < 0 && errno == EAGAIN;
+    return fd;
   }
   void receive(const std::vector<std::byte>& m) {
     relay_->on_message(m);
     relay_->flush_received();
   }
 
-  fs::path dir_;
-  os::EventLoop loop_;
-  FakePort port_;
   std::unique_ptr<Relay> relay_;
-  std::vector<int> fds_;
 };
 
 TEST_F(RpmsgRelay, GreetsWithTheLinkStateAndFollowsIt) {
