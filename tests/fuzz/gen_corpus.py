@@ -414,6 +414,36 @@ def gen_rpmsg_relay():
           + bytes([0]) + struct.pack("<H", 16) + struct.pack("<IIIHH", 1, 53, 0, 600, 0) + bytes([10]))
 
 
+# ---------------------------------------------------------------- rpmsg_device_fuzz
+def p_tx(src, dst, hdr_len, payload, buf_len=None):  # op 0: one allocated buffer holding an rpmsg
+    n = buf_len if buf_len is not None else 16 + len(payload)
+    return bytes([0, 0, 0]) + struct.pack("<HIIHB", n - 1, src, dst, hdr_len, len(payload)) + payload
+
+
+def p_rx(size, count=1):  # op 1: receive buffers of `size` bytes, one allocated segment each
+    return (bytes([1, 0, 0]) + struct.pack("<H", size - 1)) * count
+
+
+def p_app(unnamed, dst, length):  # op 2: the application sends
+    return bytes([2, 1 if unnamed else 0]) + struct.pack("<IH", dst, length)
+
+
+def gen_rpmsg_device():
+    t = "rpmsg_device_fuzz"
+    ns_evt = 0x01 | 0x02
+    ns_create = b"svc".ljust(32, b"\0") + struct.pack("<II", 1030, 0)
+    write(t, "echo", bytes([ns_evt]) + p_rx(512, 4) + p_tx(1030, 1024, 5, b"hello") + bytes([5, 4])
+          + p_tx(1030, 2000, 3, b"abc") + bytes([4]))
+    write(t, "name-service", bytes([ns_evt]) + p_rx(512, 2) + p_tx(1030, NS_ADDR, 40, ns_create)
+          + p_app(False, 1030, 8) + bytes([5, 4]) + p_tx(1030, NS_ADDR, 40, ns_create[:32] + struct.pack("<II", 1030, 1)))
+    write(t, "lying-lengths", bytes([ns_evt]) + p_rx(512) + p_tx(1030, 1024, 400, b"short") + p_tx(1030, 1024, 2, b"longer than two")
+          + p_tx(1, 2, 0, b"", buf_len=8) + p_tx(1, 2, 0, b"", buf_len=600) + bytes([4]))
+    write(t, "small-receive-buffers", bytes([0x02]) + p_rx(8, 3) + p_app(True, 1030, 100) + p_app(False, 1030, 496)
+          + bytes([5, 4]))
+    write(t, "reset-then-again", bytes([ns_evt | 0x04]) + p_rx(512, 2) + p_tx(1030, 1024, 1, b"x") + bytes([6])
+          + p_rx(512) + p_tx(1030, 1024, 1, b"y") + bytes([3]) + struct.pack("<II", 0, 0xffffffff) + bytes([5, 4]))
+
+
 # ---------------------------------------------------------------- driver_transport_fuzz
 # ops: 0 attach, 1 scan, 2 negotiate, 3 enable_queue, 4 driver_ok, 5 reset, 6 set_status,
 # 7/8 read_config(_wait), 9 looks, 10 epoch_changed, 11 EP word, 12 mailbox word.
@@ -603,6 +633,7 @@ if __name__ == "__main__":
     gen_driver_transport()
     gen_rpmsg_channels()
     gen_rpmsg_relay()
+    gen_rpmsg_device()
     gen_console()
     gen_blk()
     gen_vringh()

@@ -43,8 +43,7 @@
 #include "fuzz_support.hpp"
 #include "net/recording_backend.hpp"
 #include "net_fuzz.hpp"
-#include "support/driver_queue_core.hpp"
-#include "support/fake_links.hpp"
+#include "rogue_driver.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/layout/ring.hpp"
@@ -56,77 +55,33 @@
 namespace vepf::fuzz {
 namespace {
 
-using test::FakeDeviceLink;
-using test::FakeDriverLink;
 using test::RecordingBackend;
 
 constexpr std::size_t kWindow =
     256 * 1024;  // bytes of each window: room for queues and 4 KiB buffers
 
 struct Rig {
-  explicit Rig(bool vectored, std::uint16_t qsize)
-      : w(kWindow, kWindow),
-        dl(w),
-        drl(w, dl),
-        dev(dl, 0x5eed0003),
-        drv(drl, std::chrono::milliseconds(5)),
-        queue_size(qsize) {
-    drl.set_device(&dev);
+  explicit Rig(bool vectored, std::uint16_t qsize) : queue_size(qsize) {
     auto b = std::make_unique<RecordingBackend>();
     b->vector_io = vectored;
     backend = b.get();
     net.emplace(std::move(b), config::NetConfig{}, qsize);
   }
 
-  /// Attach, negotiate `want` (of what the device offers), enable both queues, DRIVER_OK.
+  /// Negotiate `want` (of what the device offers), enable both queues, DRIVER_OK.
   bool bring_up(std::uint64_t want) {
-    auto devs = drv.scan();
-    if (!devs || devs->empty()) return false;
-    auto f = drv.negotiate(slot, (*devs)[0].device_features, bit(VIRTIO_F_VERSION_1) | want);
-    if (!f) return false;
-    features = *f;
-    for (std::uint16_t q = 0; q < 2; ++q) {
-      auto p = test::make_driver_queue(drv, w, slot, q, queue_size);
-      if (!p) return false;
-      p->event_idx = (features & bit(VIRTIO_RING_F_EVENT_IDX)) != 0;
-      vq[q].emplace(*p);
-    }
-    return drv.driver_ok(slot).has_value();
+    return fuzz::bring_up(t, slot, want, queue_size, vq, features);
   }
 
-  test::LinkWindows w;
-  std::optional<ep::NetDevice> net;  // before dev: dev's destructor resets it
+  std::optional<ep::NetDevice> net;  // before t: its DeviceTransport's destructor resets it
   RecordingBackend* backend = nullptr;
-  FakeDeviceLink dl;
-  FakeDriverLink drl;
-  transport::DeviceTransport dev;
-  transport::DriverTransport drv;
+  test::TransportPair t{0x5eed0003, std::chrono::milliseconds(5), kWindow, kWindow};
   std::uint16_t queue_size;
   std::uint32_t slot = 0;
   std::uint64_t features = 0;
   std::optional<ring::Vring> vq[2];
   std::uint64_t token = 0;
 };
-
-/// A buffer of `len` bytes where the input says: allocated in `mine` (the driver's share of a
-/// window; `off` is then where it lies in the window), an address from the input, or the
-/// window's last bytes.
-struct Placed {
-  ring::Buf buf;
-  std::optional<std::size_t> off;
-};
-std::optional<Placed> place(ByteReader& in, transport::WindowAllocator& mine,
-                            std::uint64_t window_base, std::uint64_t window_size) {
-  const std::uint8_t how = in.u8() % 3;
-  const std::uint32_t len = 1 + in.u16() % 4096;
-  if (how == 0) {
-    const auto a = mine.alloc(len, 8);
-    if (!a) return std::nullopt;
-    return Placed{{a->link_addr, len}, a->off};
-  }
-  if (how == 1) return Placed{{in.u64(), len}, std::nullopt};
-  return Placed{{window_base + window_size - (len < 64 ? len : 64), len}, std::nullopt};
-}
 
 void check_sent(Rig& r, std::size_t& seen) {
   const layout::NetOffloads allowed = layout::offloads_to_device(r.features);
@@ -155,19 +110,18 @@ void run(const std::uint8_t* data, std::size_t size) {
   std::uint64_t want = fuzz::net_offloads(cfg);
   want |= bit(VIRTIO_RING_F_EVENT_IDX);  // the driver here makes no indirect tables
   Rig r((cfg & 0x40) != 0, (cfg & 0x80) != 0 ? 4 : 16);
-  FUZZ_CHECK(r.dev.init().has_value());
-  auto s = r.dev.add_device(&*r.net);
+  auto s = r.t.add(*r.net);
   FUZZ_CHECK(s.has_value());
   r.slot = *s;
   os::EventLoop loop;
   FUZZ_CHECK(r.net->start(loop).has_value());
-  FUZZ_CHECK(r.drv.attach().has_value());
+  FUZZ_CHECK(r.t.drv.attach().has_value());
   if (!r.bring_up(want)) return;
   std::size_t seen = 0;
   const std::uint64_t ep_base = layout::link_addr(layout::WindowId::kEp, 0),
-                      ep_size = r.w.drv_ep.size();
+                      ep_size = r.t.w.drv_ep.size();
   const std::uint64_t rc_base = layout::link_addr(layout::WindowId::kRc, 0),
-                      rc_size = r.w.drv_rc.size();
+                      rc_size = r.t.w.drv_rc.size();
 
   while (!in.empty()) {
     switch (in.u8() % 7) {
@@ -176,7 +130,7 @@ void run(const std::uint8_t* data, std::size_t size) {
         std::vector<ring::Buf> out;
         std::optional<std::size_t> first_off;
         for (unsigned i = 0; i < n; ++i) {
-          if (auto b = place(in, r.drv.ep_alloc(), ep_base, ep_size)) {
+          if (auto b = place(in, r.t.drv.ep_alloc(), ep_base, ep_size)) {
             if (out.empty()) first_off = b->off;
             out.push_back(b->buf);
           }
@@ -186,10 +140,10 @@ void run(const std::uint8_t* data, std::size_t size) {
         if (!given.empty()) std::memcpy(hdr, given.data(), given.size());
         // The header goes at the start of the first buffer when the driver allocated it (the
         // rest of an allocated buffer holds whatever the window held).
-        if (first_off && out[0].len >= sizeof hdr) r.w.drv_ep.write(*first_off, hdr);
+        if (first_off && out[0].len >= sizeof hdr) r.t.w.drv_ep.write(*first_off, hdr);
         if (!out.empty() && r.vq[layout::kNetTxQueue]->add(out, {}, ++r.token)) {
           (void)r.vq[layout::kNetTxQueue]->kick_prepare();
-          (void)r.drl.ring_doorbell();
+          (void)r.t.drl.ring_doorbell();
         }
         break;
       }
@@ -197,11 +151,11 @@ void run(const std::uint8_t* data, std::size_t size) {
         const unsigned n = 1 + in.u8() % 4;
         std::vector<ring::Buf> inb;
         for (unsigned i = 0; i < n; ++i) {
-          if (auto b = place(in, r.drv.rc_alloc(), rc_base, rc_size)) inb.push_back(b->buf);
+          if (auto b = place(in, r.t.drv.rc_alloc(), rc_base, rc_size)) inb.push_back(b->buf);
         }
         if (!inb.empty() && r.vq[layout::kNetRxQueue]->add({}, inb, ++r.token)) {
           (void)r.vq[layout::kNetRxQueue]->kick_prepare();
-          (void)r.drl.ring_doorbell();
+          (void)r.t.drl.ring_doorbell();
         }
         break;
       }
@@ -216,7 +170,7 @@ void run(const std::uint8_t* data, std::size_t size) {
       }
       case 3: {  // the driver scribbles on its own share of the EP window (its rings included)
         const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(ep_size) & ~3u;
-        r.w.drv_ep.store<std::uint32_t>(off, in.u32());
+        r.t.w.drv_ep.store<std::uint32_t>(off, in.u32());
         break;
       }
       case 4:  // the driver takes what was used, and looks at what it received
@@ -228,10 +182,10 @@ void run(const std::uint8_t* data, std::size_t size) {
         }
         break;
       case 5:
-        (void)r.drl.ring_doorbell();
+        (void)r.t.drl.ring_doorbell();
         break;
       default:
-        (void)r.drv.reset(r.slot);
+        (void)r.t.drv.reset(r.slot);
         r.vq[0].reset();
         r.vq[1].reset();
         if (!r.bring_up(want)) return;
@@ -250,7 +204,7 @@ void run(const std::uint8_t* data, std::size_t size) {
                  static_cast<unsigned long long>(st.tx_errors),
                  static_cast<unsigned long long>(st.tx_bad_hdr),
                  static_cast<unsigned long long>(st.rx_frames),
-                 static_cast<unsigned long long>(st.rx_dropped), r.drv.device_status(r.slot));
+                 static_cast<unsigned long long>(st.rx_dropped), r.t.drv.device_status(r.slot));
   }
 }
 

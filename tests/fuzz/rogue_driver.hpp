@@ -1,0 +1,61 @@
+#pragma once
+// What the rogue-driver fuzz targets (net_device_fuzz, rpmsg_device_fuzz) share: the device's
+// bring-up by the real DriverTransport over the fake links (support/transport_pair.hpp), and
+// buffers placed where the input says: in the driver's share of a window, at any link address,
+// or across a window's end.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "fuzz_support.hpp"
+#include "support/driver_queue_core.hpp"
+#include "support/transport_pair.hpp"
+#include "vepf/layout/ring.hpp"
+#include "vepf/ring/vring.hpp"
+#include "vepf/transport/window_allocator.hpp"
+
+namespace vepf::fuzz {
+
+/// Negotiates `want` for the device in `slot`, enables its queues 0..N-1 with `num` entries each
+/// into `vq` (EVENT_IDX as negotiated), then DRIVER_OK. Stores the features agreed in
+/// `features`. False when a step fails.
+template <std::size_t N>
+bool bring_up(test::TransportPair& t, std::uint32_t slot, std::uint64_t want, std::uint16_t num,
+              std::optional<ring::Vring> (&vq)[N], std::uint64_t& features) {
+  auto f = t.negotiate(slot, want);
+  if (!f) return false;
+  features = *f;
+  for (std::uint16_t q = 0; q < N; ++q) {
+    auto p = test::make_driver_queue(t.drv, t.w, slot, q, num);
+    if (!p) return false;
+    p->event_idx = (features & (std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX)) != 0;
+    vq[q].emplace(*p);
+  }
+  return t.drv.driver_ok(slot).has_value();
+}
+
+/// A buffer of the input's choosing: where it lies, and where in the window when the driver
+/// allocated it.
+struct Placed {
+  ring::Buf buf;
+  std::optional<std::size_t> off;
+};
+
+/// Reads u8 place (mod 3) and u16 length (1..4096), then: 0 a buffer allocated in `mine` (the
+/// driver's share of a window), 1 a link address from the input (u64), 2 the last bytes of the
+/// window at `window_base` (crossing its end when long). Empty when `mine` is full.
+inline std::optional<Placed> place(ByteReader& in, transport::WindowAllocator& mine,
+                                   std::uint64_t window_base, std::uint64_t window_size) {
+  const std::uint8_t how = in.u8() % 3;
+  const std::uint32_t len = 1 + in.u16() % 4096;
+  if (how == 0) {
+    const auto a = mine.alloc(len, 8);
+    if (!a) return std::nullopt;
+    return Placed{{a->link_addr, len}, a->off};
+  }
+  if (how == 1) return Placed{{in.u64(), len}, std::nullopt};
+  return Placed{{window_base + window_size - (len < 64 ? len : 64), len}, std::nullopt};
+}
+
+}  // namespace vepf::fuzz
