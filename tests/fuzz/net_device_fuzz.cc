@@ -120,8 +120,6 @@ void run(const std::uint8_t* data, std::size_t size) {
   std::size_t seen = 0;
   const std::uint64_t ep_base = layout::link_addr(layout::WindowId::kEp, 0),
                       ep_size = r.t.w.drv_ep.size();
-  const std::uint64_t rc_base = layout::link_addr(layout::WindowId::kRc, 0),
-                      rc_size = r.t.w.drv_rc.size();
 
   while (!in.empty()) {
     switch (in.u8() % 7) {
@@ -141,24 +139,12 @@ void run(const std::uint8_t* data, std::size_t size) {
         // The header goes at the start of the first buffer when the driver allocated it (the
         // rest of an allocated buffer holds whatever the window held).
         if (first_off && out[0].len >= sizeof hdr) r.t.w.drv_ep.write(*first_off, hdr);
-        if (!out.empty() && r.vq[layout::kNetTxQueue]->add(out, {}, ++r.token)) {
-          (void)r.vq[layout::kNetTxQueue]->kick_prepare();
-          (void)r.t.drl.ring_doorbell();
-        }
+        (void)post(r.t, *r.vq[layout::kNetTxQueue], out, {}, ++r.token);
         break;
       }
-      case 1: {  // post a receive buffer
-        const unsigned n = 1 + in.u8() % 4;
-        std::vector<ring::Buf> inb;
-        for (unsigned i = 0; i < n; ++i) {
-          if (auto b = place(in, r.t.drv.rc_alloc(), rc_base, rc_size)) inb.push_back(b->buf);
-        }
-        if (!inb.empty() && r.vq[layout::kNetRxQueue]->add({}, inb, ++r.token)) {
-          (void)r.vq[layout::kNetRxQueue]->kick_prepare();
-          (void)r.t.drl.ring_doorbell();
-        }
+      case 1:  // post a receive buffer
+        (void)post(r.t, *r.vq[layout::kNetRxQueue], {}, place_receive(in, r.t, 4), ++r.token);
         break;
-      }
       case 2: {  // the backend has a frame
         const std::size_t len = in.u16() % 2048;
         std::vector<std::byte> f(layout::kNetHdrSize + len, std::byte{0x5a});
@@ -168,18 +154,11 @@ void run(const std::uint8_t* data, std::size_t size) {
         if (r.backend->callbacks.readable) r.backend->callbacks.readable();
         break;
       }
-      case 3: {  // the driver scribbles on its own share of the EP window (its rings included)
-        const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(ep_size) & ~3u;
-        r.t.w.drv_ep.store<std::uint32_t>(off, in.u32());
+      case 3:  // the driver scribbles on its own share of the EP window
+        scribble(in, r.t);
         break;
-      }
-      case 4:  // the driver takes what was used, and looks at what it received
-        for (std::uint16_t q = 0; q < 2; ++q) {
-          for (int k = 0; k < 64; ++k) {
-            auto u = r.vq[q]->get_used();
-            if (!u || !*u) break;
-          }
-        }
+      case 4:  // the driver takes what was used
+        take_used(r.vq);
         break;
       case 5:
         (void)r.t.drl.ring_doorbell();

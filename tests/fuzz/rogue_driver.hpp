@@ -7,10 +7,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <vector>
 
 #include "fuzz_support.hpp"
 #include "support/driver_queue_core.hpp"
 #include "support/transport_pair.hpp"
+#include "vepf/layout/epf.hpp"
 #include "vepf/layout/ring.hpp"
 #include "vepf/ring/vring.hpp"
 #include "vepf/transport/window_allocator.hpp"
@@ -26,8 +29,8 @@ bool bring_up(test::TransportPair& t, std::uint32_t slot, std::uint64_t want, st
   auto f = t.negotiate(slot, want);
   if (!f) return false;
   features = *f;
-  for (std::uint16_t q = 0; q < N; ++q) {
-    auto p = test::make_driver_queue(t.drv, t.w, slot, q, num);
+  for (std::size_t q = 0; q < N; ++q) {
+    auto p = test::make_driver_queue(t.drv, t.w, slot, static_cast<std::uint16_t>(q), num);
     if (!p) return false;
     p->event_idx = (features & (std::uint64_t{1} << VIRTIO_RING_F_EVENT_IDX)) != 0;
     vq[q].emplace(*p);
@@ -56,6 +59,49 @@ inline std::optional<Placed> place(ByteReader& in, transport::WindowAllocator& m
   }
   if (how == 1) return Placed{{in.u64(), len}, std::nullopt};
   return Placed{{window_base + window_size - (len < 64 ? len : 64), len}, std::nullopt};
+}
+
+/// Reads u8 n (1..`max` segments) and places each in the driver's share of the RC window (or
+/// where the input says): a device-writable buffer list, empty when nothing could be placed.
+inline std::vector<ring::Buf> place_receive(ByteReader& in, test::TransportPair& t, unsigned max) {
+  const unsigned n = 1 + in.u8() % max;
+  std::vector<ring::Buf> bufs;
+  for (unsigned i = 0; i < n; ++i) {
+    if (auto b = place(in, t.drv.rc_alloc(), layout::link_addr(layout::WindowId::kRc, 0),
+                       t.w.drv_rc.size())) {
+      bufs.push_back(b->buf);
+    }
+  }
+  return bufs;
+}
+
+/// Puts the chain (`out` device-readable, `in` device-writable) on `vq` and rings the doorbell.
+/// False when it did not fit.
+inline bool post(test::TransportPair& t, ring::Vring& vq, std::span<const ring::Buf> out,
+                 std::span<const ring::Buf> in, std::uint64_t token) {
+  if ((out.empty() && in.empty()) || !vq.add(out, in, token)) return false;
+  (void)vq.kick_prepare();
+  (void)t.drl.ring_doorbell();
+  return true;
+}
+
+/// The driver writes a 32-bit word of its EP-window space (its rings included): u32 offset,
+/// u32 value.
+inline void scribble(ByteReader& in, test::TransportPair& t) {
+  const auto size = static_cast<std::uint32_t>(t.w.drv_ep.size());
+  const std::uint32_t off = in.u32() % size & ~3u;
+  t.w.drv_ep.store<std::uint32_t>(off, in.u32());
+}
+
+/// The driver takes up to 64 used entries of each queue.
+template <std::size_t N>
+void take_used(std::optional<ring::Vring> (&vq)[N]) {
+  for (auto& q : vq) {
+    for (int k = 0; q && k < 64; ++k) {
+      auto u = q->get_used();
+      if (!u || !*u) break;
+    }
+  }
 }
 
 }  // namespace vepf::fuzz

@@ -129,8 +129,6 @@ void run(const std::uint8_t* data, std::size_t size) {
   if (!r.bring_up(want)) return;
   const std::uint64_t ep_base = layout::link_addr(layout::WindowId::kEp, 0),
                       ep_size = r.t.w.drv_ep.size();
-  const std::uint64_t rc_base = layout::link_addr(layout::WindowId::kRc, 0),
-                      rc_size = r.t.w.drv_rc.size();
   std::uint64_t sent = 0;  // chains the driver put on its transmit queue
 
   while (!in.empty()) {
@@ -146,25 +144,12 @@ void run(const std::uint8_t* data, std::size_t size) {
           }
         }
         if (first && first->off) write_rpmsg(r, in, *first->off, first->buf.len);
-        if (!out.empty() && r.vq[layout::kRpmsgTxQueue]->add(out, {}, ++r.token)) {
-          ++sent;
-          (void)r.vq[layout::kRpmsgTxQueue]->kick_prepare();
-          (void)r.t.drl.ring_doorbell();
-        }
+        if (post(r.t, *r.vq[layout::kRpmsgTxQueue], out, {}, ++r.token)) ++sent;
         break;
       }
-      case 1: {  // post a receive buffer
-        const unsigned n = 1 + in.u8() % 3;
-        std::vector<ring::Buf> inb;
-        for (unsigned i = 0; i < n; ++i) {
-          if (auto b = place(in, r.t.drv.rc_alloc(), rc_base, rc_size)) inb.push_back(b->buf);
-        }
-        if (!inb.empty() && r.vq[layout::kRpmsgRxQueue]->add({}, inb, ++r.token)) {
-          (void)r.vq[layout::kRpmsgRxQueue]->kick_prepare();
-          (void)r.t.drl.ring_doorbell();
-        }
+      case 1:  // post a receive buffer
+        (void)post(r.t, *r.vq[layout::kRpmsgRxQueue], {}, place_receive(in, r.t, 3), ++r.token);
         break;
-      }
       case 2: {  // the application sends
         const std::uint32_t from = (in.u8() & 1) != 0 ? kUnnamed : r.echo;
         const std::uint32_t dst = in.u32();
@@ -172,18 +157,11 @@ void run(const std::uint8_t* data, std::size_t size) {
         (void)r.eps.trysendto(from, dst, p);
         break;
       }
-      case 3: {  // the driver scribbles on its own share of the EP window (its rings included)
-        const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(ep_size) & ~3u;
-        r.t.w.drv_ep.store<std::uint32_t>(off, in.u32());
+      case 3:  // the driver scribbles on its own share of the EP window
+        scribble(in, r.t);
         break;
-      }
       case 4:  // the driver takes what was used
-        for (std::uint16_t q = 0; q < 2; ++q) {
-          for (int k = 0; k < 64; ++k) {
-            auto u = r.vq[q]->get_used();
-            if (!u || !*u) break;
-          }
-        }
+        take_used(r.vq);
         break;
       case 5:
         (void)r.t.drl.ring_doorbell();
