@@ -19,6 +19,9 @@
 //   bit 3: small in-flight budget (8 KiB), so that input is held back and resumed
 // The export: 64 KiB, block sizes 1 / 4096 / 16 KiB, every feature on.
 //
+// Every other round the bytes go in as NbdServer passes them: a WRITE's data straight into
+// direct_input(), other bytes at most read_hint() at a time.
+//
 // Checks (abort on violation): every target call lies inside the export, READ/WRITE/
 // WRITE_ZEROES are at most max_block long, nothing writes a read-only export, every `done` of a
 // live session is called once; the bytes in flight stay within the budget plus one request;
@@ -87,10 +90,22 @@ void run(const std::uint8_t* data, std::size_t size) {
   while (!session->finished()) {
     ++round;
     if (!rest.empty() && session->wants_input()) {
-      const std::size_t n = rest.size() < chunk ? rest.size() : chunk;
-      const auto bytes = std::as_bytes(rest.first(n));
-      rest = rest.subspan(n);
-      if (!session->receive(bytes)) break;  // the client broke the protocol: connection closed
+      // Every other round as NbdServer reads: a WRITE's data straight into direct_input(), the
+      // rest no longer than read_hint().
+      const std::span<std::byte> direct =
+          round % 2 == 1 ? session->direct_input() : std::span<std::byte>{};
+      std::size_t n = rest.size() < chunk ? rest.size() : chunk;
+      if (!direct.empty()) {
+        n = n < direct.size() ? n : direct.size();
+        std::memcpy(direct.data(), rest.data(), n);
+        rest = rest.subspan(n);
+        FUZZ_CHECK(session->received_direct(n).has_value());
+      } else {
+        if (round % 2 == 1 && n > session->read_hint()) n = session->read_hint();
+        const auto bytes = std::as_bytes(rest.first(n));
+        rest = rest.subspan(n);
+        if (!session->receive(bytes)) break;  // the client broke the protocol: connection closed
+      }
     }
     FUZZ_EXPECT("in-flight-bound", session->in_flight_bytes() <= bound);
     if (deferred) target.complete(round % 3 == 0);

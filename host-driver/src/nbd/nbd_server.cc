@@ -173,16 +173,27 @@ void NbdServer::on_client_event(std::uint64_t id, std::uint32_t revents) {
 
 bool NbdServer::read_input(Client& c, const char*& why, bool& protocol) {
   for (int i = 0; i < kMaxReadsPerEvent && c.session.wants_input(); ++i) {
-    const ssize_t n = ::read(c.fd.get(), rbuf_.data(), rbuf_.size());
+    // A WRITE's data goes straight into its request buffer; what follows it (the next
+    // request header, ...) into rbuf_.
+    const std::span<std::byte> direct = c.session.direct_input();
+    std::array<iovec, 2> iov{};
+    std::size_t niov = 0;
+    if (!direct.empty()) iov[niov++] = {direct.data(), direct.size()};
+    iov[niov++] = {rbuf_.data(), std::min(rbuf_.size(), c.session.read_hint())};
+    const ssize_t n = ::readv(c.fd.get(), iov.data(), static_cast<int>(niov));
     if (n > 0) {
-      if (auto r = c.session.receive(
-              std::span<const std::byte>(rbuf_.data(), static_cast<std::size_t>(n)));
-          !r) {
+      const auto got = static_cast<std::size_t>(n);
+      const std::size_t in_direct = std::min(got, direct.size());
+      Result<void> r;
+      if (in_direct != 0) r = c.session.received_direct(in_direct);
+      if (r && got > in_direct)
+        r = c.session.receive(std::span<const std::byte>(rbuf_.data(), got - in_direct));
+      if (!r) {
         why = r.error().what;
         protocol = true;
         return false;
       }
-      if (static_cast<std::size_t>(n) < rbuf_.size()) return true;  // drained
+      if (got < direct.size() + iov[niov - 1].iov_len) return true;  // drained
       continue;
     }
     if (n == 0) {

@@ -22,6 +22,9 @@ constexpr std::size_t kOpOverhead = 256;
 constexpr std::size_t kOutputSegment = 64u << 10;
 /// The context id this server gives "base:allocation" in NBD_REP_META_CONTEXT.
 constexpr std::uint32_t kBaseAllocationId = 1;
+/// A WRITE at least this long (bytes) makes read_hint() ask for the next header alone: one more
+/// read(2) per request instead of a copy of up to a shared buffer's worth of its data.
+constexpr std::uint32_t kBigWrite = 64u << 10;
 
 constexpr bool is_pow2(std::uint32_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -142,6 +145,7 @@ struct NbdSession::Impl : std::enable_shared_from_this<NbdSession::Impl> {
   std::size_t opt_fill = 0;
   std::shared_ptr<Op> cur;  // WRITE whose data is arriving
   std::size_t data_fill = 0;
+  bool last_big_write = false;     // the last request was a WRITE of at least kBigWrite bytes
   std::uint64_t discard_left = 0;  // data of a refused WRITE still to skip
   std::vector<std::byte> kept;     // input received while over budget
   std::size_t kept_pos = 0;
@@ -312,6 +316,10 @@ struct NbdSession::Impl : std::enable_shared_from_this<NbdSession::Impl> {
   void finish(Op& op, int err);
   void run_followups();
   Result<void> pump(std::span<const std::byte> fresh);
+  /// The rest of the WRITE data being received, when nothing is kept (else empty).
+  std::span<std::byte> direct_span() noexcept;
+  /// `n` bytes of it arrived (as pump() of them would take them).
+  void take_direct(std::size_t n);
   void notify() {
     if (!busy && on_completion) on_completion();
   }
@@ -582,6 +590,7 @@ Result<void> NbdSession::Impl::on_request() {
     return {};
   }
   const Check c = check(r);
+  last_big_write = r.type == kCmdWrite && r.length >= kBigWrite;
   if (r.type == kCmdWrite) {
     if (c.err != 0) {  // the data follows anyway: skip it
       put_error(r, c.err, c.msg);
@@ -713,6 +722,23 @@ Result<void> NbdSession::Impl::pump(std::span<const std::byte> fresh) {
   return r;
 }
 
+std::span<std::byte> NbdSession::Impl::direct_span() noexcept {
+  if (in != In::kWriteData || !accepting() || kept_pos < kept.size()) return {};
+  return std::span<std::byte>(cur->buf).subspan(data_fill);
+}
+
+void NbdSession::Impl::take_direct(std::size_t n) {
+  busy = true;
+  run_followups();
+  data_fill += n;
+  if (data_fill == cur->buf.size()) {
+    in = In::kRequestHeader;
+    start(std::exchange(cur, nullptr));
+  }
+  run_followups();
+  busy = false;
+}
+
 NbdSession::NbdSession(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 NbdSession::NbdSession(NbdSession&&) noexcept = default;
 NbdSession& NbdSession::operator=(NbdSession&&) noexcept = default;
@@ -737,6 +763,21 @@ Result<void> NbdSession::receive(std::span<const std::byte> data) {
 Result<void> NbdSession::resume() {
   if (impl_->phase == Phase::kFailed) return {};
   return impl_->pump({});
+}
+
+std::span<std::byte> NbdSession::direct_input() noexcept { return impl_->direct_span(); }
+
+std::size_t NbdSession::read_hint() const noexcept {
+  const Impl& s = *impl_;
+  if (!s.last_big_write || s.in != Impl::In::kRequestHeader) return SIZE_MAX;
+  return kRequestSize - s.hdr_fill;
+}
+
+Result<void> NbdSession::received_direct(std::size_t n) {
+  if (n == 0 || n > impl_->direct_span().size())
+    return fail(Errc::kInvalidArgument, "nbd: received_direct() of more than direct_input()");
+  impl_->take_direct(n);
+  return {};
 }
 
 bool NbdSession::wants_input() const noexcept {

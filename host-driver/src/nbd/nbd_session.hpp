@@ -134,6 +134,17 @@ class NbdSession {
   /// NBD_OPT_EXPORT_NAME name over 4096 bytes; Errc's "the peer broke a rule" code),
   /// kOutOfRange for option data longer than max_option_length. Error::what says which.
   [[nodiscard]] Result<void> receive(std::span<const std::byte> data);
+  /// Where the next bytes of a WRITE's data belong while the session is taking one and keeps no
+  /// earlier input: the caller may read(2) the socket straight into it (one copy fewer) and
+  /// then call received_direct(). Empty otherwise: use receive().
+  std::span<std::byte> direct_input() noexcept;
+  /// How many bytes the next read(2) into a shared buffer should take at most: after a large
+  /// WRITE, just the next request header, so that the data of another WRITE goes to
+  /// direct_input() rather than through the shared buffer. SIZE_MAX: no limit.
+  std::size_t read_hint() const noexcept;
+  /// `n` bytes (1 <= n <= direct_input().size()) were written at the start of direct_input():
+  /// the same as receive() of those bytes. Errors: kInvalidArgument for an `n` out of range.
+  [[nodiscard]] Result<void> received_direct(std::size_t n);
   /// Processes kept input and follow-up work of completions (a flush after a TRIM or
   /// WRITE_ZEROES with FUA). Call when can_resume(). Errors: as receive().
   [[nodiscard]] Result<void> resume();

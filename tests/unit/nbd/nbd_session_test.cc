@@ -515,6 +515,83 @@ TEST(NbdSession, ByteAtATimeGivesTheSameOutput) {
   EXPECT_TRUE(bytewise.session->finished());
 }
 
+// Feeds `in` as NbdServer does: a WRITE's data straight into direct_input(), other bytes at
+// most read_hint() and `piece` at a time.
+void feed_direct(Harness& h, const Bytes& in, std::size_t piece) {
+  std::span<const std::byte> rest(in);
+  while (!rest.empty()) {
+    const std::span<std::byte> direct = h.session->direct_input();
+    if (!direct.empty()) {
+      const std::size_t n = std::min({rest.size(), direct.size(), piece});
+      std::copy_n(rest.begin(), n, direct.begin());
+      rest = rest.subspan(n);
+      ASSERT_TRUE(h.session->received_direct(n));
+      continue;
+    }
+    const std::size_t n = std::min({rest.size(), h.session->read_hint(), piece});
+    ASSERT_TRUE(h.session->receive(rest.first(n)));
+    rest = rest.subspan(n);
+  }
+}
+
+TEST(NbdSession, WriteDataStraightIntoTheRequestBufferGivesTheSameResult) {
+  Bytes big = filled(96u << 10, 0);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 7 + (i >> 9));
+  Bytes head = script();
+  head.resize(head.size() - kRequestSize);  // script() ends with DISC: it goes last here
+  const Bytes all =
+      cat({head, request(kCmdWrite, 8, 4096, 96u << 10), big, request(kCmdRead, 9, 4096, 512),
+           request(kCmdWrite, 10, 0, 512), filled(512, 0x5a), request(kCmdDisc, 11, 0, 0)});
+  Harness whole;
+  whole.send_ok(all);
+  const Bytes expect = whole.drain();
+  ASSERT_TRUE(whole.session->finished());
+  for (std::size_t piece : {std::size_t{1}, std::size_t{100}, std::size_t{64u << 10}}) {
+    SCOPED_TRACE(piece);
+    Harness direct;
+    feed_direct(direct, all, piece);
+    EXPECT_EQ(direct.drain(), expect);
+    EXPECT_TRUE(direct.session->finished());
+    EXPECT_EQ(direct.target.data(), whole.target.data());
+    EXPECT_EQ(direct.session->stats().bytes_written, whole.session->stats().bytes_written);
+  }
+}
+
+TEST(NbdSession, DirectInputIsOnlyAWritesDataAndReadHintOnlyFollowsALargeWrite) {
+  Harness h;
+  EXPECT_TRUE(h.session->direct_input().empty());  // handshake
+  h.go(false);
+  EXPECT_TRUE(h.session->direct_input().empty());  // between requests
+  EXPECT_EQ(h.session->read_hint(), SIZE_MAX);
+  h.send_ok(request(kCmdWrite, 1, 0, 8192));
+  ASSERT_EQ(h.session->direct_input().size(), 8192u);
+  EXPECT_EQ(h.session->read_hint(), SIZE_MAX);  // not a large write
+  auto bad = h.session->received_direct(8193);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::kInvalidArgument);
+  EXPECT_FALSE(h.session->received_direct(0));
+  h.send_ok(filled(4096, 0x21));  // part through receive(), part direct: both count
+  auto direct = h.session->direct_input();
+  ASSERT_EQ(direct.size(), 4096u);
+  std::fill(direct.begin(), direct.end(), std::byte{0x42});
+  ASSERT_TRUE(h.session->received_direct(4096));
+  EXPECT_TRUE(h.session->direct_input().empty());
+  WireReader r(h.drain());
+  EXPECT_EQ(next_reply(r).error, 0u);
+  EXPECT_EQ(h.target.data()[4095], std::byte{0x21});
+  EXPECT_EQ(h.target.data()[4096], std::byte{0x42});
+
+  // After a large WRITE the next header is asked for alone, even when it arrives in pieces.
+  h.send_ok(cat({request(kCmdWrite, 2, 0, 64u << 10), filled(64u << 10, 1)}));
+  h.drain();
+  EXPECT_EQ(h.session->read_hint(), kRequestSize);
+  const Bytes next = request(kCmdRead, 3, 0, 512);
+  h.send_ok(Bytes(next.begin(), next.begin() + 10));
+  EXPECT_EQ(h.session->read_hint(), kRequestSize - 10);
+  h.send_ok(Bytes(next.begin() + 10, next.end()));
+  EXPECT_EQ(h.session->read_hint(), SIZE_MAX);  // a READ came
+}
+
 TEST(NbdSession, DeferredCompletionsGoOutInCompletionOrder) {
   Harness h(default_info(), MemTarget::Mode::kDeferred);
   h.go(true);
