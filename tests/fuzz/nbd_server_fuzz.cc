@@ -144,6 +144,7 @@ void run(const std::uint8_t* data, std::size_t size) {
   if (deferred) target->complete(false);  // half before the server goes, half after
   server->reset();
   target->complete(true);
+  FUZZ_EXPECT("lent-given-back", target->all_given_back());
   FUZZ_EXPECT("socket-removed", !fs::exists(path));
   if (verbose()) {
     std::fprintf(stderr,

@@ -130,6 +130,7 @@ void run(const std::uint8_t* data, std::size_t size) {
   session.reset();
   if (deferred) target.complete(true);
   FUZZ_CHECK(target.idle());
+  FUZZ_EXPECT("lent-given-back", target.all_given_back());
   if (verbose())
     std::fprintf(
         stderr,

@@ -36,7 +36,9 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 /// buffer outlives the session if it must) and, while it waits, by the session.
 struct Op {
   Request req;
-  ByteBuffer buf;  // READ: filled by the target; WRITE: the client's data (not zeroed first)
+  ByteBuffer buf;   // READ: filled by the target; WRITE: the client's data (not zeroed first)
+  LentBuffer lent;  // WRITE: the target's memory for the data instead of `buf`, when it lent some
+  std::span<std::byte> data() noexcept { return lent ? lent.bytes() : std::span<std::byte>(buf); }
   std::size_t charge = 0;    // bytes counted in Impl::op_bytes
   std::uint32_t stage = 0;   // bumped by every accepted completion: a repeated call is ignored
   bool flush_after = false;  // TRIM / WRITE_ZEROES with FUA: flush before replying
@@ -348,7 +350,7 @@ Result<void> NbdSession::Impl::process(std::span<const std::byte>& bytes) {
         if (fill(bytes, kRequestSize)) r = on_request();
         break;
       case In::kWriteData:
-        if (copy_in(bytes, cur->buf, data_fill)) {
+        if (copy_in(bytes, cur->data(), data_fill)) {
           in = In::kRequestHeader;
           start(std::exchange(cur, nullptr));
         }
@@ -573,7 +575,11 @@ Check NbdSession::Impl::check(const Request& r) const {
 std::shared_ptr<Op> NbdSession::Impl::new_op(const Request& r, std::size_t buf_len) {
   auto op = std::make_shared<Op>();
   op->req = r;
-  op->buf.resize(buf_len);
+  if (r.type == kCmdWrite && buf_len != 0) {
+    op->lent = target.lend_write_buffer(buf_len);
+    if (op->lent && op->lent.bytes().size() != buf_len) op->lent = {};  // not what was asked
+  }
+  if (!op->lent) op->buf.resize(buf_len);
   op->charge = kOpOverhead + buf_len;
   ++ops;
   op_bytes += op->charge;
@@ -626,7 +632,7 @@ void NbdSession::Impl::start(const std::shared_ptr<Op>& op) {
       return;
     case kCmdWrite:
       if (r.length == 0) break;
-      target.write(r.offset, op->buf, fua && info.can_fua, make_done(op));
+      target.write(r.offset, op->data(), fua && info.can_fua, make_done(op));
       return;
     case kCmdFlush:
       target.flush(make_done(op));
@@ -724,14 +730,14 @@ Result<void> NbdSession::Impl::pump(std::span<const std::byte> fresh) {
 
 std::span<std::byte> NbdSession::Impl::direct_span() noexcept {
   if (in != In::kWriteData || !accepting() || kept_pos < kept.size()) return {};
-  return std::span<std::byte>(cur->buf).subspan(data_fill);
+  return cur->data().subspan(data_fill);
 }
 
 void NbdSession::Impl::take_direct(std::size_t n) {
   busy = true;
   run_followups();
   data_fill += n;
-  if (data_fill == cur->buf.size()) {
+  if (data_fill == cur->data().size()) {
     in = In::kRequestHeader;
     start(std::exchange(cur, nullptr));
   }

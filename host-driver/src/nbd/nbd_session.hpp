@@ -25,6 +25,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "vepf/error.hpp"
 
@@ -64,6 +65,40 @@ std::uint16_t transmission_flags(const ExportInfo& info, bool structured) noexce
 /// ESHUTDOWN; anything else -> EIO. `err` may be negative (-errno).
 std::uint32_t nbd_error_from_errno(int err) noexcept;
 
+/// Memory a BlockTarget lends a session for one WRITE's data (BlockTarget::lend_write_buffer()):
+/// `bytes` until the object is destroyed, when `give_back` runs (on the event loop's thread).
+/// Move-only; an empty one lends nothing.
+class LentBuffer {
+ public:
+  LentBuffer() = default;
+  LentBuffer(std::span<std::byte> bytes, std::function<void()> give_back) noexcept
+      : bytes_(bytes), give_back_(std::move(give_back)) {}
+  LentBuffer(LentBuffer&& o) noexcept
+      : bytes_(std::exchange(o.bytes_, {})), give_back_(std::exchange(o.give_back_, nullptr)) {}
+  LentBuffer& operator=(LentBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      bytes_ = std::exchange(o.bytes_, {});
+      give_back_ = std::exchange(o.give_back_, nullptr);
+    }
+    return *this;
+  }
+  LentBuffer(const LentBuffer&) = delete;
+  LentBuffer& operator=(const LentBuffer&) = delete;
+  ~LentBuffer() { release(); }
+
+  std::span<std::byte> bytes() const noexcept { return bytes_; }
+  explicit operator bool() const noexcept { return !bytes_.empty(); }
+
+ private:
+  void release() noexcept {
+    bytes_ = {};
+    if (auto g = std::exchange(give_back_, nullptr)) g();
+  }
+  std::span<std::byte> bytes_;
+  std::function<void()> give_back_;
+};
+
 /// What the server exports. Calls come from the event loop's thread; `done` is called exactly
 /// once, from the same thread, either inline (inside the call) or later, with 0 or a positive
 /// errno. The buffer passed to read()/write() stays valid until `done` runs. A target being torn
@@ -79,6 +114,16 @@ class BlockTarget {
   virtual void read(std::uint64_t offset, std::span<std::byte> dst, Done done) = 0;
   /// Writes `src` at `offset`; `fua`: persist before `done` (only when can_fua).
   virtual void write(std::uint64_t offset, std::span<const std::byte> src, bool fua, Done done) = 0;
+  /// Optional: memory of the target's own to receive the data of a WRITE of `length` bytes into
+  /// (1 <= length <= max_block), so that write() finds it where it must go and copies nothing.
+  /// The session passes exactly `bytes()` to write() and keeps the buffer until that write's
+  /// `done` has run, or until the request is dropped (a connection closed while the data was
+  /// arriving, a torn-down target's callbacks destroyed). An empty buffer (the default): the
+  /// session receives into memory of its own.
+  virtual LentBuffer lend_write_buffer(std::size_t length) {
+    (void)length;
+    return {};
+  }
   /// Persists every write completed before the call (only when can_flush).
   virtual void flush(Done done) = 0;
   /// Discards `length` bytes at `offset` (a hint; only when can_trim).

@@ -5,7 +5,8 @@
 //
 // Thread use: calls come from the event loop's thread; the counters are atomics so that a test
 // thread may read them while the loop runs. data() only when the loop is not running (or from
-// the loop's thread).
+// the loop's thread). With `lend` set it lends write buffers (BlockTarget::lend_write_buffer()) and
+// counts the writes whose data lay in one.
 
 #include <algorithm>
 #include <atomic>
@@ -42,6 +43,9 @@ class MemTarget final : public BlockTarget {
   }
   void write(std::uint64_t offset, std::span<const std::byte> src, bool fua, Done done) override {
     ++writes;
+    if (!src.empty() && src.data() >= lend_pool_.data() &&
+        src.data() + src.size() <= lend_pool_.data() + lend_pool_.size())
+      ++writes_from_lent;
     if (fua) ++fua_writes;
     if (info_.read_only) ++violations;
     submit(
@@ -51,6 +55,19 @@ class MemTarget final : public BlockTarget {
           return 0;
         },
         std::move(done));
+  }
+  /// Lends `length` bytes of a pool of its own while lend_size is 0 or equals `length` (a
+  /// wrong-sized buffer when lend_size is something else), one buffer at a time.
+  LentBuffer lend_write_buffer(std::size_t length) override {
+    if (!lend || lent_out != 0) return {};
+    const std::size_t n = lend_size != 0 ? lend_size : length;
+    lend_pool_.assign(n, std::byte{0});
+    ++lent;
+    ++lent_out;
+    return {std::span<std::byte>(lend_pool_), [this] {
+              --lent_out;
+              ++given_back;
+            }};
   }
   void flush(Done done) override {
     ++flushes;
@@ -86,8 +103,12 @@ class MemTarget final : public BlockTarget {
 
   std::atomic<int> reads{0}, writes{0}, fua_writes{0}, flushes{0}, trims{0}, zeroes{0},
       zeroes_no_hole{0};
-  std::atomic<int> violations{0};  // calls the session must never make
-  std::atomic<int> fail_errno{0};  // next completion fails with this errno (then reset)
+  bool lend = false;          // lend_write_buffer() lends (one buffer at a time)
+  std::size_t lend_size = 0;  // 0: as asked; else the size it lends (a wrong one)
+  int lent = 0, lent_out = 0, given_back = 0;
+  std::atomic<int> writes_from_lent{0};  // write() calls whose data lay in the lent buffer
+  std::atomic<int> violations{0};        // calls the session must never make
+  std::atomic<int> fail_errno{0};        // next completion fails with this errno (then reset)
 
  private:
   struct Pending {
@@ -122,6 +143,7 @@ class MemTarget final : public BlockTarget {
   Mode mode_;
   std::vector<std::byte> data_;
   std::vector<Pending> pending_;
+  std::vector<std::byte> lend_pool_;
 };
 
 }  // namespace vepf::host::nbd::test

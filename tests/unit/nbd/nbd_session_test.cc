@@ -592,6 +592,70 @@ TEST(NbdSession, DirectInputIsOnlyAWritesDataAndReadHintOnlyFollowsALargeWrite) 
   EXPECT_EQ(h.session->read_hint(), SIZE_MAX);  // a READ came
 }
 
+TEST(NbdSession, AWritesDataIsReceivedIntoTheTargetsLentBufferUntilItsDone) {
+  Harness h(default_info(), MemTarget::Mode::kDeferred);
+  h.target.lend = true;
+  h.go(true);
+  const Bytes data = filled(8192, 0x6b);
+  h.send_ok(request(kCmdWrite, 1, 4096, 8192));
+  EXPECT_EQ(h.target.lent, 1);
+  ASSERT_EQ(h.session->direct_input().size(), 8192u);
+  h.send_ok(Bytes(data.begin(), data.begin() + 100));  // through receive() and then direct
+  auto direct = h.session->direct_input();
+  std::copy(data.begin() + 100, data.end(), direct.begin());
+  ASSERT_TRUE(h.session->received_direct(direct.size()));
+  EXPECT_EQ(h.target.writes_from_lent, 1);  // write() was handed the lent bytes
+  EXPECT_EQ(h.target.given_back, 0);        // still the target's to read
+  // A READ meanwhile is not lent anything; a second WRITE finds none to borrow (one at a time)
+  // and is received into the session's own memory.
+  h.send_ok(cat({request(kCmdRead, 2, 0, 512), request(kCmdWrite, 3, 0, 512), filled(512, 1)}));
+  EXPECT_EQ(h.target.lent, 1);
+  EXPECT_EQ(h.target.complete_all(), 3u);
+  EXPECT_EQ(h.target.given_back, 1);
+  EXPECT_EQ(h.target.writes_from_lent, 1);
+  WireReader r(h.drain());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(next_reply(r, 512).error, 0u);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), h.target.data().begin() + 4096));
+}
+
+TEST(NbdSession, ALentBufferGoesBackWhenTheRequestIsDropped) {
+  {
+    // The connection goes while the data is arriving.
+    Harness h(default_info(), MemTarget::Mode::kDeferred);
+    h.target.lend = true;
+    h.go(false);
+    h.send_ok(cat({request(kCmdWrite, 1, 0, 4096), filled(1000, 2)}));
+    EXPECT_EQ(h.target.lent_out, 1);
+    h.session.reset();
+    EXPECT_EQ(h.target.lent_out, 0);
+    EXPECT_EQ(h.target.writes, 0);
+  }
+  {
+    // The target is torn down with the write pending: its callback is destroyed, not called.
+    Harness h(default_info(), MemTarget::Mode::kDeferred);
+    h.target.lend = true;
+    h.go(false);
+    h.send_ok(cat({request(kCmdWrite, 1, 0, 4096), filled(4096, 2)}));
+    h.session.reset();
+    EXPECT_EQ(h.target.lent_out, 1);  // the pending write may still read it
+    h.target.drop_pending();
+    EXPECT_EQ(h.target.lent_out, 0);
+  }
+  {
+    // A buffer of the wrong size is given back at once and not used.
+    Harness h;
+    h.target.lend = true;
+    h.target.lend_size = 512;
+    h.go(false);
+    const Reply x = h.roundtrip(cat({request(kCmdWrite, 1, 0, 4096), filled(4096, 3)}));
+    EXPECT_EQ(x.error, 0u);
+    EXPECT_EQ(h.target.lent, 1);
+    EXPECT_EQ(h.target.given_back, 1);
+    EXPECT_EQ(h.target.writes_from_lent, 0);
+    EXPECT_EQ(h.target.data()[4095], std::byte{3});
+  }
+}
+
 TEST(NbdSession, DeferredCompletionsGoOutInCompletionOrder) {
   Harness h(default_info(), MemTarget::Mode::kDeferred);
   h.go(true);

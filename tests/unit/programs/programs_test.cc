@@ -24,8 +24,17 @@
 
 #include <nlohmann/json.hpp>
 
+#if VEPF_TEST_LIBNBD
+#include <libnbd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+#endif
+
 #include "bus/bus.hpp"
 #include "devices/rpmsg/rpmsg_device.hpp"
+#include "drivers/blk/blk_driver.hpp"
 #include "server/server.hpp"
 #include "support/fake_links.hpp"
 #include "support/link_windows.hpp"
@@ -68,6 +77,11 @@ std::string rpmsg_device(const std::string& dir) {
 
 class ProgramsTest : public ::testing::Test {
  protected:
+  ProgramsTest() = default;
+  /// Windows of memory type `access`; `devices`: more [[device]] tables for the board.
+  ProgramsTest(ring::MemoryAccess access, std::string devices)
+      : extra_devices(std::move(devices)), w{kWindow, kWindow, access} {}
+
   void SetUp() override {
     for (const char* n : {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console", "host", "host.net",
                           "host.rpmsg", "host.blk", "host.console"}) {
@@ -82,7 +96,7 @@ class ProgramsTest : public ::testing::Test {
         tmp.path() +
         "\"]\n"
         "[[device]]\n" +
-        rpmsg_device(tmp.path() + "/r0");
+        rpmsg_device(tmp.path() + "/r0") + devices_here();
     auto c = config::parse_board_config(toml, "test.toml");
     ASSERT_TRUE(c) << c.error().message;
     cfg = *c;
@@ -95,6 +109,14 @@ class ProgramsTest : public ::testing::Test {
     bus.reset();
     drv_link.set_device(nullptr);
     server.reset();
+  }
+
+  /// extra_devices with every "@TMP@" made the test's directory.
+  std::string devices_here() const {
+    std::string d = extra_devices;
+    for (std::size_t at = d.find("@TMP@"); at != std::string::npos; at = d.find("@TMP@", at))
+      d.replace(at, 5, tmp.path());
+    return d;
   }
 
   /// A server on the test's device link (a new epoch each time).
@@ -144,6 +166,7 @@ class ProgramsTest : public ::testing::Test {
     server->transport().notify(slot);
   }
 
+  std::string extra_devices;
   test::TempDir tmp{"vepf-programs"};
   config::BoardConfig cfg;
   os::EventLoop loop;
@@ -315,5 +338,101 @@ TEST_F(ProgramsTest, InProcessEndpointsOnBothSidesEcho) {
   EXPECT_EQ(ep->stats().bad + host->stats().bad, 0u);
   EXPECT_EQ(ep->destination(echo), client);  // learned from the first message
 }
+
+#if VEPF_TEST_LIBNBD
+// The block path end to end: an NBD client (libnbd, on a thread of its own) writes through
+// vepf-host's export into the EP's virtio-blk device and reads everything back, while the bus
+// steps the shared loop. Writes of 256 KiB are received straight into EP-window buffers the
+// driver lends (BlockDriver::lend_write_buffer()) while enough are free, into the session's own
+// memory otherwise; a device-memory window lends none (a kernel copy into it would break its
+// access rules; the strict link model fails the test on any such access).
+class ProgramsBlockTest : public ProgramsTest {
+ protected:
+  static constexpr std::uint64_t kDisk = 4u << 20;
+  explicit ProgramsBlockTest(ring::MemoryAccess access = {})
+      : ProgramsTest(access,
+                     "[[device]]\ntype = \"block\"\nqueue_size = 64\n[device.block]\n"
+                     "path = \"@TMP@/disk.img\"\nsize = " +
+                         std::to_string(kDisk) + "\nnbd_socket = \"@TMP@/blk.sock\"\n") {}
+
+  const host::BlockDriver* blk() const {
+    return dynamic_cast<const host::BlockDriver*>(bus->driver(1));
+  }
+
+  /// Writes a pattern over the disk (256 KiB writes, 16 in flight, one of 1 MiB + 512 bytes and
+  /// one with FUA), reads it all back and compares; "" or what went wrong.
+  std::string client_session(const std::string& sock) {
+    std::unique_ptr<nbd_handle, decltype(&nbd_close)> h(nbd_create(), &nbd_close);
+    if (!h || nbd_connect_unix(h.get(), sock.c_str()) == -1) return nbd_get_error();
+    std::vector<std::byte> model(kDisk);
+    for (std::size_t i = 0; i < model.size(); ++i)
+      model[i] = static_cast<std::byte>((i * 131) ^ (i >> 12));
+    constexpr std::size_t kWrite = 256u << 10;
+    nbd_completion_callback none{};
+    for (std::uint64_t off = 0; off < 3 * (1u << 20); off += kWrite) {
+      if (nbd_aio_pwrite(h.get(), model.data() + off, kWrite, off, none, 0) == -1)
+        return nbd_get_error();
+      while (nbd_aio_in_flight(h.get()) >= 16) {
+        if (nbd_poll(h.get(), -1) == -1) return nbd_get_error();
+      }
+    }
+    while (nbd_aio_in_flight(h.get()) > 0) {
+      if (nbd_poll(h.get(), -1) == -1) return nbd_get_error();
+    }
+    const std::uint64_t big = 3u << 20;
+    if (nbd_pwrite(h.get(), model.data() + big, (1u << 20) - 4096, big, 0) == -1 ||
+        nbd_pwrite(h.get(), model.data() + kDisk - 4096, 4096, kDisk - 4096, LIBNBD_CMD_FLAG_FUA) ==
+            -1)
+      return nbd_get_error();
+    std::vector<std::byte> back(kDisk);
+    for (std::uint64_t off = 0; off < kDisk; off += 1u << 20) {
+      if (nbd_pread(h.get(), back.data() + off, 1u << 20, off, 0) == -1) return nbd_get_error();
+    }
+    if (back != model) return "the data read back differs from what was written";
+    nbd_shutdown(h.get(), 0);
+    return "";
+  }
+
+  /// Brings both sides up, runs client_session() while the bus steps.
+  void run_client() {
+    ASSERT_NO_FATAL_FAILURE(start_server());
+    start_bus();
+    ASSERT_TRUE(step_until([&] { return blk() != nullptr && driver_ok_on_ep(1); }));
+    std::atomic<bool> done{false};
+    std::string err = "did not finish";
+    std::thread client([&] {
+      err = client_session(tmp.path() + "/blk.sock");
+      done = true;
+    });
+    const bool finished = step_until([&] { return done.load(); });
+    if (!finished) bus->stop();
+    client.join();
+    ASSERT_TRUE(finished);
+    EXPECT_EQ(err, "");
+    // Every buffer is back once the client is gone and nothing is in flight.
+    ASSERT_TRUE(step_until([&] { return blk()->free_write_bufs() == blk()->write_bufs(); }));
+  }
+};
+
+TEST_F(ProgramsBlockTest, NbdWritesAreReceivedStraightIntoLentEpWindowBuffers) {
+  ASSERT_NO_FATAL_FAILURE(run_client());
+  const auto& st = blk()->stats();
+  EXPECT_GT(st.lent_writes, 0u);
+  EXPECT_LT(st.lent_writes, 12u + 2u);  // the 1 MiB write takes more than may be lent
+  EXPECT_EQ(st.write_bytes, kDisk);
+  EXPECT_EQ(st.errors, 0u);
+}
+
+class ProgramsBlockDeviceMemoryTest : public ProgramsBlockTest {
+ protected:
+  ProgramsBlockDeviceMemoryTest() : ProgramsBlockTest({ring::MemoryType::kDevice, {}}) {}
+};
+
+TEST_F(ProgramsBlockDeviceMemoryTest, NothingIsLentOnDeviceMemory) {
+  ASSERT_NO_FATAL_FAILURE(run_client());
+  EXPECT_EQ(blk()->stats().lent_writes, 0u);
+  EXPECT_EQ(blk()->stats().write_bytes, kDisk);
+}
+#endif
 
 }  // namespace

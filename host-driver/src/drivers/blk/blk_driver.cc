@@ -76,8 +76,11 @@ Result<void> BlockDriver::probe() {
   for (std::uint16_t i = tags; i > 0; --i) free_tags_.push_back(static_cast<std::uint16_t>(i - 1));
   for (std::uint16_t i = read_bufs_; i > 0; --i)
     free_read_.push_back(static_cast<std::uint16_t>(i - 1));
-  for (std::uint16_t i = write_bufs_; i > 0; --i)
-    free_write_.push_back(static_cast<std::uint16_t>(i - 1));
+  write_buf_.assign(write_bufs_, WriteBuf::kFree);
+  write_free_ = write_bufs_;
+  auto& ep = t_.link().ep_window();
+  if (ep.fillable())
+    write_view_ = ep.fill_view(write_pool_.off, std::size_t{write_bufs_} * kChunk).data();
   if (auto r = set_driver_ok(); !r) return r;
   (void)vq_->enable_cb();
 
@@ -133,7 +136,7 @@ bool BlockDriver::check(std::uint64_t offset, std::uint64_t length, const Done& 
 
 void BlockDriver::split(const std::shared_ptr<Op>& op, std::uint32_t type, std::uint64_t offset,
                         std::uint64_t length, std::uint64_t max, std::byte* dst,
-                        const std::byte* src, bool unmap) {
+                        const std::byte* src, bool unmap, bool lent) {
   std::uint64_t done_bytes = 0;
   do {
     const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(length - done_bytes, max));
@@ -145,6 +148,9 @@ void BlockDriver::split(const std::shared_ptr<Op>& op, std::uint32_t type, std::
     p.dst = dst ? dst + done_bytes : nullptr;
     p.src = src ? src + done_bytes : nullptr;
     p.unmap = unmap;
+    p.lent = lent;
+    // A lent run holds the data of part i in its buffer i (parts are kChunk long but the last).
+    if (lent) p.buf = static_cast<std::uint16_t>((src + done_bytes - write_view_) / kChunk);
     ++op->parts;
     waiting_.push_back(std::move(p));
     done_bytes += n;
@@ -167,8 +173,60 @@ void BlockDriver::write(std::uint64_t offset, std::span<const std::byte> src, bo
   auto op = std::make_shared<Op>();
   op->done = std::move(done);
   op->fua = fua && has(VIRTIO_BLK_F_FLUSH);
-  split(op, VIRTIO_BLK_T_OUT, offset, src.size(), kChunk, nullptr, src.data(), false);
+  split(op, VIRTIO_BLK_T_OUT, offset, src.size(), kChunk, nullptr, src.data(), false,
+        lent_run(src).has_value());
   dispatch();
+}
+
+nbd::LentBuffer BlockDriver::lend_write_buffer(std::size_t length) {
+  if (write_view_ == nullptr || length == 0 || !driver_ok_ || !vq_ || vq_->broken()) return {};
+  const std::size_t k = (length + kChunk - 1) / kChunk;
+  if (k + kLendReserve > write_free_) return {};
+  for (std::size_t first = 0; first + k <= write_buf_.size(); ++first) {
+    std::size_t n = 0;
+    while (n < k && write_buf_[first + n] == WriteBuf::kFree) ++n;
+    if (n < k) {
+      first += n;  // the run breaks at first + n
+      continue;
+    }
+    for (std::size_t i = 0; i < k; ++i) write_buf_[first + i] = WriteBuf::kLent;
+    write_free_ -= k;
+    ++stats_.lent_writes;
+    // Given back when the NBD request is over (after the write's `done`, or when dropped);
+    // every holder of the buffer goes before this driver does (~BlockDriver).
+    return {std::span{write_view_ + first * kChunk, length}, [this, first, k] {
+              for (std::size_t i = 0; i < k; ++i) write_buf_[first + i] = WriteBuf::kFree;
+              write_free_ += k;
+            }};
+  }
+  return {};  // no run that long: the session receives into its own memory
+}
+
+std::optional<std::uint16_t> BlockDriver::lent_run(std::span<const std::byte> src) const noexcept {
+  if (write_view_ == nullptr || src.empty()) return std::nullopt;
+  const auto p = reinterpret_cast<std::uintptr_t>(src.data());
+  const auto base = reinterpret_cast<std::uintptr_t>(write_view_);
+  const std::size_t pool = write_buf_.size() * std::size_t{kChunk};
+  if (p < base || p - base >= pool || src.size() > pool - (p - base)) return std::nullopt;
+  if ((p - base) % kChunk != 0) return std::nullopt;
+  const std::size_t first = (p - base) / kChunk;
+  const std::size_t k = (src.size() + kChunk - 1) / kChunk;
+  for (std::size_t i = 0; i < k; ++i) {
+    if (write_buf_[first + i] != WriteBuf::kLent) return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(first);
+}
+
+std::optional<std::uint16_t> BlockDriver::take_write_buf() noexcept {
+  if (write_free_ == 0) return std::nullopt;
+  for (std::size_t i = 0; i < write_buf_.size(); ++i) {
+    if (write_buf_[i] == WriteBuf::kFree) {
+      write_buf_[i] = WriteBuf::kCopy;
+      --write_free_;
+      return static_cast<std::uint16_t>(i);
+    }
+  }
+  return std::nullopt;
 }
 
 void BlockDriver::flush(Done done) {
@@ -223,16 +281,23 @@ void BlockDriver::dispatch() {
   bool added = false;
   while (!waiting_.empty() && !free_tags_.empty()) {
     Part& p = waiting_.front();
-    auto& pool = p.type == VIRTIO_BLK_T_IN ? free_read_ : free_write_;
-    const bool needs_buf = p.type == VIRTIO_BLK_T_IN || p.type == VIRTIO_BLK_T_OUT;
-    if (needs_buf && pool.empty()) break;  // in order: the head waits for a buffer
+    const bool in = p.type == VIRTIO_BLK_T_IN;
+    const bool needs_buf = in || (p.type == VIRTIO_BLK_T_OUT && !p.lent);
     if (needs_buf) {
-      p.buf = pool.back();
-      pool.pop_back();
+      // In order: the head waits for a buffer.
+      if (in) {
+        if (free_read_.empty()) break;
+        p.buf = free_read_.back();
+        free_read_.pop_back();
+      } else {
+        const auto b = take_write_buf();
+        if (!b) break;
+        p.buf = *b;
+      }
     }
     const std::uint16_t tag = free_tags_.back();
     if (!start(p, tag)) {
-      if (needs_buf) pool.push_back(p.buf);
+      if (needs_buf) release_buf(p);
       break;  // ring full or broken: wait for completions
     }
     free_tags_.pop_back();
@@ -241,6 +306,15 @@ void BlockDriver::dispatch() {
     added = true;
   }
   if (added && vq_->kick_prepare()) (void)t_.link().ring_device_doorbell(info_.slot);
+}
+
+void BlockDriver::release_buf(const Part& p) noexcept {
+  if (p.type == VIRTIO_BLK_T_IN) {
+    free_read_.push_back(p.buf);
+  } else if (write_buf_[p.buf] == WriteBuf::kCopy) {
+    write_buf_[p.buf] = WriteBuf::kFree;
+    ++write_free_;
+  }
 }
 
 bool BlockDriver::start(Part& p, std::uint16_t tag) {
@@ -259,7 +333,11 @@ bool BlockDriver::start(Part& p, std::uint16_t tag) {
       break;
     case VIRTIO_BLK_T_OUT: {
       const std::size_t off = std::size_t{p.buf} * kChunk;
-      ep.write(write_pool_.off + off, std::span{p.src, p.length});  // one posted write burst
+      if (p.lent) {
+        ep.filled(p.length);  // received there by read(2): one posted write burst
+      } else {
+        ep.write(write_pool_.off + off, std::span{p.src, p.length});  // one posted write burst
+      }
       out[nout++] = {write_pool_.link_addr + off, p.length};
       break;
     }
@@ -328,9 +406,8 @@ void BlockDriver::complete(std::uint16_t tag) {
     ++stats_.errors;
     err = status == VIRTIO_BLK_S_UNSUPP ? EOPNOTSUPP : EIO;
   }
-  if (p.type == VIRTIO_BLK_T_IN) free_read_.push_back(p.buf);
-  if (p.type == VIRTIO_BLK_T_OUT) free_write_.push_back(p.buf);
-  finish_part(p, err);
+  if (p.type == VIRTIO_BLK_T_IN || (p.type == VIRTIO_BLK_T_OUT && !p.lent)) release_buf(p);
+  finish_part(p, err);  // a lent run is given back when its NBD request is over
 }
 
 void BlockDriver::on_interrupt() {
@@ -381,9 +458,9 @@ void BlockDriver::report(spdlog::level::level_enum lvl) const {
   log()->log(lvl,
              "device {}: read {} req {} B, wrote {} req {} B, {} flushes, {} discards, {} "
              "write-zeroes, {} errors; "
-             "{} NBD clients",
+             "{} NBD clients; {} writes received straight into the EP window",
              info_.slot, s.reads, s.read_bytes, s.writes, s.write_bytes, s.flushes, s.discards,
-             s.write_zeroes, s.errors, server_ ? server_->clients() : 0);
+             s.write_zeroes, s.errors, server_ ? server_->clients() : 0, s.lent_writes);
 }
 
 }  // namespace vepf::host
