@@ -444,6 +444,101 @@ def gen_rpmsg_device():
           + p_rx(512) + p_tx(1030, 1024, 1, b"y") + bytes([3]) + struct.pack("<II", 0, 0xffffffff) + bytes([5, 4]))
 
 
+# ---------------------------------------------------------------- blk_device_fuzz
+# ops: 0 request, 1 scribble, 2 take used, 3 doorbell, 4 completions (u8: bit 0 waits), 5 reset.
+# Request types by index: 0 IN, 1 OUT, 2 FLUSH, 3 GET_ID, 4 DISCARD, 5 WRITE_ZEROES,
+# 6 SECURE_ERASE, 7 raw u32.
+def b_place(length, how=0):  # rogue_driver.hpp place(): allocated (how 0) `length` bytes
+    return bytes([how]) + struct.pack("<H", length - 1)
+
+
+def b_sector(v, mode=0):  # 0: u16 (mod the sector count), 1: the last sectors, 2: raw u64
+    if mode == 0:
+        return bytes([0]) + struct.pack("<H", v)
+    if mode == 1:
+        return bytes([1, v])
+    return bytes([2]) + struct.pack("<Q", v)
+
+
+def b_seg(sector, sectors, flags=0):  # a DISCARD / WRITE_ZEROES segment
+    return b_sector(sector) + struct.pack("<HB", sectors, flags)
+
+
+def b_req(kind, sector, readable=(), segs=(), writable=(1,), raw=None):
+    r = bytes([0]) + b_place(16) + bytes([kind]) + (struct.pack("<I", raw) if kind == 7 else b"") + sector
+    r += bytes([len(readable)])
+    for i, n in enumerate(readable):
+        r += b_place(n) + (bytes([len(segs)]) + b"".join(segs) if i == 0 else b"")
+    return r + bytes([len(writable)]) + b"".join(b_place(n) for n in writable)
+
+
+def gen_blk_device():
+    t = "blk_device_fuzz"
+    settle = bytes([4, 1, 4, 1, 4, 1, 2])
+    write(t, "write-read-flush", bytes([0x01]) + b_req(1, b_sector(0), readable=[4096]) + settle
+          + b_req(0, b_sector(0), writable=[4096, 1]) + b_req(2, b_sector(0)) + settle)
+    write(t, "discard-write-zeroes", bytes([0x00]) + b_req(4, b_sector(0), readable=[16], segs=[b_seg(8, 8)])
+          + b_req(5, b_sector(0), readable=[32], segs=[b_seg(16, 8, 1), b_seg(500, 64)]) + settle)
+    write(t, "get-id-and-unknown", bytes([0x01]) + b_req(3, b_sector(0), writable=[20, 1])
+          + b_req(7, b_sector(0), writable=[64], raw=0x1234) + b_req(6, b_sector(0), readable=[16], segs=[b_seg(0, 1)])
+          + settle)
+    write(t, "out-of-range", bytes([0x00]) + b_req(0, b_sector(0, 1), writable=[4096, 1])
+          + b_req(1, b_sector(1 << 62, 2), readable=[512]) + b_req(5, b_sector(0), readable=[16], segs=[b_seg(510, 0xffff)])
+          + settle)
+    write(t, "read-only", bytes([0x04]) + b_req(1, b_sector(0), readable=[512]) + b_req(4, b_sector(0), readable=[16], segs=[b_seg(0, 8)])
+          + b_req(0, b_sector(0), writable=[512, 1]) + settle)
+    write(t, "reset-in-flight", bytes([0x02]) + b_req(1, b_sector(4), readable=[4096]) + bytes([5])
+          + b_req(0, b_sector(4), writable=[4096, 1]) + settle)
+    write(t, "no-status-room", bytes([0x08]) + b_req(0, b_sector(0), writable=()) + bytes([1]) + struct.pack("<II", 0, 7)
+          + bytes([3]) + settle)
+
+
+# ---------------------------------------------------------------- blk_driver_fuzz
+# header: feat (0 RO, 1 FLUSH, 2 DISCARD, 3 WRITE_ZEROES, 4 BLK_SIZE, 5 EVENT_IDX, 6 SEG_MAX), cap
+# (3: 1 MiB), u32 blk_size, u32 max_discard_sectors, u32 max_write_zeroes_sectors, u8 queue size - 3.
+# ops: 0 answer one, 1 answer all, 2 RC word, 3 read, 4 write, 5 flush/trim/zeroes, 6 interrupt,
+# 7 NEEDS_RESET.
+def k_hdr(feat=0x3e, cap=3, blk=4096, discard=8192, wz=8192, q=64):
+    return bytes([feat, cap]) + struct.pack("<III", blk, discard, wz) + bytes([q - 3])
+
+
+def k_off(v, mode=0):
+    if mode == 0:
+        return bytes([0]) + struct.pack("<H", v)
+    if mode == 1:
+        return bytes([1, v])
+    return bytes([2]) + struct.pack("<Q", v)
+
+
+def k_read(sector, sectors, mode=0):
+    return bytes([3]) + k_off(sector, mode) + struct.pack("<H", sectors)
+
+
+def k_write(sector, sectors, fua=False, lend=True, mode=0):
+    return bytes([4]) + k_off(sector, mode) + struct.pack("<HB", sectors, (1 if fua else 0) | (2 if lend else 0))
+
+
+def k_other(which, sector=0, sectors=0):
+    return bytes([5, which]) + k_off(sector) + struct.pack("<H", sectors)
+
+
+def gen_blk_driver():
+    t = "blk_driver_fuzz"
+    ok = bytes([1, 0, 6])
+    write(t, "read-write-flush", k_hdr() + k_read(0, 8) + k_write(8, 256) + k_write(300, 7, lend=False) + ok
+          + k_other(0) + ok + ok)
+    write(t, "fua-and-errors", k_hdr() + k_write(0, 256, fua=True) + bytes([0, 1]) + struct.pack("<HB", 0, 0)
+          + bytes([6]) + k_write(0, 8, fua=True) + ok + bytes([1, 2, 6]) + ok)
+    write(t, "lying-device", k_hdr(q=8) + k_read(0, 16) + k_write(0, 16) + bytes([0, 0]) + struct.pack("<HB", 600, 1)
+          + struct.pack("<I", 0xffffffff) + bytes([6, 2]) + struct.pack("<II", 0, 0x7fff0000) + bytes([6]) + ok)
+    write(t, "needs-reset-in-flight", k_hdr(q=16) + k_write(0, 256) + k_write(256, 256) + k_read(0, 8) + bytes([7])
+          + k_write(0, 256) + ok)
+    write(t, "read-only-and-tiny", k_hdr(feat=0x01, cap=1) + k_write(0, 1) + k_read(0, 1) + k_read(0, 2) + k_read(0, 1, mode=1)
+          + k_read(1 << 60, 1, mode=2) + ok)
+    write(t, "trim-and-zeroes", k_hdr(discard=0, wz=3) + k_other(1, 3, 100) + k_other(2, 0, 9) + k_other(2, 1, 0)
+          + ok + ok)
+
+
 # ---------------------------------------------------------------- driver_transport_fuzz
 # ops: 0 attach, 1 scan, 2 negotiate, 3 enable_queue, 4 driver_ok, 5 reset, 6 set_status,
 # 7/8 read_config(_wait), 9 looks, 10 epoch_changed, 11 EP word, 12 mailbox word.
@@ -634,6 +729,8 @@ if __name__ == "__main__":
     gen_rpmsg_channels()
     gen_rpmsg_relay()
     gen_rpmsg_device()
+    gen_blk_device()
+    gen_blk_driver()
     gen_console()
     gen_blk()
     gen_vringh()

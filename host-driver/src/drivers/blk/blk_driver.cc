@@ -179,7 +179,9 @@ void BlockDriver::write(std::uint64_t offset, std::span<const std::byte> src, bo
 }
 
 nbd::LentBuffer BlockDriver::lend_write_buffer(std::size_t length) {
-  if (write_view_ == nullptr || length == 0 || !driver_ok_ || !vq_ || vq_->broken()) return {};
+  if (write_view_ == nullptr || length == 0 || !driver_ok_ || !vq_ || vq_->broken() ||
+      has(VIRTIO_BLK_F_RO))
+    return {};
   const std::size_t k = (length + kChunk - 1) / kChunk;
   if (k + kLendReserve > write_free_) return {};
   for (std::size_t first = 0; first + k <= write_buf_.size(); ++first) {
