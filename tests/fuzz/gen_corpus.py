@@ -539,6 +539,35 @@ def gen_blk_driver():
           + ok + ok)
 
 
+# ---------------------------------------------------------------- rpmsg_driver_fuzz
+# ops: 0 the device fills a receive buffer, 1 it completes transmit chains, 2 RC word, 3 the
+# application sends, 4 interrupt, 5 NEEDS_RESET, 6 destroy the bound endpoint.
+def r_fill(src, dst_sel, hdr_len, kind, payload=b"", ns=None, claim=None, dst=0):
+    m = bytes([0]) + struct.pack("<I", src) + bytes([dst_sel]) + (struct.pack("<I", dst) if dst_sel == 3 else b"")
+    m += struct.pack("<H", hdr_len) + bytes([kind])
+    if kind == 0:
+        m += bytes([len(payload)]) + payload
+    elif kind == 1:
+        name, addr, flags = ns
+        m += bytes([len(name)]) + name + struct.pack("<II", addr, flags)
+    return m + (bytes([1]) + struct.pack("<I", claim) if claim is not None else bytes([0]))
+
+
+def gen_rpmsg_driver():
+    t = "rpmsg_driver_fuzz"
+    done_tx = bytes([1]) + struct.pack("<I", 0)
+    write(t, "echo", bytes([0x03]) + r_fill(1030, 0, 5, 0, b"hello") + bytes([4]) + done_tx + bytes([4]))
+    write(t, "name-service", bytes([0x03]) + r_fill(1030, 1, 40, 1, ns=(b"svc", 1030, 0)) + bytes([4])
+          + bytes([3, 1]) + struct.pack("<IH", 1030, 8) + bytes([4]) + done_tx
+          + r_fill(1030, 2, 3, 0, b"abc") + bytes([4]) + r_fill(1030, 1, 40, 1, ns=(b"svc", 1030, 1)) + bytes([4, 6]))
+    write(t, "lying-lengths", bytes([0x01]) + r_fill(1030, 0, 400, 0, b"short") + r_fill(1030, 0, 2, 0, b"longer than two")
+          + r_fill(1, 2, 0, 2, claim=0xffffffff) + r_fill(1, 0, 0, 2, claim=8) + bytes([4]))
+    write(t, "no-name-service", bytes([0x02]) + r_fill(1030, 1, 40, 1, ns=(b"x" * 32, 0xffffffff, 7)) + bytes([4])
+          + bytes([3, 0]) + struct.pack("<IH", 77, 496) + done_tx)
+    write(t, "reset-then-again", bytes([0x07]) + r_fill(1030, 0, 1, 0, b"x") + bytes([5]) + r_fill(1030, 0, 1, 0, b"y")
+          + bytes([2]) + struct.pack("<II", 0, 0xffffffff) + bytes([4]))
+
+
 # ---------------------------------------------------------------- driver_transport_fuzz
 # ops: 0 attach, 1 scan, 2 negotiate, 3 enable_queue, 4 driver_ok, 5 reset, 6 set_status,
 # 7/8 read_config(_wait), 9 looks, 10 epoch_changed, 11 EP word, 12 mailbox word.
@@ -731,6 +760,7 @@ if __name__ == "__main__":
     gen_rpmsg_device()
     gen_blk_device()
     gen_blk_driver()
+    gen_rpmsg_driver()
     gen_console()
     gen_blk()
     gen_vringh()
