@@ -43,9 +43,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "devices/blk/blk_device.hpp"
 #include "fuzz_support.hpp"
 #include "rogue_driver.hpp"
@@ -189,11 +186,7 @@ void take_used(Rig& r) {
 }
 
 void run(const std::uint8_t* data, std::size_t size) {
-  static const bool quiet = [] {
-    spdlog::set_level(spdlog::level::off);
-    if (!spdlog::get("ep.blk")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.blk");
-    return true;
-  }();
+  static const bool quiet = (quiet_log("ep.blk"), true);
   (void)quiet;
   static const Disk disk;
   ByteReader in(data, size);

@@ -42,23 +42,15 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "drivers/blk/blk_driver.hpp"
 #include "fuzz_support.hpp"
-#include "support/fake_links.hpp"
+#include "rogue_device.hpp"
 #include "vepf/layout/blk.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/ring/vringh.hpp"
-#include "vepf/transport/device_transport.hpp"
-#include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::fuzz {
 namespace {
-
-using test::FakeDeviceLink;
-using test::FakeDriverLink;
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 constexpr std::size_t kWindow = 2u << 20;  // bytes of each window
@@ -128,18 +120,15 @@ std::uint64_t offset(ByteReader& in, std::uint64_t capacity) {
     case 0:
       return std::uint64_t{in.u16()} * layout::kSectorSize;
     case 1:
-      return capacity - std::min<std::uint64_t>(capacity, static_cast<std::uint64_t>(in.u8() % 4) * 512);
+      return capacity -
+             std::min<std::uint64_t>(capacity, static_cast<std::uint64_t>(in.u8() % 4) * 512);
     default:
       return in.u64();
   }
 }
 
 void run(const std::uint8_t* data, std::size_t size) {
-  static const bool quiet = [] {
-    spdlog::set_level(spdlog::level::off);
-    if (!spdlog::get("host.blk")) spdlog::create<spdlog::sinks::null_sink_mt>("host.blk");
-    return true;
-  }();
+  static const bool quiet = (quiet_log("host.blk"), true);
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t feat = in.u8();
@@ -162,29 +151,23 @@ void run(const std::uint8_t* data, std::size_t size) {
   const auto qsize = static_cast<std::uint16_t>(3 + in.u8() % 128);
   const std::uint64_t capacity = sectors * layout::kSectorSize;
 
-  // The windows are large (the driver's data buffers: 1 MiB each way at least): made once and
-  // zeroed for each input, which allocating them again would cost far more than the run.
-  static test::LinkWindows w(kWindow, kWindow);
-  std::memset(w.ep().data(), 0, w.ep().size());
-  std::memset(w.rc().data(), 0, w.rc().size());
-  RogueBlkDevice rogue(features, cfg, qsize);  // before dev: dev's destructor resets it
-  FakeDeviceLink dl(w);
-  FakeDriverLink drl(w, dl);
-  transport::DeviceTransport dev(dl, 0x5eed0009);
-  transport::DriverTransport drv(drl, std::chrono::milliseconds(5));
-  drl.set_device(&dev);
+  RogueBlkDevice rogue(features, cfg, qsize);  // before t: its DeviceTransport resets it
+  // The windows are large (the driver's data buffers take 1 MiB each way at least): made once
+  // and zeroed for each input, which costs a fifth of making them again.
+  static test::LinkWindows windows(kWindow, kWindow);
+  std::memset(windows.ep().data(), 0, windows.ep().size());
+  std::memset(windows.rc().data(), 0, windows.rc().size());
+  test::TransportPair t(0x5eed0009, std::chrono::milliseconds(5), windows);
+  test::LinkWindows& w = t.w;
   auto loop = os::EventLoop::create();
   FUZZ_CHECK(loop.has_value());
-  FUZZ_CHECK(dev.init().has_value());
-  FUZZ_CHECK(dev.add_device(&rogue).has_value());
-  FUZZ_CHECK(drv.attach().has_value());
-  auto devs = drv.scan();
-  if (!devs || devs->size() != 1) return;
+  const auto info = attach_rogue(t, rogue);
+  if (!info) return;
   const std::string sock = std::string(scratch_dir()) + "/blk_driver_fuzz.sock";
   std::vector<std::unique_ptr<Request>> reqs;  // outlive the driver: late calls find them
   std::optional<host::BlockDriver> blk;        // after the transports: its queue goes first
   auto bring_up = [&]() -> bool {
-    blk.emplace(drv, (*devs)[0], sock, *loop, 1);
+    blk.emplace(t.drv, *info, sock, *loop, 1);
     return blk->probe().has_value();
   };
   // Every request's buffer stays alive until the driver is gone (the BlockTarget contract); a

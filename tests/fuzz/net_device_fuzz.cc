@@ -36,9 +36,6 @@
 #include <optional>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "devices/net/net_device.hpp"
 #include "fuzz_support.hpp"
 #include "net/recording_backend.hpp"
@@ -99,11 +96,7 @@ void check_sent(Rig& r, std::size_t& seen) {
 }
 
 void run(const std::uint8_t* data, std::size_t size) {
-  static const bool quiet = [] {
-    spdlog::set_level(spdlog::level::off);
-    if (!spdlog::get("ep.net")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.net");
-    return true;
-  }();
+  static const bool quiet = (quiet_log("ep.net"), true);
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t cfg = in.u8();

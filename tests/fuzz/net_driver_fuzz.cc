@@ -31,25 +31,18 @@
 #include <optional>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "drivers/net/net_driver.hpp"
 #include "fuzz_support.hpp"
 #include "net/recording_backend.hpp"
 #include "net_fuzz.hpp"
-#include "support/fake_links.hpp"
+#include "rogue_device.hpp"
 #include "vepf/layout/net.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/ring/vringh.hpp"
-#include "vepf/transport/device_transport.hpp"
-#include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::fuzz {
 namespace {
 
-using test::FakeDeviceLink;
-using test::FakeDriverLink;
 using test::RecordingBackend;
 
 /// The rogue device: what it offers and writes comes from the input.
@@ -105,11 +98,7 @@ class RogueNetDevice final : public transport::VirtioDevice {
 };
 
 void run(const std::uint8_t* data, std::size_t size) {
-  static const bool quiet = [] {
-    spdlog::set_level(spdlog::level::off);
-    if (!spdlog::get("host.net")) spdlog::create<spdlog::sinks::null_sink_mt>("host.net");
-    return true;
-  }();
+  static const bool quiet = (quiet_log("host.net"), true);
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t feat = in.u8();
@@ -120,24 +109,17 @@ void run(const std::uint8_t* data, std::size_t size) {
   const std::uint16_t mtu = in.u16();
   const std::uint16_t status = in.u16();
 
-  test::LinkWindows w(512 * 1024, 512 * 1024);
-  RogueNetDevice rogue(features, mtu, status);  // before dev: dev's destructor resets it
-  FakeDeviceLink dl(w);
-  FakeDriverLink drl(w, dl);
-  transport::DeviceTransport dev(dl, 0x5eed0004);
-  transport::DriverTransport drv(drl, std::chrono::milliseconds(5));
-  drl.set_device(&dev);
+  RogueNetDevice rogue(features, mtu, status);  // before t: its DeviceTransport resets it
+  test::TransportPair t(0x5eed0004, std::chrono::milliseconds(5), 512 * 1024, 512 * 1024);
+  test::LinkWindows& w = t.w;
   RecordingBackend backend;
   auto loop = os::EventLoop::create();
   FUZZ_CHECK(loop.has_value());
-  FUZZ_CHECK(dev.init().has_value());
-  FUZZ_CHECK(dev.add_device(&rogue).has_value());
-  FUZZ_CHECK(drv.attach().has_value());
-  auto devs = drv.scan();
-  if (!devs || devs->size() != 1) return;
+  const auto info = attach_rogue(t, rogue);
+  if (!info) return;
   std::optional<host::NetDriver> net;  // after the transports: its queues go first
   auto bring_up = [&]() -> bool {
-    net.emplace(drv, (*devs)[0], /*offloads=*/true);
+    net.emplace(t.drv, *info, /*offloads=*/true);
     if (!net->probe()) return false;
     return net->attach_backend(backend, *loop).has_value();
   };

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "fuzz_log.hpp"
 #include "fuzz_support.hpp"
 #include "support/driver_queue_core.hpp"
 #include "support/transport_pair.hpp"

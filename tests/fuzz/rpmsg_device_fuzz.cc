@@ -37,9 +37,6 @@
 #include <optional>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "devices/rpmsg/rpmsg_device.hpp"
 #include "fuzz_support.hpp"
 #include "rogue_driver.hpp"
@@ -107,11 +104,7 @@ void write_rpmsg(Rig& r, ByteReader& in, std::size_t off, std::size_t room) {
 }
 
 void run(const std::uint8_t* data, std::size_t size) {
-  static const bool quiet = [] {
-    spdlog::set_level(spdlog::level::off);
-    if (!spdlog::get("ep.rpmsg")) spdlog::create<spdlog::sinks::null_sink_mt>("ep.rpmsg");
-    return true;
-  }();
+  static const bool quiet = (quiet_log("ep.rpmsg"), true);
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t cfg = in.u8();

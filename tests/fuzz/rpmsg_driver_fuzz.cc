@@ -42,24 +42,16 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "drivers/rpmsg/rpmsg_driver.hpp"
 #include "fuzz_support.hpp"
-#include "support/fake_links.hpp"
+#include "rogue_device.hpp"
 #include "vepf/layout/rpmsg.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/ring/vringh.hpp"
 #include "vepf/rpmsg/endpoints.hpp"
-#include "vepf/transport/device_transport.hpp"
-#include "vepf/transport/driver_transport.hpp"
 
 namespace vepf::fuzz {
 namespace {
-
-using test::FakeDeviceLink;
-using test::FakeDriverLink;
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 constexpr std::size_t kWindow = 256 * 1024;  // bytes of each window
@@ -183,11 +175,7 @@ std::vector<std::byte> message(ByteReader& in, const App& app) {
 }
 
 void run(const std::uint8_t* data, std::size_t size) {
-  static const bool quiet = [] {
-    spdlog::set_level(spdlog::level::off);
-    if (!spdlog::get("host.rpmsg")) spdlog::create<spdlog::sinks::null_sink_mt>("host.rpmsg");
-    return true;
-  }();
+  static const bool quiet = (quiet_log("host.rpmsg"), true);
   (void)quiet;
   ByteReader in(data, size);
   const std::uint8_t cfg = in.u8();
@@ -195,20 +183,13 @@ void run(const std::uint8_t* data, std::size_t size) {
   if (cfg & 1) features |= bit(layout::kVirtioRpmsgFNs);
   if (cfg & 2) features |= bit(VIRTIO_RING_F_EVENT_IDX);
 
-  test::LinkWindows w(kWindow, kWindow);
-  RogueRpmsgDevice rogue(features, (cfg & 4) != 0 ? 4 : 16);  // before dev: dev resets it
-  FakeDeviceLink dl(w);
-  FakeDriverLink drl(w, dl);
-  transport::DeviceTransport dev(dl, 0x5eed000a);
-  transport::DriverTransport drv(drl, std::chrono::milliseconds(5));
-  drl.set_device(&dev);
+  RogueRpmsgDevice rogue(features, (cfg & 4) != 0 ? 4 : 16);  // before t: its transport resets it
+  test::TransportPair t(0x5eed000a, std::chrono::milliseconds(5), kWindow, kWindow);
+  test::LinkWindows& w = t.w;
   auto loop = os::EventLoop::create();
   FUZZ_CHECK(loop.has_value());
-  FUZZ_CHECK(dev.init().has_value());
-  FUZZ_CHECK(dev.add_device(&rogue).has_value());
-  FUZZ_CHECK(drv.attach().has_value());
-  auto devs = drv.scan();
-  if (!devs || devs->size() != 1) return;
+  const auto info = attach_rogue(t, rogue);
+  if (!info) return;
   App app;
   std::optional<host::RpmsgDriver> rp;           // after the transports: its queues go first
   std::uint64_t filled = 0, counted_before = 0;  // buffers filled; counted by earlier drivers
@@ -217,7 +198,7 @@ void run(const std::uint8_t* data, std::size_t size) {
   auto counted = [&] { return rp->channel_stats().received + rp->stats().bad; };
   auto bring_up = [&]() -> bool {
     rp.emplace(
-        drv, (*devs)[0],
+        t.drv, *info,
         [&app](rpmsg::Port& p) {
           auto e = std::make_unique<rpmsg::Endpoints>(p);
           app.attach(*e);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <linux/virtio_config.h>
@@ -30,7 +31,18 @@ struct TransportPair {
                          std::chrono::milliseconds ack_timeout = std::chrono::milliseconds(20),
                          std::size_t ep_size = kDefaultWindowSize,
                          std::size_t rc_size = kDefaultWindowSize)
-      : w(ep_size, rc_size), dl(w), drl(w, dl), dev(dl, epoch), drv(drl, ack_timeout) {
+      : own_(std::in_place, ep_size, rc_size),
+        w(*own_),
+        dl(w),
+        drl(w, dl),
+        dev(dl, epoch),
+        drv(drl, ack_timeout) {
+    drl.set_device(&dev);
+  }
+  /// As above, on windows the caller keeps (large ones made once for many fuzz inputs; the
+  /// caller zeroes them as it needs).
+  TransportPair(std::uint32_t epoch, std::chrono::milliseconds ack_timeout, LinkWindows& windows)
+      : w(windows), dl(w), drl(w, dl), dev(dl, epoch), drv(drl, ack_timeout) {
     drl.set_device(&dev);
   }
   TransportPair(const TransportPair&) = delete;
@@ -59,7 +71,11 @@ struct TransportPair {
     return tl::unexpected("scan: no device in slot " + std::to_string(slot));
   }
 
-  LinkWindows w;
+ private:
+  std::optional<LinkWindows> own_;  // the windows, unless borrowed
+
+ public:
+  LinkWindows& w;
   FakeDeviceLink dl;
   FakeDriverLink drl;
   transport::DeviceTransport dev;
