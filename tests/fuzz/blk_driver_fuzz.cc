@@ -56,36 +56,22 @@ constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 constexpr std::size_t kWindow = 2u << 20;  // bytes of each window
 
 /// The rogue device: what it offers and writes comes from the input.
-class RogueBlkDevice final : public transport::VirtioDevice {
+class RogueBlkDevice final : public RogueDevice {
  public:
   RogueBlkDevice(std::uint64_t features, const layout::VirtioBlkConfig& cfg, std::uint16_t qsize)
-      : features_(features), cfg_(cfg), qsize_(qsize) {}
-  std::uint32_t device_id() const override { return VIRTIO_ID_BLOCK; }
-  std::uint64_t device_features() const override { return features_; }
-  std::uint16_t num_queues() const override { return 1; }
-  std::uint16_t max_queue_size() const override { return qsize_; }
+      : RogueDevice(VIRTIO_ID_BLOCK, features, 1, qsize), cfg_(cfg) {}
   std::span<const std::byte> config() const override { return std::as_bytes(std::span{&cfg_, 1}); }
-  void on_driver_ok(transport::DeviceHandle& h) override { h_.emplace(h); }
-  void on_reset() override { h_.reset(); }
-  void on_notify(transport::DeviceHandle&) override {}
 
   /// Answers the next request: `data` bytes of 0x5c, then the status byte, at the start of its
   /// writable part; claims `claimed` (or what it wrote) as the used length. False: none waits.
   bool answer(std::uint8_t status, std::size_t data, std::optional<std::uint32_t> claimed) {
-    ring::Vringh* q = h_ ? h_->queue(layout::kBlkRequestQueue) : nullptr;
-    if (q == nullptr) return false;
-    auto c = q->pop();
-    if (!c || !*c) return false;
     std::vector<std::byte> b(data + 1, std::byte{0x5c});
     b.back() = static_cast<std::byte>(status);
-    const auto n = static_cast<std::uint32_t>(ring::chain_write(**c, b));
-    (void)q->complete((*c)->head, claimed ? *claimed : n);
-    h_->notify_driver();
-    return true;
+    return complete_next(layout::kBlkRequestQueue, b, claimed);
   }
   /// As a correct device would answer: the status at the last writable byte, the data before.
   void answer_all(std::uint8_t status) {
-    ring::Vringh* q = h_ ? h_->queue(layout::kBlkRequestQueue) : nullptr;
+    ring::Vringh* q = queue(layout::kBlkRequestQueue);
     for (int k = 0; q != nullptr && k < 256; ++k) {
       auto c = q->pop();
       if (!c || !*c) break;
@@ -94,17 +80,11 @@ class RogueBlkDevice final : public transport::VirtioDevice {
       const auto n = static_cast<std::uint32_t>(ring::chain_write(**c, b));
       if (!q->complete((*c)->head, n)) break;
     }
-    if (h_) h_->notify_driver();
-  }
-  void needs_reset() {
-    if (h_) h_->queue_broken(layout::kBlkRequestQueue);
+    interrupt();
   }
 
  private:
-  std::uint64_t features_;
   layout::VirtioBlkConfig cfg_;
-  std::uint16_t qsize_;
-  std::optional<transport::DeviceHandle> h_;
 };
 
 /// One NBD-side request: its buffer, and whether `done` ran. Kept until the run ends, so that a
@@ -158,7 +138,6 @@ void run(const std::uint8_t* data, std::size_t size) {
   std::memset(windows.ep().data(), 0, windows.ep().size());
   std::memset(windows.rc().data(), 0, windows.rc().size());
   test::TransportPair t(0x5eed0009, std::chrono::milliseconds(5), windows);
-  test::LinkWindows& w = t.w;
   auto loop = os::EventLoop::create();
   FUZZ_CHECK(loop.has_value());
   const auto info = attach_rogue(t, rogue);
@@ -197,11 +176,9 @@ void run(const std::uint8_t* data, std::size_t size) {
       case 1:
         rogue.answer_all(in.u8());
         break;
-      case 2: {
-        const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(w.dev_rc.size()) & ~3u;
-        w.dev_rc.store<std::uint32_t>(off, in.u32());
+      case 2:
+        scribble_rc(in, t.w);
         break;
-      }
       case 3: {
         const std::uint64_t off = offset(in, capacity);
         auto& r = *reqs.emplace_back(std::make_unique<Request>());
@@ -218,7 +195,7 @@ void run(const std::uint8_t* data, std::size_t size) {
         if ((bits & 2) != 0 && len != 0) r.lent = blk->lend_write_buffer(len);
         if (r.lent) {
           src = r.lent.bytes();
-          const std::span<std::byte> ep = w.ep();
+          const std::span<std::byte> ep = t.w.ep();
           FUZZ_CHECK(src.size() == len && src.data() >= ep.data() &&
                      src.data() + src.size() <= ep.data() + ep.size());
           std::memset(src.data(), 0x7e, src.size());  // as the session receives into it
@@ -247,7 +224,7 @@ void run(const std::uint8_t* data, std::size_t size) {
         blk->on_interrupt();
         break;
       default:
-        rogue.needs_reset();
+        rogue.needs_reset(layout::kBlkRequestQueue);
         if (!blk->on_control_event()) {
           tear_down();
           if (!bring_up()) return tear_down();

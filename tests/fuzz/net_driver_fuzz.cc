@@ -46,22 +46,15 @@ namespace {
 using test::RecordingBackend;
 
 /// The rogue device: what it offers and writes comes from the input.
-class RogueNetDevice final : public transport::VirtioDevice {
+class RogueNetDevice final : public RogueDevice {
  public:
   RogueNetDevice(std::uint64_t features, std::uint16_t mtu, std::uint16_t status)
-      : features_(features) {
+      : RogueDevice(VIRTIO_ID_NET, features, 2, 16) {
     cfg_.status = layout::le16::from_cpu(status);
     cfg_.max_virtqueue_pairs = layout::le16::from_cpu(1);
     cfg_.mtu = layout::le16::from_cpu(mtu);
   }
-  std::uint32_t device_id() const override { return VIRTIO_ID_NET; }
-  std::uint64_t device_features() const override { return features_; }
-  std::uint16_t num_queues() const override { return 2; }
-  std::uint16_t max_queue_size() const override { return 16; }
   std::span<const std::byte> config() const override { return std::as_bytes(std::span{&cfg_, 1}); }
-  void on_driver_ok(transport::DeviceHandle& h) override { h_.emplace(h); }
-  void on_reset() override { h_.reset(); }
-  void on_notify(transport::DeviceHandle&) override {}
 
   void fill_rx(ByteReader& in) {
     std::vector<std::byte> buf(layout::kNetHdrSize);
@@ -70,31 +63,21 @@ class RogueNetDevice final : public transport::VirtioDevice {
     buf.resize(layout::kNetHdrSize + in.u16() % 2048, std::byte{0x24});
     const bool claim = (in.u8() & 1) != 0;
     const std::uint32_t claimed = claim ? in.u32() : 0;
-    ring::Vringh* q = h_ ? h_->queue(layout::kNetRxQueue) : nullptr;
-    if (q == nullptr) return;
-    auto c = q->pop();
-    if (!c || !*c) return;
-    const auto n = static_cast<std::uint32_t>(ring::chain_write(**c, buf));
-    (void)q->complete((*c)->head, claim ? claimed : n);
-    h_->notify_driver();
+    (void)complete_next(layout::kNetRxQueue, buf,
+                        claim ? std::optional<std::uint32_t>(claimed) : std::nullopt);
   }
   void take_tx(ByteReader& in) {
-    ring::Vringh* q = h_ ? h_->queue(layout::kNetTxQueue) : nullptr;
+    ring::Vringh* q = queue(layout::kNetTxQueue);
     for (int k = 0; q != nullptr && k < 64; ++k) {
       auto c = q->pop();
       if (!c || !*c) break;
       if (!q->complete((*c)->head, in.u32())) break;
     }
-    if (h_) h_->notify_driver();
-  }
-  void needs_reset() {
-    if (h_) h_->queue_broken(layout::kNetRxQueue);
+    interrupt();
   }
 
  private:
-  std::uint64_t features_;
   layout::VirtioNetConfig cfg_{};
-  std::optional<transport::DeviceHandle> h_;
 };
 
 void run(const std::uint8_t* data, std::size_t size) {
@@ -111,7 +94,6 @@ void run(const std::uint8_t* data, std::size_t size) {
 
   RogueNetDevice rogue(features, mtu, status);  // before t: its DeviceTransport resets it
   test::TransportPair t(0x5eed0004, std::chrono::milliseconds(5), 512 * 1024, 512 * 1024);
-  test::LinkWindows& w = t.w;
   RecordingBackend backend;
   auto loop = os::EventLoop::create();
   FUZZ_CHECK(loop.has_value());
@@ -133,11 +115,9 @@ void run(const std::uint8_t* data, std::size_t size) {
       case 1:
         rogue.take_tx(in);
         break;
-      case 2: {
-        const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(w.dev_rc.size()) & ~3u;
-        w.dev_rc.store<std::uint32_t>(off, in.u32());
+      case 2:
+        scribble_rc(in, t.w);
         break;
-      }
       case 3: {
         std::vector<std::byte> f(layout::kNetHdrSize + 14 + in.u16() % 1500, std::byte{0x42});
         std::memset(f.data(), 0, layout::kNetHdrSize);
@@ -149,7 +129,7 @@ void run(const std::uint8_t* data, std::size_t size) {
         net->on_interrupt();
         break;
       default:
-        rogue.needs_reset();
+        rogue.needs_reset(layout::kNetRxQueue);
         if (!net->on_control_event()) {
           net.reset();
           if (!bring_up()) return;

@@ -57,49 +57,26 @@ constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 constexpr std::size_t kWindow = 256 * 1024;  // bytes of each window
 
 /// The rogue device: what it offers and writes comes from the input.
-class RogueRpmsgDevice final : public transport::VirtioDevice {
+class RogueRpmsgDevice final : public RogueDevice {
  public:
   RogueRpmsgDevice(std::uint64_t features, std::uint16_t qsize)
-      : features_(features), qsize_(qsize) {}
-  std::uint32_t device_id() const override { return VIRTIO_ID_RPMSG; }
-  std::uint64_t device_features() const override { return features_; }
-  std::uint16_t num_queues() const override { return 2; }
-  std::uint16_t max_queue_size() const override { return qsize_; }
-  std::span<const std::byte> config() const override { return {}; }
-  void on_driver_ok(transport::DeviceHandle& h) override { h_.emplace(h); }
-  void on_reset() override { h_.reset(); }
-  void on_notify(transport::DeviceHandle&) override {}
+      : RogueDevice(VIRTIO_ID_RPMSG, features, 2, qsize) {}
 
   /// Writes `msg` into the next receive buffer and claims `claimed` (or what it wrote). False:
   /// no buffer waits.
   bool fill(std::span<const std::byte> msg, std::optional<std::uint32_t> claimed) {
-    ring::Vringh* q = h_ ? h_->queue(layout::kRpmsgRxQueue) : nullptr;
-    if (q == nullptr) return false;
-    auto c = q->pop();
-    if (!c || !*c) return false;
-    const auto n = static_cast<std::uint32_t>(ring::chain_write(**c, msg));
-    (void)q->complete((*c)->head, claimed ? *claimed : n);
-    h_->notify_driver();
-    return true;
+    return complete_next(layout::kRpmsgRxQueue, msg, claimed);
   }
   /// Completes every transmit chain, claiming `len` for each.
   void take_tx(std::uint32_t len) {
-    ring::Vringh* q = h_ ? h_->queue(layout::kRpmsgTxQueue) : nullptr;
+    ring::Vringh* q = queue(layout::kRpmsgTxQueue);
     for (int k = 0; q != nullptr && k < 64; ++k) {
       auto c = q->pop();
       if (!c || !*c) break;
       if (!q->complete((*c)->head, len)) break;
     }
-    if (h_) h_->notify_driver();
+    interrupt();
   }
-  void needs_reset() {
-    if (h_) h_->queue_broken(layout::kRpmsgRxQueue);
-  }
-
- private:
-  std::uint64_t features_;
-  std::uint16_t qsize_;
-  std::optional<transport::DeviceHandle> h_;
 };
 
 /// The application's side: an echo endpoint, and one endpoint for each name the device
@@ -150,12 +127,17 @@ std::vector<std::byte> message(ByteReader& in, const App& app) {
   }
   h.dst = layout::le32::from_cpu(dst);
   h.len = layout::le16::from_cpu(in.u16());
-  std::vector<std::byte> m(sizeof h);
-  std::memcpy(m.data(), &h, sizeof h);
+  std::vector<std::byte> m;
+  const auto append = [&m](const void* p, std::size_t n) {
+    const std::size_t at = m.size();
+    m.resize(at + n);
+    if (n != 0) std::memcpy(m.data() + at, p, n);
+  };
+  append(&h, sizeof h);
   switch (in.u8() % 3) {
     case 0: {
-      const auto p = std::as_bytes(in.bytes(in.u8() % 41));
-      m.insert(m.end(), p.begin(), p.end());
+      const auto p = in.bytes(in.u8() % 41);
+      append(p.data(), p.size());
       break;
     }
     case 1: {
@@ -164,8 +146,7 @@ std::vector<std::byte> message(ByteReader& in, const App& app) {
       if (!name.empty()) std::memcpy(ns.name, name.data(), name.size());
       ns.addr = layout::le32::from_cpu(in.u32());
       ns.flags = layout::le32::from_cpu(in.u32());
-      const auto* b = reinterpret_cast<const std::byte*>(&ns);
-      m.insert(m.end(), b, b + sizeof ns);
+      append(&ns, sizeof ns);
       break;
     }
     default:
@@ -185,7 +166,6 @@ void run(const std::uint8_t* data, std::size_t size) {
 
   RogueRpmsgDevice rogue(features, (cfg & 4) != 0 ? 4 : 16);  // before t: its transport resets it
   test::TransportPair t(0x5eed000a, std::chrono::milliseconds(5), kWindow, kWindow);
-  test::LinkWindows& w = t.w;
   auto loop = os::EventLoop::create();
   FUZZ_CHECK(loop.has_value());
   const auto info = attach_rogue(t, rogue);
@@ -220,11 +200,9 @@ void run(const std::uint8_t* data, std::size_t size) {
       case 1:
         rogue.take_tx(in.u32());
         break;
-      case 2: {
-        const std::uint32_t off = in.u32() % static_cast<std::uint32_t>(w.dev_rc.size()) & ~3u;
-        w.dev_rc.store<std::uint32_t>(off, in.u32());
+      case 2:
+        scribble_rc(in, t.w);
         break;
-      }
       case 3: {
         const std::uint32_t from = (in.u8() & 1) != 0 && app.bound != 0 ? app.bound : app.echo;
         const std::uint32_t dst = in.u32();
@@ -236,7 +214,7 @@ void run(const std::uint8_t* data, std::size_t size) {
         rp->on_interrupt();
         break;
       case 5:
-        rogue.needs_reset();
+        rogue.needs_reset(layout::kRpmsgRxQueue);
         if (!rp->on_control_event()) {
           counted_before += counted();
           rp.reset();
