@@ -120,8 +120,13 @@ struct Rig {
     return fuzz::bring_up(t, slot, want, queue_size, vq, features);
   }
 
-  std::optional<ep::BlockDevice> dev;  // before t: its DeviceTransport's destructor resets it
-  test::TransportPair t{0x5eed0008, std::chrono::milliseconds(5), kWindow, kWindow};
+  // Destroyed in reverse: the transports (which reset the device), the device (which joins its
+  // I/O thread, still reading chains in the EP window), then the windows, as in ep::Server
+  // (its link outlives its devices). The TransportPair owning the windows would free them
+  // under the I/O thread (a fuzz finding: corpus/blk_device_fuzz/crash-a646fda7...).
+  test::LinkWindows windows{kWindow, kWindow};
+  std::optional<ep::BlockDevice> dev;
+  test::TransportPair t{0x5eed0008, std::chrono::milliseconds(5), windows};
   std::uint16_t queue_size;
   std::uint32_t slot = 0;
   std::uint64_t features = 0;

@@ -5,7 +5,9 @@
 // fuzz targets use it too).
 //
 // Declare the device under test before the TransportPair: DeviceTransport's destructor resets
-// the devices it holds, so they must outlive it.
+// the devices it holds, so they must outlive it. A device whose threads still read the windows
+// after a reset (BlockDevice's I/O threads) needs windows that outlive it in turn: declare a
+// LinkWindows first and let the TransportPair borrow it.
 
 #include <chrono>
 #include <cstddef>
