@@ -164,7 +164,9 @@ std::unique_ptr<Driver> Bus::probe_console(const transport::DeviceInfo& info) {
   // Slot n takes device[n]'s host_dir when the board config says it is a console device.
   const auto* d = configured(info.slot, config::DeviceType::kConsole);
   std::string dir = d ? d->console.host_dir : fmt::format("/run/vepf/console{}", info.slot);
-  auto drv = std::make_unique<ConsoleDriver>(*transport_, info, std::move(dir), loop_);
+  const std::size_t queued =
+      d ? d->console.max_control_queued : config::ConsoleConfig{}.max_control_queued;
+  auto drv = std::make_unique<ConsoleDriver>(*transport_, info, std::move(dir), loop_, queued);
   if (auto r = drv->probe(); !r) {
     spdlog::get("host.console")
         ->error("device {}: virtio-console setup failed: {}", info.slot, describe(r.error()));

@@ -28,6 +28,7 @@ namespace vepf::test {
 namespace {
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
+constexpr std::size_t kMaxControlQueued = 64;  // the driver's bound (messages)
 
 /// A virtio-console device with one port (MULTIPORT) that sends whatever control messages the
 /// test tells it to.
@@ -48,8 +49,10 @@ class HostileConsoleDevice final : public transport::VirtioDevice {
   /// Puts one control message into the driver's next control receive buffer. False: none posted.
   bool send(std::uint32_t id, std::uint16_t event, std::uint16_t value,
             std::string_view payload = {}) {
-    // The driver's own control messages (DEVICE_READY, PORT_READY...) are taken and dropped.
-    if (ring::Vringh* tx = h_ ? h_->queue(layout::kConsoleCtrlTxQueue) : nullptr) {
+    // The driver's own control messages (DEVICE_READY, PORT_READY...) are taken and dropped,
+    // unless the test says otherwise.
+    ring::Vringh* tx = h_ && take_control ? h_->queue(layout::kConsoleCtrlTxQueue) : nullptr;
+    if (tx != nullptr) {
       while (auto c = tx->pop()) {
         if (!*c || !tx->complete((*c)->head, 0)) break;
       }
@@ -62,6 +65,8 @@ class HostileConsoleDevice final : public transport::VirtioDevice {
     const auto n = static_cast<std::uint32_t>(ring::chain_write(**c, m));
     return q->complete((*c)->head, n).has_value();
   }
+
+  bool take_control = true;  // false: the driver's control transmitq is never taken
 
  private:
   layout::VirtioConsoleConfig cfg_{};
@@ -85,7 +90,7 @@ class ConsoleDriverHostileDevice : public ::testing::Test {
     auto l = os::EventLoop::create();
     ASSERT_TRUE(l);
     loop = std::move(*l);
-    console.emplace(drv, (*devs)[0], tmp.path(), loop);
+    console.emplace(drv, (*devs)[0], tmp.path(), loop, kMaxControlQueued);
     auto p = console->probe();
     ASSERT_TRUE(p) << p.error().what;
   }
@@ -106,6 +111,28 @@ class ConsoleDriverHostileDevice : public ::testing::Test {
   os::EventLoop loop;
   std::optional<host::ConsoleDriver> console;  // after the transports: its queues go first
 };
+
+// A device that adds and removes its port again and again while it never takes the driver's
+// control messages: each add is answered with PORT_READY and PORT_OPEN, which used to pile up
+// without bound. Now at most max_control_queued wait; the rest are dropped and counted.
+TEST_F(ConsoleDriverHostileDevice, AddRemoveCyclesQueueAtMostTheConfiguredMessages) {
+  hostile.take_control = false;
+  const std::size_t limit = kMaxControlQueued;
+  for (std::size_t i = 0; i < limit; ++i) {
+    ASSERT_TRUE(hostile.send(0, VIRTIO_CONSOLE_PORT_ADD, 0)) << i;
+    console->on_interrupt();
+    ASSERT_TRUE(hostile.send(0, VIRTIO_CONSOLE_PORT_REMOVE, 0)) << i;
+    console->on_interrupt();
+  }
+  EXPECT_EQ(console->control_queued(), limit);
+  // DEVICE_READY (1) and PORT_READY + PORT_OPEN per add (2 x limit), less what the 16-entry
+  // control transmitq took before it filled.
+  EXPECT_EQ(console->stats().control_dropped, 1 + 2 * limit - 16 - limit);
+  // The port still works: the last add has it back, with its link.
+  ASSERT_TRUE(hostile.send(0, VIRTIO_CONSOLE_PORT_ADD, 0));
+  console->on_interrupt();
+  EXPECT_TRUE(std::filesystem::is_symlink(tmp.path() + "/port0"));
+}
 
 // A device that names its port again and again, each time differently: one name link at a
 // time in host_dir (the last name), next to port0. It used to leave a link per name.

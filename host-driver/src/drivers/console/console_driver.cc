@@ -31,8 +31,12 @@ std::uint64_t ConsoleDriver::wanted_features() noexcept {
 }
 
 ConsoleDriver::ConsoleDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
-                             std::string host_dir, os::EventLoop& loop)
-    : Driver(t, info), dir_(std::move(host_dir)), loop_(loop) {}
+                             std::string host_dir, os::EventLoop& loop,
+                             std::size_t max_control_queued)
+    : Driver(t, info),
+      dir_(std::move(host_dir)),
+      loop_(loop),
+      max_control_queued_(max_control_queued) {}
 
 ConsoleDriver::~ConsoleDriver() {
   if (size_timer_ >= 0) loop_.remove(size_timer_);
@@ -250,6 +254,16 @@ void ConsoleDriver::receive(Port& p) {
 
 void ConsoleDriver::send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value,
                                  std::span<const std::byte> payload) {
+  // A device that adds and removes ports again and again (each add answered with PORT_READY and
+  // PORT_OPEN) while it takes nothing from the control transmitq must not grow this without
+  // bound.
+  if (ctrl_out_.size() >= max_control_queued_) {
+    ++stats_.control_dropped;
+    return log::limited(peer_log_, log(), spdlog::level::warn,
+                        "device {}: control event {} for port {} dropped: {} messages already "
+                        "wait for the device to take them",
+                        info_.slot, event, id, ctrl_out_.size());
+  }
   ctrl_out_.push_back(layout::console_control(id, event, value, payload));
   flush_control();
 }
@@ -391,8 +405,11 @@ void ConsoleDriver::report(spdlog::level::level_enum lvl) const {
   std::size_t added = 0;
   for (const auto& p : ports_) added += p->added;
   log()->log(
-      lvl, "device {}: {} port(s), sent {} B, received {} B, resizes {} sent {} received, bad {}",
-      info_.slot, added, s.sent_bytes, s.received_bytes, s.resizes_sent, s.resizes_received, s.bad);
+      lvl,
+      "device {}: {} port(s), sent {} B, received {} B, resizes {} sent {} received, bad {}, "
+      "control messages dropped {}",
+      info_.slot, added, s.sent_bytes, s.received_bytes, s.resizes_sent, s.resizes_received, s.bad,
+      s.control_dropped);
 }
 
 }  // namespace vepf::host

@@ -41,6 +41,7 @@ struct ConsoleStats {
   std::uint64_t received_bytes = 0;  // device -> pty
   std::uint64_t bad = 0;  // malformed control messages, bad used lengths, data for absent ports
   std::uint64_t resizes_sent = 0, resizes_received = 0;
+  std::uint64_t control_dropped = 0;  // to the device, past max_control_queued
 };
 
 class ConsoleDriver final : public Driver {
@@ -49,9 +50,11 @@ class ConsoleDriver final : public Driver {
   /// Bytes of each port buffer (both directions).
   static constexpr std::size_t kPortBufSize = 1024;
 
-  /// `host_dir`: where the stable pty links go.
+  /// `host_dir`: where the stable pty links go. `max_control_queued`: control messages held
+  /// while the device takes none from the control transmitq (config::ConsoleConfig's, the same
+  /// bound as the EP's: 8..4096); past it new ones are dropped and counted.
   ConsoleDriver(transport::DriverTransport& t, const transport::DeviceInfo& info,
-                std::string host_dir, os::EventLoop& loop);
+                std::string host_dir, os::EventLoop& loop, std::size_t max_control_queued);
   ~ConsoleDriver() override;
 
   /// Errors: any DriverTransport error; kRejected when max_nr_ports is 0, above
@@ -62,6 +65,8 @@ class ConsoleDriver final : public Driver {
   Counts counts() const override { return {stats_.sent_bytes, stats_.received_bytes}; }
   void report(spdlog::level::level_enum lvl) const override;
   const ConsoleStats& stats() const noexcept { return stats_; }
+  /// Control messages waiting for a control transmit buffer (at most max_control_queued).
+  std::size_t control_queued() const noexcept { return ctrl_out_.size(); }
 
  private:
   struct Port {
@@ -107,6 +112,7 @@ class ConsoleDriver final : public Driver {
   std::unique_ptr<BufferQueues> ctrl_;           // MULTIPORT only
   ring::UsedConsumer ctrl_rx_;                   // the control receive queue's completions
   std::deque<std::vector<std::byte>> ctrl_out_;  // control messages waiting for a transmit buffer
+  std::size_t max_control_queued_;
   int size_timer_ = -1;
   bool backlog_ = false;
   ConsoleStats stats_;

@@ -117,8 +117,10 @@ struct ConsoleConfig {
   /// Default "/run/vepf/console<N>" (N = device index).
   std::string host_dir;
   std::vector<ConsolePort> ports;  // 1..32 (max_nr_ports); port 0 is the console port
-  /// Control messages (VIRTIO 1.2 §5.3.6.2) vepf-ep holds for a driver that has not given
-  /// buffers on control receiveq: 8..4096 messages. Past it new ones are dropped and counted.
+  /// Control messages (VIRTIO 1.2 §5.3.6.2) either side holds for a peer that takes none:
+  /// vepf-ep for a driver that has not given buffers on control receiveq, vepf-host for a device
+  /// that does not take its control transmitq. 8..4096 messages; past it new ones are dropped
+  /// and counted.
   std::uint32_t max_control_queued = 256;
 };
 
