@@ -748,7 +748,108 @@ def gen_control():
                          '{"op":"remove","slot":-1}', '{"op":"reboot"}', 'not json'))
 
 
+# ---------------------------------------------------------------- console_device_fuzz, console_driver_fuzz
+# A control message (console_fuzz.hpp): u8 id mode (port, or 3 + raw u32), u8 event (8: raw u16),
+# u16 value, u8 payload kind (0 name: u8 n + bytes, 1 size: u16 cols, u16 rows, 2 none).
+# Events: 0 DEVICE_READY, 1 PORT_ADD, 2 PORT_REMOVE, 3 PORT_READY, 4 CONSOLE_PORT, 5 RESIZE,
+# 6 PORT_OPEN, 7 PORT_NAME.
+def cm(port, event, value=0, name=None, size=None, raw_id=None):
+    m = bytes([3]) + struct.pack("<I", raw_id) if raw_id is not None else bytes([port])
+    m += bytes([event]) if event < 8 else bytes([8]) + struct.pack("<H", event)
+    m += struct.pack("<H", value)
+    if name is not None:
+        return m + bytes([0, len(name)]) + name
+    if size is not None:
+        return m + bytes([1]) + struct.pack("<HH", *size)
+    return m + bytes([2])
+
+
+# console_device_fuzz: cfg (0 MULTIPORT, 1 EVENT_IDX, 2 F_SIZE, 3 driver size, 4 queues of 4), then
+# ops: 0 control (place, message, u8 extra buffers), 1 writable buffers (u8 queue, u8 n - 1,
+# places), 2 transmit (u8 port, u8 n - 1, places), 3 EP word, 4 take used, 5 doorbell, 6 loop,
+# 7 backends (u8: 0 connect, 1 client writes u16, 2 client reads, 3 hang up, 4 pty writes u16,
+# 5 pty reads), 8 reset.
+def c_place(length, how=0):
+    return bytes([how]) + struct.pack("<H", length - 1)
+
+
+def c_ctl(msg, length=128, extra=()):
+    return bytes([0]) + c_place(length) + msg + bytes([len(extra)]) + b"".join(extra)
+
+
+def c_bufs(q, *lengths):
+    return bytes([1, q, len(lengths) - 1]) + b"".join(c_place(n) for n in lengths)
+
+
+def c_tx(port, *places):
+    return bytes([2, port, len(places) - 1]) + b"".join(places)
+
+
+def gen_console_device():
+    t = "console_device_fuzz"
+    ctrl_rx = c_bufs(2, 128, 128, 128, 128)
+    ports = c_bufs(0, 1024) + c_bufs(4, 1024)
+    up = ctrl_rx + ports + c_ctl(cm(0, 0, 1)) + bytes([4]) + ctrl_rx + c_ctl(cm(0, 3, 1)) + c_ctl(cm(1, 3, 1)) \
+        + bytes([4]) + ctrl_rx + c_ctl(cm(0, 6, 1)) + c_ctl(cm(1, 6, 1)) + bytes([4])
+    write(t, "multiport-session", bytes([0x0f]) + up + bytes([6, 7, 0, 7, 1]) + struct.pack("<H", 100)
+          + bytes([7, 4]) + struct.pack("<H", 50) + bytes([6, 4]) + c_tx(0, c_place(64)) + c_tx(1, c_place(32), c_place(32))
+          + bytes([6, 7, 2, 7, 5]) + c_ctl(cm(0, 5, 0, size=(120, 40))) + bytes([4, 7, 3, 6]) + ctrl_rx + bytes([4]))
+    write(t, "no-multiport", bytes([0x02]) + c_bufs(0, 1024, 16) + bytes([7, 4]) + struct.pack("<H", 300) + bytes([6, 4])
+          + c_tx(0, c_place(100)) + bytes([6, 7, 5, 4]) + c_ctl(cm(0, 0, 1)) + bytes([4]))
+    write(t, "hostile-control", bytes([0x01]) + ctrl_rx + c_ctl(cm(0, 0, 1)) + c_ctl(cm(0, 0, 1))
+          + c_ctl(cm(0, 3, 1, raw_id=0xffffffff)) + c_ctl(cm(0, 99)) + c_ctl(cm(1, 7, 1, name=b"x" * 79))
+          + c_ctl(cm(0, 3, 1), length=4) + c_ctl(cm(0, 5, 0, size=(1, 1))) + c_ctl(cm(1, 1, 0)) + bytes([4])
+          + (c_ctl(cm(1, 3, 1)) + c_ctl(cm(1, 3, 0))) * 12 + bytes([4]) + ctrl_rx + bytes([4])
+          + bytes([0, 1]) + struct.pack("<HQ", 7, 0xfffffffffffff000) + cm(0, 3) + bytes([0, 4]))
+    write(t, "small-control-buffers", bytes([0x09]) + c_bufs(2, 8, 8, 12, 4) + c_ctl(cm(0, 0, 1))
+          + c_ctl(cm(1, 3, 1)) + bytes([4]) + c_bufs(2, 12, 16) + bytes([4]))
+    write(t, "reset-and-scribble", bytes([0x13]) + up + bytes([7, 0, 7, 1]) + struct.pack("<H", 2000) + bytes([6])
+          + bytes([3]) + struct.pack("<II", 0x40, 0xffff0007) + bytes([5, 4, 8]) + up + bytes([7, 1]) + struct.pack("<H", 10)
+          + bytes([6, 4]) + c_tx(1, c_place(4000), c_place(9, 2)) + bytes([6, 4]))
+
+
+# console_driver_fuzz: cfg (0 MULTIPORT, 1 EVENT_IDX, 2 F_SIZE, 3 driver size, 4 queues of 4, 5 raw
+# max_nr_ports), u8 ports - 1, [u32 max_nr_ports], u16 cols, u16 rows, then ops: 0 control message
+# (+ u8 claim), 1 port data (u8 port, u16 n, u8 claim), 2 complete chains (u8 which: ports = the
+# control transmitq, u32 len), 3 RC word, 4 interrupt, 5 config size (u16, u16), 6 NEEDS_RESET,
+# 7 the application writes (u8 port, u16 n), 8 it reads (u8 port).
+def k_ctl(msg, claim=None):
+    return bytes([0]) + msg + (bytes([0]) if claim is None else bytes([1]) + struct.pack("<I", claim))
+
+
+def k_data(port, n, claim=None):
+    return bytes([1, port]) + struct.pack("<H", n) + (bytes([0]) if claim is None else bytes([1]) + struct.pack("<I", claim))
+
+
+def k_take(which, length=0):
+    return bytes([2, which]) + struct.pack("<I", length)
+
+
+def gen_console_driver():
+    t = "console_driver_fuzz"
+    two = bytes([1]) + struct.pack("<HH", 80, 24)
+    up = bytes([4]) + k_take(2) + k_ctl(cm(0, 1)) + k_ctl(cm(1, 1)) + bytes([4]) + k_take(2)
+    write(t, "multiport-session", bytes([0x0f]) + two + up + k_ctl(cm(1, 7, 1, name=b"log")) + k_ctl(cm(0, 4, 1))
+          + k_ctl(cm(0, 5, 0, size=(100, 30))) + k_ctl(cm(0, 6, 1)) + bytes([4]) + k_data(0, 100) + bytes([4, 8, 0])
+          + bytes([7, 1]) + struct.pack("<H", 300) + bytes([4]) + k_take(1) + bytes([4]) + k_ctl(cm(1, 2)) + bytes([4])
+          + k_take(2))
+    write(t, "no-multiport", bytes([0x04, 0]) + struct.pack("<HH", 80, 25) + k_data(0, 10) + bytes([4, 8, 0, 7, 0])
+          + struct.pack("<H", 64) + bytes([4]) + k_take(0) + bytes([5]) + struct.pack("<HH", 132, 43) + bytes([4]))
+    write(t, "hostile-names-and-ids", bytes([0x01]) + two + up + k_ctl(cm(0, 7, 1, name=b"../etc")) + k_ctl(cm(0, 7, 1, name=b"a/b"))
+          + k_ctl(cm(0, 7, 1, name=b"n" * 70)) + k_ctl(cm(1, 7, 1, name=b"port0")) + k_ctl(cm(0, 7, 1, name=b"dup"))
+          + k_ctl(cm(1, 7, 1, name=b"dup")) + k_ctl(cm(0, 1, raw_id=0xffffffff)) + k_ctl(cm(0, 99))
+          + k_ctl(cm(0, 1)) + k_ctl(cm(0, 2), claim=0xffffffff) + k_ctl(cm(0, 2)) + k_ctl(cm(0, 6, 1)) + bytes([4])
+          + k_data(1, 1099) + k_data(0, 5, claim=0xffffffff) + k_data(0, 5, claim=1024) + bytes([4, 8, 0]))
+    write(t, "add-remove-flood", bytes([0x03, 0]) + struct.pack("<HH", 0, 0)
+          + (k_ctl(cm(0, 1)) + bytes([4]) + k_ctl(cm(0, 2)) + bytes([4])) * 8)
+    write(t, "reset-and-scribble", bytes([0x07]) + two + up + k_data(0, 40) + bytes([3]) + struct.pack("<II", 0x100, 0xffffffff)
+          + bytes([4, 6]) + up + k_data(1, 40) + bytes([4, 8, 1]))
+    write(t, "bad-max-nr-ports", bytes([0x21, 0]) + struct.pack("<I", 1000) + struct.pack("<HH", 80, 24) + bytes([4]))
+
+
 if __name__ == "__main__":
+    gen_console_device()
+    gen_console_driver()
     gen_control()
     gen_net_driver()
     gen_net_device()

@@ -1,5 +1,5 @@
 #pragma once
-// What the rogue-device fuzz targets (net_driver_fuzz, blk_driver_fuzz, rpmsg_driver_fuzz) share:
+// What the rogue-device fuzz targets (net, blk, rpmsg and console driver harnesses) share:
 // their loggers quiet, and the transports brought up around the rogue device as vepf-host's bus
 // finds a real one (support/transport_pair.hpp).
 
@@ -41,6 +41,10 @@ class RogueDevice : public transport::VirtioDevice {
   ring::Vringh* queue(std::uint16_t q) { return h_ ? h_->queue(q) : nullptr; }
   void interrupt() {
     if (h_) h_->notify_driver();
+  }
+  /// The config space changed: the driver hears it on the control path.
+  void config_changed() {
+    if (h_) h_->config_changed();
   }
   /// Pops the next chain of `q`, writes `bytes` into its writable part and completes it with
   /// `claimed` (or what it wrote) as the used length. False: no chain waits.

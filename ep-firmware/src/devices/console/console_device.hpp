@@ -76,6 +76,8 @@ class ConsoleDevice final : public Device {
   Counts counts() const override { return {stats_.to_driver_bytes, stats_.from_driver_bytes}; }
   void report(std::uint32_t slot, spdlog::level::level_enum lvl) const override;
   const ConsoleStats& stats() const noexcept { return stats_; }
+  /// Control messages waiting for the driver's buffers (at most max_control_queued).
+  std::size_t control_queued() const noexcept { return ctrl_out_.size(); }
 
  private:
   struct Port {
