@@ -10,7 +10,8 @@
 # A crash, a leak, a hang or a failed check fails the run; the input stays in
 # build/fuzz/run/<target>/ (crash-*, leak-*, timeout-*): add it to tests/fuzz/corpus/<target>/
 # with the fix, so that the corpus replay (ctest fuzz.<target>.corpus) keeps it fixed.
-# Writes build/fuzz/report.md. CI (scripts/test.sh) runs it with the default 60 s per target.
+# Writes build/fuzz/report.md. VEPF_FUZZ_JOBS (default 2) targets run at once. CI
+# (scripts/test.sh) runs it with the default 60 s per target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,32 +52,54 @@ done
 run=build/fuzz/run
 report=build/fuzz/report.md
 rm -rf "$run" && mkdir -p "$run"
-rows=()
-objects=()
-failed=0
-for t in "${targets[@]}"; do
-  w="$run/$t"
+# One target: fuzz it, then replay its corpus once for coverage. Writes $w/summary (what to
+# print), $w/row (its line of the report) and $w/rc; always returns 0 (the caller reads rc).
+fuzz_one() {
+  local t=$1 w="$run/$1" seeds rc=0 execs edges found
   mkdir -p "$w/corpus"
   [ -d "tests/fuzz/corpus/$t" ] && cp -r "tests/fuzz/corpus/$t/." "$w/corpus/"
   seeds=$(find "$w/corpus" -type f | wc -l)
-  echo "== $t: $secs s from $seeds inputs"
-  rc=0
   LLVM_PROFILE_FILE=/dev/null "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$w/" "$w/corpus" >"$w/fuzz.log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$w/fuzz.log" | tail -1)
   edges=$(grep -o 'cov: [0-9]*' "$w/fuzz.log" | tail -1 | cut -d' ' -f2 || true)  # none when it failed at once
   found=$(( $(find "$w/corpus" -type f | wc -l) - seeds ))
-  if [ "$rc" -ne 0 ]; then
-    failed=1
-    echo "FAIL: $t (exit $rc); the input that failed:" >&2
-    ls "$w" | grep -E '^(crash|leak|timeout|oom|slow-unit)-' >&2 || true
-    tail -40 "$w/fuzz.log" >&2
-  fi
+  {
+    echo "== $t: $secs s from $seeds inputs"
+    if [ "$rc" -ne 0 ]; then
+      echo "FAIL: $t (exit $rc); the input that failed:"
+      ls "$w" | grep -E '^(crash|leak|timeout|oom|slow-unit)-' || true
+      tail -40 "$w/fuzz.log"
+    fi
+    echo "   ${execs:-?} executions, ${edges:-?} edges, $found new inputs, exit $rc"
+  } >"$w/summary"
   # Coverage: every corpus input once, through the same binary (-runs=0 replays and exits).
   LLVM_PROFILE_FILE="$w/cov.profraw" "$bin/$t" -runs=0 -artifact_prefix="$w/replay-" "$w/corpus" >"$w/replay.log" 2>&1 || true
+  echo "| $t | ${execs:-?} | $(( ${execs:-0} / (secs > 0 ? secs : 1) )) | ${edges:-?} | $seeds | $found | $([ "$rc" -eq 0 ] && echo ok || echo "**failed**") |" >"$w/row"
+  echo "$rc" >"$w/rc"
+}
+
+# VEPF_FUZZ_JOBS targets at once (default 2: each libFuzzer process keeps one CPU busy).
+parallel=${VEPF_FUZZ_JOBS:-2}
+echo "== fuzzing ${#targets[@]} targets, $parallel at a time, $secs s each"
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  fuzz_one "$t" &
+done
+wait
+rows=()
+objects=()
+failed=0
+for t in "${targets[@]}"; do
+  w="$run/$t"
+  if [ "$(cat "$w/rc" 2>/dev/null || echo 1)" -ne 0 ]; then
+    failed=1
+    cat "$w/summary" >&2 || echo "FAIL: $t: no result" >&2
+  else
+    cat "$w/summary"
+  fi
   objects+=("$bin/$t")
-  rows+=("| $t | ${execs:-?} | $(( ${execs:-0} / (secs > 0 ? secs : 1) )) | ${edges:-?} | $seeds | $found | $([ "$rc" -eq 0 ] && echo ok || echo "**failed**") |")
-  echo "   ${execs:-?} executions, ${edges:-?} edges, $found new inputs, exit $rc"
+  rows+=("$(cat "$w/row" 2>/dev/null || echo "| $t | ? | ? | ? | ? | ? | **failed** |")")
 done
 
 profs=()

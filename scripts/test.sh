@@ -4,7 +4,7 @@
 # files the last change touched (scripts/tidy.sh), runs every test of the default build
 # (unit, integration over loopback, network namespaces), checks the static vepf-ep against the
 # default vepf-host, runs the unit tests cross-built for arm64 under qemu-user, under ASan+UBSan
-# and under TSan, fuzzes every libFuzzer target for 40 s (scripts/fuzz.sh: executions and the
+# and under TSan, fuzzes every libFuzzer target for 60 s, two at a time (scripts/fuzz.sh: executions and the
 # corpora's line coverage in build/fuzz/report.md), and the HIL stage on two QEMU machines (tests/hil/run.sh), where an arm64
 # machine runs the arm64 vepf-ep.
 set -euo pipefail
@@ -50,8 +50,8 @@ cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$jobs"
 TSAN_OPTIONS=halt_on_error=1 ctest --preset tsan -L unit -j "$jobs"
 
-echo "== fuzz: every libFuzzer target for ${VEPF_FUZZ_SECONDS:-40} s, then the corpora's line coverage (build/fuzz/report.md)"
-scripts/fuzz.sh --seconds "${VEPF_FUZZ_SECONDS:-40}"
+echo "== fuzz: every libFuzzer target for ${VEPF_FUZZ_SECONDS:-60} s, then the corpora's line coverage (build/fuzz/report.md)"
+scripts/fuzz.sh --seconds "${VEPF_FUZZ_SECONDS:-60}"
 
 echo "== HIL: two QEMU machines"
 tests/hil/run.sh
