@@ -40,7 +40,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "devices/blk/blk_device.hpp"
@@ -116,7 +115,6 @@ struct Rig {
   }
   bool bring_up(std::uint64_t want) {
     room.clear();
-    scribbled = false;
     return fuzz::bring_up(t, slot, want, queue_size, vq, features);
   }
 
@@ -132,8 +130,7 @@ struct Rig {
   std::uint64_t features = 0;
   std::optional<ring::Vring> vq[1];
   std::uint64_t token = 0;
-  std::unordered_map<std::uint64_t, std::uint64_t> room;  // token -> writable bytes posted
-  bool scribbled = false;  // the driver wrote its rings: the device may see other lengths
+  PostedRoom room;  // what each chain let the device write
 };
 
 /// Writes `what` at `off` of the driver's view of the EP window, cut to `len` bytes.
@@ -176,18 +173,7 @@ void request(Rig& r, ByteReader& in) {
       writable += b->buf.len;
     }
   }
-  if (post(r.t, *r.vq[0], out, wr, ++r.token)) r.room[r.token] = writable;
-}
-
-void take_used(Rig& r) {
-  for (int k = 0; r.vq[0] && k < 64; ++k) {
-    auto u = r.vq[0]->get_used();
-    if (!u || !*u) break;
-    const auto it = r.room.find((*u)->token);
-    if (it == r.room.end()) continue;
-    if (!r.scribbled) FUZZ_CHECK((*u)->len <= it->second);
-    r.room.erase(it);
-  }
+  if (post(r.t, *r.vq[0], out, wr, ++r.token)) r.room.posted(r.token, writable);
 }
 
 void run(const std::uint8_t* data, std::size_t size) {
@@ -220,10 +206,10 @@ void run(const std::uint8_t* data, std::size_t size) {
           break;
         case 1:
           scribble(in, r.t);
-          r.scribbled = true;
+          r.room.scribbled();
           break;
         case 2:
-          take_used(r);
+          if (r.vq[0]) r.room.take_used(*r.vq[0]);
           break;
         case 3:
           (void)r.t.drl.ring_doorbell();
@@ -240,7 +226,7 @@ void run(const std::uint8_t* data, std::size_t size) {
       FUZZ_CHECK(r.dev->stats().max_in_flight <= 16);
     }
     (void)loop->run_once(0);
-    take_used(r);
+    if (r.vq[0]) r.room.take_used(*r.vq[0]);
     if (verbose()) {
       const auto& st = r.dev->stats();
       std::fprintf(

@@ -48,7 +48,6 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "console_fuzz.hpp"
@@ -96,7 +95,6 @@ struct Rig {
   explicit Rig(std::uint16_t qsize) : queue_size(qsize) { dev.emplace(console_config(), qsize); }
   bool bring_up(std::uint64_t want) {
     room.clear();
-    scribbled = false;
     return fuzz::bring_up(t, slot, want, queue_size, vq, features);
   }
 
@@ -107,8 +105,7 @@ struct Rig {
   std::uint64_t features = 0;
   std::optional<ring::Vring> vq[kQueues];
   std::uint64_t token = 0;
-  std::unordered_map<std::uint64_t, std::uint64_t> room;  // token -> writable bytes posted
-  bool scribbled = false;  // the driver wrote its rings: the device may see other lengths
+  PostedRoom room;  // what each chain let the device write
 };
 
 /// The socket port's client and the application on port 0's pty.
@@ -156,7 +153,7 @@ void control(Rig& r, ByteReader& in) {
   for (unsigned n = in.u8() % 2; n > 0; --n) {
     if (auto b = place(in, r.t.drv.ep_alloc(), ep_base, ep_size)) out.push_back(b->buf);
   }
-  if (post(r.t, *r.vq[layout::kConsoleCtrlTxQueue], out, {}, ++r.token)) r.room[r.token] = 0;
+  if (post(r.t, *r.vq[layout::kConsoleCtrlTxQueue], out, {}, ++r.token)) r.room.posted(r.token, 0);
 }
 
 void transmit(Rig& r, ByteReader& in) {
@@ -173,7 +170,8 @@ void transmit(Rig& r, ByteReader& in) {
       r.t.w.drv_ep.write(*b->off, fill);
     }
   }
-  if (post(r.t, *r.vq[layout::console_tx_queue(port)], out, {}, ++r.token)) r.room[r.token] = 0;
+  if (post(r.t, *r.vq[layout::console_tx_queue(port)], out, {}, ++r.token))
+    r.room.posted(r.token, 0);
 }
 
 void receive(Rig& r, ByteReader& in) {
@@ -181,20 +179,7 @@ void receive(Rig& r, ByteReader& in) {
   const auto bufs = place_receive(in, r.t, 4);
   std::uint64_t writable = 0;
   for (const auto& b : bufs) writable += b.len;
-  if (post(r.t, *r.vq[q], {}, bufs, ++r.token)) r.room[r.token] = writable;
-}
-
-void take_used(Rig& r) {
-  for (auto& q : r.vq) {
-    for (int k = 0; q && k < 64; ++k) {
-      auto u = q->get_used();
-      if (!u || !*u) break;
-      const auto it = r.room.find((*u)->token);
-      if (it == r.room.end()) continue;
-      if (!r.scribbled) FUZZ_CHECK((*u)->len <= it->second);
-      r.room.erase(it);
-    }
-  }
+  if (post(r.t, *r.vq[q], {}, bufs, ++r.token)) r.room.posted(r.token, writable);
 }
 
 void backends(Backends& b, ByteReader& in) {
@@ -256,10 +241,12 @@ void run(const std::uint8_t* data, std::size_t size) {
           break;
         case 3:
           scribble(in, r.t);
-          r.scribbled = true;
+          r.room.scribbled();
           break;
         case 4:
-          take_used(r);
+          for (auto& q : r.vq) {
+            if (q) r.room.take_used(*q);
+          }
           break;
         case 5:
           (void)r.t.drl.ring_doorbell();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "fuzz_log.hpp"
@@ -93,6 +94,35 @@ inline void scribble(ByteReader& in, test::TransportPair& t) {
   const std::uint32_t off = in.u32() % size & ~3u;
   t.w.drv_ep.store<std::uint32_t>(off, in.u32());
 }
+
+/// What the driver posted, to check the device's used lengths against: the writable bytes of
+/// each chain (by token), until the driver scribbles on its own rings (the device may then see
+/// other chains than the ones posted).
+class PostedRoom {
+ public:
+  void clear() {
+    room_.clear();
+    scribbled_ = false;
+  }
+  void posted(std::uint64_t token, std::uint64_t writable) { room_[token] = writable; }
+  void scribbled() { scribbled_ = true; }
+  /// The driver takes up to 64 used entries of `q`; aborts when one claims more than its
+  /// chain's writable bytes (while the rings are as the driver wrote them).
+  void take_used(ring::Vring& q) {
+    for (int k = 0; k < 64; ++k) {
+      auto u = q.get_used();
+      if (!u || !*u) break;
+      const auto it = room_.find((*u)->token);
+      if (it == room_.end()) continue;
+      if (!scribbled_) FUZZ_CHECK((*u)->len <= it->second);
+      room_.erase(it);
+    }
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, std::uint64_t> room_;  // token -> writable bytes (bytes)
+  bool scribbled_ = false;
+};
 
 /// The driver takes up to 64 used entries of each queue.
 template <std::size_t N>
