@@ -19,8 +19,10 @@
 namespace vepf::app {
 
 void add_common_options(CLI::App& cli, CommonOptions& o) {
-  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml")
-      ->required();
+  cli.add_option("-b,--board", o.board, "Board config (TOML), e.g. board-configs/loopback.toml");
+  cli.add_option("--check-config", o.check_config,
+                 "Validate a board config without touching hardware, describe it, and exit (0: "
+                 "valid, 2: not)");
   cli.add_option("--socket", o.socket,
                  "Loopback platform: override [loopback] socket (unix socket path)");
   cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
@@ -53,6 +55,23 @@ tl::expected<config::BoardConfig, int> parse_and_load(
       std::fprintf(stderr, "%s; aborting (--strict-link)\n", ring::describe(v).c_str());
       std::abort();
     });
+  }
+  if (!o.check_config.empty()) {
+    auto checked = config::load_board_config(o.check_config);
+    if (!checked) {
+      std::fprintf(stderr, "%s: %s\n", prog.c_str(), checked.error().message.c_str());
+      return tl::unexpected(kExitUsage);
+    }
+    std::fputs(config::describe(*checked).c_str(), stdout);
+    std::printf("%s: %s is valid\n", prog.c_str(), o.check_config.c_str());
+    return tl::unexpected(kExitOk);
+  }
+  if (o.board.empty()) {
+    std::fprintf(stderr,
+                 "%s: --board is required: name the board config, e.g. --board "
+                 "board-configs/loopback.toml (or check one with --check-config FILE)\n",
+                 prog.c_str());
+    return tl::unexpected(kExitUsage);
   }
   auto cfg = config::load_board_config(o.board);
   if (!cfg) {

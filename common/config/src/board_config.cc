@@ -122,6 +122,28 @@ std::string_view to_string(MemoryType type) {
   return "unknown";
 }
 
+std::string_view to_string(BarKind kind) {
+  switch (kind) {
+    case BarKind::kProgrammable:
+      return "programmable";
+    case BarKind::kFixed:
+      return "fixed";
+    case BarKind::kReserved:
+      return "reserved";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(EpfKind kind) {
+  switch (kind) {
+    case EpfKind::kVntb:
+      return "pci_epf_vntb";
+    case EpfKind::kTest:
+      return "pci_epf_test";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(DoorbellKind kind) {
   switch (kind) {
     case DoorbellKind::kNone:

@@ -416,7 +416,7 @@ Expected<AffinityConfig> Reader::read_affinity(const toml::table& root) const {
 Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
   VEPF_CONFIG_CHECK(check_keys(
       root, "",
-      {"board", "link", "loopback", "host", "ep", "gpio", "control", "affinity", "device"}));
+      {"board", "link", "loopback", "host", "ep", "soc", "gpio", "control", "affinity", "device"}));
   BoardConfig config;
   VEPF_CONFIG_TRY(section, read_board_section(root));
   config.name = std::move(section.name);
@@ -442,6 +442,9 @@ Expected<BoardConfig> Reader::board_config(const toml::table& root) const {
     VEPF_CONFIG_TRY(ep, read_pci_side(root, "ep", config.platform, config.link));
     config.ep = std::move(ep);
   }
+  VEPF_CONFIG_TRY(soc, read_soc(root, config.platform));
+  config.soc = std::move(soc);
+  VEPF_CONFIG_CHECK(check_soc(config));
   VEPF_CONFIG_TRY(gpio, read_gpio(root));
   config.gpio = std::move(gpio);
   VEPF_CONFIG_TRY(control, read_control(root));

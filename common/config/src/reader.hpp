@@ -1,7 +1,7 @@
 // The board-config reader's internals, shared by its source files (reader.cc: the generic TOML
 // getters and message helpers; read_board.cc: [board], [link], [loopback], [gpio], [host]/[ep];
-// read_devices.cc: [[device]]; board_config.cc: the public entry points). Not installed: no one
-// outside common/config/src sees TOML.
+// read_devices.cc: [[device]]; read_soc.cc: [soc]; board_config.cc: the public entry points). Not
+// installed: no one outside common/config/src sees TOML.
 #pragma once
 
 #include <array>
@@ -66,6 +66,8 @@ inline constexpr std::array kConsoleBackends{ConsoleBackend::kPty, ConsoleBacken
 inline constexpr std::size_t kMaxConsolePorts = 32;    // vepf::layout::kConsoleMaxPorts
 inline constexpr std::size_t kMaxConsoleNameLen = 63;  // vepf::layout::kConsoleMaxNameLen
 inline constexpr std::array kBackendKinds{BackendKind::kTap, BackendKind::kSeqpacket};
+inline constexpr std::array kBarKinds{BarKind::kProgrammable, BarKind::kFixed, BarKind::kReserved};
+inline constexpr std::array kEpfKinds{EpfKind::kVntb, EpfKind::kTest};
 inline constexpr std::array kRpmsgServes{RpmsgServe::kChannels, RpmsgServe::kApplication};
 
 /// `s` between `q` quotes, with quotes, backslashes and control bytes escaped, for messages.
@@ -129,6 +131,9 @@ class Reader {
   Expected<GpioConfig> read_gpio(const toml::table& root) const;
   Expected<ControlConfig> read_control(const toml::table& root) const;
   Expected<AffinityConfig> read_affinity(const toml::table& root) const;
+  // read_soc.cc: [soc], then [link]/[host]/[ep] checked against it.
+  Expected<SocConfig> read_soc(const toml::table& root, Platform platform) const;
+  Expected<void> check_soc(const BoardConfig& config) const;
   Expected<PciSide> read_pci_side(const toml::table& root, std::string_view side, Platform platform,
                                   const LinkConfig& link) const;
   /// Where a window's memory comes from, for read_window_memory()'s rules.

@@ -19,13 +19,14 @@
 namespace vepf::app {
 
 struct CommonOptions {
-  std::string board;               // --board FILE (required)
+  std::string board;               // --board FILE (required, unless --check-config)
+  std::string check_config;        // --check-config FILE: validate, describe, exit
   std::string socket;              // --socket PATH: overrides [loopback] socket
   std::string log_level = "info";  // --log-level
   bool strict_link = false;        // --strict-link, or VEPF_STRICT_LINK=1 in the environment
 };
 
-/// Adds --board, --socket, --log-level and --strict-link to `cli`, bound to `o`.
+/// Adds --board, --check-config, --socket, --log-level and --strict-link to `cli`, bound to `o`.
 void add_common_options(CLI::App& cli, CommonOptions& o);
 
 /// Parses argv, creates `loggers`, loads and validates the board config (--socket applied), and
@@ -34,6 +35,9 @@ void add_common_options(CLI::App& cli, CommonOptions& o);
 /// alignment fault of a real arm64 board would end it.
 /// On failure prints why to stderr and returns the exit code to leave with (0 after --help,
 /// kExitUsage for a bad command line or config).
+/// With --check-config FILE it only loads and validates FILE, touching no hardware: a valid
+/// config is described on stdout (config::describe()) and the exit code is 0; an invalid one is
+/// printed to stderr with exit code kExitUsage (2).
 tl::expected<config::BoardConfig, int> parse_and_load(
     CLI::App& cli, int argc, char** argv, const CommonOptions& o,
     std::initializer_list<std::string_view> loggers);

@@ -251,6 +251,51 @@ struct AffinityConfig {
   std::vector<std::uint32_t> host;                           // vepf-host
 };
 
+/// What the EP controller lets a function do with one BAR (struct pci_epc_features' bar[],
+/// Linux include/linux/pci-epc.h).
+enum class BarKind {
+  kProgrammable,  // any power-of-2 size the function asks for (BAR_PROGRAMMABLE)
+  kFixed,         // one size only (BAR_FIXED, fixed_size)
+  kReserved,      // used by the controller itself, not by functions (BAR_RESERVED)
+};
+/// The endpoint function scripts/ep-configfs.sh creates under /sys/kernel/config/pci_ep.
+enum class EpfKind {
+  kVntb,  // pci_epf_vntb: the RC sees an NTB function; on the EP a virtual PCI device whose
+          // BARs are the memory windows (vepf-ep maps it through VFIO, board.platform = "vfio")
+  kTest,  // pci_epf_test: a function of plain BARs (vepf-ep maps their memory through /dev/mem,
+          // board.platform = "devmem")
+};
+
+struct SocBar {
+  BarKind kind = BarKind::kProgrammable;
+  std::uint64_t fixed_size = 0;  // kFixed: bytes, a power of 2
+  bool only_64bit = false;       // 64-bit only: the BAR takes the next BAR as its upper half
+};
+
+/// [soc], optional on a PCI platform: the EP controller of a real SoC, as its Linux EPC driver
+/// (struct pci_epc_features) and reference manual describe it. The reader checks [link], [host]
+/// and [ep] against it (BARs, alignment, outbound window, memory types); scripts/ep-configfs.sh
+/// takes `epc` and `function` from it.
+struct SocConfig {
+  bool present = false;
+  std::string name;  // the SoC, e.g. "Rockchip RK3588"
+  std::string epc;   // the EP controller's name under /sys/class/pci_epc, e.g. "a40000000.pcie-ep"
+  EpfKind function = EpfKind::kVntb;
+  std::array<SocBar, 6> bars{};  // BARs the file does not name are kProgrammable
+  /// Inbound address alignment (pci_epc_features.align): the memory behind a BAR starts at a
+  /// multiple of this (bytes, a power of 2, 4 KiB..1 GiB). 4096 when the driver sets none.
+  std::uint64_t bar_align = 4096;
+  /// Outbound: PCIe address space the controller maps RC memory through (bytes; 0: not stated)
+  /// and the alignment of one mapping (the iATU's region granularity, bytes, a power of 2).
+  std::uint64_t outbound_size = 0;
+  std::uint64_t outbound_align = 4096;
+  bool msi = false, msix = false;  // interrupts the function may raise towards the RC
+  /// Inbound writes snoop the EP CPU's caches (the controller's DT node is dma-coherent): the EP
+  /// window may be "cached" on the EP side; otherwise it may not.
+  bool coherent = false;
+  std::string dma;  // the controller's DMA engine, e.g. "dw-edma"; "none" (not used by vepf yet)
+};
+
 struct BoardConfig {
   std::string name;
   Platform platform = Platform::kLoopback;
@@ -258,6 +303,7 @@ struct BoardConfig {
   LoopbackConfig loopback;            // board.platform = "loopback" only
   PciSide host;                       // [host]: every other platform
   PciSide ep;                         // [ep]: every other platform
+  SocConfig soc;                      // [soc], optional, PCI platforms only
   GpioConfig gpio;                    // [gpio], optional
   ControlConfig control;              // [control], optional
   AffinityConfig affinity;            // [affinity], optional
@@ -296,7 +342,7 @@ std::optional<ConfigError> check_allowed_dirs(const DeviceConfig& d,
 
 /// The TOML spelling of each enum value ("loopback", "vfio", "devmem", "none", "ivshmem", "net",
 /// "rpmsg", "block", "console", "tap", "seqpacket", "pty", "program", "socket", "cached", "device",
-/// "wc", "cached-noncoherent", "channels", "application").
+/// "wc", "cached-noncoherent", "channels", "application", and those below).
 std::string_view to_string(Platform platform);
 std::string_view to_string(DoorbellKind kind);
 std::string_view to_string(DeviceType type);
@@ -304,5 +350,12 @@ std::string_view to_string(BackendKind kind);
 std::string_view to_string(RpmsgServe serve);
 std::string_view to_string(ConsoleBackend backend);
 std::string_view to_string(MemoryType type);
+std::string_view to_string(BarKind kind);  // "programmable", "fixed", "reserved"
+std::string_view to_string(EpfKind kind);  // "pci_epf_vntb", "pci_epf_test"
+
+/// A readable summary of a valid board config for `vepf-ep --check-config` / `vepf-host
+/// --check-config`: the platform, the windows and where each side finds them, the SoC's
+/// constraints they were checked against, the devices. Several lines, each ending in '\n'.
+std::string describe(const BoardConfig& config);
 
 }  // namespace vepf::config
