@@ -141,6 +141,9 @@ int main(int argc, char** argv) {
                  "Control socket path (default: the [loopback] socket + \".ctl\", or "
                  "/run/vepf/vepf-ep.ctl on PCI platforms)");
   cli.fallthrough();
+  cli.add_flag("--configfs-env", o.common.configfs_env,
+               "With --check-config: print what scripts/ep-configfs.sh writes into configfs "
+               "(shell assignments) instead of the description");
   auto* ctl = cli.add_subcommand("ctl", "Talk to a running vepf-ep: list, add or remove devices");
   ctl->require_subcommand(1);
   ctl->add_subcommand("list", "Print the device table as JSON");

@@ -62,6 +62,15 @@ tl::expected<config::BoardConfig, int> parse_and_load(
       std::fprintf(stderr, "%s: %s\n", prog.c_str(), checked.error().message.c_str());
       return tl::unexpected(kExitUsage);
     }
+    if (o.configfs_env) {
+      auto env = config::configfs_env(*checked);
+      if (!env) {
+        std::fprintf(stderr, "%s: %s\n", prog.c_str(), env.error().message.c_str());
+        return tl::unexpected(kExitUsage);
+      }
+      std::fputs(env->c_str(), stdout);
+      return tl::unexpected(kExitOk);
+    }
     std::fputs(config::describe(*checked).c_str(), stdout);
     std::printf("%s: %s is valid\n", prog.c_str(), o.check_config.c_str());
     return tl::unexpected(kExitOk);

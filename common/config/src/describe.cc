@@ -1,7 +1,10 @@
 // describe(): a valid board config in words, for `--check-config`.
 #include <fmt/format.h>
 
+#include <bit>
+
 #include "vepf/config/board_config.hpp"
+#include "vepf/pci_address.hpp"
 
 namespace vepf::config {
 
@@ -78,6 +81,57 @@ std::string describe(const BoardConfig& c) {
     out += fmt::format(" [{}] {}", i, to_string(c.devices[i].type));
   }
   out += "\n";
+  return out;
+}
+
+tl::expected<std::string, ConfigError> configfs_env(const BoardConfig& c) {
+  auto fail = [&c](const std::string& what) {
+    return tl::unexpected(ConfigError{"board " + c.name + ": " + what});
+  };
+  const SocConfig& s = c.soc;
+  if (!s.present) return fail("has no [soc]: ep-configfs.sh needs the EP controller (soc.epc)");
+  const auto ids = PciMatch::parse(c.host.device);
+  if (!ids || ids->address) {
+    return fail("host.device = \"" + c.host.device +
+                "\" is not vendor:device: ep-configfs.sh gives the function these IDs; write "
+                "e.g. host.device = \"1d87:3588\"");
+  }
+  std::string out;
+  out += fmt::format("VEPF_EPC={}\nVEPF_EPF={}\n", s.epc, to_string(s.function));
+  out += fmt::format("VEPF_VENDOR_ID={:#06x}\nVEPF_DEVICE_ID={:#06x}\n", ids->vendor, ids->device);
+  out += fmt::format("VEPF_MSI={}\nVEPF_MSIX={}\n", s.msi ? 1 : 0, s.msix ? 1 : 0);
+  const std::uint8_t bar = c.host.ep_window.bar;
+  const SocBar& b = s.bars[bar];
+  std::uint64_t size = b.kind == BarKind::kFixed
+                           ? b.fixed_size
+                           : std::bit_ceil(c.host.ep_window.offset + c.link.ep_window_size);
+  if (b.kind != BarKind::kFixed && size < s.bar_align) size = s.bar_align;
+  out += fmt::format("VEPF_BAR={}\nVEPF_BAR_SIZE={:#x}\n", bar, size);
+  if (s.function == EpfKind::kVntb) {
+    // The control (config + scratchpads) and doorbell registers take two more BARs.
+    std::vector<int> free;
+    for (int i = 0; i < 6; ++i) {
+      const bool upper = i > 0 && s.bars[i - 1].only_64bit;
+      const bool window = i == bar || (i == bar + 1 && b.only_64bit);
+      if (!window && !upper && s.bars[i].kind != BarKind::kReserved) free.push_back(i);
+    }
+    if (free.size() < 2) {
+      return fail(
+          "pci_epf_vntb needs two BARs besides host.ep_window.bar for its control and "
+          "doorbell registers, and " +
+          s.name + " leaves " + std::to_string(free.size()) +
+          ": move the EP window to another BAR");
+    }
+    const auto vntb = PciMatch::parse(c.ep.device);
+    if (!vntb || vntb->address) {
+      return fail("ep.device = \"" + c.ep.device +
+                  "\" is not vendor:device: with pci_epf_vntb it names the virtual device "
+                  "(vntb_vid:vntb_pid), e.g. ep.device = \"1912:0030\"");
+    }
+    out += fmt::format("VEPF_CTRL_BAR={}\nVEPF_DB_BAR={}\n", free[0], free[1]);
+    out +=
+        fmt::format("VEPF_VNTB_VID={:#06x}\nVEPF_VNTB_PID={:#06x}\n", vntb->vendor, vntb->device);
+  }
   return out;
 }
 

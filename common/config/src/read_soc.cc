@@ -72,7 +72,7 @@ Expected<SocConfig> Reader::read_soc(const toml::table& root, Platform platform)
           "; write function = " + in_quotes(to_string(expected)) + " or remove it");
     }
   }
-  VEPF_CONFIG_TRY(align, get_integer(*tbl, "soc", "bar_align", 4096, 4096, std::int64_t{1} << 30));
+  VEPF_CONFIG_TRY(align, get_integer(*tbl, "soc", "bar_align", 4096, 256, std::int64_t{1} << 30));
   if (!power_of_2(align)) {
     return fail("soc.bar_align = " + std::to_string(align) +
                 " is not a power of 2: write the EPC driver's pci_epc_features.align, e.g. "

@@ -21,6 +21,7 @@ namespace vepf::app {
 struct CommonOptions {
   std::string board;               // --board FILE (required, unless --check-config)
   std::string check_config;        // --check-config FILE: validate, describe, exit
+  bool configfs_env = false;       // with --check-config: print config::configfs_env() instead
   std::string socket;              // --socket PATH: overrides [loopback] socket
   std::string log_level = "info";  // --log-level
   bool strict_link = false;        // --strict-link, or VEPF_STRICT_LINK=1 in the environment

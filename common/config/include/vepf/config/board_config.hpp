@@ -283,7 +283,7 @@ struct SocConfig {
   EpfKind function = EpfKind::kVntb;
   std::array<SocBar, 6> bars{};  // BARs the file does not name are kProgrammable
   /// Inbound address alignment (pci_epc_features.align): the memory behind a BAR starts at a
-  /// multiple of this (bytes, a power of 2, 4 KiB..1 GiB). 4096 when the driver sets none.
+  /// multiple of this (bytes, a power of 2, 256..1 GiB). 4096 when the file gives none.
   std::uint64_t bar_align = 4096;
   /// Outbound: PCIe address space the controller maps RC memory through (bytes; 0: not stated)
   /// and the alignment of one mapping (the iATU's region granularity, bytes, a power of 2).
@@ -357,5 +357,20 @@ std::string_view to_string(EpfKind kind);  // "pci_epf_vntb", "pci_epf_test"
 /// --check-config`: the platform, the windows and where each side finds them, the SoC's
 /// constraints they were checked against, the devices. Several lines, each ending in '\n'.
 std::string describe(const BoardConfig& config);
+
+/// What scripts/ep-configfs.sh writes into /sys/kernel/config/pci_ep for a board with [soc], as
+/// shell assignments (`vepf-ep --check-config FILE --configfs-env`), one per line, every value
+/// a checked token (no quoting needed):
+///   VEPF_EPC, VEPF_EPF         soc.epc, soc.function ("pci_epf_vntb" / "pci_epf_test")
+///   VEPF_VENDOR_ID, VEPF_DEVICE_ID   the function's IDs, from host.device (vendor:device), hex
+///   VEPF_MSI, VEPF_MSIX        interrupts to ask for (msi_interrupts, msix_interrupts; 0: none)
+///   VEPF_BAR, VEPF_BAR_SIZE    the BAR the RC reaches the EP window through (host.ep_window.bar)
+///                              and its size in bytes (a power of 2 holding offset + window,
+///                              at least soc.bar_align; a fixed BAR's own size), hex
+///   pci_epf_vntb only: VEPF_CTRL_BAR, VEPF_DB_BAR (the first two other BARs the controller
+///   gives functions), VEPF_VNTB_VID, VEPF_VNTB_PID (the virtual device's IDs, from ep.device)
+/// Errors (a message naming the field): no [soc], host.device or ep.device not vendor:device,
+/// no BARs left for the vNTB control and doorbell registers.
+tl::expected<std::string, ConfigError> configfs_env(const BoardConfig& config);
 
 }  // namespace vepf::config
