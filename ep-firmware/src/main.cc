@@ -15,10 +15,10 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "control/control_server.hpp"
 #include "server/server.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
+#include "vepf/app/control_server.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
@@ -104,7 +104,7 @@ int run_ctl(const config::BoardConfig& cfg, const Options& o, const std::string&
     req["slot"] = o.ctl_slot;
   }
   const std::string path = ep::control_socket_path(cfg, o.ctl_socket);
-  auto reply = ep::control_request(path, req.dump());
+  auto reply = app::control_request(path, req.dump());
   if (!reply) {
     std::fprintf(
         stderr,

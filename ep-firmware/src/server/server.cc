@@ -243,7 +243,7 @@ void Server::reset_all() {
 
 Result<void> Server::open_control() {
   if (o_.control_socket.empty()) return {};
-  ControlServer::Policy policy;
+  app::ControlServer::Policy policy;
   policy.max_clients = cfg_.control.max_clients;
   if (!cfg_.control.group.empty()) {
     const auto gid = group_id(cfg_.control.group);
@@ -256,7 +256,7 @@ Result<void> Server::open_control() {
     }
     policy.group = *gid;
   }
-  auto ctl = ControlServer::listen(
+  auto ctl = app::ControlServer::listen(
       o_.control_socket, loop_, [this](std::string_view r) { return handle_control(r); }, policy);
   if (!ctl) return tl::unexpected(ctl.error());
   control_ = std::move(*ctl);

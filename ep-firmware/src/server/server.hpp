@@ -20,9 +20,9 @@
 #include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
 
-#include "control/control_server.hpp"
 #include "devices/device.hpp"
 #include "vepf/app/app.hpp"
+#include "vepf/app/control_server.hpp"
 #include "vepf/app/spin.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/error.hpp"
@@ -121,7 +121,7 @@ class Server {
   std::unique_ptr<gpio::Chips> chips_;
   std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by slot
   std::unique_ptr<transport::DeviceTransport> transport_;     // after the devices: it resets them
-  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<app::ControlServer> control_;
   std::unique_ptr<os::Acceptor> host_acceptor_;  // loopback: the link's listening socket
   std::unique_ptr<gpio::Sideband>
       sideband_;  // after the transport: "ready" drops before the link goes

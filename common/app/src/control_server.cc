@@ -1,4 +1,4 @@
-#include "control/control_server.hpp"
+#include "vepf/app/control_server.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 
 #include "vepf/os/unix_socket.hpp"
 
-namespace vepf::ep {
+namespace vepf::app {
 
 namespace {
 constexpr std::size_t kMaxMessage = 64 * 1024;  // bytes of one request or reply
@@ -144,4 +144,4 @@ Result<std::string> control_request(const std::string& path, const std::string& 
   return buf;
 }
 
-}  // namespace vepf::ep
+}  // namespace vepf::app

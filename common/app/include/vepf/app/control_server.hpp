@@ -1,12 +1,11 @@
 #pragma once
-// The EP's control socket: a unix SOCK_SEQPACKET socket on which `vepf-ep ctl` (or any program)
-// sends one JSON request per message and reads one JSON reply. Requests:
-//   {"op": "list"}
-//   {"op": "add", "device": "<the keys of a [[device]] table, as TOML>"}
-//   {"op": "remove", "slot": N}
-// Replies: {"ok": true, ...} or {"ok": false, "error": "<what is wrong and what to do>"}.
+// A program's control socket: a unix SOCK_SEQPACKET socket on which `vepf-ep ctl`, `vepf-ep
+// status`, `vepf-host status` (or any program) send one JSON request per message and read one
+// JSON reply; the program's handler decides the requests (vepf-ep: ep::Server::handle_control;
+// vepf-host: host::Bus::handle_control). Replies: {"ok": true, ...} or {"ok": false, "error":
+// "<what is wrong and what to do>"}.
 // Who may connect is checked on the peer's credentials (SO_PEERCRED, SO_PEERGROUPS), not only on
-// the socket file's mode: root, vepf-ep's own user, and the members of one configured group.
+// the socket file's mode: root, the program's own user, and the members of one configured group.
 // A client refused is told why in one reply and closed.
 
 #include <sys/types.h>
@@ -23,7 +22,7 @@
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/fd.hpp"
 
-namespace vepf::ep {
+namespace vepf::app {
 
 class ControlServer {
  public:
@@ -77,4 +76,4 @@ class ControlServer {
 [[nodiscard]] Result<std::string> control_request(const std::string& path,
                                                   const std::string& request);
 
-}  // namespace vepf::ep
+}  // namespace vepf::app
