@@ -19,6 +19,7 @@
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
 #include "vepf/app/control_server.hpp"
+#include "vepf/app/status.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/event_loop.hpp"
 #include "vepf/os/signals.hpp"
@@ -34,6 +35,7 @@ struct Options {
   std::string ctl_socket;               // --ctl-socket; default: the link socket + ".ctl"
   std::vector<std::string> ctl_device;  // ctl add: TOML lines of a [[device]] table
   std::uint32_t ctl_slot = 0;           // ctl remove
+  bool json = false;                    // status --json
 };
 
 /// vendor:device lookup for the vfio platform: libpci, except in the static build (Debian ships
@@ -134,7 +136,8 @@ int main(int argc, char** argv) {
       "virtio-pci-epf register layout in the EP window, for vepf-host on the root complex.\n"
       "Example: vepf-ep --board board-configs/loopback.toml\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.\n"
-      "While it runs, `vepf-ep ctl --board FILE list|add|remove` changes its devices.",
+      "While it runs, `vepf-ep ctl --board FILE list|add|remove` changes its devices and\n"
+      "`vepf-ep status --board FILE [--json]` shows them.",
       "vepf-ep"};
   vepf::app::add_common_options(cli, o.common);
   cli.add_option("--ctl-socket", o.ctl_socket,
@@ -154,9 +157,17 @@ int main(int argc, char** argv) {
   add->add_option("device", o.ctl_device, "TOML lines of the device")->required();
   auto* rm = ctl->add_subcommand("remove", "Remove the device in a slot");
   rm->add_option("slot", o.ctl_slot, "Slot number (see ctl list)")->required();
+  auto* status = cli.add_subcommand(
+      "status",
+      "Print what a running vepf-ep is doing: the link, the link-model counters, each device's "
+      "negotiated features, queues and counters");
+  status->add_flag("--json", o.json, "The same as one JSON document, for scripts");
   auto cfg = vepf::app::parse_and_load(cli, argc, argv, o.common,
                                        {"ep", "ep.net", "ep.rpmsg", "ep.blk", "ep.console"});
   if (!cfg) return cfg.error();
+  if (status->parsed()) {
+    return vepf::app::print_status("vepf-ep", ep::control_socket_path(*cfg, o.ctl_socket), o.json);
+  }
   if (ctl->parsed()) {
     const std::string op = ctl->get_subcommands().front()->get_name();
     return run_ctl(*cfg, o, op);

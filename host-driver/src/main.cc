@@ -15,6 +15,8 @@
 #include "bus/bus.hpp"
 #include "vepf/app/app.hpp"
 #include "vepf/app/cli.hpp"
+#include "vepf/app/control_server.hpp"
+#include "vepf/app/status.hpp"
 #include "vepf/config/board_config.hpp"
 #include "vepf/os/signals.hpp"
 #include "vepf/platform/links.hpp"
@@ -24,6 +26,8 @@ namespace {
 
 struct Options {
   vepf::app::CommonOptions common;
+  std::string ctl_socket;  // --ctl-socket; default: host::control_socket_path()
+  bool json = false;       // status --json
   unsigned connect_timeout_ms = 30000;
   bool once = false;
 };
@@ -39,6 +43,7 @@ int main(int argc, char** argv) {
       "virtio-console port a pty (linked in the device's host_dir); each virtio-blk device an NBD "
       "export.\n"
       "Example: vepf-host --board board-configs/loopback.toml\n"
+      "While it runs, `vepf-host status --board FILE [--json]` shows its devices.\n"
       "Signals: SIGUSR1 prints the link-model counters; SIGINT/SIGTERM stop cleanly.",
       "vepf-host"};
   vepf::app::add_common_options(cli, o.common);
@@ -48,9 +53,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 3600000u));
   cli.add_flag("--once", o.once,
                "Exit (status 1) when the link goes down instead of waiting for the EP");
+  cli.add_option("--ctl-socket", o.ctl_socket,
+                 "Control socket path (default: the [loopback] socket + \".host.ctl\", or "
+                 "/run/vepf/vepf-host.ctl on PCI platforms)");
+  cli.fallthrough();  // `vepf-host status --board FILE` takes the main options after it
+  auto* status = cli.add_subcommand(
+      "status",
+      "Print what a running vepf-host is doing: the link, the link-model counters, each device's "
+      "negotiated features, queues and counters");
+  status->add_flag("--json", o.json, "The same as one JSON document, for scripts");
   auto cfg = vepf::app::parse_and_load(
       cli, argc, argv, o.common, {"host", "host.net", "host.rpmsg", "host.blk", "host.console"});
   if (!cfg) return cfg.error();
+  const std::string ctl_path = vepf::host::control_socket_path(*cfg, o.ctl_socket);
+  if (status->parsed()) return vepf::app::print_status("vepf-host", ctl_path, o.json);
   if (const int rc =
           vepf::app::apply_affinity("vepf-host", "affinity.host", cfg->affinity.host, "host");
       rc != 0) {
@@ -67,6 +83,21 @@ int main(int argc, char** argv) {
   bo.once = o.once;
   vepf::host::Bus bus(*cfg, vepf::platform::make_host_link_source(*cfg, vepf::vfio::find_function),
                       rt->loop, bo);
+  // `vepf-host status`: served from the loop, in every state of the bus (it runs the loop while
+  // it waits for the EP too).
+  auto policy = vepf::app::control_policy(cfg->control);
+  if (!policy) {
+    std::fprintf(stderr, "vepf-host: %s\n", policy.error().c_str());
+    return vepf::app::kExitUsage;
+  }
+  auto ctl = vepf::app::ControlServer::listen(
+      ctl_path, rt->loop, [&bus](std::string_view r) { return bus.handle_control(r); }, *policy);
+  if (!ctl) {
+    std::fprintf(stderr, "vepf-host: cannot open the control socket %s: %s%s%s\n", ctl_path.c_str(),
+                 ctl.error().what, ctl.error().sys_errno ? ": " : "",
+                 ctl.error().sys_errno ? std::strerror(ctl.error().sys_errno) : "");
+    return vepf::app::kExitFailure;
+  }
   const int sfd = rt->signals.get();
   (void)rt->loop.add(sfd, EPOLLIN, [&bus, sfd](std::uint32_t) {
     while (auto sig = vepf::os::read_signal(sfd)) {

@@ -4,6 +4,9 @@
 #  2. vepf-ep stops (SIGTERM): the host TAP loses carrier, vepf-host keeps running;
 #  3. vepf-ep starts again (new epoch): the host re-attaches by itself, carrier returns, ping passes;
 #  4. vepf-host stops: the EP TAP loses carrier (the driver went away), vepf-ep keeps running.
+# Meanwhile `vepf-ep status` and `vepf-host status` (readable and --json) report the link, its
+# epoch, the net device with its negotiated features, queues and the frames the pings moved, and
+# vepf-host's status says "waiting" while the EP is gone.
 # Both run with the board's [affinity] on one CPU (the last this script may use), and each must
 # run on exactly it; a board naming a CPU this machine lacks stops vepf-ep with exit code 2.
 # usage: link_status_test.sh BUILD_DIR
@@ -34,10 +37,41 @@ runs_on() { test "$(awk '/^Cpus_allowed_list:/ {print $2}' "/proc/$1/status")" =
 check "vepf-ep runs on CPU $cpu only ([affinity] ep)" runs_on "$ep_pid"
 check "vepf-host runs on CPU $cpu only ([affinity] host)" runs_on "$host_pid"
 
+# status: both programs describe the same link and device, as text and as JSON.
+status() {  # ep|host [--json]
+  local prog=$1; shift
+  "$build/$([ "$prog" = ep ] && echo ep-firmware/vepf-ep || echo host-driver/vepf-host)" status --board "$board" --socket "$sock" "$@"
+}
+check "vepf-ep status: the net device running" sh -c "'$build/ep-firmware/vepf-ep' status --board '$board' --socket '$sock' | grep -q '\[0\] net: DRIVER_OK'"
+check "vepf-host status: the net device running" sh -c "'$build/host-driver/vepf-host' status --board '$board' --socket '$sock' | grep -q '\[0\] net: DRIVER_OK'"
+status ep --json >"$work/ep-status.json"
+status host --json >"$work/host-status.json"
+check "status --json of both sides: one link, one net device with its features, queues and counters" \
+  python3 - "$work/ep-status.json" "$work/host-status.json" <<'PY'
+import json, sys
+ep, host = (json.load(open(f)) for f in sys.argv[1:3])
+assert ep["program"] == "vepf-ep" and host["program"] == "vepf-host", (ep["program"], host["program"])
+for s in (ep, host):
+    assert s["link"]["state"] == "attached", s["link"]
+    d = s["devices"]
+    assert len(d) == 1 and d[0]["type"] == "net" and d[0]["driver_ok"], d
+    assert "VERSION_1" in d[0]["feature_names"] and "MAC" in d[0]["feature_names"], d[0]["feature_names"]
+    assert [q["index"] for q in d[0]["queues"]] == [0, 1], d[0]["queues"]
+    assert all(q["size"] == 256 and not q["broken"] for q in d[0]["queues"]), d[0]["queues"]
+    assert s["link_model"]["posted_writes"] > 0, s["link_model"]
+assert ep["link"]["epoch"] == host["link"]["epoch"], (ep["link"], host["link"])
+assert ep["devices"][0]["features"] == host["devices"][0]["features"]
+# The pings crossed: frames both ways on both sides.
+assert ep["devices"][0]["counters"]["to_driver"] >= 2 and ep["devices"][0]["counters"]["from_driver"] >= 2, ep["devices"][0]
+assert host["devices"][0]["counters"]["tx_frames"] >= 2 and host["devices"][0]["counters"]["rx_frames"] >= 2, host["devices"][0]
+# vepf-host reads nothing across the link to answer (the EP window read count stays).
+PY
+
 check "vepf-ep exits 0 on SIGTERM" stop_pid "$ep_pid"
 ep_pid=
 check "host TAP loses carrier when the EP stops" wait_carrier "$ns_host" down 3
 check "vepf-host keeps running without the EP" kill -0 "$host_pid"
+check "vepf-host status says it waits for the EP" sh -c "'$build/host-driver/vepf-host' status --board '$board' --socket '$sock' --json | grep -q '\"state\": \"waiting\"'"
 
 start_ep
 check "host TAP regains carrier after the EP restarts" wait_carrier "$ns_host" up 10

@@ -1,5 +1,8 @@
 #include "vepf/app/control_server.hpp"
 
+#include <grp.h>
+#include <cstdio>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -18,6 +21,42 @@
 #include "vepf/os/unix_socket.hpp"
 
 namespace vepf::app {
+
+namespace {
+
+/// The id of group `name` as /etc/group lists it. Read with fgetgrent(3), not getgrnam(3): a
+/// static vepf-ep then needs no NSS modules (whose shared libraries a static binary cannot load);
+/// groups from other sources (LDAP) are not seen.
+std::optional<gid_t> group_id(const std::string& name) {
+  std::FILE* f = std::fopen("/etc/group", "re");
+  if (f == nullptr) return std::nullopt;
+  std::optional<gid_t> id;
+  while (const group* g = ::fgetgrent(f)) {
+    if (name == g->gr_name) {
+      id = g->gr_gid;
+      break;
+    }
+  }
+  std::fclose(f);
+  return id;
+}
+
+}  // namespace
+
+tl::expected<ControlServer::Policy, std::string> control_policy(const config::ControlConfig& c) {
+  ControlServer::Policy policy;
+  policy.max_clients = c.max_clients;
+  if (!c.group.empty()) {
+    const auto gid = group_id(c.group);
+    if (!gid) {
+      return tl::unexpected("control.group = \"" + c.group +
+                            "\" is not a group of this system: create it (groupadd " + c.group +
+                            ") or remove the key");
+    }
+    policy.group = *gid;
+  }
+  return policy;
+}
 
 namespace {
 constexpr std::size_t kMaxMessage = 64 * 1024;  // bytes of one request or reply

@@ -252,6 +252,30 @@ std::uint8_t DeviceTransport::status(std::uint32_t slot) const noexcept {
   return slot < slots_.size() ? slots_[slot].status : 0;
 }
 
+std::uint64_t DeviceTransport::features(std::uint32_t slot) const noexcept {
+  return slot < slots_.size() ? slots_[slot].features : 0;
+}
+
+std::vector<DeviceTransport::QueueState> DeviceTransport::queue_states(std::uint32_t slot) const {
+  std::vector<QueueState> out;
+  if (slot >= slots_.size()) return out;
+  const Slot& s = slots_[slot];
+  for (std::size_t q = 0; q < s.queues.size(); ++q) {
+    const ring::Vringh* v = s.queues[q].get();
+    if (v == nullptr) continue;
+    QueueState st;
+    st.index = static_cast<std::uint16_t>(q);
+    st.size = v->num();
+    st.last_avail = v->last_avail_idx();
+    st.used = v->used_idx();
+    st.pending = v->pending();
+    st.broken = v->broken();
+    st.why = v->broken() ? v->why() : nullptr;
+    out.push_back(st);
+  }
+  return out;
+}
+
 std::uint64_t DeviceTransport::chain_limit_hits(std::uint32_t slot) const noexcept {
   return slot < slots_.size() ? slots_[slot].chain_limit_hits : 0;
 }

@@ -1,7 +1,6 @@
 // The EP server (server.hpp): what vepf-ep does between its CLI and its exit.
 #include "server/server.hpp"
 
-#include <grp.h>
 #include <linux/virtio_config.h>
 #include <sys/epoll.h>
 
@@ -17,6 +16,7 @@
 #include "devices/console/console_device.hpp"
 #include "devices/net/net_device.hpp"
 #include "devices/rpmsg/rpmsg_device.hpp"
+#include "vepf/app/status.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/netback/frame_backend.hpp"
 #include "vepf/rpmsg/relay.hpp"
@@ -32,23 +32,6 @@ std::uint32_t new_epoch() {
   std::uint32_t e = 0;
   while (e == 0) e = rd();
   return e;
-}
-
-/// The id of group `name` as /etc/group lists it. Read with fgetgrent(3), not getgrnam(3): a
-/// static vepf-ep then needs no NSS modules (whose shared libraries a static binary cannot load);
-/// groups from other sources (LDAP) are not seen.
-std::optional<gid_t> group_id(const std::string& name) {
-  std::FILE* f = std::fopen("/etc/group", "re");
-  if (f == nullptr) return std::nullopt;
-  std::optional<gid_t> id;
-  while (const group* g = ::fgetgrent(f)) {
-    if (name == g->gr_name) {
-      id = g->gr_gid;
-      break;
-    }
-  }
-  std::fclose(f);
-  return id;
 }
 
 std::string sys(const Error& e) {
@@ -243,21 +226,13 @@ void Server::reset_all() {
 
 Result<void> Server::open_control() {
   if (o_.control_socket.empty()) return {};
-  app::ControlServer::Policy policy;
-  policy.max_clients = cfg_.control.max_clients;
-  if (!cfg_.control.group.empty()) {
-    const auto gid = group_id(cfg_.control.group);
-    if (!gid) {
-      spdlog::get("ep")->error(
-          "control.group = \"{}\" is not a group of this system: create it (groupadd {}) or remove "
-          "the key",
-          cfg_.control.group, cfg_.control.group);
-      return fail(Errc::kInvalidArgument, "the control socket's group does not exist");
-    }
-    policy.group = *gid;
+  auto policy = app::control_policy(cfg_.control);
+  if (!policy) {
+    spdlog::get("ep")->error("{}", policy.error());
+    return fail(Errc::kInvalidArgument, "the control socket's group does not exist");
   }
   auto ctl = app::ControlServer::listen(
-      o_.control_socket, loop_, [this](std::string_view r) { return handle_control(r); }, policy);
+      o_.control_socket, loop_, [this](std::string_view r) { return handle_control(r); }, *policy);
   if (!ctl) return tl::unexpected(ctl.error());
   control_ = std::move(*ctl);
   return {};
@@ -370,14 +345,48 @@ json Server::list() const {
   return devs;
 }
 
+json Server::status() const {
+  json devs = list();
+  for (json& e : devs) {
+    const auto slot = e["slot"].get<std::uint32_t>();
+    const Device* d = device(slot);
+    const std::uint64_t f = transport_->features(slot);
+    e["features"] = fmt::format("{:#x}", f);
+    e["feature_names"] = app::feature_names(d->device_id(), f);
+    json queues = json::array();
+    for (const auto& q : transport_->queue_states(slot)) {
+      json j{{"index", q.index}, {"size", q.size},       {"last_avail", q.last_avail},
+             {"used", q.used},   {"pending", q.pending}, {"broken", q.broken}};
+      if (q.why != nullptr) j["why"] = q.why;
+      queues.push_back(std::move(j));
+    }
+    e["queues"] = std::move(queues);
+    e["counters"] = json{{"to_driver", d->counts().to_driver},
+                         {"from_driver", d->counts().from_driver},
+                         {"chain_limit_hits", e["chain_limit_hits"]}};
+    e.erase("chain_limit_hits");
+  }
+  return json{{"program", "vepf-ep"},
+              {"board", cfg_.name},
+              {"platform", config::to_string(cfg_.platform)},
+              {"link",
+               {{"state", transport_->attached() ? "attached" : "waiting"},
+                {"epoch", fmt::format("{:#010x}", transport_->epoch())},
+                {"where", link_.description},
+                {"repairs", transport_->repairs()}}},
+              {"link_model", app::link_model_json(link_.link->counters())},
+              {"devices", std::move(devs)}};
+}
+
 std::string Server::handle_control(std::string_view request) {
   auto error = [](const std::string& what) { return json{{"ok", false}, {"error", what}}.dump(); };
   const json req = json::parse(request, nullptr, /*allow_exceptions=*/false);
   if (!req.is_object() || !req.contains("op") || !req["op"].is_string()) {
-    return error(R"(request must be a JSON object with "op": "list", "add" or "remove")");
+    return error(R"(request must be a JSON object with "op": "list", "status", "add" or "remove")");
   }
   const std::string op = req["op"];
   if (op == "list") return json{{"ok", true}, {"devices", list()}}.dump();
+  if (op == "status") return json{{"ok", true}, {"status", status()}}.dump();
   if (op == "add") {
     if (!req.contains("device") || !req["device"].is_string())
       return error(R"("add" needs "device": "<TOML>")");
@@ -403,7 +412,7 @@ std::string Server::handle_control(std::string_view request) {
     }
     return json{{"ok", true}}.dump();
   }
-  return error("unknown op '" + op + "': use list, add or remove");
+  return error("unknown op '" + op + "': use list, status, add or remove");
 }
 
 std::size_t Server::on_peer_waiting() {

@@ -86,10 +86,13 @@ class Server {
   bool remove_device(std::uint32_t slot);
   /// Resets every device under a new epoch (the GPIO reset line does this).
   void reset_all();
-  /// One request of the control protocol (JSON: list, add, remove) and its reply.
+  /// One request of the control protocol (JSON: list, status, add, remove) and its reply.
   std::string handle_control(std::string_view request);
   /// The device table as `vepf-ep ctl list` prints it.
   nlohmann::json list() const;
+  /// `vepf-ep status`: the link, the link-model counters and every device with its negotiated
+  /// features, queues and counters (the document of vepf/app/status.hpp).
+  nlohmann::json status() const;
   /// Logs the devices' statistics and the link-model report at `lvl`.
   void print_report(spdlog::level::level_enum lvl);
 

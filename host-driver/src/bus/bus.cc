@@ -13,6 +13,7 @@
 #include "drivers/console/console_driver.hpp"
 #include "drivers/net/net_driver.hpp"
 #include "drivers/rpmsg/rpmsg_driver.hpp"
+#include "vepf/app/status.hpp"
 #include "vepf/layout/epf.hpp"
 #include "vepf/rpmsg/relay.hpp"
 
@@ -440,6 +441,59 @@ int Bus::run() {
   while (step(1000)) {
   }
   return exit_code_;
+}
+
+std::string control_socket_path(const config::BoardConfig& cfg, const std::string& override_path) {
+  if (!override_path.empty()) return override_path;
+  return cfg.platform == config::Platform::kLoopback ? cfg.loopback.socket + ".host.ctl"
+                                                     : "/run/vepf/vepf-host.ctl";
+}
+
+nlohmann::json Bus::status() const {
+  using nlohmann::json;
+  json devs = json::array();
+  for (const auto& d : drivers_) {
+    json queues = json::array();
+    for (const QueueState& q : d->queue_states()) {
+      queues.push_back(json{
+          {"index", q.index}, {"size", q.size}, {"in_flight", q.in_flight}, {"broken", q.broken}});
+    }
+    json counters = json::object();
+    for (const auto& [name, value] : d->counters()) counters[name] = value;
+    devs.push_back(json{{"slot", d->slot()},
+                        {"type", app::device_type_name(d->info().device_id)},
+                        {"driver_ok", d->running()},
+                        {"needs_reset", false},  // such a driver is dropped and probed again
+                        {"features", fmt::format("{:#x}", d->features())},
+                        {"feature_names", app::feature_names(d->info().device_id, d->features())},
+                        {"queues", std::move(queues)},
+                        {"counters", std::move(counters)}});
+  }
+  const bool up = state_ == State::kSession;
+  return json{
+      {"program", "vepf-host"},
+      {"board", cfg_.name},
+      {"platform", config::to_string(cfg_.platform)},
+      {"link",
+       {{"state", up ? "attached" : "waiting"},
+        {"epoch", fmt::format("{:#010x}", up ? epoch() : 0u)},
+        {"where", source_->description()},
+        {"sessions", sessions_},
+        {"reprobes", reprobes_}}},
+      {"link_model", app::link_model_json(link_ ? link_->counters() : ring::LinkCounters{})},
+      {"devices", std::move(devs)}};
+}
+
+std::string Bus::handle_control(std::string_view request) const {
+  using nlohmann::json;
+  const json req = json::parse(request, nullptr, /*allow_exceptions=*/false);
+  if (!req.is_object() || !req.contains("op") || !req["op"].is_string()) {
+    return json{{"ok", false}, {"error", R"(request must be a JSON object with "op": "status")"}}
+        .dump();
+  }
+  const std::string op = req["op"];
+  if (op == "status") return json{{"ok", true}, {"status", status()}}.dump();
+  return json{{"ok", false}, {"error", "unknown op '" + op + "': vepf-host answers status"}}.dump();
 }
 
 void Bus::print_report(spdlog::level::level_enum lvl) {

@@ -15,9 +15,12 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <spdlog/common.h>
+#include <nlohmann/json.hpp>
 
 #include "drivers/driver.hpp"
 #include "vepf/app/app.hpp"
@@ -42,6 +45,10 @@ inline constexpr std::chrono::milliseconds kMaxRetry{2000};
 /// only after a wait (Options::first_retry, doubling up to Options::max_retry): a device that
 /// breaks at once on every probe costs a few probes a second, not a busy loop.
 inline constexpr std::chrono::seconds kReprobeWindow{10};
+
+/// vepf-host's control socket (`vepf-host status`): `override_path` when set, else the loopback
+/// socket + ".host.ctl", or /run/vepf/vepf-host.ctl on PCI platforms.
+std::string control_socket_path(const config::BoardConfig& cfg, const std::string& override_path);
 
 class Bus {
  public:
@@ -89,6 +96,12 @@ class Bus {
   std::uint64_t reprobes() const noexcept { return reprobes_; }
   /// Logs the drivers' statistics and the link-model report at `lvl`.
   void print_report(spdlog::level::level_enum lvl);
+  /// `vepf-host status`: the link, the link-model counters and every driver with its device's
+  /// negotiated features, queues and counters (the document of vepf/app/status.hpp). Reads
+  /// nothing across the link.
+  nlohmann::json status() const;
+  /// One request of vepf-host's control socket ({"op": "status"}) and its reply.
+  std::string handle_control(std::string_view request) const;
 
  private:
   bool connect();

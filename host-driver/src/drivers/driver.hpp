@@ -7,9 +7,12 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <spdlog/common.h>
 
+#include "transport/window_space.hpp"
 #include "vepf/error.hpp"
 #include "vepf/log/limit.hpp"
 #include "vepf/transport/driver_transport.hpp"
@@ -46,12 +49,21 @@ class Driver {
   /// A budget ran out with work left: call on_interrupt() again before sleeping.
   virtual bool backlog() const { return false; }
   virtual Counts counts() const = 0;
+  /// The driver's queues, for `vepf-host status` (empty before probe()).
+  virtual std::vector<QueueState> queue_states() const { return {}; }
+  /// The driver's statistics by name, for `vepf-host status` (ethtool -S style): counts() as
+  /// "sent" and "received", and what the driver counts besides.
+  virtual std::vector<std::pair<const char*, std::uint64_t>> counters() const {
+    return {{"sent", counts().sent}, {"received", counts().received}};
+  }
   /// Logs this device's statistics at `lvl` (SIGUSR1, exit).
   virtual void report(spdlog::level::level_enum lvl) const = 0;
 
   std::uint32_t slot() const noexcept { return info_.slot; }
   const transport::DeviceInfo& info() const noexcept { return info_; }
   std::uint64_t features() const noexcept { return features_; }
+  /// DRIVER_OK is set (probe() finished) and the device has not said DEVICE_NEEDS_RESET.
+  bool running() const noexcept { return driver_ok_; }
 
  protected:
   /// Reset, then VIRTIO 1.2 §3.1.1 steps 1-6 with `wanted`; stores the result in features_.

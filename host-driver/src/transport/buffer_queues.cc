@@ -11,6 +11,8 @@ Result<void> BufferQueues::setup(std::uint16_t rx_index, std::uint16_t tx_index,
   if (!tx) return tl::unexpected(tx.error());
   rx_ = std::move(*rx);
   tx_ = std::move(*tx);
+  rx_index_ = rx_index;
+  tx_index_ = tx_index;
   buf_size_ = buf_size;
   auto rxp = space_.alloc(layout::WindowId::kRc, std::size_t{num} * buf_size);
   auto txp = space_.alloc(layout::WindowId::kEp, std::size_t{num} * buf_size);

@@ -34,6 +34,11 @@ class BufferQueues {
 
   ring::Vring& rx() noexcept { return *rx_; }
   ring::Vring& tx() noexcept { return *tx_; }
+  /// Both queues' states (after setup()), appended to `out`.
+  void queue_states(std::vector<QueueState>& out) const {
+    if (rx_) out.push_back(queue_state(rx_index_, *rx_));
+    if (tx_) out.push_back(queue_state(tx_index_, *tx_));
+  }
   std::size_t buf_size() const noexcept { return buf_size_; }
 
   /// Puts receive buffer `token` back on the receive queue.
@@ -70,6 +75,7 @@ class BufferQueues {
   WindowSpace space_;  // frees the window space when destroyed
   std::unique_ptr<ring::Vring> rx_, tx_;
   std::size_t buf_size_ = 0;
+  std::uint16_t rx_index_ = 0, tx_index_ = 0;
   transport::Allocation rx_pool_, tx_pool_;
   std::vector<std::uint16_t> tx_free_;
   bool tx_viewed_ = false;                  // tx_free_.back() was handed out by tx_fill_view()

@@ -13,6 +13,18 @@
 
 namespace vepf::host {
 
+/// One queue as the driver sees it, for `vepf-host status`.
+struct QueueState {
+  std::uint16_t index = 0;      // queue number
+  std::uint16_t size = 0;       // entries
+  std::uint16_t in_flight = 0;  // chains posted and not yet used by the device
+  bool broken = false;          // the device broke a ring rule (or DEVICE_NEEDS_RESET)
+};
+/// `v`'s state as queue `index`.
+inline QueueState queue_state(std::uint16_t index, const ring::Vring& v) noexcept {
+  return {index, v.num(), v.in_flight(), v.broken()};
+}
+
 class WindowSpace {
  public:
   WindowSpace(transport::DriverTransport& t, const transport::DeviceInfo& info)

@@ -68,6 +68,22 @@ class BlockDriver final : public Driver, public nbd::BlockTarget {
   void on_interrupt() override;
   bool backlog() const override { return backlog_; }
   Counts counts() const override { return {stats_.writes, stats_.reads}; }
+  std::vector<QueueState> queue_states() const override {
+    if (!vq_) return {};
+    return {queue_state(layout::kBlkRequestQueue, *vq_)};
+  }
+  std::vector<std::pair<const char*, std::uint64_t>> counters() const override {
+    const BlkStats& s = stats_;
+    return {{"reads", s.reads},
+            {"read_bytes", s.read_bytes},
+            {"writes", s.writes},
+            {"write_bytes", s.write_bytes},
+            {"flushes", s.flushes},
+            {"discards", s.discards},
+            {"write_zeroes", s.write_zeroes},
+            {"errors", s.errors},
+            {"lent_writes", s.lent_writes}};
+  }
   void report(spdlog::level::level_enum lvl) const override;
   const BlkStats& stats() const noexcept { return stats_; }
   const layout::VirtioBlkConfig& blk_config() const noexcept { return cfg_; }

@@ -63,6 +63,21 @@ class ConsoleDriver final : public Driver {
   void on_interrupt() override;
   bool backlog() const override { return backlog_; }
   Counts counts() const override { return {stats_.sent_bytes, stats_.received_bytes}; }
+  std::vector<QueueState> queue_states() const override {
+    std::vector<QueueState> out;
+    for (const auto& p : ports_) p->q->queue_states(out);
+    if (ctrl_) ctrl_->queue_states(out);
+    return out;
+  }
+  std::vector<std::pair<const char*, std::uint64_t>> counters() const override {
+    const ConsoleStats& s = stats_;
+    return {{"sent_bytes", s.sent_bytes},
+            {"received_bytes", s.received_bytes},
+            {"bad", s.bad},
+            {"resizes_sent", s.resizes_sent},
+            {"resizes_received", s.resizes_received},
+            {"control_dropped", s.control_dropped}};
+  }
   void report(spdlog::level::level_enum lvl) const override;
   const ConsoleStats& stats() const noexcept { return stats_; }
   /// Control messages waiting for a control transmit buffer (at most max_control_queued).

@@ -55,6 +55,17 @@ class NetDriver final : public Driver {
   void on_interrupt() override;
   bool backlog() const override { return backlog_; }
   Counts counts() const override { return {stats_.tx_frames, stats_.rx_frames}; }
+  std::vector<QueueState> queue_states() const override {
+    std::vector<QueueState> out;
+    if (q_) q_->queue_states(out);
+    return out;
+  }
+  std::vector<std::pair<const char*, std::uint64_t>> counters() const override {
+    const NetStats& s = stats_;
+    return {{"tx_frames", s.tx_frames},  {"tx_bytes", s.tx_bytes}, {"tx_dropped", s.tx_dropped},
+            {"rx_frames", s.rx_frames},  {"rx_bytes", s.rx_bytes}, {"rx_errors", s.rx_errors},
+            {"rx_bad_hdr", s.rx_bad_hdr}};
+  }
   void report(spdlog::level::level_enum lvl) const override;
   const NetStats& stats() const noexcept { return stats_; }
   std::uint16_t mtu() const noexcept { return mtu_; }

@@ -66,6 +66,24 @@ class RpmsgDriver final : public Driver, private rpmsg::Port {
   void on_interrupt() override;
   bool backlog() const override { return backlog_; }
   Counts counts() const override { return {router_->stats().sent, router_->stats().received}; }
+  std::vector<QueueState> queue_states() const override {
+    std::vector<QueueState> out;
+    if (q_) q_->queue_states(out);
+    return out;
+  }
+  std::vector<std::pair<const char*, std::uint64_t>> counters() const override {
+    const rpmsg::ChannelStats& c = router_->stats();
+    return {{"sent", c.sent},
+            {"sent_bytes", c.sent_bytes},
+            {"received", c.received},
+            {"received_bytes", c.received_bytes},
+            {"bad", c.bad + stats_.bad},
+            {"no_endpoint", c.no_endpoint},
+            {"dropped", c.dropped},
+            {"held", c.held},
+            {"refused", c.refused},
+            {"refused_connections", c.refused_connections}};
+  }
   void report(spdlog::level::level_enum lvl) const override;
   const RpmsgStats& stats() const noexcept { return stats_; }
   const rpmsg::ChannelStats& channel_stats() const noexcept { return router_->stats(); }

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "vepf/config/board_config.hpp"
 #include "vepf/error.hpp"
 #include "vepf/log/limit.hpp"
 #include "vepf/os/acceptor.hpp"
@@ -70,6 +71,10 @@ class ControlServer {
   std::vector<os::Fd> clients_;
   std::unique_ptr<os::Acceptor> acceptor_;  // last: gone first, with the listener
 };
+
+/// The Policy of board config [control]: its max_clients, and its group resolved in /etc/group.
+/// Errors: the group does not exist (the message names control.group and the fix).
+tl::expected<ControlServer::Policy, std::string> control_policy(const config::ControlConfig& c);
 
 /// Client side: sends `request` to the control socket at `path` and returns the reply.
 /// Errors: kSystem/kLinkDown when the socket cannot be reached, kTimeout without a reply in 5 s.

@@ -184,6 +184,10 @@ class Vringh final : private PollGroup::Member {
   /// transport apart from the other breaks, as the board config sets it.
   bool limit_hit() const noexcept { return limit_hit_; }
   std::uint16_t num() const noexcept { return num_; }
+  /// The next avail ring entry this side will take, and the used index it last wrote (both
+  /// free-running 16-bit counters, VIRTIO 1.2 §2.7.6 and §2.7.8), for status reports.
+  std::uint16_t last_avail_idx() const noexcept { return last_avail_idx_; }
+  std::uint16_t used_idx() const noexcept { return used_idx_; }
   /// Descriptors a chain may have here (max_chain capped by the queue size).
   std::uint32_t chain_max() const noexcept { return chain_max_; }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <span>
@@ -114,6 +115,20 @@ class DeviceTransport {
   std::uint32_t epoch() const noexcept { return epoch_; }
   /// Device status of a slot as the device holds it.
   std::uint8_t status(std::uint32_t slot) const noexcept;
+  /// Feature bits the driver of `slot` negotiated (0 before FEATURES_OK).
+  std::uint64_t features(std::uint32_t slot) const noexcept;
+  /// One enabled queue of a slot, for status reports (`vepf-ep status`).
+  struct QueueState {
+    std::uint16_t index = 0;       // queue number
+    std::uint16_t size = 0;        // entries
+    std::uint16_t last_avail = 0;  // next avail entry the device takes (free-running)
+    std::uint16_t used = 0;        // used index the device last wrote (free-running)
+    std::uint16_t pending = 0;     // chains available and not taken yet
+    bool broken = false;           // the driver broke a ring rule (DEVICE_NEEDS_RESET)
+    const char* why = nullptr;     // the rule, when broken
+  };
+  /// The enabled queues of `slot`, in queue order (empty when none or no such slot).
+  std::vector<QueueState> queue_states(std::uint32_t slot) const;
   const ring::AddressSpace& space() const noexcept { return space_; }
   /// The spin-then-sleep group of every device's queues (VringhParams::group).
   ring::PollGroup& poll_group() noexcept { return group_; }
