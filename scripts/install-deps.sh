@@ -1,7 +1,29 @@
 #!/usr/bin/env bash
-# Installs every build, test and demo dependency of virtio-epf from Debian bookworm packages.
-# Idempotent; needs root (or sudo). Nothing is downloaded from outside Debian's archive.
+# Installs the dependencies of virtio-epf from Debian bookworm packages. Idempotent; needs root
+# (or sudo). Nothing is downloaded from outside Debian's archive.
+#
+#   scripts/install-deps.sh             everything the tests use (scripts/test.sh): the sanitizer
+#                                       and fuzz toolchains, the benchmark peers, QEMU and the
+#                                       arm64 cross toolchain for the rig, the NBD clients...
+#   scripts/install-deps.sh --minimal   only what the default build and the loopback demo need
+#                                       (README's first command)
 set -euo pipefail
+
+minimal=0
+case "${1:-}" in
+  '') ;;
+  --minimal) minimal=1 ;;
+  *) echo "install-deps: unknown argument '$1': use --minimal, or nothing for the full set" >&2; exit 2 ;;
+esac
+
+# The default build (its unit tests and benchmarks included) and scripts/demo-loopback.sh.
+base=(
+  build-essential cmake ninja-build pkg-config
+  libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libexpected-dev
+  nlohmann-json3-dev linux-libc-dev libpci-dev libgpiod-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  iproute2 iputils-ping iperf3 procps psmisc
+)
 
 pkgs=(
   # toolchain
@@ -36,7 +58,10 @@ pkgs=(
   # guest's iperf3 (scripts/qemu/foreign-debs.sh unpacks the program itself)
   libgpiod-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libspdlog-dev:arm64 libfmt-dev:arm64
   libtomlplusplus-dev:arm64 libiperf0:arm64
+  # tests/packaging/check_debs.sh: the packages' systemd units (systemd-analyze verify)
+  systemd
 )
+if [ "$minimal" = 1 ]; then pkgs=("${base[@]}"); fi
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
@@ -51,7 +76,7 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+if [ "$minimal" = 0 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $SUDO dpkg --add-architecture arm64  # multiarch: :arm64 packages beside this machine's
 fi
 $SUDO apt-get update -qq

@@ -6,7 +6,8 @@
 # default vepf-host, runs the unit tests cross-built for arm64 under qemu-user, under ASan+UBSan
 # and under TSan, fuzzes every libFuzzer target for 60 s, two at a time (scripts/fuzz.sh: executions and the
 # corpora's line coverage in build/fuzz/report.md), and the HIL stage on two QEMU machines (tests/hil/run.sh), where an arm64
-# machine runs the arm64 vepf-ep.
+# machine runs the arm64 vepf-ep. Between them it builds the .deb packages and checks them
+# (tests/packaging/check_debs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${VEPF_JOBS:-2}
@@ -38,6 +39,9 @@ echo "== arm64 vepf-ep (cross-built, static) and its unit tests under qemu-aarch
 cmake --preset arm64 >/dev/null
 cmake --build --preset arm64 -j "$jobs"
 ctest --preset arm64 -j "$jobs"
+
+echo "== packages: vepf-host (default), vepf-ep (static, amd64 and arm64), unpacked and checked"
+tests/packaging/check_debs.sh
 
 echo "== asan-ubsan build (unit tests)"
 cmake --preset asan-ubsan >/dev/null
