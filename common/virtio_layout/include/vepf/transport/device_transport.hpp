@@ -5,10 +5,10 @@
 
 #include <array>
 #include <cstdint>
-#include <vector>
 #include <memory>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "vepf/error.hpp"
 #include "vepf/layout/epf.hpp"
