@@ -81,10 +81,21 @@ int main(int argc, char** argv) {
   vepf::host::Bus::Options bo;
   bo.connect_timeout = std::chrono::milliseconds(o.connect_timeout_ms);
   bo.once = o.once;
+  std::string ctl_error;  // set below when the control socket cannot be opened
+  bo.on_session = [&ctl_error, &ctl_path] {
+    if (ctl_error.empty()) return;
+    spdlog::get("host")->warn(
+        "no control socket at {}: {}; `vepf-host status` cannot reach this vepf-host (name another "
+        "path with --ctl-socket)",
+        ctl_path, ctl_error);
+    ctl_error.clear();
+  };
   vepf::host::Bus bus(*cfg, vepf::platform::make_host_link_source(*cfg, vepf::vfio::find_function),
                       rt->loop, bo);
   // `vepf-host status`: served from the loop, in every state of the bus (it runs the loop while
-  // it waits for the EP too).
+  // it waits for the EP too). Without the socket the devices still work, and only status cannot
+  // reach this vepf-host (an unprivileged user cannot bind in /run/vepf): said once the link is
+  // up, so that a link that cannot be opened stays a one-line error.
   auto policy = vepf::app::control_policy(cfg->control);
   if (!policy) {
     std::fprintf(stderr, "vepf-host: %s\n", policy.error().c_str());
@@ -93,10 +104,9 @@ int main(int argc, char** argv) {
   auto ctl = vepf::app::ControlServer::listen(
       ctl_path, rt->loop, [&bus](std::string_view r) { return bus.handle_control(r); }, *policy);
   if (!ctl) {
-    std::fprintf(stderr, "vepf-host: cannot open the control socket %s: %s%s%s\n", ctl_path.c_str(),
-                 ctl.error().what, ctl.error().sys_errno ? ": " : "",
-                 ctl.error().sys_errno ? std::strerror(ctl.error().sys_errno) : "");
-    return vepf::app::kExitFailure;
+    ctl_error = std::string(ctl.error().what) +
+                (ctl.error().sys_errno ? std::string(": ") + std::strerror(ctl.error().sys_errno)
+                                       : std::string());
   }
   const int sfd = rt->signals.get();
   (void)rt->loop.add(sfd, EPOLLIN, [&bus, sfd](std::uint32_t) {

@@ -326,6 +326,7 @@ void Bus::on_timer() {
 
 void Bus::start_session() {
   ++sessions_;
+  if (o_.on_session) o_.on_session();
   ticks_ = 0;
   if (const int fd = link_->interrupt_fd(); fd >= 0) {
     if (loop_.add(fd, EPOLLIN, [this](std::uint32_t) { on_interrupt(); }))

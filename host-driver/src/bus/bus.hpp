@@ -61,6 +61,8 @@ class Bus {
     /// (e.g. rpmsg::Endpoints), or an empty factory for the socket channels of the board config.
     /// Called at each probe of the slot (a new attach, a probe after NEEDS_RESET).
     std::function<rpmsg::RouterFactory(std::uint32_t slot)> rpmsg_router;
+    /// Called when a session starts (the EP attached), before the devices are probed.
+    std::function<void()> on_session;
   };
   enum class State { kConnect, kSession, kRetryWait, kDone };
 
